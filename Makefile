@@ -1,0 +1,131 @@
+# IMS - one non-recursive Makefile: libraries under lib/, programs under src/, tests under tests/.
+#
+#   make            build everything into build/ (make SAN=1: ASan+UBSan build into build/san/)
+#   make test       unit tests (cmocka), end-to-end tests (pytest), a short fuzz run
+#   make run        install missing Debian packages, build, run imsd on ./var
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       install the Debian packages the build and the tests need
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SAN     ?= 0
+CC      ?= cc
+
+ifeq ($(SAN),1)
+BUILD   := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1
+else
+BUILD   := build
+SANFLAGS :=
+OPT     := -O2
+endif
+
+BIN     := $(BUILD)/bin
+OBJ     := $(BUILD)/obj
+CPPFLAGS += -D_GNU_SOURCE -Ilib
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wno-missing-field-initializers $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS  += -llmdb -lhivex -lpthread
+
+# Libraries in link order: a library may use only those after it.
+LIBS     := reg base
+lib_srcs  = $(wildcard lib/$(1)/*.c)
+lib_objs  = $(patsubst %.c,$(OBJ)/%.o,$(call lib_srcs,$(1)))
+LIBFILES := $(foreach l,$(LIBS),$(BUILD)/lib/lib$(l).a)
+
+# Programs: every directory under src/ is one program.
+PROGS    := $(notdir $(wildcard src/*))
+PROGFILES := $(addprefix $(BIN)/,$(PROGS))
+
+# Unit tests: tests/unit/<module>_test.c
+UNIT_SRCS := $(wildcard tests/unit/*_test.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+# Benchmarks: bench/<name>.c, one program each.
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+ALL_SRCS := $(foreach l,$(LIBS),$(call lib_srcs,$(l))) $(wildcard src/*/*.c) $(UNIT_SRCS) $(BENCH_SRCS)
+
+.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench
+all: $(PROGFILES) $(UNIT_BINS) $(BENCH_BINS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+define LIB_RULE
+$(BUILD)/lib/lib$(1).a: $(call lib_objs,$(1))
+	@mkdir -p $$(dir $$@)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(LIBS),$(eval $(call LIB_RULE,$(l))))
+
+define PROG_RULE
+$(BIN)/$(1): $(patsubst %.c,$(OBJ)/%.o,$(wildcard src/$(1)/*.c)) $(LIBFILES)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+endef
+$(foreach p,$(PROGS),$(eval $(call PROG_RULE,$(p))))
+
+$(BUILD)/tests/%_test: $(OBJ)/tests/unit/%_test.o $(LIBFILES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: $(OBJ)/bench/%.o $(LIBFILES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The fuzz targets need clang's libFuzzer; they build into build/fuzz/ without the SAN switch.
+FUZZ_SRCS := $(wildcard tests/fuzz/*_fuzz.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+FUZZ_LIB_SRCS := $(foreach l,$(LIBS),$(call lib_srcs,$(l)))
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+deps:
+	@sh tools/deps.sh
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: $(PROGFILES)
+	IMS_BIN=$(abspath $(BIN)) /usr/bin/python3 -m pytest -q tests/e2e
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do \
+	  n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
+	  echo "== $$f (20 s)"; $$f -max_total_time=20 -timeout=5 -rss_limit_mb=2048 \
+	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3; done
+
+test: all
+	$(MAKE) --no-print-directory unit SAN=$(SAN)
+	$(MAKE) --no-print-directory e2e SAN=$(SAN)
+ifneq ($(SAN),1)
+	$(MAKE) --no-print-directory fuzz
+endif
+
+bench: all
+	@sh bench/registry.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench)
+
+run: deps all
+	@echo "imsd is not part of this build yet (see issue 5); the registry tools are in $(BIN)"
+
+install: $(PROGFILES)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(PROGFILES) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(PROGS))
+
+format:
+	clang-format -i $(ALL_SRCS) $(wildcard lib/*/*.h) $(FUZZ_SRCS)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
