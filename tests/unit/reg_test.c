@@ -1,0 +1,613 @@
+/* reg_test.c - unit tests of the registry store (lib/reg): keys, values, order, limits,
+ * volatile and owner-bound keys, transactions, notification, several processes at once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "reg/reg.h"
+#include "reg/store.h" /* to simulate a reboot (the context's boot id) */
+
+struct fx {
+    char dir[64];
+    reg_ctx *ctx;
+    reg_key *cu, *lm;
+};
+
+static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
+{
+    (void)s, (void)f, (void)w;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    struct fx *fx = calloc(1, sizeof *fx);
+    strcpy(fx->dir, "/tmp/reg_test.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    assert_int_equal(reg_ctx_open(fx->dir, &fx->ctx), ERROR_SUCCESS);
+    assert_int_equal(reg_key_open_root(fx->ctx, REG_ROOT_HKCU, &fx->cu), ERROR_SUCCESS);
+    assert_int_equal(reg_key_open_root(fx->ctx, REG_ROOT_HKLM, &fx->lm), ERROR_SUCCESS);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *fx = *state;
+    reg_key_close(fx->cu);
+    reg_key_close(fx->lm);
+    reg_ctx_close(fx->ctx);
+    nftw(fx->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+/* names collected by enumeration, joined with '|' */
+static int collect_name(void *arg, const char *name)
+{
+    buf *b = arg;
+    if (b->len)
+        buf_addc(b, '|');
+    buf_adds(b, name);
+    return 0;
+}
+
+static int collect_value(void *arg, const char *name, uint32_t type, const uint8_t *d, size_t n)
+{
+    (void)type, (void)d, (void)n;
+    return collect_name(arg, name);
+}
+
+static void assert_subkeys(reg_key *k, const char *want)
+{
+    buf b = BUF_INIT;
+    assert_int_equal(reg_key_enum_subkeys(k, collect_name, &b), ERROR_SUCCESS);
+    assert_string_equal(buf_cstr(&b), want);
+    buf_free(&b);
+}
+
+static void assert_values(reg_key *k, const char *want)
+{
+    buf b = BUF_INIT;
+    assert_int_equal(reg_key_enum_values(k, collect_value, &b), ERROR_SUCCESS);
+    assert_string_equal(buf_cstr(&b), want);
+    buf_free(&b);
+}
+
+static void test_create_open(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k, *k2;
+    unsigned disp;
+    assert_int_equal(reg_key_create(fx->cu, "Software\\Test\\Deep", 0, NULL, &k, &disp), 0);
+    assert_int_equal(disp, REG_CREATED_NEW_KEY);
+    reg_key_close(k);
+    assert_int_equal(reg_key_create(fx->cu, "SOFTWARE\\test\\DEEP", 0, NULL, &k, &disp), 0);
+    assert_int_equal(disp, REG_OPENED_EXISTING_KEY);
+    reg_key_close(k);
+    /* Trailing and doubled backslashes are ignored; a leading one is a bad path. */
+    assert_int_equal(reg_key_open(fx->cu, "software\\\\test\\deep\\", 0, &k), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->cu, "\\Software", 0, &k), ERROR_BAD_PATHNAME);
+    assert_null(k);
+    assert_int_equal(reg_key_open(fx->cu, "Software\\Nope", 0, &k), ERROR_FILE_NOT_FOUND);
+    assert_null(k);
+    /* Names keep the case they were created with. */
+    assert_int_equal(reg_key_open(fx->cu, "software", 0, &k), 0);
+    assert_subkeys(k, "Test");
+    /* "" opens the same key again. */
+    assert_int_equal(reg_key_open(k, "", 0, &k2), 0);
+    assert_subkeys(k2, "Test");
+    reg_key_close(k2);
+    reg_key_close(k);
+}
+
+static void test_subkey_order(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->cu, "Order", 0, NULL, &k, NULL), 0);
+    /* Windows sorts upper-cased: '_' (0x5f) comes after 'B'; 'é' folds to 'É'. */
+    const char *names[] = {"b", "_x", "A", "c", "\xc3\xa9t\xc3\xa9", "B2"};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(reg_key_create(k, names[i], 0, NULL, NULL, NULL), 0);
+    assert_subkeys(k, "A|b|B2|c|_x|\xc3\xa9t\xc3\xa9");
+    /* The same name in another case is the same key. */
+    reg_key *e;
+    assert_int_equal(reg_key_open(k, "\xc3\x89T\xc3\x89", 0, &e), 0);
+    reg_key_close(e);
+    buf name = BUF_INIT;
+    assert_int_equal(reg_key_enum_subkey(k, 2, &name), 0);
+    assert_string_equal(buf_cstr(&name), "B2");
+    assert_int_equal(reg_key_enum_subkey(k, 6, &name), ERROR_NO_MORE_ITEMS);
+    buf_free(&name);
+    reg_key_close(k);
+}
+
+static void test_values(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->cu, "Vals", 0, NULL, &k, NULL), 0);
+    /* Creation order, as Windows keeps it; replacing keeps the place. */
+    assert_int_equal(reg_value_set_dword(k, "A", 1), 0);
+    assert_int_equal(reg_value_set_dword(k, "C", 2), 0);
+    assert_int_equal(reg_value_set_dword(k, "D", 3), 0);
+    assert_int_equal(reg_value_set_dword(k, "B", 4), 0);
+    assert_int_equal(reg_value_set_sz(k, "c", REG_SZ, "now a string"), 0);
+    assert_values(k, "A|c|D|B");
+    buf b = BUF_INIT;
+    assert_int_equal(reg_value_get_sz(k, "C", &b), 0);
+    assert_string_equal(buf_cstr(&b), "now a string");
+    uint32_t type, v;
+    assert_int_equal(reg_value_get(k, "c", &type, &b), 0);
+    assert_int_equal(type, REG_SZ);
+    assert_int_equal(b.len, 26); /* 12 UTF-16 units + terminator */
+    assert_int_equal(reg_value_get_dword(k, "D", &v), 0);
+    assert_int_equal(v, 3);
+    assert_int_equal(reg_value_get_dword(k, "c", &v), ERROR_INVALID_DATA);
+    /* Default value, empty data, any type number. */
+    assert_int_equal(reg_value_set(k, NULL, REG_SZ, "\0\0", 2), 0);
+    assert_int_equal(reg_value_get(k, "", &type, &b), 0);
+    assert_int_equal(b.len, 2);
+    assert_int_equal(reg_value_set(k, "odd", 0xabcd, NULL, 0), 0);
+    assert_int_equal(reg_value_get(k, "ODD", &type, &b), 0);
+    assert_int_equal(type, 0xabcd);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(reg_value_set(k, "bad", REG_BINARY, NULL, 4), ERROR_NOACCESS);
+    /* Delete. */
+    assert_int_equal(reg_value_delete(k, "a"), 0);
+    assert_int_equal(reg_value_delete(k, "a"), ERROR_FILE_NOT_FOUND);
+    assert_int_equal(reg_value_get(k, "A", NULL, NULL), ERROR_FILE_NOT_FOUND);
+    assert_values(k, "c|D|B||odd");
+    const char *multi[] = {"one", "two"};
+    assert_int_equal(reg_value_set_multi_sz(k, "m", multi, 2), 0);
+    assert_int_equal(reg_value_get(k, "m", &type, &b), 0);
+    assert_int_equal(type, REG_MULTI_SZ);
+    assert_int_equal(b.len, 18);
+    reg_key_info info;
+    assert_int_equal(reg_key_query_info(k, &info), 0);
+    assert_int_equal(info.values, 6);
+    assert_int_equal(info.subkeys, 0);
+    assert_int_equal(info.max_value_len, 26);
+    assert_true(info.last_write > 0);
+    buf_free(&b);
+    reg_key_close(k);
+}
+
+static void test_limits(void **state)
+{
+    struct fx *fx = *state;
+    char name[REG_MAX_VALUE_NAME + 2];
+    memset(name, 'n', sizeof name);
+    name[256] = 0;
+    assert_int_equal(reg_key_create(fx->cu, name, 0, NULL, NULL, NULL), ERROR_INVALID_PARAMETER);
+    name[255] = 0;
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->cu, name, 0, NULL, NULL, NULL), 0);
+    assert_int_equal(reg_key_open(fx->cu, name, 0, &k), 0);
+    memset(name, 'v', sizeof name);
+    name[REG_MAX_VALUE_NAME] = 0;
+    assert_int_equal(reg_value_set_dword(k, name, 7), 0);
+    uint32_t v;
+    assert_int_equal(reg_value_get_dword(k, name, &v), 0);
+    assert_int_equal(v, 7);
+    name[REG_MAX_VALUE_NAME] = 'v';
+    name[REG_MAX_VALUE_NAME + 1] = 0;
+    assert_int_equal(reg_value_set_dword(k, name, 7), ERROR_INVALID_PARAMETER);
+    reg_key_close(k);
+    /* Depth: 512 levels below the root, not 513. */
+    buf p = BUF_INIT;
+    for (int i = 0; i < REG_MAX_DEPTH; i++)
+        buf_adds(&p, i ? "\\d" : "d");
+    assert_int_equal(reg_key_create(fx->cu, buf_cstr(&p), 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_key_create(k, "one-more", 0, NULL, NULL, NULL), ERROR_INVALID_PARAMETER);
+    reg_key_close(k);
+    buf_free(&p);
+}
+
+static void test_delete(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *a, *b;
+    assert_int_equal(reg_key_create(fx->cu, "Del\\A\\B", 0, NULL, &b, NULL), 0);
+    assert_int_equal(reg_value_set_dword(b, "x", 1), 0);
+    assert_int_equal(reg_key_open(fx->cu, "Del\\A", 0, &a), 0);
+    assert_int_equal(reg_key_delete(fx->cu, "Del\\A"), ERROR_ACCESS_DENIED);
+    assert_int_equal(reg_key_delete(a, "B"), 0);
+    /* A handle to a deleted key says so. */
+    assert_int_equal(reg_value_get(b, "x", NULL, NULL), ERROR_KEY_DELETED);
+    assert_int_equal(reg_value_set_dword(b, "y", 1), ERROR_KEY_DELETED);
+    assert_int_equal(reg_key_create(b, "C", 0, NULL, NULL, NULL), ERROR_KEY_DELETED);
+    assert_int_equal(reg_key_open(fx->cu, "Del\\A\\B", 0, &b), ERROR_FILE_NOT_FOUND);
+    reg_key_close(b);
+    /* Delete tree with and without a subkey. */
+    assert_int_equal(reg_key_create(a, "X\\Y", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(reg_value_set_dword(a, "v", 1), 0);
+    assert_int_equal(reg_key_delete_tree(a, NULL), 0);
+    assert_subkeys(a, "");
+    assert_values(a, "");
+    assert_int_equal(reg_key_delete_tree(fx->cu, "Del"), 0);
+    assert_int_equal(reg_key_delete_tree(fx->cu, "Del"), ERROR_FILE_NOT_FOUND);
+    reg_key_close(a);
+    /* Roots cannot be deleted. */
+    assert_int_equal(reg_key_delete(fx->cu, ""), ERROR_ACCESS_DENIED);
+}
+
+static void test_rename_copy(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *src, *dst;
+    assert_int_equal(reg_key_create(fx->cu, "R\\Old\\Sub", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(reg_key_create(fx->cu, "R\\Other", 0, NULL, NULL, NULL), 0);
+    reg_key *r;
+    assert_int_equal(reg_key_open(fx->cu, "R", 0, &r), 0);
+    assert_int_equal(reg_key_rename(r, "Old", "Other"), ERROR_ACCESS_DENIED);
+    assert_int_equal(reg_key_rename(r, "Old", "a\\b"), ERROR_INVALID_PARAMETER);
+    assert_int_equal(reg_key_rename(r, "Old", "New"), 0);
+    assert_subkeys(r, "New|Other");
+    assert_int_equal(reg_key_open(r, "new\\sub", 0, &src), 0);
+    reg_key_close(src);
+    /* Copy a tree into its own subtree: terminates, copies once. */
+    assert_int_equal(reg_key_open(r, "New", 0, &src), 0);
+    assert_int_equal(reg_value_set_dword(src, "v", 9), 0);
+    assert_int_equal(reg_key_create(src, "Sub\\Inner", 0, NULL, &dst, NULL), 0);
+    assert_int_equal(reg_key_copy_tree(src, dst, true), 0);
+    assert_subkeys(dst, "Sub");
+    reg_key *deep;
+    assert_int_equal(reg_key_open(dst, "Sub", 0, &deep), 0);
+    assert_subkeys(deep, "Inner"); /* the copy of Sub's child, not copied again below */
+    reg_key_close(deep);
+    assert_int_equal(reg_key_open(dst, "Sub\\Inner", 0, &deep), 0);
+    assert_subkeys(deep, "");
+    reg_key_close(deep);
+    assert_values(dst, "v");
+    reg_key_close(dst);
+    /* Copy across hives, values overwritten, destination-only kept. */
+    assert_int_equal(reg_key_create(fx->lm, "Copy", 0, NULL, &dst, NULL), 0);
+    assert_int_equal(reg_value_set_dword(dst, "v", 1), 0);
+    assert_int_equal(reg_value_set_dword(dst, "only", 1), 0);
+    assert_int_equal(reg_key_copy_tree(src, dst, false), 0);
+    uint32_t v;
+    assert_int_equal(reg_value_get_dword(dst, "v", &v), 0);
+    assert_int_equal(v, 9);
+    assert_values(dst, "v|only");
+    assert_subkeys(dst, "");
+    reg_key_close(dst);
+    reg_key_close(src);
+    reg_key_close(r);
+}
+
+static void test_volatile(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *v;
+    assert_int_equal(reg_key_create(fx->cu, "Vol", REG_OPTION_VOLATILE, NULL, &v, NULL), 0);
+    assert_int_equal(reg_key_create(v, "Stable", 0, NULL, NULL, NULL),
+                     ERROR_CHILD_MUST_BE_VOLATILE);
+    assert_int_equal(reg_key_create(v, "Child", REG_OPTION_VOLATILE, NULL, NULL, NULL), 0);
+    reg_key_info info;
+    assert_int_equal(reg_key_query_info(v, &info), 0);
+    assert_true(info.is_volatile);
+    reg_key_close(v);
+    /* A new boot: another context with another boot id sees no volatile key. */
+    reg_ctx *later;
+    assert_int_equal(reg_ctx_open(fx->dir, &later), 0);
+    later->boot[0] ^= 0xff;
+    reg_key *cu;
+    assert_int_equal(reg_key_open_root(later, REG_ROOT_HKCU, &cu), 0);
+    assert_int_equal(reg_key_open(cu, "Vol", 0, &v), ERROR_FILE_NOT_FOUND);
+    /* Its first write purges them; the name is free again. */
+    assert_int_equal(reg_key_create(cu, "Vol", 0, NULL, &v, NULL), 0);
+    assert_subkeys(v, "");
+    reg_key_close(v);
+    reg_key_close(cu);
+    reg_ctx_close(later);
+}
+
+/* child_owner - in a child process: own HKCU\Owned, say so on fd, then wait to be killed. */
+static void child_owner(const char *dir, int fd)
+{
+    reg_ctx *ctx;
+    reg_key *cu, *k;
+    reg_owner *o;
+    if (reg_ctx_open(dir, &ctx) || reg_key_open_root(ctx, REG_ROOT_HKCU, &cu) ||
+        reg_owner_new(cu, &o) ||
+        reg_key_create(cu, "Owned\\Sub", REG_OPTION_OWNER_BOUND, o, &k, NULL) ||
+        reg_value_set_dword(k, "pid", (uint32_t)getpid()))
+        _exit(1);
+    if (write(fd, "k", 1) != 1)
+        _exit(1);
+    pause();
+    _exit(0);
+}
+
+static void test_owner_bound(void **state)
+{
+    struct fx *fx = *state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        child_owner(fx->dir, p[1]);
+    }
+    close(p[1]);
+    char c;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    close(p[0]);
+    reg_key *k;
+    assert_int_equal(reg_key_open(fx->cu, "Owned\\Sub", 0, &k), 0);
+    reg_key_info info;
+    assert_int_equal(reg_key_query_info(k, &info), 0);
+    assert_true(info.is_owner_bound);
+    assert_true(info.is_volatile);
+    /* SIGKILL: gone for every reader at once, through names and through handles. */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(reg_value_get(k, "pid", NULL, NULL), ERROR_KEY_DELETED);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->cu, "Owned", 0, &k), ERROR_FILE_NOT_FOUND);
+    assert_subkeys(fx->cu, "");
+    /* And purged from storage: a new key of the same name starts empty. */
+    assert_int_equal(reg_key_create(fx->cu, "Owned", 0, NULL, &k, NULL), 0);
+    assert_subkeys(k, "");
+    reg_key_close(k);
+    assert_int_equal(reg_key_delete_tree(fx->cu, "Owned"), 0);
+    /* Released in-process: gone too; the owner must be in the key's hive. */
+    reg_owner *o;
+    assert_int_equal(reg_owner_new(fx->cu, &o), 0);
+    assert_int_equal(reg_key_create(fx->lm, "X", REG_OPTION_OWNER_BOUND, o, NULL, NULL),
+                     ERROR_INVALID_PARAMETER);
+    assert_int_equal(reg_key_create(fx->cu, "Mine", REG_OPTION_OWNER_BOUND, o, &k, NULL), 0);
+    assert_int_equal(reg_key_create(k, "Stable", 0, NULL, NULL, NULL),
+                     ERROR_CHILD_MUST_BE_VOLATILE);
+    reg_owner_release(o);
+    assert_int_equal(reg_value_get(k, "", NULL, NULL), ERROR_KEY_DELETED);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->cu, "Mine", 0, &k), ERROR_FILE_NOT_FOUND);
+}
+
+static void test_txn(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->lm, "Txn", 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_txn_begin(k), 0);
+    assert_int_equal(reg_value_set_dword(k, "a", 1), 0);
+    assert_int_equal(reg_key_create(k, "Sub", 0, NULL, NULL, NULL), 0);
+    assert_values(k, "a"); /* we read our own writes */
+    reg_txn_abort(k);
+    assert_values(k, "");
+    assert_subkeys(k, "");
+    assert_int_equal(reg_txn_begin(k), 0);
+    assert_int_equal(reg_value_set_dword(k, "a", 1), 0);
+    assert_int_equal(reg_txn_commit(k), 0);
+    assert_values(k, "a");
+    assert_int_equal(reg_txn_commit(k), ERROR_INVALID_PARAMETER);
+    reg_key_close(k);
+}
+
+static void test_roots(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k, *u;
+    /* HKCU is HKU\<SID of the user>. */
+    assert_int_equal(reg_key_create(fx->cu, "Software\\Mine", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(reg_key_open_root(fx->ctx, REG_ROOT_HKU, &u), 0);
+    buf p = BUF_INIT;
+    buf_printf(&p, "%s\\Software\\Mine", reg_ctx_user_sid(fx->ctx));
+    assert_int_equal(reg_key_open(u, buf_cstr(&p), 0, &k), 0);
+    reg_key_close(k);
+    assert_subkeys(u, reg_ctx_user_sid(fx->ctx));
+    assert_int_equal(reg_key_delete(u, reg_ctx_user_sid(fx->ctx)), ERROR_ACCESS_DENIED);
+    reg_key_close(u);
+    buf_free(&p);
+    char sid[32];
+    reg_uid_sid(1000, sid);
+    assert_string_equal(sid, "S-1-22-1-1000");
+    /* HKCR: the user's classes over the machine's. */
+    assert_int_equal(reg_key_create(fx->lm, "Software\\Classes\\.txt", 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_value_set_sz(k, NULL, REG_SZ, "machine"), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_create(fx->lm, "Software\\Classes\\.doc", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(reg_key_create(fx->cu, "Software\\Classes\\.txt", 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_value_set_sz(k, NULL, REG_SZ, "user"), 0);
+    reg_key_close(k);
+    reg_key *cr;
+    assert_int_equal(reg_key_open_root(fx->ctx, REG_ROOT_HKCR, &cr), 0);
+    assert_subkeys(cr, ".doc|.txt");
+    assert_int_equal(reg_key_open(cr, ".TXT", 0, &k), 0);
+    assert_int_equal(reg_value_get_sz(k, NULL, &p), 0);
+    assert_string_equal(buf_cstr(&p), "user");
+    reg_key_close(k);
+    reg_key_close(cr);
+    /* Paths. */
+    reg_root root;
+    const char *sub;
+    assert_int_equal(reg_path_split("hkey_local_machine\\A\\B", &root, &sub), 0);
+    assert_int_equal(root, REG_ROOT_HKLM);
+    assert_string_equal(sub, "A\\B");
+    assert_int_equal(reg_path_split("HKCU", &root, &sub), 0);
+    assert_string_equal(sub, "");
+    assert_int_equal(reg_path_split("HKXX\\A", &root, &sub), ERROR_BADKEY);
+    assert_int_equal(reg_path_split("HKCU_X", &root, &sub), ERROR_BADKEY);
+    /* HKCC lives in HKLM. */
+    assert_int_equal(reg_key_open_root(fx->ctx, REG_ROOT_HKCC, &k), 0);
+    assert_int_equal(reg_value_set_dword(k, "cc", 5), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->lm, "System\\CurrentControlSet\\Hardware Profiles\\Current",
+                                  0, &k),
+                     0);
+    assert_values(k, "cc");
+    reg_key_close(k);
+    buf_free(&p);
+}
+
+static void test_notify(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k, *sub;
+    assert_int_equal(reg_key_create(fx->cu, "N\\Sub", 0, NULL, &sub, NULL), 0);
+    assert_int_equal(reg_key_open(fx->cu, "N", 0, &k), 0);
+    reg_notify *flat, *tree, *names;
+    assert_int_equal(reg_notify_new(k, false, REG_NOTIFY_CHANGE_LAST_SET, &flat), 0);
+    assert_int_equal(reg_notify_new(k, true, REG_NOTIFY_CHANGE_LAST_SET, &tree), 0);
+    assert_int_equal(reg_notify_new(k, false, REG_NOTIFY_CHANGE_NAME, &names), 0);
+    bool fired;
+    assert_int_equal(reg_notify_check(flat, &fired), 0);
+    assert_false(fired);
+    /* A value set below: only the subtree watcher fires; the fd became readable. The change
+     * is made by another process, as it would be. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        reg_ctx *c;
+        reg_key *s;
+        _exit(reg_ctx_open(fx->dir, &c) || reg_key_open_path(c, "HKCU\\N\\Sub", 0, &s) ||
+              reg_value_set_dword(s, "x", 1));
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    struct pollfd pfd = {reg_notify_fd(tree), POLLIN, 0};
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    assert_int_equal(reg_notify_check(flat, &fired), 0);
+    assert_false(fired);
+    assert_int_equal(reg_notify_check(tree, &fired), 0);
+    assert_true(fired);
+    assert_int_equal(reg_notify_check(tree, &fired), 0);
+    assert_false(fired); /* one shot, re-armed */
+    assert_int_equal(reg_notify_check(names, &fired), 0);
+    assert_false(fired);
+    /* A value on the key itself fires the flat watcher; a new subkey the name watcher. */
+    assert_int_equal(reg_value_set_dword(k, "y", 1), 0);
+    assert_int_equal(reg_notify_check(flat, &fired), 0);
+    assert_true(fired);
+    assert_int_equal(reg_key_create(k, "New", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(reg_notify_check(names, &fired), 0);
+    assert_true(fired);
+    reg_notify_free(flat);
+    reg_notify_free(tree);
+    reg_notify_free(names);
+    reg_key_close(k);
+    reg_key_close(sub);
+}
+
+/* Four processes increment one counter 200 times each, read-modify-write in a transaction:
+ * none of the 800 updates may be lost. */
+static void test_concurrent_writers(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->lm, "Counter", 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_value_set_dword(k, "n", 0), 0);
+    pid_t pids[4];
+    for (int i = 0; i < 4; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            reg_ctx *c;
+            reg_key *ck;
+            if (reg_ctx_open(fx->dir, &c) || reg_key_open_path(c, "HKLM\\Counter", 0, &ck))
+                _exit(1);
+            for (int j = 0; j < 200; j++) {
+                uint32_t v;
+                if (reg_txn_begin(ck) || reg_value_get_dword(ck, "n", &v) ||
+                    reg_value_set_dword(ck, "n", v + 1) || reg_txn_commit(ck))
+                    _exit(2);
+            }
+            _exit(0);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        int status;
+        waitpid(pids[i], &status, 0);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    uint32_t v;
+    assert_int_equal(reg_value_get_dword(k, "n", &v), 0);
+    assert_int_equal(v, 800);
+    reg_key_close(k);
+}
+
+/* A writer killed with SIGKILL in the middle of a storm of transactions: the hive opens,
+ * every committed transaction is whole (a == b), and other writers are not wedged. */
+static void test_sigkill_storm(void **state)
+{
+    struct fx *fx = *state;
+    for (int round = 0; round < 5; round++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(p[0]);
+            reg_ctx *c;
+            reg_key *ck;
+            if (reg_ctx_open(fx->dir, &c) || reg_key_open_root(c, REG_ROOT_HKLM, &ck))
+                _exit(1);
+            reg_key *s;
+            if (reg_key_create(ck, "Storm", 0, NULL, &s, NULL))
+                _exit(1);
+            for (uint32_t i = 1;; i++) {
+                if (reg_txn_begin(s) || reg_value_set_dword(s, "a", i) ||
+                    reg_key_create(s, "k", 0, NULL, NULL, NULL) ||
+                    reg_value_set_dword(s, "b", i) || reg_txn_commit(s))
+                    _exit(2);
+                if (i == 20 && write(p[1], "s", 1) != 1)
+                    _exit(3);
+            }
+        }
+        close(p[1]);
+        char c;
+        assert_int_equal(read(p[0], &c, 1), 1);
+        close(p[0]);
+        usleep(1000 * (unsigned)(round * 3));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        reg_ctx *ctx;
+        reg_key *s;
+        assert_int_equal(reg_ctx_open(fx->dir, &ctx), 0);
+        assert_int_equal(reg_key_open_path(ctx, "HKLM\\Storm", 0, &s), 0);
+        uint32_t a, b;
+        assert_int_equal(reg_value_get_dword(s, "a", &a), 0);
+        assert_int_equal(reg_value_get_dword(s, "b", &b), 0);
+        assert_int_equal(a, b);
+        assert_true(a >= 20);
+        /* The writer lock is free again. */
+        assert_int_equal(reg_value_set_dword(s, "after", a), 0);
+        reg_key_close(s);
+        reg_ctx_close(ctx);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subkey_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_volatile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_storm, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("reg", tests, NULL, NULL);
+}
