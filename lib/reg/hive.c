@@ -311,6 +311,32 @@ static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **
             chmod(lock, 0666);
         free(lock);
     }
+    if (h->writable) {
+        /* Watchers inotify this file, so it must exist before the first change. */
+        char *nf = xasprintf_path(h->dir, "notify", NULL);
+        int fd = nf ? open(nf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) : -1;
+        if (fd >= 0)
+            close(fd);
+        free(nf);
+        /* Root making a user's hive: every file in it must be the user's. */
+        if (ctx->euid == 0 && owner_uid >= 0) {
+            static const char *files[] = {"data.mdb", "lock.mdb", "notify", "owners"};
+            char *p = xasprintf_path(h->dir, "owners", NULL);
+            if (p)
+                mkdir(p, 0755);
+            free(p);
+            for (size_t i = 0; i < 4; i++) {
+                p = xasprintf_path(h->dir, files[i], NULL);
+                if (p && lchown(p, (uid_t)owner_uid, (gid_t)-1) && errno != ENOENT) {
+                    rc = reg_errno_to_win32(errno);
+                    free(p);
+                    hive_close(h);
+                    goto out;
+                }
+                free(p);
+            }
+        }
+    }
     int dead;
     mdb_reader_check(h->env, &dead);
     if ((rc = hive_init_dbs(h))) {

@@ -230,8 +230,8 @@ static void test_delete(void **state)
     assert_int_equal(reg_value_get(b, "x", NULL, NULL), ERROR_KEY_DELETED);
     assert_int_equal(reg_value_set_dword(b, "y", 1), ERROR_KEY_DELETED);
     assert_int_equal(reg_key_create(b, "C", 0, NULL, NULL, NULL), ERROR_KEY_DELETED);
-    assert_int_equal(reg_key_open(fx->cu, "Del\\A\\B", 0, &b), ERROR_FILE_NOT_FOUND);
     reg_key_close(b);
+    assert_int_equal(reg_key_open(fx->cu, "Del\\A\\B", 0, &b), ERROR_FILE_NOT_FOUND);
     /* Delete tree with and without a subkey. */
     assert_int_equal(reg_key_create(a, "X\\Y", 0, NULL, NULL, NULL), 0);
     assert_int_equal(reg_value_set_dword(a, "v", 1), 0);
