@@ -192,9 +192,11 @@ static int hive_init_dbs(reg_hive *h)
     return reg_mdb_err(mdb_txn_commit(txn));
 }
 
-static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out)
+static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out,
+                     bool *created)
 {
     *out = NULL;
+    *created = false;
     char *hkudir = xasprintf_path(ctx->regdir, "HKU", NULL);
     char *stored = NULL, *dir = NULL;
     int rc = ERROR_SUCCESS;
@@ -235,25 +237,36 @@ static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **
             rc = errno == ENOENT ? ERROR_FILE_NOT_FOUND : reg_errno_to_win32(errno);
             goto out;
         }
-        if (base_mkdir_p(ctx->regdir, 0755)) {
-            rc = reg_errno_to_win32(errno);
+        int e = base_mkdir_p(ctx->regdir, 0755);
+        if (e) {
+            rc = reg_errno_to_win32(e);
             goto out;
         }
+        /* HKU is shared by all users like /tmp: each makes its own 0700 hive in it. Whoever
+         * makes the registry makes HKU too, so that users need no help to start. */
+        if (mkdir(hkudir, 0755) == 0)
+            chmod(hkudir, 01777);
         if (hkuname) {
-            /* HKU is shared by all users like /tmp: each makes its own 0700 hive in it. */
-            if (mkdir(hkudir, 0755) == 0)
-                chmod(hkudir, 01777);
-            if (mkdir(dir, 0700) && errno != EEXIST) {
-                rc = reg_errno_to_win32(errno);
-                goto out;
+            if (mkdir(dir, 0700)) {
+                /* Somebody made it just now: theirs is the new hive, ours an open. */
+                if (errno != EEXIST) {
+                    rc = reg_errno_to_win32(errno);
+                    goto out;
+                }
+            } else {
+                *created = true;
             }
             if (ctx->euid == 0 && owner_uid >= 0 && chown(dir, (uid_t)owner_uid, (gid_t)-1)) {
                 rc = reg_errno_to_win32(errno);
                 goto out;
             }
-        } else if (mkdir(dir, 0755) && errno != EEXIST) {
-            rc = reg_errno_to_win32(errno);
-            goto out;
+        } else if (mkdir(dir, 0755)) {
+            if (errno != EEXIST) {
+                rc = reg_errno_to_win32(errno);
+                goto out;
+            }
+        } else {
+            *created = true;
         }
         if (stat(dir, &st)) {
             rc = reg_errno_to_win32(errno);
@@ -353,15 +366,19 @@ out:
     return rc;
 }
 
-int reg_hive_get(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out)
+int reg_hive_get(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out, bool *created)
 {
+    bool dummy;
+    if (!created)
+        created = &dummy;
+    *created = false;
     for (reg_hive *h = ctx->hives; h; h = h->next) {
         if (!hkuname ? !h->hku : (h->hku && !strcasecmp(h->name, hkuname))) {
             *out = h;
             return ERROR_SUCCESS;
         }
     }
-    return hive_open(ctx, hkuname, create, out);
+    return hive_open(ctx, hkuname, create, out, created);
 }
 
 /* reg_hive_drop - remove an HKU hive altogether: close it here and delete its files. */
@@ -376,7 +393,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 int reg_hive_drop(reg_ctx *ctx, const char *hkuname)
 {
     reg_hive *h;
-    int rc = reg_hive_get(ctx, hkuname, false, &h);
+    int rc = reg_hive_get(ctx, hkuname, false, &h, NULL);
     if (rc)
         return rc;
     if (!h->writable || !ctx->privileged)

@@ -305,7 +305,7 @@ int reg_key_open_root(reg_ctx *ctx, reg_root root, reg_key **out)
     switch (root) {
     case REG_ROOT_HKLM:
     case REG_ROOT_HKCU:
-        rc = reg_hive_get(ctx, root == REG_ROOT_HKLM ? NULL : ctx->sid, true, &h);
+        rc = reg_hive_get(ctx, root == REG_ROOT_HKLM ? NULL : ctx->sid, true, &h, NULL);
         if (rc)
             return rc;
         return open_real(h, root, REG_ROOT_ID, 0, NULL, 0, 0, out);
@@ -364,7 +364,7 @@ int reg_key_open(reg_key *parent, const char *subkey, unsigned access, reg_key *
             }
             memcpy(name, comps[0].s, comps[0].n);
             name[comps[0].n] = 0;
-            if ((rc = reg_hive_get(parent->ctx, name, false, &h)))
+            if ((rc = reg_hive_get(parent->ctx, name, false, &h, NULL)))
                 break;
             rc = open_real(h, REG_ROOT_HKU, REG_ROOT_ID, 0, comps + 1, n - 1, access, out);
         }
@@ -571,10 +571,13 @@ int reg_key_create(reg_key *parent, const char *subkey, unsigned options, reg_ow
         }
         memcpy(name, comps[0].s, comps[0].n);
         name[comps[0].n] = 0;
-        if ((rc = reg_hive_get(parent->ctx, name, true, &h)))
+        bool made;
+        if ((rc = reg_hive_get(parent->ctx, name, true, &h, &made)))
             break;
         rc = create_in(h, REG_ROOT_HKU, REG_ROOT_ID, 0, comps + 1, n - 1, options, owner, out,
                        disposition);
+        if (!rc && made && n == 1 && disposition)
+            *disposition = REG_CREATED_NEW_KEY;
         break;
     }
     case KH_HKCR:

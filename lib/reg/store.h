@@ -121,7 +121,9 @@ int reg_foldkey(const char *name, size_t n, uint8_t out[REG_FOLDKEY_MAX], size_t
                 size_t *units);
 
 /* hives (hive.c) */
-int reg_hive_get(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out);
+/* reg_hive_get - the open hive (HKLM when hkuname is NULL); create makes it when missing
+ * and permitted, and *created (may be NULL) says whether this call made it. */
+int reg_hive_get(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out, bool *created);
 int reg_hive_rtxn(reg_hive *h, MDB_txn **txn);
 void reg_hive_rtxn_done(reg_hive *h, MDB_txn *txn);
 int reg_hive_wbegin(reg_hive *h, MDB_txn **txn, bool *own);
