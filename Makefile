@@ -27,7 +27,7 @@ CPPFLAGS += -D_GNU_SOURCE -Ilib
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-missing-field-initializers $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LDLIBS  += -llmdb -lhivex -lcrypto -lpthread
+LDLIBS  += -llmdb -lhivex -lpthread
 
 # Libraries in link order: a library may use only those after it.
 LIBS     := reg base

@@ -23,6 +23,10 @@ typedef struct buf {
 
 /* buf_reserve - make room for at least n more bytes. Returns 0 or ENOMEM. */
 int buf_reserve(buf *b, size_t n);
+/* buf_reserve_capped - as buf_reserve, but the capacity never grows past cap bytes when the
+ * need fits in cap (geometric growth would otherwise take twice the memory of a large,
+ * bounded input). Returns 0 or ENOMEM. */
+int buf_reserve_capped(buf *b, size_t n, size_t cap);
 /* buf_add - append n bytes. Returns 0 or ENOMEM (the buffer is unchanged then). */
 int buf_add(buf *b, const void *p, size_t n);
 /* buf_addc - append one byte. */
@@ -81,6 +85,9 @@ uint64_t base_filetime_now(void);
 /* base_boot_id - the kernel's boot id (16 bytes) from /proc/sys/kernel/random/boot_id.
  * Returns 0 or an errno value. */
 int base_boot_id(uint8_t id[16]);
+
+/* base_sha256 - the SHA-256 digest of n bytes. */
+void base_sha256(const void *data, size_t n, uint8_t out[32]);
 
 /* Randomness and the state root. */
 

@@ -10,7 +10,12 @@
 /* buf_reserve - grow geometrically so appends stay amortised O(1). */
 int buf_reserve(buf *b, size_t n)
 {
-    if (n <= b->cap - b->len && b->data)
+    return buf_reserve_capped(b, n, SIZE_MAX);
+}
+
+int buf_reserve_capped(buf *b, size_t n, size_t max)
+{
+    if (n < b->cap - b->len && b->data)
         return 0;
     if (n > SIZE_MAX / 2 - b->len)
         return ENOMEM;
@@ -18,6 +23,8 @@ int buf_reserve(buf *b, size_t n)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
+    if (cap > max && need <= max)
+        cap = max;
     uint8_t *p = realloc(b->data, cap);
     if (!p)
         return ENOMEM;

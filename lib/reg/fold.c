@@ -3,9 +3,10 @@
 #include "reg/store.h"
 
 #include <errno.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define DIGEST_LEN 32
 
 uint16_t reg_fold_unit(uint16_t u)
 {
@@ -24,35 +25,58 @@ uint16_t reg_fold_unit(uint16_t u)
     return u;
 }
 
+/* put_be - store a folded unit big-endian. */
+static void put_be(uint8_t *p, uint16_t u)
+{
+    u = reg_fold_unit(u);
+    p[0] = (uint8_t)(u >> 8);
+    p[1] = (uint8_t)u;
+}
+
+/* finish_long - a name longer than REG_FOLD_MAX units: keep a prefix for ordering and a digest
+ * of the whole folded name for identity, as an LMDB key cannot hold it all. */
+static void finish_long(const uint8_t *folded, size_t n, uint8_t out[REG_FOLDKEY_MAX],
+                        size_t *outlen)
+{
+    memcpy(out, folded, REG_FOLD_PREFIX * 2);
+    base_sha256(folded, n * 2, out + REG_FOLD_PREFIX * 2);
+    *outlen = REG_FOLD_PREFIX * 2 + DIGEST_LEN;
+}
+
 int reg_foldkey_u16(const uint8_t *units, size_t n, uint8_t out[REG_FOLDKEY_MAX], size_t *outlen)
 {
-    size_t keep = n <= REG_FOLD_MAX ? n : REG_FOLD_PREFIX;
-    for (size_t i = 0; i < keep; i++) {
-        uint16_t u = reg_fold_unit((uint16_t)(units[2 * i] | units[2 * i + 1] << 8));
-        out[2 * i] = (uint8_t)(u >> 8);
-        out[2 * i + 1] = (uint8_t)u;
+    if (n <= REG_FOLD_MAX) {
+        for (size_t i = 0; i < n; i++)
+            put_be(out + 2 * i, (uint16_t)(units[2 * i] | units[2 * i + 1] << 8));
+        *outlen = n * 2;
+        return ERROR_SUCCESS;
     }
-    *outlen = keep * 2;
-    if (n > REG_FOLD_MAX) {
-        /* Too long for an LMDB key: keep a prefix for ordering and a digest for identity. */
-        uint8_t *all = malloc(n * 2);
-        if (!all)
-            return ERROR_NOT_ENOUGH_MEMORY;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t u = reg_fold_unit((uint16_t)(units[2 * i] | units[2 * i + 1] << 8));
-            all[2 * i] = (uint8_t)(u >> 8);
-            all[2 * i + 1] = (uint8_t)u;
-        }
-        SHA256(all, n * 2, out + *outlen);
-        free(all);
-        *outlen += SHA256_DIGEST_LENGTH;
-    }
+    uint8_t *all = malloc(n * 2);
+    if (!all)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    for (size_t i = 0; i < n; i++)
+        put_be(all + 2 * i, (uint16_t)(units[2 * i] | units[2 * i + 1] << 8));
+    finish_long(all, n, out, outlen);
+    free(all);
     return ERROR_SUCCESS;
 }
 
 int reg_foldkey(const char *name, size_t n, uint8_t out[REG_FOLDKEY_MAX], size_t *outlen,
                 size_t *units)
 {
+    /* The common case, short ASCII, folds straight into out without an allocation. */
+    if (n <= REG_FOLD_MAX) {
+        size_t i = 0;
+        while (i < n && (uint8_t)name[i] < 0x80) {
+            put_be(out + 2 * i, (uint8_t)name[i]);
+            i++;
+        }
+        if (i == n) {
+            *units = n;
+            *outlen = 2 * n;
+            return ERROR_SUCCESS;
+        }
+    }
     buf w = BUF_INIT;
     int rc = base_utf8_to_utf16(name, n, &w);
     if (rc) {

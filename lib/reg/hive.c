@@ -320,7 +320,7 @@ static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **
     if (!hkuname && h->writable) {
         /* Readers of HKLM must register in the lock file, so it is writable by all. */
         char *lock = xasprintf_path(h->dir, "lock.mdb", NULL);
-        if (lock && stat(lock, &st) == 0 && st.st_uid == geteuid())
+        if (lock && stat(lock, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != 0666)
             chmod(lock, 0666);
         free(lock);
     }
@@ -508,18 +508,19 @@ static void token_hex(const uint8_t token[REG_TOKEN_LEN], char out[2 * REG_TOKEN
         snprintf(out + 2 * i, 3, "%02x", token[i]);
 }
 
-char *reg_owner_path(reg_hive *h, const uint8_t token[REG_TOKEN_LEN])
+char *reg_owner_path(reg_hive *h, const uint8_t token[REG_TOKEN_LEN], bool shared)
 {
-    char hex[2 * REG_TOKEN_LEN + 1];
-    token_hex(token, hex);
+    char hex[2 * REG_TOKEN_LEN + 2];
+    hex[0] = 's';
+    token_hex(token, hex + (shared ? 1 : 0));
     return xasprintf_path(h->dir, "owners", hex);
 }
 
-bool reg_owner_alive(reg_hive *h, const uint8_t token[REG_TOKEN_LEN])
+bool reg_owner_alive(reg_hive *h, const uint8_t token[REG_TOKEN_LEN], bool shared)
 {
     struct owner_cache *c = NULL;
     for (size_t i = 0; i < h->nowners; i++) {
-        if (!memcmp(h->owners[i].token, token, REG_TOKEN_LEN)) {
+        if (h->owners[i].shared == shared && !memcmp(h->owners[i].token, token, REG_TOKEN_LEN)) {
             c = &h->owners[i];
             break;
         }
@@ -531,22 +532,34 @@ bool reg_owner_alive(reg_hive *h, const uint8_t token[REG_TOKEN_LEN])
         h->owners = n;
         c = &n[h->nowners++];
         memcpy(c->token, token, REG_TOKEN_LEN);
+        c->shared = shared;
         c->dead = false;
-        char *p = reg_owner_path(h, token);
-        c->fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
-        if (c->fd < 0 && p && errno == ENOENT)
-            c->dead = true;
-        free(p);
+        c->fd = -1;
     }
     if (c->dead)
         return false;
-    if (c->fd < 0)
-        return true;
-    /* The owner holds a write lock for its whole life; the kernel drops it on any death. A
-     * read lock somebody else holds proves nothing, so only a write lock counts. */
+    if (c->fd < 0) {
+        char *p = reg_owner_path(h, token, shared);
+        c->fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+        int e = errno;
+        free(p);
+        if (c->fd < 0) {
+            if (e != ENOENT)
+                return true;
+            /* No lock file: an exclusive owner died and was purged; a shared owner may not
+             * have been joined yet, so it is looked for again next time. */
+            c->dead = !shared;
+            return false;
+        }
+    }
+    /* An exclusive owner holds a write lock for its whole life and a read lock somebody
+     * else holds proves nothing; holders of a shared owner hold read locks, in a file only
+     * the hive's own user can open. The kernel drops either on any death. */
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
     if (fcntl(c->fd, F_OFD_GETLK, &fl))
         return true;
+    if (shared)
+        return fl.l_type != F_UNLCK;
     if (fl.l_type == F_WRLCK)
         return true;
     c->dead = true;
@@ -595,14 +608,17 @@ int reg_purge_stale(reg_hive *h, MDB_txn *txn)
     struct {
         uint8_t token[REG_TOKEN_LEN];
         uint64_t id;
+        bool shared;
     } dead[32];
     size_t n = 0;
     MDB_val ck, cv;
     int crc = mdb_cursor_get(cur, &ck, &cv, MDB_FIRST);
     while (!crc && n < 32) {
-        if (ck.mv_size == REG_TOKEN_LEN + 8 && !reg_owner_alive(h, ck.mv_data)) {
+        bool shared = cv.mv_size >= 1 && ((uint8_t *)cv.mv_data)[0] == 1;
+        if (ck.mv_size == REG_TOKEN_LEN + 8 && !reg_owner_alive(h, ck.mv_data, shared)) {
             memcpy(dead[n].token, ck.mv_data, REG_TOKEN_LEN);
             dead[n].id = reg_rd_be64((uint8_t *)ck.mv_data + REG_TOKEN_LEN);
+            dead[n].shared = shared;
             n++;
         }
         crc = mdb_cursor_get(cur, &ck, &cv, MDB_NEXT);
@@ -619,7 +635,7 @@ int reg_purge_stale(reg_hive *h, MDB_txn *txn)
         int drc = mdb_del(txn, h->db_owned, &dk, NULL);
         if (!rc && drc && drc != MDB_NOTFOUND)
             rc = reg_mdb_err(drc);
-        char *p = reg_owner_path(h, dead[i].token);
+        char *p = reg_owner_path(h, dead[i].token, dead[i].shared);
         if (p)
             unlink(p);
         free(p);

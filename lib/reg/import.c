@@ -13,11 +13,12 @@ enum op_kind { OP_KEY, OP_DELKEY, OP_VALUE, OP_DELVALUE };
 
 struct op {
     enum op_kind kind;
-    size_t seq;      /* position in the file, to keep file order inside a hive */
-    char *group;     /* "HKLM" or "HKU\<name>": which hive the key lives in */
-    reg_root root;   /* of the key (for OP_KEY and OP_DELKEY) */
-    char *path;      /* subpath under root (OP_KEY, OP_DELKEY) */
-    char *name;      /* value name, NULL for the default value */
+    size_t seq;    /* position in the file, to keep file order inside a hive */
+    unsigned line; /* the line of the file it came from, for messages */
+    char *group;   /* "HKLM" or "HKU\<name>": which hive the key lives in */
+    reg_root root; /* of the key (for OP_KEY and OP_DELKEY) */
+    char *path;    /* subpath under root (OP_KEY, OP_DELKEY) */
+    char *name;    /* value name, NULL for the default value */
     uint32_t type;
     uint8_t *data;
     size_t len;
@@ -132,7 +133,7 @@ static bool resolve(struct import *im, const char *path, char **group, reg_root 
     return true;
 }
 
-static int sink_key(void *arg, const char *path)
+static int sink_key(void *arg, unsigned line, const char *path)
 {
     struct import *im = arg;
     char *group, *sub;
@@ -141,7 +142,7 @@ static int sink_key(void *arg, const char *path)
         im->have_key = false;
         if (im->err)
             return -im->err;
-        say(im, 0, "Unable to import the registry key '%s': invalid root key", path);
+        say(im, line, "Unable to import the registry key '%s': invalid root key", path);
         return 1;
     }
     struct op *o = op_add(im, OP_KEY);
@@ -150,6 +151,7 @@ static int sink_key(void *arg, const char *path)
         free(sub);
         return -ERROR_NOT_ENOUGH_MEMORY;
     }
+    o->line = line;
     o->group = group;
     o->root = root;
     o->path = sub;
@@ -158,7 +160,7 @@ static int sink_key(void *arg, const char *path)
     return 0;
 }
 
-static int sink_delete_key(void *arg, const char *path)
+static int sink_delete_key(void *arg, unsigned line, const char *path)
 {
     struct import *im = arg;
     char *group, *sub;
@@ -167,7 +169,7 @@ static int sink_delete_key(void *arg, const char *path)
     if (!resolve(im, path, &group, &root, &sub)) {
         if (im->err)
             return -im->err;
-        say(im, 0, "Unable to delete the registry key '%s': invalid root key", path);
+        say(im, line, "Unable to delete the registry key '%s': invalid root key", path);
         return 0;
     }
     struct op *o = op_add(im, OP_DELKEY);
@@ -176,20 +178,22 @@ static int sink_delete_key(void *arg, const char *path)
         free(sub);
         return -ERROR_NOT_ENOUGH_MEMORY;
     }
+    o->line = line;
     o->group = group;
     o->root = root;
     o->path = sub;
     return 0;
 }
 
-static int add_value(struct import *im, enum op_kind kind, const char *name, uint32_t type,
-                     const uint8_t *data, size_t len)
+static int add_value(struct import *im, enum op_kind kind, unsigned line, const char *name,
+                     uint32_t type, const uint8_t *data, size_t len)
 {
     if (!im->have_key)
         return 0;
     struct op *o = op_add(im, kind);
     if (!o)
         return -ERROR_NOT_ENOUGH_MEMORY;
+    o->line = line;
     o->group = strdup(im->cur_group);
     o->name = name ? strdup(name) : NULL;
     o->type = type;
@@ -202,15 +206,15 @@ static int add_value(struct import *im, enum op_kind kind, const char *name, uin
     return 0;
 }
 
-static int sink_value(void *arg, const char *name, uint32_t type, const uint8_t *data,
-                      size_t len)
+static int sink_value(void *arg, unsigned line, const char *name, uint32_t type,
+                      const uint8_t *data, size_t len)
 {
-    return add_value(arg, OP_VALUE, name, type, data, len);
+    return add_value(arg, OP_VALUE, line, name, type, data, len);
 }
 
-static int sink_delete_value(void *arg, const char *name)
+static int sink_delete_value(void *arg, unsigned line, const char *name)
 {
-    return add_value(arg, OP_DELVALUE, name, 0, NULL, 0);
+    return add_value(arg, OP_DELVALUE, line, name, 0, NULL, 0);
 }
 
 static void sink_diag(void *arg, unsigned line, const char *msg)
@@ -257,7 +261,7 @@ static int apply_group(struct import *im, struct op *ops, size_t n)
             return rc;
         for (size_t i = 0; i < n; i++)
             if (ops[i].kind == OP_KEY)
-                say(im, 0, "Unable to import the registry key '%s'", ops[i].path);
+                say(im, ops[i].line, "Unable to import the registry key '%s'", ops[i].path);
         return ERROR_SUCCESS;
     }
     if ((rc = reg_txn_begin(anchor))) {
@@ -278,7 +282,7 @@ static int apply_group(struct import *im, struct op *ops, size_t n)
         case OP_KEY:
             rc = reg_key_create(roots[o->root], o->path, 0, NULL, &cur, NULL);
             if (rc && !fatal(rc))
-                say(im, 0, "Unable to import the registry key '%s'", o->path);
+                say(im, o->line, "Unable to import the registry key '%s'", o->path);
             break;
         case OP_DELKEY:
             /* A root alone is never deleted; a missing key is no error. */
@@ -292,7 +296,7 @@ static int apply_group(struct import *im, struct op *ops, size_t n)
             if (cur)
                 rc = reg_value_set(cur, o->name, o->type, o->data, o->len);
             if (rc && !fatal(rc))
-                say(im, 0, "Unable to set the value '%s'", o->name ? o->name : "(Default)");
+                say(im, o->line, "Unable to set the value '%s'", o->name ? o->name : "(Default)");
             break;
         case OP_DELVALUE:
             if (cur) {
@@ -326,7 +330,8 @@ int reg_import(reg_ctx *ctx, const uint8_t *data, size_t len, unsigned flags, re
     if (!rc && im.err)
         rc = im.err;
     if (!rc) {
-        qsort(im.ops, im.n, sizeof *im.ops, op_cmp);
+        if (im.n)
+            qsort(im.ops, im.n, sizeof *im.ops, op_cmp);
         for (size_t i = 0; i < im.n && !rc;) {
             size_t j = i + 1;
             while (j < im.n && !strcasecmp(im.ops[j].group, im.ops[i].group))

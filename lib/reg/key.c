@@ -43,7 +43,7 @@ bool reg_keyrec_live(reg_hive *h, const struct keyrec *rec)
 {
     if ((rec->flags & KF_VOLATILE) && memcmp(rec->boot, h->ctx->boot, 16))
         return false;
-    if ((rec->flags & KF_OWNED) && !reg_owner_alive(h, rec->token))
+    if ((rec->flags & KF_OWNED) && !reg_owner_alive(h, rec->token, rec->flags & KF_SHARED))
         return false;
     return true;
 }
@@ -483,7 +483,7 @@ static int create_in(reg_hive *h, reg_root root, uint64_t id, unsigned depth,
             memcpy(nrec.boot, parent_volatile ? rec.boot : h->ctx->boot, 16);
         }
         if (rec.flags & KF_OWNED) {
-            nrec.flags |= KF_OWNED;
+            nrec.flags |= rec.flags & (KF_OWNED | KF_SHARED);
             memcpy(nrec.token, rec.token, REG_TOKEN_LEN);
         } else if ((options & REG_OPTION_OWNER_BOUND) && !owner_top_done) {
             nrec.flags |= KF_OWNED | KF_OWNER_TOP;
@@ -1259,6 +1259,77 @@ int reg_key_copy_tree(reg_key *src, reg_key *dst, bool recursive)
             reg_txn_abort(dst);
         else
             rc = reg_txn_commit(dst);
+    }
+    return rc;
+}
+
+/* --- binding an existing tree to a shared owner ---------------------------------------- */
+
+/* bind_tree - mark id and everything below it as owned by token (shared). */
+static int bind_tree(reg_hive *h, MDB_txn *txn, uint64_t id, const uint8_t *token, bool top)
+{
+    struct keyrec rec;
+    MDB_val raw;
+    int rc = reg_keyrec_get(h, txn, id, &rec, &raw);
+    if (rc)
+        return rc;
+    uint8_t *copy = malloc(raw.mv_size);
+    if (!copy)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    memcpy(copy, raw.mv_data, raw.mv_size);
+    rec.flags |= KF_OWNED | KF_SHARED | (top ? KF_OWNER_TOP : 0);
+    memcpy(rec.token, token, REG_TOKEN_LEN);
+    rc = keyrec_put(h, txn, id, &rec, copy + sizeof rec, copy + sizeof rec + 2u * rec.name_units);
+    free(copy);
+    uint64_t *kids;
+    size_t n;
+    if (!rc)
+        rc = child_ids(h, txn, id, &kids, &n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = bind_tree(h, txn, kids[i], token, false);
+    free(kids);
+    return rc;
+}
+
+int reg_key_bind(reg_key *key, const uint8_t token[REG_TOKEN_SIZE])
+{
+    if (!key || key->kind != KH_REAL)
+        return ERROR_INVALID_HANDLE;
+    if (key->id == REG_ROOT_ID || key->depth == 0)
+        return ERROR_ACCESS_DENIED;
+    reg_hive *h = key->hive;
+    MDB_txn *txn;
+    bool own;
+    int rc = reg_hive_wbegin(h, &txn, &own);
+    if (rc)
+        return rc;
+    struct keyrec rec;
+    rc = reg_key_check(key, txn, &rec);
+    if (!rc && (rec.flags & KF_OWNED)) {
+        if (!(rec.flags & KF_SHARED) || memcmp(rec.token, token, REG_TOKEN_LEN))
+            rc = ERROR_ALREADY_EXISTS;
+        return reg_hive_wend(h, txn, own, rc);
+    }
+    if (!rc)
+        rc = bind_tree(h, txn, key->id, token, true);
+    if (!rc) {
+        uint8_t ik[REG_TOKEN_LEN + 8], kind = 1;
+        memcpy(ik, token, REG_TOKEN_LEN);
+        reg_be64(ik + REG_TOKEN_LEN, key->id);
+        MDB_val ikv = {sizeof ik, ik}, kv = {1, &kind};
+        rc = reg_mdb_err(mdb_put(txn, h->db_owned, &ikv, &kv, 0));
+    }
+    if (!rc)
+        rc = reg_journal_add(h, txn, key->id, REG_NOTIFY_CHANGE_ATTRIBUTES);
+    /* Nobody holds it now: the tree goes in this same transaction. */
+    if (!rc && !reg_owner_alive(h, token, true))
+        rc = reg_purge_stale(h, txn);
+    rc = reg_hive_wend(h, txn, own, rc);
+    if (!rc) {
+        key->flags |= KF_OWNED | KF_SHARED;
+        memcpy(key->token, token, REG_TOKEN_LEN);
     }
     return rc;
 }

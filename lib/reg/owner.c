@@ -40,7 +40,7 @@ int reg_owner_new(reg_key *key, reg_owner **out)
         return rc;
     }
     buf_free(&dir);
-    o->path = reg_owner_path(h, o->token);
+    o->path = reg_owner_path(h, o->token, false);
     if (!o->path) {
         free(o);
         return ERROR_NOT_ENOUGH_MEMORY;
@@ -67,16 +67,65 @@ int reg_owner_new(reg_key *key, reg_owner **out)
     return ERROR_SUCCESS;
 }
 
+int reg_owner_join(reg_key *key, const uint8_t token[REG_TOKEN_LEN], reg_owner **out)
+{
+    *out = NULL;
+    if (!key || key->kind != KH_REAL)
+        return ERROR_INVALID_HANDLE;
+    reg_hive *h = key->hive;
+    if (!h->writable)
+        return ERROR_ACCESS_DENIED;
+    reg_owner *o = calloc(1, sizeof *o);
+    if (!o)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    o->hive = h;
+    o->shared = true;
+    memcpy(o->token, token, REG_TOKEN_LEN);
+    buf dir = BUF_INIT;
+    int rc = ERROR_SUCCESS;
+    if (buf_printf(&dir, "%s/owners", h->dir) || !buf_cstr(&dir))
+        rc = ERROR_NOT_ENOUGH_MEMORY;
+    else if (mkdir((char *)dir.data, 0755) && errno != EEXIST)
+        rc = reg_errno_to_win32(errno);
+    buf_free(&dir);
+    if (!rc && !(o->path = reg_owner_path(h, token, true)))
+        rc = ERROR_NOT_ENOUGH_MEMORY;
+    /* Only the hive's own user may open it: any lock on it means "alive". */
+    if (!rc && (o->fd = open(o->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        rc = reg_errno_to_win32(errno);
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (!rc && fcntl(o->fd, F_OFD_SETLK, &fl)) {
+        rc = reg_errno_to_win32(errno);
+        close(o->fd);
+    }
+    if (rc) {
+        free(o->path);
+        free(o);
+        return rc;
+    }
+    *out = o;
+    return ERROR_SUCCESS;
+}
+
+int reg_owner_held(reg_key *key, const uint8_t token[REG_TOKEN_LEN], bool *held)
+{
+    if (!key || key->kind != KH_REAL)
+        return ERROR_INVALID_HANDLE;
+    *held = reg_owner_alive(key->hive, token, true);
+    return ERROR_SUCCESS;
+}
+
 void reg_owner_release(reg_owner *o)
 {
     if (!o)
         return;
-    /* Drop the lock first: from now on every reader sees the keys as gone; then purge them
-     * (the purge runs at the start of every write transaction). */
+    /* Drop the lock first: from now on every reader sees the keys as gone (for a shared
+     * owner: once no other process holds it); then purge them (the purge runs at the
+     * start of every write transaction). */
     close(o->fd);
     reg_hive *h = o->hive;
-    for (size_t i = 0; i < h->nowners; i++) {
-        if (!memcmp(h->owners[i].token, o->token, REG_TOKEN_LEN)) {
+    for (size_t i = 0; i < h->nowners && !o->shared; i++) {
+        if (!h->owners[i].shared && !memcmp(h->owners[i].token, o->token, REG_TOKEN_LEN)) {
             h->owners[i].dead = true;
             if (h->owners[i].fd >= 0)
                 close(h->owners[i].fd);
@@ -89,7 +138,8 @@ void reg_owner_release(reg_owner *o)
         if (reg_hive_wbegin(h, &txn, &own) == ERROR_SUCCESS)
             reg_hive_wend(h, txn, own, ERROR_SUCCESS);
     }
-    unlink(o->path);
+    if (!o->shared)
+        unlink(o->path);
     free(o->path);
     free(o);
 }

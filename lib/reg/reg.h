@@ -236,8 +236,25 @@ void reg_txn_abort(reg_key *key);
 /* reg_owner_new - a new owner in key's hive: a lock this process holds until
  * reg_owner_release or its death. Free with reg_owner_release. */
 int reg_owner_new(reg_key *key, reg_owner **out);
-/* reg_owner_release - delete the keys bound to owner and drop its lock. */
+/* reg_owner_release - drop owner's lock; the keys bound to it go (for a shared owner: once
+ * no process holds it any more). */
 void reg_owner_release(reg_owner *owner);
+
+#define REG_TOKEN_SIZE 16 /* bytes of a shared owner's token */
+
+/* reg_owner_join - hold the shared owner named by token (REG_TOKEN_SIZE bytes, chosen by the
+ * caller, e.g. a profile's unique id) in key's hive. Any number of processes of the hive's
+ * user may hold it at once; keys bound to it with reg_key_bind live while any holder does,
+ * SIGKILL included. Free with reg_owner_release. */
+int reg_owner_join(reg_key *key, const uint8_t token[REG_TOKEN_SIZE], reg_owner **out);
+/* reg_owner_held - *held is true while some process holds the shared owner token. */
+int reg_owner_held(reg_key *key, const uint8_t token[REG_TOKEN_SIZE], bool *held);
+/* reg_key_bind - bind an existing key and its subtree to the shared owner token: from now on
+ * they exist only while some process holds it, and vanish for every reader the moment the
+ * last holder is gone (at once when none holds it now). Handles opened before the bind may
+ * go on reading values until they are reopened. ERROR_ACCESS_DENIED for a root,
+ * ERROR_ALREADY_EXISTS when the key is already bound to another owner. */
+int reg_key_bind(reg_key *key, const uint8_t token[REG_TOKEN_SIZE]);
 
 /* --- change notification ------------------------------------------------------------- */
 
@@ -281,9 +298,10 @@ int reg_export(reg_key *key, const char *path, unsigned flags, buf *out);
 int reg_hive_save(reg_key *key, const char *file);
 /* reg_hive_restore - replace key's values and subkeys by a hive file's (RegRestoreKey). */
 int reg_hive_restore(reg_key *key, const char *file);
-/* reg_hive_load - make a hive file readable and writable as HKU\name or HKLM\name
- * (RegLoadKey). ERROR_ALREADY_EXISTS when name is taken, ERROR_PRIVILEGE_NOT_HELD when the
- * caller may not load hives. */
+/* reg_hive_load - make a hive file readable and writable as HKU\name (RegLoadKey); root must
+ * be REG_ROOT_HKU (HKLM is one hive here: ERROR_INVALID_PARAMETER). ERROR_ALREADY_EXISTS
+ * when name is taken, ERROR_PRIVILEGE_NOT_HELD when the caller may not load hives (only root
+ * or the owner of the state root may). */
 int reg_hive_load(reg_ctx *ctx, reg_root root, const char *name, const char *file);
 /* reg_hive_unload - write a loaded hive back to its file and remove it (RegUnLoadKey). */
 int reg_hive_unload(reg_ctx *ctx, reg_root root, const char *name);

@@ -7,7 +7,8 @@
  *   children  parent id (u64 BE) + fold key   -> child id (u64 LE)
  *   values    key id (u64 BE) + fold key      -> value record (struct valrec + name + data)
  *   vorder    key id (u64 BE) + seq (u32 BE)  -> fold key of the value (creation order)
- *   owned     token (16) + key id (u64 BE)    -> "" (owner-bound keys, for purging)
+ *   owned     token (16) + key id (u64 BE)    -> kind (owner-bound keys, for purging):
+ *                                               "" or 0 exclusive owner, 1 shared owner
  *   volatile  key id (u64 BE)                 -> "" (topmost volatile keys, for purging)
  *   journal   change seq (u64 BE)             -> filter (u32), n (u32), ids (u64 LE) x n
  *   meta      "version" | "next_id" | "seq" | "boot" -> numbers / boot id
@@ -30,7 +31,8 @@
 
 #define KF_VOLATILE 0x1 /* created volatile: gone when the boot id changes */
 #define KF_OWNED 0x2    /* under an owner-bound key: gone when the owner dies */
-#define KF_OWNER_TOP 0x4 /* the key that was created owner-bound itself */
+#define KF_OWNER_TOP 0x4 /* the key that was created owner-bound itself (or bound) */
+#define KF_SHARED 0x8    /* its owner is shared: alive while any process holds the lock */
 
 /* keyrec - the fixed head of a key record; name and class (UTF-16LE) follow it. */
 struct keyrec {
@@ -57,7 +59,8 @@ struct valrec {
 struct owner_cache {
     uint8_t token[REG_TOKEN_LEN];
     int fd;    /* lock file opened read-only, -1 if missing */
-    bool dead; /* dead is forever: tokens are never reused */
+    bool shared; /* a shared owner: any lock means alive, and it may come back */
+    bool dead;   /* an exclusive owner's death is forever: tokens are never reused */
 };
 
 typedef struct reg_hive {
@@ -106,6 +109,7 @@ struct reg_key {
 
 struct reg_owner {
     reg_hive *hive;
+    bool shared;
     uint8_t token[REG_TOKEN_LEN];
     int fd;
     char *path;
@@ -130,8 +134,8 @@ int reg_hive_wbegin(reg_hive *h, MDB_txn **txn, bool *own);
 int reg_hive_wend(reg_hive *h, MDB_txn *txn, bool own, int rc);
 int reg_hive_drop(reg_ctx *ctx, const char *hkuname);
 int reg_mdb_err(int rc);
-char *reg_owner_path(reg_hive *h, const uint8_t token[REG_TOKEN_LEN]);
-bool reg_owner_alive(reg_hive *h, const uint8_t token[REG_TOKEN_LEN]);
+char *reg_owner_path(reg_hive *h, const uint8_t token[REG_TOKEN_LEN], bool shared);
+bool reg_owner_alive(reg_hive *h, const uint8_t token[REG_TOKEN_LEN], bool shared);
 int reg_purge_stale(reg_hive *h, MDB_txn *txn);
 
 /* key records (key.c) */

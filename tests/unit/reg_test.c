@@ -592,6 +592,71 @@ static void test_sigkill_storm(void **state)
     }
 }
 
+/* child_holder - in a child process: hold the shared owner token, say so, wait to be killed. */
+static pid_t child_holder(const char *dir, const uint8_t *token)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        reg_ctx *ctx;
+        reg_key *cu;
+        reg_owner *o;
+        if (reg_ctx_open(dir, &ctx) || reg_key_open_root(ctx, REG_ROOT_HKCU, &cu) ||
+            reg_owner_join(cu, token, &o) || write(p[1], "j", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    char c;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    close(p[0]);
+    return pid;
+}
+
+static void test_shared_owner_bind(void **state)
+{
+    struct fx *fx = *state;
+    uint8_t token[REG_TOKEN_SIZE];
+    memset(token, 0x5a, sizeof token);
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->cu, "Prof\\Section", 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_value_set_dword(k, "v", 1), 0);
+    reg_key_close(k);
+    bool held;
+    assert_int_equal(reg_owner_held(fx->cu, token, &held), 0);
+    assert_false(held);
+    pid_t a = child_holder(fx->dir, token), b = child_holder(fx->dir, token);
+    assert_int_equal(reg_owner_held(fx->cu, token, &held), 0);
+    assert_true(held);
+    /* Bound while two processes hold it: still there, and so after one of them dies. */
+    assert_int_equal(reg_key_open(fx->cu, "Prof", 0, &k), 0);
+    assert_int_equal(reg_key_bind(k, token), 0);
+    assert_int_equal(reg_key_bind(k, token), 0); /* again: no change */
+    reg_key_close(k);
+    kill(a, SIGKILL);
+    waitpid(a, NULL, 0);
+    assert_int_equal(reg_key_open(fx->cu, "Prof\\Section", 0, &k), 0);
+    reg_key_close(k);
+    /* The last holder dies: the whole tree is gone at once, and purged at the next write. */
+    kill(b, SIGKILL);
+    waitpid(b, NULL, 0);
+    assert_int_equal(reg_key_open(fx->cu, "Prof", 0, &k), ERROR_FILE_NOT_FOUND);
+    assert_int_equal(reg_key_create(fx->cu, "Prof", 0, NULL, &k, NULL), 0);
+    assert_subkeys(k, "");
+    /* Bound while nobody holds it: gone in the same call. */
+    assert_int_equal(reg_key_create(k, "Sub", 0, NULL, NULL, NULL), 0);
+    token[0] = 1;
+    assert_int_equal(reg_key_bind(k, token), 0);
+    assert_int_equal(reg_value_get(k, "", NULL, NULL), ERROR_KEY_DELETED);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->cu, "Prof", 0, &k), ERROR_FILE_NOT_FOUND);
+    assert_int_equal(reg_key_bind(fx->cu, token), ERROR_ACCESS_DENIED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rename_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_volatile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_owner_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
