@@ -23,14 +23,14 @@ endif
 
 BIN     := $(BUILD)/bin
 OBJ     := $(BUILD)/obj
-CPPFLAGS += -D_GNU_SOURCE -Ilib
+CPPFLAGS += -D_GNU_SOURCE -Ilib -DIMS_DATADIR='"$(PREFIX)/share/ims"'
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-missing-field-initializers $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
 LDLIBS  += -llmdb -lhivex -lpthread
 
 # Libraries in link order: a library may use only those after it.
-LIBS     := reg base
+LIBS     := mapi reg base
 lib_srcs  = $(wildcard lib/$(1)/*.c)
 lib_objs  = $(patsubst %.c,$(OBJ)/%.o,$(call lib_srcs,$(1)))
 LIBFILES := $(foreach l,$(LIBS),$(BUILD)/lib/lib$(l).a)
@@ -115,9 +115,10 @@ run: deps all
 	@echo "imsd is not part of this build yet (see issue 5); the registry tools are in $(BIN)"
 
 install: $(PROGFILES)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/ims
 	install -m 0755 $(PROGFILES) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 data/mapisvc.inf $(DESTDIR)$(PREFIX)/share/ims/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(PROGS))

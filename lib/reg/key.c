@@ -1086,9 +1086,9 @@ int reg_key_delete_tree(reg_key *parent, const char *subkey)
     return delete_common(parent, subkey, true);
 }
 
-int reg_key_rename(reg_key *parent, const char *subkey, const char *newname)
+int reg_key_move(reg_key *parent, const char *subkey, reg_key *new_parent, const char *newname)
 {
-    if (!parent || !newname)
+    if (!parent || !newname || !new_parent)
         return ERROR_INVALID_PARAMETER;
     if (!*newname || strchr(newname, '\\'))
         return ERROR_INVALID_PARAMETER;
@@ -1107,20 +1107,39 @@ int reg_key_rename(reg_key *parent, const char *subkey, const char *newname)
         return ERROR_ACCESS_DENIED;
     }
     reg_hive *h = k->hive;
+    if (new_parent->kind != KH_REAL || new_parent->hive != h) {
+        reg_key_close(k);
+        return ERROR_NOT_SAME_DEVICE;
+    }
     MDB_txn *txn;
     bool own;
     if ((rc = reg_hive_wbegin(h, &txn, &own))) {
         reg_key_close(k);
         return rc;
     }
-    struct keyrec rec;
+    struct keyrec rec, prec;
     MDB_val raw;
     rc = reg_key_check(k, txn, &rec);
+    if (!rc)
+        rc = reg_key_check(new_parent, txn, &prec);
+    /* Not into itself or below itself; not a stable key under a volatile one. */
+    for (uint64_t up = new_parent->id; !rc && up;) {
+        struct keyrec r;
+        if (up == k->id)
+            rc = ERROR_INVALID_PARAMETER;
+        else if ((rc = reg_keyrec_get(h, txn, up, &r, NULL)) == ERROR_SUCCESS)
+            up = r.parent;
+    }
+    if (!rc && (prec.flags & KF_VOLATILE) && !(rec.flags & KF_VOLATILE))
+        rc = ERROR_CHILD_MUST_BE_VOLATILE;
+    if (!rc && new_parent->depth + 1 > REG_MAX_DEPTH)
+        rc = ERROR_INVALID_PARAMETER;
     if (!rc)
         rc = reg_keyrec_get(h, txn, k->id, &rec, &raw);
     uint8_t oldk[8 + REG_FOLDKEY_MAX], newk[8 + REG_FOLDKEY_MAX];
     size_t oldlen = 0;
     uint8_t *klass = NULL;
+    uint64_t old_parent = rec.parent;
     if (!rc) {
         reg_be64(oldk, rec.parent);
         reg_foldkey_u16((uint8_t *)raw.mv_data + sizeof rec, rec.name_units, oldk + 8, &oldlen);
@@ -1131,10 +1150,10 @@ int reg_key_rename(reg_key *parent, const char *subkey, const char *newname)
             memcpy(klass, (uint8_t *)raw.mv_data + sizeof rec + 2u * rec.name_units,
                    2u * rec.class_units);
     }
-    reg_be64(newk, rec.parent);
+    reg_be64(newk, new_parent->id);
     memcpy(newk + 8, fk, fklen);
     MDB_val nk = {8 + fklen, newk}, ok = {8 + oldlen, oldk}, v;
-    bool same = !rc && oldlen == fklen && !memcmp(oldk + 8, fk, fklen);
+    bool same = !rc && oldlen == fklen && !memcmp(oldk, newk, 8 + fklen);
     if (!rc && !same && mdb_get(txn, h->db_children, &nk, &v) == 0) {
         uint64_t other;
         struct keyrec orec;
@@ -1154,15 +1173,51 @@ int reg_key_rename(reg_key *parent, const char *subkey, const char *newname)
         rc = reg_mdb_err(mdb_put(txn, h->db_children, &nk, &idv, 0));
     }
     if (!rc) {
+        rec.parent = new_parent->id;
         rec.name_units = (uint16_t)units;
         rec.last_write = base_filetime_now();
         rc = keyrec_put(h, txn, k->id, &rec, name16.data, klass);
     }
     if (!rc)
-        rc = reg_journal_add(h, txn, rec.parent, REG_NOTIFY_CHANGE_NAME);
+        rc = reg_journal_add(h, txn, old_parent, REG_NOTIFY_CHANGE_NAME);
+    if (!rc && old_parent != new_parent->id)
+        rc = reg_journal_add(h, txn, new_parent->id, REG_NOTIFY_CHANGE_NAME);
     buf_free(&name16);
     free(klass);
     rc = reg_hive_wend(h, txn, own, rc);
+    reg_key_close(k);
+    return rc;
+}
+
+int reg_key_rename(reg_key *parent, const char *subkey, const char *newname)
+{
+    if (!parent)
+        return ERROR_INVALID_PARAMETER;
+    reg_key *k;
+    int rc = reg_key_open(parent, subkey, REG_WRITE, &k);
+    if (rc)
+        return rc;
+    /* The key's own parent, found by walking one level up from the key. */
+    reg_key *p = NULL;
+    if (k->kind == KH_REAL && k->depth > 0) {
+        MDB_txn *txn;
+        struct keyrec rec;
+        rc = reg_hive_rtxn(k->hive, &txn);
+        if (!rc) {
+            rc = reg_key_check(k, txn, &rec);
+            reg_hive_rtxn_done(k->hive, txn);
+        }
+        if (!rc) {
+            p = key_new(k->ctx, k->root, KH_REAL, k->hive, rec.parent, NULL, k->depth - 1);
+            if (!p)
+                rc = ERROR_NOT_ENOUGH_MEMORY;
+        }
+    } else {
+        rc = ERROR_ACCESS_DENIED;
+    }
+    if (!rc)
+        rc = reg_key_move(k, NULL, p, newname);
+    reg_key_close(p);
     reg_key_close(k);
     return rc;
 }

@@ -28,6 +28,7 @@
 #define ERROR_INVALID_HANDLE 6
 #define ERROR_NOT_ENOUGH_MEMORY 8
 #define ERROR_INVALID_DATA 13
+#define ERROR_NOT_SAME_DEVICE 17
 #define ERROR_WRITE_FAULT 29
 #define ERROR_READ_FAULT 30
 #define ERROR_INVALID_PARAMETER 87
@@ -195,6 +196,12 @@ int reg_key_copy_tree(reg_key *src, reg_key *dst, bool recursive);
 /* reg_key_rename - rename parent\subkey to newname (one component). ERROR_ACCESS_DENIED when
  * a sibling has that name, ERROR_INVALID_PARAMETER for a bad name. */
 int reg_key_rename(reg_key *parent, const char *subkey, const char *newname);
+/* reg_key_move - move parent\subkey with its subtree under new_parent (same hive) as
+ * newname, in one transaction; handles to the key stay valid. ERROR_NOT_SAME_DEVICE across
+ * hives, ERROR_ACCESS_DENIED when new_parent has a key of that name, ERROR_INVALID_PARAMETER
+ * for a move into its own subtree, ERROR_CHILD_MUST_BE_VOLATILE for a stable key moved under
+ * a volatile one. */
+int reg_key_move(reg_key *parent, const char *subkey, reg_key *new_parent, const char *newname);
 /* reg_key_root - the root the key was opened under. */
 reg_root reg_key_root(const reg_key *key);
 

@@ -285,6 +285,21 @@ static void test_rename_copy(void **state)
     assert_values(dst, "v|only");
     assert_subkeys(dst, "");
     reg_key_close(dst);
+    /* Move: the handle follows the key; not into itself, not across hives. */
+    reg_key *to;
+    assert_int_equal(reg_key_create(fx->cu, "Moved", 0, NULL, &to, NULL), 0);
+    assert_int_equal(reg_key_move(r, "New", src, "X"), ERROR_INVALID_PARAMETER);
+    assert_int_equal(reg_key_move(r, "New", fx->lm, "X"), ERROR_NOT_SAME_DEVICE);
+    assert_int_equal(reg_key_move(r, "New", to, "Here"), 0);
+    assert_subkeys(r, "Other");
+    assert_subkeys(to, "Here");
+    assert_int_equal(reg_value_get_dword(src, "v", &v), 0);
+    assert_int_equal(v, 9);
+    assert_int_equal(reg_key_open(to, "here\\sub\\inner", 0, &dst), 0);
+    reg_key_close(dst);
+    assert_int_equal(reg_key_create(r, "Taken", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(reg_key_move(to, "Here", r, "taken"), ERROR_ACCESS_DENIED);
+    reg_key_close(to);
     reg_key_close(src);
     reg_key_close(r);
 }
