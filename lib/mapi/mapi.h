@@ -256,6 +256,10 @@ const char *mapisvc_default_path(const char *state_root);
     "Software\\Microsoft\\Windows NT\\CurrentVersion\\Windows Messaging Subsystem\\Profiles"
 
 #define MAPI_DEFAULT_SERVICES 0x1u /* CreateProfile: add the [Default Services] */
+/* MAPI_PROFILE_BOUND - ours: the profile is volatile and bound to this process (to the
+ * mapi_ctx): it exists exactly while the process lives and mapi_fini has not been called,
+ * so a service's own profile never outlives it, SIGKILL included. */
+#define MAPI_PROFILE_BOUND 0x100u
 
 typedef struct mapi_ctx mapi_ctx;
 
@@ -280,7 +284,8 @@ void mapi_profile_rows_free(mapi_profile_row *rows, size_t n);
  * space, no backslash or control character), else MAPI_E_INVALID_PARAMETER. */
 mapi_err mapi_profile_name_ok(const char *name);
 /* mapi_profile_create - CreateProfile, in one registry transaction: MAPI_E_NO_ACCESS when the
- * name exists (also when another process creates it at the same moment: exactly one wins). */
+ * name exists (also when another process creates it at the same moment: exactly one wins).
+ * flags: MAPI_DEFAULT_SERVICES, MAPI_PROFILE_BOUND. */
 mapi_err mapi_profile_create(mapi_ctx *ctx, const char *name, unsigned flags);
 /* mapi_profile_delete - DeleteProfile: MAPI_E_NOT_FOUND when missing; a profile in use is
  * hidden at once and removed when its last session ends. */

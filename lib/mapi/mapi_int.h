@@ -15,6 +15,7 @@ struct mapi_ctx {
     reg_ctx *reg;
     reg_key *hkcu;
     mapisvc *svc;
+    reg_owner *owner; /* made on first use: what MAPI_PROFILE_BOUND profiles live by */
 };
 
 struct mapi_svcadmin {

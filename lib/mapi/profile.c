@@ -46,6 +46,8 @@ void mapi_fini(mapi_ctx *ctx)
 {
     if (!ctx)
         return;
+    if (ctx->owner)
+        reg_owner_release(ctx->owner); /* bound profiles go now */
     reg_key_close(ctx->hkcu);
     if (ctx->svc)
         mapisvc_free(ctx->svc);
@@ -315,13 +317,19 @@ mapi_err mapi_profile_exists(mapi_ctx *ctx, const char *name)
 }
 
 /* make_profile - the keys and sections of a new, empty profile (inside a transaction). */
-static mapi_err make_profile(mapi_ctx *ctx, reg_key *profiles, const char *name, reg_key **out)
+static mapi_err make_profile(mapi_ctx *ctx, reg_key *profiles, const char *name, bool bound,
+                             reg_key **out)
 {
     unsigned disp;
     reg_key *p;
     if (name_reserved(ctx, name))
         return MAPI_E_NO_ACCESS;
-    int rc = reg_key_create(profiles, name, 0, NULL, &p, &disp);
+    int rc = ERROR_SUCCESS;
+    if (bound && !ctx->owner)
+        rc = reg_owner_new(ctx->hkcu, &ctx->owner);
+    if (!rc)
+        rc = reg_key_create(profiles, name, bound ? REG_OPTION_OWNER_BOUND : 0,
+                            bound ? ctx->owner : NULL, &p, &disp);
     if (rc)
         return mapi_err_from_reg(rc);
     if (disp != REG_CREATED_NEW_KEY) {
@@ -375,7 +383,7 @@ mapi_err mapi_profile_create(mapi_ctx *ctx, const char *name, unsigned flags)
     mapi_err e = mapi_profile_name_ok(name);
     if (e)
         return e;
-    if (flags & ~MAPI_DEFAULT_SERVICES)
+    if (flags & ~(MAPI_DEFAULT_SERVICES | MAPI_PROFILE_BOUND))
         return MAPI_E_UNKNOWN_FLAGS;
     apply_renames(ctx);
     if ((e = begin(ctx)))
@@ -383,7 +391,7 @@ mapi_err mapi_profile_create(mapi_ctx *ctx, const char *name, unsigned flags)
     reg_key *profiles = NULL, *p = NULL;
     e = profiles_key(ctx, true, &profiles);
     if (!e)
-        e = make_profile(ctx, profiles, name, &p);
+        e = make_profile(ctx, profiles, name, flags & MAPI_PROFILE_BOUND, &p);
     if (!e && (flags & MAPI_DEFAULT_SERVICES) && ctx->svc) {
         const char *const *names;
         size_t n = mapisvc_default_services(ctx->svc, &names);
@@ -416,8 +424,10 @@ mapi_err mapi_profile_delete(mapi_ctx *ctx, const char *name)
                                              NULL));
         if (!e)
             e = mapi_err_from_reg(reg_key_move(profiles, name, deleted, moved));
-        if (!e)
-            e = mapi_err_from_reg(reg_key_bind(p, token));
+        /* A bound profile already goes with its process at the latest. */
+        int rc = e ? ERROR_SUCCESS : reg_key_bind(p, token);
+        if (!e && rc != ERROR_ALREADY_EXISTS)
+            e = mapi_err_from_reg(rc);
     } else if (!e) {
         e = mapi_err_from_reg(reg_key_delete_tree(profiles, name));
     }

@@ -21,6 +21,9 @@ mapi_err mapi_section_key(reg_key *profile, const mapi_uid *uid, bool create, re
     mapi_uid_hex(uid, hex);
     int rc = create ? reg_key_create(profile, hex, 0, NULL, out, NULL)
                     : reg_key_open(profile, hex, 0, out);
+    /* The sections of a bound (volatile) profile are volatile like it. */
+    if (rc == ERROR_CHILD_MUST_BE_VOLATILE)
+        rc = reg_key_create(profile, hex, REG_OPTION_VOLATILE, NULL, out, NULL);
     return mapi_err_from_reg(rc);
 }
 

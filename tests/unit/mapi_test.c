@@ -439,6 +439,55 @@ static void test_create_race(void **state)
     }
 }
 
+/* A bound profile lives exactly as long as the process (the context) that made it. */
+static void test_bound_profile(void **state)
+{
+    struct fx *fx = *state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        reg_ctx *r;
+        mapi_ctx *m;
+        mapi_session *s;
+        mapi_svcadmin *adm;
+        mapi_uid svc;
+        if (reg_ctx_open(fx->dir, &r) || mapi_init(r, CATALOGUE, &m) ||
+            mapi_profile_create(m, "MSExchangeIMC 0123456789", MAPI_PROFILE_BOUND) ||
+            mapi_admin_services(m, "MSExchangeIMC 0123456789", &adm) ||
+            mapi_service_create(adm, "MSEMS", NULL, &svc) ||
+            mapi_logon(m, "MSExchangeIMC 0123456789", MAPI_EXPLICIT_PROFILE, &s) ||
+            write(p[1], "s", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    char c;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    close(p[0]);
+    assert_string_equal(table(fx->mapi), "MSExchangeIMC 0123456789+");
+    reg_key *k;
+    assert_int_equal(reg_key_open_path(fx->reg, PROFILES "\\MSExchangeIMC 0123456789", 0, &k), 0);
+    reg_key_info info;
+    assert_int_equal(reg_key_query_info(k, &info), 0);
+    assert_true(info.is_volatile && info.is_owner_bound);
+    reg_key_close(k);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_string_equal(table(fx->mapi), "");
+    assert_false(key_exists(fx->reg, PROFILES "\\MSExchangeIMC 0123456789"));
+    /* In-process: mapi_fini ends it. */
+    mapi_ctx *m2;
+    assert_int_equal(mapi_init(fx->reg, CATALOGUE, &m2), S_OK);
+    assert_int_equal(mapi_profile_create(m2, "Temp", MAPI_PROFILE_BOUND | MAPI_DEFAULT_SERVICES),
+                     S_OK);
+    assert_string_equal(table(fx->mapi), "Temp");
+    mapi_fini(m2);
+    assert_string_equal(table(fx->mapi), "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +500,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_delete_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bound_profile, setup, teardown),
     };
     return cmocka_run_group_tests_name("mapi", tests, NULL, NULL);
 }
