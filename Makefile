@@ -26,11 +26,11 @@ OBJ     := $(BUILD)/obj
 CPPFLAGS += -D_GNU_SOURCE -Ilib -DIMS_DATADIR='"$(PREFIX)/share/ims"'
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-missing-field-initializers $(SANFLAGS)
-LDFLAGS += $(SANFLAGS)
+LDFLAGS += $(SANFLAGS) -Wl,--as-needed
 LDLIBS  += -llmdb -lhivex -lpthread
 
 # Libraries in link order: a library may use only those after it.
-LIBS     := mapi reg base
+LIBS     := ims store mapi reg base
 lib_srcs  = $(wildcard lib/$(1)/*.c)
 lib_objs  = $(patsubst %.c,$(OBJ)/%.o,$(call lib_srcs,$(1)))
 LIBFILES := $(foreach l,$(LIBS),$(BUILD)/lib/lib$(l).a)
@@ -66,8 +66,10 @@ $(foreach l,$(LIBS),$(eval $(call LIB_RULE,$(l))))
 define PROG_RULE
 $(BIN)/$(1): $(patsubst %.c,$(OBJ)/%.o,$(wildcard src/$(1)/*.c)) $(LIBFILES)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS_$(1)) $(LDLIBS)
 endef
+# Programs that need more than the common libraries say so here.
+LDLIBS_imsd := -levent
 $(foreach p,$(PROGS),$(eval $(call PROG_RULE,$(p))))
 
 $(BUILD)/tests/%_test: $(OBJ)/tests/unit/%_test.o $(LIBFILES)

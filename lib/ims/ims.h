@@ -1,0 +1,162 @@
+/* ims.h - the contract of lib/ims: the Internet Mail Service's settings (from the registry),
+ * its event log, and its start and stop sequence (working folders, its own MAPI profile
+ * "MSExchangeIMC <suffix>", logon, the gateway mailbox).
+ *
+ * Functions return IMS_OK (0) or the ID of the event that describes the failure (for example
+ * IMS_EV_MAPI_INIT_FAILED, 4018), already logged through the ims_log given. They never exit
+ * or print: events go to the log's sink, which the program provides. */
+#ifndef IMS_IMS_H
+#define IMS_IMS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mapi/mapi.h"
+#include "reg/reg.h"
+
+#define IMS_OK 0
+
+/* Registry keys (under HKLM). */
+#define IMS_SERVICE_NAME "MSExchangeIMC"
+#define IMS_SERVICE_KEY "System\\CurrentControlSet\\Services\\MSExchangeIMC"
+#define IMS_PARAMETERS_KEY IMS_SERVICE_KEY "\\Parameters"
+#define IMS_DIAGNOSTICS_KEY IMS_SERVICE_KEY "\\Diagnostics"
+#define IMS_DISPLAY_NAME "Microsoft Exchange Internet Mail Service"
+#define IMS_PROFILE_PREFIX "MSExchangeIMC " /* + 10 upper-case hex digits, new each start */
+#define IMS_PROFILE_SUFFIX_LEN 10
+
+/* --- events ----------------------------------------------------------------------------- */
+
+/* Event IDs (source MSExchangeIMC) this service logs; the numbers are the original's. */
+#define IMS_EV_SHUTDOWN 1001            /* shut down successfully */
+#define IMS_EV_STARTED 1000             /* started (no original ID is known: ours) */
+#define IMS_EV_PROTOCOL_LOG 2004        /* SMTP protocol logging enabled */
+#define IMS_EV_LISTEN_FAILED 4007       /* cannot bind the TCP/IP listener socket */
+#define IMS_EV_MAPI_INIT_FAILED 4018    /* MAPI could not be initialized */
+#define IMS_EV_SETTING_INVALID 4086     /* configuration could not be loaded (a value) */
+#define IMS_EV_INTERNAL 4131            /* unexpected error (working folders and the like) */
+#define IMS_EV_ACCOUNT 4143             /* the service account cannot be used */
+
+typedef enum ims_category {
+    IMS_CAT_INIT_TERM,         /* Initialization/Termination */
+    IMS_CAT_ADDRESSING,        /* Addressing */
+    IMS_CAT_MESSAGE_TRANSFER,  /* Message Transfer */
+    IMS_CAT_SMTP_INTERFACE,    /* SMTP Interface Events */
+    IMS_CAT_INTERNAL,          /* Internal Processing */
+    IMS_CAT_CONTENT_CONVERSION,/* Content Conversion */
+    IMS_CAT_SMTP_PROTOCOL_LOG, /* SMTP Protocol Log */
+    IMS_CAT_MESSAGE_ARCHIVAL,  /* Message Archival */
+    IMS_CAT_COUNT
+} ims_category;
+
+typedef enum ims_severity { IMS_SEV_ERROR, IMS_SEV_WARNING, IMS_SEV_INFO } ims_severity;
+
+/* Diagnostics Logging levels, as the property page stores them. An event of level L is
+ * logged when its category's level is at least L; errors and level-0 events always are. */
+#define IMS_LEVEL_NONE 0
+#define IMS_LEVEL_MINIMUM 1
+#define IMS_LEVEL_MEDIUM 3
+#define IMS_LEVEL_MAXIMUM 5
+
+typedef struct ims_event {
+    unsigned id;
+    ims_category category;
+    ims_severity severity;
+    const char *text; /* the whole message, one line */
+} ims_event;
+
+typedef void (*ims_log_fn)(void *arg, const ims_event *ev);
+
+typedef struct ims_log {
+    ims_log_fn fn;                  /* where events go (syslog, console: the program's) */
+    void *arg;
+    uint8_t levels[IMS_CAT_COUNT];  /* Diagnostics Logging levels */
+} ims_log;
+
+/* ims_category_name - "Initialization/Termination" and the like (the value names under the
+ * Diagnostics key, too). */
+const char *ims_category_name(ims_category c);
+/* ims_severity_name - "Error", "Warning", "Information". */
+const char *ims_severity_name(ims_severity s);
+/* ims_log_event - format and deliver an event if its level passes the category's. */
+void ims_log_event(ims_log *log, unsigned id, ims_category cat, ims_severity sev, unsigned level,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* --- settings --------------------------------------------------------------------------- */
+
+#define IMS_MAX_LISTENERS 16
+#define IMS_DEFAULT_LISTEN "127.0.0.1:2525" /* when ListenAddresses is absent */
+#define IMS_INSTALL_LISTEN "0.0.0.0:25"     /* what `imsctl install` writes by default */
+
+typedef struct ims_listen {
+    char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
+    uint16_t port;
+} ims_listen;
+
+/* ims_settings - the service key's and Parameters' values, each with its documented default
+ * (docs/ims.md lists them). */
+typedef struct ims_settings {
+    char root_dir[PATH_MAX];       /* RootDir: default <IMS_ROOT>/imcdata */
+    ims_listen listen[IMS_MAX_LISTENERS]; /* ListenAddresses (REG_MULTI_SZ) */
+    size_t nlisten;
+    char account[64];              /* ObjectName of the service key: default the running user */
+    char site_dn[256];             /* SiteDN: default "/o=IMS/ou=<short host name>" */
+    char common_name[128];         /* CommonName: default "Internet Mail Service (<HOST>)" */
+    char home_dsa[128];            /* HomeDSA: default the host name */
+    char site_domain[256];         /* SiteDomain: default the host's domain, or its name */
+    uint32_t display_errs_on_console; /* DisplayErrsOnConsole: 0 */
+    uint32_t console_stat_frequency;  /* ConsoleStatFrequency: 14 (seconds) */
+    uint32_t inbound_size_limit;   /* InboundSizeLimit: 0 = none */
+    uint32_t outbound_size_limit;  /* OutboundSizeLimit: 0 = none */
+    uint32_t max_recipients;       /* MaxRecipients: 0 = none */
+    uint32_t advertise_smtp_extensions; /* AdvertiseSMTPExtensions: 1 */
+    uint32_t disk_space_low_water_mark; /* DiskSpaceLowWaterMark: 0x00A00000 */
+    uint32_t shutdown_timeout;     /* ShutdownTimeout (ours): seconds sessions get at stop, 30 */
+    uint8_t levels[IMS_CAT_COUNT]; /* the Diagnostics key: None unless set */
+} ims_settings;
+
+/* ims_settings_defaults - every field at its default for state root `root`. */
+void ims_settings_defaults(ims_settings *s, const char *root);
+/* ims_settings_load - defaults, then the values under HKLM's service key. A missing key or
+ * value keeps the default silently; a malformed or out-of-range one keeps it too and logs
+ * IMS_EV_SETTING_INVALID (warning) naming the value; unknown values are ignored. Returns
+ * IMS_OK, or IMS_EV_SETTING_INVALID when the registry cannot be read at all. */
+int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s);
+/* ims_listen_parse - "address:port" ("[v6]:port" for IPv6). Returns 0 or -1. */
+int ims_listen_parse(const char *text, ims_listen *out);
+
+/* ims_install - write the service key (DisplayName, ImagePath, ObjectName, Start, Type,
+ * ErrorControl, DependOnService) and Parameters (RootDir, ListenAddresses, SiteDN,
+ * CommonName, HomeDSA) as `imsctl install` does; values already set in Parameters are kept
+ * unless given here (listen non-NULL replaces ListenAddresses). Returns a Win32 error. */
+int ims_install(reg_ctx *reg, const char *image_path, const char *account,
+                const char *const *listen, size_t nlisten, const char *root_dir);
+/* ims_uninstall - delete the service key and everything under it. Returns a Win32 error. */
+int ims_uninstall(reg_ctx *reg);
+
+/* --- the service ------------------------------------------------------------------------ */
+
+typedef struct ims_service ims_service;
+
+/* ims_service_start - everything between "settings read, listeners bound, privileges final"
+ * and "ready": recreate the working folders under RootDir (In, Out, Work, Log, Pickup,
+ * Pickup\Archive, In\Archive, Out\Archive); create the profile MSExchangeIMC <suffix> bound
+ * to this process with the Exchange service configured for the gateway mailbox; log on with
+ * it; open the message store under <IMS_ROOT>/store and the gateway mailbox with its MTS-IN,
+ * MTS-OUT and Bad folders (made when missing); purge IMS profiles earlier starts left. On
+ * failure the event is logged, what was done is undone (no profile key is left) and its ID
+ * returned: IMS_EV_MAPI_INIT_FAILED when the profile cannot be made or the logon fails,
+ * IMS_EV_INTERNAL for the folders or the store. reg and mapisvc_path (NULL: default) must
+ * outlive the service. */
+int ims_service_start(const ims_settings *s, reg_ctx *reg, const char *mapisvc_path,
+                      ims_log *log, ims_service **out);
+/* ims_service_profile - the profile's name, "MSExchangeIMC 3FA9C0D21E". */
+const char *ims_service_profile(const ims_service *svc);
+/* ims_service_gateway - the gateway mailbox's Maildir (valid while the service lives). */
+const char *ims_service_gateway(const ims_service *svc);
+/* ims_service_stop - log off, delete the profile, log IMS_EV_SHUTDOWN, free everything. */
+void ims_service_stop(ims_service *svc);
+
+#endif

@@ -1,0 +1,303 @@
+/* settings.c - the service's settings: HKLM\System\CurrentControlSet\Services\MSExchangeIMC,
+ * its Parameters and Diagnostics subkeys, each value with its documented default; and the
+ * install and uninstall of that key. */
+#include "ims/ims.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* host_names - the short host name, upper-cased or not, and the domain (or the name). */
+static void host_names(char *shortname, size_t n, char *domain, size_t dn)
+{
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1))
+        strcpy(host, "localhost");
+    host[sizeof host - 1] = 0;
+    const char *dot = strchr(host, '.');
+    snprintf(shortname, n, "%.*s", dot ? (int)(dot - host) : (int)strlen(host), host);
+    snprintf(domain, dn, "%s", dot && dot[1] ? dot + 1 : host);
+}
+
+void ims_settings_defaults(ims_settings *s, const char *root)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->root_dir, sizeof s->root_dir, "%s/imcdata", root);
+    ims_listen_parse(IMS_DEFAULT_LISTEN, &s->listen[0]);
+    s->nlisten = 1;
+    struct passwd *pw = getpwuid(geteuid());
+    snprintf(s->account, sizeof s->account, "%s", pw ? pw->pw_name : "");
+    char shortname[64], domain[256], upper[64];
+    host_names(shortname, sizeof shortname, domain, sizeof domain);
+    for (size_t i = 0; i < sizeof upper; i++)
+        if (!(upper[i] = (char)toupper((unsigned char)shortname[i])))
+            break;
+    snprintf(s->site_dn, sizeof s->site_dn, "/o=IMS/ou=%s", shortname);
+    snprintf(s->common_name, sizeof s->common_name, "Internet Mail Service (%s)", upper);
+    snprintf(s->home_dsa, sizeof s->home_dsa, "%s", shortname);
+    snprintf(s->site_domain, sizeof s->site_domain, "%s", domain);
+    s->console_stat_frequency = 14;
+    s->advertise_smtp_extensions = 1;
+    s->disk_space_low_water_mark = 0x00A00000;
+    s->shutdown_timeout = 30;
+}
+
+int ims_listen_parse(const char *text, ims_listen *out)
+{
+    char host[sizeof out->host];
+    const char *port;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof host)
+            return -1;
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        host[close - text - 1] = 0;
+        port = close + 2;
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return -1;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (!colon || (size_t)(colon - text) >= sizeof host)
+            return -1;
+        memcpy(host, text, (size_t)(colon - text));
+        host[colon - text] = 0;
+        port = colon + 1;
+        struct in_addr a4;
+        if (inet_pton(AF_INET, host, &a4) != 1)
+            return -1;
+    }
+    char *end;
+    if (!*port || !isdigit((unsigned char)*port))
+        return -1;
+    unsigned long p = strtoul(port, &end, 10);
+    if (*end || p == 0 || p > 65535)
+        return -1;
+    snprintf(out->host, sizeof out->host, "%s", host);
+    out->port = (uint16_t)p;
+    return 0;
+}
+
+/* --- loading ------------------------------------------------------------------------- */
+
+static void invalid(ims_log *log, const char *key, const char *name, const char *why,
+                    const char *dflt)
+{
+    ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_WARNING,
+                  IMS_LEVEL_NONE,
+                  "The registry value %s of HKLM\\%s is not valid (%s); the default %s is used",
+                  name, key, why, dflt);
+}
+
+static void load_string(reg_key *k, const char *key, const char *name, char *out, size_t n,
+                        ims_log *log)
+{
+    uint32_t type;
+    if (reg_value_get(k, name, &type, NULL))
+        return;
+    buf b = BUF_INIT;
+    if (type != REG_SZ && type != REG_EXPAND_SZ)
+        invalid(log, key, name, "not a string", out);
+    else if (reg_value_get_sz(k, name, &b) || b.len == 0 || b.len >= n)
+        invalid(log, key, name, b.len ? "too long" : "empty", out);
+    else
+        memcpy(out, b.data, b.len + 1);
+    buf_free(&b);
+}
+
+static void load_dword(reg_key *k, const char *key, const char *name, uint32_t *out,
+                       uint32_t min, uint32_t max, ims_log *log)
+{
+    uint32_t type, v;
+    if (reg_value_get(k, name, &type, NULL))
+        return;
+    char dflt[32];
+    snprintf(dflt, sizeof dflt, "%u", *out);
+    if (reg_value_get_dword(k, name, &v))
+        invalid(log, key, name, "not a REG_DWORD", dflt);
+    else if (v < min || v > max)
+        invalid(log, key, name, "out of range", dflt);
+    else
+        *out = v;
+}
+
+/* listen_cb - one line of ListenAddresses. */
+static void load_listen(reg_key *k, ims_settings *s, ims_log *log)
+{
+    uint32_t type;
+    buf b = BUF_INIT;
+    if (reg_value_get(k, "ListenAddresses", &type, &b))
+        return;
+    if (type != REG_MULTI_SZ && type != REG_SZ) {
+        invalid(log, IMS_PARAMETERS_KEY, "ListenAddresses", "not a REG_MULTI_SZ",
+                IMS_DEFAULT_LISTEN);
+        buf_free(&b);
+        return;
+    }
+    ims_listen got[IMS_MAX_LISTENERS];
+    size_t n = 0, units = b.len / 2, start = 0;
+    for (size_t i = 0; i <= units; i++) {
+        if (i < units && (b.data[2 * i] || b.data[2 * i + 1]))
+            continue;
+        if (i > start) {
+            buf line = BUF_INIT;
+            base_utf16_to_utf8(b.data + 2 * start, i - start, &line);
+            const char *text = buf_cstr(&line) ? (char *)line.data : "";
+            if (n == IMS_MAX_LISTENERS)
+                invalid(log, IMS_PARAMETERS_KEY, "ListenAddresses", "too many addresses",
+                        "(the first ones)");
+            else if (ims_listen_parse(text, &got[n]) == 0)
+                n++;
+            else
+                invalid(log, IMS_PARAMETERS_KEY, "ListenAddresses", text, "(that line skipped)");
+            buf_free(&line);
+        }
+        start = i + 1;
+    }
+    buf_free(&b);
+    if (n == 0) {
+        invalid(log, IMS_PARAMETERS_KEY, "ListenAddresses", "no valid address", IMS_DEFAULT_LISTEN);
+        return;
+    }
+    memcpy(s->listen, got, n * sizeof got[0]);
+    s->nlisten = n;
+}
+
+int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
+{
+    ims_settings_defaults(s, reg_ctx_root_dir(reg));
+    reg_key *lm, *svc = NULL, *par = NULL, *diag = NULL;
+    int rc = reg_key_open_root(reg, REG_ROOT_HKLM, &lm);
+    if (rc == ERROR_FILE_NOT_FOUND)
+        return IMS_OK; /* a registry nobody has written: every default */
+    if (rc) {
+        ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE, "The configuration could not be loaded from the registry: %s",
+                      reg_strerror(rc));
+        return IMS_EV_SETTING_INVALID;
+    }
+    if (reg_key_open(lm, IMS_SERVICE_KEY, 0, &svc) == ERROR_SUCCESS)
+        load_string(svc, IMS_SERVICE_KEY, "ObjectName", s->account, sizeof s->account, log);
+    if (reg_key_open(lm, IMS_PARAMETERS_KEY, 0, &par) == ERROR_SUCCESS) {
+        const char *k = IMS_PARAMETERS_KEY;
+        load_string(par, k, "RootDir", s->root_dir, sizeof s->root_dir, log);
+        load_string(par, k, "SiteDN", s->site_dn, sizeof s->site_dn, log);
+        load_string(par, k, "CommonName", s->common_name, sizeof s->common_name, log);
+        load_string(par, k, "HomeDSA", s->home_dsa, sizeof s->home_dsa, log);
+        load_string(par, k, "SiteDomain", s->site_domain, sizeof s->site_domain, log);
+        load_listen(par, s, log);
+        load_dword(par, k, "DisplayErrsOnConsole", &s->display_errs_on_console, 0, 0xffffffff, log);
+        load_dword(par, k, "ConsoleStatFrequency", &s->console_stat_frequency, 1, 86400, log);
+        load_dword(par, k, "InboundSizeLimit", &s->inbound_size_limit, 0, 0xffffffff, log);
+        load_dword(par, k, "OutboundSizeLimit", &s->outbound_size_limit, 0, 0xffffffff, log);
+        load_dword(par, k, "MaxRecipients", &s->max_recipients, 0, 0xffffffff, log);
+        load_dword(par, k, "AdvertiseSMTPExtensions", &s->advertise_smtp_extensions, 0, 1, log);
+        load_dword(par, k, "DiskSpaceLowWaterMark", &s->disk_space_low_water_mark, 0, 0xffffffff,
+                   log);
+        load_dword(par, k, "ShutdownTimeout", &s->shutdown_timeout, 0, 3600, log);
+    }
+    if (reg_key_open(lm, IMS_DIAGNOSTICS_KEY, 0, &diag) == ERROR_SUCCESS) {
+        for (int c = 0; c < IMS_CAT_COUNT; c++) {
+            uint32_t v = 0;
+            load_dword(diag, IMS_DIAGNOSTICS_KEY, ims_category_name((ims_category)c), &v, 0, 5,
+                       log);
+            s->levels[c] = (uint8_t)v;
+        }
+    }
+    if (log)
+        memcpy(log->levels, s->levels, sizeof s->levels);
+    reg_key_close(diag);
+    reg_key_close(par);
+    reg_key_close(svc);
+    reg_key_close(lm);
+    return IMS_OK;
+}
+
+/* --- install ------------------------------------------------------------------------- */
+
+/* set_default_sz - a Parameters string, unless it is there already. */
+static int set_default_sz(reg_key *k, const char *name, const char *v)
+{
+    if (reg_value_get(k, name, NULL, NULL) == ERROR_SUCCESS)
+        return ERROR_SUCCESS;
+    return reg_value_set_sz(k, name, REG_SZ, v);
+}
+
+int ims_install(reg_ctx *reg, const char *image_path, const char *account,
+                const char *const *listen, size_t nlisten, const char *root_dir)
+{
+    for (size_t i = 0; i < nlisten; i++) {
+        ims_listen l;
+        if (ims_listen_parse(listen[i], &l))
+            return ERROR_INVALID_PARAMETER;
+    }
+    ims_settings d;
+    ims_settings_defaults(&d, reg_ctx_root_dir(reg));
+    reg_key *lm, *svc = NULL, *par = NULL;
+    int rc = reg_key_open_root(reg, REG_ROOT_HKLM, &lm);
+    if (rc)
+        return rc;
+    if ((rc = reg_txn_begin(lm))) {
+        reg_key_close(lm);
+        return rc;
+    }
+    static const char *const depends[] = {"MSExchangeIS", "MSExchangeMTA", "TCPIP"};
+    static const char *const install_listen[] = {IMS_INSTALL_LISTEN};
+    rc = reg_key_create(lm, IMS_SERVICE_KEY, 0, NULL, &svc, NULL);
+    if (!rc)
+        rc = reg_value_set_sz(svc, "DisplayName", REG_SZ, IMS_DISPLAY_NAME);
+    if (!rc && image_path)
+        rc = reg_value_set_sz(svc, "ImagePath", REG_EXPAND_SZ, image_path);
+    if (!rc && account)
+        rc = reg_value_set_sz(svc, "ObjectName", REG_SZ, account);
+    if (!rc)
+        rc = reg_value_set_dword(svc, "Start", 2); /* automatic */
+    if (!rc)
+        rc = reg_value_set_dword(svc, "Type", 0x10); /* a service in its own process */
+    if (!rc)
+        rc = reg_value_set_dword(svc, "ErrorControl", 1);
+    if (!rc)
+        rc = reg_value_set_multi_sz(svc, "DependOnService", depends, 3);
+    if (!rc)
+        rc = reg_key_create(svc, "Parameters", 0, NULL, &par, NULL);
+    if (!rc)
+        rc = root_dir ? reg_value_set_sz(par, "RootDir", REG_SZ, root_dir)
+                      : set_default_sz(par, "RootDir", d.root_dir);
+    if (!rc) {
+        if (nlisten)
+            rc = reg_value_set_multi_sz(par, "ListenAddresses", listen, nlisten);
+        else if (reg_value_get(par, "ListenAddresses", NULL, NULL))
+            rc = reg_value_set_multi_sz(par, "ListenAddresses", install_listen, 1);
+    }
+    if (!rc)
+        rc = set_default_sz(par, "SiteDN", d.site_dn);
+    if (!rc)
+        rc = set_default_sz(par, "CommonName", d.common_name);
+    if (!rc)
+        rc = set_default_sz(par, "HomeDSA", d.home_dsa);
+    if (!rc)
+        rc = reg_key_create(svc, "Diagnostics", 0, NULL, NULL, NULL);
+    reg_key_close(par);
+    reg_key_close(svc);
+    if (rc)
+        reg_txn_abort(lm);
+    else
+        rc = reg_txn_commit(lm);
+    reg_key_close(lm);
+    return rc;
+}
+
+int ims_uninstall(reg_ctx *reg)
+{
+    reg_key *lm;
+    int rc = reg_key_open_root(reg, REG_ROOT_HKLM, &lm);
+    if (rc)
+        return rc;
+    rc = reg_key_delete_tree(lm, IMS_SERVICE_KEY);
+    reg_key_close(lm);
+    return rc;
+}

@@ -1,0 +1,110 @@
+/* store.c - the message store's mailboxes and folders as Maildir++ directories. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+struct store {
+    char *dir;
+};
+
+int store_open(const char *dir, bool create, store **out)
+{
+    *out = NULL;
+    struct stat st;
+    if (stat(dir, &st)) {
+        if (errno != ENOENT || !create)
+            return errno;
+        int rc = base_mkdir_p(dir, 0700);
+        if (rc)
+            return rc;
+    } else if (!S_ISDIR(st.st_mode)) {
+        return ENOTDIR;
+    }
+    store *s = calloc(1, sizeof *s);
+    if (!s || !(s->dir = strdup(dir))) {
+        free(s);
+        return ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *st)
+{
+    if (!st)
+        return;
+    free(st->dir);
+    free(st);
+}
+
+const char *store_dir(const store *st)
+{
+    return st->dir;
+}
+
+static bool name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    return n > 0 && n <= STORE_MAX_NAME && name[0] != '.' && !strchr(name, '/');
+}
+
+/* maildir_make - dir and its cur, new, tmp (mode 0700), each made only when missing. */
+static int maildir_make(const char *dir)
+{
+    static const char *subs[] = {"", "/cur", "/new", "/tmp"};
+    for (size_t i = 0; i < 4; i++) {
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s%s", dir, subs[i]) >= (int)sizeof p)
+            return ENAMETOOLONG;
+        if (mkdir(p, 0700) && errno != EEXIST)
+            return errno;
+    }
+    return 0;
+}
+
+int store_mailbox_ensure(store *st, const char *alias, char **path)
+{
+    if (path)
+        *path = NULL;
+    if (!name_ok(alias))
+        return EINVAL;
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/%s", st->dir, alias) >= (int)sizeof p)
+        return ENAMETOOLONG;
+    int rc = maildir_make(p);
+    if (!rc && path && !(*path = strdup(p)))
+        rc = ENOMEM;
+    return rc;
+}
+
+int store_folder_ensure(store *st, const char *alias, const char *name)
+{
+    if (!name_ok(alias) || !name_ok(name))
+        return EINVAL;
+    int rc = store_mailbox_ensure(st, alias, NULL);
+    if (rc)
+        return rc;
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/%s/.%s", st->dir, alias, name) >= (int)sizeof p)
+        return ENAMETOOLONG;
+    if ((rc = maildir_make(p)))
+        return rc;
+    /* Maildir++ marks a folder with an empty "maildirfolder" file. */
+    char marker[PATH_MAX];
+    if (snprintf(marker, sizeof marker, "%s/maildirfolder", p) >= (int)sizeof marker)
+        return ENAMETOOLONG;
+    int fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    close(fd);
+    return 0;
+}
