@@ -113,14 +113,22 @@ endif
 bench: all
 	@sh bench/registry.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench)
 
+# make run: the service in the foreground on the embedded default: state in ./var, SMTP on
+# 127.0.0.1:2525. As root the service runs as "nobody" (the network side never runs as root).
 run: deps all
-	@echo "imsd is not part of this build yet (see issue 5); the registry tools are in $(BIN)"
+	@mkdir -p var
+	IMS_ROOT=$(CURDIR)/var $(BIN)/imsctl install --listen 127.0.0.1:2525 \
+	    $$( [ "$$(id -u)" = 0 ] && echo --account nobody )
+	IMS_ROOT=$(CURDIR)/var exec $(BIN)/imsd -console
 
 install: $(PROGFILES)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/ims
 	install -m 0755 $(PROGFILES) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 data/mapisvc.inf $(DESTDIR)$(PREFIX)/share/ims/
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0644 data/msexchangeimc.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(PREFIX)/share/man/man8/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(PROGS))

@@ -282,7 +282,7 @@ int reg_key_enum_values(reg_key *key, reg_value_fn fn, void *arg)
     uint8_t pre[8];
     reg_be64(pre, key->id);
     MDB_val ok = {8, pre}, fk;
-    buf name = BUF_INIT;
+    buf name = BUF_INIT, copy = BUF_INIT;
     int crc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &ok, &fk, MDB_SET_RANGE);
     while (!rc && !crc && ok.mv_size == 12 && !memcmp(ok.mv_data, pre, 8)) {
         uint8_t vk[8 + REG_FOLDKEY_MAX];
@@ -307,8 +307,18 @@ int reg_key_enum_values(reg_key *key, reg_value_fn fn, void *arg)
                 rc = ERROR_NOT_ENOUGH_MEMORY;
                 break;
             }
-            rc = fn(arg, (char *)name.data, vr.type, (uint8_t *)vv.mv_data + off,
-                    vv.mv_size - off);
+            const uint8_t *data = (uint8_t *)vv.mv_data + off;
+            /* Inside a write transaction the callback may write, and a write moves what is
+             * on the page: hand it a copy then. */
+            if (txn == h->wtxn) {
+                copy.len = 0;
+                if (buf_add(&copy, data, vv.mv_size - off)) {
+                    rc = ERROR_NOT_ENOUGH_MEMORY;
+                    break;
+                }
+                data = copy.data;
+            }
+            rc = fn(arg, (char *)name.data, vr.type, data, vv.mv_size - off);
         }
         if (!rc)
             crc = mdb_cursor_get(cur, &ok, &fk, MDB_NEXT);
@@ -316,6 +326,7 @@ int reg_key_enum_values(reg_key *key, reg_value_fn fn, void *arg)
     if (!rc && crc && crc != MDB_NOTFOUND)
         rc = reg_mdb_err(crc);
     buf_free(&name);
+    buf_free(&copy);
     if (cur)
         mdb_cursor_close(cur);
     reg_hive_rtxn_done(h, txn);

@@ -672,6 +672,65 @@ static void test_shared_owner_bind(void **state)
     assert_int_equal(reg_key_bind(fx->cu, token), ERROR_ACCESS_DENIED);
 }
 
+/* A copy inside one hive writes while it reads: the data read must not move under it. The
+ * shape is a MAPI profile's: a dozen sections of a dozen values each, copied a few times. */
+static void check_copy(reg_key *dst, int sections, int values)
+{
+    for (int k = 0; k < sections; k++) {
+        char sec[16];
+        snprintf(sec, sizeof sec, "s%02d", k);
+        reg_key *d;
+        assert_int_equal(reg_key_open(dst, sec, 0, &d), 0);
+        for (int i = 0; i < values; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "0102%04x", i);
+            buf b = BUF_INIT;
+            assert_int_equal(reg_value_get(d, name, NULL, &b), 0);
+            size_t want = (size_t)(k * 13 + i * 29) % 90 + 1;
+            assert_int_equal(b.len, want);
+            for (size_t j = 0; j < want; j++)
+                if (b.data[j] != (uint8_t)(k + i + j))
+                    fail_msg("%s\\%s byte %zu: got %02x", sec, name, j, b.data[j]);
+            buf_free(&b);
+        }
+        reg_key_close(d);
+    }
+}
+
+static void test_copy_many_values(void **state)
+{
+    struct fx *fx = *state;
+    const int sections = 12, values = 12;
+    reg_key *src;
+    assert_int_equal(reg_key_create(fx->cu, "Many\\Src", 0, NULL, &src, NULL), 0);
+    for (int k = 0; k < sections; k++) {
+        char sec[16];
+        snprintf(sec, sizeof sec, "s%02d", k);
+        reg_key *sk;
+        assert_int_equal(reg_key_create(src, sec, 0, NULL, &sk, NULL), 0);
+        for (int i = 0; i < values; i++) {
+            char name[16];
+            uint8_t data[100];
+            size_t n = (size_t)(k * 13 + i * 29) % 90 + 1;
+            snprintf(name, sizeof name, "0102%04x", i);
+            for (size_t j = 0; j < n; j++)
+                data[j] = (uint8_t)(k + i + j);
+            assert_int_equal(reg_value_set(sk, name, REG_BINARY, data, n), 0);
+        }
+        reg_key_close(sk);
+    }
+    for (int round = 0; round < 8; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "Many\\Dst%d", round);
+        reg_key *dst;
+        assert_int_equal(reg_key_create(fx->cu, name, 0, NULL, &dst, NULL), 0);
+        assert_int_equal(reg_key_copy_tree(src, dst, true), 0);
+        check_copy(dst, sections, values);
+        reg_key_close(dst);
+    }
+    reg_key_close(src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -681,6 +740,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rename_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_many_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_volatile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_owner_bind, setup, teardown),
