@@ -32,6 +32,7 @@
 /* Event IDs (source MSExchangeIMC) this service logs; the numbers are the original's. */
 #define IMS_EV_SHUTDOWN 1001            /* shut down successfully */
 #define IMS_EV_STARTED 1000             /* started (no original ID is known: ours) */
+#define IMS_EV_RELOAD_IGNORED 1002      /* SIGHUP: settings apply at the next start (ours) */
 #define IMS_EV_PROTOCOL_LOG 2004        /* SMTP protocol logging enabled */
 #define IMS_EV_LISTEN_FAILED 4007       /* cannot bind the TCP/IP listener socket */
 #define IMS_EV_MAPI_INIT_FAILED 4018    /* MAPI could not be initialized */

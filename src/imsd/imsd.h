@@ -1,0 +1,196 @@
+/* imsd.h - the parts of the imsd program and what they share: the event sink, readiness
+ * notification, the run directory, the service account and its listeners, inbound
+ * connections and their sessions, statistics. */
+#ifndef IMSD_IMSD_H
+#define IMSD_IMSD_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "ims/ims.h"
+
+#define IMSD_VERSION "0.5"
+
+/* Exit codes (the runtime protocol with imsctl). */
+#define IMSD_EXIT_OK 0
+#define IMSD_EXIT_FAILED 1 /* start failed: event logged, STATUS= sent */
+#define IMSD_EXIT_USAGE 2
+#define IMSD_EXIT_RUNNING 3 /* another imsd holds the pid lock */
+
+/* SIGHUP asks for a reload, which the original never did: settings take effect at the next
+ * start. No original event ID is known for this: ours, next to IMS_EV_STARTED. */
+
+#define IMSD_ADDR_MAX 80 /* "[v6 address%scope]:port" and NUL */
+
+/* --- log.c: the event sink ----------------------------------------------------------- */
+
+#define IMSD_EVENT_TEXT_MAX 1024
+
+typedef struct imsd_sink {
+    bool console;                         /* also to stderr, with a timestamp */
+    unsigned last_error_id;               /* the last error event, for STATUS= */
+    char last_error[IMSD_EVENT_TEXT_MAX]; /* its text */
+} imsd_sink;
+
+/* imsd_sink_open - open syslog as the MSExchangeIMC source and make log deliver to sink. */
+void imsd_sink_open(imsd_sink *sink, ims_log *log, bool console);
+void imsd_sink_close(imsd_sink *sink);
+
+/* --- notify.c: systemd's readiness protocol ------------------------------------------- */
+
+typedef struct imsd_notify {
+    int fd; /* -1 when NOTIFY_SOCKET is not set */
+    bool connected;
+    struct sockaddr_un addr;
+    socklen_t addrlen;
+} imsd_notify;
+
+/* imsd_notify_open - read NOTIFY_SOCKET and make the socket. Returns 0 (also when the
+ * variable is unset: sending is then a no-op) or an errno value. */
+int imsd_notify_open(imsd_notify *n);
+/* imsd_notify_send - one datagram ("READY=1\n..."). Returns 0 or an errno value. */
+int imsd_notify_send(imsd_notify *n, const char *msg);
+/* imsd_notify_sendf - the same, formatted. */
+int imsd_notify_sendf(imsd_notify *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void imsd_notify_close(imsd_notify *n);
+
+/* --- run.c: the run directory (pid lock, status file) ---------------------------------- */
+
+typedef struct imsd_run {
+    char dir[PATH_MAX];
+    char pidfile[PATH_MAX];
+    char statusfile[PATH_MAX];
+    int lockfd; /* holds the pid lock for the process's whole life; -1 before */
+} imsd_run;
+
+/* imsd_run_lock - make <root>/run, take the pid lock and write our pid. Returns IMS_OK,
+ * IMSD_EXIT_RUNNING (after printing "imsd: already running (pid N)"), or an event ID
+ * already logged. */
+int imsd_run_lock(imsd_run *r, const char *root, ims_log *log);
+/* imsd_run_write_status - the status file, atomically. Returns IMS_OK or an event ID. */
+int imsd_run_write_status(imsd_run *r, ims_log *log, const char *profile, time_t started,
+                          const char *listeners, const char *account);
+/* imsd_run_remove_status - at a clean stop. */
+void imsd_run_remove_status(imsd_run *r, ims_log *log);
+/* imsd_run_close - drop the lock (the kernel does it at exit anyway). */
+void imsd_run_close(imsd_run *r);
+
+/* --- privs.c: the service account, its listeners, dropping root ------------------------ */
+
+typedef struct imsd_account {
+    bool drop; /* started as root: become uid/gid */
+    uid_t uid;
+    gid_t gid;
+    char name[64];
+} imsd_account;
+
+typedef struct imsd_bound {
+    int fd;                   /* listening, non-blocking, close-on-exec */
+    char name[IMSD_ADDR_MAX]; /* the address bound, "127.0.0.1:2525", "[::1]:2525" */
+} imsd_bound;
+
+/* imsd_account_resolve - as root, settings->account (a name or a uid, not root); otherwise
+ * the invoking user. Returns IMS_OK or IMS_EV_ACCOUNT (logged). */
+int imsd_account_resolve(const ims_settings *s, ims_log *log, imsd_account *a);
+/* imsd_listeners_bind - bind and listen on every address of s->listen. On failure none
+ * stays open. Returns IMS_OK or IMS_EV_LISTEN_FAILED (logged). */
+int imsd_listeners_bind(const ims_settings *s, ims_log *log, imsd_bound *out, size_t *nout);
+void imsd_listeners_close(imsd_bound *b, size_t n);
+/* imsd_listeners_text - "a b c" (sep " ") or "a, b, c" into out. */
+void imsd_listeners_text(const imsd_bound *b, size_t n, const char *sep, char *out, size_t size);
+/* imsd_dirs_prepare - as root: <root>/run, <root>/store and RootDir exist and belong to the
+ * account, and so does the pid file. Returns IMS_OK or IMS_EV_INTERNAL (logged). */
+int imsd_dirs_prepare(const ims_settings *s, const char *root, const imsd_run *run,
+                      const imsd_account *a, ims_log *log);
+/* imsd_privs_drop - become the account for good, then chdir("/"). Returns IMS_OK or
+ * IMS_EV_ACCOUNT (logged). */
+int imsd_privs_drop(const imsd_account *a, ims_log *log);
+
+/* --- stats.c: counters and the console's statistics ------------------------------------ */
+
+typedef struct imsd_stats {
+    struct timespec started; /* CLOCK_MONOTONIC */
+    unsigned conn_in_current;
+    uint64_t conn_in_total;
+    uint64_t conn_in_rejected;
+    uint64_t msg_in; /* messages received from the Internet (issue 6 on) */
+    uint64_t msg_out;
+    unsigned queued_mts_in; /* queue sizes (issue 6 on) */
+    unsigned queued_mts_out;
+    unsigned queued_in;
+    unsigned queued_out;
+} imsd_stats;
+
+void imsd_stats_init(imsd_stats *st);
+/* imsd_stats_print - the console's statistics block, a fixed layout. */
+void imsd_stats_print(const imsd_stats *st, FILE *f);
+
+/* --- conn.c: inbound connections ------------------------------------------------------ */
+
+typedef struct imsd_conn imsd_conn;
+
+typedef struct imsd_server {
+    struct event_base *base;
+    const ims_settings *settings;
+    ims_log *log;
+    imsd_stats *stats;
+    struct evconnlistener *listeners[IMS_MAX_LISTENERS];
+    size_t nlisteners;
+    imsd_conn *conns; /* every open connection */
+    bool stopping;
+    struct event *drain; /* the shutdown bound, armed at stop */
+    struct event *pause; /* resumes accepting after accept() failed; made when it first does */
+} imsd_server;
+
+/* imsd_server_init - listen on the bound sockets (the server owns them from now on, also
+ * on failure). Returns 0 or an errno value. */
+int imsd_server_init(imsd_server *srv, struct event_base *base, const ims_settings *s, ims_log *log,
+                     imsd_stats *st, imsd_bound *bound, size_t nbound);
+/* imsd_server_stop - stop accepting (close the listeners); let the sessions in flight finish
+ * within timeout seconds, then close them; break the loop when none is left. A second call
+ * closes them at once. */
+void imsd_server_stop(imsd_server *srv, unsigned timeout);
+/* imsd_server_free - close everything left. */
+void imsd_server_free(imsd_server *srv);
+
+/* What a session may do with its connection. */
+imsd_server *imsd_conn_server(const imsd_conn *c);
+const char *imsd_conn_peer(const imsd_conn *c);
+/* imsd_conn_write - queue bytes for the peer. Returns 0 or -1 (the connection is then
+ * broken: the session should imsd_conn_close it). */
+int imsd_conn_write(imsd_conn *c, const void *data, size_t len);
+/* imsd_conn_close_when_sent - close once everything queued has been sent (then the write
+ * side is shut and the peer's close awaited, within the deadline). */
+void imsd_conn_close_when_sent(imsd_conn *c);
+/* imsd_conn_close - close now; c is freed (imsd_session_closed is called first). */
+void imsd_conn_close(imsd_conn *c);
+/* imsd_conn_set_deadline - close the connection seconds from now, whatever it is doing. */
+int imsd_conn_set_deadline(imsd_conn *c, unsigned seconds);
+/* The session's own state (issue 6: the SMTP session). */
+void imsd_conn_set_session(imsd_conn *c, void *session);
+void *imsd_conn_session(const imsd_conn *c);
+
+/* --- session.c: what happens on a connection (issue 6: the SMTP server) ---------------- */
+
+/* imsd_session_open - a connection was accepted; the session owns what happens on it. */
+void imsd_session_open(imsd_conn *c);
+/* imsd_session_input - bytes arrived in `in`. */
+void imsd_session_input(imsd_conn *c, struct evbuffer *in);
+/* imsd_session_stopping - the service is stopping: finish soon (the deadline is
+ * ShutdownTimeout). */
+void imsd_session_stopping(imsd_conn *c);
+/* imsd_session_closed - the connection is going away: free the session's state. */
+void imsd_session_closed(imsd_conn *c);
+
+#endif

@@ -1,0 +1,359 @@
+/* main.c - imsd, the Microsoft Exchange Internet Mail Service (MSExchangeIMC) in the
+ * foreground: arguments, the start sequence, the event loop with its signals, and the stop. */
+#include "imsd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+#define IMSD_CONSOLE_LEVEL 10 /* DisplayErrsOnConsole from this on: console mode (Q181950) */
+#define IMSD_LISTENERS_TEXT_MAX (IMS_MAX_LISTENERS * (IMSD_ADDR_MAX + 2))
+#define IMSD_NSIGNALS 3 /* SIGTERM, SIGINT, SIGHUP */
+
+static const char usage_text[] = "usage: imsd [-console]\n"
+                                 "       imsd --help | --version\n";
+
+static const char help_text[] =
+    "Run the Microsoft Exchange Internet Mail Service (MSExchangeIMC) in the foreground.\n"
+    "\n"
+    "  -console, --console   also print events on stderr and statistics on stdout every\n"
+    "                        ConsoleStatFrequency seconds (as Parameters DisplayErrsOnConsole\n"
+    "                        >= 10 does)\n"
+    "  --help                this text\n"
+    "  --version             the version\n"
+    "\n"
+    "The state (registry, message store, run directory) is under IMS_ROOT (default\n"
+    "/var/lib/ims); the settings are under HKLM\\" IMS_SERVICE_KEY ".\n"
+    "Started as root, imsd binds its listeners, then runs as the service account (the\n"
+    "service key's ObjectName); started as another user, that user is the account.\n"
+    "SIGTERM or SIGINT stops it: sessions in flight get ShutdownTimeout seconds, the MAPI\n"
+    "profile is deleted, exit status 0. A failed start exits 1, a usage error 2, and 3\n"
+    "when imsd already runs on this IMS_ROOT. With NOTIFY_SOCKET set, imsd reports READY=1\n"
+    "and STOPPING=1 as systemd's Type=notify services do.\n";
+
+/* imsd - everything one run of the service holds: no global state. */
+typedef struct imsd {
+    bool console;
+    imsd_sink sink;
+    ims_log log;
+    imsd_notify notify;
+    ims_settings settings;
+    const char *root;
+    imsd_run run;
+    imsd_account account;
+    imsd_bound bound[IMS_MAX_LISTENERS];
+    size_t nbound;
+    reg_ctx *reg;
+    ims_service *svc;
+    imsd_stats stats;
+    struct event_base *base;
+    imsd_server server;
+    bool server_up;
+    struct event *signals[IMSD_NSIGNALS];
+    struct event *console_timer;
+    char listeners[IMSD_LISTENERS_TEXT_MAX];       /* "a b", for the status file */
+    char listeners_event[IMSD_LISTENERS_TEXT_MAX]; /* "a, b", for event 1000 */
+} imsd;
+
+/* --- arguments ------------------------------------------------------------------------ */
+
+/* parse_args - returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, bool *console)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-console") || !strcmp(a, "--console")) {
+            *console = true;
+        } else if (!strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            fputs("\n", stdout);
+            fputs(help_text, stdout);
+            return IMSD_EXIT_OK;
+        } else if (!strcmp(a, "--version")) {
+            printf("imsd (IMS) %s\n", IMSD_VERSION);
+            return IMSD_EXIT_OK;
+        } else {
+            fprintf(stderr, "imsd: unknown argument '%s'\n", a);
+            fputs(usage_text, stderr);
+            return IMSD_EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
+/* --- signals and the loop ------------------------------------------------------------- */
+
+static const int stop_signals[IMSD_NSIGNALS] = {SIGTERM, SIGINT, SIGHUP};
+
+/* signals_block - hold the stop signals while starting and stopping: a SIGTERM then waits
+ * for the loop (and stops the service cleanly) instead of killing a half-made start. */
+static int signals_block(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < IMSD_NSIGNALS; i++)
+        sigaddset(&set, stop_signals[i]);
+    return sigprocmask(how, &set, NULL) ? errno : 0;
+}
+
+static int ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGPIPE, &sa, NULL) ? errno : 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    imsd *d = arg;
+    if (sig == SIGHUP) {
+        /* The original read its settings only at start; so do we. */
+        ims_log_event(&d->log, IMS_EV_RELOAD_IGNORED, IMS_CAT_INIT_TERM, IMS_SEV_INFO,
+                      IMS_LEVEL_NONE, "Settings changes take effect at the next start");
+        return;
+    }
+    if (!d->server.stopping)
+        imsd_notify_send(&d->notify, "STOPPING=1");
+    imsd_server_stop(&d->server, d->settings.shutdown_timeout);
+}
+
+static void on_console_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    imsd *d = arg;
+    imsd_stats_print(&d->stats, stdout);
+}
+
+/* loop_setup - the event base, the listeners, the signals, the console's timer. Returns 0
+ * or an errno value. */
+static int loop_setup(imsd *d)
+{
+    d->base = event_base_new();
+    if (!d->base)
+        return ENOMEM;
+    imsd_stats_init(&d->stats);
+    int e = imsd_server_init(&d->server, d->base, &d->settings, &d->log, &d->stats, d->bound,
+                             d->nbound);
+    d->nbound = 0; /* the server owns the sockets now */
+    d->server_up = true;
+    if (e)
+        return e;
+    for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
+        d->signals[i] = evsignal_new(d->base, stop_signals[i], on_signal, d);
+        if (!d->signals[i] || evsignal_add(d->signals[i], NULL))
+            return ENOMEM;
+    }
+    if (d->console && d->settings.console_stat_frequency > 0) {
+        d->console_timer = event_new(d->base, -1, EV_PERSIST, on_console_tick, d);
+        struct timeval tv = {(time_t)d->settings.console_stat_frequency, 0};
+        if (!d->console_timer || event_add(d->console_timer, &tv))
+            return ENOMEM;
+    }
+    return 0;
+}
+
+static void loop_free(imsd *d)
+{
+    if (d->console_timer)
+        event_free(d->console_timer);
+    d->console_timer = NULL;
+    for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
+        if (d->signals[i])
+            event_free(d->signals[i]);
+        d->signals[i] = NULL;
+    }
+    if (d->server_up)
+        imsd_server_free(&d->server);
+    d->server_up = false;
+    if (d->base)
+        event_base_free(d->base);
+    d->base = NULL;
+}
+
+/* --- start and stop ------------------------------------------------------------------- */
+
+/* start_failed - the event is logged; tell the supervisor (and the terminal) its text. */
+static int start_failed(imsd *d)
+{
+    const char *text = d->sink.last_error[0] ? d->sink.last_error : "The start failed";
+    imsd_notify_sendf(&d->notify, "STATUS=%s", text);
+    /* The console has shown the event already; otherwise it went to syslog only, and whoever
+     * started imsd by hand would see nothing. */
+    if (!d->sink.console)
+        fprintf(stderr, "imsd: %s\n", text);
+    return IMSD_EXIT_FAILED;
+}
+
+/* load_settings - the settings, read as the invoking user; the registry is closed again,
+ * for LMDB must not be kept across the change of user. */
+static int load_settings(imsd *d)
+{
+    int rc = reg_ctx_open(NULL, &d->reg);
+    if (rc) {
+        ims_log_event(&d->log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      "The configuration could not be loaded from the registry under %s: %s",
+                      d->root, reg_strerror(rc));
+        return IMS_EV_SETTING_INVALID;
+    }
+    rc = ims_settings_load(d->reg, &d->log, &d->settings);
+    reg_ctx_close(d->reg);
+    d->reg = NULL;
+    if (rc)
+        return rc;
+    memcpy(d->log.levels, d->settings.levels, sizeof d->log.levels);
+    if (d->settings.display_errs_on_console >= IMSD_CONSOLE_LEVEL)
+        d->console = d->sink.console = true;
+    return IMS_OK;
+}
+
+/* become_account - listeners bound, folders handed over, root given up (when it was root),
+ * and the registry opened again as the account: HKCU is its hive from now on. */
+static int become_account(imsd *d)
+{
+    int rc = imsd_account_resolve(&d->settings, &d->log, &d->account);
+    if (!rc)
+        rc = imsd_listeners_bind(&d->settings, &d->log, d->bound, &d->nbound);
+    if (!rc && d->account.drop)
+        rc = imsd_dirs_prepare(&d->settings, d->root, &d->run, &d->account, &d->log);
+    if (!rc)
+        rc = imsd_privs_drop(&d->account, &d->log);
+    if (rc)
+        return rc;
+    if (access(d->root, R_OK | X_OK)) {
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "The state root %s is not accessible to the service account %s: %s", d->root,
+                      d->account.name, strerror(errno));
+        return IMS_EV_INTERNAL;
+    }
+    rc = reg_ctx_open(NULL, &d->reg);
+    if (rc) {
+        ims_log_event(&d->log, IMS_EV_MAPI_INIT_FAILED, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      "Unable to start the Internet Mail Service because MAPI could not be "
+                      "initialized: opening the registry as %s failed with %s",
+                      d->account.name, reg_strerror(rc));
+        return IMS_EV_MAPI_INIT_FAILED;
+    }
+    return IMS_OK;
+}
+
+/* go_ready - the status file, READY=1, event 1000. Returns IMS_OK or an event ID. */
+static int go_ready(imsd *d)
+{
+    const char *profile = ims_service_profile(d->svc);
+    int rc =
+        imsd_run_write_status(&d->run, &d->log, profile, time(NULL), d->listeners, d->account.name);
+    if (rc)
+        return rc;
+    int e = imsd_notify_sendf(&d->notify, "READY=1\nMAINPID=%ld\nSTATUS=Running as %s",
+                              (long)getpid(), profile);
+    if (e)
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                      "Unable to send READY=1 to NOTIFY_SOCKET: %s", strerror(e));
+    ims_log_event(&d->log, IMS_EV_STARTED, IMS_CAT_INIT_TERM, IMS_SEV_INFO, IMS_LEVEL_NONE,
+                  "The Microsoft Exchange Internet Mail Service started: profile %s, "
+                  "listening on %s",
+                  profile, d->listeners_event[0] ? d->listeners_event : "no address");
+    return IMS_OK;
+}
+
+static int service_run(imsd *d)
+{
+    d->root = base_state_root();
+    int rc = load_settings(d);
+    if (rc)
+        return start_failed(d);
+    rc = imsd_run_lock(&d->run, d->root, &d->log);
+    if (rc == IMSD_EXIT_RUNNING)
+        return IMSD_EXIT_RUNNING;
+    if (rc || become_account(d))
+        return start_failed(d);
+    imsd_listeners_text(d->bound, d->nbound, " ", d->listeners, sizeof d->listeners);
+    imsd_listeners_text(d->bound, d->nbound, ", ", d->listeners_event, sizeof d->listeners_event);
+    if (ims_service_start(&d->settings, d->reg, NULL, &d->log, &d->svc))
+        return start_failed(d); /* logged, and undone, by the library */
+
+    int e = loop_setup(d);
+    if (e)
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "Unable to set up the event loop: %s", strerror(e));
+    if (e || go_ready(d)) {
+        loop_free(d);
+        ims_service_stop(d->svc);
+        d->svc = NULL;
+        return start_failed(d);
+    }
+    if ((e = signals_block(SIG_UNBLOCK)))
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                      "Unable to unblock the stop signals: %s", strerror(e));
+    e = event_base_dispatch(d->base) < 0 ? EIO : 0;
+    /* Hold the signals again: nothing may kill the stop halfway (the loop is gone). */
+    int b = signals_block(SIG_BLOCK);
+    if (b)
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                      "Unable to block the stop signals: %s", strerror(b));
+    if (e)
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "The event loop failed; stopping");
+    if (!d->server.stopping)
+        imsd_notify_send(&d->notify, "STOPPING=1");
+    loop_free(d);
+    imsd_run_remove_status(&d->run, &d->log);
+    ims_service_stop(d->svc); /* logs off, deletes the profile, logs event 1001 */
+    d->svc = NULL;
+    return e ? IMSD_EXIT_FAILED : IMSD_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    imsd *d = calloc(1, sizeof *d);
+    if (!d) {
+        fprintf(stderr, "imsd: out of memory\n");
+        return IMSD_EXIT_FAILED;
+    }
+    int status = parse_args(argc, argv, &d->console);
+    if (status >= 0) {
+        free(d);
+        return status;
+    }
+    for (size_t i = 0; i < IMS_MAX_LISTENERS; i++)
+        d->bound[i].fd = -1;
+    d->run.lockfd = -1;
+    /* The run directory and the status file are shared with imsctl and other users at the
+     * modes the protocol names (0755, 0644); an inherited umask must not narrow them. Private
+     * state (store, hives) is made with explicit private modes. */
+    umask(022);
+    imsd_sink_open(&d->sink, &d->log, d->console);
+    int e = signals_block(SIG_BLOCK);
+    if (!e)
+        e = ignore_sigpipe();
+    if (e) {
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "Unable to set up signal handling: %s", strerror(e));
+        status = IMSD_EXIT_FAILED;
+    } else {
+        if ((e = imsd_notify_open(&d->notify)))
+            ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_WARNING,
+                          IMS_LEVEL_NONE, "NOTIFY_SOCKET cannot be used: %s", strerror(e));
+        status = service_run(d);
+    }
+    if (d->reg)
+        reg_ctx_close(d->reg);
+    imsd_listeners_close(d->bound, d->nbound);
+    imsd_run_close(&d->run);
+    imsd_notify_close(&d->notify);
+    imsd_sink_close(&d->sink);
+    free(d);
+    return status;
+}
