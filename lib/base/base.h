@@ -19,7 +19,10 @@ typedef struct buf {
     size_t len;    /* bytes in use */
     size_t cap;    /* bytes allocated */
 } buf;
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* buf_reserve - make room for at least n more bytes. Returns 0 or ENOMEM. */
 int buf_reserve(buf *b, size_t n);

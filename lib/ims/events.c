@@ -8,7 +8,7 @@
 #define IMS_EVENT_MAX 1024 /* bytes of one event's text */
 
 static const char *const category_names[IMS_CAT_COUNT] = {
-    "Initialization/Termination", "Addressing",         "Message Transfer",
+    "Initialization/Termination", "Addressing",          "Message Transfer",
     "SMTP Interface Events",      "Internal Processing", "Content Conversion",
     "SMTP Protocol Log",          "Message Archival",
 };

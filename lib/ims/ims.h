@@ -30,25 +30,25 @@
 /* --- events ----------------------------------------------------------------------------- */
 
 /* Event IDs (source MSExchangeIMC) this service logs; the numbers are the original's. */
-#define IMS_EV_SHUTDOWN 1001            /* shut down successfully */
-#define IMS_EV_STARTED 1000             /* started (no original ID is known: ours) */
-#define IMS_EV_RELOAD_IGNORED 1002      /* SIGHUP: settings apply at the next start (ours) */
-#define IMS_EV_PROTOCOL_LOG 2004        /* SMTP protocol logging enabled */
-#define IMS_EV_LISTEN_FAILED 4007       /* cannot bind the TCP/IP listener socket */
-#define IMS_EV_MAPI_INIT_FAILED 4018    /* MAPI could not be initialized */
-#define IMS_EV_SETTING_INVALID 4086     /* configuration could not be loaded (a value) */
-#define IMS_EV_INTERNAL 4131            /* unexpected error (working folders and the like) */
-#define IMS_EV_ACCOUNT 4143             /* the service account cannot be used */
+#define IMS_EV_SHUTDOWN 1001         /* shut down successfully */
+#define IMS_EV_STARTED 1000          /* started (no original ID is known: ours) */
+#define IMS_EV_RELOAD_IGNORED 1002   /* SIGHUP: settings apply at the next start (ours) */
+#define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
+#define IMS_EV_LISTEN_FAILED 4007    /* cannot bind the TCP/IP listener socket */
+#define IMS_EV_MAPI_INIT_FAILED 4018 /* MAPI could not be initialized */
+#define IMS_EV_SETTING_INVALID 4086  /* configuration could not be loaded (a value) */
+#define IMS_EV_INTERNAL 4131         /* unexpected error (working folders and the like) */
+#define IMS_EV_ACCOUNT 4143          /* the service account cannot be used */
 
 typedef enum ims_category {
-    IMS_CAT_INIT_TERM,         /* Initialization/Termination */
-    IMS_CAT_ADDRESSING,        /* Addressing */
-    IMS_CAT_MESSAGE_TRANSFER,  /* Message Transfer */
-    IMS_CAT_SMTP_INTERFACE,    /* SMTP Interface Events */
-    IMS_CAT_INTERNAL,          /* Internal Processing */
-    IMS_CAT_CONTENT_CONVERSION,/* Content Conversion */
-    IMS_CAT_SMTP_PROTOCOL_LOG, /* SMTP Protocol Log */
-    IMS_CAT_MESSAGE_ARCHIVAL,  /* Message Archival */
+    IMS_CAT_INIT_TERM,          /* Initialization/Termination */
+    IMS_CAT_ADDRESSING,         /* Addressing */
+    IMS_CAT_MESSAGE_TRANSFER,   /* Message Transfer */
+    IMS_CAT_SMTP_INTERFACE,     /* SMTP Interface Events */
+    IMS_CAT_INTERNAL,           /* Internal Processing */
+    IMS_CAT_CONTENT_CONVERSION, /* Content Conversion */
+    IMS_CAT_SMTP_PROTOCOL_LOG,  /* SMTP Protocol Log */
+    IMS_CAT_MESSAGE_ARCHIVAL,   /* Message Archival */
     IMS_CAT_COUNT
 } ims_category;
 
@@ -71,9 +71,9 @@ typedef struct ims_event {
 typedef void (*ims_log_fn)(void *arg, const ims_event *ev);
 
 typedef struct ims_log {
-    ims_log_fn fn;                  /* where events go (syslog, console: the program's) */
+    ims_log_fn fn; /* where events go (syslog, console: the program's) */
     void *arg;
-    uint8_t levels[IMS_CAT_COUNT];  /* Diagnostics Logging levels */
+    uint8_t levels[IMS_CAT_COUNT]; /* Diagnostics Logging levels */
 } ims_log;
 
 /* ims_category_name - "Initialization/Termination" and the like (the value names under the
@@ -99,19 +99,19 @@ typedef struct ims_listen {
 /* ims_settings - the service key's and Parameters' values, each with its documented default
  * (docs/ims.md lists them). */
 typedef struct ims_settings {
-    char root_dir[PATH_MAX];       /* RootDir: default <IMS_ROOT>/imcdata */
+    char root_dir[PATH_MAX];              /* RootDir: default <IMS_ROOT>/imcdata */
     ims_listen listen[IMS_MAX_LISTENERS]; /* ListenAddresses (REG_MULTI_SZ) */
     size_t nlisten;
-    char account[64];              /* ObjectName of the service key: default the running user */
-    char site_dn[256];             /* SiteDN: default "/o=IMS/ou=<short host name>" */
-    char common_name[128];         /* CommonName: default "Internet Mail Service (<HOST>)" */
-    char home_dsa[128];            /* HomeDSA: default the host name */
-    char site_domain[256];         /* SiteDomain: default the host's domain, or its name */
+    char account[64];                 /* ObjectName of the service key: default the running user */
+    char site_dn[256];                /* SiteDN: default "/o=IMS/ou=<short host name>" */
+    char common_name[128];            /* CommonName: default "Internet Mail Service (<HOST>)" */
+    char home_dsa[128];               /* HomeDSA: default the host name */
+    char site_domain[256];            /* SiteDomain: default the host's domain, or its name */
     uint32_t display_errs_on_console; /* DisplayErrsOnConsole: 0 */
     uint32_t console_stat_frequency;  /* ConsoleStatFrequency: 14 (seconds) */
-    uint32_t inbound_size_limit;   /* InboundSizeLimit: 0 = none */
-    uint32_t outbound_size_limit;  /* OutboundSizeLimit: 0 = none */
-    uint32_t max_recipients;       /* MaxRecipients: 0 = none */
+    uint32_t inbound_size_limit;      /* InboundSizeLimit: 0 = none */
+    uint32_t outbound_size_limit;     /* OutboundSizeLimit: 0 = none */
+    uint32_t max_recipients;          /* MaxRecipients: 0 = none */
     uint32_t advertise_smtp_extensions; /* AdvertiseSMTPExtensions: 1 */
     uint32_t disk_space_low_water_mark; /* DiskSpaceLowWaterMark: 0x00A00000 */
     uint32_t shutdown_timeout;     /* ShutdownTimeout (ours): seconds sessions get at stop, 30 */
@@ -151,8 +151,8 @@ typedef struct ims_service ims_service;
  * returned: IMS_EV_MAPI_INIT_FAILED when the profile cannot be made or the logon fails,
  * IMS_EV_INTERNAL for the folders or the store. reg and mapisvc_path (NULL: default) must
  * outlive the service. */
-int ims_service_start(const ims_settings *s, reg_ctx *reg, const char *mapisvc_path,
-                      ims_log *log, ims_service **out);
+int ims_service_start(const ims_settings *s, reg_ctx *reg, const char *mapisvc_path, ims_log *log,
+                      ims_service **out);
 /* ims_service_profile - the profile's name, "MSExchangeIMC 3FA9C0D21E". */
 const char *ims_service_profile(const ims_service *svc);
 /* ims_service_gateway - the gateway mailbox's Maildir (valid while the service lives). */

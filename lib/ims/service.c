@@ -26,8 +26,8 @@ struct ims_service {
 };
 
 /* Working folders under RootDir, made when missing (the original re-creates In and Out). */
-static const char *const folders[] = {"In",     "Out",  "Work",       "Log",         "Pickup",
-                                      "Pickup/Archive", "In/Archive", "Out/Archive"};
+static const char *const folders[] = {
+    "In", "Out", "Work", "Log", "Pickup", "Pickup/Archive", "In/Archive", "Out/Archive"};
 
 static int make_folders(const ims_settings *s, ims_log *log)
 {
@@ -83,10 +83,9 @@ static int make_profile(ims_service *svc, const ims_settings *s)
     /* The gateway logs on as its directory object, as the original logs on to the private
      * store as /o=/ou=/cn=Configuration/cn=Connections/cn=<CommonName>. */
     char dn[512];
-    snprintf(dn, sizeof dn, "%s/cn=Configuration/cn=Connections/cn=%s", s->site_dn,
-             s->common_name);
-    mapi_prop cfg[3] = {{.tag = PR_PROFILE_HOME_SERVER}, {.tag = PR_PROFILE_USER},
-                        {.tag = PR_PROFILE_MAILBOX}};
+    snprintf(dn, sizeof dn, "%s/cn=Configuration/cn=Connections/cn=%s", s->site_dn, s->common_name);
+    mapi_prop cfg[3] = {
+        {.tag = PR_PROFILE_HOME_SERVER}, {.tag = PR_PROFILE_USER}, {.tag = PR_PROFILE_MAILBOX}};
     cfg[0].v.str = (char *)s->home_dsa;
     cfg[1].v.str = dn;
     cfg[2].v.str = IMS_GATEWAY_ALIAS;
@@ -155,8 +154,8 @@ static void undo(ims_service *svc)
     free(svc);
 }
 
-int ims_service_start(const ims_settings *s, reg_ctx *reg, const char *mapisvc_path,
-                      ims_log *log, ims_service **out)
+int ims_service_start(const ims_settings *s, reg_ctx *reg, const char *mapisvc_path, ims_log *log,
+                      ims_service **out)
 {
     *out = NULL;
     ims_service *svc = calloc(1, sizeof *svc);

@@ -87,8 +87,7 @@ int ims_listen_parse(const char *text, ims_listen *out)
 static void invalid(ims_log *log, const char *key, const char *name, const char *why,
                     const char *dflt)
 {
-    ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_WARNING,
-                  IMS_LEVEL_NONE,
+    ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_WARNING, IMS_LEVEL_NONE,
                   "The registry value %s of HKLM\\%s is not valid (%s); the default %s is used",
                   name, key, why, dflt);
 }
@@ -109,8 +108,8 @@ static void load_string(reg_key *k, const char *key, const char *name, char *out
     buf_free(&b);
 }
 
-static void load_dword(reg_key *k, const char *key, const char *name, uint32_t *out,
-                       uint32_t min, uint32_t max, ims_log *log)
+static void load_dword(reg_key *k, const char *key, const char *name, uint32_t *out, uint32_t min,
+                       uint32_t max, ims_log *log)
 {
     uint32_t type, v;
     if (reg_value_get(k, name, &type, NULL))
@@ -175,8 +174,8 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
     if (rc == ERROR_FILE_NOT_FOUND)
         return IMS_OK; /* a registry nobody has written: every default */
     if (rc) {
-        ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
-                      IMS_LEVEL_NONE, "The configuration could not be loaded from the registry: %s",
+        ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "The configuration could not be loaded from the registry: %s",
                       reg_strerror(rc));
         return IMS_EV_SETTING_INVALID;
     }

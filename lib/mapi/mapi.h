@@ -138,7 +138,8 @@ extern const mapi_uid MAPI_UID_PROFILE_INSTANCE; /* 8503020000000000c00000000000
 extern const mapi_uid MAPI_UID_SERVICES;         /* 9207f3e0a3b11019908b08002b2a56c2 */
 /* mapi_uid_hex - the key name of a section ("%02x" x 16); out has room for 33 bytes. */
 void mapi_uid_hex(const mapi_uid *uid, char out[33]);
-/* mapi_uid_parse - 32 hex digits (either case) to a uid. Returns S_OK or MAPI_E_INVALID_PARAMETER. */
+/* mapi_uid_parse - 32 hex digits (either case) to a uid. Returns S_OK or MAPI_E_INVALID_PARAMETER.
+ */
 mapi_err mapi_uid_parse(const char *hex, mapi_uid *out);
 
 /* mapi_prop - one property value. Strings are UTF-8 whatever the type (PT_STRING8 is stored
@@ -148,23 +149,23 @@ typedef struct mapi_prop mapi_prop;
 struct mapi_prop {
     uint32_t tag;
     union {
-        int16_t i;       /* PT_I2 */
-        int32_t l;       /* PT_LONG */
-        float flt;       /* PT_R4 */
-        double dbl;      /* PT_DOUBLE, PT_APPTIME */
-        bool b;          /* PT_BOOLEAN */
-        int64_t li;      /* PT_I8, PT_CURRENCY */
-        uint64_t ft;     /* PT_SYSTIME (FILETIME) */
-        mapi_err err;    /* PT_ERROR */
-        char *str;       /* PT_STRING8, PT_UNICODE: UTF-8, NUL-terminated */
+        int16_t i;    /* PT_I2 */
+        int32_t l;    /* PT_LONG */
+        float flt;    /* PT_R4 */
+        double dbl;   /* PT_DOUBLE, PT_APPTIME */
+        bool b;       /* PT_BOOLEAN */
+        int64_t li;   /* PT_I8, PT_CURRENCY */
+        uint64_t ft;  /* PT_SYSTIME (FILETIME) */
+        mapi_err err; /* PT_ERROR */
+        char *str;    /* PT_STRING8, PT_UNICODE: UTF-8, NUL-terminated */
         struct {
             size_t cb;
             uint8_t *lpb;
-        } bin;           /* PT_BINARY, PT_CLSID (16 bytes) */
+        } bin; /* PT_BINARY, PT_CLSID (16 bytes) */
         struct {
             size_t n;
             mapi_prop *v; /* n values, each with tag = this tag without MV_FLAG */
-        } mv;            /* any MV_FLAG type */
+        } mv;             /* any MV_FLAG type */
     } v;
 };
 
@@ -213,12 +214,12 @@ mapi_err mapi_prop_parse_text(uint32_t tag, const char *text, mapi_prop *out);
 
 /* One provider or service section: its name and its property entries. */
 typedef struct mapisvc_section {
-    char *name;          /* section name, e.g. "EMS_MDB_private" */
-    mapi_prop *props;    /* property entries, in file order */
+    char *name;       /* section name, e.g. "EMS_MDB_private" */
+    mapi_prop *props; /* property entries, in file order */
     size_t nprops;
-    char **providers;    /* for a service: the "Providers=" list, in order */
+    char **providers; /* for a service: the "Providers=" list, in order */
     size_t nproviders;
-    char **sections;     /* for a service: the "Sections=" list (extra sections) */
+    char **sections; /* for a service: the "Sections=" list (extra sections) */
     size_t nsections;
 } mapisvc_section;
 
@@ -252,7 +253,7 @@ const char *mapisvc_default_path(const char *state_root);
 /* --- profiles (IProfAdmin) ------------------------------------------------------------ */
 
 #define MAPI_PROFILE_NAME_MAX 64 /* characters */
-#define MAPI_PROFILES_PATH                                                                    \
+#define MAPI_PROFILES_PATH                                                                         \
     "Software\\Microsoft\\Windows NT\\CurrentVersion\\Windows Messaging Subsystem\\Profiles"
 
 #define MAPI_DEFAULT_SERVICES 0x1u /* CreateProfile: add the [Default Services] */

@@ -28,7 +28,8 @@ mapi_err mapi_init(reg_ctx *reg, const char *mapisvc_path, mapi_ctx **out)
     ctx->reg = reg;
     mapi_err e = mapi_err_from_reg(reg_key_open_root(reg, REG_ROOT_HKCU, &ctx->hkcu));
     if (!e) {
-        const char *path = mapisvc_path ? mapisvc_path : mapisvc_default_path(reg_ctx_root_dir(reg));
+        const char *path =
+            mapisvc_path ? mapisvc_path : mapisvc_default_path(reg_ctx_root_dir(reg));
         e = mapisvc_load(path, NULL, NULL, &ctx->svc);
         /* Without a catalogue MAPI still administers profiles; services need it. */
         if (e == MAPI_E_NOT_FOUND && !mapisvc_path)
@@ -150,11 +151,10 @@ struct rename_scan {
     reg_key *renames;
     char *reserved; /* with a name to look for: set when some pending rename targets it */
     const char *look;
-    buf todo;       /* old names whose rename can happen now, NUL-separated */
+    buf todo; /* old names whose rename can happen now, NUL-separated */
 };
 
-static int scan_rename(void *arg, const char *from, uint32_t type, const uint8_t *data,
-                       size_t len)
+static int scan_rename(void *arg, const char *from, uint32_t type, const uint8_t *data, size_t len)
 {
     (void)type;
     (void)data;
@@ -420,8 +420,8 @@ mapi_err mapi_profile_delete(mapi_ctx *ctx, const char *name)
         char hex[33], moved[MAPI_PROFILE_NAME_MAX * 4 + 40];
         mapi_uid_hex((const mapi_uid *)token, hex);
         snprintf(moved, sizeof moved, "%s %s", name, hex);
-        e = mapi_err_from_reg(reg_key_create(ctx->hkcu, MAPI_DELETED_PATH, 0, NULL, &deleted,
-                                             NULL));
+        e = mapi_err_from_reg(
+            reg_key_create(ctx->hkcu, MAPI_DELETED_PATH, 0, NULL, &deleted, NULL));
         if (!e)
             e = mapi_err_from_reg(reg_key_move(profiles, name, deleted, moved));
         /* A bound profile already goes with its process at the latest. */
@@ -523,8 +523,8 @@ mapi_err mapi_profile_rename(mapi_ctx *ctx, const char *from, const char *to)
     }
     if (!e && in_use(p)) {
         reg_key *renames;
-        e = mapi_err_from_reg(reg_key_create(ctx->hkcu, MAPI_RENAMES_PATH, 0, NULL, &renames,
-                                             NULL));
+        e = mapi_err_from_reg(
+            reg_key_create(ctx->hkcu, MAPI_RENAMES_PATH, 0, NULL, &renames, NULL));
         if (!e) {
             e = mapi_err_from_reg(reg_value_set_sz(renames, from, REG_SZ, to));
             reg_key_close(renames);

@@ -200,8 +200,8 @@ mapi_err mapi_service_create_in(mapi_ctx *ctx, reg_key *profile, const char *ser
     buf services = BUF_INIT;
     mapi_err e = services_list(profile, &services);
     /* A single-copy service may appear once in a profile. */
-    for (size_t r = 0; !e && flags && ((uint32_t)flags->v.l & SERVICE_SINGLE_COPY) &&
-                       r + 16 <= services.len;
+    for (size_t r = 0;
+         !e && flags && ((uint32_t)flags->v.l & SERVICE_SINGLE_COPY) && r + 16 <= services.len;
          r += 16) {
         reg_key *sec;
         mapi_prop name;
@@ -445,8 +445,8 @@ mapi_err mapi_service_delete(mapi_svcadmin *adm, const mapi_uid *uid)
     static const uint32_t lists[] = {PR_STORE_PROVIDERS, PR_AB_PROVIDERS, PR_TRANSPORT_PROVIDERS};
     for (size_t i = 0; i < all.n && !e; i++) {
         mapi_uid owner, self;
-        if (!section_service_uid(adm->profile, all.v[i], &owner) ||
-            memcmp(owner.ab, uid->ab, 16) || mapi_uid_parse(all.v[i], &self))
+        if (!section_service_uid(adm->profile, all.v[i], &owner) || memcmp(owner.ab, uid->ab, 16) ||
+            mapi_uid_parse(all.v[i], &self))
             continue;
         for (size_t j = 0; j < 3 && !e; j++) {
             e = list_remove(adm->profile, &MAPI_UID_GLOBAL, lists[j], &self);
@@ -526,8 +526,7 @@ struct props_acc {
     mapi_err e;
 };
 
-static int collect_prop(void *arg, const char *name, uint32_t type, const uint8_t *data,
-                        size_t len)
+static int collect_prop(void *arg, const char *name, uint32_t type, const uint8_t *data, size_t len)
 {
     struct props_acc *a = arg;
     uint32_t tag;

@@ -31,10 +31,11 @@ static const struct {
     {ERROR_CANTOPEN, "The configuration registry key could not be opened."},
     {ERROR_CANTREAD, "The configuration registry key could not be read."},
     {ERROR_CANTWRITE, "The configuration registry key could not be written."},
-    {ERROR_REGISTRY_CORRUPT, "The structure of one of the files containing registry data is corrupt, "
-                             "or the system's memory image of the file is corrupt, or the file "
-                             "could not be recovered because the alternate copy or log was absent "
-                             "or corrupt."},
+    {ERROR_REGISTRY_CORRUPT,
+     "The structure of one of the files containing registry data is corrupt, "
+     "or the system's memory image of the file is corrupt, or the file "
+     "could not be recovered because the alternate copy or log was absent "
+     "or corrupt."},
     {ERROR_REGISTRY_IO_FAILED, "An I/O operation initiated by the registry failed unrecoverably."},
     {ERROR_NOT_REGISTRY_FILE, "The system has attempted to load or restore a file into the "
                               "registry, but the specified file is not in a registry file format."},

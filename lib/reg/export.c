@@ -5,15 +5,15 @@
 
 #include <string.h>
 
-struct export {
+struct export
+{
     buf *out;
     int version;
     reg_key *key;
     const char *path;
 };
 
-static int export_value(void *arg, const char *name, uint32_t type, const uint8_t *data,
-                        size_t len)
+static int export_value(void *arg, const char *name, uint32_t type, const uint8_t *data, size_t len)
 {
     struct export *ex = arg;
     return regfile_write_value(ex->out, ex->version, *name ? name : NULL, type, data, len);

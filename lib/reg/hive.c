@@ -133,9 +133,9 @@ static bool hive_name_ok(const char *name)
 /* hive_init_dbs - open the databases; create them and the root key when the hive is new. */
 static int hive_init_dbs(reg_hive *h)
 {
-    static const char *names[] = {"keys", "children", "values", "vorder",
+    static const char *names[] = {"keys",  "children", "values",  "vorder",
                                   "owned", "volatile", "journal", "meta"};
-    MDB_dbi *dbis[] = {&h->db_keys, &h->db_children, &h->db_values, &h->db_vorder,
+    MDB_dbi *dbis[] = {&h->db_keys,  &h->db_children, &h->db_values,  &h->db_vorder,
                        &h->db_owned, &h->db_volatile, &h->db_journal, &h->db_meta};
     MDB_txn *txn;
     int rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn);
@@ -192,8 +192,7 @@ static int hive_init_dbs(reg_hive *h)
     return reg_mdb_err(mdb_txn_commit(txn));
 }
 
-static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out,
-                     bool *created)
+static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out, bool *created)
 {
     *out = NULL;
     *created = false;

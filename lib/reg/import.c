@@ -84,8 +84,7 @@ static bool classes_in_user(reg_ctx *ctx, const char *sub)
 }
 
 /* resolve - the hive group, root and subpath of a full key path; false if the root is bad. */
-static bool resolve(struct import *im, const char *path, char **group, reg_root *root,
-                    char **sub)
+static bool resolve(struct import *im, const char *path, char **group, reg_root *root, char **sub)
 {
     const char *bs = strchr(path, '\\');
     size_t n = bs ? (size_t)(bs - path) : strlen(path);

@@ -180,8 +180,8 @@ static int split_path(const char *subkey, struct comp *comps, size_t max, size_t
 }
 
 /* child_lookup - the live child of parent named c. */
-static int child_lookup(reg_hive *h, MDB_txn *txn, uint64_t parent, const uint8_t *fk,
-                        size_t fklen, uint64_t *child, struct keyrec *rec)
+static int child_lookup(reg_hive *h, MDB_txn *txn, uint64_t parent, const uint8_t *fk, size_t fklen,
+                        uint64_t *child, struct keyrec *rec)
 {
     uint8_t k[8 + REG_FOLDKEY_MAX];
     reg_be64(k, parent);
@@ -198,8 +198,8 @@ static int child_lookup(reg_hive *h, MDB_txn *txn, uint64_t parent, const uint8_
     return key_live(h, rec) ? ERROR_SUCCESS : ERROR_FILE_NOT_FOUND;
 }
 
-static reg_key *key_new(reg_ctx *ctx, reg_root root, enum key_kind kind, reg_hive *h,
-                        uint64_t id, const struct keyrec *rec, unsigned depth)
+static reg_key *key_new(reg_ctx *ctx, reg_root root, enum key_kind kind, reg_hive *h, uint64_t id,
+                        const struct keyrec *rec, unsigned depth)
 {
     reg_key *k = calloc(1, sizeof *k);
     if (!k)
@@ -346,8 +346,8 @@ int reg_key_open(reg_key *parent, const char *subkey, unsigned access, reg_key *
         goto out;
     switch (parent->kind) {
     case KH_REAL:
-        rc = open_real(parent->hive, parent->root, parent->id, parent->depth, comps, n, access,
-                       out);
+        rc =
+            open_real(parent->hive, parent->root, parent->id, parent->depth, comps, n, access, out);
         break;
     case KH_HKU:
         if (n == 0) {
@@ -648,8 +648,8 @@ static int hkcr_create(reg_ctx *ctx, const struct comp *comps, size_t n, unsigne
         if (!cls && (rc = classes_key(ctx, REG_ROOT_HKCU, true, &cls)))
             return rc;
     }
-    rc = create_in(cls->hive, REG_ROOT_HKCR, cls->id, 0, comps, n, options, owner, out,
-                   disposition);
+    rc =
+        create_in(cls->hive, REG_ROOT_HKCR, cls->id, 0, comps, n, options, owner, out, disposition);
     reg_key_close(cls);
     return rc;
 }
@@ -849,8 +849,7 @@ static int info_subkey(void *arg, const char *name)
     return 0;
 }
 
-static int info_value(void *arg, const char *name, uint32_t type, const uint8_t *data,
-                      size_t len)
+static int info_value(void *arg, const char *name, uint32_t type, const uint8_t *data, size_t len)
 {
     (void)type;
     (void)data;
@@ -1232,8 +1231,7 @@ struct copy_state {
     int rc;
 };
 
-static int copy_value(void *arg, const char *name, uint32_t type, const uint8_t *data,
-                      size_t len)
+static int copy_value(void *arg, const char *name, uint32_t type, const uint8_t *data, size_t len)
 {
     struct copy_state *cs = arg;
     return reg_value_set(cs->dst, name, type, data, len);

@@ -9,10 +9,8 @@ static const struct {
     reg_root root;
     const char *name, *abbr;
 } roots[] = {
-    {REG_ROOT_HKCR, "HKEY_CLASSES_ROOT", "HKCR"},
-    {REG_ROOT_HKCU, "HKEY_CURRENT_USER", "HKCU"},
-    {REG_ROOT_HKLM, "HKEY_LOCAL_MACHINE", "HKLM"},
-    {REG_ROOT_HKU, "HKEY_USERS", "HKU"},
+    {REG_ROOT_HKCR, "HKEY_CLASSES_ROOT", "HKCR"},   {REG_ROOT_HKCU, "HKEY_CURRENT_USER", "HKCU"},
+    {REG_ROOT_HKLM, "HKEY_LOCAL_MACHINE", "HKLM"},  {REG_ROOT_HKU, "HKEY_USERS", "HKU"},
     {REG_ROOT_HKCC, "HKEY_CURRENT_CONFIG", "HKCC"},
 };
 

@@ -89,10 +89,10 @@
 #define REG_NOTIFY_CHANGE_SECURITY 0x8
 
 /* Limits (Microsoft's registry element size limits). */
-#define REG_MAX_KEY_NAME 255      /* characters in one key name component */
-#define REG_MAX_DEPTH 512         /* key levels below a hive root */
-#define REG_MAX_VALUE_NAME 16383  /* characters in a value name */
-#define REG_MAX_DATA (64u << 20)  /* bytes of one value's data */
+#define REG_MAX_KEY_NAME 255        /* characters in one key name component */
+#define REG_MAX_DEPTH 512           /* key levels below a hive root */
+#define REG_MAX_VALUE_NAME 16383    /* characters in a value name */
+#define REG_MAX_DATA (64u << 20)    /* bytes of one value's data */
 #define REG_MAX_IMPORT (256u << 20) /* bytes of one .reg file */
 
 typedef enum reg_root {
@@ -100,7 +100,8 @@ typedef enum reg_root {
     REG_ROOT_HKCU, /* HKEY_CURRENT_USER: HKU\<SID of the context's user> */
     REG_ROOT_HKLM, /* HKEY_LOCAL_MACHINE */
     REG_ROOT_HKU,  /* HKEY_USERS: one hive per SID or loaded hive */
-    REG_ROOT_HKCC, /* HKEY_CURRENT_CONFIG: HKLM\System\CurrentControlSet\Hardware Profiles\Current */
+    REG_ROOT_HKCC, /* HKEY_CURRENT_CONFIG: HKLM\System\CurrentControlSet\Hardware Profiles\Current
+                    */
 } reg_root;
 
 typedef struct reg_ctx reg_ctx;       /* a process's view of the registry */

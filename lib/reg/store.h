@@ -25,22 +25,22 @@
 #define REG_FOLD_MAX 240         /* fold-key units kept verbatim; longer names end in a hash */
 #define REG_FOLD_PREFIX 224      /* units kept before the hash when a name is longer */
 #define REG_FOLDKEY_MAX (2 * REG_FOLD_MAX)
-#define REG_JOURNAL_KEEP 4096    /* change records kept for notification */
-#define REG_ROOT_ID 1            /* id of every hive's root key */
+#define REG_JOURNAL_KEEP 4096 /* change records kept for notification */
+#define REG_ROOT_ID 1         /* id of every hive's root key */
 #define REG_TOKEN_LEN 16
 
-#define KF_VOLATILE 0x1 /* created volatile: gone when the boot id changes */
-#define KF_OWNED 0x2    /* under an owner-bound key: gone when the owner dies */
+#define KF_VOLATILE 0x1  /* created volatile: gone when the boot id changes */
+#define KF_OWNED 0x2     /* under an owner-bound key: gone when the owner dies */
 #define KF_OWNER_TOP 0x4 /* the key that was created owner-bound itself (or bound) */
 #define KF_SHARED 0x8    /* its owner is shared: alive while any process holds the lock */
 
 /* keyrec - the fixed head of a key record; name and class (UTF-16LE) follow it. */
 struct keyrec {
-    uint64_t parent;     /* parent id, 0 for the hive root */
-    uint64_t last_write; /* FILETIME */
-    uint32_t flags;      /* KF_* */
-    uint32_t next_seq;   /* next value creation sequence number */
-    uint8_t boot[16];    /* boot id at creation, for volatile keys */
+    uint64_t parent;              /* parent id, 0 for the hive root */
+    uint64_t last_write;          /* FILETIME */
+    uint32_t flags;               /* KF_* */
+    uint32_t next_seq;            /* next value creation sequence number */
+    uint8_t boot[16];             /* boot id at creation, for volatile keys */
     uint8_t token[REG_TOKEN_LEN]; /* owner token, for KF_OWNED keys */
     uint16_t name_units;
     uint16_t class_units;
@@ -49,7 +49,7 @@ struct keyrec {
 
 /* valrec - the fixed head of a value record; name (UTF-16LE) and data follow it. */
 struct valrec {
-    uint32_t seq;        /* creation order */
+    uint32_t seq; /* creation order */
     uint32_t type;
     uint32_t name_units;
     uint32_t pad;
@@ -58,7 +58,7 @@ struct valrec {
 /* reg_owner_cache - what this process knows of one owner token's liveness. */
 struct owner_cache {
     uint8_t token[REG_TOKEN_LEN];
-    int fd;    /* lock file opened read-only, -1 if missing */
+    int fd;      /* lock file opened read-only, -1 if missing */
     bool shared; /* a shared owner: any lock means alive, and it may come back */
     bool dead;   /* an exclusive owner's death is forever: tokens are never reused */
 };
@@ -70,24 +70,23 @@ typedef struct reg_hive {
     char *name; /* "HKLM" or the HKU child name as stored on disk */
     char *dir;
     MDB_env *env;
-    MDB_dbi db_keys, db_children, db_values, db_vorder, db_owned, db_volatile, db_journal,
-        db_meta;
+    MDB_dbi db_keys, db_children, db_values, db_vorder, db_owned, db_volatile, db_journal, db_meta;
     bool writable;
-    MDB_txn *wtxn;  /* the write transaction in progress, if any */
+    MDB_txn *wtxn;     /* the write transaction in progress, if any */
     bool explicit_txn; /* wtxn was started by reg_txn_begin */
-    bool dirty;     /* wtxn changed something: touch the notify file after commit */
+    bool dirty;        /* wtxn changed something: touch the notify file after commit */
     bool purge_wanted; /* a reader met a dead key: purge at the next write */
-    MDB_txn *rtxn;  /* a reset read transaction kept for renewal */
+    MDB_txn *rtxn;     /* a reset read transaction kept for renewal */
     struct owner_cache *owners;
     size_t nowners;
 } reg_hive;
 
 struct reg_ctx {
-    char *root;         /* state root */
-    char *regdir;       /* root/registry */
-    uid_t uid;          /* user of HKCU */
+    char *root;   /* state root */
+    char *regdir; /* root/registry */
+    uid_t uid;    /* user of HKCU */
     uid_t euid;
-    bool privileged;    /* root, or the owner of the state root */
+    bool privileged; /* root, or the owner of the state root */
     char sid[32];
     uint8_t boot[16];
     reg_hive *hives;

@@ -41,8 +41,7 @@ static bool handle_live(reg_key *key)
 {
     if ((key->flags & KF_VOLATILE) && memcmp(key->boot, key->ctx->boot, 16))
         return false;
-    if ((key->flags & KF_OWNED) &&
-        !reg_owner_alive(key->hive, key->token, key->flags & KF_SHARED))
+    if ((key->flags & KF_OWNED) && !reg_owner_alive(key->hive, key->token, key->flags & KF_SHARED))
         return false;
     return true;
 }

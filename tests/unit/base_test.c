@@ -54,8 +54,8 @@ static void test_utf(void **state)
         {"A", "4100"},
         {"caf\xc3\xa9", "630061006600e900"},
         {"\xe2\x82\xac", "ac20"},
-        {"\xf0\x9d\x84\x9e", "34d81edd"},     /* U+1D11E: a surrogate pair */
-        {"\xed\xa0\x80", "00d8"},             /* a lone surrogate, as WTF-8 */
+        {"\xf0\x9d\x84\x9e", "34d81edd"}, /* U+1D11E: a surrogate pair */
+        {"\xed\xa0\x80", "00d8"},         /* a lone surrogate, as WTF-8 */
         {"", ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -162,7 +162,7 @@ static void test_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),   cmocka_unit_test(test_utf),   cmocka_unit_test(test_cp1252),
+        cmocka_unit_test(test_buf),    cmocka_unit_test(test_utf),   cmocka_unit_test(test_cp1252),
         cmocka_unit_test(test_sha256), cmocka_unit_test(test_files),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);

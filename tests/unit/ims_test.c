@@ -69,12 +69,18 @@ static void test_listen_parse(void **state)
         const char *host;
         unsigned port;
     } cases[] = {
-        {"127.0.0.1:2525", 0, "127.0.0.1", 2525}, {"0.0.0.0:25", 0, "0.0.0.0", 25},
-        {"[::1]:25", 0, "::1", 25},                {"[::]:587", 0, "::", 587},
-        {"127.0.0.1", -1, NULL, 0},                {"127.0.0.1:0", -1, NULL, 0},
-        {"127.0.0.1:65536", -1, NULL, 0},          {"localhost:25", -1, NULL, 0},
-        {"::1:25", -1, NULL, 0},                   {"127.0.0.1:25x", -1, NULL, 0},
-        {"[::1]25", -1, NULL, 0},                  {"", -1, NULL, 0},
+        {"127.0.0.1:2525", 0, "127.0.0.1", 2525},
+        {"0.0.0.0:25", 0, "0.0.0.0", 25},
+        {"[::1]:25", 0, "::1", 25},
+        {"[::]:587", 0, "::", 587},
+        {"127.0.0.1", -1, NULL, 0},
+        {"127.0.0.1:0", -1, NULL, 0},
+        {"127.0.0.1:65536", -1, NULL, 0},
+        {"localhost:25", -1, NULL, 0},
+        {"::1:25", -1, NULL, 0},
+        {"127.0.0.1:25x", -1, NULL, 0},
+        {"[::1]25", -1, NULL, 0},
+        {"", -1, NULL, 0},
         {"1.2.3.4:-1", -1, NULL, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -119,8 +125,9 @@ static void test_settings(void **state)
     assert_int_equal(reg_value_get(k, "DependOnService", &type, NULL), 0);
     assert_int_equal(type, REG_MULTI_SZ);
     reg_key_close(k);
-    assert_int_equal(ims_install(fx->reg, "/usr/bin/imsd", "mail", (const char *[]){"bad"}, 1, NULL),
-                     ERROR_INVALID_PARAMETER);
+    assert_int_equal(
+        ims_install(fx->reg, "/usr/bin/imsd", "mail", (const char *[]){"bad"}, 1, NULL),
+        ERROR_INVALID_PARAMETER);
     assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
     assert_string_equal(fx->events, "");
     assert_string_equal(s.account, "mail");
@@ -202,10 +209,15 @@ static void test_service_start_stop(void **state)
     for (size_t i = strlen(IMS_PROFILE_PREFIX); name[i]; i++)
         assert_non_null(strchr("0123456789ABCDEF", name[i]));
     /* The working folders and the gateway mailbox's folders. */
-    static const char *dirs[] = {"imcdata/In/Archive", "imcdata/Out/Archive", "imcdata/Work",
-                                 "imcdata/Log", "imcdata/Pickup/Archive",
-                                 "store/MSExchangeIMC/new", "store/MSExchangeIMC/.MTS-IN/cur",
-                                 "store/MSExchangeIMC/.MTS-OUT/tmp", "store/MSExchangeIMC/.Bad/new"};
+    static const char *dirs[] = {"imcdata/In/Archive",
+                                 "imcdata/Out/Archive",
+                                 "imcdata/Work",
+                                 "imcdata/Log",
+                                 "imcdata/Pickup/Archive",
+                                 "store/MSExchangeIMC/new",
+                                 "store/MSExchangeIMC/.MTS-IN/cur",
+                                 "store/MSExchangeIMC/.MTS-OUT/tmp",
+                                 "store/MSExchangeIMC/.Bad/new"};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         char p[256];
         struct stat st;

@@ -124,8 +124,9 @@ static void test_create_names(void **state)
             fail_msg("create \"%s\": got %s, want %s", cases[i].name, mapi_strerror(got),
                      mapi_strerror(cases[i].want));
     }
-    assert_string_equal(table(fx->mapi), "1234567890123456789012345678901234567890123456789012345678901234|"
-                                         "Caf\xc3\xa9 profile|Gateway|MSExchangeIMC 0123456789");
+    assert_string_equal(table(fx->mapi),
+                        "1234567890123456789012345678901234567890123456789012345678901234|"
+                        "Caf\xc3\xa9 profile|Gateway|MSExchangeIMC 0123456789");
     assert_int_equal(mapi_profile_create(fx->mapi, "X", 0x80), MAPI_E_UNKNOWN_FLAGS);
 }
 
@@ -151,9 +152,9 @@ static void test_layout(void **state)
     assert_memory_not_equal(a, b, 16);
     /* Values are REG_BINARY named by tag, type first. */
     reg_key *g;
-    assert_int_equal(reg_key_open_path(fx->reg, PROFILES "\\Gateway\\9207f3e0a3b11019908b08002b2a56c2",
-                                       0, &g),
-                     0);
+    assert_int_equal(
+        reg_key_open_path(fx->reg, PROFILES "\\Gateway\\9207f3e0a3b11019908b08002b2a56c2", 0, &g),
+        0);
     uint32_t type;
     assert_int_equal(reg_value_get(g, "01023d0e", &type, NULL), 0);
     assert_int_equal(type, REG_BINARY);
@@ -248,16 +249,14 @@ static void test_services(void **state)
                      S_OK);
     assert_true(stores.v.bin.cb >= 16 && stores.v.bin.cb % 16 == 0);
     mapi_prop back;
-    assert_int_equal(mapi_section_get_prop(adm, (mapi_uid *)stores.v.bin.lpb, PR_SERVICE_UID,
-                                           &back),
-                     S_OK);
+    assert_int_equal(
+        mapi_section_get_prop(adm, (mapi_uid *)stores.v.bin.lpb, PR_SERVICE_UID, &back), S_OK);
     assert_int_equal(back.v.bin.cb, 16);
     assert_memory_equal(back.v.bin.lpb, svc.ab, 16);
     mapi_prop_clear(&back);
     mapi_prop rtype;
-    assert_int_equal(mapi_section_get_prop(adm, (mapi_uid *)stores.v.bin.lpb, PR_RESOURCE_TYPE,
-                                           &rtype),
-                     S_OK);
+    assert_int_equal(
+        mapi_section_get_prop(adm, (mapi_uid *)stores.v.bin.lpb, PR_RESOURCE_TYPE, &rtype), S_OK);
     assert_int_equal(rtype.v.l, MAPI_STORE_PROVIDER);
     /* Configure: the home server and mailbox land in the global section, as Exchange's
      * service entry point puts them. */
@@ -289,9 +288,9 @@ static void test_services(void **state)
     /* Delete: the service, its providers and their places in the lists. */
     assert_int_equal(mapi_service_delete(adm, &svc), S_OK);
     assert_int_equal(mapi_service_delete(adm, &svc), MAPI_E_NOT_FOUND);
-    assert_int_equal(mapi_section_get_prop(adm, (mapi_uid *)stores.v.bin.lpb, PR_SERVICE_UID,
-                                           &back),
-                     MAPI_E_NOT_FOUND);
+    assert_int_equal(
+        mapi_section_get_prop(adm, (mapi_uid *)stores.v.bin.lpb, PR_SERVICE_UID, &back),
+        MAPI_E_NOT_FOUND);
     mapi_prop_clear(&stores);
     assert_int_equal(mapi_section_get_prop(adm, &MAPI_UID_GLOBAL, PR_STORE_PROVIDERS, &stores),
                      S_OK);

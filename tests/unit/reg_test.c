@@ -463,9 +463,8 @@ static void test_roots(void **state)
     assert_int_equal(reg_key_open_root(fx->ctx, REG_ROOT_HKCC, &k), 0);
     assert_int_equal(reg_value_set_dword(k, "cc", 5), 0);
     reg_key_close(k);
-    assert_int_equal(reg_key_open(fx->lm, "System\\CurrentControlSet\\Hardware Profiles\\Current",
-                                  0, &k),
-                     0);
+    assert_int_equal(
+        reg_key_open(fx->lm, "System\\CurrentControlSet\\Hardware Profiles\\Current", 0, &k), 0);
     assert_values(k, "cc");
     reg_key_close(k);
     buf_free(&p);
@@ -577,8 +576,8 @@ static void test_sigkill_storm(void **state)
                 _exit(1);
             for (uint32_t i = 1;; i++) {
                 if (reg_txn_begin(s) || reg_value_set_dword(s, "a", i) ||
-                    reg_key_create(s, "k", 0, NULL, NULL, NULL) ||
-                    reg_value_set_dword(s, "b", i) || reg_txn_commit(s))
+                    reg_key_create(s, "k", 0, NULL, NULL, NULL) || reg_value_set_dword(s, "b", i) ||
+                    reg_txn_commit(s))
                     _exit(2);
                 if (i == 20 && write(p[1], "s", 1) != 1)
                     _exit(3);
