@@ -316,26 +316,10 @@ mapi_err mapi_profile_exists(mapi_ctx *ctx, const char *name)
     return e;
 }
 
-/* make_profile - the keys and sections of a new, empty profile (inside a transaction). */
-static mapi_err make_profile(mapi_ctx *ctx, reg_key *profiles, const char *name, bool bound,
-                             reg_key **out)
+/* set_identity - what makes a profile itself: a new PR_SEARCH_KEY in the instance section
+ * (unique per profile, also when a name is reused) and its name in the global section. */
+static mapi_err set_identity(reg_key *p, const char *name)
 {
-    unsigned disp;
-    reg_key *p;
-    if (name_reserved(ctx, name))
-        return MAPI_E_NO_ACCESS;
-    int rc = ERROR_SUCCESS;
-    if (bound && !ctx->owner)
-        rc = reg_owner_new(ctx->hkcu, &ctx->owner);
-    if (!rc)
-        rc = reg_key_create(profiles, name, bound ? REG_OPTION_OWNER_BOUND : 0,
-                            bound ? ctx->owner : NULL, &p, &disp);
-    if (rc)
-        return mapi_err_from_reg(rc);
-    if (disp != REG_CREATED_NEW_KEY) {
-        reg_key_close(p);
-        return MAPI_E_NO_ACCESS;
-    }
     mapi_uid token;
     reg_key *sec = NULL;
     mapi_err e = mapi_new_uid(&token);
@@ -360,7 +344,31 @@ static mapi_err make_profile(mapi_ctx *ctx, reg_key *profiles, const char *name,
             e = S_OK;
     }
     reg_key_close(sec);
-    sec = NULL;
+    return e;
+}
+
+/* make_profile - the keys and sections of a new, empty profile (inside a transaction). */
+static mapi_err make_profile(mapi_ctx *ctx, reg_key *profiles, const char *name, bool bound,
+                             reg_key **out)
+{
+    unsigned disp;
+    reg_key *p;
+    if (name_reserved(ctx, name))
+        return MAPI_E_NO_ACCESS;
+    int rc = ERROR_SUCCESS;
+    if (bound && !ctx->owner)
+        rc = reg_owner_new(ctx->hkcu, &ctx->owner);
+    if (!rc)
+        rc = reg_key_create(profiles, name, bound ? REG_OPTION_OWNER_BOUND : 0,
+                            bound ? ctx->owner : NULL, &p, &disp);
+    if (rc)
+        return mapi_err_from_reg(rc);
+    if (disp != REG_CREATED_NEW_KEY) {
+        reg_key_close(p);
+        return MAPI_E_NO_ACCESS;
+    }
+    reg_key *sec = NULL;
+    mapi_err e = set_identity(p, name);
     if (!e)
         e = mapi_section_key(p, &MAPI_UID_SERVICES, true, &sec);
     if (!e) {
@@ -472,28 +480,8 @@ mapi_err mapi_profile_copy(mapi_ctx *ctx, const char *from, const char *to)
     if (!e)
         e = mapi_err_from_reg(reg_key_copy_tree(src, dst, true));
     /* The copy is another profile: its own PR_SEARCH_KEY and name. */
-    reg_key *sec = NULL;
-    mapi_uid token;
     if (!e)
-        e = mapi_new_uid(&token);
-    if (!e)
-        e = mapi_section_key(dst, &MAPI_UID_PROFILE_INSTANCE, true, &sec);
-    if (!e) {
-        mapi_prop sk = {.tag = PR_SEARCH_KEY};
-        sk.v.bin.cb = 16;
-        sk.v.bin.lpb = token.ab;
-        e = mapi_section_write(sec, &sk, 1);
-    }
-    reg_key_close(sec);
-    sec = NULL;
-    if (!e && mapi_section_key(dst, &MAPI_UID_GLOBAL, false, &sec) == S_OK) {
-        mapi_prop pn = {.tag = PR_PROFILE_NAME};
-        pn.v.str = (char *)to;
-        e = mapi_section_write(sec, &pn, 1);
-        if (e == MAPI_E_BAD_CHARWIDTH)
-            e = S_OK;
-    }
-    reg_key_close(sec);
+        e = set_identity(dst, to);
     reg_key_close(dst);
     reg_key_close(src);
     reg_key_close(profiles);
