@@ -116,9 +116,9 @@ bench: all
 # make run: the service in the foreground on the embedded default: state in ./var, SMTP on
 # 127.0.0.1:2525. As root the service runs as "nobody" (the network side never runs as root).
 run: deps all
-	@mkdir -p var
+	@mkdir -p var && chmod 0755 var
 	IMS_ROOT=$(CURDIR)/var $(BIN)/imsctl install --listen 127.0.0.1:2525 \
-	    $$( [ "$$(id -u)" = 0 ] && echo --account nobody )
+	    $$( [ "$$(id -u)" = 0 ] && echo --account $${IMS_ACCOUNT:-nobody} )
 	IMS_ROOT=$(CURDIR)/var exec $(BIN)/imsd -console
 
 install: $(PROGFILES)
@@ -127,11 +127,16 @@ install: $(PROGFILES)
 	install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 data/mapisvc.inf $(DESTDIR)$(PREFIX)/share/ims/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 0644 data/msexchangeimc.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	sed 's|/usr/local/bin/imsd|$(PREFIX)/bin/imsd|' data/msexchangeimc.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/msexchangeimc.service
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(PREFIX)/share/man/man8/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(PROGS))
+	rm -f $(DESTDIR)$(PREFIX)/lib/systemd/system/msexchangeimc.service
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man1/,$(notdir $(wildcard docs/man/*.1)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man8/,$(notdir $(wildcard docs/man/*.8)))
+	rm -f $(DESTDIR)$(PREFIX)/share/ims/mapisvc.inf
 
 format:
 	clang-format -i $(ALL_SRCS) $(wildcard lib/*/*.h) $(FUZZ_SRCS)

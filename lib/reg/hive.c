@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,18 @@ int reg_ctx_open(const char *root, reg_ctx **out)
     reg_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return ERROR_NOT_ENOUGH_MEMORY;
-    ctx->root = strdup(root ? root : base_state_root());
+    /* Always absolute: a service changes directory, and paths made from the root are
+     * stored (RootDir). */
+    const char *given = root ? root : base_state_root();
+    if (given[0] == '/') {
+        ctx->root = strdup(given);
+    } else {
+        char cwd[PATH_MAX];
+        buf abs = BUF_INIT;
+        if (getcwd(cwd, sizeof cwd) && !buf_printf(&abs, "%s/%s", cwd, given))
+            ctx->root = buf_detach(&abs, NULL);
+        buf_free(&abs);
+    }
     ctx->regdir = ctx->root ? xasprintf_path(ctx->root, "registry", NULL) : NULL;
     if (!ctx->root || !ctx->regdir) {
         reg_ctx_close(ctx);

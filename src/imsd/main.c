@@ -3,6 +3,7 @@
 #include "imsd.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,8 +269,24 @@ static int go_ready(imsd *d)
     return IMS_OK;
 }
 
+/* absolute_env - make a path in the environment absolute: imsd changes directory to "/"
+ * once it runs as the account, and relative paths would then name other places. */
+static void absolute_env(const char *name)
+{
+    const char *v = getenv(name);
+    char cwd[PATH_MAX];
+    if (!v || !*v || v[0] == '/' || !getcwd(cwd, sizeof cwd))
+        return;
+    buf abs = BUF_INIT;
+    if (buf_printf(&abs, "%s/%s", cwd, v) == 0 && buf_cstr(&abs))
+        setenv(name, (char *)abs.data, 1);
+    buf_free(&abs);
+}
+
 static int service_run(imsd *d)
 {
+    absolute_env("IMS_ROOT");
+    absolute_env("IMS_MAPISVC");
     d->root = base_state_root();
     int rc = load_settings(d);
     if (rc)

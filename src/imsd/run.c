@@ -47,6 +47,8 @@ static void run_report_other(int fd)
         fprintf(stderr, "imsd: already running\n");
 }
 
+#define RUN_LOCK_TRIES 25
+
 int imsd_run_lock(imsd_run *r, const char *root, ims_log *log)
 {
     r->lockfd = -1;
@@ -63,8 +65,15 @@ int imsd_run_lock(imsd_run *r, const char *root, ims_log *log)
     int fd = open(r->pidfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, RUN_FILE_MODE);
     if (fd < 0)
         return run_fail(log, "open the pid file", r->pidfile, errno);
-    if (flock(fd, LOCK_EX | LOCK_NB)) {
-        e = errno;
+    /* imsctl holds a shared lock for a moment when it looks whether we run: a lock that is
+     * busy only that long is no other imsd. Bounded: 25 tries over 250 ms. */
+    for (int tries = 1;; tries++) {
+        e = flock(fd, LOCK_EX | LOCK_NB) ? errno : 0;
+        if (e != EWOULDBLOCK || tries == RUN_LOCK_TRIES)
+            break;
+        usleep(10000);
+    }
+    if (e) {
         if (e == EWOULDBLOCK) {
             run_report_other(fd);
             close(fd);
