@@ -30,7 +30,7 @@ LDFLAGS += $(SANFLAGS) -Wl,--as-needed
 LDLIBS  += -llmdb -lhivex -lpthread
 
 # Libraries in link order: a library may use only those after it.
-LIBS     := ims store mapi reg base
+LIBS     := ims smtp store mapi reg base
 lib_srcs  = $(wildcard lib/$(1)/*.c)
 lib_objs  = $(patsubst %.c,$(OBJ)/%.o,$(call lib_srcs,$(1)))
 LIBFILES := $(foreach l,$(LIBS),$(BUILD)/lib/lib$(l).a)
