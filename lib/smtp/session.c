@@ -1,0 +1,841 @@
+/* session.c - the SMTP server session: a state machine that takes the client's bytes, answers
+ * each command in order (RFC 5321, RFC 2920 pipelining), streams message data to the caller
+ * and waits for the caller's commit before the 250 that promises delivery. */
+#include "smtp/smtp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reg/reg.h"
+
+#define SESS_CHUNK 16384      /* message bytes gathered before one data_chunk call */
+#define SESS_SOFTWARE_MAX 100 /* of the greeting's software name */
+#define SESS_QUEUE_ID_MAX 64  /* of the queue id in the 250 after DATA */
+
+typedef enum sess_state {
+    ST_CONNECTED,  /* greeted by us, no HELO/EHLO yet */
+    ST_GREETED,    /* HELO/EHLO done, no transaction */
+    ST_MAIL,       /* MAIL accepted, no recipient accepted yet */
+    ST_RCPT,       /* at least one recipient accepted */
+    ST_DATA,       /* reading message data */
+    ST_COMMITTING, /* data_end called, waiting for smtp_session_data_done */
+    ST_QUIT,       /* over: nothing more is read */
+} sess_state;
+
+static const char *const sess_state_names[] = {
+    [ST_CONNECTED] = "connected", [ST_GREETED] = "greeted", [ST_MAIL] = "mail",
+    [ST_RCPT] = "rcpt",           [ST_DATA] = "data",       [ST_COMMITTING] = "committing",
+    [ST_QUIT] = "quit",
+};
+
+/* Where the DATA scanner is within a line. Only a real CRLF leads to D_BOL, so only
+ * CRLF "." CRLF can end the data (RFC 5321 4.1.1.4). */
+typedef enum data_state {
+    D_BOL,     /* at the start of a line */
+    D_DOT,     /* "." at the start of a line */
+    D_DOTCR,   /* "." CR at the start of a line */
+    D_MID,     /* inside a line */
+    D_CR,      /* CR inside a line */
+    D_BARE,    /* just after a bare LF or CR */
+    D_BAREDOT, /* "." just after a bare LF or CR */
+} data_state;
+
+/* Why a command line or a message is refused. */
+#define BAD_LONG 0x01
+#define BAD_NUL 0x02
+#define BAD_BARE 0x04
+#define BAD_SIZE 0x08
+#define BAD_SMUGGLE 0x10
+#define BAD_FAIL 0x20 /* data_chunk failed */
+
+struct smtp_session {
+    smtp_config cfg;
+    smtp_callbacks cb;
+    char fqdn[SMTP_DOMAIN_MAX + 1];
+    char software[SESS_SOFTWARE_MAX + 1];
+    smtp_ip client, local;
+    bool authenticated;
+    bool enhanced; /* extensions advertised: enhanced status codes in replies */
+    bool oom;      /* a reply could not be stored: the session is unusable */
+    sess_state state;
+    unsigned errors;
+    buf out;
+
+    /* The command line being assembled: at most max_line - 2 bytes of it are kept. */
+    char *line;
+    size_t line_len;
+    bool line_cr;      /* the last byte seen was a CR */
+    unsigned line_bad; /* BAD_LONG, BAD_NUL, BAD_BARE */
+
+    /* The transaction. */
+    char helo[SMTP_DOMAIN_MAX + 1];
+    bool esmtp;
+    bool helo_done;
+    smtp_path from;
+    smtp_mail_params mail;
+    smtp_rcpt *rcpt;
+    size_t nrcpt, rcpt_cap;
+    bool rcpt_tried; /* a RCPT was given in this transaction, accepted or not */
+    smtp_envelope env;
+
+    /* DATA. */
+    data_state ds;
+    size_t dline;    /* bytes of the current data line, as sent (stuffing dot included) */
+    uint64_t dsize;  /* message bytes, dot-unstuffed, CRLFs counted */
+    unsigned dbad;   /* BAD_* for the message */
+    bool data_begun; /* data_begin succeeded and neither data_end nor data_abort came yet */
+    char *chunk;
+    size_t chunk_len;
+
+    smtp_session_stats stats;
+};
+
+/* --- configuration ------------------------------------------------------------------------ */
+
+void smtp_config_defaults(smtp_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->advertise_extensions = true;
+    cfg->max_size = SMTP_SIZE_DEFAULT;
+    cfg->max_recipients = SMTP_RCPT_DEFAULT;
+    cfg->max_errors = SMTP_ERRORS_DEFAULT;
+    cfg->max_line = SMTP_LINE_MAX;
+    cfg->mode = SMTP_TRANSFER_INOUT;
+}
+
+int smtp_config_check(const smtp_config *cfg)
+{
+    if (!cfg || !cfg->fqdn || !cfg->fqdn[0] || !cfg->is_local)
+        return ERROR_INVALID_PARAMETER;
+    if (cfg->max_recipients &&
+        (cfg->max_recipients < SMTP_RCPT_MIN || cfg->max_recipients > SMTP_RCPT_LIMIT))
+        return ERROR_INVALID_PARAMETER;
+    if (cfg->max_errors &&
+        (cfg->max_errors < SMTP_ERRORS_MIN || cfg->max_errors > SMTP_ERRORS_LIMIT))
+        return ERROR_INVALID_PARAMETER;
+    if (cfg->max_line && (cfg->max_line < SMTP_LINE_MIN || cfg->max_line > SMTP_LINE_LIMIT))
+        return ERROR_INVALID_PARAMETER;
+    if ((unsigned)cfg->mode > SMTP_TRANSFER_NONE)
+        return ERROR_INVALID_PARAMETER;
+    return ERROR_SUCCESS;
+}
+
+/* sess_clean - copy text for a reply line: control characters would end the line early or
+ * add one, so they become '?'. */
+static void sess_clean(char *dst, size_t size, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < size; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    dst[i] = '\0';
+}
+
+/* --- replies ------------------------------------------------------------------------------ */
+
+static void sess_reply(smtp_session *s, smtp_reply_id id)
+{
+    if (smtp_reply_append(&s->out, id, s->enhanced, s->fqdn))
+        s->oom = true;
+}
+
+/* sess_reply_text - one line of our own text with id's code and enhanced code. */
+static void sess_reply_text(smtp_session *s, unsigned code, const char *enh, const char *text)
+{
+    if (smtp_reply_lines(&s->out, code, s->enhanced ? enh : NULL, &text, 1))
+        s->oom = true;
+}
+
+/* sess_close - the session is over once its output is sent. */
+static void sess_close(smtp_session *s)
+{
+    s->state = ST_QUIT;
+}
+
+/* sess_error - answer a client error and count it; max_errors of them end the session. */
+static void sess_error(smtp_session *s, smtp_reply_id id)
+{
+    sess_reply(s, id);
+    s->errors++;
+    s->stats.errors++;
+    if (s->errors >= s->cfg.max_errors) {
+        sess_reply(s, SMTP_R_TOO_MANY_ERRORS);
+        sess_close(s);
+    }
+}
+
+/* --- the transaction ---------------------------------------------------------------------- */
+
+/* sess_abort_data - drop a message the caller has begun storing. */
+static void sess_abort_data(smtp_session *s)
+{
+    if (s->data_begun) {
+        s->data_begun = false;
+        if (s->cb.data_abort)
+            s->cb.data_abort(s->cb.arg);
+    }
+}
+
+/* sess_reset - end the transaction (RSET, HELO/EHLO, after DATA). */
+static void sess_reset(smtp_session *s)
+{
+    sess_abort_data(s);
+    memset(&s->from, 0, sizeof s->from);
+    memset(&s->mail, 0, sizeof s->mail);
+    memset(&s->env, 0, sizeof s->env);
+    s->nrcpt = 0;
+    s->rcpt_tried = false;
+    s->chunk_len = 0;
+    s->state = s->helo_done ? ST_GREETED : ST_CONNECTED;
+}
+
+static const smtp_envelope *sess_envelope(smtp_session *s)
+{
+    s->env.helo = s->helo;
+    s->env.esmtp = s->esmtp;
+    s->env.from = &s->from;
+    s->env.mail = &s->mail;
+    s->env.rcpt = s->rcpt;
+    s->env.nrcpt = s->nrcpt;
+    s->env.size = s->dsize;
+    return &s->env;
+}
+
+/* --- commands ----------------------------------------------------------------------------- */
+
+static void sess_hello_line(smtp_session *s, char *line, size_t size)
+{
+    char ip[64];
+    smtp_ip_format(&s->client, ip, sizeof ip);
+    if (ip[0])
+        snprintf(line, size, "%s Hello [%s]", s->fqdn, ip);
+    else
+        snprintf(line, size, "%s Hello", s->fqdn);
+}
+
+static void cmd_helo(smtp_session *s, const smtp_cmd *c)
+{
+    /* A new HELO/EHLO ends any transaction, as RSET does (RFC 5321 4.1.4). */
+    s->helo_done = true;
+    sess_reset(s);
+    memcpy(s->helo, c->helo, sizeof s->helo);
+    s->esmtp = c->verb == SMTP_VERB_EHLO;
+    char hello[SMTP_DOMAIN_MAX + 80];
+    sess_hello_line(s, hello, sizeof hello);
+    if (c->verb == SMTP_VERB_HELO || !s->cfg.advertise_extensions) {
+        if (smtp_reply_lines(&s->out, 250, NULL, (const char *const[]){hello}, 1))
+            s->oom = true;
+        return;
+    }
+    char size[48];
+    if (s->cfg.max_size)
+        snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)s->cfg.max_size);
+    else
+        snprintf(size, sizeof size, "SIZE");
+    const char *lines[] = {hello, size, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN"};
+    if (smtp_reply_lines(&s->out, 250, NULL, lines, sizeof lines / sizeof lines[0]))
+        s->oom = true;
+}
+
+static void cmd_mail(smtp_session *s, const smtp_cmd *c)
+{
+    if (c->mail.has_size && s->cfg.max_size && c->mail.size > s->cfg.max_size) {
+        sess_reply(s, SMTP_R_SIZE_EXCEEDED); /* RFC 1870 6.1: refused at MAIL */
+        return;
+    }
+    s->from = c->path;
+    s->mail = c->mail;
+    s->nrcpt = 0;
+    s->rcpt_tried = false;
+    s->state = ST_MAIL;
+    sess_reply(s, SMTP_R_SENDER_OK);
+}
+
+static int sess_add_rcpt(smtp_session *s, const smtp_cmd *c, smtp_addr_class cls)
+{
+    if (s->nrcpt == s->rcpt_cap) {
+        size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 8;
+        if (cap > s->cfg.max_recipients)
+            cap = s->cfg.max_recipients;
+        smtp_rcpt *v = realloc(s->rcpt, cap * sizeof *v);
+        if (!v)
+            return ERROR_NOT_ENOUGH_MEMORY;
+        s->rcpt = v;
+        s->rcpt_cap = cap;
+    }
+    smtp_rcpt *r = &s->rcpt[s->nrcpt++];
+    r->path = c->path;
+    r->cls = cls;
+    r->params = c->rcpt;
+    return ERROR_SUCCESS;
+}
+
+static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
+{
+    s->rcpt_tried = true;
+    if (s->nrcpt >= s->cfg.max_recipients) {
+        sess_reply(s, SMTP_R_TOO_MANY_RCPT);
+        return;
+    }
+    smtp_refusal why;
+    smtp_addr_class cls = smtp_addr_classify(&c->path, s->cfg.is_local, s->cfg.is_local_arg, &why);
+    if (cls == SMTP_ADDR_REFUSED) {
+        if (why == SMTP_REFUSE_NO_DOMAIN || why == SMTP_REFUSE_QUOTED ||
+            why == SMTP_REFUSE_TRAILING_DOT) {
+            sess_error(s, SMTP_R_MAILBOX_NAME);
+        } else {
+            s->stats.relay_denied++;
+            sess_error(s, SMTP_R_RELAY_DENIED);
+        }
+        return;
+    }
+    if (cls == SMTP_ADDR_LOCAL && s->cb.rcpt_check) {
+        unsigned code = s->cb.rcpt_check(s->cb.arg, &c->path, cls);
+        if (code == 550) {
+            sess_reply(s, SMTP_R_USER_UNKNOWN);
+            return;
+        }
+        if (code != 250) {
+            sess_reply(s, SMTP_R_RCPT_TEMP); /* 4xx, or a value the contract does not know */
+            return;
+        }
+    }
+    if (cls == SMTP_ADDR_REMOTE &&
+        !smtp_relay_allowed(s->cfg.relay, &s->client, &s->local, s->authenticated)) {
+        s->stats.relay_denied++;
+        sess_error(s, SMTP_R_RELAY_DENIED);
+        return;
+    }
+    if (sess_add_rcpt(s, c, cls)) {
+        s->oom = true;
+        return;
+    }
+    s->state = ST_RCPT;
+    sess_reply(s, SMTP_R_RCPT_OK);
+}
+
+static void cmd_data(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    s->dsize = 0; /* the envelope's size is 0 at data_begin */
+    if (s->cb.data_begin && s->cb.data_begin(s->cb.arg, sess_envelope(s))) {
+        sess_reply(s, SMTP_R_LOCAL_ERROR);
+        return;
+    }
+    s->data_begun = true;
+    s->state = ST_DATA;
+    s->ds = D_BOL; /* the DATA line's CRLF: "." CRLF at once is an empty message */
+    s->dline = 0;
+    s->dsize = 0;
+    s->dbad = 0;
+    s->chunk_len = 0;
+    sess_reply(s, SMTP_R_DATA_GO);
+}
+
+static void cmd_rset(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    sess_reset(s);
+    sess_reply(s, SMTP_R_OK);
+}
+
+static void cmd_noop(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    sess_reply(s, SMTP_R_OK);
+}
+
+static void cmd_quit(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    sess_reset(s);
+    sess_reply(s, SMTP_R_QUIT);
+    sess_close(s);
+}
+
+static void cmd_vrfy(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    sess_reply(s, SMTP_R_VRFY); /* no directory harvesting (RFC 5321 3.5.3 allows 252) */
+}
+
+static void cmd_help(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    static const char *const lines[] = {"Commands supported:", "HELO EHLO MAIL RCPT DATA",
+                                        "RSET NOOP QUIT HELP VRFY"};
+    if (smtp_reply_lines(&s->out, 214, s->enhanced ? "2.0.0" : NULL, lines, 3))
+        s->oom = true;
+}
+
+static void cmd_unimplemented(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    sess_error(s, SMTP_R_NOT_IMPLEMENTED);
+}
+
+/* The command table: the states a command is taken in (as a bit mask), the reply when it
+ * comes in another, and whether ESMTP parameters may come with it. */
+#define IN(st) (1u << (st))
+#define ANY_CMD_STATE (IN(ST_CONNECTED) | IN(ST_GREETED) | IN(ST_MAIL) | IN(ST_RCPT))
+
+typedef struct sess_command {
+    void (*run)(smtp_session *s, const smtp_cmd *c);
+    unsigned states;
+} sess_command;
+
+static const sess_command sess_commands[SMTP_VERB_COUNT] = {
+    [SMTP_VERB_HELO] = {cmd_helo, ANY_CMD_STATE},
+    [SMTP_VERB_EHLO] = {cmd_helo, ANY_CMD_STATE},
+    [SMTP_VERB_MAIL] = {cmd_mail, IN(ST_GREETED)},
+    [SMTP_VERB_RCPT] = {cmd_rcpt, IN(ST_MAIL) | IN(ST_RCPT)},
+    [SMTP_VERB_DATA] = {cmd_data, IN(ST_RCPT)},
+    [SMTP_VERB_RSET] = {cmd_rset, ANY_CMD_STATE},
+    [SMTP_VERB_NOOP] = {cmd_noop, ANY_CMD_STATE},
+    [SMTP_VERB_QUIT] = {cmd_quit, ANY_CMD_STATE},
+    [SMTP_VERB_VRFY] = {cmd_vrfy, ANY_CMD_STATE},
+    [SMTP_VERB_HELP] = {cmd_help, ANY_CMD_STATE},
+    [SMTP_VERB_EXPN] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_ETRN] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_TURN] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_AUTH] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_STARTTLS] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_BDAT] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_SEND] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_SOML] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_SAML] = {cmd_unimplemented, ANY_CMD_STATE},
+};
+
+/* sess_sequence_error - the 503 (or 554) for a command given in the wrong state. */
+static void sess_sequence_error(smtp_session *s, smtp_verb verb)
+{
+    switch (verb) {
+    case SMTP_VERB_MAIL:
+        sess_error(s, s->state == ST_CONNECTED ? SMTP_R_NEED_HELO : SMTP_R_NESTED_MAIL);
+        break;
+    case SMTP_VERB_RCPT:
+        sess_error(s, s->state == ST_CONNECTED ? SMTP_R_NEED_HELO : SMTP_R_NEED_MAIL);
+        break;
+    default: /* DATA */
+        if (s->state == ST_MAIL && s->rcpt_tried)
+            sess_reply(s, SMTP_R_NO_VALID_RCPT); /* RFC 2920 3.1: every RCPT was refused */
+        else
+            sess_error(s, s->state == ST_CONNECTED ? SMTP_R_NEED_HELO : SMTP_R_NEED_RCPT);
+        break;
+    }
+}
+
+/* sess_command_line - one complete command line (its CRLF already taken off). */
+static void sess_command_line(smtp_session *s)
+{
+    unsigned bad = s->line_bad;
+    s->line_bad = 0;
+    size_t len = s->line_len;
+    s->line_len = 0;
+    if (bad & BAD_LONG) {
+        sess_error(s, SMTP_R_LINE_TOO_LONG);
+        return;
+    }
+    if (bad & BAD_NUL) {
+        sess_error(s, SMTP_R_NUL);
+        return;
+    }
+    if (bad & BAD_BARE) {
+        sess_error(s, SMTP_R_BARE_LF);
+        return;
+    }
+    smtp_cmd c;
+    smtp_reply_id rc = smtp_parse_command(s->line, len, &c);
+    if (c.verb == SMTP_VERB_UNKNOWN) {
+        sess_error(s, rc ? rc : SMTP_R_UNRECOGNIZED);
+        return;
+    }
+    const sess_command *cmd = &sess_commands[c.verb];
+    if (!(cmd->states & IN(s->state))) {
+        sess_sequence_error(s, c.verb);
+        return;
+    }
+    if (rc) {
+        sess_error(s, rc);
+        return;
+    }
+    if (c.nparams && !s->cfg.advertise_extensions) {
+        sess_error(s, SMTP_R_PARAM_UNKNOWN); /* nothing was advertised, nothing is known */
+        return;
+    }
+    cmd->run(s, &c);
+}
+
+/* sess_command_input - assemble command lines from p[0..n) and run each; returns the bytes
+ * used. Stops after a line that leaves the command states (DATA, QUIT). */
+static size_t sess_command_input(smtp_session *s, const char *p, size_t n)
+{
+    const char *lf = memchr(p, '\n', n);
+    size_t end = lf ? (size_t)(lf - p) : n;
+    for (size_t k = 0; k < end; k++) {
+        char c = p[k];
+        if (s->line_cr) {
+            s->line_bad |= BAD_BARE; /* the CR before this byte was no line end */
+            s->stats.bare_lf++;
+            s->line_cr = false;
+        }
+        if (c == '\r') {
+            s->line_cr = true;
+            continue;
+        }
+        if (c == '\0')
+            s->line_bad |= BAD_NUL;
+        if (s->line_len < s->cfg.max_line - 2) /* room for the CRLF in max_line */
+            s->line[s->line_len++] = c;
+        else
+            s->line_bad |= BAD_LONG;
+    }
+    if (!lf)
+        return n; /* a partial line, kept */
+    if (!s->line_cr) {
+        s->line_bad |= BAD_BARE; /* a bare LF ends the bad line: that is where we resync */
+        s->stats.bare_lf++;
+    }
+    s->line_cr = false;
+    sess_command_line(s);
+    return end + 1;
+}
+
+/* --- DATA --------------------------------------------------------------------------------- */
+
+static void data_flush(smtp_session *s)
+{
+    if (s->chunk_len && !s->dbad && s->cb.data_chunk &&
+        s->cb.data_chunk(s->cb.arg, s->chunk, s->chunk_len))
+        s->dbad |= BAD_FAIL;
+    s->chunk_len = 0;
+}
+
+/* data_emit - k message bytes: counted, and gathered for data_chunk unless the message is
+ * already refused (then they are only counted). */
+static void data_emit(smtp_session *s, const char *t, size_t k)
+{
+    s->dsize += k;
+    if (s->cfg.max_size && s->dsize > s->cfg.max_size)
+        s->dbad |= BAD_SIZE; /* read on to the end, then 552 (RFC 1870 6.2) */
+    while (k && !s->dbad) {
+        size_t room = SESS_CHUNK - s->chunk_len;
+        size_t m = k < room ? k : room;
+        memcpy(s->chunk + s->chunk_len, t, m);
+        s->chunk_len += m;
+        t += m, k -= m;
+        if (s->chunk_len == SESS_CHUNK)
+            data_flush(s);
+    }
+}
+
+/* data_text - k bytes of a line's text (no CR, LF or NUL among them). */
+static void data_text(smtp_session *s, const char *t, size_t k)
+{
+    s->dline += k;
+    if (s->dline + 2 > s->cfg.max_line)
+        s->dbad |= BAD_LONG;
+    data_emit(s, t, k);
+}
+
+static void data_bare(smtp_session *s)
+{
+    s->dbad |= BAD_BARE;
+    s->stats.bare_lf++;
+    s->dline = 0;
+    s->ds = D_BARE;
+}
+
+/* data_end - the CRLF "." CRLF came: refuse the message or hand it over for the commit. */
+static void data_end(smtp_session *s)
+{
+    data_flush(s);
+    s->stats.bytes += s->dsize;
+    smtp_reply_id refuse = SMTP_R_NONE;
+    if (s->dbad & BAD_SIZE)
+        refuse = SMTP_R_SIZE_EXCEEDED;
+    else if (s->dbad & BAD_SMUGGLE)
+        refuse = SMTP_R_DATA_SMUGGLE;
+    else if (s->dbad & BAD_BARE)
+        refuse = SMTP_R_DATA_BARE;
+    else if (s->dbad & BAD_NUL)
+        refuse = SMTP_R_DATA_NUL;
+    else if (s->dbad & BAD_LONG)
+        refuse = SMTP_R_DATA_LONG_LINE;
+    else if (s->dbad & BAD_FAIL)
+        refuse = SMTP_R_LOCAL_ERROR;
+    if (refuse != SMTP_R_NONE) {
+        s->stats.rejected++;
+        sess_reset(s); /* calls data_abort */
+        sess_reply(s, refuse);
+        return;
+    }
+    s->data_begun = false;
+    s->state = ST_COMMITTING;
+    if (s->cb.data_end)
+        s->cb.data_end(s->cb.arg, sess_envelope(s)); /* may call smtp_session_data_done */
+    else
+        smtp_session_data_done(s, true, NULL);
+}
+
+/* data_input - scan message data in p[0..n); returns the bytes used (up to the end of data). */
+static size_t data_input(smtp_session *s, const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (s->ds == D_MID) {
+            size_t j = i;
+            while (j < n && p[j] != '\r' && p[j] != '\n' && p[j] != '\0')
+                j++;
+            if (j > i) {
+                data_text(s, p + i, j - i);
+                i = j;
+                continue;
+            }
+        }
+        char c = p[i++];
+        switch (s->ds) {
+        case D_BOL:
+            if (c == '.') {
+                s->dline = 1;
+                s->ds = D_DOT;
+            } else {
+                s->ds = D_MID;
+                i--; /* an ordinary line: D_MID takes the byte */
+            }
+            break;
+        case D_DOT:
+            if (c == '\r') {
+                s->ds = D_DOTCR;
+            } else if (c == '\n') {
+                s->stats.smuggling++; /* CRLF "." LF */
+                s->dbad |= BAD_SMUGGLE;
+                data_bare(s);
+            } else {
+                s->ds = D_MID; /* a stuffed dot: dropped (RFC 5321 4.5.2) */
+                i--;
+            }
+            break;
+        case D_DOTCR:
+            if (c == '\n') {
+                data_end(s);
+                return i;
+            }
+            s->stats.smuggling++; /* CRLF "." CR, not followed by LF */
+            s->dbad |= BAD_SMUGGLE;
+            data_bare(s);
+            i--;
+            break;
+        case D_MID:
+            if (c == '\r') {
+                s->ds = D_CR;
+            } else if (c == '\n') {
+                data_bare(s);
+            } else { /* NUL */
+                s->dbad |= BAD_NUL;
+                s->dline++;
+            }
+            break;
+        case D_CR:
+            if (c == '\n') {
+                if (s->dline + 2 > s->cfg.max_line)
+                    s->dbad |= BAD_LONG;
+                data_emit(s, "\r\n", 2);
+                s->dline = 0;
+                s->ds = D_BOL;
+            } else {
+                data_bare(s); /* a bare CR */
+                i--;
+            }
+            break;
+        case D_BARE:
+            if (c == '.') {
+                s->ds = D_BAREDOT;
+            } else {
+                s->ds = D_MID;
+                i--;
+            }
+            break;
+        case D_BAREDOT:
+            if (c == '\r' || c == '\n') {
+                s->stats.smuggling++; /* "\n.\r\n", "\n.\n", "\r.\r\n" and the like */
+                s->dbad |= BAD_SMUGGLE;
+            }
+            s->ds = D_MID;
+            i--;
+            break;
+        }
+    }
+    return n;
+}
+
+/* --- the session -------------------------------------------------------------------------- */
+
+int smtp_session_new(const smtp_config *cfg, const smtp_callbacks *cb, const smtp_ip *client,
+                     const smtp_ip *local, smtp_session **out)
+{
+    *out = NULL;
+    if (smtp_config_check(cfg))
+        return ERROR_INVALID_PARAMETER;
+    smtp_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    s->cfg = *cfg;
+    if (!s->cfg.max_recipients)
+        s->cfg.max_recipients = SMTP_RCPT_DEFAULT;
+    if (!s->cfg.max_errors)
+        s->cfg.max_errors = SMTP_ERRORS_DEFAULT;
+    if (!s->cfg.max_line)
+        s->cfg.max_line = SMTP_LINE_MAX;
+    if (cb)
+        s->cb = *cb;
+    if (client)
+        s->client = *client;
+    if (local)
+        s->local = *local;
+    s->enhanced = cfg->advertise_extensions;
+    sess_clean(s->fqdn, sizeof s->fqdn, cfg->fqdn);
+    sess_clean(s->software, sizeof s->software, cfg->software ? cfg->software : SMTP_SOFTWARE);
+    s->line = malloc(s->cfg.max_line);
+    s->chunk = malloc(SESS_CHUNK);
+    if (!s->line || !s->chunk) {
+        smtp_session_free(s);
+        return ERROR_NOT_ENOUGH_MEMORY;
+    }
+    s->state = ST_CONNECTED;
+    if (cfg->mode == SMTP_TRANSFER_OUT || cfg->mode == SMTP_TRANSFER_NONE) {
+        /* Outbound Only and None take no inbound mail: refused at once, as the original's
+         * listener would not have been there at all. */
+        sess_reply(s, SMTP_R_UNAVAILABLE);
+        sess_close(s);
+    } else {
+        /* KB Q194131: "220 <fqdn> ESMTP Server (...) Ready", "SMTP Server" without
+         * extensions. No enhanced code on the greeting (RFC 2034 3). */
+        if (buf_printf(&s->out, "220 %s %s Server (%s) Ready\r\n", s->fqdn,
+                       cfg->advertise_extensions ? "ESMTP" : "SMTP", s->software))
+            s->oom = true;
+    }
+    if (s->oom) {
+        smtp_session_free(s);
+        return ERROR_NOT_ENOUGH_MEMORY;
+    }
+    *out = s;
+    return ERROR_SUCCESS;
+}
+
+void smtp_session_free(smtp_session *s)
+{
+    if (!s)
+        return;
+    sess_abort_data(s); /* a message being read */
+    buf_free(&s->out);
+    free(s->line);
+    free(s->chunk);
+    free(s->rcpt);
+    free(s);
+}
+
+int smtp_session_input(smtp_session *s, const char *p, size_t n, size_t *used)
+{
+    size_t i = 0;
+    while (i < n && !s->oom) {
+        if (s->state == ST_QUIT || s->state == ST_COMMITTING)
+            break;
+        if (s->state == ST_DATA) {
+            i += data_input(s, p + i, n - i);
+            continue;
+        }
+        if (s->out.len >= SMTP_OUTPUT_MAX)
+            break; /* the client does not read its replies: neither do we read its commands */
+        i += sess_command_input(s, p + i, n - i);
+    }
+    *used = i;
+    return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;
+}
+
+const char *smtp_session_output(const smtp_session *s, size_t *len)
+{
+    *len = s->out.len;
+    return s->out.len ? (const char *)s->out.data : NULL;
+}
+
+void smtp_session_output_drain(smtp_session *s, size_t n)
+{
+    if (n >= s->out.len) {
+        s->out.len = 0;
+        return;
+    }
+    memmove(s->out.data, s->out.data + n, s->out.len - n);
+    s->out.len -= n;
+}
+
+bool smtp_session_want_close(const smtp_session *s)
+{
+    return s->state == ST_QUIT;
+}
+
+bool smtp_session_committing(const smtp_session *s)
+{
+    return s->state == ST_COMMITTING;
+}
+
+int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id)
+{
+    if (s->state != ST_COMMITTING)
+        return ERROR_INVALID_PARAMETER;
+    sess_reset(s);
+    if (ok) {
+        s->stats.messages++;
+        if (queue_id) {
+            char id[SESS_QUEUE_ID_MAX + 1], text[SESS_QUEUE_ID_MAX + 80];
+            sess_clean(id, sizeof id, queue_id);
+            snprintf(text, sizeof text, "Message accepted for delivery (queued as %s)", id);
+            sess_reply_text(s, 250, "2.6.0", text);
+        } else {
+            sess_reply(s, SMTP_R_QUEUED);
+        }
+    } else {
+        s->stats.rejected++;
+        sess_reply(s, SMTP_R_LOCAL_ERROR);
+    }
+    return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;
+}
+
+void smtp_session_set_authenticated(smtp_session *s, bool yes)
+{
+    s->authenticated = yes;
+}
+
+/* sess_end - 421 with id and close; a message being read is dropped. */
+static int sess_end(smtp_session *s, smtp_reply_id id)
+{
+    if (s->state == ST_DATA)
+        sess_abort_data(s);
+    if (s->state != ST_QUIT) {
+        sess_reply(s, id);
+        sess_close(s);
+    }
+    return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;
+}
+
+int smtp_session_shutdown(smtp_session *s)
+{
+    return sess_end(s, SMTP_R_SHUTDOWN);
+}
+
+int smtp_session_timeout(smtp_session *s)
+{
+    return sess_end(s, SMTP_R_TIMEOUT);
+}
+
+void smtp_session_stats_get(const smtp_session *s, smtp_session_stats *out)
+{
+    *out = s->stats;
+}
+
+const char *smtp_session_state_name(const smtp_session *s)
+{
+    return sess_state_names[s->state];
+}

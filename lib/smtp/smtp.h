@@ -1,0 +1,562 @@
+/* smtp.h - the contract of lib/smtp: the SMTP server's protocol layer (RFC 5321 with SIZE,
+ * PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES and DSN), independent of any transport.
+ *
+ * Four parts: command and ESMTP parameter parsing (parse.c), addresses, the relay decision and
+ * domain matching (addr.c), the catalogue of replies (reply.c), and the server session, a state
+ * machine fed with the bytes a client sent and producing the bytes to send back (session.c).
+ * Nothing here touches the network, the disk or the directory: the caller (imsd) reads and
+ * writes the socket, looks recipients up and makes messages durable through callbacks.
+ *
+ * Parsers return an smtp_reply_id: SMTP_R_NONE (0) on success, otherwise the reply the server
+ * sends for that error. Functions that can only fail for want of memory or for a bad argument
+ * return Win32 error numbers (ERROR_SUCCESS, ERROR_NOT_ENOUGH_MEMORY, ERROR_INVALID_PARAMETER,
+ * ERROR_INVALID_DATA from reg/reg.h). Nothing prints, exits or keeps global mutable state; a
+ * session belongs to one thread at a time. */
+#ifndef IMS_SMTP_H
+#define IMS_SMTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+struct sockaddr;
+
+/* --- limits ----------------------------------------------------------------------------- */
+
+/* Line length, CRLF included, for command lines and for lines of message data: the setting
+ * smtp_config.max_line, with this default, minimum and maximum. RFC 5321 4.5.3.1.6 allows text
+ * lines of 1000 octets; command lines are 512 in 4.5.3.1.4 but SIZE and DSN's ORCPT (RFC 3461
+ * section 5: up to 500 more) lengthen MAIL and RCPT, so one limit of 1000 serves both. */
+#define SMTP_LINE_MAX 1000
+#define SMTP_LINE_MIN 512     /* RFC 5321 4.5.3.1.4: a server must take command lines this long */
+#define SMTP_LINE_LIMIT 65536 /* the largest max_line accepted */
+#define SMTP_PATH_MAX 256     /* RFC 5321 4.5.3.1.3: a path, angle brackets included */
+#define SMTP_LOCAL_MAX 64     /* RFC 5321 4.5.3.1.1: a local part, as sent (quotes included) */
+#define SMTP_DOMAIN_MAX 255   /* RFC 5321 4.5.3.1.2: a domain name or address literal */
+#define SMTP_LABEL_MAX 63     /* RFC 1035 2.3.4: one label of a domain name */
+#define SMTP_ENVID_MAX 100    /* RFC 3461 4.4: ENVID, in xtext form */
+#define SMTP_ORCPT_MAX 500    /* RFC 3461 4.2: ORCPT's value (addr-type ";" xtext) */
+#define SMTP_SIZE_DIGITS 20   /* RFC 1870: size-value = 1*20DIGIT */
+
+/* Recipients per message (smtp_config.max_recipients). RFC 5321 4.5.3.1.8 requires room for
+ * at least 100; the original's MaxRecipients is for outbound batches only, so this inbound
+ * limit is ours. More get "452 4.5.3 Too many recipients" and the client sends them in another
+ * transaction (RFC 5321 4.5.3.1.10). */
+#define SMTP_RCPT_DEFAULT 100
+#define SMTP_RCPT_MIN 100
+#define SMTP_RCPT_LIMIT 10000
+
+/* Errors per session (smtp_config.max_errors): the error that reaches it is answered, then
+ * "421 4.7.0" ends the session. See smtp_session_input for what counts. */
+#define SMTP_ERRORS_DEFAULT 10
+#define SMTP_ERRORS_MIN 1
+#define SMTP_ERRORS_LIMIT 1000
+
+/* Message size (smtp_config.max_size), bytes; 0 = no limit (as InboundSizeLimit). */
+#define SMTP_SIZE_DEFAULT 0
+
+/* Replies waiting in a session's output beyond which it stops reading commands until the
+ * caller drains them: a pipelining client that never reads cannot make us buffer without end. */
+#define SMTP_OUTPUT_MAX 65536
+
+/* --- replies ---------------------------------------------------------------------------- */
+
+/* smtp_reply_id - every reply this module sends, but for the 220 greeting and the 250 answers
+ * to HELO/EHLO, which the session formats itself. Enhanced status codes (RFC 2034, RFC 3463)
+ * are added when the session advertises extensions, except to the greeting and to HELO/EHLO
+ * (RFC 2034 section 3) and to 354, which is no completion reply. */
+typedef enum smtp_reply_id {
+    SMTP_R_NONE = 0,         /* success: no error reply */
+    SMTP_R_UNAVAILABLE,      /* 421 4.3.2 <host> Service not available, closing ... */
+    SMTP_R_SHUTDOWN,         /* 421 4.3.2 <host> Service shutting down, closing ... */
+    SMTP_R_TIMEOUT,          /* 421 4.4.2 <host> Timeout, closing transmission channel */
+    SMTP_R_TOO_MANY_ERRORS,  /* 421 4.7.0 <host> Too many errors, closing ... */
+    SMTP_R_QUIT,             /* 221 2.0.0 <host> Service closing transmission channel */
+    SMTP_R_OK,               /* 250 2.0.0 OK */
+    SMTP_R_SENDER_OK,        /* 250 2.1.0 Sender OK */
+    SMTP_R_RCPT_OK,          /* 250 2.1.5 Recipient OK */
+    SMTP_R_QUEUED,           /* 250 2.6.0 Message accepted for delivery */
+    SMTP_R_VRFY,             /* 252 2.1.5 Cannot VRFY user, but will accept message ... */
+    SMTP_R_DATA_GO,          /* 354 Start mail input; end with <CRLF>.<CRLF> */
+    SMTP_R_LOCAL_ERROR,      /* 451 4.3.0 Requested action aborted: local error in processing */
+    SMTP_R_RCPT_TEMP,        /* 451 4.3.0 Recipient lookup failed, try again later */
+    SMTP_R_TOO_MANY_RCPT,    /* 452 4.5.3 Too many recipients */
+    SMTP_R_UNRECOGNIZED,     /* 500 5.5.2 Syntax error, command unrecognized */
+    SMTP_R_LINE_TOO_LONG,    /* 500 5.5.2 Line too long */
+    SMTP_R_BARE_LF,          /* 500 5.5.2 Syntax error: bare LF or CR (lines end with CRLF) */
+    SMTP_R_NUL,              /* 500 5.5.2 Syntax error: NUL character in command */
+    SMTP_R_ARGS,             /* 501 5.5.4 Syntax error in parameters or arguments */
+    SMTP_R_HELO_SYNTAX,      /* 501 5.5.4 Syntax: HELO hostname */
+    SMTP_R_EHLO_SYNTAX,      /* 501 5.5.4 Syntax: EHLO hostname */
+    SMTP_R_MAIL_SYNTAX,      /* 501 5.5.4 Syntax: MAIL FROM:<address> */
+    SMTP_R_RCPT_SYNTAX,      /* 501 5.5.4 Syntax: RCPT TO:<address> */
+    SMTP_R_SENDER_SYNTAX,    /* 501 5.1.7 Bad sender address syntax */
+    SMTP_R_RCPT_ADDR_SYNTAX, /* 501 5.1.3 Bad recipient address syntax */
+    SMTP_R_PATH_TOO_LONG,    /* 501 5.5.4 Address too long */
+    SMTP_R_PARAM_VALUE,      /* 501 5.5.4 Invalid parameter value */
+    SMTP_R_NOT_IMPLEMENTED,  /* 502 5.5.1 Command not implemented */
+    SMTP_R_NEED_HELO,        /* 503 5.5.1 Send HELO/EHLO first */
+    SMTP_R_NESTED_MAIL,      /* 503 5.5.1 Sender already specified */
+    SMTP_R_NEED_MAIL,        /* 503 5.5.1 Need MAIL before RCPT */
+    SMTP_R_NEED_RCPT,        /* 503 5.5.1 Need RCPT before DATA */
+    SMTP_R_USER_UNKNOWN,     /* 550 5.1.1 User unknown */
+    SMTP_R_RELAY_DENIED,     /* 550 5.7.1 relaying prohibited (KB Q193922's text) */
+    SMTP_R_DATA_BARE,        /* 550 5.6.0 Message refused: bare LF or CR in message data */
+    SMTP_R_DATA_SMUGGLE,     /* 550 5.6.0 Message refused: "." after a bare LF or CR */
+    SMTP_R_DATA_NUL,         /* 550 5.6.0 Message refused: NUL character in message data */
+    SMTP_R_DATA_LONG_LINE,   /* 550 5.6.0 Message refused: line too long in message data */
+    SMTP_R_SIZE_EXCEEDED,    /* 552 5.3.4 Message size exceeds fixed maximum message size */
+    SMTP_R_MAILBOX_NAME,     /* 553 5.1.3 Mailbox name not allowed */
+    SMTP_R_NO_VALID_RCPT,    /* 554 5.5.1 No valid recipients */
+    SMTP_R_PARAM_UNKNOWN,    /* 555 5.5.4 Unsupported parameter */
+    SMTP_R_PARAM_DUP,        /* 555 5.5.4 Duplicate parameter */
+    SMTP_R_COUNT
+} smtp_reply_id;
+
+/* smtp_reply_code - the three-digit code of id (0 for SMTP_R_NONE or an unknown id). */
+unsigned smtp_reply_code(smtp_reply_id id);
+/* smtp_reply_append - append the reply line "<code> [<enhanced> ][<host> ]<text>\r\n" to out:
+ * the enhanced code when `enhanced`, the host for the replies that name it (221 and 421, as
+ * RFC 5321 4.2 shows them; NULL: none). Returns 0, EINVAL for SMTP_R_NONE or an unknown id, or
+ * ENOMEM; out is unchanged on error. */
+int smtp_reply_append(buf *out, smtp_reply_id id, bool enhanced, const char *host);
+/* smtp_reply_lines - append a multi-line reply: "<code>-<line>" for all lines but the last,
+ * "<code> <line>" for the last, each with "<enh> " first when enh is not NULL (RFC 5321 4.2.1,
+ * RFC 2034: every line carries the enhanced code). The lines must hold no CR or LF. Returns 0,
+ * EINVAL when n is 0, or ENOMEM; out is unchanged on error. */
+int smtp_reply_lines(buf *out, unsigned code, const char *enh, const char *const *lines, size_t n);
+
+/* --- addresses -------------------------------------------------------------------------- */
+
+/* smtp_path flags: what the parser saw. */
+#define SMTP_PATH_NULL 0x01         /* "<>": the null reverse-path */
+#define SMTP_PATH_POSTMASTER 0x02   /* "<postmaster>" with no domain (RFC 5321 4.5.1) */
+#define SMTP_PATH_QUOTED 0x04       /* the local part was sent as a quoted-string */
+#define SMTP_PATH_QUOTED_KEPT 0x08  /* ... and is kept quoted: it is not a plain dot-string */
+#define SMTP_PATH_ROUTE 0x10        /* a source route "@a,@b:" came first (it is dropped) */
+#define SMTP_PATH_LITERAL 0x20      /* the domain is an address literal "[...]" */
+#define SMTP_PATH_TRAILING_DOT 0x40 /* the domain ended with "." (removed from domain) */
+
+/* smtp_path - a parsed reverse- or forward-path. All strings are NUL-terminated.
+ * `local` is the local part in its canonical wire form: a quoted-string whose content is a
+ * plain dot-string is unquoted ("\"john\"" becomes "john", RFC 5321 4.1.2 says they are the
+ * same mailbox); any other quoted-string keeps its quotes (flag SMTP_PATH_QUOTED_KEPT). So
+ * `mailbox` ("local@domain") is always a valid RFC 5321 Mailbox, or "" for "<>", or the local
+ * part alone for a domain-less "<postmaster>". */
+typedef struct smtp_path {
+    char local[SMTP_LOCAL_MAX + 1];   /* local part ("" for <>) */
+    char domain[SMTP_DOMAIN_MAX + 1]; /* domain as sent, or "[...]" for a literal ("" if none) */
+    char mailbox[SMTP_PATH_MAX];      /* local@domain */
+    unsigned flags;                   /* SMTP_PATH_* */
+} smtp_path;
+
+/* Which path is parsed: a reverse-path (MAIL) may be "<>"; a forward-path (RCPT) may be
+ * "<postmaster>" without a domain. */
+typedef enum smtp_path_kind { SMTP_PATH_REVERSE, SMTP_PATH_FORWARD } smtp_path_kind;
+
+/* smtp_parse_path - parse "<" [source-route ":"] Mailbox ">" (or the kind's special forms)
+ * from s[0..len). With used non-NULL the path may be followed by anything and *used gets the
+ * bytes it took; with used NULL it must fill s exactly. Strict RFC 5321 4.1.2 syntax: dot-string
+ * or quoted-string local part (ASCII only: no SMTPUTF8), domain name (letters, digits, hyphens;
+ * labels up to 63) or address literal ([IPv4], [IPv6:...], or a general [tag:content]); a
+ * source route is parsed and dropped (flagged). One trailing dot on the domain is accepted and
+ * flagged so that smtp_addr_classify can refuse it. Returns SMTP_R_NONE, SMTP_R_PATH_TOO_LONG
+ * (path over SMTP_PATH_MAX, local part over SMTP_LOCAL_MAX or domain over SMTP_DOMAIN_MAX), or
+ * SMTP_R_SENDER_SYNTAX / SMTP_R_RCPT_ADDR_SYNTAX (by kind) for anything else. *out is fully
+ * written either way (zeroed on error). */
+smtp_reply_id smtp_parse_path(const char *s, size_t len, smtp_path_kind kind, smtp_path *out,
+                              size_t *used);
+
+/* smtp_domain_valid - s[0..n) is a domain name (RFC 5321 Domain: labels of letters, digits and
+ * hyphens, starting with a letter or digit and not ending with a hyphen, each at most 63,
+ * together at most 255). With `liberal` also underscores and one trailing dot (what real
+ * clients put in HELO; harmless there). */
+bool smtp_domain_valid(const char *s, size_t n, bool liberal);
+/* smtp_literal_valid - s[0..n) is an address literal with its brackets: "[1.2.3.4]",
+ * "[IPv6:<RFC 4291 text>]" or a general "[tag:content]" (RFC 5321 4.1.3). */
+bool smtp_literal_valid(const char *s, size_t n);
+/* smtp_domain_match - true when domain is pattern or a sub-domain of it, on whole labels from
+ * the right and ignoring ASCII case: "sea.com" matches "sea.com" and "x.sea.com" but not
+ * "chelsea.com" (55docs xog05015). An empty pattern matches nothing. */
+bool smtp_domain_match(const char *pattern, const char *domain);
+/* smtp_domain_best - the index of the most specific (longest) of n patterns that matches
+ * domain, or -1 when none does: the original picks the most specific route whatever its order
+ * in the list. */
+long smtp_domain_best(const char *const *patterns, size_t n, const char *domain);
+
+/* Classification of a recipient. */
+typedef enum smtp_addr_class {
+    SMTP_ADDR_LOCAL,   /* a domain of ours (or domain-less postmaster) and a plain local part */
+    SMTP_ADDR_REMOTE,  /* a plain address in another domain: relaying, if the policy allows */
+    SMTP_ADDR_REFUSED, /* never accepted, whatever the relay policy: see smtp_refusal */
+} smtp_addr_class;
+
+/* Why an address is refused. Each of these is a way to sneak relaying past a check that looks
+ * only at the domain (the "percent hack", bang paths, source routes, a quoted "user@other", an
+ * IP literal naming a host the directory does not know, a trailing dot dodging a string
+ * compare), so none of them is accepted for any domain or any client. */
+typedef enum smtp_refusal {
+    SMTP_REFUSE_NONE,
+    SMTP_REFUSE_NULL,         /* "<>" as a recipient */
+    SMTP_REFUSE_ROUTE,        /* "@a,@b:user@domain" */
+    SMTP_REFUSE_NO_DOMAIN,    /* "<user>" (only postmaster may omit the domain) */
+    SMTP_REFUSE_LITERAL,      /* "user@[1.2.3.4]", "user@[IPv6:::1]" */
+    SMTP_REFUSE_TRAILING_DOT, /* "user@domain." */
+    SMTP_REFUSE_QUOTED_AT,    /* "\"user@other\"@domain" */
+    SMTP_REFUSE_QUOTED,       /* any other local part that needs quoting */
+    SMTP_REFUSE_PERCENT,      /* "user%other@domain" */
+    SMTP_REFUSE_BANG,         /* "host!user@domain" */
+} smtp_refusal;
+
+/* smtp_is_local_fn - true when domain (NUL-terminated, as sent, never empty) is one this
+ * server receives mail for. The caller's routing table (domains marked <inbound>). */
+typedef bool (*smtp_is_local_fn)(void *arg, const char *domain);
+
+/* smtp_addr_classify - classify a forward-path from smtp_parse_path. Refusals are checked
+ * first, in the order of smtp_refusal, so is_local is called only for plain addresses with a
+ * domain name. *why (may be NULL) gets SMTP_REFUSE_NONE unless the result is
+ * SMTP_ADDR_REFUSED. */
+smtp_addr_class smtp_addr_classify(const smtp_path *p, smtp_is_local_fn is_local, void *arg,
+                                   smtp_refusal *why);
+/* smtp_refusal_name - "percent hack", "source route", ... for logs. */
+const char *smtp_refusal_name(smtp_refusal r);
+
+/* --- IP addresses and the relay policy (KB Q193922) -------------------------------------- */
+
+/* smtp_ip - an IPv4 or IPv6 address. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a
+ * dual-stack socket reports) is always stored as IPv4, so one list entry covers both forms. */
+typedef struct smtp_ip {
+    uint8_t family; /* 4, 6, or 0: unknown (matches no list entry) */
+    uint8_t a[16];  /* IPv4 in a[0..4), network byte order */
+} smtp_ip;
+
+/* smtp_ip_parse - numeric text ("192.0.2.1", "2001:db8::1"). Returns ERROR_SUCCESS or
+ * ERROR_INVALID_DATA. */
+int smtp_ip_parse(const char *text, smtp_ip *out);
+/* smtp_ip_from_sockaddr - from an AF_INET or AF_INET6 socket address (anything else gives
+ * family 0). Returns ERROR_SUCCESS, or ERROR_INVALID_PARAMETER for another family. */
+int smtp_ip_from_sockaddr(const struct sockaddr *sa, smtp_ip *out);
+/* smtp_ip_format - numeric text of ip into out (at least 46 bytes: INET6_ADDRSTRLEN); ""
+ * for family 0. Returns out. */
+char *smtp_ip_format(const smtp_ip *ip, char *out, size_t size);
+
+/* smtp_net - one line of a relay list: matches an address when (address AND mask) == net. */
+typedef struct smtp_net {
+    smtp_ip net;
+    uint8_t mask[16];
+} smtp_net;
+
+/* smtp_relay_list - the lines of RelayDenyList, RelayAllowList or RelayLocalIPList. Zero-
+ * initialise; free with smtp_relay_list_free. */
+typedef struct smtp_relay_list {
+    smtp_net *v;
+    size_t n, cap;
+} smtp_relay_list;
+
+/* smtp_relay_list_add - parse one REG_MULTI_SZ line and append it. The KB's form is IPv4
+ * "net[;mask]" with a dotted mask, 255.255.255.255 when omitted; ours also takes IPv6
+ * "net[;prefix-length]" (0-128, 128 when omitted), since a dotted mask has no IPv6 form.
+ * Spaces around the parts are ignored. As in the KB, a net with bits outside its mask matches
+ * nothing (it is not an error). Returns ERROR_SUCCESS, ERROR_INVALID_DATA (list unchanged) or
+ * ERROR_NOT_ENOUGH_MEMORY. */
+int smtp_relay_list_add(smtp_relay_list *l, const char *line);
+/* smtp_relay_list_parse - smtp_relay_list_add for n lines; empty (or all-space) lines are
+ * skipped. A malformed line is skipped too, and the call goes on with the rest: it returns
+ * ERROR_INVALID_DATA and the index of the first bad line in *bad (may be NULL), so that the
+ * caller can log it (a skipped RelayDenyList line makes the policy more permissive). Returns
+ * ERROR_SUCCESS, ERROR_INVALID_DATA or ERROR_NOT_ENOUGH_MEMORY. */
+int smtp_relay_list_parse(smtp_relay_list *l, const char *const *lines, size_t n, size_t *bad);
+/* smtp_relay_list_match - true when some line matches ip (never for family 0). */
+bool smtp_relay_list_match(const smtp_relay_list *l, const smtp_ip *ip);
+/* smtp_relay_list_free - release the lines; the list is empty and reusable afterwards. */
+void smtp_relay_list_free(smtp_relay_list *l);
+
+/* RelayFlags bits (KB Q193922). Other bits are ignored. */
+#define SMTP_RELAY_DENY_LIST 0x1  /* deny clients matching RelayDenyList */
+#define SMTP_RELAY_ALLOW_LIST 0x2 /* allow clients matching RelayAllowList */
+#define SMTP_RELAY_LOCAL_IP 0x4   /* allow connections to a local address in RelayLocalIPList */
+#define SMTP_RELAY_AUTH 0x8       /* allow authenticated clients */
+
+typedef struct smtp_relay_policy {
+    uint32_t flags;        /* RelayFlags */
+    smtp_relay_list deny;  /* RelayDenyList: client addresses */
+    smtp_relay_list allow; /* RelayAllowList: client addresses */
+    smtp_relay_list local; /* RelayLocalIPList: our addresses */
+} smtp_relay_policy;
+
+/* smtp_relay_allowed - may this client relay (send to SMTP_ADDR_REMOTE recipients)? KB
+ * Q193922's rules in order: (1) bit 1 and the client is in the deny list: no; (2) bit 2 and
+ * the client is in the allow list: yes; (3) bit 4 and the client connected to an address in
+ * the local-IP list: yes; (4) bit 8 and the client authenticated: yes; (5) "if only bit 1 is
+ * set, the client is allowed to relay"; otherwise no ("if none of the rules apply, relay is
+ * denied"). So RelayFlags 0 denies everyone: our default is a closed relay, even where the
+ * original's "Reroute incoming SMTP mail" would have been open. A NULL policy denies. */
+bool smtp_relay_allowed(const smtp_relay_policy *p, const smtp_ip *client, const smtp_ip *local,
+                        bool authenticated);
+/* smtp_relay_policy_free - free the three lists. */
+void smtp_relay_policy_free(smtp_relay_policy *p);
+
+/* --- commands --------------------------------------------------------------------------- */
+
+typedef enum smtp_verb {
+    SMTP_VERB_UNKNOWN,
+    SMTP_VERB_HELO,
+    SMTP_VERB_EHLO,
+    SMTP_VERB_MAIL,
+    SMTP_VERB_RCPT,
+    SMTP_VERB_DATA,
+    SMTP_VERB_RSET,
+    SMTP_VERB_NOOP,
+    SMTP_VERB_QUIT,
+    SMTP_VERB_VRFY,
+    SMTP_VERB_HELP,
+    /* Known commands this server does not implement: 502. */
+    SMTP_VERB_EXPN,
+    SMTP_VERB_ETRN,
+    SMTP_VERB_TURN,
+    SMTP_VERB_AUTH,
+    SMTP_VERB_STARTTLS,
+    SMTP_VERB_BDAT,
+    SMTP_VERB_SEND,
+    SMTP_VERB_SOML,
+    SMTP_VERB_SAML,
+    SMTP_VERB_COUNT
+} smtp_verb;
+
+typedef enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME } smtp_body;
+typedef enum smtp_ret { SMTP_RET_NONE, SMTP_RET_FULL, SMTP_RET_HDRS } smtp_ret;
+
+/* NOTIFY bits (RFC 3461 4.1); 0 = not given. NEVER is never combined with the others. */
+#define SMTP_NOTIFY_NEVER 0x1
+#define SMTP_NOTIFY_SUCCESS 0x2
+#define SMTP_NOTIFY_FAILURE 0x4
+#define SMTP_NOTIFY_DELAY 0x8
+
+/* MAIL parameters (RFC 1870, RFC 6152, RFC 3461). */
+typedef struct smtp_mail_params {
+    bool has_size;
+    uint64_t size;                  /* SIZE=; a value over UINT64_MAX reads as UINT64_MAX */
+    smtp_body body;                 /* BODY= */
+    smtp_ret ret;                   /* RET= */
+    char envid[SMTP_ENVID_MAX + 1]; /* ENVID=, still xtext-encoded; "" if absent */
+} smtp_mail_params;
+
+/* RCPT parameters (RFC 3461). */
+typedef struct smtp_rcpt_params {
+    unsigned notify;                /* SMTP_NOTIFY_* */
+    char orcpt[SMTP_ORCPT_MAX + 1]; /* ORCPT= "addr-type;xtext" as sent; "" if absent */
+} smtp_rcpt_params;
+
+/* smtp_cmd - one parsed command line. */
+typedef struct smtp_cmd {
+    smtp_verb verb;
+    const char *arg; /* what follows the verb and its space, inside the line given
+                      * (trailing spaces dropped); NULL if nothing */
+    size_t arg_len;
+    char helo[SMTP_DOMAIN_MAX + 1]; /* HELO/EHLO: the client's name or address literal */
+    smtp_path path;                 /* MAIL/RCPT */
+    unsigned nparams;               /* MAIL/RCPT: how many ESMTP parameters were given */
+    smtp_mail_params mail;
+    smtp_rcpt_params rcpt;
+} smtp_cmd;
+
+/* smtp_parse_command - parse one command line, line[0..len) without its CRLF (any bytes;
+ * NULs included, which are an error). The verb is case-insensitive; trailing spaces and tabs
+ * are ignored. Grammar (RFC 5321 4.1.1, strict, liberal only where harmless):
+ *   HELO/EHLO SP name     name: a domain (underscores and a trailing dot allowed) or literal
+ *   MAIL FROM:<path> [SP params]   "FROM:" any case; spaces after the colon are accepted (a
+ *   RCPT TO:<path> [SP params]     common client error that cannot change the meaning; RFC
+ *                                  says none); angle brackets required; several spaces
+ *                                  between parameters accepted
+ *   DATA, RSET, QUIT               no argument
+ *   VRFY SP string, HELP [SP string], NOOP [SP string]
+ * ESMTP parameters: MAIL takes SIZE=digits, BODY=7BIT|8BITMIME, RET=FULL|HDRS, ENVID=xtext;
+ * RCPT takes NOTIFY=NEVER|list of SUCCESS,FAILURE,DELAY and ORCPT=addr-type;xtext. Keywords
+ * and keyword values are case-insensitive. Whether parameters are allowed at all (extensions
+ * advertised) is the session's decision: nparams counts them.
+ * Returns SMTP_R_NONE, or: SMTP_R_UNRECOGNIZED (unknown verb, or an empty line), SMTP_R_NUL,
+ * SMTP_R_ARGS (argument where none belongs, or missing VRFY argument), SMTP_R_HELO_SYNTAX /
+ * SMTP_R_EHLO_SYNTAX, SMTP_R_MAIL_SYNTAX / SMTP_R_RCPT_SYNTAX (no "FROM:<"/"TO:<"), the errors
+ * of smtp_parse_path, SMTP_R_PARAM_UNKNOWN (555: unknown keyword, or one of the other
+ * command's), SMTP_R_PARAM_DUP (555: a keyword twice), SMTP_R_PARAM_VALUE (501: bad value or
+ * keyword syntax). out->verb is set whenever the verb was recognised, even on error. */
+smtp_reply_id smtp_parse_command(const char *line, size_t len, smtp_cmd *out);
+/* smtp_verb_name - "HELO", ... ("" for SMTP_VERB_UNKNOWN). */
+const char *smtp_verb_name(smtp_verb v);
+
+/* --- the server session ----------------------------------------------------------------- */
+
+/* Transfer mode (Connections property page). Only the first two accept inbound connections;
+ * a session made in the others greets with 421 4.3.2 and closes. */
+typedef enum smtp_transfer_mode {
+    SMTP_TRANSFER_INOUT, /* Inbound & Outbound */
+    SMTP_TRANSFER_IN,    /* Inbound Only */
+    SMTP_TRANSFER_OUT,   /* Outbound Only */
+    SMTP_TRANSFER_NONE,  /* None (Flush Queues) */
+} smtp_transfer_mode;
+
+/* smtp_config - a listener's settings; smtp_session_new copies the struct, but the strings,
+ * the relay policy and is_local_arg must outlive every session made with it. Start from
+ * smtp_config_defaults (a zeroed struct would not advertise extensions); limits left 0 take
+ * their defaults. */
+typedef struct smtp_config {
+    const char *fqdn;          /* our name: greeting, EHLO, 221/421 (control characters become
+                                * '?'); required */
+    const char *software;      /* in the greeting: "220 <fqdn> ESMTP Server (<software>) Ready";
+                                * NULL: SMTP_SOFTWARE */
+    bool advertise_extensions; /* AdvertiseSMTPExtensions: EHLO lists SIZE, PIPELINING,
+                                * 8BITMIME, ENHANCEDSTATUSCODES, DSN, replies carry enhanced
+                                * codes and MAIL/RCPT take parameters. Off: the greeting says
+                                * "SMTP Server", EHLO answers one line, parameters get 555. */
+    uint64_t max_size;         /* message bytes (after dot-unstuffing, CRLFs counted); 0 none */
+    unsigned max_recipients;   /* per message; 0: SMTP_RCPT_DEFAULT */
+    unsigned max_errors;       /* per session; 0: SMTP_ERRORS_DEFAULT */
+    size_t max_line;           /* per line, CRLF included; 0: SMTP_LINE_MAX */
+    smtp_transfer_mode mode;
+    const smtp_relay_policy *relay; /* NULL: nobody relays */
+    smtp_is_local_fn is_local;      /* required */
+    void *is_local_arg;
+} smtp_config;
+
+#define SMTP_SOFTWARE "IMS Internet Mail Service"
+
+/* smtp_config_defaults - every field at its default: extensions advertised, no size limit,
+ * SMTP_RCPT_DEFAULT recipients, SMTP_ERRORS_DEFAULT errors, SMTP_LINE_MAX, Inbound & Outbound,
+ * no relay policy; fqdn and is_local NULL (the caller must set them). */
+void smtp_config_defaults(smtp_config *cfg);
+/* smtp_config_check - ERROR_SUCCESS, or ERROR_INVALID_PARAMETER when fqdn or is_local is
+ * missing or a limit is outside its [MIN, LIMIT] range (0 = default is fine). */
+int smtp_config_check(const smtp_config *cfg);
+
+/* smtp_rcpt - one accepted recipient. */
+typedef struct smtp_rcpt {
+    smtp_path path;
+    smtp_addr_class cls; /* SMTP_ADDR_LOCAL or SMTP_ADDR_REMOTE (an allowed relay) */
+    smtp_rcpt_params params;
+} smtp_rcpt;
+
+/* smtp_envelope - the transaction, as handed to data_begin and data_end. Every pointer is the
+ * session's and valid only until the transaction ends (smtp_session_data_done, RSET, a new
+ * HELO/EHLO, or smtp_session_free). */
+typedef struct smtp_envelope {
+    const char *helo;             /* the HELO/EHLO name */
+    bool esmtp;                   /* EHLO (not HELO) was used */
+    const smtp_path *from;        /* the reverse-path; from->mailbox "" for <> */
+    const smtp_mail_params *mail; /* MAIL's parameters */
+    const smtp_rcpt *rcpt;        /* accepted recipients, in RCPT order (at least one) */
+    size_t nrcpt;
+    uint64_t size; /* data_end: message bytes received (0 at data_begin) */
+} smtp_envelope;
+
+/* smtp_callbacks - what the caller provides; `arg` is passed to each. No callback may call
+ * into the session, but for data_end, which may call smtp_session_data_done. */
+typedef struct smtp_callbacks {
+    void *arg;
+    /* rcpt_check - called for each SMTP_ADDR_LOCAL recipient (cls is always that; the
+     * directory lookup is the caller's). Return 250 to accept, 550 for an unknown address
+     * ("550 5.1.1 User unknown"), 4xx for a temporary failure ("451 4.3.0"); any other value
+     * is taken as a temporary failure, so a broken lookup never rejects mail for good. NULL:
+     * every local address is accepted. */
+    unsigned (*rcpt_check)(void *arg, const smtp_path *addr, smtp_addr_class cls);
+    /* data_begin - DATA was accepted (before the 354): open the spool file. Return 0, or
+     * non-zero to answer "451 4.3.0" (the transaction stays as it was). NULL: always 0. */
+    int (*data_begin)(void *arg, const smtp_envelope *env);
+    /* data_chunk - n bytes of message data (dot-unstuffed, CRLF line ends; the Received
+     * header is the caller's to add). Return 0, or non-zero when they could not be stored:
+     * the rest of the message is read and dropped, and its end answers 451 4.3.0. */
+    int (*data_chunk)(void *arg, const char *p, size_t n);
+    /* data_end - the whole message arrived intact: make it durable, then call
+     * smtp_session_data_done (from here or later; the session waits, reading no more input,
+     * until it is called). */
+    void (*data_end)(void *arg, const smtp_envelope *env);
+    /* data_abort - the message was refused at its end (size, bare LF/CR, NUL, long line,
+     * data_chunk failure) or the session was freed during DATA: discard what data_chunk got.
+     * Called only after a successful data_begin, and only once per message. */
+    void (*data_abort)(void *arg);
+} smtp_callbacks;
+
+typedef struct smtp_session smtp_session;
+
+/* smtp_session_new - a session for a client at `client` connected to our address `local`
+ * (either may be NULL: unknown). The greeting (220, or 421 when the transfer mode does not
+ * accept inbound connections) is in the output at once. cfg and cb are copied. Returns
+ * ERROR_SUCCESS, ERROR_INVALID_PARAMETER (smtp_config_check) or ERROR_NOT_ENOUGH_MEMORY.
+ * Free with smtp_session_free. */
+int smtp_session_new(const smtp_config *cfg, const smtp_callbacks *cb, const smtp_ip *client,
+                     const smtp_ip *local, smtp_session **out);
+/* smtp_session_free - release everything; during DATA, data_abort is called first. A commit
+ * the caller still has pending (data_end called, data_done not yet) is the caller's to drop.
+ * NULL is fine. */
+void smtp_session_free(smtp_session *s);
+
+/* smtp_session_input - consume client bytes p[0..n) and append the replies to the output.
+ * Commands are taken in order as they arrive and answered in order, whether or not the
+ * client said EHLO (RFC 2920 pipelining). *used gets how many bytes were consumed; it is less
+ * than n only when the session
+ *   - waits for a commit (smtp_session_committing): call again after smtp_session_data_done
+ *     with the bytes not used (stop reading the socket meanwhile);
+ *   - wants to close (smtp_session_want_close): the rest is not for us;
+ *   - holds more than SMTP_OUTPUT_MAX bytes of output: drain it and call again.
+ * A partial line is kept inside (at most max_line bytes of it; DATA is streamed to data_chunk
+ * and never kept), so the caller does not keep consumed bytes.
+ * Lines end with CRLF only. A command line with a bare LF or CR, a NUL, or over max_line gets
+ * a 500 5.5.2 reply of its own (an over-long line is dropped up to the next LF, however long).
+ * In DATA, the end is CRLF "." CRLF and nothing else; "\n.\n", "\n.\r\n", "\r.\r\n" and the
+ * like are data (RFC 5321 4.1.1.4), and a message containing a bare LF or CR is refused at
+ * its end with 550 5.6.0 (RFC 5321 2.3.8) -- so a smuggled message can neither end ours nor be
+ * accepted inside it; one with a NUL or a line over max_line is refused the same way, one over
+ * max_size with 552 5.3.4.
+ * Errors that count towards max_errors: unrecognised or unimplemented commands, syntax errors,
+ * bad lines (bare LF/CR, NUL, too long), commands out of sequence (503), parameters when
+ * extensions are off, and refused relaying or relay tricks (550 5.7.1, 553). Unknown local
+ * users do not count (that is ordinary mail; max_recipients bounds them per message).
+ * Returns ERROR_SUCCESS, or ERROR_NOT_ENOUGH_MEMORY (the session is unusable: close it). */
+int smtp_session_input(smtp_session *s, const char *p, size_t n, size_t *used);
+
+/* smtp_session_output - the bytes waiting to be sent (*len of them; NULL when none). Valid
+ * until the next call on the session. smtp_session_output_drain removes the first n of them
+ * (all: n >= *len). */
+const char *smtp_session_output(const smtp_session *s, size_t *len);
+void smtp_session_output_drain(smtp_session *s, size_t n);
+
+/* smtp_session_want_close - true once the session is over (QUIT answered, too many errors,
+ * refused greeting, shutdown, timeout): send the output, then close. */
+bool smtp_session_want_close(const smtp_session *s);
+/* smtp_session_committing - true between data_end and smtp_session_data_done. */
+bool smtp_session_committing(const smtp_session *s);
+
+/* smtp_session_data_done - the commit data_end asked for finished: ok answers "250 2.6.0
+ * Message accepted for delivery" (with " (queued as <queue_id>)" when queue_id is not NULL),
+ * otherwise "451 4.3.0"; the transaction is over either way. Returns ERROR_SUCCESS,
+ * ERROR_INVALID_PARAMETER when no commit was pending, or ERROR_NOT_ENOUGH_MEMORY. */
+int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id);
+
+/* smtp_session_set_authenticated - the client proved who it is (RelayFlags bit 8). */
+void smtp_session_set_authenticated(smtp_session *s, bool yes);
+
+/* smtp_session_shutdown / smtp_session_timeout - append 421 4.3.2 "Service shutting down" /
+ * 421 4.4.2 "Timeout" and want to close; during DATA the message is dropped (data_abort).
+ * While committing, the caller should let the commit finish first. Returns 0 or
+ * ERROR_NOT_ENOUGH_MEMORY. */
+int smtp_session_shutdown(smtp_session *s);
+int smtp_session_timeout(smtp_session *s);
+
+/* smtp_session_stats_get - what happened so far, for logs and counters. */
+typedef struct smtp_session_stats {
+    unsigned errors;       /* counted towards max_errors */
+    unsigned messages;     /* accepted (data_done ok) */
+    unsigned rejected;     /* messages refused at their end or failing to commit */
+    unsigned bare_lf;      /* bare LFs and CRs seen (commands and data) */
+    unsigned smuggling;    /* "." lines after a bare LF or CR in data */
+    unsigned relay_denied; /* recipients refused for relaying */
+    uint64_t bytes;        /* message bytes of all messages, as counted against max_size */
+} smtp_session_stats;
+
+void smtp_session_stats_get(const smtp_session *s, smtp_session_stats *out);
+/* smtp_session_state_name - "connected", "greeted", "mail", "rcpt", "data", "committing",
+ * "quit" (for logs). */
+const char *smtp_session_state_name(const smtp_session *s);
+
+#endif

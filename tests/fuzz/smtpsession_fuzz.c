@@ -1,0 +1,181 @@
+/* smtpsession_fuzz.c - libFuzzer target for the SMTP server session: the first 4 bytes choose
+ * the configuration and how the rest is cut into reads; the rest is what a client sends. The
+ * session must never crash, never hold more output than its bound, only stop reading for a
+ * reason it reports, answer in well-formed reply lines only, and pair every data_begin with
+ * exactly one data_end or data_abort. Every pending commit is finished with data_done. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp/smtp.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
+
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            abort();                                                                               \
+    } while (0)
+
+#define FUZZ_HEADER 4
+#define FUZZ_REPLY_SLACK 1024 /* one command's replies beyond SMTP_OUTPUT_MAX */
+
+struct fuzz {
+    unsigned begun, refused, ended, aborted, commits;
+    bool in_data;
+    uint64_t bytes;
+};
+
+static bool fz_local(void *arg, const char *domain)
+{
+    (void)arg;
+    return smtp_domain_match("local.test", domain);
+}
+
+static unsigned fz_rcpt(void *arg, const smtp_path *addr, smtp_addr_class cls)
+{
+    (void)arg;
+    CHECK(cls == SMTP_ADDR_LOCAL);
+    size_t len = strlen(addr->local);
+    return len % 5 == 1 ? 550 : len % 7 == 3 ? 451 : 250;
+}
+
+static int fz_begin(void *arg, const smtp_envelope *env)
+{
+    struct fuzz *f = arg;
+    CHECK(!f->in_data && env->nrcpt >= 1 && env->from && env->helo);
+    f->begun++;
+    if (f->begun % 11 == 5) {
+        f->refused++; /* now and then the spool cannot be opened */
+        return 1;
+    }
+    f->in_data = true;
+    f->bytes = 0;
+    return 0;
+}
+
+static int fz_chunk(void *arg, const char *p, size_t n)
+{
+    struct fuzz *f = arg;
+    CHECK(f->in_data && n > 0);
+    /* Clean data only: CRLF line ends, no NUL. */
+    for (size_t i = 0; i < n; i++) {
+        CHECK(p[i] != '\0');
+        if (p[i] == '\n')
+            CHECK(i > 0 ? p[i - 1] == '\r' : true);
+    }
+    f->bytes += n;
+    return 0;
+}
+
+static void fz_end(void *arg, const smtp_envelope *env)
+{
+    struct fuzz *f = arg;
+    CHECK(f->in_data && env->size == f->bytes && env->nrcpt >= 1);
+    f->in_data = false;
+    f->ended++;
+}
+
+static void fz_abort(void *arg)
+{
+    struct fuzz *f = arg;
+    CHECK(f->in_data);
+    f->in_data = false;
+    f->aborted++;
+}
+
+/* check_output - reply lines only: "ddd" then ' ' or '-', printable text, CRLF. */
+static void check_output(const char *o, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        const char *lf = memchr(o + i, '\n', len - i);
+        CHECK(lf != NULL);
+        size_t end = (size_t)(lf - o);
+        CHECK(end - i >= 5 && o[end - 1] == '\r');
+        CHECK(o[i] >= '2' && o[i] <= '5' && o[i + 1] >= '0' && o[i + 1] <= '5' && o[i + 2] >= '0' &&
+              o[i + 2] <= '9' && (o[i + 3] == ' ' || o[i + 3] == '-'));
+        for (size_t k = i; k < end - 1; k++)
+            CHECK((unsigned char)o[k] >= 0x20 && o[k] != 0x7f);
+        i = end + 1;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
+{
+    if (n < FUZZ_HEADER)
+        return 0;
+    uint8_t sel = d[0], cut = d[1], errs = d[2], sizes = d[3];
+    d += FUZZ_HEADER, n -= FUZZ_HEADER;
+
+    smtp_relay_policy policy = {0};
+    policy.flags = sel >> 4;
+    smtp_relay_list_add(&policy.allow, "10.0.0.0;255.0.0.0");
+    smtp_relay_list_add(&policy.deny, "10.9.0.0;255.255.0.0");
+    smtp_config cfg;
+    smtp_config_defaults(&cfg);
+    cfg.fqdn = "mx.local.test";
+    cfg.is_local = fz_local;
+    cfg.relay = &policy;
+    cfg.advertise_extensions = !(sel & 1);
+    cfg.max_size = (sel & 2) ? (uint64_t)sizes * 4 : 0;
+    cfg.max_errors = 1 + errs % 20;
+    cfg.max_line = (sel & 4) ? SMTP_LINE_MIN : SMTP_LINE_MAX;
+    cfg.mode = (sel & 8) && (errs & 0x80) ? SMTP_TRANSFER_NONE : SMTP_TRANSFER_INOUT;
+
+    struct fuzz f = {0};
+    smtp_callbacks cb = {&f, fz_rcpt, fz_begin, fz_chunk, fz_end, fz_abort};
+    smtp_ip client, local;
+    smtp_ip_parse((sel & 0x20) ? "10.1.2.3" : "192.0.2.10", &client);
+    smtp_ip_parse("192.0.2.1", &local);
+    smtp_session *s;
+    if (smtp_session_new(&cfg, &cb, &client, &local, &s))
+        abort();
+    if (sel & 0x40)
+        smtp_session_set_authenticated(s, true);
+
+    size_t off = 0, avail = 0;
+    uint32_t rng = cut * 2654435761u + 1;
+    for (unsigned rounds = 0; rounds < 100000; rounds++) {
+        if (avail == off && avail < n) {
+            /* The next read: 1 to 256 bytes, or everything, by a tiny generator. */
+            rng = rng * 1103515245u + 12345u;
+            size_t step = (cut & 1) ? n : 1 + ((rng >> 16) & 0xff);
+            avail = avail + step < n ? avail + step : n;
+        }
+        size_t used = 0, len;
+        int rc = smtp_session_input(s, (const char *)d + off, avail - off, &used);
+        CHECK(rc == 0 && used <= avail - off);
+        off += used;
+        const char *o = smtp_session_output(s, &len);
+        CHECK(len <= SMTP_OUTPUT_MAX + FUZZ_REPLY_SLACK);
+        bool full = len >= SMTP_OUTPUT_MAX;
+        check_output(o, len);
+        /* Drain all of it, or now and then only the first line, as a slow socket would. */
+        const char *lf = len ? memchr(o, '\n', len) : NULL;
+        smtp_session_output_drain(s, (rng & 3) == 0 && lf ? (size_t)(lf - o) + 1 : len);
+        if (smtp_session_want_close(s))
+            break;
+        if (smtp_session_committing(s)) {
+            CHECK(!f.in_data);
+            f.commits++;
+            CHECK(smtp_session_data_done(s, f.commits % 3 != 0, (f.commits & 1) ? "Q" : NULL) == 0);
+            continue;
+        }
+        CHECK(off == avail || full);
+        if (off == n)
+            break;
+    }
+    /* A pending commit is always finished before the session goes. */
+    if (smtp_session_committing(s))
+        CHECK(smtp_session_data_done(s, true, NULL) == 0);
+    CHECK(smtp_session_data_done(s, true, NULL) != 0);
+    smtp_session_stats st;
+    smtp_session_stats_get(s, &st);
+    CHECK(st.errors <= cfg.max_errors);
+    smtp_session_free(s);
+    CHECK(!f.in_data); /* freed during DATA: data_abort came */
+    CHECK(f.begun == f.refused + f.ended + f.aborted);
+    smtp_relay_policy_free(&policy);
+    return 0;
+}
