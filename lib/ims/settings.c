@@ -124,6 +124,39 @@ static void load_dword(reg_key *k, const char *key, const char *name, uint32_t *
         *out = v;
 }
 
+/* load_lines - a REG_MULTI_SZ as lines (each bounded), for the relay lists. */
+static void load_lines(reg_key *k, const char *name, char (*out)[IMS_RELAY_LINE_MAX], size_t *n,
+                       ims_log *log)
+{
+    uint32_t type;
+    buf b = BUF_INIT;
+    if (reg_value_get(k, name, &type, &b))
+        return;
+    if (type != REG_MULTI_SZ) {
+        invalid(log, IMS_PARAMETERS_KEY, name, "not a REG_MULTI_SZ", "(empty)");
+        buf_free(&b);
+        return;
+    }
+    size_t units = b.len / 2, start = 0;
+    for (size_t i = 0; i <= units; i++) {
+        if (i < units && (b.data[2 * i] || b.data[2 * i + 1]))
+            continue;
+        if (i > start) {
+            buf line = BUF_INIT;
+            base_utf16_to_utf8(b.data + 2 * start, i - start, &line);
+            const char *text = buf_cstr(&line) ? (char *)line.data : "";
+            if (*n == IMS_MAX_RELAY_LINES || strlen(text) >= IMS_RELAY_LINE_MAX)
+                invalid(log, IMS_PARAMETERS_KEY, name, "too many or too long lines",
+                        "(that line skipped)");
+            else
+                snprintf(out[(*n)++], IMS_RELAY_LINE_MAX, "%s", text);
+            buf_free(&line);
+        }
+        start = i + 1;
+    }
+    buf_free(&b);
+}
+
 /* listen_cb - one line of ListenAddresses. */
 static void load_listen(reg_key *k, ims_settings *s, ims_log *log)
 {
@@ -198,6 +231,10 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
         load_dword(par, k, "DiskSpaceLowWaterMark", &s->disk_space_low_water_mark, 0, 0xffffffff,
                    log);
         load_dword(par, k, "ShutdownTimeout", &s->shutdown_timeout, 0, 3600, log);
+        load_dword(par, k, "RelayFlags", &s->relay_flags, 0, 15, log);
+        load_lines(par, "RelayAllowList", s->relay_allow, &s->nrelay_allow, log);
+        load_lines(par, "RelayDenyList", s->relay_deny, &s->nrelay_deny, log);
+        load_lines(par, "RelayLocalIPList", s->relay_local, &s->nrelay_local, log);
     }
     if (reg_key_open(lm, IMS_DIAGNOSTICS_KEY, 0, &diag) == ERROR_SUCCESS) {
         for (int c = 0; c < IMS_CAT_COUNT; c++) {

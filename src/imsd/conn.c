@@ -279,6 +279,24 @@ const char *imsd_conn_peer(const imsd_conn *c)
     return c->peer;
 }
 
+int imsd_conn_fd(const imsd_conn *c)
+{
+    return (int)bufferevent_getfd(c->bev);
+}
+
+struct evbuffer *imsd_conn_input(imsd_conn *c)
+{
+    return bufferevent_get_input(c->bev);
+}
+
+void imsd_conn_reading(imsd_conn *c, bool on)
+{
+    if (on)
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
 int imsd_conn_write(imsd_conn *c, const void *data, size_t len)
 {
     return bufferevent_write(c->bev, data, len) ? -1 : 0;

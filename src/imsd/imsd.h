@@ -151,6 +151,7 @@ typedef struct imsd_server {
     bool stopping;
     struct event *drain; /* the shutdown bound, armed at stop */
     struct event *pause; /* resumes accepting after accept() failed; made when it first does */
+    struct imsd_mail *mail; /* the SMTP server's shared state (session.c) */
 } imsd_server;
 
 /* imsd_server_init - listen on the bound sockets (the server owns them from now on, also
@@ -167,6 +168,12 @@ void imsd_server_free(imsd_server *srv);
 /* What a session may do with its connection. */
 imsd_server *imsd_conn_server(const imsd_conn *c);
 const char *imsd_conn_peer(const imsd_conn *c);
+/* imsd_conn_fd - the socket (for getpeername/getsockname). */
+int imsd_conn_fd(const imsd_conn *c);
+/* imsd_conn_input - the bytes received and not yet consumed. */
+struct evbuffer *imsd_conn_input(imsd_conn *c);
+/* imsd_conn_reading - stop (while a message is being made durable) or resume reading. */
+void imsd_conn_reading(imsd_conn *c, bool on);
 /* imsd_conn_write - queue bytes for the peer. Returns 0 or -1 (the connection is then
  * broken: the session should imsd_conn_close it). */
 int imsd_conn_write(imsd_conn *c, const void *data, size_t len);
@@ -183,6 +190,12 @@ void *imsd_conn_session(const imsd_conn *c);
 
 /* --- session.c: what happens on a connection (issue 6: the SMTP server) ---------------- */
 
+/* imsd_mail_open - what every SMTP session shares: the directory, the spool (with delivery
+ * into the gateway's MTS-IN and the recipients' mailboxes), the relay policy, the SMTP
+ * settings; their descriptors join the server's event loop. Returns IMS_OK or the event ID
+ * (logged). imsd_mail_close undoes it (pending commits finish first). */
+int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway);
+void imsd_mail_close(imsd_server *srv);
 /* imsd_session_open - a connection was accepted; the session owns what happens on it. */
 void imsd_session_open(imsd_conn *c);
 /* imsd_session_input - bytes arrived in `in`. */

@@ -149,6 +149,9 @@ static int loop_setup(imsd *d)
     d->server_up = true;
     if (e)
         return e;
+    /* Nothing is accepted before the loop runs, so the SMTP side is ready by then. */
+    if (imsd_mail_open(&d->server, d->reg, ims_service_gateway(d->svc)))
+        return EIO;
     for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
         d->signals[i] = evsignal_new(d->base, stop_signals[i], on_signal, d);
         if (!d->signals[i] || evsignal_add(d->signals[i], NULL))
@@ -176,6 +179,7 @@ static void loop_free(imsd *d)
     if (d->server_up)
         imsd_server_free(&d->server);
     d->server_up = false;
+    imsd_mail_close(&d->server); /* after the sessions: pending commits still finish */
     if (d->base)
         event_base_free(d->base);
     d->base = NULL;

@@ -1,53 +1,372 @@
-/* session.c - what the service says on an inbound connection. Until the SMTP server (issue 6)
- * takes this place, every connection is refused with a 421 reply: service not available. */
+/* session.c - the SMTP server's side of a connection: bytes from libevent into lib/smtp's
+ * session, recipients looked up in the directory, DATA streamed into the spool, and the 250
+ * sent only once the spool says the message is durable (group commit). */
 #include "imsd.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define SESSION_REFUSE_SECONDS 10 /* a refused connection is closed by then in any case */
-#define SESSION_LINE_MAX 512      /* RFC 5321's limit for a reply line, CRLF included */
+#include <event2/event.h>
 
-/* session_clean - a registry value must not end the reply line early or add another. */
-static void session_clean(char *s)
+#include "ims/ims_spool.h"
+#include "smtp/smtp.h"
+#include "store/store.h"
+
+#define SESSION_IDLE_SECONDS 300 /* RFC 5321 4.5.3.2.7: the server's timeout, 5 minutes */
+
+struct imsd_mail {
+    imsd_server *srv;
+    directory *dir;
+    ims_spool *spool;
+    struct event *spool_ev;
+    smtp_relay_policy relay;
+    smtp_config cfg;
+    char fqdn[256];
+    char store_dir[PATH_MAX];
+};
+
+/* One connection's SMTP state. */
+typedef struct mail_session {
+    imsd_conn *c;
+    imsd_server *srv;
+    smtp_session *s;
+    ims_spool_msg *msg;
+    bool committing; /* a commit is pending: its callback must find us, or know we left */
+    bool gone;       /* the connection closed while committing */
+    char client_ip[64];
+    char **maildirs; /* the accepted recipients' Maildirs, in RCPT order */
+    size_t nmaildirs, capmaildirs;
+} mail_session;
+
+static void maildirs_clear(mail_session *ms)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = ' ';
+    for (size_t i = 0; i < ms->nmaildirs; i++)
+        free(ms->maildirs[i]);
+    ms->nmaildirs = 0;
 }
+
+static void session_free(mail_session *ms)
+{
+    maildirs_clear(ms);
+    free(ms->maildirs);
+    free(ms);
+}
+
+/* flush - send what the session has to say; close when it is done. */
+static void flush(mail_session *ms)
+{
+    size_t len;
+    const char *out = smtp_session_output(ms->s, &len);
+    if (out && len) {
+        if (imsd_conn_write(ms->c, out, len)) {
+            imsd_conn_close(ms->c);
+            return;
+        }
+        smtp_session_output_drain(ms->s, len);
+    }
+    if (smtp_session_want_close(ms->s))
+        imsd_conn_close_when_sent(ms->c);
+}
+
+/* feed - give the session what the client sent, as much as it takes now. */
+static void feed(mail_session *ms)
+{
+    struct evbuffer *in = imsd_conn_input(ms->c);
+    for (int round = 0; round < 64; round++) {
+        size_t n = evbuffer_get_length(in);
+        if (n == 0 || smtp_session_want_close(ms->s))
+            break;
+        size_t chunk = n < 65536 ? n : 65536;
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)chunk);
+        size_t used = 0;
+        if (!p || smtp_session_input(ms->s, p, chunk, &used)) {
+            imsd_conn_close(ms->c);
+            return;
+        }
+        evbuffer_drain(in, used);
+        flush(ms);
+        if (smtp_session_committing(ms->s)) {
+            imsd_conn_reading(ms->c, false);
+            return;
+        }
+        if (used == 0 && !smtp_session_want_close(ms->s))
+            break;
+    }
+    imsd_conn_set_deadline(ms->c, SESSION_IDLE_SECONDS);
+}
+
+/* --- lib/smtp's callbacks --------------------------------------------------------------- */
+
+static bool is_local(void *arg, const char *domain)
+{
+    struct imsd_mail *m = arg;
+    return dir_is_local_domain(m->dir, domain);
+}
+
+static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls)
+{
+    (void)cls;
+    mail_session *ms = arg;
+    struct imsd_mail *m = ms->srv->mail;
+    char *alias = NULL;
+    int e = dir_lookup(m->dir, addr->mailbox, &alias);
+    if (e == ENOENT)
+        return 550;
+    if (e)
+        return 451;
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%s", m->store_dir, alias);
+    free(alias);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return 451;
+    if (ms->nmaildirs == ms->capmaildirs) {
+        size_t cap = ms->capmaildirs ? ms->capmaildirs * 2 : 8;
+        char **p = realloc(ms->maildirs, cap * sizeof *p);
+        if (!p)
+            return 451;
+        ms->maildirs = p;
+        ms->capmaildirs = cap;
+    }
+    if (!(ms->maildirs[ms->nmaildirs] = strdup(path)))
+        return 451;
+    ms->nmaildirs++;
+    return 250;
+}
+
+static int data_begin(void *arg, const smtp_envelope *env)
+{
+    mail_session *ms = arg;
+    struct imsd_mail *m = ms->srv->mail;
+    /* The recipients accepted are the ones rcpt_check said yes to, in order; relayed
+     * (remote) recipients would need the outbound side, which does not exist yet. */
+    if (env->nrcpt != ms->nmaildirs)
+        return -1;
+    ims_rcpt *r = calloc(env->nrcpt, sizeof *r);
+    if (!r)
+        return -1;
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        r[i].address = env->rcpt[i].path.mailbox;
+        r[i].maildir = ms->maildirs[i];
+    }
+    ims_envelope e = {0};
+    e.sender = env->from->mailbox;
+    e.rcpts = r;
+    e.nrcpt = env->nrcpt;
+    e.client_ip = ms->client_ip;
+    e.helo = env->helo;
+    e.host = m->fqdn;
+    int rc = ims_spool_begin(m->spool, &e, &ms->msg);
+    free(r);
+    return rc;
+}
+
+static int data_chunk(void *arg, const char *p, size_t n)
+{
+    mail_session *ms = arg;
+    return ims_spool_write(ms->msg, p, n);
+}
+
+static void committed(void *arg, int err, const char *queue_id)
+{
+    mail_session *ms = arg;
+    ms->committing = false;
+    if (ms->gone) {
+        session_free(ms);
+        return;
+    }
+    if (!err)
+        ms->srv->stats->msg_in++;
+    maildirs_clear(ms);
+    if (smtp_session_data_done(ms->s, err == 0, queue_id)) {
+        imsd_conn_close(ms->c);
+        return;
+    }
+    flush(ms);
+    imsd_conn_reading(ms->c, true);
+    feed(ms);
+}
+
+static void data_end(void *arg, const smtp_envelope *env)
+{
+    (void)env;
+    mail_session *ms = arg;
+    ims_spool_msg *msg = ms->msg;
+    ms->msg = NULL;
+    ms->committing = true;
+    ims_spool_commit(msg, committed, ms);
+}
+
+static void data_abort(void *arg)
+{
+    mail_session *ms = arg;
+    if (ms->msg)
+        ims_spool_abort(ms->msg);
+    ms->msg = NULL;
+    maildirs_clear(ms);
+}
+
+/* --- the connection's life -------------------------------------------------------------- */
 
 void imsd_session_open(imsd_conn *c)
 {
     imsd_server *srv = imsd_conn_server(c);
-    char name[sizeof srv->settings->common_name];
-    snprintf(name, sizeof name, "%s", srv->settings->common_name);
-    session_clean(name);
-    char line[SESSION_LINE_MAX];
-    int n = snprintf(line, sizeof line,
-                     "421 4.3.2 %s Service not available, closing transmission channel\r\n", name);
-    srv->stats->conn_in_rejected++;
-    if (n < 0 || (size_t)n >= sizeof line || imsd_conn_set_deadline(c, SESSION_REFUSE_SECONDS) ||
-        imsd_conn_write(c, line, (size_t)n)) {
+    mail_session *ms = srv->mail ? calloc(1, sizeof *ms) : NULL;
+    if (!ms) {
         imsd_conn_close(c);
         return;
     }
-    imsd_conn_close_when_sent(c);
+    ms->c = c;
+    ms->srv = srv;
+    struct sockaddr_storage peer, self;
+    socklen_t pl = sizeof peer, sl = sizeof self;
+    smtp_ip client = {0}, local = {0};
+    int fd = imsd_conn_fd(c);
+    if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
+        smtp_ip_from_sockaddr((struct sockaddr *)&peer, &client);
+    if (getsockname(fd, (struct sockaddr *)&self, &sl) == 0)
+        smtp_ip_from_sockaddr((struct sockaddr *)&self, &local);
+    snprintf(ms->client_ip, sizeof ms->client_ip, "%s", imsd_conn_peer(c));
+    char *colon = strrchr(ms->client_ip, ':'); /* the peer text is "address:port" */
+    if (colon && strchr(ms->client_ip, '.'))
+        *colon = 0;
+    smtp_callbacks cb = {ms, rcpt_check, data_begin, data_chunk, data_end, data_abort};
+    if (smtp_session_new(&srv->mail->cfg, &cb, &client, &local, &ms->s)) {
+        session_free(ms);
+        imsd_conn_close(c);
+        return;
+    }
+    imsd_conn_set_session(c, ms);
+    imsd_conn_set_deadline(c, SESSION_IDLE_SECONDS);
+    flush(ms);
 }
 
 void imsd_session_input(imsd_conn *c, struct evbuffer *in)
 {
-    (void)c;
-    /* Nothing is read on a refused connection. */
-    evbuffer_drain(in, evbuffer_get_length(in));
+    (void)in;
+    mail_session *ms = imsd_conn_session(c);
+    if (!ms) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    if (!smtp_session_committing(ms->s))
+        feed(ms);
 }
 
 void imsd_session_stopping(imsd_conn *c)
 {
-    /* A refused connection is already closing: nothing to hurry. */
-    (void)c;
+    mail_session *ms = imsd_conn_session(c);
+    /* A session waiting for its commit gets its answer first; the others are told now. */
+    if (!ms || smtp_session_committing(ms->s))
+        return;
+    smtp_session_shutdown(ms->s);
+    flush(ms);
+    imsd_conn_close_when_sent(c);
 }
 
 void imsd_session_closed(imsd_conn *c)
 {
-    /* No session state yet (issue 6 frees its SMTP session here). */
-    (void)c;
+    mail_session *ms = imsd_conn_session(c);
+    if (!ms)
+        return;
+    imsd_conn_set_session(c, NULL);
+    smtp_session_free(ms->s); /* aborts an unfinished DATA through data_abort */
+    ms->s = NULL;
+    if (ms->committing) {
+        ms->gone = true; /* the commit's callback frees us */
+        return;
+    }
+    session_free(ms);
+}
+
+/* --- the shared state ------------------------------------------------------------------- */
+
+static void spool_ready(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct imsd_mail *m = arg;
+    ims_spool_dispatch(m->spool);
+}
+
+int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
+{
+    const ims_settings *s = srv->settings;
+    struct imsd_mail *m = calloc(1, sizeof *m);
+    if (!m)
+        return IMS_EV_INTERNAL;
+    m->srv = srv;
+    srv->mail = m;
+    snprintf(m->store_dir, sizeof m->store_dir, "%s/store", reg_ctx_root_dir(reg));
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(m->fqdn, sizeof m->fqdn, "%s", host);
+    int e = dir_open(reg, &m->dir);
+    const char *what = "the directory";
+    char mts_in[PATH_MAX], tracking[PATH_MAX];
+    snprintf(mts_in, sizeof mts_in, "%s/.MTS-IN", gateway);
+    snprintf(tracking, sizeof tracking, "%s/Tracking.log", reg_ctx_root_dir(reg));
+    if (!e) {
+        ims_spool_options opt = {0};
+        opt.mts_in = mts_in;
+        opt.tracking_dir = tracking;
+        opt.host = m->fqdn;
+        opt.log = srv->log;
+        what = "the spool";
+        e = ims_spool_open(s->root_dir, &opt, &m->spool);
+    }
+    if (!e) {
+        m->spool_ev = event_new(srv->base, ims_spool_fd(m->spool), EV_READ | EV_PERSIST,
+                                spool_ready, m);
+        if (!m->spool_ev || event_add(m->spool_ev, NULL))
+            e = ENOMEM;
+    }
+    if (e) {
+        ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE, "Unable to open %s: %s", what, strerror(e));
+        imsd_mail_close(srv);
+        return IMS_EV_INTERNAL;
+    }
+    /* The relay policy: a line that does not parse is logged (a skipped deny line would make
+     * the policy more permissive than the administrator meant). */
+    m->relay.flags = s->relay_flags;
+    struct {
+        smtp_relay_list *list;
+        const char (*lines)[IMS_RELAY_LINE_MAX];
+        size_t n;
+        const char *name;
+    } lists[] = {{&m->relay.allow, s->relay_allow, s->nrelay_allow, "RelayAllowList"},
+                 {&m->relay.deny, s->relay_deny, s->nrelay_deny, "RelayDenyList"},
+                 {&m->relay.local, s->relay_local, s->nrelay_local, "RelayLocalIPList"}};
+    for (size_t l = 0; l < 3; l++)
+        for (size_t i = 0; i < lists[l].n; i++)
+            if (smtp_relay_list_add(lists[l].list, lists[l].lines[i]))
+                ims_log_event(srv->log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM,
+                              IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                              "The line \"%s\" of %s is not net;mask: it is skipped",
+                              lists[l].lines[i], lists[l].name);
+    smtp_config_defaults(&m->cfg);
+    m->cfg.fqdn = m->fqdn;
+    m->cfg.advertise_extensions = s->advertise_smtp_extensions != 0;
+    m->cfg.max_size = s->inbound_size_limit;
+    m->cfg.relay = &m->relay;
+    m->cfg.is_local = is_local;
+    m->cfg.is_local_arg = m;
+    return IMS_OK;
+}
+
+void imsd_mail_close(imsd_server *srv)
+{
+    struct imsd_mail *m = srv->mail;
+    if (!m)
+        return;
+    if (m->spool_ev)
+        event_free(m->spool_ev);
+    if (m->spool)
+        ims_spool_close(m->spool); /* finishes pending commits and runs their callbacks */
+    dir_close(m->dir);
+    smtp_relay_policy_free(&m->relay);
+    free(m);
+    srv->mail = NULL;
 }

@@ -1,0 +1,919 @@
+/* deliver.c - delivery from the spool (RootDir\In) into the recipients' Maildirs through the
+ * gateway mailbox's MTS-IN, as the original submitted inbound mail to MTS-IN: exactly once per
+ * mailbox, resumed after a crash from the status records in the spool file.
+ *
+ * One message, one round:
+ *   1. MTS-IN/tmp/<id>.<host> gets Return-Path, Received and the content; fdatasync; link to
+ *      MTS-IN/new/<id>.<host> (already there from an earlier try: reused as it is, for it was
+ *      linked only after its sync).
+ *   2. Each recipient's <maildir>/new/<id>.<index>.<host> is a hard link to that file (a copy
+ *      through <maildir>/tmp when the Maildir is on another file system). The name depends
+ *      only on the message and the recipient, so EEXIST means "delivered before a crash".
+ *   3. One fsync of each new/ that got a link, then "done <index>" lines appended to the spool
+ *      file and fdatasync'd; tracking event 1013 for each.
+ *   4. All recipients done: MTS-IN's copy goes, then the spool file (to In/Archive when asked).
+ * A recipient whose Maildir cannot be written is tried again later with a doubling delay
+ * (bounded by retry_max_ms), for ever: non-delivery reports are out of scope here, so a message
+ * is never dropped for a mailbox error. The steps of several messages are done together so
+ * that their syncs share the file system's journal commits. */
+#include "ims/ims_spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+#define DELIVER_ROUND 64       /* messages delivered together */
+#define DELIVER_COPY_BUF 65536 /* bytes per read when the kernel cannot copy for us */
+#define DELIVER_SNIFF 4096     /* bytes of content read to learn its line end */
+#define DELIVER_HOST_MAX 160   /* bytes of the host name in a file name, escapes included */
+#define DELIVER_NAME_MAX 256   /* a file name: id, index, host */
+#define DELIVER_EVENT_TEXT 512
+#define DELIVER_BACKOFF_SHIFT 20 /* doublings before the delay stops growing anyway */
+
+typedef struct dl_item {
+    struct dl_item *next;
+    char id[IMS_QUEUE_ID_LEN + 1];
+    bool recovered; /* look in cur/ too: an earlier copy may have been read and moved there */
+    bool finished;  /* set by the round: nothing left to do */
+    unsigned attempts;
+    struct timespec due;
+} dl_item;
+
+struct ims_deliverer {
+    char *root;
+    bool archive;
+    unsigned retry_min_ms, retry_max_ms;
+    ims_tracking *tracking;
+    ims_sync_pool *pool;
+    ims_spool_event_fn event;
+    void *event_arg;
+    int in_fd, archive_fd, mts_new_fd, mts_tmp_fd;
+    int *fds, *errs; /* DELIVER_ROUND each: a round's syncs */
+
+    pthread_mutex_t lock; /* guards the lists, the counters and stopping */
+    pthread_cond_t wake;
+    dl_item *ready, **ready_tail;
+    dl_item *waiting; /* deferred, each with its due time */
+    size_t queued;
+    bool stopping;
+    uint64_t delivered, deferred, finished;
+    pthread_t thread;
+    bool running;
+};
+
+/* One message's state during a round. */
+typedef struct dl_msg {
+    dl_item *item;
+    int fd; /* the spool file, O_RDWR | O_APPEND, or -1 */
+    ims_spool_file f;
+    bool parsed;
+    char host[DELIVER_HOST_MAX + 1]; /* f.host as a file name may hold it */
+    char name[DELIVER_NAME_MAX];     /* in MTS-IN */
+    int tmp_fd;                      /* MTS-IN/tmp/<name> being written, or -1 */
+    bool in_mts;                     /* MTS-IN/new/<name> is there */
+    size_t *leader;  /* per recipient: the lowest index with the same Maildir (one copy each) */
+    bool *now;       /* per recipient: delivered in this round, not recorded yet */
+    bool failed;     /* the message as a whole failed in this round */
+    int err;         /* the first failure, for the event */
+    size_t err_rcpt; /* its recipient, or SIZE_MAX for the message */
+    size_t nfailed;  /* recipients that failed */
+} dl_msg;
+
+/* A Maildir's new/ folder to sync at the end of the round, and how that went. */
+typedef struct dl_dir {
+    const char *maildir;
+    int err;
+} dl_dir;
+
+typedef struct dl_dirs {
+    dl_dir *v;
+    size_t n, cap;
+} dl_dirs;
+
+static void dl_event(ims_deliverer *d, unsigned id, ims_category cat, ims_severity sev,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void dl_event(ims_deliverer *d, unsigned id, ims_category cat, ims_severity sev,
+                     const char *fmt, ...)
+{
+    char text[DELIVER_EVENT_TEXT];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    d->event(d->event_arg, id, cat, sev, IMS_LEVEL_NONE, text);
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* copy_range - len bytes of src from off to dst's current position: in the kernel when it
+ * can, else through a buffer. */
+static int copy_range(int dst, int src, off_t off, uint64_t len)
+{
+    while (len) {
+        ssize_t r = copy_file_range(src, &off, dst, NULL, len, 0);
+        if (r > 0) {
+            len -= (uint64_t)r;
+            continue;
+        }
+        if (r == 0)
+            return EIO; /* the file is shorter than its envelope says */
+        if (errno == EINTR)
+            continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+            return errno;
+        break;
+    }
+    char *b = len ? malloc(DELIVER_COPY_BUF) : NULL;
+    if (len && !b)
+        return ENOMEM;
+    int rc = 0;
+    while (!rc && len) {
+        size_t want = len < DELIVER_COPY_BUF ? (size_t)len : DELIVER_COPY_BUF;
+        ssize_t r = pread(src, b, want, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? errno : EIO;
+            break;
+        }
+        rc = write_all(dst, b, (size_t)r);
+        off += r;
+        len -= (uint64_t)r;
+    }
+    free(b);
+    return rc;
+}
+
+/* --- names and headers ----------------------------------------------------------------- */
+
+/* safe_host - the host as a Maildir file name may hold it: '/' and ':' are written as \057
+ * and \072 (the Maildir convention), control characters and spaces as '_'. */
+static void safe_host(const char *in, char *out, size_t size)
+{
+    size_t n = 0;
+    for (; *in && n + 5 < size; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c == '/' || c == ':') {
+            n += (size_t)snprintf(out + n, size - n, "\\%03o", c);
+        } else {
+            out[n++] = c <= ' ' || c == 0x7f ? '_' : (char)c;
+        }
+    }
+    out[n] = 0;
+}
+
+static void rcpt_name(const dl_msg *m, size_t index, char *out, size_t size)
+{
+    snprintf(out, size, "%s.%zu.%s", m->f.id, index, m->host);
+}
+
+/* rfc5322_date - "Wed, 1 May 2024 13:45:07 +0000", in GMT and without the locale. */
+static void rfc5322_date(time_t t, char *out, size_t size)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(out, size, "Thu, 1 Jan 1970 00:00:00 +0000");
+        return;
+    }
+    snprintf(out, size, "%s, %d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday % 7], tm.tm_mday,
+             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* line_end - the content's own line end (its first line's), so the added headers match. */
+static const char *line_end(int fd, const ims_spool_file *f)
+{
+    char sniff[DELIVER_SNIFF];
+    size_t want = f->content_len < sizeof sniff ? (size_t)f->content_len : sizeof sniff;
+    ssize_t r = pread(fd, sniff, want, (off_t)f->content_off);
+    char *nl = r > 0 ? memchr(sniff, '\n', (size_t)r) : NULL;
+    return nl && nl > sniff && nl[-1] == '\r' ? "\r\n" : "\n";
+}
+
+/* headers - Return-Path and Received, as the original's conversion put them before the
+ * content it submitted to MTS-IN. */
+static int headers(const dl_msg *m, const char *eol, buf *out)
+{
+    const ims_spool_file *f = &m->f;
+    char date[64], ip[IMS_SPOOL_MAX_FIELD + 16];
+    rfc5322_date(f->time, date, sizeof date);
+    if (!strcmp(f->client_ip, "unknown"))
+        snprintf(ip, sizeof ip, "unknown");
+    else if (strchr(f->client_ip, ':') && strncmp(f->client_ip, "IPv6:", 5))
+        snprintf(ip, sizeof ip, "[IPv6:%s]", f->client_ip);
+    else
+        snprintf(ip, sizeof ip, "[%s]", f->client_ip);
+    return buf_printf(out,
+                      "Return-Path: <%s>%s"
+                      "Received: from %s (%s)%s"
+                      "\tby %s with ESMTP id %s;%s"
+                      "\t%s%s",
+                      f->sender, eol, f->helo, ip, eol, f->host, f->id, eol, date, eol);
+}
+
+/* --- one round ------------------------------------------------------------------------- */
+
+static void fail(dl_msg *m, int err, size_t rcpt)
+{
+    if (!m->err) {
+        m->err = err;
+        m->err_rcpt = rcpt;
+    }
+    if (rcpt == SIZE_MAX)
+        m->failed = true;
+    else
+        m->nfailed++;
+}
+
+static int leader_cmp(const void *a, const void *b, void *arg)
+{
+    const ims_spool_file *f = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(f->rcpts[x].maildir, f->rcpts[y].maildir);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* find_leaders - recipients sharing a Maildir get one copy, named by the lowest index. */
+static int find_leaders(dl_msg *m)
+{
+    size_t n = m->f.nrcpt;
+    size_t *order = malloc(n * sizeof *order);
+    m->leader = malloc(n * sizeof *m->leader);
+    m->now = calloc(n, sizeof *m->now);
+    if (!order || !m->leader || !m->now) {
+        free(order);
+        return ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof *order, leader_cmp, &m->f);
+    for (size_t i = 0; i < n; i++)
+        m->leader[order[i]] =
+            i && !strcmp(m->f.rcpts[order[i]].maildir, m->f.rcpts[order[i - 1]].maildir)
+                ? m->leader[order[i - 1]]
+                : order[i];
+    free(order);
+    return 0;
+}
+
+static bool all_done(const dl_msg *m)
+{
+    for (size_t i = 0; i < m->f.nrcpt; i++)
+        if (!m->f.rcpts[i].done)
+            return false;
+    return true;
+}
+
+/* start_mts - make sure MTS-IN/new has the message, or start writing it in MTS-IN/tmp. */
+static void start_mts(ims_deliverer *d, dl_msg *m)
+{
+    struct stat st;
+    if (fstatat(d->mts_new_fd, m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        m->in_mts = true;
+        return;
+    }
+    m->tmp_fd = openat(d->mts_tmp_fd, m->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (m->tmp_fd < 0) {
+        fail(m, errno, SIZE_MAX);
+        return;
+    }
+    buf h = BUF_INIT;
+    int rc = headers(m, line_end(m->fd, &m->f), &h);
+    rc = rc ? rc : write_all(m->tmp_fd, h.data, h.len);
+    buf_free(&h);
+    rc = rc ? rc : copy_range(m->tmp_fd, m->fd, (off_t)m->f.content_off, m->f.content_len);
+    if (rc) {
+        close(m->tmp_fd);
+        m->tmp_fd = -1;
+        unlinkat(d->mts_tmp_fd, m->name, 0);
+        fail(m, rc, SIZE_MAX);
+    }
+}
+
+/* load - read the spool file; what is left to do starts in MTS-IN. */
+static void load(ims_deliverer *d, dl_msg *m)
+{
+    m->fd = openat(d->in_fd, m->item->id, O_RDWR | O_APPEND | O_CLOEXEC);
+    if (m->fd < 0) {
+        if (errno == ENOENT)
+            m->item->finished = true; /* gone (finished by an earlier round): nothing to do */
+        else
+            fail(m, errno, SIZE_MAX);
+        return;
+    }
+    int rc = ims_spool_file_read(m->fd, &m->f);
+    if (rc == EBADMSG) {
+        /* It was read at commit or at start: this is damage since. */
+        int mv = renameat(d->in_fd, m->item->id, d->archive_fd, m->item->id) ? errno : 0;
+        dl_event(d, IMS_EV_SPOOL_ARCHIVED, IMS_CAT_MESSAGE_ARCHIVAL, IMS_SEV_ERROR,
+                 "The spool file %s/In/%s can no longer be read; %s%s", d->root, m->item->id,
+                 mv ? "moving it to In/Archive failed: " : "it was moved to In/Archive",
+                 mv ? strerror(mv) : "");
+        m->item->finished = !mv;
+        if (mv)
+            fail(m, mv, SIZE_MAX);
+        return;
+    }
+    if (rc) {
+        fail(m, rc, SIZE_MAX);
+        return;
+    }
+    m->parsed = true;
+    safe_host(m->f.host, m->host, sizeof m->host);
+    snprintf(m->name, sizeof m->name, "%s.%s", m->f.id, m->host);
+    if ((rc = find_leaders(m))) {
+        fail(m, rc, SIZE_MAX);
+        return;
+    }
+    if (!all_done(m))
+        start_mts(d, m);
+}
+
+struct load_args {
+    ims_deliverer *d;
+    dl_msg *ms;
+};
+
+/* load_fn - a pool job: load message i (its MTS-IN file is written in parallel with others). */
+static void load_fn(void *arg, size_t i)
+{
+    struct load_args *a = arg;
+    load(a->d, &a->ms[i]);
+}
+
+/* sync_mts - the round's new MTS-IN files to disk (write-back of all started first, then
+ * synced together), then into MTS-IN/new. */
+static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ms[i].tmp_fd >= 0) {
+            sync_file_range(ms[i].tmp_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            d->fds[k++] = ms[i].tmp_fd;
+        }
+    ims_pool_sync(d->pool, d->fds, d->errs, k, true);
+    for (size_t i = 0, j = 0; i < n; i++) {
+        dl_msg *m = &ms[i];
+        if (m->tmp_fd < 0)
+            continue;
+        int rc = d->errs[j++];
+        close(m->tmp_fd);
+        m->tmp_fd = -1;
+        if (!rc && linkat(d->mts_tmp_fd, m->name, d->mts_new_fd, m->name, 0) && errno != EEXIST)
+            rc = errno;
+        unlinkat(d->mts_tmp_fd, m->name, 0);
+        if (rc)
+            fail(m, rc, SIZE_MAX);
+        else
+            m->in_mts = true;
+    }
+}
+
+/* seen_in_cur - an earlier copy that a mail reader already moved to cur/ ("name:2,S"). */
+static bool seen_in_cur(const char *maildir, const char *name)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/cur", maildir) >= (int)sizeof path)
+        return false;
+    DIR *dir = opendir(path);
+    if (!dir)
+        return false;
+    size_t n = strlen(name);
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(dir)))
+        found = !strncmp(e->d_name, name, n) && (e->d_name[n] == 0 || e->d_name[n] == ':');
+    closedir(dir);
+    return found;
+}
+
+/* copy_into - a Maildir on another file system (or a file at its link limit): the classic
+ * tmp/, fdatasync, link into new/. */
+static int copy_into(ims_deliverer *d, const dl_msg *m, const char *maildir, const char *name)
+{
+    char tmp[PATH_MAX], dst[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s/tmp/%s", maildir, name) >= (int)sizeof tmp ||
+        snprintf(dst, sizeof dst, "%s/new/%s", maildir, name) >= (int)sizeof dst)
+        return ENAMETOOLONG;
+    int src = openat(d->mts_new_fd, m->name, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
+        return errno;
+    struct stat st;
+    int rc = fstat(src, &st) ? errno : 0;
+    int out = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (!rc && out < 0)
+        rc = errno;
+    rc = rc ? rc : copy_range(out, src, 0, (uint64_t)st.st_size);
+    if (!rc && fdatasync(out))
+        rc = errno;
+    if (out >= 0)
+        close(out);
+    close(src);
+    if (!rc && link(tmp, dst) && errno != EEXIST)
+        rc = errno;
+    unlink(tmp);
+    return rc;
+}
+
+static int dirs_add(dl_dirs *dirs, const char *maildir)
+{
+    if (dirs->n == dirs->cap) {
+        size_t cap = dirs->cap ? dirs->cap * 2 : 64;
+        dl_dir *v = realloc(dirs->v, cap * sizeof *v);
+        if (!v)
+            return ENOMEM;
+        dirs->v = v;
+        dirs->cap = cap;
+    }
+    dirs->v[dirs->n++] = (dl_dir){maildir, 0};
+    return 0;
+}
+
+/* link_rcpts - one copy into each Maildir of the message that still lacks it. */
+static void link_rcpts(ims_deliverer *d, dl_msg *m, dl_dirs *dirs)
+{
+    if (!m->parsed || m->failed || !m->in_mts)
+        return;
+    for (size_t i = 0; i < m->f.nrcpt; i++) {
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        if (r->done || m->leader[i] != i)
+            continue;
+        char name[DELIVER_NAME_MAX], path[PATH_MAX];
+        rcpt_name(m, i, name, sizeof name);
+        if (m->item->recovered && seen_in_cur(r->maildir, name)) {
+            m->now[i] = true;
+            continue;
+        }
+        int rc = 0;
+        if (snprintf(path, sizeof path, "%s/new/%s", r->maildir, name) >= (int)sizeof path)
+            rc = ENAMETOOLONG;
+        else if (linkat(d->mts_new_fd, m->name, AT_FDCWD, path, 0) && errno != EEXIST)
+            rc = errno;
+        if (rc == EXDEV || rc == EMLINK || rc == EPERM)
+            rc = copy_into(d, m, r->maildir, name);
+        /* EEXIST too: the copy of an earlier try may not have reached the disk yet. */
+        if (!rc)
+            rc = dirs_add(dirs, r->maildir);
+        if (rc)
+            fail(m, rc, i);
+        else
+            m->now[i] = true;
+    }
+}
+
+static int dir_cmp(const void *a, const void *b)
+{
+    return strcmp(((const dl_dir *)a)->maildir, ((const dl_dir *)b)->maildir);
+}
+
+/* sync_dirs - one fsync per Maildir's new/ for the whole round; a failure takes back the
+ * round's copies into that Maildir (they are retried, and found there by name). */
+static void sync_dirs(ims_deliverer *d, dl_msg *ms, size_t n, dl_dirs *dirs)
+{
+    if (!dirs->n)
+        return;
+    qsort(dirs->v, dirs->n, sizeof *dirs->v, dir_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < dirs->n; i++)
+        if (!u || strcmp(dirs->v[u - 1].maildir, dirs->v[i].maildir))
+            dirs->v[u++] = dirs->v[i];
+    dirs->n = u;
+    /* In pieces of DELIVER_ROUND: a round may touch more Maildirs than it has messages. */
+    bool any_failed = false;
+    for (size_t base = 0; base < dirs->n; base += DELIVER_ROUND) {
+        size_t k = dirs->n - base < DELIVER_ROUND ? dirs->n - base : DELIVER_ROUND;
+        for (size_t j = 0; j < k; j++) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/new", dirs->v[base + j].maildir);
+            d->fds[j] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            dirs->v[base + j].err = d->fds[j] < 0 ? errno : 0;
+        }
+        /* A failed open is synced as -1: EBADF, and its own error is kept. */
+        ims_pool_sync(d->pool, d->fds, d->errs, k, false);
+        for (size_t j = 0; j < k; j++) {
+            dl_dir *v = &dirs->v[base + j];
+            if (d->fds[j] >= 0) {
+                v->err = d->errs[j];
+                close(d->fds[j]);
+            }
+            any_failed |= v->err != 0;
+        }
+    }
+    if (!any_failed)
+        return;
+    for (size_t k = 0; k < n; k++) {
+        dl_msg *m = &ms[k];
+        for (size_t i = 0; m->now && i < m->f.nrcpt; i++) {
+            if (!m->now[i])
+                continue;
+            dl_dir key = {m->f.rcpts[i].maildir, 0};
+            dl_dir *hit = bsearch(&key, dirs->v, dirs->n, sizeof *dirs->v, dir_cmp);
+            if (hit && hit->err) {
+                m->now[i] = false;
+                fail(m, hit->err, i);
+            }
+        }
+    }
+}
+
+/* newly_done - recipient i is delivered by this round (itself, or its Maildir's leader). */
+static bool newly_done(const dl_msg *m, size_t i)
+{
+    if (m->f.rcpts[i].done)
+        return false;
+    size_t l = m->leader[i];
+    return m->now[l] || (l != i && m->f.rcpts[l].done);
+}
+
+/* record - the round's deliveries into the spool files ("done <index>" appended, synced),
+ * then into the tracking log. Until this is on disk a crash makes the next start deliver
+ * again, and find the copies there. */
+static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
+{
+    bool *wrote = calloc(n, sizeof *wrote);
+    if (!wrote)
+        return;
+    for (size_t k = 0; k < n; k++) {
+        dl_msg *m = &ms[k];
+        if (!m->parsed || m->failed)
+            continue;
+        buf b = BUF_INIT;
+        int rc = 0;
+        for (size_t i = 0; !rc && i < m->f.nrcpt; i++)
+            if (newly_done(m, i))
+                rc = buf_printf(&b, "done %zu\n", i);
+        if (!rc && b.len)
+            rc = write_all(m->fd, b.data, b.len);
+        if (rc)
+            fail(m, rc, SIZE_MAX);
+        else if (b.len) {
+            wrote[k] = true;
+            sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
+        buf_free(&b);
+    }
+    size_t nfd = 0;
+    for (size_t k = 0; k < n; k++)
+        if (wrote[k])
+            d->fds[nfd++] = ms[k].fd;
+    ims_pool_sync(d->pool, d->fds, d->errs, nfd, true);
+    for (size_t k = 0, j = 0; k < n; k++) {
+        dl_msg *m = &ms[k];
+        if (!wrote[k])
+            continue;
+        if (d->errs[j++]) {
+            fail(m, d->errs[j - 1], SIZE_MAX);
+            continue;
+        }
+        /* Marking in place is safe: a follower's test reads its leader's now[] first. */
+        time_t now = time(NULL);
+        for (size_t i = 0; i < m->f.nrcpt; i++) {
+            if (!newly_done(m, i))
+                continue;
+            m->f.rcpts[i].done = true;
+            (*delivered)++;
+            if (d->tracking)
+                ims_tracking_write(d->tracking, now, IMS_TRACK_TRANSFERRED_INBOUND, m->f.id,
+                                   m->f.sender, m->f.rcpts[i].address, m->f.content_len,
+                                   m->f.client_ip, m->f.host);
+        }
+    }
+    free(wrote);
+}
+
+/* conclude - all recipients done: MTS-IN's copy goes, then the spool file. Else the event
+ * that says why, and a retry later. */
+static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *finished)
+{
+    if (m->parsed && !m->failed && all_done(m)) {
+        unlinkat(d->mts_new_fd, m->name, 0);
+        unlinkat(d->mts_tmp_fd, m->name, 0);
+        int rc = d->archive ? renameat(d->in_fd, m->f.id, d->archive_fd, m->f.id)
+                            : unlinkat(d->in_fd, m->f.id, 0);
+        if (rc && errno != ENOENT) {
+            fail(m, errno, SIZE_MAX); /* retried: every recipient is marked done by now */
+        } else {
+            m->item->finished = true;
+            (*finished)++;
+            return;
+        }
+    }
+    if (m->item->finished)
+        return;
+    *deferred += m->nfailed ? m->nfailed : 1;
+    if (m->err_rcpt != SIZE_MAX && m->parsed && m->err_rcpt < m->f.nrcpt)
+        dl_event(d, IMS_EV_SPOOL_DEFERRED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_WARNING,
+                 "Message %s could not be delivered to %s (%s/new): %s; %zu recipient(s) wait "
+                 "for a retry",
+                 m->item->id, m->f.rcpts[m->err_rcpt].address, m->f.rcpts[m->err_rcpt].maildir,
+                 strerror(m->err), m->nfailed);
+    else
+        dl_event(d, IMS_EV_SPOOL_DEFERRED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_WARNING,
+                 "Message %s could not be submitted to MTS-IN: %s; it waits for a retry",
+                 m->item->id, strerror(m->err ? m->err : EIO));
+}
+
+static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t *delivered,
+                          uint64_t *deferred, uint64_t *finished)
+{
+    dl_msg *ms = calloc(n, sizeof *ms);
+    if (!ms)
+        return; /* all of them are retried later */
+    dl_dirs dirs = {0};
+    for (size_t i = 0; i < n; i++) {
+        ms[i].item = items[i];
+        ms[i].fd = ms[i].tmp_fd = -1;
+        ms[i].err_rcpt = SIZE_MAX;
+    }
+    struct load_args la = {d, ms};
+    ims_pool_run(d->pool, n, load_fn, &la);
+    sync_mts(d, ms, n);
+    for (size_t i = 0; i < n; i++)
+        link_rcpts(d, &ms[i], &dirs);
+    sync_dirs(d, ms, n, &dirs);
+    record(d, ms, n, delivered);
+    for (size_t i = 0; i < n; i++) {
+        conclude(d, &ms[i], deferred, finished);
+        if (ms[i].fd >= 0)
+            close(ms[i].fd);
+        if (ms[i].parsed)
+            ims_spool_file_free(&ms[i].f);
+        free(ms[i].leader);
+        free(ms[i].now);
+    }
+    free(dirs.v);
+    free(ms);
+}
+
+/* --- the thread ------------------------------------------------------------------------ */
+
+static void due_in(ims_deliverer *d, dl_item *it)
+{
+    unsigned shift = it->attempts > DELIVER_BACKOFF_SHIFT ? DELIVER_BACKOFF_SHIFT : it->attempts;
+    uint64_t ms = (uint64_t)d->retry_min_ms << shift;
+    if (ms > d->retry_max_ms)
+        ms = d->retry_max_ms;
+    clock_gettime(CLOCK_MONOTONIC, &it->due);
+    it->due.tv_sec += (time_t)(ms / 1000);
+    it->due.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (it->due.tv_nsec >= 1000000000L) {
+        it->due.tv_nsec -= 1000000000L;
+        it->due.tv_sec++;
+    }
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* promote - deferred messages whose time has come go back to the ready list; *next gets the
+ * earliest due time of those that stay. Returns whether any stay. */
+static bool promote(ims_deliverer *d, struct timespec *next)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    bool any = false;
+    for (dl_item **pp = &d->waiting; *pp;) {
+        dl_item *it = *pp;
+        if (!ts_before(&now, &it->due)) {
+            *pp = it->next;
+            it->next = NULL;
+            *d->ready_tail = it;
+            d->ready_tail = &it->next;
+            continue;
+        }
+        if (!any || ts_before(&it->due, next))
+            *next = it->due;
+        any = true;
+        pp = &it->next;
+    }
+    return any;
+}
+
+static void *deliver_main(void *arg)
+{
+    ims_deliverer *d = arg;
+    dl_item *round[DELIVER_ROUND];
+    pthread_mutex_lock(&d->lock);
+    while (!d->stopping) {
+        struct timespec next;
+        bool waiting = promote(d, &next);
+        if (!d->ready) {
+            if (waiting)
+                pthread_cond_timedwait(&d->wake, &d->lock, &next);
+            else
+                pthread_cond_wait(&d->wake, &d->lock);
+            continue;
+        }
+        size_t n = 0;
+        while (d->ready && n < DELIVER_ROUND) {
+            round[n] = d->ready;
+            d->ready = d->ready->next;
+            round[n++]->next = NULL;
+        }
+        if (!d->ready)
+            d->ready_tail = &d->ready;
+        pthread_mutex_unlock(&d->lock);
+        uint64_t delivered = 0, deferred = 0, finished = 0;
+        deliver_round(d, round, n, &delivered, &deferred, &finished);
+        pthread_mutex_lock(&d->lock);
+        d->delivered += delivered;
+        d->deferred += deferred;
+        d->finished += finished;
+        for (size_t i = 0; i < n; i++) {
+            dl_item *it = round[i];
+            if (it->finished) {
+                free(it);
+                d->queued--;
+                continue;
+            }
+            /* A retry looks in cur/ too: this round may have linked a copy it did not
+             * record, and a mail reader may move it before the retry. */
+            it->recovered = true;
+            due_in(d, it);
+            it->attempts++;
+            it->next = d->waiting;
+            d->waiting = it;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+int ims_deliverer_enqueue(ims_deliverer *d, const char *qid, bool recovered)
+{
+    dl_item *it = calloc(1, sizeof *it);
+    if (!it)
+        return ENOMEM;
+    snprintf(it->id, sizeof it->id, "%s", qid);
+    it->recovered = recovered;
+    pthread_mutex_lock(&d->lock);
+    *d->ready_tail = it;
+    d->ready_tail = &it->next;
+    d->queued++;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+void ims_deliverer_stats(ims_deliverer *d, ims_spool_stats *st)
+{
+    pthread_mutex_lock(&d->lock);
+    st->delivered = d->delivered;
+    st->deferred = d->deferred;
+    st->finished = d->finished;
+    st->queued = d->queued;
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void free_list(dl_item *it)
+{
+    while (it) {
+        dl_item *next = it->next;
+        free(it);
+        it = next;
+    }
+}
+
+static void deliverer_free(ims_deliverer *d)
+{
+    free_list(d->ready);
+    free_list(d->waiting);
+    int fds[] = {d->in_fd, d->archive_fd, d->mts_new_fd, d->mts_tmp_fd};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->lock);
+    free(d->fds);
+    free(d->errs);
+    free(d->root);
+    free(d);
+}
+
+void ims_deliverer_stop(ims_deliverer *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    if (d->running)
+        pthread_join(d->thread, NULL);
+    deliverer_free(d);
+}
+
+/* open_sub - a folder under base, made when missing. */
+static int open_sub(const char *base, const char *sub, int *fd)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/%s", base, sub) >= (int)sizeof p)
+        return ENAMETOOLONG;
+    if (mkdir(p, 0700) && errno != EEXIST)
+        return errno;
+    *fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return *fd < 0 ? errno : 0;
+}
+
+/* clean_mts - MTS-IN files of ours ("<id>.<host>") whose spool file is gone: left by a crash
+ * between the two removals at the end of a delivery. */
+static void clean_mts(ims_deliverer *d, int dirfd)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        char id[IMS_QUEUE_ID_LEN + 1];
+        if (strlen(e->d_name) <= IMS_QUEUE_ID_LEN || e->d_name[IMS_QUEUE_ID_LEN] != '.')
+            continue;
+        memcpy(id, e->d_name, IMS_QUEUE_ID_LEN);
+        id[IMS_QUEUE_ID_LEN] = 0;
+        if (ims_spool_id_valid(id) && faccessat(d->in_fd, id, F_OK, AT_SYMLINK_NOFOLLOW) &&
+            errno == ENOENT)
+            unlinkat(dirfd, e->d_name, 0);
+    }
+    closedir(dir);
+}
+
+int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
+{
+    *out = NULL;
+    ims_deliverer *d = calloc(1, sizeof *d);
+    if (!d)
+        return ENOMEM;
+    d->in_fd = d->archive_fd = d->mts_new_fd = d->mts_tmp_fd = -1;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    d->ready_tail = &d->ready;
+    d->archive = cfg->archive;
+    d->retry_min_ms = cfg->retry_min_ms ? cfg->retry_min_ms : IMS_SPOOL_RETRY_MIN_MS;
+    d->retry_max_ms = cfg->retry_max_ms ? cfg->retry_max_ms : IMS_SPOOL_RETRY_MAX_MS;
+    if (d->retry_max_ms < d->retry_min_ms)
+        d->retry_max_ms = d->retry_min_ms;
+    d->tracking = cfg->tracking;
+    d->pool = cfg->pool;
+    d->event = cfg->event;
+    d->event_arg = cfg->event_arg;
+    d->root = strdup(cfg->root_dir);
+    d->fds = calloc(DELIVER_ROUND, sizeof *d->fds);
+    d->errs = calloc(DELIVER_ROUND, sizeof *d->errs);
+    int rc = d->root && d->fds && d->errs ? 0 : ENOMEM;
+    int mts_cur = -1;
+    rc = rc ? rc : open_sub(cfg->root_dir, "In", &d->in_fd);
+    rc = rc ? rc : open_sub(cfg->root_dir, "In/Archive", &d->archive_fd);
+    rc = rc ? rc : base_mkdir_p(cfg->mts_in, 0700);
+    rc = rc ? rc : open_sub(cfg->mts_in, "new", &d->mts_new_fd);
+    rc = rc ? rc : open_sub(cfg->mts_in, "tmp", &d->mts_tmp_fd);
+    rc = rc ? rc : open_sub(cfg->mts_in, "cur", &mts_cur);
+    if (mts_cur >= 0)
+        close(mts_cur);
+    if (!rc) {
+        clean_mts(d, d->mts_new_fd);
+        clean_mts(d, d->mts_tmp_fd);
+        rc = pthread_create(&d->thread, NULL, deliver_main, d);
+        d->running = !rc;
+    }
+    if (rc) {
+        deliverer_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
