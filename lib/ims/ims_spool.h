@@ -197,6 +197,9 @@ typedef struct ims_sync_pool ims_sync_pool;
 typedef void (*ims_pool_fn)(void *arg, size_t i);
 int ims_pool_start(unsigned threads, ims_sync_pool **out);
 void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg);
+/* ims_pool_post - fn(arg, 0) in a pool thread later (now, in the caller, without a pool);
+ * ims_pool_stop runs what was posted before it returns. */
+void ims_pool_post(ims_sync_pool *p, ims_pool_fn fn, void *arg);
 void ims_pool_sync(ims_sync_pool *p, const int *fds, int *errs, size_t n, bool data_only);
 void ims_pool_stop(ims_sync_pool *p);
 

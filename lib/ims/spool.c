@@ -74,6 +74,7 @@ struct ims_spool {
     pthread_cond_t wake;  /* the committer's: work arrived, or stop */
     ims_spool_msg *pending, **pending_tail;
     size_t npending;
+    size_t writing;           /* committed messages still being written by the pool */
     struct timespec first_at; /* when the oldest pending message arrived (monotonic) */
     ims_spool_msg *finished, **finished_tail; /* waiting for dispatch */
     spool_event *events, **events_tail;
@@ -138,22 +139,23 @@ static void monotonic_now(struct timespec *ts)
 
 /* --- the I/O pool --------------------------------------------------------------------- */
 
-/* The file operations of a round run in several threads at once. One after another, each
- * file creation and each fdatasync waits for the disk alone (on ext4 a file whose journal
- * commit already happened still costs a cache flush of its own); issued together, syncs wait
- * on one journal commit and their flushes merge in the block layer. */
+/* File work runs in several threads at once. One after another, each file creation and each
+ * fdatasync waits for the disk alone (on ext4 a file whose journal commit already happened
+ * still costs a cache flush of its own); issued together, syncs wait on one journal commit and
+ * their flushes merge in the block layer. */
 typedef struct pool_batch {
     struct pool_batch *next;
     ims_pool_fn fn;
     void *arg;
     size_t n, taken, left;
-    pthread_cond_t done;
+    bool detached;       /* posted: nobody waits, the last worker frees it */
+    pthread_cond_t done; /* not detached: the caller waits here */
 } pool_batch;
 
 struct ims_sync_pool {
     pthread_mutex_t lock;
     pthread_cond_t work;
-    pool_batch *queue; /* batches with items nobody took yet */
+    pool_batch *queue, **tail; /* batches with items nobody took yet, oldest first */
     bool stopping;
     pthread_t threads[IMS_SPOOL_IO_THREADS];
     unsigned nthreads;
@@ -166,10 +168,18 @@ static size_t take(ims_sync_pool *p, pool_batch *b)
     if (b->taken == b->n)
         for (pool_batch **pp = &p->queue; *pp; pp = &(*pp)->next)
             if (*pp == b) {
-                *pp = b->next;
+                if (!(*pp = b->next))
+                    p->tail = pp;
                 break;
             }
     return i;
+}
+
+static void enqueue(ims_sync_pool *p, pool_batch *b)
+{
+    b->next = NULL;
+    *p->tail = b;
+    p->tail = &b->next;
 }
 
 /* run_item - item i of b, with the lock released around it. */
@@ -178,8 +188,12 @@ static void run_item(ims_sync_pool *p, pool_batch *b, size_t i)
     pthread_mutex_unlock(&p->lock);
     b->fn(b->arg, i);
     pthread_mutex_lock(&p->lock);
-    if (--b->left == 0)
-        pthread_cond_signal(&b->done);
+    if (--b->left == 0) {
+        if (b->detached)
+            free(b);
+        else
+            pthread_cond_signal(&b->done);
+    }
 }
 
 static void *pool_worker(void *arg)
@@ -209,10 +223,7 @@ void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg)
     pool_batch b = {.fn = fn, .arg = arg, .n = n, .left = n};
     pthread_cond_init(&b.done, NULL);
     pthread_mutex_lock(&p->lock);
-    pool_batch **tail = &p->queue;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = &b;
+    enqueue(p, &b);
     pthread_cond_broadcast(&p->work);
     while (b.taken < b.n) /* the caller works too */
         run_item(p, &b, take(p, &b));
@@ -220,6 +231,23 @@ void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg)
         pthread_cond_wait(&b.done, &p->lock);
     pthread_mutex_unlock(&p->lock);
     pthread_cond_destroy(&b.done);
+}
+
+void ims_pool_post(ims_sync_pool *p, ims_pool_fn fn, void *arg)
+{
+    pool_batch *b = p && p->nthreads ? calloc(1, sizeof *b) : NULL;
+    if (!b) {
+        fn(arg, 0); /* no pool, or no memory: the caller does it */
+        return;
+    }
+    b->fn = fn;
+    b->arg = arg;
+    b->n = b->left = 1;
+    b->detached = true;
+    pthread_mutex_lock(&p->lock);
+    enqueue(p, b);
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
 }
 
 struct sync_args {
@@ -263,6 +291,7 @@ int ims_pool_start(unsigned threads, ims_sync_pool **out)
         return ENOMEM;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
+    p->tail = &p->queue;
     if (threads > IMS_SPOOL_IO_THREADS)
         threads = IMS_SPOOL_IO_THREADS;
     /* Fewer threads than asked (pthread_create failing) only makes a round less parallel. */
@@ -495,11 +524,19 @@ int ims_spool_write(ims_spool_msg *m, const void *data, size_t n)
     return append(m, data, n, true);
 }
 
-void ims_spool_commit(ims_spool_msg *m, ims_spool_done_fn done, void *arg)
+/* write_job - a pool job: the rest of the message written out and its write-back started,
+ * then it waits for the committer's next round. Writes run while a round syncs. */
+static void write_job(void *arg, size_t i)
 {
+    (void)i;
+    ims_spool_msg *m = arg;
     ims_spool *sp = m->sp;
-    m->done = done;
-    m->arg = arg;
+    if (!m->err && (m->err = finish_file(m)))
+        spool_event_fmt(sp, IMS_EV_SPOOL_OPEN_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
+                        IMS_LEVEL_NONE, "Unable to write the temporary message file %s/Work/%s: %s",
+                        sp->root, m->id, strerror(m->err));
+    if (!m->err)
+        sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     m->next = NULL;
     pthread_mutex_lock(&sp->lock);
     if (!sp->pending)
@@ -507,8 +544,20 @@ void ims_spool_commit(ims_spool_msg *m, ims_spool_done_fn done, void *arg)
     *sp->pending_tail = m;
     sp->pending_tail = &m->next;
     sp->npending++;
+    sp->writing--;
     pthread_cond_signal(&sp->wake);
     pthread_mutex_unlock(&sp->lock);
+}
+
+void ims_spool_commit(ims_spool_msg *m, ims_spool_done_fn done, void *arg)
+{
+    ims_spool *sp = m->sp;
+    m->done = done;
+    m->arg = arg;
+    pthread_mutex_lock(&sp->lock);
+    sp->writing++;
+    pthread_mutex_unlock(&sp->lock);
+    ims_pool_post(sp->pool, write_job, m);
 }
 
 void ims_spool_abort(ims_spool_msg *m)
@@ -578,26 +627,12 @@ static void track_received(ims_spool *sp, const ims_spool_msg *m)
                            m->content_len, ip, host);
 }
 
-/* finish_fn - a pool job: message i of the round written out, its write-back started. */
-static void finish_fn(void *arg, size_t i)
-{
-    ims_spool_msg *m = ((ims_spool_msg **)arg)[i];
-    if (!m->err && (m->err = finish_file(m)))
-        spool_event_fmt(m->sp, IMS_EV_SPOOL_OPEN_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
-                        IMS_LEVEL_NONE, "Unable to write the temporary message file %s/Work/%s: %s",
-                        m->sp->root, m->id, strerror(m->err));
-    if (!m->err)
-        sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-}
-
-/* commit_round - make a round of messages durable: finish writing each, start write-back of
- * all (these two in the I/O pool), fdatasync them together (the pool again), rename each
- * into In, then one fsync of In for all of them. Only then is any of them
- * acknowledged (m->err 0). */
+/* commit_round - make a round of written messages durable: fdatasync them together (in the
+ * I/O pool), rename each into In, then one fsync of In for all of them. Only then is any of
+ * them acknowledged (m->err 0). */
 static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
 {
     uint64_t file_syncs = 0, dir_syncs = 0;
-    ims_pool_run(sp->pool, n, finish_fn, ms);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!ms[i]->err)
@@ -687,7 +722,8 @@ static void *committer_main(void *arg)
     ims_spool *sp = arg;
     pthread_mutex_lock(&sp->lock);
     for (;;) {
-        while (!sp->pending && !sp->stopping)
+        /* At stop, messages still being written are waited for too. */
+        while (!sp->pending && !(sp->stopping && !sp->writing))
             pthread_cond_wait(&sp->wake, &sp->lock);
         if (!sp->pending)
             break;
