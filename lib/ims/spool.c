@@ -524,6 +524,8 @@ int ims_spool_write(ims_spool_msg *m, const void *data, size_t n)
     return append(m, data, n, true);
 }
 
+static int finish_file(ims_spool_msg *m);
+
 /* write_job - a pool job: the rest of the message written out and its write-back started,
  * then it waits for the committer's next round. Writes run while a round syncs. */
 static void write_job(void *arg, size_t i)

@@ -146,18 +146,13 @@ static int data_begin(void *arg, const smtp_envelope *env)
     ims_rcpt *r = calloc(env->nrcpt, sizeof *r);
     if (!r)
         return -1;
-    /* One copy per mailbox, however many of its addresses were named. */
-    size_t n = 0;
+    /* Every recipient goes into the envelope (each gets its tracking line); the spool
+     * delivers one copy per Maildir however many of its addresses were named. */
     for (size_t i = 0; i < env->nrcpt; i++) {
-        bool seen = false;
-        for (size_t j = 0; j < n && !seen; j++)
-            seen = !strcmp(r[j].maildir, ms->maildirs[i]);
-        if (seen)
-            continue;
-        r[n].address = env->rcpt[i].path.mailbox;
-        r[n].maildir = ms->maildirs[i];
-        n++;
+        r[i].address = env->rcpt[i].path.mailbox;
+        r[i].maildir = ms->maildirs[i];
     }
+    size_t n = env->nrcpt;
     ims_envelope e = {0};
     e.sender = env->from->mailbox;
     e.rcpts = r;

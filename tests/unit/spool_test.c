@@ -1,0 +1,1043 @@
+/* spool_test.c - unit tests of the inbound spool (group commit, recovery), delivery into
+ * Maildirs through MTS-IN (exactly once, also across SIGKILL), and the tracking log. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "ims/ims_spool.h"
+
+#define HOST "ims.test"
+#define WAIT_MS 30000 /* the longest any wait in these tests may take */
+
+struct fx {
+    char dir[64];
+    char root[128];     /* RootDir */
+    char mts_in[160];   /* the gateway's MTS-IN */
+    char tracking[128]; /* Tracking.log */
+    char alice[128], bob[128];
+    ims_log log;
+    char events[16384]; /* "id;" for each event */
+};
+
+static void sink(void *arg, const ims_event *ev)
+{
+    struct fx *fx = arg;
+    size_t n = strlen(fx->events);
+    snprintf(fx->events + n, sizeof fx->events - n, "%u;", ev->id);
+}
+
+static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
+{
+    (void)s, (void)f, (void)w;
+    return remove(p);
+}
+
+static void make_maildir(const char *path)
+{
+    char p[256];
+    assert_int_equal(base_mkdir_p(path, 0700), 0);
+    const char *subs[] = {"cur", "new", "tmp"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", path, subs[i]);
+        assert_true(mkdir(p, 0700) == 0 || errno == EEXIST);
+    }
+}
+
+static int setup(void **state)
+{
+    struct fx *fx = calloc(1, sizeof *fx);
+    strcpy(fx->dir, "/tmp/spool_test.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->root, sizeof fx->root, "%s/imcdata", fx->dir);
+    snprintf(fx->mts_in, sizeof fx->mts_in, "%s/store/MSExchangeIMC/.MTS-IN", fx->dir);
+    snprintf(fx->tracking, sizeof fx->tracking, "%s/Tracking.log", fx->dir);
+    snprintf(fx->alice, sizeof fx->alice, "%s/store/alice", fx->dir);
+    snprintf(fx->bob, sizeof fx->bob, "%s/store/bob", fx->dir);
+    assert_int_equal(base_mkdir_p(fx->root, 0750), 0);
+    make_maildir(fx->mts_in);
+    make_maildir(fx->alice);
+    make_maildir(fx->bob);
+    fx->log.fn = sink;
+    fx->log.arg = fx;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *fx = *state;
+    nftw(fx->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static ims_spool_options opts(struct fx *fx, bool deliver)
+{
+    ims_spool_options o = {.host = HOST, .log = &fx->log, .tracking_dir = fx->tracking};
+    if (deliver) {
+        o.mts_in = fx->mts_in;
+        o.retry_min_ms = 20;
+        o.retry_max_ms = 200;
+    }
+    return o;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* pump - poll the spool's descriptor and dispatch until cond holds (bounded). */
+static bool pump(ims_spool *sp, bool (*cond)(ims_spool *, void *), void *arg)
+{
+    long deadline = now_ms() + WAIT_MS;
+    while (!cond(sp, arg)) {
+        if (now_ms() > deadline)
+            return false;
+        struct pollfd p = {ims_spool_fd(sp), POLLIN, 0};
+        poll(&p, 1, 10);
+        ims_spool_dispatch(sp);
+    }
+    return true;
+}
+
+/* delivered_all - every message committed so far has left the delivery queue, and at least
+ * *want messages were finished. */
+static bool delivered_all(ims_spool *sp, void *arg)
+{
+    ims_spool_dispatch(sp);
+    ims_spool_stats st;
+    ims_spool_get_stats(sp, &st);
+    return st.queued == 0 && st.finished >= *(const uint64_t *)arg;
+}
+
+static size_t count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && e->d_type == DT_REG)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static size_t count_sub(const char *dir, const char *sub)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, sub);
+    return count_files(p);
+}
+
+/* only_file - the name of the single file in dir (asserts there is exactly one). */
+static void only_file(const char *dir, char *name, size_t size)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            snprintf(name, size, "%s", e->d_name);
+            n++;
+        }
+    closedir(d);
+    if (n != 1)
+        fail_msg("%s: got %zu files, want 1", dir, n);
+}
+
+static char *read_text(const char *path)
+{
+    buf b = BUF_INIT;
+    int rc = base_read_file(path, 1 << 26, &b);
+    if (rc)
+        fail_msg("read %s: %s", path, strerror(rc));
+    return buf_detach(&b, NULL);
+}
+
+/* --- callbacks ------------------------------------------------------------------------- */
+
+struct ack {
+    int calls;
+    int err;
+    char id[IMS_QUEUE_ID_LEN + 1];
+};
+
+static void on_done(void *arg, int err, const char *qid)
+{
+    struct ack *a = arg;
+    a->calls++;
+    a->err = err;
+    snprintf(a->id, sizeof a->id, "%s", qid);
+}
+
+struct acks {
+    struct ack *v;
+    size_t n;
+};
+
+static bool acks_done(ims_spool *sp, void *arg)
+{
+    (void)sp;
+    struct acks *a = arg;
+    for (size_t i = 0; i < a->n; i++)
+        if (!a->v[i].calls)
+            return false;
+    return true;
+}
+
+/* --- envelopes and content ------------------------------------------------------------- */
+
+static ims_envelope envelope(const ims_rcpt *r, size_t n, const char *sender)
+{
+    ims_envelope e = {.sender = sender,
+                      .rcpts = r,
+                      .nrcpt = n,
+                      .client_ip = "192.0.2.1",
+                      .helo = "client.example",
+                      .time = 1714571107}; /* Wed, 1 May 2024 13:45:07 GMT */
+    return e;
+}
+
+/* content - a message whose bytes depend on seq, len bytes long. */
+static char *content(unsigned seq, size_t len)
+{
+    char *p = malloc(len + 1);
+    int h = snprintf(p, len + 1, "Subject: message %u\r\n\r\n", seq);
+    for (size_t i = (size_t)h; i < len; i++)
+        p[i] = (i % 64 == 63) ? '\n' : (char)('a' + (seq + i) % 26);
+    p[len] = 0;
+    return p;
+}
+
+/* spool_content - the content stored in In/<id> (or In/Archive/<id>), checked against want. */
+static void check_spooled(const char *root, const char *sub, const char *id, const char *want,
+                          size_t len, size_t nrcpt)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/%s", root, sub, id);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        fail_msg("open %s: %s", path, strerror(errno));
+    ims_spool_file f;
+    assert_int_equal(ims_spool_file_read(fd, &f), 0);
+    assert_string_equal(f.id, id);
+    assert_int_equal(f.nrcpt, nrcpt);
+    assert_int_equal(f.content_len, len);
+    char *got = malloc(len + 1);
+    assert_int_equal(pread(fd, got, len, (off_t)f.content_off), (ssize_t)len);
+    if (memcmp(got, want, len))
+        fail_msg("%s: the content differs from what was submitted", path);
+    free(got);
+    ims_spool_file_free(&f);
+    close(fd);
+}
+
+/* --- tests ----------------------------------------------------------------------------- */
+
+#define THREADS 8
+#define PER_THREAD 40
+
+struct submitter {
+    ims_spool *sp;
+    struct fx *fx;
+    struct ack *acks;
+    unsigned base;
+    int rc;
+};
+
+static size_t msg_len(unsigned seq)
+{
+    return seq % 10 == 0 ? 70000 + seq : 200 + seq * 13; /* some pass the write buffer */
+}
+
+static void *submit_thread(void *arg)
+{
+    struct submitter *s = arg;
+    ims_rcpt r[2] = {{"alice@ims.test", s->fx->alice, NULL, NULL},
+                     {"bob@ims.test", s->fx->bob, "SUCCESS,FAILURE", "rfc822;bob@ims.test"}};
+    ims_envelope env = envelope(r, 2, "sender@example.org");
+    for (unsigned i = 0; i < PER_THREAD && !s->rc; i++) {
+        unsigned seq = s->base + i;
+        char *c = content(seq, msg_len(seq));
+        s->rc = ims_spool_submit(s->sp, &env, c, msg_len(seq), on_done, &s->acks[i]);
+        free(c);
+    }
+    return NULL;
+}
+
+static void test_submit_threads(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    struct ack *acks = calloc(THREADS * PER_THREAD, sizeof *acks);
+    struct submitter sub[THREADS];
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        sub[t] = (struct submitter){sp, fx, acks + t * PER_THREAD, (unsigned)t * 1000, 0};
+        assert_int_equal(pthread_create(&th[t], NULL, submit_thread, &sub[t]), 0);
+    }
+    struct acks all = {acks, THREADS * PER_THREAD};
+    bool ok = pump(sp, acks_done, &all);
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(sub[t].rc, 0);
+    }
+    assert_true(ok);
+    ims_spool_dispatch(sp);
+    for (int t = 0; t < THREADS; t++)
+        for (unsigned i = 0; i < PER_THREAD; i++) {
+            struct ack *a = &acks[t * PER_THREAD + i];
+            if (a->calls != 1 || a->err)
+                fail_msg("message %d/%u: got %d calls, err %d; want 1 call, err 0", t, i, a->calls,
+                         a->err);
+            unsigned seq = (unsigned)t * 1000 + i;
+            char *c = content(seq, msg_len(seq));
+            check_spooled(fx->root, "In", a->id, c, msg_len(seq), 2);
+            free(c);
+        }
+    for (size_t i = 0; i < all.n; i++)
+        for (size_t j = i + 1; j < all.n; j++)
+            if (!strcmp(acks[i].id, acks[j].id))
+                fail_msg("queue id %s given twice", acks[i].id);
+    ims_spool_stats st;
+    ims_spool_get_stats(sp, &st);
+    assert_int_equal(st.committed, THREADS * PER_THREAD);
+    assert_int_equal(st.failed, 0);
+    assert_int_equal(st.file_syncs, THREADS * PER_THREAD);
+    assert_int_equal(st.dir_syncs, st.rounds);
+    assert_true(st.rounds <= st.committed);
+    char work[256];
+    snprintf(work, sizeof work, "%s/Work", fx->root);
+    assert_int_equal(count_files(work), 0);
+    ims_spool_close(sp);
+    /* Every callback ran once: close ran none again. */
+    for (size_t i = 0; i < all.n; i++)
+        assert_int_equal(acks[i].calls, 1);
+    free(acks);
+}
+
+static void test_group_commit_window(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    o.commit_window_us = 300000; /* far longer than 20 submissions take */
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    ims_envelope env = envelope(&r, 1, "");
+    struct ack acks[20] = {0};
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(ims_spool_submit(sp, &env, "x\r\n", 3, on_done, &acks[i]), 0);
+    struct acks all = {acks, 20};
+    assert_true(pump(sp, acks_done, &all));
+    ims_spool_stats st;
+    ims_spool_get_stats(sp, &st);
+    if (st.rounds > 2)
+        fail_msg("20 messages within one window: got %llu commit rounds, want 1 or 2",
+                 (unsigned long long)st.rounds);
+    assert_int_equal(st.dir_syncs, st.rounds);
+    assert_int_equal(st.committed, 20);
+    ims_spool_close(sp);
+}
+
+static void test_streaming(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    ims_envelope env = envelope(&r, 1, "s@example.org");
+    char work[256];
+    snprintf(work, sizeof work, "%s/Work", fx->root);
+
+    /* 200 KiB in 1000-byte pieces: the file appears in Work once the buffer is full. */
+    size_t len = 200 * 1024;
+    char *c = content(7, len);
+    ims_spool_msg *m;
+    assert_int_equal(ims_spool_begin(sp, &env, &m), 0);
+    assert_int_equal(count_files(work), 0);
+    for (size_t off = 0; off < len; off += 1000)
+        assert_int_equal(ims_spool_write(m, c + off, len - off < 1000 ? len - off : 1000), 0);
+    assert_int_equal(count_files(work), 1);
+    struct ack a[3] = {0};
+    ims_spool_commit(m, on_done, &a[0]);
+
+    /* An aborted message leaves nothing. */
+    assert_int_equal(ims_spool_begin(sp, &env, &m), 0);
+    assert_int_equal(ims_spool_write(m, c, len), 0);
+    ims_spool_abort(m);
+
+    /* An empty message is a message. */
+    assert_int_equal(ims_spool_begin(sp, &env, &m), 0);
+    ims_spool_commit(m, on_done, &a[1]);
+    struct acks all = {a, 2};
+    assert_true(pump(sp, acks_done, &all));
+    assert_int_equal(a[0].err, 0);
+    assert_int_equal(a[1].err, 0);
+    check_spooled(fx->root, "In", a[0].id, c, len, 1);
+    check_spooled(fx->root, "In", a[1].id, "", 0, 1);
+    assert_int_equal(count_files(work), 0);
+    char in[256];
+    snprintf(in, sizeof in, "%s/In", fx->root);
+    assert_int_equal(count_files(in), 2);
+    free(c);
+    ims_spool_close(sp);
+}
+
+static void test_envelope_invalid(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    static const struct {
+        const char *sender, *addr, *maildir, *notify, *helo;
+        size_t nrcpt;
+        int want;
+    } cases[] = {
+        {"a@b", "c@d", "/x/y", NULL, "h", 1, 0},
+        {"", "c@d", "/x/y", "NEVER", "h", 1, 0},
+        {"a\n@b", "c@d", "/x/y", NULL, "h", 1, EINVAL},
+        {"a@b", "c\t@d", "/x/y", NULL, "h", 1, EINVAL},
+        {"a@b", "", "/x/y", NULL, "h", 1, EINVAL},
+        {"a@b", "c@d", "x/y", NULL, "h", 1, EINVAL},
+        {"a@b", "c@d", "/x/y", "-", "h", 1, EINVAL},
+        {"a@b", "c@d", "/x/y", NULL, "h\r", 1, EINVAL},
+        {"a@b", "c@d", "/x/y", NULL, "h", 0, EINVAL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ims_rcpt r = {cases[i].addr, cases[i].maildir, cases[i].notify, NULL};
+        ims_envelope env = envelope(&r, cases[i].nrcpt, cases[i].sender);
+        env.helo = cases[i].helo;
+        ims_spool_msg *m = NULL;
+        int rc = ims_spool_begin(sp, &env, &m);
+        if (rc != cases[i].want)
+            fail_msg("case %zu: got %d, want %d", i, rc, cases[i].want);
+        if (m)
+            ims_spool_abort(m);
+    }
+    ims_spool_close(sp);
+}
+
+static void test_close_finishes_commits(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp, *other;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    /* One spool per RootDir. */
+    assert_int_equal(ims_spool_open(fx->root, &o, &other), EBUSY);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    ims_envelope env = envelope(&r, 1, "s@example.org");
+    struct ack acks[50] = {0};
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(ims_spool_submit(sp, &env, "hello\r\n", 7, on_done, &acks[i]), 0);
+    ims_spool_close(sp);
+    for (int i = 0; i < 50; i++) {
+        if (acks[i].calls != 1 || acks[i].err)
+            fail_msg("message %d: got %d calls, err %d", i, acks[i].calls, acks[i].err);
+        check_spooled(fx->root, "In", acks[i].id, "hello\r\n", 7, 1);
+    }
+    /* Committed without delivery: they wait in In, and tracking has their 1012 lines. */
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_spool_close(sp);
+    char in[256];
+    snprintf(in, sizeof in, "%s/In", fx->root);
+    assert_int_equal(count_files(in), 50);
+}
+
+/* today_log - the path of today's tracking file (GMT). */
+static void today_log(struct fx *fx, char *path, size_t size)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(path, size, "%s/%04d%02d%02d.log", fx->tracking, tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday);
+}
+
+static size_t count_lines(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+static void test_delivery(void **state)
+{
+    struct fx *fx = *state;
+    static const struct {
+        const char *sender, *ip, *body, *want_head;
+        bool archive;
+    } cases[] = {
+        {"sender@example.org", "192.0.2.1", "Subject: hi\r\n\r\nbody\r\n",
+         "Return-Path: <sender@example.org>\r\n"
+         "Received: from client.example ([192.0.2.1])\r\n"
+         "\tby " HOST " with ESMTP id %s;\r\n"
+         "\tWed, 1 May 2024 13:45:07 +0000\r\n",
+         false},
+        {"", "2001:db8::1", "Subject: lf\n\nbody\n",
+         "Return-Path: <>\n"
+         "Received: from client.example ([IPv6:2001:db8::1])\n"
+         "\tby " HOST " with ESMTP id %s;\n"
+         "\tWed, 1 May 2024 13:45:07 +0000\n",
+         true},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ims_spool_options o = opts(fx, true);
+        o.archive = cases[k].archive;
+        ims_spool *sp;
+        assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+        /* Three recipients, two of them in one mailbox: alice gets one copy. */
+        ims_rcpt r[3] = {{"alice@ims.test", fx->alice, NULL, NULL},
+                         {"bob@ims.test", fx->bob, NULL, NULL},
+                         {"postmaster@ims.test", fx->alice, NULL, NULL}};
+        ims_envelope env = envelope(r, 3, cases[k].sender);
+        env.client_ip = cases[k].ip;
+        struct ack a = {0};
+        size_t len = strlen(cases[k].body);
+        assert_int_equal(ims_spool_submit(sp, &env, cases[k].body, len, on_done, &a), 0);
+        uint64_t want = 1;
+        assert_true(pump(sp, delivered_all, &want));
+        assert_int_equal(a.err, 0);
+        ims_spool_stats st;
+        ims_spool_get_stats(sp, &st);
+        assert_int_equal(st.delivered, 3);
+        ims_spool_close(sp);
+
+        char dir[512], name[256], path[1024], want_name[256];
+        snprintf(dir, sizeof dir, "%s/new", fx->alice);
+        only_file(dir, name, sizeof name);
+        snprintf(want_name, sizeof want_name, "%s.0.%s", a.id, HOST);
+        assert_string_equal(name, want_name);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        char *got = read_text(path);
+        char head[512];
+        snprintf(head, sizeof head, cases[k].want_head, a.id);
+        size_t hl = strlen(head);
+        if (strncmp(got, head, hl) || strcmp(got + hl, cases[k].body))
+            fail_msg("delivered file:\n%s\nwant:\n%s%s", got, head, cases[k].body);
+        free(got);
+        snprintf(dir, sizeof dir, "%s/new", fx->bob);
+        only_file(dir, name, sizeof name);
+        snprintf(want_name, sizeof want_name, "%s.1.%s", a.id, HOST);
+        assert_string_equal(name, want_name);
+        /* MTS-IN is empty again; the spool file is gone, or archived with its status. */
+        assert_int_equal(count_sub(fx->mts_in, "new") + count_sub(fx->mts_in, "tmp"), 0);
+        snprintf(path, sizeof path, "%s/In/%s", fx->root, a.id);
+        assert_int_equal(access(path, F_OK), -1);
+        snprintf(path, sizeof path, "%s/In/Archive/%s", fx->root, a.id);
+        assert_int_equal(access(path, F_OK), cases[k].archive ? 0 : -1);
+        if (cases[k].archive) {
+            int fd = open(path, O_RDONLY);
+            ims_spool_file f;
+            assert_int_equal(ims_spool_file_read(fd, &f), 0);
+            for (size_t i = 0; i < 3; i++)
+                assert_true(f.rcpts[i].done);
+            ims_spool_file_free(&f);
+            close(fd);
+        }
+        /* Tracking: 1012 and 1013 for each recipient, eight fields. */
+        char log[256];
+        today_log(fx, log, sizeof log);
+        char *text = read_text(log);
+        char needle[128];
+        snprintf(needle, sizeof needle, "\t1012\t%s\t", a.id);
+        assert_int_equal(count_lines(text, needle), 3);
+        snprintf(needle, sizeof needle, "\t1013\t%s\t", a.id);
+        assert_int_equal(count_lines(text, needle), 3);
+        snprintf(needle, sizeof needle, "\t1013\t%s\t%s\tbob@ims.test\t%zu\t%s\t" HOST "\n", a.id,
+                 cases[k].sender[0] ? cases[k].sender : "<>", len, cases[k].ip);
+        if (!strstr(text, needle))
+            fail_msg("tracking log lacks the line \"%s\":\n%s", needle, text);
+        free(text);
+        /* Clean the mailboxes for the next case. */
+        nftw(fx->alice, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(fx->bob, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        make_maildir(fx->alice);
+        make_maildir(fx->bob);
+    }
+}
+
+static void test_tracking_lines(void **state)
+{
+    struct fx *fx = *state;
+    ims_tracking *t;
+    assert_int_equal(ims_tracking_open(fx->tracking, &t), 0);
+    static const struct {
+        time_t when;
+        unsigned event;
+        const char *sender, *rcpt, *file, *line;
+    } cases[] = {
+        {1714571107, 1012, "a@b", "c@d", "20240501.log",
+         "2024-05-01 13:45:07 GMT\t1012\tQ\ta@b\tc@d\t42\t192.0.2.1\th.test\n"},
+        {1714608000, 1013, "", "c@d", "20240502.log",
+         "2024-05-02 00:00:00 GMT\t1013\tQ\t<>\tc@d\t42\t192.0.2.1\th.test\n"},
+        {1714607999, 1013, "x\ty", "c\nd", "20240501.log",
+         "2024-05-01 23:59:59 GMT\t1013\tQ\tx y\tc d\t42\t192.0.2.1\th.test\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(ims_tracking_write(t, cases[i].when, cases[i].event, "Q", cases[i].sender,
+                                            cases[i].rcpt, 42, "192.0.2.1", "h.test"),
+                         0);
+    ims_tracking_close(t);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", fx->tracking, cases[i].file);
+        char *text = read_text(path);
+        if (!strstr(text, cases[i].line))
+            fail_msg("%s: want the line %s, got:\n%s", cases[i].file, cases[i].line, text);
+        free(text);
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/20240501.log", fx->tracking);
+    char *text = read_text(path);
+    assert_int_equal(count_lines(text, "\n"), 2);
+    free(text);
+}
+
+/* copy_file - raw bytes from a to b (b replaced). */
+static void copy_file(const char *a, const char *b)
+{
+    buf d = BUF_INIT;
+    assert_int_equal(base_read_file(a, 1 << 26, &d), 0);
+    FILE *f = fopen(b, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(d.data, 1, d.len, f), d.len);
+    fclose(f);
+    buf_free(&d);
+}
+
+static void test_idempotent_delivery(void **state)
+{
+    struct fx *fx = *state;
+    /* Committed, not delivered: keep a copy of the spool file as it was then. */
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r[2] = {{"alice@ims.test", fx->alice, NULL, NULL},
+                     {"bob@ims.test", fx->bob, NULL, NULL}};
+    ims_envelope env = envelope(r, 2, "s@example.org");
+    struct ack a = {0};
+    assert_int_equal(ims_spool_submit(sp, &env, "hello\r\n", 7, on_done, &a), 0);
+    ims_spool_close(sp);
+    assert_int_equal(a.err, 0);
+    char spooled[512], saved[512];
+    snprintf(spooled, sizeof spooled, "%s/In/%s", fx->root, a.id);
+    snprintf(saved, sizeof saved, "%s/saved", fx->dir);
+    copy_file(spooled, saved);
+
+    for (int round = 0; round < 3; round++) {
+        o = opts(fx, true);
+        assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+        uint64_t want = 1;
+        assert_true(pump(sp, delivered_all, &want));
+        ims_spool_close(sp);
+        size_t na = count_sub(fx->alice, "new") + count_sub(fx->alice, "cur");
+        size_t nb = count_sub(fx->bob, "new") + count_sub(fx->bob, "cur");
+        if (na != 1 || nb != 1)
+            fail_msg("round %d: alice has %zu copies, bob %zu; want 1 each", round, na, nb);
+        assert_int_equal(access(spooled, F_OK), -1);
+        /* "Crash" before the delivery was recorded: the spool file is back as it was. */
+        copy_file(saved, spooled);
+        if (round == 1) {
+            /* ... and a mail reader moved alice's copy to cur/ meanwhile. */
+            char from[1024], to[1100], name[256], dir[512];
+            snprintf(dir, sizeof dir, "%s/new", fx->alice);
+            only_file(dir, name, sizeof name);
+            snprintf(from, sizeof from, "%s/%s", dir, name);
+            snprintf(to, sizeof to, "%s/cur/%s:2,S", fx->alice, name);
+            assert_int_equal(rename(from, to), 0);
+        }
+    }
+    unlink(spooled);
+}
+
+static void test_retry(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, true);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    char carol[256];
+    snprintf(carol, sizeof carol, "%s/store/carol", fx->dir); /* not there yet */
+    ims_rcpt r[2] = {{"carol@ims.test", carol, NULL, NULL}, {"bob@ims.test", fx->bob, NULL, NULL}};
+    ims_envelope env = envelope(r, 2, "s@example.org");
+    struct ack a = {0};
+    assert_int_equal(ims_spool_submit(sp, &env, "hello\r\n", 7, on_done, &a), 0);
+    /* Bob gets his copy; carol's fails and is retried. */
+    long deadline = now_ms() + WAIT_MS;
+    ims_spool_stats st = {0};
+    while (now_ms() < deadline) {
+        ims_spool_dispatch(sp);
+        ims_spool_get_stats(sp, &st);
+        if (st.deferred >= 2)
+            break;
+        usleep(5000);
+    }
+    ims_spool_dispatch(sp);
+    assert_true(st.deferred >= 2);
+    assert_int_equal(st.delivered, 1);
+    assert_int_equal(st.finished, 0);
+    assert_non_null(strstr(fx->events, "4182;"));
+    assert_int_equal(count_sub(fx->bob, "new"), 1);
+    make_maildir(carol);
+    uint64_t want = 1;
+    assert_true(pump(sp, delivered_all, &want));
+    ims_spool_get_stats(sp, &st);
+    assert_int_equal(st.delivered, 2);
+    ims_spool_close(sp);
+    assert_int_equal(count_sub(fx->bob, "new"), 1);
+    assert_int_equal(count_sub(carol, "new"), 1);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_recovery(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    ims_envelope env = envelope(&r, 1, "s@example.org");
+    struct ack a = {0};
+    assert_int_equal(ims_spool_submit(sp, &env, "good\r\n", 6, on_done, &a), 0);
+    ims_spool_close(sp);
+
+    /* What a crash and strangers leave. */
+    char p[512];
+    snprintf(p, sizeof p, "%s/Work/0000000000000001", fx->root);
+    write_text(p, "IMS-SPOOL 1\nid 0000000000000001\n"); /* partial, never acknowledged */
+    snprintf(p, sizeof p, "%s/In/NOTASPOOLFILE", fx->root);
+    write_text(p, "hello\n");
+    snprintf(p, sizeof p, "%s/In/00000000000000A2", fx->root);
+    write_text(p, "IMS-SPOOL 9\nid 00000000000000A2\n\ncontent");
+    snprintf(p, sizeof p, "%s/In/00000000000000A3", fx->root); /* cut short */
+    write_text(p, "IMS-SPOOL 1\nid 00000000000000A3\ntime 1\nclient 1.2.3.4\nhelo h\nhost h\n"
+                  "from \nrcpt -\t-\ta@b\t/x\nsize 00000000000000000100\n\nonly ten b");
+    fx->events[0] = 0;
+    fx->log.levels[IMS_CAT_INIT_TERM] = IMS_LEVEL_MINIMUM; /* the summary is informational */
+    o = opts(fx, true);
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    uint64_t want = 1;
+    assert_true(pump(sp, delivered_all, &want));
+    ims_spool_close(sp);
+    assert_string_equal(fx->events, "4117;4117;4117;1003;");
+    snprintf(p, sizeof p, "%s/Work", fx->root);
+    assert_int_equal(count_files(p), 0);
+    snprintf(p, sizeof p, "%s/In", fx->root);
+    assert_int_equal(count_files(p), 0);
+    snprintf(p, sizeof p, "%s/In/Archive", fx->root);
+    assert_int_equal(count_files(p), 3);
+    assert_int_equal(count_sub(fx->alice, "new"), 1);
+}
+
+/* --- the I/O pool ---------------------------------------------------------------------- */
+
+#define POOL_ITEMS 500
+
+struct pool_job {
+    ims_sync_pool *pool;
+    int hits[POOL_ITEMS];
+};
+
+static void pool_hit(void *arg, size_t i)
+{
+    int *hits = arg;
+    hits[i]++; /* each item is given to exactly one thread: no race */
+}
+
+static void *pool_caller(void *arg)
+{
+    struct pool_job *j = arg;
+    ims_pool_run(j->pool, POOL_ITEMS, pool_hit, j->hits);
+    return NULL;
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    static const unsigned threads[] = {1, 4, IMS_SPOOL_IO_THREADS, 1000};
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        ims_sync_pool *p;
+        assert_int_equal(ims_pool_start(threads[t], &p), 0);
+        /* Three callers at once, each with its own batch. */
+        struct pool_job jobs[3];
+        pthread_t th[3];
+        for (int c = 0; c < 3; c++) {
+            memset(&jobs[c], 0, sizeof jobs[c]);
+            jobs[c].pool = p;
+            assert_int_equal(pthread_create(&th[c], NULL, pool_caller, &jobs[c]), 0);
+        }
+        for (int c = 0; c < 3; c++) {
+            pthread_join(th[c], NULL);
+            for (size_t i = 0; i < POOL_ITEMS; i++)
+                if (jobs[c].hits[i] != 1)
+                    fail_msg("%u threads, caller %d, item %zu: run %d times, want 1", threads[t], c,
+                             i, jobs[c].hits[i]);
+        }
+        /* Syncs report each descriptor's own result. */
+        int fds[3] = {open("/tmp", O_RDONLY | O_DIRECTORY), -1, open("/tmp", O_RDONLY)};
+        int errs[3] = {-1, -1, -1};
+        ims_pool_sync(p, fds, errs, 3, false);
+        assert_int_equal(errs[0], 0);
+        assert_int_equal(errs[1], EBADF);
+        assert_int_equal(errs[2], 0);
+        close(fds[0]);
+        close(fds[2]);
+        ims_pool_stop(p);
+    }
+}
+
+/* --- crash simulation ------------------------------------------------------------------ */
+
+#define CRASH_ROUNDS 8
+#define CRASH_MAX_ACKS 4096
+#define CRASH_INFLIGHT 16
+
+struct child_ack {
+    int fd;
+    unsigned seq;
+    int *inflight;
+};
+
+static void child_done(void *arg, int err, const char *qid)
+{
+    struct child_ack *c = arg;
+    if (!err) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "%s %u\n", qid, c->seq);
+        if (write(c->fd, line, (size_t)n) != n)
+            _exit(3);
+    }
+    (*c->inflight)--;
+    free(c);
+}
+
+/* crash_child - submit messages for ever, CRASH_INFLIGHT at a time, acknowledging each on fd,
+ * with delivery running, until killed. */
+static void crash_child(struct fx *fx, int fd, unsigned base)
+{
+    ims_spool_options o = opts(fx, true);
+    o.log = NULL;
+    ims_spool *sp;
+    if (ims_spool_open(fx->root, &o, &sp))
+        _exit(2);
+    ims_rcpt r[2] = {{"alice@ims.test", fx->alice, NULL, NULL},
+                     {"bob@ims.test", fx->bob, NULL, NULL}};
+    ims_envelope env = envelope(r, 2, "s@example.org");
+    int inflight = 0;
+    for (unsigned seq = base;; seq++) {
+        while (inflight >= CRASH_INFLIGHT) {
+            struct pollfd p = {ims_spool_fd(sp), POLLIN, 0};
+            poll(&p, 1, 100);
+            ims_spool_dispatch(sp);
+        }
+        struct child_ack *c = malloc(sizeof *c);
+        *c = (struct child_ack){fd, seq, &inflight};
+        size_t len = 100 + seq % 5000;
+        char *text = content(seq, len);
+        inflight++;
+        if (ims_spool_submit(sp, &env, text, len, child_done, c))
+            _exit(4);
+        free(text);
+        ims_spool_dispatch(sp);
+    }
+}
+
+struct acked {
+    char id[IMS_QUEUE_ID_LEN + 1];
+    unsigned seq;
+};
+
+#define CRASH_SEQS (CRASH_ROUNDS * 100000u)
+
+/* check_maildir - every copy in new/ and cur/ is named for recipient `index`, carries its
+ * Return-Path, and no message (by its sequence number) is there twice; found[seq] is set. */
+static void check_maildir(const char *maildir, unsigned index, bool *found)
+{
+    const char *subs[] = {"new", "cur"};
+    for (int s = 0; s < 2; s++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", maildir, subs[s]);
+        DIR *d = opendir(dir);
+        assert_non_null(d);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            char want_tail[64], path[1024];
+            snprintf(want_tail, sizeof want_tail, ".%u." HOST, index);
+            if (strlen(e->d_name) <= IMS_QUEUE_ID_LEN ||
+                strncmp(e->d_name + IMS_QUEUE_ID_LEN, want_tail, strlen(want_tail)))
+                fail_msg("%s: unexpected file %s", dir, e->d_name);
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            char *text = read_text(path);
+            const char *subj = strstr(text, "Subject: message ");
+            unsigned seq = 0;
+            if (strncmp(text, "Return-Path: <s@example.org>\r\n", 30) || !subj ||
+                sscanf(subj, "Subject: message %u", &seq) != 1 || seq >= CRASH_SEQS)
+                fail_msg("%s: wrong content", path);
+            if (found[seq])
+                fail_msg("%s: message %u delivered twice", maildir, seq);
+            found[seq] = true;
+            free(text);
+        }
+        closedir(d);
+    }
+}
+
+static void test_crash_recovery(void **state)
+{
+    struct fx *fx = *state;
+    struct acked *acks = calloc(CRASH_MAX_ACKS, sizeof *acks);
+    size_t nacks = 0;
+    unsigned seed = (unsigned)time(NULL);
+    srand(seed);
+    for (int round = 0; round < CRASH_ROUNDS; round++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            crash_child(fx, p[1], (unsigned)round * 100000u);
+            _exit(0);
+        }
+        close(p[1]);
+        /* Kill after a random number of acknowledgements, or a random time. */
+        size_t want = 1 + (size_t)rand() % 120;
+        long deadline = now_ms() + 20 + rand() % 400;
+        char line[4096];
+        size_t have = 0, got = 0;
+        fcntl(p[0], F_SETFL, O_NONBLOCK);
+        while (got < want && now_ms() < deadline) {
+            struct pollfd pf = {p[0], POLLIN, 0};
+            poll(&pf, 1, 5);
+            ssize_t r = read(p[0], line + have, sizeof line - have - 1);
+            if (r <= 0)
+                continue;
+            have += (size_t)r;
+            char *nl;
+            while ((nl = memchr(line, '\n', have))) {
+                *nl = 0;
+                if (nacks < CRASH_MAX_ACKS &&
+                    sscanf(line, "%16s %u", acks[nacks].id, &acks[nacks].seq) == 2) {
+                    nacks++;
+                    got++;
+                }
+                size_t used = (size_t)(nl - line) + 1;
+                memmove(line, nl + 1, have - used);
+                have -= used;
+            }
+        }
+        kill(pid, SIGKILL);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFSIGNALED(status))
+            fail_msg("round %d: the child exited with %d before it was killed", round,
+                     WEXITSTATUS(status));
+        /* Acknowledgements still in the pipe were sent before the kill: they count. */
+        ssize_t r;
+        fcntl(p[0], F_SETFL, 0);
+        while ((r = read(p[0], line + have, sizeof line - have - 1)) > 0) {
+            have += (size_t)r;
+            char *nl;
+            while ((nl = memchr(line, '\n', have))) {
+                *nl = 0;
+                if (nacks < CRASH_MAX_ACKS &&
+                    sscanf(line, "%16s %u", acks[nacks].id, &acks[nacks].seq) == 2)
+                    nacks++;
+                size_t used = (size_t)(nl - line) + 1;
+                memmove(line, nl + 1, have - used);
+                have -= used;
+            }
+        }
+        close(p[0]);
+    }
+    print_message("crash test (seed %u): %zu acknowledged messages over %d kills\n", seed, nacks,
+                  CRASH_ROUNDS);
+    assert_true(nacks > 0);
+
+    /* Recovery: everything acknowledged gets delivered, once. */
+    ims_spool_options o = opts(fx, true);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    uint64_t zero = 0;
+    assert_true(pump(sp, delivered_all, &zero));
+    ims_spool_close(sp);
+    char p[512];
+    snprintf(p, sizeof p, "%s/Work", fx->root);
+    assert_int_equal(count_files(p), 0);
+    snprintf(p, sizeof p, "%s/In", fx->root);
+    assert_int_equal(count_files(p), 0);
+    assert_int_equal(count_sub(fx->mts_in, "new") + count_sub(fx->mts_in, "tmp"), 0);
+    bool *found = calloc(CRASH_SEQS, sizeof *found);
+    const char *boxes[2] = {fx->alice, fx->bob};
+    for (unsigned b = 0; b < 2; b++) {
+        memset(found, 0, CRASH_SEQS * sizeof *found);
+        check_maildir(boxes[b], b, found);
+        for (size_t i = 0; i < nacks; i++)
+            if (!found[acks[i].seq])
+                fail_msg("%s: acknowledged message %s (seq %u) was not delivered", boxes[b],
+                         acks[i].id, acks[i].seq);
+    }
+    free(found);
+    free(acks);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_submit_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_envelope_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_finishes_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tracking_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),
+    };
+    /* SPOOL_TEST_FILTER=test_crash* runs some of them. */
+    if (getenv("SPOOL_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("SPOOL_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
