@@ -90,8 +90,8 @@ void ims_log_event(ims_log *log, unsigned id, ims_category cat, ims_severity sev
 #define IMS_MAX_LISTENERS 16
 #define IMS_DEFAULT_LISTEN "127.0.0.1:2525" /* when ListenAddresses is absent */
 #define IMS_INSTALL_LISTEN "0.0.0.0:25"     /* what `imsctl install` writes by default */
-#define IMS_MAX_RELAY_LINES 64  /* lines of each Relay*List */
-#define IMS_RELAY_LINE_MAX 64   /* bytes of one "net;mask" line */
+#define IMS_MAX_RELAY_LINES 64              /* lines of each Relay*List */
+#define IMS_RELAY_LINE_MAX 64               /* bytes of one "net;mask" line */
 
 typedef struct ims_listen {
     char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
@@ -116,11 +116,11 @@ typedef struct ims_settings {
     uint32_t max_recipients;          /* MaxRecipients: 0 = none */
     uint32_t advertise_smtp_extensions; /* AdvertiseSMTPExtensions: 1 */
     uint32_t disk_space_low_water_mark; /* DiskSpaceLowWaterMark: 0x00A00000 */
-    uint32_t shutdown_timeout;     /* ShutdownTimeout (ours): seconds sessions get at stop, 30 */
-    uint32_t relay_flags;          /* RelayFlags: 0 (nobody relays) */
+    uint32_t shutdown_timeout; /* ShutdownTimeout (ours): seconds sessions get at stop, 30 */
+    uint32_t relay_flags;      /* RelayFlags: 0 (nobody relays) */
     char relay_allow[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayAllowList lines */
     size_t nrelay_allow;
-    char relay_deny[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX];  /* RelayDenyList lines */
+    char relay_deny[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayDenyList lines */
     size_t nrelay_deny;
     char relay_local[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayLocalIPList lines */
     size_t nrelay_local;

@@ -149,8 +149,8 @@ typedef struct imsd_server {
     size_t nlisteners;
     imsd_conn *conns; /* every open connection */
     bool stopping;
-    struct event *drain; /* the shutdown bound, armed at stop */
-    struct event *pause; /* resumes accepting after accept() failed; made when it first does */
+    struct event *drain;    /* the shutdown bound, armed at stop */
+    struct event *pause;    /* resumes accepting after accept() failed; made when it first does */
     struct imsd_mail *mail; /* the SMTP server's shared state (session.c) */
 } imsd_server;
 

@@ -320,14 +320,14 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         e = ims_spool_open(s->root_dir, &opt, &m->spool);
     }
     if (!e) {
-        m->spool_ev = event_new(srv->base, ims_spool_fd(m->spool), EV_READ | EV_PERSIST,
-                                spool_ready, m);
+        m->spool_ev =
+            event_new(srv->base, ims_spool_fd(m->spool), EV_READ | EV_PERSIST, spool_ready, m);
         if (!m->spool_ev || event_add(m->spool_ev, NULL))
             e = ENOMEM;
     }
     if (e) {
-        ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
-                      IMS_LEVEL_NONE, "Unable to open %s: %s", what, strerror(e));
+        ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "Unable to open %s: %s", what, strerror(e));
         imsd_mail_close(srv);
         return IMS_EV_INTERNAL;
     }
@@ -345,8 +345,8 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     for (size_t l = 0; l < 3; l++)
         for (size_t i = 0; i < lists[l].n; i++)
             if (smtp_relay_list_add(lists[l].list, lists[l].lines[i]))
-                ims_log_event(srv->log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM,
-                              IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                ims_log_event(srv->log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_WARNING,
+                              IMS_LEVEL_NONE,
                               "The line \"%s\" of %s is not net;mask: it is skipped",
                               lists[l].lines[i], lists[l].name);
     smtp_config_defaults(&m->cfg);
