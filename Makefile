@@ -100,8 +100,11 @@ e2e: $(PROGFILES)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \
 	  n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
-	  echo "== $$f (20 s)"; $$f -max_total_time=20 -timeout=5 -rss_limit_mb=2048 \
-	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3; done
+	  echo "== $$f (20 s)"; \
+	  if ! $$f -max_total_time=20 -timeout=5 -rss_limit_mb=2048 \
+	      build/fuzz/corpus-$$n tests/fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1; then \
+	    tail -n 40 build/fuzz/$$n.log; echo "fuzz: $$n found a crash"; exit 1; fi; \
+	  tail -n 2 build/fuzz/$$n.log; done
 
 test: all
 	$(MAKE) --no-print-directory unit SAN=$(SAN)
