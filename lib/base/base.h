@@ -74,6 +74,9 @@ bool base_utf8_valid(const char *s, size_t n);
 /* base_read_file - read a whole file (at most max bytes) into out. Returns 0, an errno
  * value from open/read, or EFBIG when the file is larger than max. */
 int base_read_file(const char *path, size_t max, buf *out);
+/* base_write_all - write all n bytes to fd, retrying short writes and EINTR. Returns 0 or
+ * an errno value. */
+int base_write_all(int fd, const void *p, size_t n);
 /* base_write_file_atomic - write data to path through a temporary file in the same
  * directory: write, fsync, rename, fsync the directory. On failure nothing replaces path
  * and the temporary file is removed. Returns 0 or an errno value. */

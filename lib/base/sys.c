@@ -58,6 +58,22 @@ static int fsync_dir(const char *path)
     return rc;
 }
 
+int base_write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int base_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
 {
     char tmp[4096];
@@ -70,19 +86,7 @@ int base_write_file_atomic(const char *path, const void *data, size_t len, unsig
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return errno;
-    int rc = 0;
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = errno;
-            break;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
+    int rc = base_write_all(fd, data, len);
     if (!rc && fsync(fd))
         rc = errno;
     if (close(fd) && !rc)

@@ -113,22 +113,6 @@ static void dl_event(ims_deliverer *d, unsigned id, ims_category cat, ims_severi
     d->event(d->event_arg, id, cat, sev, IMS_LEVEL_NONE, text);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* copy_range - len bytes of src from off to dst's current position: in the kernel when it
  * can, else through a buffer. */
 static int copy_range(int dst, int src, off_t off, uint64_t len)
@@ -160,7 +144,7 @@ static int copy_range(int dst, int src, off_t off, uint64_t len)
             rc = r < 0 ? errno : EIO;
             break;
         }
-        rc = write_all(dst, b, (size_t)r);
+        rc = base_write_all(dst, b, (size_t)r);
         off += r;
         len -= (uint64_t)r;
     }
@@ -305,7 +289,7 @@ static void start_mts(ims_deliverer *d, dl_msg *m)
     }
     buf h = BUF_INIT;
     int rc = headers(m, line_end(m->fd, &m->f), &h);
-    rc = rc ? rc : write_all(m->tmp_fd, h.data, h.len);
+    rc = rc ? rc : base_write_all(m->tmp_fd, h.data, h.len);
     buf_free(&h);
     rc = rc ? rc : copy_range(m->tmp_fd, m->fd, (off_t)m->f.content_off, m->f.content_len);
     if (rc) {
@@ -569,7 +553,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
             if (newly_done(m, i))
                 rc = buf_printf(&b, "done %zu\n", i);
         if (!rc && b.len)
-            rc = write_all(m->fd, b.data, b.len);
+            rc = base_write_all(m->fd, b.data, b.len);
         if (rc)
             fail(m, rc, SIZE_MAX);
         else if (b.len) {

@@ -91,22 +91,6 @@ struct ims_spool {
 
 /* --- small I/O helpers ----------------------------------------------------------------- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
     const char *c = p;
@@ -474,7 +458,7 @@ static int flush(ims_spool_msg *m)
     int rc = m->fd < 0 ? open_work(m) : 0;
     if (rc)
         return rc;
-    rc = write_all(m->fd, m->data.data, m->data.len);
+    rc = base_write_all(m->fd, m->data.data, m->data.len);
     m->data.len = 0;
     m->head_written = true;
     return rc;
@@ -513,7 +497,7 @@ static int append(ims_spool_msg *m, const void *data, size_t n, bool may_flush)
         rc = buf_add(&m->data, data, n);
     } else if (!(rc = flush(m))) {
         /* A big piece goes straight to the file rather than through the buffer. */
-        rc = n < SPOOL_BUF_BYTES ? buf_add(&m->data, data, n) : write_all(m->fd, data, n);
+        rc = n < SPOOL_BUF_BYTES ? buf_add(&m->data, data, n) : base_write_all(m->fd, data, n);
     }
     m->err = rc;
     return rc;
