@@ -34,6 +34,7 @@
 #define IMS_EV_STARTED 1000          /* started (no original ID is known: ours) */
 #define IMS_EV_RELOAD_IGNORED 1002   /* SIGHUP: settings apply at the next start (ours) */
 #define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
+#define IMS_EV_INBOUND_REFUSED 2020  /* an inbound connection over the limit refused (ours) */
 #define IMS_EV_LISTEN_FAILED 4007    /* cannot bind the TCP/IP listener socket */
 #define IMS_EV_MAPI_INIT_FAILED 4018 /* MAPI could not be initialized */
 #define IMS_EV_SETTING_INVALID 4086  /* configuration could not be loaded (a value) */
@@ -85,6 +86,45 @@ const char *ims_severity_name(ims_severity s);
 void ims_log_event(ims_log *log, unsigned id, ims_category cat, ims_severity sev, unsigned level,
                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* --- the SMTP protocol log ---------------------------------------------------------------- */
+
+/* RootDir\Log holds one file per concurrent connection, L0000001.LOG, L0000002.LOG, ...: a
+ * connection takes the lowest number no other open connection holds and appends to that file
+ * (KB Q146669). One line per record, tab-separated: date-time GMT, connection id, a mark, text.
+ * Marks: "+" connected, "<" a command received, ">" a reply sent, "D" message content
+ * received, "-" closed with its summary. What is written follows the level of the SMTP
+ * Protocol Log category: Minimum (1-2) the "+" and "-" lines, Medium (3-4) also commands and
+ * replies, Maximum (5) also the content. A file that has grown past IMS_PROTOLOG_FILE_MAX when a
+ * connection takes it is renamed to Lnnnnnnn.OLD first (the previous .OLD goes), so each number
+ * costs at most about twice that on disk. */
+#define IMS_PROTOLOG_FILE_MAX (16u << 20) /* bytes of one log file before it is rotated */
+#define IMS_PROTOLOG_MAX_FILES 100000     /* connections past this many at once go unlogged */
+#define IMS_PROTOLOG_LINE_MAX 1024        /* bytes of one record's text; longer ones are cut */
+
+typedef struct ims_protolog ims_protolog;
+typedef struct ims_protolog_conn ims_protolog_conn;
+
+/* ims_protolog_open - a log in dir at level (IMS_LEVEL_*; None gives NULL in *out and
+ * returns 0, so callers simply skip logging). dir must exist. Returns 0 or ENOMEM. Not
+ * thread-safe: one event loop uses it. */
+int ims_protolog_open(const char *dir, unsigned level, ims_protolog **out);
+/* ims_protolog_close - free; every connection must have ended. NULL is fine. */
+void ims_protolog_close(ims_protolog *pl);
+/* ims_protolog_begin - a connection from `peer` to `local` (texts such as "192.0.2.1:4711"):
+ * take a file and write the "+" line. *out is NULL (and 0 returned) when pl is NULL or every
+ * number is taken; otherwise free it with ims_protolog_end. Returns 0, or an errno value when
+ * the file cannot be opened (the connection then goes unlogged: the caller reports it). */
+int ims_protolog_begin(ims_protolog *pl, uint64_t conn_id, const char *peer, const char *local,
+                       ims_protolog_conn **out);
+/* ims_protolog_command / _reply / _content - records of the connection (NULL: nothing). A
+ * reply may hold several CRLF-ended lines: each becomes a record. Control characters are
+ * written as '?', so nothing a client sends can forge a record or a line. */
+void ims_protolog_command(ims_protolog_conn *c, const char *p, size_t n);
+void ims_protolog_reply(ims_protolog_conn *c, const char *p, size_t n);
+void ims_protolog_content(ims_protolog_conn *c, const char *p, size_t n);
+/* ims_protolog_end - write the "-" line with `summary` and give the number back. NULL is fine. */
+void ims_protolog_end(ims_protolog_conn *c, const char *summary);
+
 /* --- settings --------------------------------------------------------------------------- */
 
 #define IMS_MAX_LISTENERS 16
@@ -92,6 +132,20 @@ void ims_log_event(ims_log *log, unsigned id, ims_category cat, ims_severity sev
 #define IMS_INSTALL_LISTEN "0.0.0.0:25"     /* what `imsctl install` writes by default */
 #define IMS_MAX_RELAY_LINES 64              /* lines of each Relay*List */
 #define IMS_RELAY_LINE_MAX 64               /* bytes of one "net;mask" line */
+
+/* TransferMode values (the Connections property page's Transfer mode). */
+#define IMS_TRANSFER_INOUT 0 /* Inbound & Outbound */
+#define IMS_TRANSFER_IN 1    /* Inbound Only */
+#define IMS_TRANSFER_OUT 2   /* Outbound Only: no inbound connections */
+#define IMS_TRANSFER_NONE 3  /* None (Flush Queues): no inbound; queued mail still delivered */
+
+#define IMS_DEFAULT_MAX_INBOUND 30   /* the original's default on a new install */
+#define IMS_MAX_INBOUND_LIMIT 100000 /* MaxInboundConnections' largest value */
+#define IMS_DEFAULT_RCPT_LIMIT 100   /* RFC 5321 4.5.3.1.8: a server must take 100 */
+#define IMS_DEFAULT_LINE_LENGTH 1000 /* RFC 5321 4.5.3.1.6, CRLF included */
+#define IMS_DEFAULT_ERRORS 10        /* errors a session may make before 421 */
+#define IMS_DEFAULT_TIMEOUT 300      /* RFC 5321 4.5.3.2.7: at least 5 minutes */
+#define IMS_TIMEOUT_LIMIT 86400      /* the longest CommandTimeout/DataTimeout */
 
 typedef struct ims_listen {
     char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
@@ -117,7 +171,16 @@ typedef struct ims_settings {
     uint32_t advertise_smtp_extensions; /* AdvertiseSMTPExtensions: 1 */
     uint32_t disk_space_low_water_mark; /* DiskSpaceLowWaterMark: 0x00A00000 */
     uint32_t shutdown_timeout; /* ShutdownTimeout (ours): seconds sessions get at stop, 30 */
-    uint32_t relay_flags;      /* RelayFlags: 0 (nobody relays) */
+    /* Inbound SMTP limits (ours: the original kept them in its directory, not the registry;
+     * docs/ims.md). */
+    uint32_t transfer_mode;           /* TransferMode: IMS_TRANSFER_*, default Inbound & Outbound */
+    uint32_t max_inbound_connections; /* MaxInboundConnections: 30 (the original's); 0 = none */
+    uint32_t inbound_recipient_limit; /* InboundRecipientLimit: 100 (RFC 5321 4.5.3.1.8) */
+    uint32_t max_line_length;         /* MaxLineLength: 1000 bytes, CRLF included */
+    uint32_t max_errors_per_session;  /* MaxErrorsPerSession: 10 */
+    uint32_t command_timeout;         /* CommandTimeout: 300 s (RFC 5321 4.5.3.2.7) */
+    uint32_t data_timeout;            /* DataTimeout: 300 s between data bytes */
+    uint32_t relay_flags;             /* RelayFlags: 0 (nobody relays) */
     char relay_allow[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayAllowList lines */
     size_t nrelay_allow;
     char relay_deny[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayDenyList lines */

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "smtp/smtp.h"
+
 /* host_names - the short host name, upper-cased or not, and the domain (or the name). */
 static void host_names(char *shortname, size_t n, char *domain, size_t dn)
 {
@@ -44,6 +46,13 @@ void ims_settings_defaults(ims_settings *s, const char *root)
     s->advertise_smtp_extensions = 1;
     s->disk_space_low_water_mark = 0x00A00000;
     s->shutdown_timeout = 30;
+    s->transfer_mode = IMS_TRANSFER_INOUT;
+    s->max_inbound_connections = IMS_DEFAULT_MAX_INBOUND;
+    s->inbound_recipient_limit = IMS_DEFAULT_RCPT_LIMIT;
+    s->max_line_length = IMS_DEFAULT_LINE_LENGTH;
+    s->max_errors_per_session = IMS_DEFAULT_ERRORS;
+    s->command_timeout = IMS_DEFAULT_TIMEOUT;
+    s->data_timeout = IMS_DEFAULT_TIMEOUT;
 }
 
 int ims_listen_parse(const char *text, ims_listen *out)
@@ -232,6 +241,18 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
                    log);
         load_dword(par, k, "ShutdownTimeout", &s->shutdown_timeout, 0, 3600, log);
         load_dword(par, k, "RelayFlags", &s->relay_flags, 0, 15, log);
+        load_dword(par, k, "TransferMode", &s->transfer_mode, IMS_TRANSFER_INOUT, IMS_TRANSFER_NONE,
+                   log);
+        load_dword(par, k, "MaxInboundConnections", &s->max_inbound_connections, 0,
+                   IMS_MAX_INBOUND_LIMIT, log);
+        load_dword(par, k, "InboundRecipientLimit", &s->inbound_recipient_limit, SMTP_RCPT_MIN,
+                   SMTP_RCPT_LIMIT, log);
+        load_dword(par, k, "MaxLineLength", &s->max_line_length, SMTP_LINE_MIN, SMTP_LINE_LIMIT,
+                   log);
+        load_dword(par, k, "MaxErrorsPerSession", &s->max_errors_per_session, SMTP_ERRORS_MIN,
+                   SMTP_ERRORS_LIMIT, log);
+        load_dword(par, k, "CommandTimeout", &s->command_timeout, 1, IMS_TIMEOUT_LIMIT, log);
+        load_dword(par, k, "DataTimeout", &s->data_timeout, 1, IMS_TIMEOUT_LIMIT, log);
         load_lines(par, "RelayAllowList", s->relay_allow, &s->nrelay_allow, log);
         load_lines(par, "RelayDenyList", s->relay_deny, &s->nrelay_deny, log);
         load_lines(par, "RelayLocalIPList", s->relay_local, &s->nrelay_local, log);

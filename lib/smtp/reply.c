@@ -21,6 +21,7 @@ static const reply_row reply_table[SMTP_R_COUNT] = {
     [SMTP_R_TIMEOUT] = {421, "4.4.2", true, "Timeout, closing transmission channel"},
     [SMTP_R_TOO_MANY_ERRORS] = {421, "4.7.0", true,
                                 "Too many errors, closing transmission channel"},
+    [SMTP_R_TOO_MANY_CONN] = {421, "4.3.2", true, "Too many connections, try again later"},
     [SMTP_R_QUIT] = {221, "2.0.0", true, "Service closing transmission channel"},
     [SMTP_R_OK] = {250, "2.0.0", false, "OK"},
     [SMTP_R_SENDER_OK] = {250, "2.1.0", false, "Sender OK"},

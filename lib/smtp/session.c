@@ -148,6 +148,14 @@ static void sess_reply_text(smtp_session *s, unsigned code, const char *enh, con
         s->oom = true;
 }
 
+/* sess_trace_out - show the trace callback the replies added since out.len was `from`. */
+static void sess_trace_out(smtp_session *s, size_t from)
+{
+    if (s->cb.trace && s->out.len > from)
+        s->cb.trace(s->cb.arg, SMTP_TRACE_REPLY, (const char *)s->out.data + from,
+                    s->out.len - from);
+}
+
 /* sess_close - the session is over once its output is sent. */
 static void sess_close(smtp_session *s)
 {
@@ -427,8 +435,8 @@ static void sess_sequence_error(smtp_session *s, smtp_verb verb)
     }
 }
 
-/* sess_command_line - one complete command line (its CRLF already taken off). */
-static void sess_command_line(smtp_session *s)
+/* sess_command_run - one complete command line (its CRLF already taken off). */
+static void sess_command_run(smtp_session *s)
 {
     unsigned bad = s->line_bad;
     s->line_bad = 0;
@@ -466,6 +474,16 @@ static void sess_command_line(smtp_session *s)
         return;
     }
     cmd->run(s, &c);
+}
+
+/* sess_command_line - run a command line, tracing it and its replies. */
+static void sess_command_line(smtp_session *s)
+{
+    size_t from = s->out.len;
+    if (s->cb.trace)
+        s->cb.trace(s->cb.arg, SMTP_TRACE_COMMAND, s->line, s->line_len);
+    sess_command_run(s);
+    sess_trace_out(s, from);
 }
 
 /* sess_command_input - assemble command lines from p[0..n) and run each; returns the bytes
@@ -569,7 +587,9 @@ static void data_end(smtp_session *s)
     if (refuse != SMTP_R_NONE) {
         s->stats.rejected++;
         sess_reset(s); /* calls data_abort */
+        size_t from = s->out.len;
         sess_reply(s, refuse);
+        sess_trace_out(s, from);
         return;
     }
     s->data_begun = false;
@@ -721,6 +741,7 @@ int smtp_session_new(const smtp_config *cfg, const smtp_callbacks *cb, const smt
         smtp_session_free(s);
         return ERROR_NOT_ENOUGH_MEMORY;
     }
+    sess_trace_out(s, 0);
     *out = s;
     return ERROR_SUCCESS;
 }
@@ -781,11 +802,17 @@ bool smtp_session_committing(const smtp_session *s)
     return s->state == ST_COMMITTING;
 }
 
+bool smtp_session_reading_data(const smtp_session *s)
+{
+    return s->state == ST_DATA;
+}
+
 int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id)
 {
     if (s->state != ST_COMMITTING)
         return ERROR_INVALID_PARAMETER;
     sess_reset(s);
+    size_t from = s->out.len;
     if (ok) {
         s->stats.messages++;
         if (queue_id) {
@@ -800,6 +827,7 @@ int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id)
         s->stats.rejected++;
         sess_reply(s, SMTP_R_LOCAL_ERROR);
     }
+    sess_trace_out(s, from);
     return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;
 }
 
@@ -814,7 +842,9 @@ static int sess_end(smtp_session *s, smtp_reply_id id)
     if (s->state == ST_DATA)
         sess_abort_data(s);
     if (s->state != ST_QUIT) {
+        size_t from = s->out.len;
         sess_reply(s, id);
+        sess_trace_out(s, from);
         sess_close(s);
     }
     return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;

@@ -73,6 +73,7 @@ typedef enum smtp_reply_id {
     SMTP_R_SHUTDOWN,         /* 421 4.3.2 <host> Service shutting down, closing ... */
     SMTP_R_TIMEOUT,          /* 421 4.4.2 <host> Timeout, closing transmission channel */
     SMTP_R_TOO_MANY_ERRORS,  /* 421 4.7.0 <host> Too many errors, closing ... */
+    SMTP_R_TOO_MANY_CONN,    /* 421 4.3.2 <host> Too many connections, try again later */
     SMTP_R_QUIT,             /* 221 2.0.0 <host> Service closing transmission channel */
     SMTP_R_OK,               /* 250 2.0.0 OK */
     SMTP_R_SENDER_OK,        /* 250 2.1.0 Sender OK */
@@ -450,6 +451,12 @@ typedef struct smtp_envelope {
     uint64_t size; /* data_end: message bytes received (0 at data_begin) */
 } smtp_envelope;
 
+/* What a trace callback is shown. */
+typedef enum smtp_trace_kind {
+    SMTP_TRACE_COMMAND, /* a command line as received, without its CRLF */
+    SMTP_TRACE_REPLY,   /* reply lines the session produced, CRLFs included */
+} smtp_trace_kind;
+
 /* smtp_callbacks - what the caller provides; `arg` is passed to each. No callback may call
  * into the session, but for data_end, which may call smtp_session_data_done. */
 typedef struct smtp_callbacks {
@@ -475,6 +482,11 @@ typedef struct smtp_callbacks {
      * data_chunk failure) or the session was freed during DATA: discard what data_chunk got.
      * Called only after a successful data_begin, and only once per message. */
     void (*data_abort)(void *arg);
+    /* trace - the conversation, for a protocol log: each command line (at most max_line - 2
+     * bytes of it; a bad line as far as it was kept), then the replies it produced; also the
+     * greeting and the replies at the end of DATA, after a commit, a shutdown or a timeout.
+     * Message data is not traced (data_chunk sees it). NULL: no trace. */
+    void (*trace)(void *arg, smtp_trace_kind kind, const char *p, size_t n);
 } smtp_callbacks;
 
 typedef struct smtp_session smtp_session;
@@ -526,6 +538,9 @@ void smtp_session_output_drain(smtp_session *s, size_t n);
 bool smtp_session_want_close(const smtp_session *s);
 /* smtp_session_committing - true between data_end and smtp_session_data_done. */
 bool smtp_session_committing(const smtp_session *s);
+/* smtp_session_reading_data - true while message data is being read (after the 354): the
+ * caller's data timeout applies rather than its command timeout. */
+bool smtp_session_reading_data(const smtp_session *s);
 
 /* smtp_session_data_done - the commit data_end asked for finished: ok answers "250 2.6.0
  * Message accepted for delivery" (with " (queued as <queue_id>)" when queue_id is not NULL),

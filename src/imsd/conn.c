@@ -92,7 +92,11 @@ static void conn_deadline(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    conn_free(arg);
+    imsd_conn *c = arg;
+    if (c->closing)
+        conn_free(c); /* the peer does not even take our last words */
+    else
+        imsd_session_timeout(c);
 }
 
 static void conn_peer_name(const struct sockaddr *sa, int salen, char *out, size_t size)

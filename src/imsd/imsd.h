@@ -182,7 +182,8 @@ int imsd_conn_write(imsd_conn *c, const void *data, size_t len);
 void imsd_conn_close_when_sent(imsd_conn *c);
 /* imsd_conn_close - close now; c is freed (imsd_session_closed is called first). */
 void imsd_conn_close(imsd_conn *c);
-/* imsd_conn_set_deadline - close the connection seconds from now, whatever it is doing. */
+/* imsd_conn_set_deadline - seconds from now, the session's imsd_session_timeout is called
+ * (once the connection is closing: it is closed, whatever it is doing). */
 int imsd_conn_set_deadline(imsd_conn *c, unsigned seconds);
 /* The session's own state (issue 6: the SMTP session). */
 void imsd_conn_set_session(imsd_conn *c, void *session);
@@ -203,6 +204,8 @@ void imsd_session_input(imsd_conn *c, struct evbuffer *in);
 /* imsd_session_stopping - the service is stopping: finish soon (the deadline is
  * ShutdownTimeout). */
 void imsd_session_stopping(imsd_conn *c);
+/* imsd_session_timeout - the deadline passed: say so and close. */
+void imsd_session_timeout(imsd_conn *c);
 /* imsd_session_closed - the connection is going away: free the session's state. */
 void imsd_session_closed(imsd_conn *c);
 

@@ -1,9 +1,11 @@
 /* session.c - the SMTP server's side of a connection: bytes from libevent into lib/smtp's
- * session, recipients looked up in the directory, DATA streamed into the spool, and the 250
- * sent only once the spool says the message is durable (group commit). */
+ * session, recipients looked up in the directory, DATA streamed into the spool, the 250 sent
+ * only once the spool says the message is durable (group commit), the limits and timeouts of
+ * the Parameters key, and the SMTP protocol log. */
 #include "imsd.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,7 +16,7 @@
 #include "smtp/smtp.h"
 #include "store/store.h"
 
-#define SESSION_IDLE_SECONDS 300 /* RFC 5321 4.5.3.2.7: the server's timeout, 5 minutes */
+#define SESSION_CLOSE_GRACE 10 /* seconds a timed-out client gets to take the 421 */
 
 struct imsd_mail {
     imsd_server *srv;
@@ -23,6 +25,8 @@ struct imsd_mail {
     struct event *spool_ev;
     smtp_relay_policy relay;
     smtp_config cfg;
+    ims_protolog *plog; /* NULL: protocol logging off */
+    uint64_t next_conn_id;
     char fqdn[256];
     char store_dir[PATH_MAX];
 };
@@ -36,7 +40,8 @@ typedef struct mail_session {
     bool committing; /* a commit is pending: its callback must find us, or know we left */
     bool gone;       /* the connection closed while committing */
     char client_ip[64];
-    char **maildirs; /* the accepted recipients' Maildirs, in RCPT order */
+    ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
+    char **maildirs;        /* the accepted recipients' Maildirs, in RCPT order */
     size_t nmaildirs, capmaildirs;
 } mail_session;
 
@@ -70,6 +75,15 @@ static void flush(mail_session *ms)
         imsd_conn_close_when_sent(ms->c);
 }
 
+/* arm_deadline - the client has this long to send its next bytes: RFC 5321's server timeout
+ * for a command, the data timeout inside a message. */
+static void arm_deadline(mail_session *ms)
+{
+    const ims_settings *st = ms->srv->settings;
+    imsd_conn_set_deadline(ms->c, smtp_session_reading_data(ms->s) ? st->data_timeout
+                                                                   : st->command_timeout);
+}
+
 /* feed - give the session what the client sent, as much as it takes now. */
 static void feed(mail_session *ms)
 {
@@ -94,7 +108,7 @@ static void feed(mail_session *ms)
         if (used == 0 && !smtp_session_want_close(ms->s))
             break;
     }
-    imsd_conn_set_deadline(ms->c, SESSION_IDLE_SECONDS);
+    arm_deadline(ms);
 }
 
 /* --- lib/smtp's callbacks --------------------------------------------------------------- */
@@ -168,6 +182,7 @@ static int data_begin(void *arg, const smtp_envelope *env)
 static int data_chunk(void *arg, const char *p, size_t n)
 {
     mail_session *ms = arg;
+    ims_protolog_content(ms->plc, p, n);
     return ims_spool_write(ms->msg, p, n);
 }
 
@@ -210,11 +225,57 @@ static void data_abort(void *arg)
     maildirs_clear(ms);
 }
 
+static void trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
+{
+    mail_session *ms = arg;
+    if (kind == SMTP_TRACE_COMMAND)
+        ims_protolog_command(ms->plc, p, n);
+    else
+        ims_protolog_reply(ms->plc, p, n);
+}
+
 /* --- the connection's life -------------------------------------------------------------- */
+
+/* refuse_busy - MaxInboundConnections are open: 421 and close, no session. */
+static void refuse_busy(imsd_conn *c)
+{
+    imsd_server *srv = imsd_conn_server(c);
+    srv->stats->conn_in_rejected++;
+    ims_log_event(srv->log, IMS_EV_INBOUND_REFUSED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                  IMS_LEVEL_MINIMUM,
+                  "The inbound connection from %s was refused: %u connections are open "
+                  "(MaxInboundConnections)",
+                  imsd_conn_peer(c), srv->stats->conn_in_current - 1);
+    buf b = BUF_INIT;
+    if (smtp_reply_append(&b, SMTP_R_TOO_MANY_CONN, srv->mail->cfg.advertise_extensions,
+                          srv->mail->fqdn) ||
+        imsd_conn_write(c, b.data, b.len)) {
+        buf_free(&b);
+        imsd_conn_close(c);
+        return;
+    }
+    buf_free(&b);
+    imsd_conn_close_when_sent(c);
+    imsd_conn_set_deadline(c, SESSION_CLOSE_GRACE);
+}
+
+static void sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
+{
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV))
+        snprintf(out, size, "unknown");
+    else
+        snprintf(out, size, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+}
 
 void imsd_session_open(imsd_conn *c)
 {
     imsd_server *srv = imsd_conn_server(c);
+    uint32_t limit = srv->settings->max_inbound_connections;
+    if (srv->mail && limit && srv->stats->conn_in_current > limit) {
+        refuse_busy(c);
+        return;
+    }
     mail_session *ms = srv->mail ? calloc(1, sizeof *ms) : NULL;
     if (!ms) {
         imsd_conn_close(c);
@@ -234,14 +295,26 @@ void imsd_session_open(imsd_conn *c)
     char *colon = strrchr(ms->client_ip, ':'); /* the peer text is "address:port" */
     if (colon && strchr(ms->client_ip, '.'))
         *colon = 0;
-    smtp_callbacks cb = {ms, rcpt_check, data_begin, data_chunk, data_end, data_abort};
+    struct imsd_mail *m = srv->mail;
+    if (m->plog) {
+        char self_text[IMSD_ADDR_MAX];
+        sockaddr_text((struct sockaddr *)&self, sl, self_text, sizeof self_text);
+        int e =
+            ims_protolog_begin(m->plog, ++m->next_conn_id, imsd_conn_peer(c), self_text, &ms->plc);
+        if (e)
+            ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_PROTOCOL_LOG, IMS_SEV_WARNING,
+                          IMS_LEVEL_MINIMUM, "Unable to open the SMTP protocol log: %s",
+                          strerror(e));
+    }
+    smtp_callbacks cb = {ms, rcpt_check, data_begin, data_chunk, data_end, data_abort, trace};
     if (smtp_session_new(&srv->mail->cfg, &cb, &client, &local, &ms->s)) {
+        ims_protolog_end(ms->plc, "Closed: out of memory");
         session_free(ms);
         imsd_conn_close(c);
         return;
     }
     imsd_conn_set_session(c, ms);
-    imsd_conn_set_deadline(c, SESSION_IDLE_SECONDS);
+    arm_deadline(ms);
     flush(ms);
 }
 
@@ -268,12 +341,48 @@ void imsd_session_stopping(imsd_conn *c)
     imsd_conn_close_when_sent(c);
 }
 
+void imsd_session_timeout(imsd_conn *c)
+{
+    mail_session *ms = imsd_conn_session(c);
+    if (!ms) {
+        imsd_conn_close(c);
+        return;
+    }
+    if (smtp_session_committing(ms->s)) {
+        arm_deadline(ms); /* our own wait: the commit answers soon */
+        return;
+    }
+    if (smtp_session_timeout(ms->s)) {
+        imsd_conn_close(c);
+        return;
+    }
+    flush(ms); /* the 421, then close once it is sent */
+    imsd_conn_set_deadline(c, SESSION_CLOSE_GRACE);
+}
+
+/* log_end - the protocol log's last line for the connection. */
+static void log_end(mail_session *ms)
+{
+    if (!ms->plc)
+        return;
+    smtp_session_stats st;
+    smtp_session_stats_get(ms->s, &st);
+    char text[256];
+    snprintf(text, sizeof text,
+             "Closed in state %s: %u messages accepted, %u refused, %llu bytes, %u errors",
+             smtp_session_state_name(ms->s), st.messages, st.rejected, (unsigned long long)st.bytes,
+             st.errors);
+    ims_protolog_end(ms->plc, text);
+    ms->plc = NULL;
+}
+
 void imsd_session_closed(imsd_conn *c)
 {
     mail_session *ms = imsd_conn_session(c);
     if (!ms)
         return;
     imsd_conn_set_session(c, NULL);
+    log_end(ms);
     smtp_session_free(ms->s); /* aborts an unfinished DATA through data_abort */
     ms->s = NULL;
     if (ms->committing) {
@@ -331,6 +440,23 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         imsd_mail_close(srv);
         return IMS_EV_INTERNAL;
     }
+    unsigned level = s->levels[IMS_CAT_SMTP_PROTOCOL_LOG];
+    if (level > IMS_LEVEL_NONE) {
+        char logdir[PATH_MAX];
+        int n = snprintf(logdir, sizeof logdir, "%s/Log", s->root_dir);
+        if (n < 0 || (size_t)n >= sizeof logdir || ims_protolog_open(logdir, level, &m->plog)) {
+            imsd_mail_close(srv);
+            return IMS_EV_INTERNAL;
+        }
+        ims_log_event(srv->log, IMS_EV_PROTOCOL_LOG, IMS_CAT_SMTP_PROTOCOL_LOG, IMS_SEV_INFO,
+                      IMS_LEVEL_NONE,
+                      "SMTP protocol logging is enabled at level %s: one file per connection "
+                      "in %s",
+                      level >= IMS_LEVEL_MAXIMUM  ? "Maximum"
+                      : level >= IMS_LEVEL_MEDIUM ? "Medium"
+                                                  : "Minimum",
+                      logdir);
+    }
     /* The relay policy: a line that does not parse is logged (a skipped deny line would make
      * the policy more permissive than the administrator meant). */
     m->relay.flags = s->relay_flags;
@@ -353,6 +479,15 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     m->cfg.fqdn = m->fqdn;
     m->cfg.advertise_extensions = s->advertise_smtp_extensions != 0;
     m->cfg.max_size = s->inbound_size_limit;
+    m->cfg.max_recipients = s->inbound_recipient_limit;
+    m->cfg.max_errors = s->max_errors_per_session;
+    m->cfg.max_line = s->max_line_length;
+    static const smtp_transfer_mode modes[] = {[IMS_TRANSFER_INOUT] = SMTP_TRANSFER_INOUT,
+                                               [IMS_TRANSFER_IN] = SMTP_TRANSFER_IN,
+                                               [IMS_TRANSFER_OUT] = SMTP_TRANSFER_OUT,
+                                               [IMS_TRANSFER_NONE] = SMTP_TRANSFER_NONE};
+    m->cfg.mode =
+        s->transfer_mode <= IMS_TRANSFER_NONE ? modes[s->transfer_mode] : SMTP_TRANSFER_INOUT;
     m->cfg.relay = &m->relay;
     m->cfg.is_local = is_local;
     m->cfg.is_local_arg = m;
@@ -366,6 +501,7 @@ void imsd_mail_close(imsd_server *srv)
         return;
     if (m->spool_ev)
         event_free(m->spool_ev);
+    ims_protolog_close(m->plog);
     if (m->spool)
         ims_spool_close(m->spool); /* finishes pending commits and runs their callbacks */
     dir_close(m->dir);

@@ -45,7 +45,7 @@ def wait_for(pred, what):
 
 
 class Service:
-    def __init__(self, root, port, extra_params=()):
+    def __init__(self, root, port, extra_params=(), diag=(), start=True):
         self.root = root
         self.port = port
         self.env = dict(os.environ, IMS_ROOT=root,
@@ -60,10 +60,40 @@ class Service:
         for name, typ, data in extra_params:
             run("reg", "add", r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters",
                 "/v", name, "/t", typ, "/d", data, "/f", env=self.env)
-        self.start()
+        for name, level in diag:
+            run("reg", "add", r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Diagnostics",
+                "/v", name, "/t", "REG_DWORD", "/d", level, "/f", env=self.env)
+        if start:
+            self.start()
 
     def start(self):
         run("imsctl", "start", env=self.env)
+
+    def start_console(self):
+        """imsd -console in the foreground (events on its stderr); returns once it is ready."""
+        status = os.path.join(self.root, "run", "imsd.status")
+        p = subprocess.Popen([os.path.join(IMS_BIN, "imsd"), "-console"], env=self.env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: os.path.exists(status) or p.poll() is not None, "imsd -console")
+        except AssertionError:
+            p.kill()
+            raise
+        assert p.poll() is None, p.communicate()[1]
+        return p
+
+    def stop_console(self, p):
+        """Stop an imsd from start_console; returns its stderr."""
+        if p is None:
+            return ""
+        self.stop()
+        try:
+            return p.communicate(timeout=WAIT)[1]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
 
     def stop(self):
         run("imsctl", "stop", env=self.env, check=False)

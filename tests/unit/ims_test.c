@@ -1,11 +1,13 @@
-/* ims_test.c - unit tests of lib/ims (settings, events, install, the start and stop sequence)
- * and lib/store (mailboxes and folders), on a private registry and state root. */
+/* ims_test.c - unit tests of lib/ims (settings, events, install, the start and stop sequence,
+ * the SMTP protocol log) and lib/store (mailboxes and folders), on a private registry and state
+ * root. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +97,15 @@ static void test_listen_parse(void **state)
     }
 }
 
+/* count_events - occurrences of "id;" in the events string. */
+static int count_events(const char *events, const char *id)
+{
+    int n = 0;
+    for (const char *p = events; (p = strstr(p, id)); p += strlen(id))
+        n++;
+    return n;
+}
+
 static void test_settings(void **state)
 {
     struct fx *fx = *state;
@@ -109,6 +120,13 @@ static void test_settings(void **state)
     assert_string_equal(s.listen[0].host, "127.0.0.1");
     assert_int_equal(s.listen[0].port, 2525);
     assert_int_equal(s.console_stat_frequency, 14);
+    assert_int_equal(s.transfer_mode, IMS_TRANSFER_INOUT);
+    assert_int_equal(s.max_inbound_connections, 30);
+    assert_int_equal(s.inbound_recipient_limit, 100);
+    assert_int_equal(s.max_line_length, 1000);
+    assert_int_equal(s.max_errors_per_session, 10);
+    assert_int_equal(s.command_timeout, 300);
+    assert_int_equal(s.data_timeout, 300);
     /* Installed: the service key as Windows keeps it. */
     const char *listen[] = {"127.0.0.1:2600", "[::1]:2601"};
     assert_int_equal(ims_install(fx->reg, "/usr/bin/imsd", "mail", listen, 2, NULL), 0);
@@ -148,6 +166,65 @@ static void test_settings(void **state)
     assert_int_equal(s.advertise_smtp_extensions, 1);
     assert_int_equal(s.nlisten, 1);
     assert_int_equal(s.listen[0].port, 2700);
+    /* The inbound limits: each in range is taken, each out of range keeps its default with
+     * one more event 4086 than the values set above give. */
+    fx->events[0] = 0;
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    int base_events = count_events(fx->events, "4086;");
+    struct {
+        const char *name;
+        uint32_t set;
+        bool valid;
+    } limits[] = {
+        {"TransferMode", 3, true},
+        {"TransferMode", 4, false},
+        {"MaxInboundConnections", 0, true},
+        {"MaxInboundConnections", 100001, false},
+        {"InboundRecipientLimit", 99, false},
+        {"InboundRecipientLimit", 5000, true},
+        {"MaxLineLength", 511, false},
+        {"MaxLineLength", 4096, true},
+        {"MaxErrorsPerSession", 0, false},
+        {"MaxErrorsPerSession", 3, true},
+        {"CommandTimeout", 0, false},
+        {"CommandTimeout", 60, true},
+        {"DataTimeout", 86401, false},
+        {"DataTimeout", 90, true},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_PARAMETERS_KEY, 0, &k), 0);
+        assert_int_equal(reg_value_set_dword(k, limits[i].name, limits[i].set), 0);
+        reg_key_close(k);
+        fx->events[0] = 0;
+        ims_settings d;
+        ims_settings_defaults(&d, fx->dir);
+        assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+        const uint32_t *got = NULL, *dflt = NULL;
+        if (!strcmp(limits[i].name, "TransferMode"))
+            got = &s.transfer_mode, dflt = &d.transfer_mode;
+        else if (!strcmp(limits[i].name, "MaxInboundConnections"))
+            got = &s.max_inbound_connections, dflt = &d.max_inbound_connections;
+        else if (!strcmp(limits[i].name, "InboundRecipientLimit"))
+            got = &s.inbound_recipient_limit, dflt = &d.inbound_recipient_limit;
+        else if (!strcmp(limits[i].name, "MaxLineLength"))
+            got = &s.max_line_length, dflt = &d.max_line_length;
+        else if (!strcmp(limits[i].name, "MaxErrorsPerSession"))
+            got = &s.max_errors_per_session, dflt = &d.max_errors_per_session;
+        else if (!strcmp(limits[i].name, "CommandTimeout"))
+            got = &s.command_timeout, dflt = &d.command_timeout;
+        else
+            got = &s.data_timeout, dflt = &d.data_timeout;
+        if (limits[i].valid) {
+            assert_int_equal(*got, limits[i].set);
+            assert_int_equal(count_events(fx->events, "4086;"), base_events);
+        } else {
+            assert_int_equal(*got, *dflt);
+            assert_int_equal(count_events(fx->events, "4086;"), base_events + 1);
+        }
+        assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_PARAMETERS_KEY, 0, &k), 0);
+        assert_int_equal(reg_value_delete(k, limits[i].name), 0);
+        reg_key_close(k);
+    }
     /* Diagnostics levels. */
     assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_DIAGNOSTICS_KEY, 0, &k), 0);
     assert_int_equal(reg_value_set_dword(k, "Initialization/Termination", 5), 0);
@@ -302,6 +379,132 @@ static void test_store(void **state)
     store_close(st);
 }
 
+/* --- the SMTP protocol log ------------------------------------------------------------ */
+
+/* read_log - the file's text (empty when missing). */
+static void read_log(const char *dir, const char *name, char *out, size_t n)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    out[0] = 0;
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return;
+    size_t got = fread(out, 1, n - 1, f);
+    out[got] = 0;
+    fclose(f);
+}
+
+/* count_marks - how many records carry mark (the third tab-separated field). */
+static int count_marks(const char *text, char mark)
+{
+    int n = 0;
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        const char *t1 = strchr(l, '\t');
+        const char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (t2 && t2[1] == mark && t2[2] == '\t')
+            n++;
+    }
+    return n;
+}
+
+#define LIT(s) s, sizeof s - 1 /* a string literal and its length */
+
+static void test_protolog(void **state)
+{
+    struct fx *fx = *state;
+    char dir[128], text[8192];
+    snprintf(dir, sizeof dir, "%s/Log", fx->dir);
+    assert_int_equal(mkdir(dir, 0750), 0);
+    ims_protolog *pl;
+    /* None: no log at all, and every call takes NULL. */
+    assert_int_equal(ims_protolog_open(dir, IMS_LEVEL_NONE, &pl), 0);
+    assert_null(pl);
+    ims_protolog_conn *c;
+    assert_int_equal(ims_protolog_begin(NULL, 1, "a", "b", &c), 0);
+    assert_null(c);
+    ims_protolog_command(NULL, LIT("x"));
+    ims_protolog_end(NULL, "x");
+
+    /* Medium: commands and replies, no content; a reply split across calls and several
+     * lines in one call; control characters cannot make a line. */
+    assert_int_equal(ims_protolog_open(dir, IMS_LEVEL_MEDIUM, &pl), 0);
+    assert_non_null(pl);
+    ims_protolog_conn *a, *b;
+    assert_int_equal(ims_protolog_begin(pl, 7, "192.0.2.1:4711", "127.0.0.1:25", &a), 0);
+    assert_int_equal(ims_protolog_begin(pl, 8, "192.0.2.2:4712", "127.0.0.1:25", &b), 0);
+    ims_protolog_command(a, LIT("EHLO x\rforged\n"));
+    ims_protolog_reply(a, LIT("250-one\r\n250 t"));
+    ims_protolog_reply(a, LIT("wo\r\n"));
+    ims_protolog_content(a, LIT("body\r\n"));
+    ims_protolog_end(a, "done");
+    read_log(dir, "L0000001.LOG", text, sizeof text);
+    assert_non_null(strstr(text, "\t7\t+\tConnection from 192.0.2.1:4711 to 127.0.0.1:25\n"));
+    assert_non_null(strstr(text, "\t7\t<\tEHLO x?forged?\n"));
+    assert_non_null(strstr(text, "\t7\t>\t250-one\n"));
+    assert_non_null(strstr(text, "\t7\t>\t250 two\n"));
+    assert_null(strstr(text, "body"));
+    assert_non_null(strstr(text, "\t7\t-\tdone\n"));
+    assert_int_equal(count_marks(text, '<'), 1);
+    assert_int_equal(count_marks(text, '>'), 2);
+    /* b holds L0000002; a's number is free again and goes to the next connection. */
+    ims_protolog_conn *c3;
+    assert_int_equal(ims_protolog_begin(pl, 9, "192.0.2.3:1", "127.0.0.1:25", &c3), 0);
+    ims_protolog_end(c3, "third");
+    ims_protolog_end(b, "second");
+    read_log(dir, "L0000001.LOG", text, sizeof text);
+    assert_int_equal(count_marks(text, '+'), 2);
+    assert_non_null(strstr(text, "\t9\t-\tthird\n"));
+    read_log(dir, "L0000002.LOG", text, sizeof text);
+    assert_int_equal(count_marks(text, '+'), 1);
+    assert_non_null(strstr(text, "\t8\t-\tsecond\n"));
+    ims_protolog_close(pl);
+
+    /* Maximum: content too; Minimum: only the + and - records. */
+    assert_int_equal(ims_protolog_open(dir, IMS_LEVEL_MAXIMUM, &pl), 0);
+    assert_int_equal(ims_protolog_begin(pl, 10, "p", "l", &c), 0);
+    ims_protolog_content(c, LIT("Subject: hi\r\n\r\nbo"));
+    ims_protolog_content(c, LIT("dy\r\nunfinished"));
+    ims_protolog_end(c, "max");
+    ims_protolog_close(pl);
+    read_log(dir, "L0000001.LOG", text, sizeof text);
+    assert_non_null(strstr(text, "\t10\tD\tSubject: hi\n"));
+    assert_non_null(strstr(text, "\t10\tD\tbody\n"));
+    assert_non_null(strstr(text, "\t10\tD\tunfinished\n"));
+    assert_int_equal(ims_protolog_open(dir, IMS_LEVEL_MINIMUM, &pl), 0);
+    assert_int_equal(ims_protolog_begin(pl, 11, "p", "l", &c), 0);
+    ims_protolog_command(c, LIT("QUIT"));
+    ims_protolog_reply(c, LIT("221 bye\r\n"));
+    ims_protolog_content(c, LIT("x\r\n"));
+    ims_protolog_end(c, "min");
+    read_log(dir, "L0000001.LOG", text, sizeof text);
+    assert_null(strstr(text, "QUIT"));
+    assert_null(strstr(text, "221 bye"));
+    assert_non_null(strstr(text, "\t11\t-\tmin\n"));
+
+    /* A file past IMS_PROTOLOG_FILE_MAX becomes L0000001.OLD when a connection takes it. */
+    char p[256], old[256];
+    snprintf(p, sizeof p, "%s/L0000001.LOG", dir);
+    snprintf(old, sizeof old, "%s/L0000001.OLD", dir);
+    assert_int_equal(truncate(p, IMS_PROTOLOG_FILE_MAX), 0);
+    assert_int_equal(ims_protolog_begin(pl, 12, "p", "l", &c), 0);
+    ims_protolog_end(c, "fresh");
+    struct stat st;
+    assert_int_equal(stat(old, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, IMS_PROTOLOG_FILE_MAX);
+    read_log(dir, "L0000001.LOG", text, sizeof text);
+    assert_int_equal(count_marks(text, '+'), 1);
+    assert_non_null(strstr(text, "\t12\t-\tfresh\n"));
+    /* A folder that cannot be written: an error, and the number is not lost. */
+    ims_protolog_close(pl);
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/nowhere", fx->dir);
+    assert_int_equal(ims_protolog_open(missing, IMS_LEVEL_MINIMUM, &pl), 0);
+    assert_int_equal(ims_protolog_begin(pl, 13, "p", "l", &c), ENOENT);
+    assert_null(c);
+    ims_protolog_close(pl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +514,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_service_start_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_failed_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_protolog, setup, teardown),
     };
     return cmocka_run_group_tests_name("ims", tests, NULL, NULL);
 }

@@ -1291,6 +1291,79 @@ static void test_sync_commit(void **state)
     buf_free(&out);
 }
 
+/* The trace callback sees every command line in order and every reply byte exactly once, in
+ * the order they are sent: the concatenated replies equal the output. */
+struct trace_fx {
+    struct rec rec; /* first: the shared callbacks take the same pointer as a struct rec */
+    buf commands;   /* each line + "|" */
+    buf replies;    /* the reply bytes */
+};
+
+static void cb_trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
+{
+    struct trace_fx *t = arg;
+    if (kind == SMTP_TRACE_COMMAND) {
+        buf_add(&t->commands, p, n);
+        buf_add(&t->commands, "|", 1);
+    } else {
+        buf_add(&t->replies, p, n);
+    }
+}
+
+static void test_trace(void **state)
+{
+    (void)state;
+    struct trace_fx both = {{BUF_INIT, BUF_INIT, false, false}, BUF_INIT, BUF_INIT};
+    struct trace_fx *tr = &both;
+    struct fx fx;
+    fx_setup(&fx, CFG_DEFAULT);
+    smtp_callbacks cb = {&both,       cb_rcpt_check, cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort, cb_trace};
+    smtp_session *s;
+    assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
+    buf out = BUF_INIT;
+    size_t len;
+    const char *o = smtp_session_output(s, &len);
+    buf_add(&out, o, len);
+    smtp_session_output_drain(s, len);
+    assert_false(smtp_session_reading_data(s));
+    /* A message refused at its end (bare LF), then one committed later, then a timeout. */
+    feed(s, S(EHLO "FOO\r\n" MAIL RCPT "DATA\r\nbad\nline\r\n.\r\n" MAIL RCPT "DATA\r\n"), &out);
+    assert_true(smtp_session_reading_data(s));
+    feed(s, S("ok\r\n.\r\n"), &out);
+    assert_false(smtp_session_reading_data(s));
+    assert_true(smtp_session_committing(s));
+    assert_int_equal(smtp_session_data_done(s, true, "Q1"), 0);
+    assert_int_equal(smtp_session_timeout(s), 0);
+    o = smtp_session_output(s, &len);
+    buf_add(&out, o, len);
+    smtp_session_output_drain(s, len);
+    expect_bytes("every reply traced once", (const char *)tr->replies.data, tr->replies.len,
+                 (const char *)out.data, out.len);
+    const char want_cmds[] = "EHLO client.example|FOO|MAIL FROM:<sender@remote.example>|"
+                             "RCPT TO:<user@local.test>|DATA|MAIL FROM:<sender@remote.example>|"
+                             "RCPT TO:<user@local.test>|DATA|";
+    expect_bytes("commands traced", (const char *)tr->commands.data, tr->commands.len,
+                 S(want_cmds));
+    assert_non_null(strstr(buf_cstr(&tr->replies), "550 5.6.0"));
+    assert_non_null(strstr(buf_cstr(&tr->replies), QUEUED));
+    assert_non_null(strstr(buf_cstr(&tr->replies), "421 4.4.2"));
+    smtp_session_free(s);
+    smtp_relay_policy_free(&fx.policy);
+    buf_free(&out);
+    buf_free(&tr->commands);
+    buf_free(&tr->replies);
+    buf_free(&both.rec.events);
+    buf_free(&both.rec.message);
+
+    /* The reply to a connection over the limit, as imsd sends it. */
+    buf b = BUF_INIT;
+    assert_int_equal(smtp_reply_append(&b, SMTP_R_TOO_MANY_CONN, true, HOST), 0);
+    expect_bytes("too many connections", (const char *)b.data, b.len,
+                 S("421 4.3.2 " HOST " Too many connections, try again later\r\n"));
+    buf_free(&b);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -1359,6 +1432,7 @@ int main(void)
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_sync_commit),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_trace),
     };
     return cmocka_run_group_tests_name("smtp", tests, NULL, NULL);
 }

@@ -1,0 +1,321 @@
+"""test_smtp_limits.py - the inbound SMTP limits, timeouts and transfer mode as Parameters
+values, and the SMTP protocol log in RootDir\\Log, against a real imsd on loopback.
+
+Each test runs its own service (IMS_ROOT in a temp dir, a free port) and stops it at teardown.
+Waits are bounded; nothing here measures time."""
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import IMS_BIN
+from test_smtp import WAIT, Service, free_port, raw_session, run, smtp, wait_for
+
+PARAMS = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters"
+DIAG = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Diagnostics"
+
+
+@pytest.fixture
+def make_svc():
+    made = []
+
+    def make(params=(), diag=()):
+        root = tempfile.mkdtemp(prefix="ims-limits-")
+        os.chmod(root, 0o755)
+        svc = Service(root, free_port(), extra_params=params, diag=diag)
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.stop()
+        shutil.rmtree(svc.root, ignore_errors=True)
+
+
+def connect(svc):
+    sk = socket.create_connection(("127.0.0.1", svc.port), timeout=WAIT)
+    return sk
+
+
+def read_reply(sk):
+    """Read one whole reply (all its lines); '' when the server closed."""
+    data = b""
+    while True:
+        chunk = sk.recv(65536)
+        if not chunk:
+            return data.decode("latin-1")
+        data += chunk
+        lines = data.split(b"\r\n")
+        # A reply is complete when its last full line is "ddd <text>".
+        if len(lines) > 1 and re.match(rb"^\d{3} ", lines[-2]):
+            return data.decode("latin-1")
+
+
+def read_until_closed(sk):
+    data = b""
+    while True:
+        chunk = sk.recv(65536)
+        if not chunk:
+            return data.decode("latin-1")
+        data += chunk
+
+
+def codes(text):
+    return [l[:3] for l in text.split("\r\n") if l[:3].isdigit() and l[3:4] == " "]
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+
+def test_line_length_limit(make_svc):
+    svc = make_svc(params=[("MaxLineLength", "REG_DWORD", "600")])
+    ok = b"NOOP " + b"x" * 590 + b"\r\n"     # 597 bytes with the CRLF
+    long = b"NOOP " + b"x" * 600 + b"\r\n"   # 607
+    out = raw_session(svc, b"EHLO c.test\r\n" + ok + long + b"QUIT\r\n")
+    assert codes(out) == ["220", "250", "250", "500", "221"], out
+    assert "500 5.5.2 Line too long" in out
+
+    # A message line over the limit refuses the message at its end, and nothing arrives.
+    body = b"Subject: l\r\n\r\n" + b"y" * 700 + b"\r\n.\r\n"
+    out = raw_session(svc, b"EHLO c.test\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<bob@example.com>\r\n"
+                           b"DATA\r\n" + body + b"QUIT\r\n")
+    assert "550 5.6.0" in out and "line too long" in out, out
+    assert svc.mail("bob") == []
+
+
+def test_default_line_length_is_1000(make_svc):
+    svc = make_svc()
+    fits = b"NOOP " + b"x" * 993 + b"\r\n"   # 1000 bytes
+    over = b"NOOP " + b"x" * 994 + b"\r\n"   # 1001
+    out = raw_session(svc, b"EHLO c.test\r\n" + fits + over + b"QUIT\r\n")
+    assert codes(out) == ["220", "250", "250", "500", "221"], out
+
+
+def test_recipient_limit(make_svc):
+    svc = make_svc(params=[("InboundRecipientLimit", "REG_DWORD", "120")])
+    rcpts = b"".join(b"RCPT TO:<bob@example.com>\r\n" for _ in range(121))
+    out = raw_session(svc, b"EHLO c.test\r\nMAIL FROM:<s@r.test>\r\n" + rcpts + b"RSET\r\nQUIT\r\n")
+    c = codes(out)
+    assert c[:2] == ["220", "250"] and c[2] == "250", out
+    assert c[3:3 + 120] == ["250"] * 120, out
+    assert c[123] == "452" and "452 4.5.3 Too many recipients" in out, out
+
+
+def test_errors_per_session(make_svc):
+    svc = make_svc(params=[("MaxErrorsPerSession", "REG_DWORD", "3")])
+    out = raw_session(svc, b"EHLO c.test\r\nFOO\r\nBAR\r\nBAZ\r\nNOOP\r\n")
+    assert codes(out) == ["220", "250", "500", "500", "500", "421"], out
+    assert "421 4.7.0" in out and "Too many errors" in out
+
+
+def test_out_of_range_value_keeps_default_with_event(make_svc):
+    """MaxLineLength 100 is below RFC 5321's 512: event 4086, and the default 1000 applies."""
+    root = tempfile.mkdtemp(prefix="ims-limits-")
+    os.chmod(root, 0o755)
+    port = free_port()
+    svc = Service(root, port, extra_params=[("MaxLineLength", "REG_DWORD", "100")], start=False)
+    proc, err = None, ""
+    try:
+        proc = svc.start_console()
+        out = raw_session(svc, b"EHLO c.test\r\nNOOP " + b"x" * 900 + b"\r\nQUIT\r\n")
+        assert codes(out) == ["220", "250", "250", "221"], out
+    finally:
+        err = svc.stop_console(proc)
+        shutil.rmtree(root, ignore_errors=True)
+    [ev] = [l for l in err.splitlines() if "Event 4086 " in l]
+    assert "MaxLineLength" in ev and "Warning" in ev, err
+
+
+# --- connections and timeouts ----------------------------------------------------------------
+
+
+def test_inbound_connection_limit(make_svc):
+    svc = make_svc(params=[("MaxInboundConnections", "REG_DWORD", "2")])
+    a, b = connect(svc), connect(svc)
+    try:
+        assert read_reply(a).startswith("220 ")
+        assert read_reply(b).startswith("220 ")
+        c = connect(svc)
+        try:
+            out = read_until_closed(c)
+        finally:
+            c.close()
+        assert out.startswith("421 4.3.2 ") and "Too many connections" in out, out
+        # The two sessions are not disturbed.
+        a.sendall(b"NOOP\r\n")
+        assert read_reply(a).startswith("250 ")
+    finally:
+        a.close()
+    # Once one goes, a new client gets in (the server notices the close asynchronously).
+    def greeted():
+        with connect(svc) as d:
+            return read_reply(d).startswith("220 ")
+    try:
+        wait_for(greeted, "a free connection slot")
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize("mode,accepts", [("0", True), ("1", True), ("2", False), ("3", False)])
+def test_transfer_mode(make_svc, mode, accepts):
+    svc = make_svc(params=[("TransferMode", "REG_DWORD", mode)])
+    if accepts:
+        with smtp(svc) as c:
+            c.sendmail("s@remote.test", ["bob@example.com"], b"Subject: t\r\n\r\nmode\r\n")
+        svc.wait_mail("bob", 1)
+    else:
+        with connect(svc) as sk:
+            out = read_until_closed(sk)
+        assert out.startswith("421 4.3.2 ") and "Service not available" in out, out
+
+
+def test_command_timeout(make_svc):
+    svc = make_svc(params=[("CommandTimeout", "REG_DWORD", "1")])
+    with connect(svc) as sk:
+        assert read_reply(sk).startswith("220 ")
+        sk.sendall(b"EHLO c.test\r\n")
+        assert read_reply(sk).startswith("250")
+        out = read_until_closed(sk)  # say nothing more
+    assert out.startswith("421 4.4.2 ") and "Timeout" in out, out
+
+
+def test_data_timeout_drops_the_message(make_svc):
+    svc = make_svc(params=[("DataTimeout", "REG_DWORD", "1")])
+    with connect(svc) as sk:
+        assert read_reply(sk).startswith("220 ")
+        sk.sendall(b"EHLO c.test\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        got = ""
+        while "354" not in got:
+            got += read_reply(sk)
+        sk.sendall(b"Subject: half\r\n\r\nthe first half, and then nothing")
+        out = read_until_closed(sk)
+    assert out.startswith("421 4.4.2 ") and "Timeout" in out, out
+    # Nothing was acknowledged, nothing is delivered, nothing is left in Work.
+    with smtp(svc) as c:  # the service goes on
+        c.sendmail("s@remote.test", ["bob@example.com"], b"Subject: next\r\n\r\nnext\r\n")
+    [m] = svc.wait_mail("bob", 1)
+    assert b"Subject: next" in open(m, "rb").read()
+    work = os.path.join(svc.root, "imcdata", "Work")
+    assert [f for f in os.listdir(work) if not f.startswith(".")] == []
+
+
+# --- the protocol log ------------------------------------------------------------------------
+
+
+def log_files(svc):
+    return sorted(glob.glob(os.path.join(svc.root, "imcdata", "Log", "L*.LOG")))
+
+
+def records(path):
+    out = []
+    for line in open(path, encoding="utf-8", errors="replace").read().splitlines():
+        when, conn, mark, text = line.split("\t", 3)
+        assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d GMT$", when), line
+        out.append((int(conn), mark, text))
+    return out
+
+
+def send_one(svc, body=b"Subject: logged\r\n\r\nsecret body line\r\n"):
+    with smtp(svc) as c:
+        c.sendmail("s@remote.test", ["bob@example.com"], body)
+
+
+def wait_closed_record(svc, n=1):
+    """The '-' record is written when the server sees the close: wait for it."""
+    def done():
+        files = log_files(svc)
+        recs = [r for f in files for r in records(f)]
+        return recs if sum(1 for r in recs if r[1] == "-") >= n else None
+    return wait_for(done, f"{n} closed connection(s) in the protocol log")
+
+
+@pytest.mark.parametrize("level", ["1", "3", "5"])
+def test_protocol_log_levels(make_svc, level):
+    svc = make_svc(diag=[("SMTP Protocol Log", level)])
+    send_one(svc)
+    recs = wait_closed_record(svc)
+    assert [os.path.basename(f) for f in log_files(svc)] == ["L0000001.LOG"]
+    marks = [m for _, m, _ in recs]
+    assert marks[0] == "+" and marks[-1] == "-", recs
+    assert recs[0][2].startswith("Connection from 127.0.0.1:")
+    assert "1 messages accepted" in recs[-1][2], recs[-1]
+    commands = [t for _, m, t in recs if m == "<"]
+    replies = [t for _, m, t in recs if m == ">"]
+    content = [t for _, m, t in recs if m == "D"]
+    if level == "1":
+        assert marks == ["+", "-"], recs
+    else:
+        # smtplib sends its verbs in lower case; the log keeps them as sent.
+        assert any(c.startswith("mail FROM:<s@remote.test>") for c in commands), commands
+        assert "rcpt TO:<bob@example.com>" in commands, commands
+        assert replies[0].startswith("220 ") and any(r.startswith("250 2.6.0") for r in replies)
+    if level == "5":
+        assert "secret body line" in content, content
+    else:
+        assert content == [] and not any("secret" in t for _, _, t in recs), recs
+
+
+def test_protocol_log_off_by_default(make_svc):
+    svc = make_svc()
+    send_one(svc)
+    svc.wait_mail("bob", 1)
+    assert log_files(svc) == []
+
+
+def test_protocol_log_one_file_per_concurrent_connection(make_svc):
+    svc = make_svc(diag=[("SMTP Protocol Log", "3")])
+    a, b = connect(svc), connect(svc)
+    try:
+        assert read_reply(a).startswith("220") and read_reply(b).startswith("220")
+        a.sendall(b"HELO first.test\r\n")
+        read_reply(a)
+        b.sendall(b"HELO second.test\r\n")
+        read_reply(b)
+        a.sendall(b"QUIT\r\n")
+        read_until_closed(a)
+        b.sendall(b"QUIT\r\n")
+        read_until_closed(b)
+    finally:
+        a.close()
+        b.close()
+    recs = wait_closed_record(svc, 2)
+    files = log_files(svc)
+    assert [os.path.basename(f) for f in files] == ["L0000001.LOG", "L0000002.LOG"]
+    helos = sorted(t for f in files for _, m, t in records(f) if m == "<" and t.startswith("HELO"))
+    assert helos == ["HELO first.test", "HELO second.test"]
+    for f in files:  # each file holds exactly one whole connection
+        marks = [m for _, m, _ in records(f)]
+        assert marks[0] == "+" and marks[-1] == "-" and marks.count("+") == 1, marks
+    # The next connection reuses the lowest free number.
+    send_one(svc)
+    wait_closed_record(svc, 3)
+    assert len(log_files(svc)) == 2
+    assert [m for _, m, _ in records(files[0])].count("+") == 2
+
+
+def test_protocol_log_cannot_be_forged(make_svc):
+    """Control characters a client sends never make a record of their own."""
+    svc = make_svc(diag=[("SMTP Protocol Log", "5")])
+    raw_session(svc, b"EHLO c.test\r\nNOOP a\rb\x00c\r\nQUIT\r\n")
+    recs = wait_closed_record(svc)
+    for _, mark, text in recs:
+        assert mark in "+-<>D" and "\r" not in text and "\x00" not in text
+
+
+def test_protocol_log_event_2004(make_svc):
+    root = tempfile.mkdtemp(prefix="ims-limits-")
+    os.chmod(root, 0o755)
+    svc = Service(root, free_port(), diag=[("SMTP Protocol Log", "5")], start=False)
+    proc, err = None, ""
+    try:
+        proc = svc.start_console()
+    finally:
+        err = svc.stop_console(proc)
+        shutil.rmtree(root, ignore_errors=True)
+    [ev] = [l for l in err.splitlines() if "Event 2004 " in l]
+    assert "SMTP Protocol Log" in ev and "Maximum" in ev, err
