@@ -35,6 +35,8 @@
 #define IMS_EV_RELOAD_IGNORED 1002   /* SIGHUP: settings apply at the next start (ours) */
 #define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
 #define IMS_EV_INBOUND_REFUSED 2020  /* an inbound connection over the limit refused (ours) */
+#define IMS_EV_FLUSH_ENTER 2030      /* MSG_ENTERING_FLUSH_MODE: disk low, no new mail (ours) */
+#define IMS_EV_FLUSH_LEAVE 2031      /* MSG_LEAVING_FLUSH_MODE: space again (ours) */
 #define IMS_EV_LISTEN_FAILED 4007    /* cannot bind the TCP/IP listener socket */
 #define IMS_EV_MAPI_INIT_FAILED 4018 /* MAPI could not be initialized */
 #define IMS_EV_SETTING_INVALID 4086  /* configuration could not be loaded (a value) */

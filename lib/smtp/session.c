@@ -253,6 +253,13 @@ static void cmd_mail(smtp_session *s, const smtp_cmd *c)
         sess_reply(s, SMTP_R_SIZE_EXCEEDED); /* RFC 1870 6.1: refused at MAIL */
         return;
     }
+    if (s->cb.mail_check) {
+        unsigned code = s->cb.mail_check(s->cb.arg, &c->path);
+        if (code != 250) {
+            sess_reply(s, code == 452 ? SMTP_R_NO_STORAGE : SMTP_R_LOCAL_ERROR);
+            return;
+        }
+    }
     s->from = c->path;
     s->mail = c->mail;
     s->nrcpt = 0;

@@ -84,6 +84,7 @@ typedef enum smtp_reply_id {
     SMTP_R_LOCAL_ERROR,      /* 451 4.3.0 Requested action aborted: local error in processing */
     SMTP_R_RCPT_TEMP,        /* 451 4.3.0 Recipient lookup failed, try again later */
     SMTP_R_TOO_MANY_RCPT,    /* 452 4.5.3 Too many recipients */
+    SMTP_R_NO_STORAGE,       /* 452 4.3.1 Insufficient system storage */
     SMTP_R_UNRECOGNIZED,     /* 500 5.5.2 Syntax error, command unrecognized */
     SMTP_R_LINE_TOO_LONG,    /* 500 5.5.2 Line too long */
     SMTP_R_BARE_LF,          /* 500 5.5.2 Syntax error: bare LF or CR (lines end with CRLF) */
@@ -487,6 +488,11 @@ typedef struct smtp_callbacks {
      * greeting and the replies at the end of DATA, after a commit, a shutdown or a timeout.
      * Message data is not traced (data_chunk sees it). NULL: no trace. */
     void (*trace)(void *arg, smtp_trace_kind kind, const char *p, size_t n);
+    /* mail_check - may a transaction start now? Return 250 to go on (MAIL's own checks then
+     * apply), 452 to answer "452 4.3.1 Insufficient system storage" (the caller is short of
+     * disk space: flush mode); anything else answers "451 4.3.0". A refusal is no client error
+     * and leaves the session as it was. NULL: always 250. */
+    unsigned (*mail_check)(void *arg, const smtp_path *from);
 } smtp_callbacks;
 
 typedef struct smtp_session smtp_session;

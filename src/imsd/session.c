@@ -8,6 +8,8 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -17,6 +19,9 @@
 #include "store/store.h"
 
 #define SESSION_CLOSE_GRACE 10 /* seconds a timed-out client gets to take the 421 */
+/* Free space on RootDir's file system is looked at when a transaction starts, at most this
+ * often (the original looked every 15 s whether mail came or not). */
+#define DISK_CHECK_MS 1000
 
 struct imsd_mail {
     imsd_server *srv;
@@ -27,6 +32,8 @@ struct imsd_mail {
     smtp_config cfg;
     ims_protolog *plog; /* NULL: protocol logging off */
     uint64_t next_conn_id;
+    bool flush_mode;       /* free space under DiskSpaceLowWaterMark: no new mail */
+    uint64_t disk_checked; /* CLOCK_MONOTONIC ms of the last look; 0: never */
     char fqdn[256];
     char store_dir[PATH_MAX];
 };
@@ -111,7 +118,58 @@ static void feed(mail_session *ms)
     arm_deadline(ms);
 }
 
+/* --- flush mode (KB Q189587) ------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* disk_check - look at the free space of RootDir's file system (at most every DISK_CHECK_MS)
+ * and enter or leave flush mode, logging the change. Returns whether mail is refused. */
+static bool disk_check(struct imsd_mail *m)
+{
+    const ims_settings *s = m->srv->settings;
+    uint64_t now = now_ms();
+    if (!s->disk_space_low_water_mark)
+        return false;
+    if (m->disk_checked && now - m->disk_checked < DISK_CHECK_MS)
+        return m->flush_mode;
+    m->disk_checked = now ? now : 1;
+    struct statvfs vfs;
+    if (statvfs(s->root_dir, &vfs))
+        return m->flush_mode; /* cannot tell: keep the state we are in */
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    bool low = avail < s->disk_space_low_water_mark;
+    if (low != m->flush_mode) {
+        m->flush_mode = low;
+        if (low)
+            ims_log_event(m->srv->log, IMS_EV_FLUSH_ENTER, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                          IMS_LEVEL_NONE,
+                          "Entering flush mode: %llu bytes are free for %s, under "
+                          "DiskSpaceLowWaterMark (%u); new messages are refused with 452 "
+                          "until space is freed",
+                          (unsigned long long)avail, s->root_dir, s->disk_space_low_water_mark);
+        else
+            ims_log_event(m->srv->log, IMS_EV_FLUSH_LEAVE, IMS_CAT_SMTP_INTERFACE, IMS_SEV_INFO,
+                          IMS_LEVEL_NONE,
+                          "Leaving flush mode: %llu bytes are free for %s; accepting messages "
+                          "again",
+                          (unsigned long long)avail, s->root_dir);
+    }
+    return low;
+}
+
 /* --- lib/smtp's callbacks --------------------------------------------------------------- */
+
+static unsigned mail_check(void *arg, const smtp_path *from)
+{
+    (void)from;
+    mail_session *ms = arg;
+    return disk_check(ms->srv->mail) ? 452 : 250;
+}
 
 static bool is_local(void *arg, const char *domain)
 {
@@ -306,7 +364,8 @@ void imsd_session_open(imsd_conn *c)
                           IMS_LEVEL_MINIMUM, "Unable to open the SMTP protocol log: %s",
                           strerror(e));
     }
-    smtp_callbacks cb = {ms, rcpt_check, data_begin, data_chunk, data_end, data_abort, trace};
+    smtp_callbacks cb = {ms,       rcpt_check, data_begin, data_chunk,
+                         data_end, data_abort, trace,      mail_check};
     if (smtp_session_new(&srv->mail->cfg, &cb, &client, &local, &ms->s)) {
         ims_protolog_end(ms->plc, "Closed: out of memory");
         session_free(ms);
@@ -491,6 +550,7 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     m->cfg.relay = &m->relay;
     m->cfg.is_local = is_local;
     m->cfg.is_local_arg = m;
+    disk_check(m); /* a start on a full disk says so at once */
     return IMS_OK;
 }
 

@@ -7,6 +7,7 @@ import glob
 import os
 import re
 import shutil
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -319,3 +320,52 @@ def test_protocol_log_event_2004(make_svc):
         shutil.rmtree(root, ignore_errors=True)
     [ev] = [l for l in err.splitlines() if "Event 2004 " in l]
     assert "SMTP Protocol Log" in ev and "Maximum" in ev, err
+
+
+# --- flush mode (DiskSpaceLowWaterMark) --------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs for RootDir")
+def test_flush_mode_when_disk_is_low(tmp_path):
+    """RootDir on a 16 MiB tmpfs, low-water mark 10 MiB: with 8 MiB filled, MAIL gets
+    452 4.3.1 and event 2030; once the space is freed, mail is accepted again (event 2031)."""
+    mnt = tempfile.mkdtemp(prefix="ims-flush-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", mnt], check=True)
+    root = tempfile.mkdtemp(prefix="ims-limits-")
+    os.chmod(root, 0o755)
+    svc = Service(root, free_port(), start=False,
+                  extra_params=[("RootDir", "REG_SZ", os.path.join(mnt, "imcdata"))])
+    proc, err = None, ""
+    try:
+        proc = svc.start_console()
+        with smtp(svc) as c:
+            c.sendmail("s@remote.test", ["bob@example.com"], b"Subject: 1\r\n\r\nbefore\r\n")
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (8 << 20))
+
+        def refused():
+            with smtp(svc) as c:
+                c.ehlo()
+                code, msg = c.mail("s@remote.test")
+                return (code, msg) if code == 452 else None
+        code, msg = wait_for(refused, "flush mode")
+        assert msg.startswith(b"4.3.1 Insufficient system storage"), msg
+        os.unlink(filler)
+
+        def accepted():
+            with smtp(svc) as c:
+                try:
+                    c.sendmail("s@remote.test", ["bob@example.com"], b"Subject: 2\r\n\r\nafter\r\n")
+                    return True
+                except smtplib.SMTPSenderRefused:
+                    return None
+        wait_for(accepted, "flush mode to end")
+        svc.wait_mail("bob", 2)
+    finally:
+        err = svc.stop_console(proc)
+        subprocess.run(["umount", "-l", mnt], check=False)
+        os.rmdir(mnt)
+        shutil.rmtree(root, ignore_errors=True)
+    assert re.search(r"Event 2030 \(SMTP Interface Events, Warning\): Entering flush mode", err), err
+    assert re.search(r"Event 2031 \(SMTP Interface Events, Information\): Leaving flush mode", err), err

@@ -1364,6 +1364,55 @@ static void test_trace(void **state)
     buf_free(&b);
 }
 
+/* mail_check refuses a transaction with 452 4.3.1 (flush mode) or 451, is asked at each MAIL,
+ * and leaves the session able to try again. */
+static unsigned flush_answer;
+
+static unsigned cb_mail_check(void *arg, const smtp_path *from)
+{
+    struct rec *r = arg;
+    buf_printf(&r->events, "mail_check(%s);", from->mailbox);
+    return flush_answer;
+}
+
+static void test_mail_check(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_setup(&fx, CFG_DEFAULT);
+    struct rec rec = {BUF_INIT, BUF_INIT, false, false};
+    smtp_callbacks cb = {&rec,        cb_rcpt_check, cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort, NULL,          cb_mail_check};
+    smtp_session *s;
+    assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
+    smtp_session_output_drain(s, SIZE_MAX);
+    buf out = BUF_INIT;
+    flush_answer = 452;
+    feed(s, S(EHLO MAIL RCPT), &out);
+    flush_answer = 0; /* a broken check: temporary */
+    feed(s, S(MAIL), &out);
+    flush_answer = 250;
+    feed(s, S(MAIL RCPT "QUIT\r\n"), &out);
+    const char want[] =
+        "250-" HOST " Hello [192.0.2.10]\r\n250-SIZE\r\n250-PIPELINING\r\n"
+        "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n"
+        "452 4.3.1 Insufficient system storage\r\n"
+        "503 5.5.1 Need MAIL before RCPT\r\n"
+        "451 4.3.0 Requested action aborted: local error in processing\r\n" MAIL_OK RCPT_OK BYE;
+    expect_bytes("mail_check", (const char *)out.data, out.len, S(want));
+    assert_string_equal(buf_cstr(&rec.events),
+                        "mail_check(sender@remote.example);mail_check(sender@remote.example);"
+                        "mail_check(sender@remote.example);check(user@local.test);");
+    smtp_session_stats st;
+    smtp_session_stats_get(s, &st);
+    assert_int_equal(st.errors, 1); /* the RCPT without MAIL, not the refusals */
+    smtp_session_free(s);
+    smtp_relay_policy_free(&fx.policy);
+    buf_free(&out);
+    buf_free(&rec.events);
+    buf_free(&rec.message);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -1433,6 +1482,7 @@ int main(void)
         cmocka_unit_test(test_sync_commit),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_mail_check),
     };
     return cmocka_run_group_tests_name("smtp", tests, NULL, NULL);
 }
