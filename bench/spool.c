@@ -1,7 +1,7 @@
 /* spool.c - benchmark of the inbound spool's group commit: messages/s made durable with N
  * concurrent submitters that each wait for their "250", against one sync per message. */
 #include "base/base.h"
-#include "ims/ims_spool.h"
+#include "ims/ims.h"
 
 #include <errno.h>
 #include <fcntl.h>

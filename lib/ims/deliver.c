@@ -16,7 +16,7 @@
  * (bounded by retry_max_ms), for ever: non-delivery reports are out of scope here, so a message
  * is never dropped for a mailbox error. The steps of several messages are done together so
  * that their syncs share the file system's journal commits. */
-#include "ims/ims_spool.h"
+#include "ims/spool_int.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,17 +1,21 @@
 /* ims.h - the contract of lib/ims: the Internet Mail Service's settings (from the registry),
- * its event log, and its start and stop sequence (working folders, its own MAPI profile
- * "MSExchangeIMC <suffix>", logon, the gateway mailbox).
+ * its event log, its start and stop sequence (working folders, its own MAPI profile
+ * "MSExchangeIMC <suffix>", logon, the gateway mailbox), the SMTP protocol log, and the
+ * inbound spool with delivery and the tracking log.
  *
- * Functions return IMS_OK (0) or the ID of the event that describes the failure (for example
- * IMS_EV_MAPI_INIT_FAILED, 4018), already logged through the ims_log given. They never exit
- * or print: events go to the log's sink, which the program provides. */
+ * The service's functions return IMS_OK (0) or the ID of the event that describes the failure
+ * (for example IMS_EV_MAPI_INIT_FAILED, 4018), already logged through the ims_log given; the
+ * protocol log's, the spool's and the tracking log's return 0 or an errno value. None exits
+ * or prints: events go to the log's sink, which the program provides. */
 #ifndef IMS_IMS_H
 #define IMS_IMS_H
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "mapi/mapi.h"
 #include "reg/reg.h"
@@ -233,5 +237,152 @@ const char *ims_service_profile(const ims_service *svc);
 const char *ims_service_gateway(const ims_service *svc);
 /* ims_service_stop - log off, delete the profile, log IMS_EV_SHUTDOWN, free everything. */
 void ims_service_stop(ims_service *svc);
+
+/* === the inbound spool ===================================================================
+ * RootDir\In with group commit, delivery from it into the recipients' Maildirs through the
+ * gateway's MTS-IN, and the message tracking log. Functions return 0 or an errno value. The
+ * spool runs two threads of its own (a committer and a deliverer) but calls the caller back
+ * only in the caller's thread: ims_spool_fd() becomes readable when something is ready and
+ * ims_spool_dispatch() runs the completion callbacks and logs the spool's events there.
+ * lib/ims does not depend on an event loop: the program polls the descriptor with its own. */
+
+/* Event IDs (source MSExchangeIMC) the spool logs, with the original's numbers. */
+#define IMS_EV_SPOOL_RECOVERED 1003   /* start-up recovery summary (ours) */
+#define IMS_EV_SPOOL_MOVE_FAILED 4055 /* cannot move a file from Work to In */
+#define IMS_EV_SPOOL_OPEN_FAILED 4070 /* a temporary message file could not be written */
+#define IMS_EV_SPOOL_ARCHIVED 4117    /* unreadable spool file moved to In\Archive */
+#define IMS_EV_SPOOL_DEFERRED 4182    /* delivery into a mailbox failed: retried later */
+
+/* Message tracking event numbers (KB Q173364). */
+#define IMS_TRACK_RECEIVED_INBOUND 1012
+#define IMS_TRACK_TRANSFERRED_INBOUND 1013
+
+#define IMS_QUEUE_ID_LEN 16           /* upper-case hex digits: seconds, then a counter */
+#define IMS_SPOOL_MAX_FIELD 4096      /* bytes of one envelope field (an address, a path) */
+#define IMS_SPOOL_MAX_RCPTS 65536     /* recipients of one message */
+#define IMS_SPOOL_RETRY_MIN_MS 1000   /* first delivery retry after a failure */
+#define IMS_SPOOL_RETRY_MAX_MS 300000 /* the backoff doubles up to this */
+#define IMS_SPOOL_IO_THREADS 16       /* threads that do a round's file work together */
+
+/* --- the envelope ----------------------------------------------------------------------- */
+
+/* A recipient as the SMTP server resolved it. Strings must not hold CR, LF or TAB. */
+typedef struct ims_rcpt {
+    const char *address; /* the forward-path without <> */
+    const char *maildir; /* absolute path of the mailbox's Maildir (its new/ gets the copy) */
+    const char *notify;  /* DSN NOTIFY= value, or NULL */
+    const char *orcpt;   /* DSN ORCPT= value, or NULL */
+} ims_rcpt;
+
+typedef struct ims_envelope {
+    const char *sender;    /* the reverse-path without <>; "" is the null sender */
+    const ims_rcpt *rcpts; /* 1 to IMS_SPOOL_MAX_RCPTS */
+    size_t nrcpt;
+    const char *client_ip; /* numeric ("192.0.2.1", "2001:db8::1"); NULL: "unknown" */
+    const char *helo;      /* the client's HELO/EHLO argument; NULL: "unknown" */
+    const char *host;      /* our name in Received; NULL: the spool's host */
+    time_t time;           /* when the message was received; 0: now */
+    const char *envid;     /* DSN ENVID=, or NULL */
+    const char *ret;       /* DSN RET= (FULL or HDRS), or NULL */
+} ims_envelope;
+
+/* --- the tracking log ------------------------------------------------------------------- */
+
+/* One file per GMT day, <dir>/yyyymmdd.log, one tab-separated line per event and recipient:
+ *   date-time GMT ("2024-05-01 13:45:07 GMT"), event number, queue id, sender ("<>" for the
+ *   null sender), recipient, size in bytes (of the content as received), client IP, our host.
+ * Each line is one write() on an O_APPEND descriptor, so writers in several threads or
+ * processes never interleave inside a line. */
+typedef struct ims_tracking ims_tracking;
+
+/* ims_tracking_open - the log in dir (made when missing, mode 0750). Thread-safe. */
+int ims_tracking_open(const char *dir, ims_tracking **out);
+/* ims_tracking_write - append one line; `when` chooses the file and the first column. Tabs
+ * and line breaks in the fields are written as spaces. */
+int ims_tracking_write(ims_tracking *t, time_t when, unsigned event, const char *queue_id,
+                       const char *sender, const char *rcpt, uint64_t size, const char *client_ip,
+                       const char *host);
+void ims_tracking_close(ims_tracking *t);
+
+/* --- the spool -------------------------------------------------------------------------- */
+
+typedef struct ims_spool ims_spool;
+typedef struct ims_spool_msg ims_spool_msg;
+
+/* done - called once per committed message, in the thread that calls ims_spool_dispatch (or
+ * ims_spool_close). err 0: the message is on stable storage under queue_id, answer 250;
+ * otherwise an errno value and nothing of it remains: answer 451/452. */
+typedef void (*ims_spool_done_fn)(void *arg, int err, const char *queue_id);
+
+typedef struct ims_spool_options {
+    /* The gateway mailbox's MTS-IN folder (a Maildir: ".../MSExchangeIMC/.MTS-IN"). NULL: no
+     * delivery; committed messages stay in In (a later open with a gateway delivers them). */
+    const char *mts_in;
+    const char *tracking_dir; /* NULL: no tracking log */
+    const char *host;         /* our host name; NULL: gethostname() */
+    ims_log *log;             /* events, logged in the dispatching thread; NULL: none */
+    bool archive;             /* delivered spool files go to In\Archive instead of away */
+    /* Extra time a commit round waits to gather more messages, in microseconds. 0: natural
+     * batching only (a round takes whatever arrived while the previous one ran). */
+    unsigned commit_window_us;
+    unsigned retry_min_ms; /* 0: IMS_SPOOL_RETRY_MIN_MS */
+    unsigned retry_max_ms; /* 0: IMS_SPOOL_RETRY_MAX_MS */
+    /* Threads that create and sync a round's files together (more concurrent syncs let the
+     * block layer merge more cache flushes). 0: IMS_SPOOL_IO_THREADS, also the maximum. */
+    unsigned io_threads;
+} ims_spool_options;
+
+/* ims_spool_open - the spool under root_dir (its In, Work and In/Archive are made when
+ * missing). Recovery first: files in Work (never acknowledged) are deleted; files in In are
+ * kept and queued for delivery; a file in In whose header is unknown or corrupt moves to
+ * In/Archive (event 4117). Then the committer thread (and, with opt->mts_in, the delivery
+ * thread) starts. opt may be NULL (no delivery, no tracking). EBUSY when another spool has
+ * root_dir open (a lock on Work, released by the kernel when its holder dies). */
+int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool **out);
+
+/* ims_spool_begin - start a message (after the end of RCPT, at DATA). Copies the envelope.
+ * EINVAL for an invalid envelope (no recipient, a field with CR/LF/TAB or too long, a
+ * relative Maildir path). No file is made until the content outgrows a memory buffer. */
+int ims_spool_begin(ims_spool *sp, const ims_envelope *env, ims_spool_msg **out);
+/* ims_spool_write - append content bytes (as the caller wants them stored: the spool does
+ * not convert line ends or unstuff dots). Buffered; a full buffer is written to the file in
+ * Work (page cache: no sync here). After an error the handle keeps failing with that error
+ * and its commit reports it. */
+int ims_spool_write(ims_spool_msg *m, const void *data, size_t n);
+/* ims_spool_commit - hand the message to the committer; returns at once. done(arg, ...) is
+ * called exactly once, by ims_spool_dispatch, after the message is durable (or failed).
+ * The handle is gone afterwards. */
+void ims_spool_commit(ims_spool_msg *m, ims_spool_done_fn done, void *arg);
+/* ims_spool_abort - drop an uncommitted message (its file in Work goes); no callback. */
+void ims_spool_abort(ims_spool_msg *m);
+/* ims_spool_submit - begin + write + commit of a whole message. Returns 0 (done will be
+ * called once) or the error of begin (done will not be called). */
+int ims_spool_submit(ims_spool *sp, const ims_envelope *env, const void *data, size_t len,
+                     ims_spool_done_fn done, void *arg);
+
+/* ims_spool_fd - readable when ims_spool_dispatch has work (non-blocking eventfd). */
+int ims_spool_fd(const ims_spool *sp);
+/* ims_spool_dispatch - run the callbacks of finished commits and log queued events, in the
+ * caller's thread. Never blocks. Returns the number of callbacks run. */
+size_t ims_spool_dispatch(ims_spool *sp);
+
+typedef struct ims_spool_stats {
+    uint64_t committed;  /* messages made durable */
+    uint64_t failed;     /* commits that failed */
+    uint64_t rounds;     /* commit rounds (one directory fsync each) */
+    uint64_t file_syncs; /* fdatasync calls on spool files */
+    uint64_t dir_syncs;  /* fsync calls on In */
+    uint64_t delivered;  /* recipients delivered (or found delivered) */
+    uint64_t deferred;   /* recipient deliveries that failed and wait for a retry */
+    uint64_t finished;   /* messages delivered to all recipients and removed from In */
+    uint64_t queued;     /* messages now waiting for (or in) delivery */
+} ims_spool_stats;
+
+/* ims_spool_get_stats - counters since open. Thread-safe. */
+void ims_spool_get_stats(ims_spool *sp, ims_spool_stats *st);
+/* ims_spool_close - wait for the pending commits (their callbacks run here), stop delivery
+ * after its current round (what is left stays in In for the next open), free everything.
+ * Every handle from ims_spool_begin must have been committed or aborted. */
+void ims_spool_close(ims_spool *sp);
 
 #endif

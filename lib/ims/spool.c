@@ -1,7 +1,7 @@
 /* spool.c - the inbound spool (RootDir\In): messages written in RootDir\Work, made durable in
  * commit rounds (group commit: fdatasync of each file, rename into In, one fsync of In for the
  * whole round) before they are acknowledged; start-up recovery; the spool file format. */
-#include "ims/ims_spool.h"
+#include "ims/spool_int.h"
 
 #include <dirent.h>
 #include <errno.h>

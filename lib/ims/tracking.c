@@ -1,6 +1,6 @@
 /* tracking.c - message tracking (KB Q173364): Tracking.log/yyyymmdd.log, named by GMT date,
  * one tab-separated line per event and recipient, all times in GMT. */
-#include "ims/ims_spool.h"
+#include "ims/spool_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

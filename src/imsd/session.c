@@ -14,7 +14,7 @@
 
 #include <event2/event.h>
 
-#include "ims/ims_spool.h"
+#include "ims/ims.h"
 #include "smtp/smtp.h"
 #include "store/store.h"
 

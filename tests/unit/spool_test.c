@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
-#include "ims/ims_spool.h"
+#include "ims/spool_int.h"
 
 #define HOST "ims.test"
 #define WAIT_MS 30000 /* the longest any wait in these tests may take */

@@ -1,0 +1,78 @@
+/* spool_int.h - lib/ims's private contract between spool.c, deliver.c and tracking.c (and the
+ * unit tests): the spool file format, the I/O pool and the delivery thread. */
+#ifndef IMS_SPOOL_INT_H
+#define IMS_SPOOL_INT_H
+
+#include "ims/ims.h"
+
+/* A spool file as read back. Format (version 1), text lines up to an empty line, then the
+ * content, then status records appended by delivery:
+ *   IMS-SPOOL 1
+ *   id <queue id>           time <unix seconds>      client <ip>     helo <name>
+ *   host <our name>         from <reverse-path>      [envid <x>]     [ret <x>]
+ *   rcpt <notify|->\t<orcpt|->\t<address>\t<maildir>     (one per recipient, in order)
+ *   size <20 digits>        (the content's length)
+ *   <empty line> <content> done <index>\n ...         */
+typedef struct ims_spool_rcpt_rec {
+    char *address, *maildir, *notify, *orcpt; /* notify and orcpt NULL when absent */
+    bool done;
+} ims_spool_rcpt_rec;
+
+typedef struct ims_spool_file {
+    char id[IMS_QUEUE_ID_LEN + 1];
+    time_t time;
+    char *sender, *client_ip, *helo, *host, *envid, *ret;
+    ims_spool_rcpt_rec *rcpts;
+    size_t nrcpt;
+    uint64_t content_off, content_len; /* where the content is in the file */
+    uint64_t file_size;
+} ims_spool_file;
+
+/* ims_spool_file_read - parse the spool file open on fd. EBADMSG when it is not a spool file
+ * of a known version or is cut short; an errno value for a read error. */
+int ims_spool_file_read(int fd, ims_spool_file *f);
+void ims_spool_file_free(ims_spool_file *f);
+/* ims_spool_id_valid - name is a queue id (IMS_QUEUE_ID_LEN upper-case hex digits). */
+bool ims_spool_id_valid(const char *name);
+
+/* The I/O pool: ims_pool_run calls fn(arg, i) for i in [0, n) from the pool's threads and the
+ * caller's at once, and returns when all are done. Several callers may run batches at once.
+ * ims_pool_sync: fdatasync (fsync when !data_only) of fds[0..n), errs[i] getting 0 or errno.
+ * A NULL pool runs everything in the caller. fn must not call ims_pool_run itself. */
+typedef struct ims_sync_pool ims_sync_pool;
+typedef void (*ims_pool_fn)(void *arg, size_t i);
+int ims_pool_start(unsigned threads, ims_sync_pool **out);
+void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg);
+/* ims_pool_post - fn(arg, 0) in a pool thread later (now, in the caller, without a pool);
+ * ims_pool_stop runs what was posted before it returns. */
+void ims_pool_post(ims_sync_pool *p, ims_pool_fn fn, void *arg);
+void ims_pool_sync(ims_sync_pool *p, const int *fds, int *errs, size_t n, bool data_only);
+void ims_pool_stop(ims_sync_pool *p);
+
+/* The delivery thread. Events go through event() (spool.c queues them for dispatch). */
+typedef void (*ims_spool_event_fn)(void *arg, unsigned id, ims_category cat, ims_severity sev,
+                                   unsigned level, const char *text);
+typedef struct ims_deliver_config {
+    const char *root_dir;
+    const char *mts_in;
+    bool archive;
+    unsigned retry_min_ms, retry_max_ms;
+    ims_tracking *tracking; /* may be NULL */
+    ims_sync_pool *pool;    /* may be NULL: syncs one after another */
+    ims_spool_event_fn event;
+    void *event_arg;
+} ims_deliver_config;
+
+typedef struct ims_deliverer ims_deliverer;
+/* ims_deliverer_start - open the folders, remove MTS-IN leftovers whose spool file is gone,
+ * start the thread. */
+int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out);
+/* ims_deliverer_enqueue - queue In/<qid>; recovered: it was in In at start (look in cur/ too
+ * before delivering, in case a mail reader moved an earlier copy there). */
+int ims_deliverer_enqueue(ims_deliverer *d, const char *qid, bool recovered);
+/* ims_deliverer_stats - fill the delivery counters of st. */
+void ims_deliverer_stats(ims_deliverer *d, ims_spool_stats *st);
+/* ims_deliverer_stop - finish the current round, join, free. */
+void ims_deliverer_stop(ims_deliverer *d);
+
+#endif
