@@ -2,7 +2,8 @@
  * the configuration and how the rest is cut into reads; the rest is what a client sends. The
  * session must never crash, never hold more output than its bound, only stop reading for a
  * reason it reports, answer in well-formed reply lines only, and pair every data_begin with
- * exactly one data_end or data_abort. Every pending commit is finished with data_done. */
+ * exactly one data_end or data_abort. Every pending commit is finished with data_done. The
+ * trace callback must show every reply byte exactly once; mail_check refuses now and then. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ struct fuzz {
     unsigned begun, refused, ended, aborted, commits;
     bool in_data;
     uint64_t bytes;
+    uint64_t traced; /* reply bytes the trace callback was shown */
+    unsigned mails;  /* mail_check calls */
 };
 
 static bool fz_local(void *arg, const char *domain)
@@ -84,6 +87,27 @@ static void fz_abort(void *arg)
     f->aborted++;
 }
 
+static void check_output(const char *o, size_t len);
+
+static void fz_trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
+{
+    struct fuzz *f = arg;
+    if (kind == SMTP_TRACE_REPLY) {
+        check_output(p, n); /* whole reply lines */
+        f->traced += n;
+    } else {
+        CHECK(kind == SMTP_TRACE_COMMAND && memchr(p, '\n', n) == NULL);
+    }
+}
+
+static unsigned fz_mail_check(void *arg, const smtp_path *from)
+{
+    struct fuzz *f = arg;
+    (void)from;
+    f->mails++;
+    return f->mails % 5 == 0 ? 452 : f->mails % 7 == 0 ? 0 : 250;
+}
+
 /* check_output - reply lines only: "ddd" then ' ' or '-', printable text, CRLF. */
 static void check_output(const char *o, size_t len)
 {
@@ -124,7 +148,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     cfg.mode = (sel & 8) && (errs & 0x80) ? SMTP_TRANSFER_NONE : SMTP_TRANSFER_INOUT;
 
     struct fuzz f = {0};
-    smtp_callbacks cb = {&f, fz_rcpt, fz_begin, fz_chunk, fz_end, fz_abort};
+    smtp_callbacks cb = {&f,     fz_rcpt,  fz_begin, fz_chunk,
+                         fz_end, fz_abort, fz_trace, fz_mail_check};
+    uint64_t sent = 0; /* output bytes drained */
     smtp_ip client, local;
     smtp_ip_parse((sel & 0x20) ? "10.1.2.3" : "192.0.2.10", &client);
     smtp_ip_parse("192.0.2.1", &local);
@@ -153,7 +179,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         check_output(o, len);
         /* Drain all of it, or now and then only the first line, as a slow socket would. */
         const char *lf = len ? memchr(o, '\n', len) : NULL;
-        smtp_session_output_drain(s, (rng & 3) == 0 && lf ? (size_t)(lf - o) + 1 : len);
+        size_t take = (rng & 3) == 0 && lf ? (size_t)(lf - o) + 1 : len;
+        smtp_session_output_drain(s, take);
+        sent += take;
         if (smtp_session_want_close(s))
             break;
         if (smtp_session_committing(s)) {
@@ -170,6 +198,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     if (smtp_session_committing(s))
         CHECK(smtp_session_data_done(s, true, NULL) == 0);
     CHECK(smtp_session_data_done(s, true, NULL) != 0);
+    size_t left;
+    smtp_session_output(s, &left);
+    CHECK(f.traced == sent + left); /* every reply traced, once */
     smtp_session_stats st;
     smtp_session_stats_get(s, &st);
     CHECK(st.errors <= cfg.max_errors);
