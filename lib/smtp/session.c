@@ -334,6 +334,11 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
 static void cmd_data(smtp_session *s, const smtp_cmd *c)
 {
     (void)c;
+    /* The chunk buffer is made at the first DATA: an idle session costs only its line. */
+    if (!s->chunk && !(s->chunk = malloc(SESS_CHUNK))) {
+        sess_reply(s, SMTP_R_LOCAL_ERROR);
+        return;
+    }
     s->dsize = 0; /* the envelope's size is 0 at data_begin */
     if (s->cb.data_begin && s->cb.data_begin(s->cb.arg, sess_envelope(s))) {
         sess_reply(s, SMTP_R_LOCAL_ERROR);
@@ -726,8 +731,7 @@ int smtp_session_new(const smtp_config *cfg, const smtp_callbacks *cb, const smt
     sess_clean(s->fqdn, sizeof s->fqdn, cfg->fqdn);
     sess_clean(s->software, sizeof s->software, cfg->software ? cfg->software : SMTP_SOFTWARE);
     s->line = malloc(s->cfg.max_line);
-    s->chunk = malloc(SESS_CHUNK);
-    if (!s->line || !s->chunk) {
+    if (!s->line) {
         smtp_session_free(s);
         return ERROR_NOT_ENOUGH_MEMORY;
     }

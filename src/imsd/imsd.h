@@ -32,6 +32,9 @@
  * start. No original event ID is known for this: ours, next to IMS_EV_STARTED. */
 
 #define IMSD_ADDR_MAX 80 /* "[v6 address%scope]:port" and NUL */
+/* Descriptors kept for everything but connections: listeners, the registry, the spool and its
+ * threads' files, logs. */
+#define IMSD_FD_RESERVE 64
 
 /* --- log.c: the event sink ----------------------------------------------------------- */
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,10 +223,36 @@ static int load_settings(imsd *d)
     return IMS_OK;
 }
 
+/* fd_limit_raise - take the hard limit of open files as the soft one (a unit's default soft
+ * limit, 1024, would cap the sessions far below MaxInboundConnections), and warn when even that
+ * is short: each connection needs a descriptor, two with the protocol log on. */
+static void fd_limit_raise(imsd *d)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl))
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    const ims_settings *s = &d->settings;
+    uint64_t per = s->levels[IMS_CAT_SMTP_PROTOCOL_LOG] ? 2 : 1;
+    uint64_t need = (uint64_t)s->max_inbound_connections * per + IMSD_FD_RESERVE;
+    if (s->max_inbound_connections && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        ims_log_event(&d->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                      "Only %llu file descriptors may be open (RLIMIT_NOFILE), fewer than the %llu "
+                      "that MaxInboundConnections (%u) needs: connections past that are refused "
+                      "until others end",
+                      (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+                      s->max_inbound_connections);
+}
+
 /* become_account - listeners bound, folders handed over, root given up (when it was root),
  * and the registry opened again as the account: HKCU is its hive from now on. */
 static int become_account(imsd *d)
 {
+    fd_limit_raise(d);
     int rc = imsd_account_resolve(&d->settings, &d->log, &d->account);
     if (!rc)
         rc = imsd_listeners_bind(&d->settings, &d->log, d->bound, &d->nbound);
