@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #define ACCEPT_PAUSE_SECONDS 1 /* after accept() fails (EMFILE...): wait before retrying */
+/* Bytes read from a client and not yet taken by its session, beyond which libevent stops
+ * reading the socket: a client that sends without end is held back by TCP, not our memory. */
+#define CONN_INPUT_MAX (256 * 1024)
 
 struct imsd_conn {
     imsd_server *srv;
@@ -71,8 +74,12 @@ static void conn_read(struct bufferevent *bev, void *arg)
 static void conn_write(struct bufferevent *bev, void *arg)
 {
     imsd_conn *c = arg;
-    if (c->closing && !c->lingering && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        conn_linger(c);
+    if (c->closing) {
+        if (!c->lingering && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_linger(c);
+        return;
+    }
+    imsd_session_drained(c);
 }
 
 static void conn_event(struct bufferevent *bev, short what, void *arg)
@@ -132,6 +139,7 @@ static void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct soc
         return;
     }
     bufferevent_setcb(c->bev, conn_read, conn_write, conn_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_MAX);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -299,6 +307,11 @@ void imsd_conn_reading(imsd_conn *c, bool on)
         bufferevent_enable(c->bev, EV_READ);
     else
         bufferevent_disable(c->bev, EV_READ);
+}
+
+size_t imsd_conn_output_len(imsd_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
 int imsd_conn_write(imsd_conn *c, const void *data, size_t len)

@@ -180,6 +180,8 @@ void imsd_conn_reading(imsd_conn *c, bool on);
 /* imsd_conn_write - queue bytes for the peer. Returns 0 or -1 (the connection is then
  * broken: the session should imsd_conn_close it). */
 int imsd_conn_write(imsd_conn *c, const void *data, size_t len);
+/* imsd_conn_output_len - bytes queued for the peer and not yet sent. */
+size_t imsd_conn_output_len(imsd_conn *c);
 /* imsd_conn_close_when_sent - close once everything queued has been sent (then the write
  * side is shut and the peer's close awaited, within the deadline). */
 void imsd_conn_close_when_sent(imsd_conn *c);
@@ -207,6 +209,9 @@ void imsd_session_input(imsd_conn *c, struct evbuffer *in);
 /* imsd_session_stopping - the service is stopping: finish soon (the deadline is
  * ShutdownTimeout). */
 void imsd_session_stopping(imsd_conn *c);
+/* imsd_session_drained - everything queued for the peer was sent (a session that stopped
+ * reading because the client did not take its replies may go on). */
+void imsd_session_drained(imsd_conn *c);
 /* imsd_session_timeout - the deadline passed: say so and close. */
 void imsd_session_timeout(imsd_conn *c);
 /* imsd_session_closed - the connection is going away: free the session's state. */

@@ -19,6 +19,9 @@
 #include "store/store.h"
 
 #define SESSION_CLOSE_GRACE 10 /* seconds a timed-out client gets to take the 421 */
+/* Replies queued for a client that does not read them, beyond which its commands are not
+ * read either (RFC 2920 pipelining is no licence to make us buffer without end). */
+#define SESSION_OUTPUT_MAX 65536
 /* Free space on RootDir's file system is looked at when a transaction starts, at most this
  * often (the original looked every 15 s whether mail came or not). */
 #define DISK_CHECK_MS 1000
@@ -45,6 +48,7 @@ typedef struct mail_session {
     smtp_session *s;
     ims_spool_msg *msg;
     bool committing; /* a commit is pending: its callback must find us, or know we left */
+    bool throttled;  /* reading stopped until the client takes the replies queued for it */
     bool gone;       /* the connection closed while committing */
     char client_ip[64];
     ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
@@ -99,6 +103,11 @@ static void feed(mail_session *ms)
         size_t n = evbuffer_get_length(in);
         if (n == 0 || smtp_session_want_close(ms->s))
             break;
+        if (imsd_conn_output_len(ms->c) >= SESSION_OUTPUT_MAX) {
+            ms->throttled = true; /* imsd_session_drained resumes */
+            imsd_conn_reading(ms->c, false);
+            return;
+        }
         size_t chunk = n < 65536 ? n : 65536;
         const char *p = (const char *)evbuffer_pullup(in, (ssize_t)chunk);
         size_t used = 0;
@@ -398,6 +407,18 @@ void imsd_session_stopping(imsd_conn *c)
     smtp_session_shutdown(ms->s);
     flush(ms);
     imsd_conn_close_when_sent(c);
+}
+
+void imsd_session_drained(imsd_conn *c)
+{
+    mail_session *ms = imsd_conn_session(c);
+    if (!ms || !ms->throttled)
+        return;
+    ms->throttled = false;
+    if (smtp_session_committing(ms->s))
+        return; /* committed() resumes */
+    imsd_conn_reading(c, true);
+    feed(ms);
 }
 
 void imsd_session_timeout(imsd_conn *c)

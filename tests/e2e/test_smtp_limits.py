@@ -369,3 +369,63 @@ def test_flush_mode_when_disk_is_low(tmp_path):
         shutil.rmtree(root, ignore_errors=True)
     assert re.search(r"Event 2030 \(SMTP Interface Events, Warning\): Entering flush mode", err), err
     assert re.search(r"Event 2031 \(SMTP Interface Events, Information\): Leaving flush mode", err), err
+
+
+# --- a client that does not read ----------------------------------------------------------------
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelining_client_that_never_reads_is_held_back(make_svc):
+    """20 MB of NOOPs sent without reading a reply: imsd does not buffer the ~50 MB of replies
+    (its memory stays bounded while the client sends), and once the client reads, every NOOP
+    has its 250, in order, and the session is still usable."""
+    import threading
+    svc = make_svc()
+    pid = svc.pid()
+    base = rss_kib(pid)
+    n = 20 * 1024 * 1024 // 6
+    sk = connect(svc)
+    sk.settimeout(WAIT * 3)
+    assert read_reply(sk).startswith("220 ")
+    sent = threading.Event()
+
+    def send():
+        sk.sendall(b"NOOP\r\n" * n + b"QUIT\r\n")
+        sent.set()
+
+    t = threading.Thread(target=send)
+    t.start()
+    try:
+        # While nothing is read, the sender must block (TCP holds it back) and imsd's memory
+        # must not grow with what the client sends.
+        peak = base
+        for _ in range(100):
+            peak = max(peak, rss_kib(pid))
+            if sent.wait(0.03):
+                break
+        assert not sent.is_set(), "imsd swallowed 20 MB of commands without their replies read"
+        assert peak - base < 16 * 1024, (base, peak)
+        got, tail = 0, b""
+        while True:
+            chunk = sk.recv(1 << 20)
+            if not chunk:
+                break
+            data = tail + chunk
+            got += data.count(b"250 2.0.0 OK\r\n")
+            # keep a partial reply line for the next round
+            cut = data.rfind(b"\r\n") + 2
+            tail = data[cut:]
+            last = data
+        assert got == n, (got, n)
+        assert b"221 2.0.0" in last
+    finally:
+        sk.close()
+        t.join(WAIT * 3)
+    assert sent.is_set()
