@@ -49,7 +49,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 ALL_SRCS := $(foreach l,$(LIBS),$(call lib_srcs,$(l))) $(wildcard src/*/*.c) $(UNIT_SRCS) $(BENCH_SRCS)
 
-.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench
+.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench bench-inbound
 all: $(PROGFILES) $(UNIT_BINS) $(BENCH_BINS)
 
 $(OBJ)/%.o: %.c
@@ -115,6 +115,10 @@ endif
 
 bench: all
 	@sh bench/registry.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench)
+
+# imsd against a private Postfix with smtp-source (root; about 2 minutes): bench/README.md.
+bench-inbound: all
+	@sh bench/inbound.sh $(abspath $(BIN))
 
 # make run: the service in the foreground on the embedded default: state in ./var, SMTP on
 # 127.0.0.1:2525. As root the service runs as "nobody" (the network side never runs as root).

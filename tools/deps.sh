@@ -1,12 +1,25 @@
 #!/bin/sh
 # deps.sh - install the Debian 12 packages IMS needs to build and test, only those missing.
 set -eu
+# postfix: for /usr/sbin/smtp-source (the load generator of tests/e2e/test_smtp_crash.py) and
+# the private Postfix that bench/inbound.sh compares imsd with. Never a system-wide MTA: see below.
 PKGS="make gcc clang pkg-config liblmdb-dev lmdb-utils libevent-dev libssl-dev libc-ares-dev
-libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format"
+libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
+postfix"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
 done
+# Installing postfix would remove another mail server (exim4, ...): never do that to a machine
+# that has one. Without postfix the smtp-source tests skip and bench/inbound.sh cannot run.
+case " $missing " in
+*" postfix "*)
+    if [ -e /usr/sbin/sendmail ]; then
+        echo "deps: another mail server is installed: not installing postfix (smtp-source)" >&2
+        missing=$(echo "$missing" | sed 's/ postfix//')
+    fi
+    ;;
+esac
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "deps: missing Debian packages:$missing (run 'make deps' as root)" >&2
@@ -14,6 +27,25 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+case " $missing " in
+*" postfix "*)
+    # "No configuration": the postinst writes no main.cf and sets up no mail system, so no
+    # Postfix listens on port 25. Only the programs are wanted (smtp-source, postfix -c DIR).
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    new_postfix=1
+    ;;
+*) new_postfix=0 ;;
+esac
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
+if [ "$new_postfix" = 1 ]; then
+    # Should the postinst still have started the system instance (an init system that ignores
+    # the missing main.cf), stop it and keep it from starting at boot.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now postfix.service >/dev/null 2>&1 || true
+    fi
+    if /usr/sbin/postfix status >/dev/null 2>&1; then
+        /usr/sbin/postfix stop >/dev/null 2>&1 || true
+    fi
+fi
