@@ -196,6 +196,11 @@ typedef struct ims_settings {
     uint8_t levels[IMS_CAT_COUNT]; /* the Diagnostics key: None unless set */
 } ims_settings;
 
+/* ims_settings_fqdn - our name in the SMTP greeting and Received headers: the host name when
+ * it has a dot; else "<host name>.<SiteDomain>" when SiteDomain has one; else the bare host
+ * name. No DNS is asked (a start must not hang on a resolver). Writes at most n bytes. */
+void ims_settings_fqdn(const ims_settings *s, char *out, size_t n);
+
 /* ims_settings_defaults - every field at its default for state root `root`. */
 void ims_settings_defaults(ims_settings *s, const char *root);
 /* ims_settings_load - defaults, then the values under HKLM's service key. A missing key or

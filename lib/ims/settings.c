@@ -25,6 +25,18 @@ static void host_names(char *shortname, size_t n, char *domain, size_t dn)
     snprintf(domain, dn, "%s", dot && dot[1] ? dot + 1 : host);
 }
 
+void ims_settings_fqdn(const ims_settings *s, char *out, size_t n)
+{
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1))
+        strcpy(host, "localhost");
+    host[sizeof host - 1] = 0;
+    if (!strchr(host, '.') && strchr(s->site_domain, '.'))
+        snprintf(out, n, "%s.%s", host, s->site_domain);
+    else
+        snprintf(out, n, "%s", host);
+}
+
 void ims_settings_defaults(ims_settings *s, const char *root)
 {
     memset(s, 0, sizeof *s);

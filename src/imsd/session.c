@@ -491,9 +491,7 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     m->srv = srv;
     srv->mail = m;
     snprintf(m->store_dir, sizeof m->store_dir, "%s/store", reg_ctx_root_dir(reg));
-    char host[256] = "localhost";
-    gethostname(host, sizeof host - 1);
-    snprintf(m->fqdn, sizeof m->fqdn, "%s", host);
+    ims_settings_fqdn(s, m->fqdn, sizeof m->fqdn);
     int e = dir_open(reg, &m->dir);
     const char *what = "the directory";
     char mts_in[PATH_MAX], tracking[PATH_MAX];

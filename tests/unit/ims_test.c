@@ -127,6 +127,16 @@ static void test_settings(void **state)
     assert_int_equal(s.max_errors_per_session, 10);
     assert_int_equal(s.command_timeout, 300);
     assert_int_equal(s.data_timeout, 300);
+    /* Our name: the host name, completed with SiteDomain when it has no dot. */
+    char host[256] = "", fqdn[600], want_fqdn[600];
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    snprintf(s.site_domain, sizeof s.site_domain, "example.org");
+    ims_settings_fqdn(&s, fqdn, sizeof fqdn);
+    snprintf(want_fqdn, sizeof want_fqdn, strchr(host, '.') ? "%s" : "%s.example.org", host);
+    assert_string_equal(fqdn, want_fqdn);
+    snprintf(s.site_domain, sizeof s.site_domain, "nodot");
+    ims_settings_fqdn(&s, fqdn, sizeof fqdn);
+    assert_string_equal(fqdn, host);
     /* Installed: the service key as Windows keeps it. */
     const char *listen[] = {"127.0.0.1:2600", "[::1]:2601"};
     assert_int_equal(ims_install(fx->reg, "/usr/bin/imsd", "mail", listen, 2, NULL), 0);
