@@ -39,6 +39,7 @@
 #define IMS_EV_RELOAD_IGNORED 1002   /* SIGHUP: settings apply at the next start (ours) */
 #define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
 #define IMS_EV_INBOUND_REFUSED 2020  /* an inbound connection over the limit refused (ours) */
+#define IMS_EV_RELAY_DENIED 2040     /* a recipient refused for relaying (KB Q193922; ours) */
 #define IMS_EV_FLUSH_ENTER 2030      /* MSG_ENTERING_FLUSH_MODE: disk low, no new mail (ours) */
 #define IMS_EV_FLUSH_LEAVE 2031      /* MSG_LEAVING_FLUSH_MODE: space again (ours) */
 #define IMS_EV_LISTEN_FAILED 4007    /* cannot bind the TCP/IP listener socket */

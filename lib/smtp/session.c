@@ -302,6 +302,8 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
             sess_error(s, SMTP_R_MAILBOX_NAME);
         } else {
             s->stats.relay_denied++;
+            if (s->cb.relay_denied)
+                s->cb.relay_denied(s->cb.arg, &c->path, why);
             sess_error(s, SMTP_R_RELAY_DENIED);
         }
         return;
@@ -320,6 +322,8 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
     if (cls == SMTP_ADDR_REMOTE &&
         !smtp_relay_allowed(s->cfg.relay, &s->client, &s->local, s->authenticated)) {
         s->stats.relay_denied++;
+        if (s->cb.relay_denied)
+            s->cb.relay_denied(s->cb.arg, &c->path, SMTP_REFUSE_NONE);
         sess_error(s, SMTP_R_RELAY_DENIED);
         return;
     }
@@ -874,6 +878,11 @@ int smtp_session_timeout(smtp_session *s)
 void smtp_session_stats_get(const smtp_session *s, smtp_session_stats *out)
 {
     *out = s->stats;
+}
+
+const char *smtp_session_helo(const smtp_session *s)
+{
+    return s->helo;
 }
 
 const char *smtp_session_state_name(const smtp_session *s)

@@ -493,6 +493,11 @@ typedef struct smtp_callbacks {
      * disk space: flush mode); anything else answers "451 4.3.0". A refusal is no client error
      * and leaves the session as it was. NULL: always 250. */
     unsigned (*mail_check)(void *arg, const smtp_path *from);
+    /* relay_denied - a recipient was refused with 550 5.7.1: a remote domain the relay policy
+     * does not open to this client (why SMTP_REFUSE_NONE), or an address form that would
+     * relay (percent hack, source route, bang path, address literal...: why says which). For
+     * the event KB Q193922 describes. NULL: not told. */
+    void (*relay_denied)(void *arg, const smtp_path *rcpt, smtp_refusal why);
 } smtp_callbacks;
 
 typedef struct smtp_session smtp_session;
@@ -576,6 +581,8 @@ typedef struct smtp_session_stats {
 } smtp_session_stats;
 
 void smtp_session_stats_get(const smtp_session *s, smtp_session_stats *out);
+/* smtp_session_helo - the client's HELO/EHLO name ("" before one). */
+const char *smtp_session_helo(const smtp_session *s);
 /* smtp_session_state_name - "connected", "greeted", "mail", "rcpt", "data", "committing",
  * "quit" (for logs). */
 const char *smtp_session_state_name(const smtp_session *s);

@@ -292,6 +292,22 @@ static void data_abort(void *arg)
     maildirs_clear(ms);
 }
 
+/* relay_denied - KB Q193922: with SMTP Interface Events at Minimum or more, each denied relay
+ * is an event naming the client's address, its name (its HELO: we do no reverse lookup), the
+ * authenticated account (none: there is no AUTH yet) and the recipient. */
+static void relay_denied(void *arg, const smtp_path *rcpt, smtp_refusal why)
+{
+    mail_session *ms = arg;
+    const char *helo = smtp_session_helo(ms->s);
+    bool trick = why != SMTP_REFUSE_NONE;
+    ims_log_event(ms->srv->log, IMS_EV_RELAY_DENIED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                  IMS_LEVEL_MINIMUM,
+                  "Relaying was denied: client %s (HELO %s), not authenticated, recipient "
+                  "<%s>%s%s%s",
+                  ms->client_ip, helo[0] ? helo : "none", rcpt->mailbox, trick ? " (" : "",
+                  trick ? smtp_refusal_name(why) : "", trick ? ")" : "");
+}
+
 static void trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
 {
     mail_session *ms = arg;
@@ -373,8 +389,8 @@ void imsd_session_open(imsd_conn *c)
                           IMS_LEVEL_MINIMUM, "Unable to open the SMTP protocol log: %s",
                           strerror(e));
     }
-    smtp_callbacks cb = {ms,       rcpt_check, data_begin, data_chunk,
-                         data_end, data_abort, trace,      mail_check};
+    smtp_callbacks cb = {ms,         rcpt_check, data_begin, data_chunk,  data_end,
+                         data_abort, trace,      mail_check, relay_denied};
     if (smtp_session_new(&srv->mail->cfg, &cb, &client, &local, &ms->s)) {
         ims_protolog_end(ms->plc, "Closed: out of memory");
         session_free(ms);

@@ -429,3 +429,34 @@ def test_pipelining_client_that_never_reads_is_held_back(make_svc):
         sk.close()
         t.join(WAIT * 3)
     assert sent.is_set()
+
+
+# --- events of the SMTP interface --------------------------------------------------------------
+
+
+def test_denied_relay_is_an_event_at_minimum():
+    """KB Q193922: with SMTP Interface Events at Minimum, each denied relay is an event naming
+    the client, its HELO name and the recipient; at None it is not logged."""
+    for level, expect in (("1", True), ("0", False)):
+        root = tempfile.mkdtemp(prefix="ims-limits-")
+        os.chmod(root, 0o755)
+        svc = Service(root, free_port(), diag=[("SMTP Interface Events", level)], start=False)
+        proc, err = None, ""
+        try:
+            proc = svc.start_console()
+            out = raw_session(svc, b"EHLO relayer.test\r\nMAIL FROM:<s@r.test>\r\n"
+                                   b"RCPT TO:<victim@elsewhere.test>\r\n"
+                                   b"RCPT TO:<victim%elsewhere.test@example.com>\r\nQUIT\r\n")
+            assert out.count("550 5.7.1") == 2, out
+        finally:
+            err = svc.stop_console(proc)
+            shutil.rmtree(root, ignore_errors=True)
+        events = [l for l in err.splitlines() if "Event 2040 " in l]
+        if not expect:
+            assert events == [], err
+            continue
+        assert len(events) == 2, err
+        assert "(SMTP Interface Events, Warning)" in events[0]
+        assert "client 127.0.0.1 (HELO relayer.test)" in events[0], events[0]
+        assert "<victim@elsewhere.test>" in events[0], events[0]
+        assert "<victim%elsewhere.test@example.com> (percent hack)" in events[1], events[1]

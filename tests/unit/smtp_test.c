@@ -1413,6 +1413,45 @@ static void test_mail_check(void **state)
     buf_free(&rec.message);
 }
 
+/* relay_denied is told of each recipient refused with 550 5.7.1, with the trick if any. */
+static void cb_relay_denied(void *arg, const smtp_path *rcpt, smtp_refusal why)
+{
+    struct rec *r = arg;
+    buf_printf(&r->events, "denied(%s,%s);", rcpt->mailbox,
+               why == SMTP_REFUSE_NONE ? "policy" : smtp_refusal_name(why));
+}
+
+static void test_relay_denied_callback(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_setup(&fx, CFG_DEFAULT);
+    struct rec rec = {BUF_INIT, BUF_INIT, false, false};
+    smtp_callbacks cb = {&rec,          cb_rcpt_check, cb_data_begin, cb_data_chunk,  cb_data_end,
+                         cb_data_abort, NULL,          NULL,          cb_relay_denied};
+    smtp_session *s;
+    assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
+    smtp_session_output_drain(s, SIZE_MAX);
+    assert_string_equal(smtp_session_helo(s), "");
+    buf out = BUF_INIT;
+    feed(s,
+         S(EHLO MAIL "RCPT TO:<x@remote.example>\r\nRCPT TO:<a%b@local.test>\r\n"
+                     "RCPT TO:<user@local.test>\r\n"),
+         &out);
+    assert_string_equal(smtp_session_helo(s), "client.example");
+    char want[256];
+    snprintf(want, sizeof want,
+             "denied(x@remote.example,policy);denied(a%%b@local.test,%s);"
+             "check(user@local.test);",
+             smtp_refusal_name(SMTP_REFUSE_PERCENT));
+    assert_string_equal(buf_cstr(&rec.events), want);
+    smtp_session_free(s);
+    smtp_relay_policy_free(&fx.policy);
+    buf_free(&out);
+    buf_free(&rec.events);
+    buf_free(&rec.message);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -1483,6 +1522,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_trace),
         cmocka_unit_test(test_mail_check),
+        cmocka_unit_test(test_relay_denied_callback),
     };
     return cmocka_run_group_tests_name("smtp", tests, NULL, NULL);
 }
