@@ -34,6 +34,7 @@ static const reply_row reply_table[SMTP_R_COUNT] = {
                             "Requested action aborted: local error in processing"},
     [SMTP_R_RCPT_TEMP] = {451, "4.3.0", false, "Recipient lookup failed, try again later"},
     [SMTP_R_NO_STORAGE] = {452, "4.3.1", false, "Insufficient system storage"},
+    [SMTP_R_NO_OUTBOUND] = {451, "4.3.2", false, "Outbound mail is not available, try again later"},
     [SMTP_R_TOO_MANY_RCPT] = {452, "4.5.3", false, "Too many recipients"},
     [SMTP_R_UNRECOGNIZED] = {500, "5.5.2", false, "Syntax error, command unrecognized"},
     [SMTP_R_LINE_TOO_LONG] = {500, "5.5.2", false, "Line too long"},

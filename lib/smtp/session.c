@@ -327,6 +327,13 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
         sess_error(s, SMTP_R_RELAY_DENIED);
         return;
     }
+    if (cls == SMTP_ADDR_REMOTE && s->cb.rcpt_check) {
+        unsigned code = s->cb.rcpt_check(s->cb.arg, &c->path, cls);
+        if (code != 250) {
+            sess_reply(s, code == 453 ? SMTP_R_NO_OUTBOUND : SMTP_R_RCPT_TEMP);
+            return;
+        }
+    }
     if (sess_add_rcpt(s, c, cls)) {
         s->oom = true;
         return;

@@ -83,6 +83,7 @@ typedef enum smtp_reply_id {
     SMTP_R_DATA_GO,          /* 354 Start mail input; end with <CRLF>.<CRLF> */
     SMTP_R_LOCAL_ERROR,      /* 451 4.3.0 Requested action aborted: local error in processing */
     SMTP_R_RCPT_TEMP,        /* 451 4.3.0 Recipient lookup failed, try again later */
+    SMTP_R_NO_OUTBOUND,      /* 451 4.3.2 Outbound mail is not available, try again later */
     SMTP_R_TOO_MANY_RCPT,    /* 452 4.5.3 Too many recipients */
     SMTP_R_NO_STORAGE,       /* 452 4.3.1 Insufficient system storage */
     SMTP_R_UNRECOGNIZED,     /* 500 5.5.2 Syntax error, command unrecognized */
@@ -462,11 +463,13 @@ typedef enum smtp_trace_kind {
  * into the session, but for data_end, which may call smtp_session_data_done. */
 typedef struct smtp_callbacks {
     void *arg;
-    /* rcpt_check - called for each SMTP_ADDR_LOCAL recipient (cls is always that; the
-     * directory lookup is the caller's). Return 250 to accept, 550 for an unknown address
-     * ("550 5.1.1 User unknown"), 4xx for a temporary failure ("451 4.3.0"); any other value
-     * is taken as a temporary failure, so a broken lookup never rejects mail for good. NULL:
-     * every local address is accepted. */
+    /* rcpt_check - called for each SMTP_ADDR_LOCAL recipient (the directory lookup is the
+     * caller's), and for each SMTP_ADDR_REMOTE one the relay policy lets through (can the
+     * caller send it on?). Return 250 to accept, 550 for an unknown local address ("550 5.1.1
+     * User unknown"), 453 for a remote one that cannot be relayed now ("451 4.3.2 Outbound
+     * mail is not available, try again later"), 4xx for a temporary failure ("451 4.3.0");
+     * any other value is taken as a temporary failure, so a broken lookup never rejects mail
+     * for good. NULL: every such address is accepted. */
     unsigned (*rcpt_check)(void *arg, const smtp_path *addr, smtp_addr_class cls);
     /* data_begin - DATA was accepted (before the 354): open the spool file. Return 0, or
      * non-zero to answer "451 4.3.0" (the transaction stays as it was). NULL: always 0. */

@@ -188,8 +188,9 @@ static bool is_local(void *arg, const char *domain)
 
 static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls)
 {
-    (void)cls;
     mail_session *ms = arg;
+    if (cls == SMTP_ADDR_REMOTE)
+        return 453; /* a relay the policy allows, but there is no outbound side yet */
     struct imsd_mail *m = ms->srv->mail;
     char *alias = NULL;
     int e = dir_lookup(m->dir, addr->mailbox, &alias);
@@ -220,8 +221,8 @@ static int data_begin(void *arg, const smtp_envelope *env)
 {
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
-    /* The recipients accepted are the ones rcpt_check said yes to, in order; relayed
-     * (remote) recipients would need the outbound side, which does not exist yet. */
+    /* The recipients accepted are the ones rcpt_check said yes to, in order (it refuses
+     * remote ones until there is an outbound side): a mismatch is a bug, not mail to lose. */
     if (env->nrcpt != ms->nmaildirs)
         return -1;
     ims_rcpt *r = calloc(env->nrcpt, sizeof *r);

@@ -460,3 +460,20 @@ def test_denied_relay_is_an_event_at_minimum():
         assert "client 127.0.0.1 (HELO relayer.test)" in events[0], events[0]
         assert "<victim@elsewhere.test>" in events[0], events[0]
         assert "<victim%elsewhere.test@example.com> (percent hack)" in events[1], events[1]
+
+
+def test_allowed_relay_is_deferred_at_rcpt_and_local_mail_goes_on(make_svc):
+    """A client RelayAllowList lets relay (RelayFlags 2) gets 451 4.3.2 for the remote
+    recipient at RCPT, as there is no outbound side yet; the local recipient of the same
+    message is delivered."""
+    svc = make_svc(params=[("RelayFlags", "REG_DWORD", "2"),
+                           ("RelayAllowList", "REG_MULTI_SZ", "127.0.0.1")])
+    with smtp(svc) as c:
+        c.ehlo()
+        assert c.mail("s@remote.test")[0] == 250
+        code, msg = c.rcpt("someone@elsewhere.test")
+        assert code == 451 and msg.startswith(b"4.3.2 Outbound mail is not available"), msg
+        assert c.rcpt("bob@example.com")[0] == 250
+        assert c.data(b"Subject: mixed\r\n\r\nlocal part\r\n")[0] == 250
+    [m] = svc.wait_mail("bob", 1)
+    assert b"Subject: mixed" in open(m, "rb").read()

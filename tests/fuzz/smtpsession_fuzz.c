@@ -38,8 +38,10 @@ static bool fz_local(void *arg, const char *domain)
 static unsigned fz_rcpt(void *arg, const smtp_path *addr, smtp_addr_class cls)
 {
     (void)arg;
-    CHECK(cls == SMTP_ADDR_LOCAL);
+    CHECK(cls == SMTP_ADDR_LOCAL || cls == SMTP_ADDR_REMOTE);
     size_t len = strlen(addr->local);
+    if (cls == SMTP_ADDR_REMOTE)
+        return len % 3 == 1 ? 453 : 250;
     return len % 5 == 1 ? 550 : len % 7 == 3 ? 451 : 250;
 }
 

@@ -621,6 +621,12 @@ struct rec {
 static unsigned cb_rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls)
 {
     struct rec *r = arg;
+    if (cls == SMTP_ADDR_REMOTE) { /* a relay the policy allowed: can it go out? */
+        buf_printf(&r->events, "out(%s);", addr->mailbox);
+        if (!strncmp(addr->local, "nooutbound", 10))
+            return 453;
+        return !strncmp(addr->local, "outfail", 7) ? 451 : 250;
+    }
     assert_int_equal(cls, SMTP_ADDR_LOCAL);
     buf_printf(&r->events, "check(%s);", addr->mailbox);
     if (!strncmp(addr->local, "unknown", 7))
@@ -860,9 +866,18 @@ static const struct tcase cases[] = {
      GREET
      "250-" HOST " Hello [198.51.100.7]\r\n250-SIZE\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
      "250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n" MAIL_OK RCPT_OK RELAY_NO RCPT_OK DATA_GO QUEUED BYE,
-     "check(user@local.test);begin(sender@remote.example,2);end(3,remote:a@remote.example,"
-     "user@local.test);",
+     "out(a@remote.example);check(user@local.test);begin(sender@remote.example,2);"
+     "end(3,remote:a@remote.example,user@local.test);",
      NULL, false},
+    {"a relay that cannot go out", CFG_RELAYER,
+     S("EHLO relay.example\r\n" MAIL "RCPT TO:<nooutbound@remote.example>\r\n"
+       "RCPT TO:<outfail@remote.example>\r\n" RCPT "QUIT\r\n"),
+     GREET "250-" HOST " Hello [198.51.100.7]\r\n250-SIZE\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+           "250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n" MAIL_OK
+           "451 4.3.2 Outbound mail is not available, try again later\r\n"
+           "451 4.3.0 Recipient lookup failed, try again later\r\n" RCPT_OK BYE,
+     "out(nooutbound@remote.example);out(outfail@remote.example);check(user@local.test);", NULL,
+     false},
     {"recipient lookups", CFG_DEFAULT,
      S(EHLO MAIL "RCPT TO:<tempfail@local.test>\r\nRCPT TO:<weird@local.test>\r\n"
                  "RCPT TO:<unknown@sub.local.test>\r\nQUIT\r\n"),
