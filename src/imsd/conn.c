@@ -106,7 +106,7 @@ static void conn_deadline(evutil_socket_t fd, short what, void *arg)
         imsd_session_timeout(c);
 }
 
-static void conn_peer_name(const struct sockaddr *sa, int salen, char *out, size_t size)
+void imsd_addr_text(const struct sockaddr *sa, int salen, char *out, size_t size)
 {
     char host[NI_MAXHOST], serv[NI_MAXSERV];
     if (sa && salen > 0 &&
@@ -130,7 +130,7 @@ static void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct soc
         return;
     }
     c->srv = srv;
-    conn_peer_name(sa, salen, c->peer, sizeof c->peer);
+    imsd_addr_text(sa, salen, c->peer, sizeof c->peer);
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         srv->stats->conn_in_rejected++;

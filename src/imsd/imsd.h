@@ -171,6 +171,9 @@ void imsd_server_free(imsd_server *srv);
 /* What a session may do with its connection. */
 imsd_server *imsd_conn_server(const imsd_conn *c);
 const char *imsd_conn_peer(const imsd_conn *c);
+/* imsd_addr_text - "192.0.2.1:25" or "[2001:db8::1]:25" ("unknown" when sa is NULL or not
+ * numeric), at most size bytes with the NUL (IMSD_ADDR_MAX is enough). */
+void imsd_addr_text(const struct sockaddr *sa, int salen, char *out, size_t size);
 /* imsd_conn_fd - the socket (for getpeername/getsockname). */
 int imsd_conn_fd(const imsd_conn *c);
 /* imsd_conn_input - the bytes received and not yet consumed. */

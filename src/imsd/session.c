@@ -5,7 +5,6 @@
 #include "imsd.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -343,15 +342,6 @@ static void refuse_busy(imsd_conn *c)
     imsd_conn_set_deadline(c, SESSION_CLOSE_GRACE);
 }
 
-static void sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
-{
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
-    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV))
-        snprintf(out, size, "unknown");
-    else
-        snprintf(out, size, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
-}
-
 void imsd_session_open(imsd_conn *c)
 {
     imsd_server *srv = imsd_conn_server(c);
@@ -382,7 +372,7 @@ void imsd_session_open(imsd_conn *c)
     struct imsd_mail *m = srv->mail;
     if (m->plog) {
         char self_text[IMSD_ADDR_MAX];
-        sockaddr_text((struct sockaddr *)&self, sl, self_text, sizeof self_text);
+        imsd_addr_text((struct sockaddr *)&self, (int)sl, self_text, sizeof self_text);
         int e =
             ims_protolog_begin(m->plog, ++m->next_conn_id, imsd_conn_peer(c), self_text, &ms->plc);
         if (e)
