@@ -9,9 +9,13 @@
  *   2. Each recipient's <maildir>/new/<id>.<index>.<host> is a hard link to that file (a copy
  *      through <maildir>/tmp when the Maildir is on another file system). The name depends
  *      only on the message and the recipient, so EEXIST means "delivered before a crash".
- *   3. One fsync of each new/ that got a link, then "done <index>" lines appended to the spool
- *      file and fdatasync'd; tracking event 1013 for each.
- *   4. All recipients done: MTS-IN's copy goes, then the spool file (to In/Archive when asked).
+ *   3. One fsync of each new/ that got a link; tracking event 1013 for each recipient. When
+ *      some recipients are still to do (or the file is to be archived), "done <index>" lines
+ *      are appended to the spool file and fdatasync'd first.
+ *   4. All recipients done: MTS-IN's copy goes, then the spool file (to In/Archive when asked);
+ *      one fsync of In for the round's finished messages. (No done records for them: until
+ *      that fsync a crash only brings the file back, and delivering it again finds every copy
+ *      in new/ or cur/ under its own name.)
  * A recipient whose Maildir cannot be written is tried again later with a doubling delay
  * (bounded by retry_max_ms), for ever: non-delivery reports are out of scope here, so a message
  * is never dropped for a mailbox error. The steps of several messages are done together so
@@ -535,9 +539,37 @@ static bool newly_done(const dl_msg *m, size_t i)
     return m->now[l] || (l != i && m->f.rcpts[l].done);
 }
 
-/* record - the round's deliveries into the spool files ("done <index>" appended, synced),
- * then into the tracking log. Until this is on disk a crash makes the next start deliver
- * again, and find the copies there. */
+/* finishing - every recipient is done once this round's deliveries count. */
+static bool finishing(const dl_msg *m)
+{
+    for (size_t i = 0; i < m->f.nrcpt; i++)
+        if (!m->f.rcpts[i].done && !newly_done(m, i))
+            return false;
+    return true;
+}
+
+/* mark_done - the round's deliveries of m count: flags set, tracking lines written. */
+static void mark_done(ims_deliverer *d, dl_msg *m, uint64_t *delivered)
+{
+    /* Marking in place is safe: a follower's test reads its leader's now[] first. */
+    time_t now = time(NULL);
+    for (size_t i = 0; i < m->f.nrcpt; i++) {
+        if (!newly_done(m, i))
+            continue;
+        m->f.rcpts[i].done = true;
+        (*delivered)++;
+        if (d->tracking)
+            ims_tracking_write(d->tracking, now, IMS_TRACK_TRANSFERRED_INBOUND, m->f.id,
+                               m->f.sender, m->f.rcpts[i].address, m->f.content_len, m->f.client_ip,
+                               m->f.host);
+    }
+}
+
+/* record - the round's deliveries into the spool files and the tracking log. A message that
+ * still has recipients to do gets "done <index>" lines, synced before they count: until they
+ * are on disk a crash makes the next start deliver again, and find the copies there. A
+ * message this round finishes needs none (unless archived, to keep its status): conclude()
+ * removes its file. */
 static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
 {
     bool *wrote = calloc(n, sizeof *wrote);
@@ -547,6 +579,10 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
         dl_msg *m = &ms[k];
         if (!m->parsed || m->failed)
             continue;
+        if (!d->archive && finishing(m)) { /* an archived file keeps its status */
+            mark_done(d, m, delivered);
+            continue;
+        }
         buf b = BUF_INIT;
         int rc = 0;
         for (size_t i = 0; !rc && i < m->f.nrcpt; i++)
@@ -575,18 +611,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
             fail(m, d->errs[j - 1], SIZE_MAX);
             continue;
         }
-        /* Marking in place is safe: a follower's test reads its leader's now[] first. */
-        time_t now = time(NULL);
-        for (size_t i = 0; i < m->f.nrcpt; i++) {
-            if (!newly_done(m, i))
-                continue;
-            m->f.rcpts[i].done = true;
-            (*delivered)++;
-            if (d->tracking)
-                ims_tracking_write(d->tracking, now, IMS_TRACK_TRANSFERRED_INBOUND, m->f.id,
-                                   m->f.sender, m->f.rcpts[i].address, m->f.content_len,
-                                   m->f.client_ip, m->f.host);
-        }
+        mark_done(d, m, delivered);
     }
     free(wrote);
 }
@@ -642,6 +667,7 @@ static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t 
         link_rcpts(d, &ms[i], &dirs);
     sync_dirs(d, ms, n, &dirs);
     record(d, ms, n, delivered);
+    uint64_t finished_before = *finished;
     for (size_t i = 0; i < n; i++) {
         conclude(d, &ms[i], deferred, finished);
         if (ms[i].fd >= 0)
@@ -650,6 +676,13 @@ static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t 
             ims_spool_file_free(&ms[i].f);
         free(ms[i].leader);
         free(ms[i].now);
+    }
+    /* The finished files' removal made durable together (a failure only means a crash may
+     * bring some back, to be found delivered). */
+    if (*finished != finished_before) {
+        fsync(d->in_fd);
+        if (d->archive)
+            fsync(d->archive_fd);
     }
     free(dirs.v);
     free(ms);
