@@ -139,10 +139,13 @@ def test_delivery_to_maildir(svc):
         text.startswith(b"Return-Path: <sender@remote.test>\n")
     assert b"Received: from client.test ([127.0.0.1])" in text
     assert b"Hello there." in text
-    tracking = glob.glob(os.path.join(svc.root, "Tracking.log", "*.log"))
-    assert tracking
-    lines = open(tracking[0]).read().splitlines()
-    assert any("\t1012\t" in l for l in lines) and any("\t1013\t" in l for l in lines)
+    # 1013 (transferred in) is logged once the copies are durable, a moment after they show.
+    def tracked():
+        tracking = glob.glob(os.path.join(svc.root, "Tracking.log", "*.log"))
+        lines = open(tracking[0]).read().splitlines() if tracking else []
+        return lines if sum("\t1013\t" in l for l in lines) >= 3 else None
+    lines = wait_for(tracked, "three 1013 lines in the tracking log")
+    assert sum("\t1012\t" in l for l in lines) == 3, lines
 
 
 def test_unknown_user_and_relay_tricks(svc):
