@@ -181,26 +181,32 @@ static void test_settings(void **state)
     fx->events[0] = 0;
     assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
     int base_events = count_events(fx->events, "4086;");
+#define LIMIT(name, field, v, ok)                                                                  \
+    {                                                                                              \
+        name, offsetof(ims_settings, field), v, ok                                                 \
+    }
     struct {
         const char *name;
+        size_t field; /* offset of the uint32_t in ims_settings */
         uint32_t set;
         bool valid;
     } limits[] = {
-        {"TransferMode", 3, true},
-        {"TransferMode", 4, false},
-        {"MaxInboundConnections", 0, true},
-        {"MaxInboundConnections", 100001, false},
-        {"InboundRecipientLimit", 99, false},
-        {"InboundRecipientLimit", 5000, true},
-        {"MaxLineLength", 511, false},
-        {"MaxLineLength", 4096, true},
-        {"MaxErrorsPerSession", 0, false},
-        {"MaxErrorsPerSession", 3, true},
-        {"CommandTimeout", 0, false},
-        {"CommandTimeout", 60, true},
-        {"DataTimeout", 86401, false},
-        {"DataTimeout", 90, true},
+        LIMIT("TransferMode", transfer_mode, 3, true),
+        LIMIT("TransferMode", transfer_mode, 4, false),
+        LIMIT("MaxInboundConnections", max_inbound_connections, 0, true),
+        LIMIT("MaxInboundConnections", max_inbound_connections, 100001, false),
+        LIMIT("InboundRecipientLimit", inbound_recipient_limit, 99, false),
+        LIMIT("InboundRecipientLimit", inbound_recipient_limit, 5000, true),
+        LIMIT("MaxLineLength", max_line_length, 511, false),
+        LIMIT("MaxLineLength", max_line_length, 4096, true),
+        LIMIT("MaxErrorsPerSession", max_errors_per_session, 0, false),
+        LIMIT("MaxErrorsPerSession", max_errors_per_session, 3, true),
+        LIMIT("CommandTimeout", command_timeout, 0, false),
+        LIMIT("CommandTimeout", command_timeout, 60, true),
+        LIMIT("DataTimeout", data_timeout, 86401, false),
+        LIMIT("DataTimeout", data_timeout, 90, true),
     };
+#undef LIMIT
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_PARAMETERS_KEY, 0, &k), 0);
         assert_int_equal(reg_value_set_dword(k, limits[i].name, limits[i].set), 0);
@@ -209,26 +215,14 @@ static void test_settings(void **state)
         ims_settings d;
         ims_settings_defaults(&d, fx->dir);
         assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
-        const uint32_t *got = NULL, *dflt = NULL;
-        if (!strcmp(limits[i].name, "TransferMode"))
-            got = &s.transfer_mode, dflt = &d.transfer_mode;
-        else if (!strcmp(limits[i].name, "MaxInboundConnections"))
-            got = &s.max_inbound_connections, dflt = &d.max_inbound_connections;
-        else if (!strcmp(limits[i].name, "InboundRecipientLimit"))
-            got = &s.inbound_recipient_limit, dflt = &d.inbound_recipient_limit;
-        else if (!strcmp(limits[i].name, "MaxLineLength"))
-            got = &s.max_line_length, dflt = &d.max_line_length;
-        else if (!strcmp(limits[i].name, "MaxErrorsPerSession"))
-            got = &s.max_errors_per_session, dflt = &d.max_errors_per_session;
-        else if (!strcmp(limits[i].name, "CommandTimeout"))
-            got = &s.command_timeout, dflt = &d.command_timeout;
-        else
-            got = &s.data_timeout, dflt = &d.data_timeout;
+        uint32_t got, dflt;
+        memcpy(&got, (const char *)&s + limits[i].field, sizeof got);
+        memcpy(&dflt, (const char *)&d + limits[i].field, sizeof dflt);
         if (limits[i].valid) {
-            assert_int_equal(*got, limits[i].set);
+            assert_int_equal(got, limits[i].set);
             assert_int_equal(count_events(fx->events, "4086;"), base_events);
         } else {
-            assert_int_equal(*got, *dflt);
+            assert_int_equal(got, dflt);
             assert_int_equal(count_events(fx->events, "4086;"), base_events + 1);
         }
         assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_PARAMETERS_KEY, 0, &k), 0);
