@@ -186,14 +186,25 @@ static void sess_abort_data(smtp_session *s)
     }
 }
 
+/* sess_drop_rcpts - forget the transaction's recipients, handing each one's caller data back:
+ * the session is the one owner of the recipient list (RSET, HELO/EHLO, the end of DATA and
+ * smtp_session_free all come through here). */
+static void sess_drop_rcpts(smtp_session *s)
+{
+    for (size_t i = 0; i < s->nrcpt; i++)
+        if (s->rcpt[i].data && s->cb.rcpt_release)
+            s->cb.rcpt_release(s->cb.arg, s->rcpt[i].data);
+    s->nrcpt = 0;
+}
+
 /* sess_reset - end the transaction (RSET, HELO/EHLO, after DATA). */
 static void sess_reset(smtp_session *s)
 {
     sess_abort_data(s);
+    sess_drop_rcpts(s);
     memset(&s->from, 0, sizeof s->from);
     memset(&s->mail, 0, sizeof s->mail);
     memset(&s->env, 0, sizeof s->env);
-    s->nrcpt = 0;
     s->rcpt_tried = false;
     s->chunk_len = 0;
     s->state = s->helo_done ? ST_GREETED : ST_CONNECTED;
@@ -262,13 +273,13 @@ static void cmd_mail(smtp_session *s, const smtp_cmd *c)
     }
     s->from = c->path;
     s->mail = c->mail;
-    s->nrcpt = 0;
+    sess_drop_rcpts(s);
     s->rcpt_tried = false;
     s->state = ST_MAIL;
     sess_reply(s, SMTP_R_SENDER_OK);
 }
 
-static int sess_add_rcpt(smtp_session *s, const smtp_cmd *c, smtp_addr_class cls)
+static int sess_add_rcpt(smtp_session *s, const smtp_cmd *c, smtp_addr_class cls, void *data)
 {
     if (s->nrcpt == s->rcpt_cap) {
         size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 8;
@@ -284,7 +295,23 @@ static int sess_add_rcpt(smtp_session *s, const smtp_cmd *c, smtp_addr_class cls
     r->path = c->path;
     r->cls = cls;
     r->params = c->rcpt;
+    r->data = data;
     return ERROR_SUCCESS;
+}
+
+/* sess_rcpt_check - ask the caller about a recipient; what it attaches is kept only with a
+ * 250 (anything attached to a refusal is handed straight back). */
+static unsigned sess_rcpt_check(smtp_session *s, const smtp_cmd *c, smtp_addr_class cls,
+                                void **data)
+{
+    *data = NULL;
+    unsigned code = s->cb.rcpt_check(s->cb.arg, &c->path, cls, data);
+    if (code != 250 && *data) {
+        if (s->cb.rcpt_release)
+            s->cb.rcpt_release(s->cb.arg, *data);
+        *data = NULL;
+    }
+    return code;
 }
 
 static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
@@ -308,8 +335,9 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
         }
         return;
     }
+    void *data = NULL;
     if (cls == SMTP_ADDR_LOCAL && s->cb.rcpt_check) {
-        unsigned code = s->cb.rcpt_check(s->cb.arg, &c->path, cls);
+        unsigned code = sess_rcpt_check(s, c, cls, &data);
         if (code == 550) {
             sess_reply(s, SMTP_R_USER_UNKNOWN);
             return;
@@ -328,13 +356,15 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
         return;
     }
     if (cls == SMTP_ADDR_REMOTE && s->cb.rcpt_check) {
-        unsigned code = s->cb.rcpt_check(s->cb.arg, &c->path, cls);
+        unsigned code = sess_rcpt_check(s, c, cls, &data);
         if (code != 250) {
             sess_reply(s, code == 453 ? SMTP_R_NO_OUTBOUND : SMTP_R_RCPT_TEMP);
             return;
         }
     }
-    if (sess_add_rcpt(s, c, cls)) {
+    if (sess_add_rcpt(s, c, cls, data)) {
+        if (data && s->cb.rcpt_release)
+            s->cb.rcpt_release(s->cb.arg, data);
         s->oom = true;
         return;
     }
@@ -773,6 +803,7 @@ void smtp_session_free(smtp_session *s)
     if (!s)
         return;
     sess_abort_data(s); /* a message being read */
+    sess_drop_rcpts(s);
     buf_free(&s->out);
     free(s->line);
     free(s->chunk);

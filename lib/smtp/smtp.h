@@ -438,6 +438,8 @@ typedef struct smtp_rcpt {
     smtp_path path;
     smtp_addr_class cls; /* SMTP_ADDR_LOCAL or SMTP_ADDR_REMOTE (an allowed relay) */
     smtp_rcpt_params params;
+    void *data; /* what rcpt_check attached (NULL: nothing); the session's until it hands it
+                 * back through rcpt_release when the transaction ends */
 } smtp_rcpt;
 
 /* smtp_envelope - the transaction, as handed to data_begin and data_end. Every pointer is the
@@ -469,8 +471,13 @@ typedef struct smtp_callbacks {
      * User unknown"), 453 for a remote one that cannot be relayed now ("451 4.3.2 Outbound
      * mail is not available, try again later"), 4xx for a temporary failure ("451 4.3.0");
      * any other value is taken as a temporary failure, so a broken lookup never rejects mail
-     * for good. NULL: every such address is accepted. */
-    unsigned (*rcpt_check)(void *arg, const smtp_path *addr, smtp_addr_class cls);
+     * for good. NULL: every such address is accepted.
+     * *data (NULL on entry) may be set to the caller's record of the recipient (its route,
+     * say): with 250 the session keeps it in the envelope's smtp_rcpt.data and owns it until
+     * the transaction ends (the end of DATA, RSET, MAIL, HELO/EHLO, smtp_session_free), when
+     * it is handed back through rcpt_release, exactly once; with any other code it is handed
+     * back at once. The caller keeps no list of its own, so it cannot disagree. */
+    unsigned (*rcpt_check)(void *arg, const smtp_path *addr, smtp_addr_class cls, void **data);
     /* data_begin - DATA was accepted (before the 354): open the spool file. Return 0, or
      * non-zero to answer "451 4.3.0" (the transaction stays as it was). NULL: always 0. */
     int (*data_begin)(void *arg, const smtp_envelope *env);
@@ -501,6 +508,9 @@ typedef struct smtp_callbacks {
      * relay (percent hack, source route, bang path, address literal...: why says which). For
      * the event KB Q193922 describes. NULL: not told. */
     void (*relay_denied)(void *arg, const smtp_path *rcpt, smtp_refusal why);
+    /* rcpt_release - the session is done with a recipient's data (see rcpt_check): free it.
+     * NULL: nothing is freed (the caller attaches nothing, or owns it elsewhere). */
+    void (*rcpt_release)(void *arg, void *data);
 } smtp_callbacks;
 
 typedef struct smtp_session smtp_session;

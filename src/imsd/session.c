@@ -51,21 +51,10 @@ typedef struct mail_session {
     bool gone;       /* the connection closed while committing */
     char client_ip[64];
     ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
-    char **maildirs;        /* the accepted recipients' Maildirs, in RCPT order */
-    size_t nmaildirs, capmaildirs;
 } mail_session;
-
-static void maildirs_clear(mail_session *ms)
-{
-    for (size_t i = 0; i < ms->nmaildirs; i++)
-        free(ms->maildirs[i]);
-    ms->nmaildirs = 0;
-}
 
 static void session_free(mail_session *ms)
 {
-    maildirs_clear(ms);
-    free(ms->maildirs);
     free(ms);
 }
 
@@ -185,7 +174,9 @@ static bool is_local(void *arg, const char *domain)
     return dir_is_local_domain(m->dir, domain);
 }
 
-static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls)
+/* rcpt_check - a local recipient's Maildir is attached to it (lib/smtp keeps it with the
+ * recipient for the transaction and hands it back to rcpt_release). */
+static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls, void **data)
 {
     mail_session *ms = arg;
     if (cls == SMTP_ADDR_REMOTE)
@@ -202,28 +193,21 @@ static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls
     free(alias);
     if (n < 0 || (size_t)n >= sizeof path)
         return 451;
-    if (ms->nmaildirs == ms->capmaildirs) {
-        size_t cap = ms->capmaildirs ? ms->capmaildirs * 2 : 8;
-        char **p = realloc(ms->maildirs, cap * sizeof *p);
-        if (!p)
-            return 451;
-        ms->maildirs = p;
-        ms->capmaildirs = cap;
-    }
-    if (!(ms->maildirs[ms->nmaildirs] = strdup(path)))
+    if (!(*data = strdup(path)))
         return 451;
-    ms->nmaildirs++;
     return 250;
+}
+
+static void rcpt_release(void *arg, void *data)
+{
+    (void)arg;
+    free(data);
 }
 
 static int data_begin(void *arg, const smtp_envelope *env)
 {
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
-    /* The recipients accepted are the ones rcpt_check said yes to, in order (it refuses
-     * remote ones until there is an outbound side): a mismatch is a bug, not mail to lose. */
-    if (env->nrcpt != ms->nmaildirs)
-        return -1;
     ims_rcpt *r = calloc(env->nrcpt, sizeof *r);
     if (!r)
         return -1;
@@ -231,7 +215,18 @@ static int data_begin(void *arg, const smtp_envelope *env)
      * delivers one copy per Maildir however many of its addresses were named. */
     for (size_t i = 0; i < env->nrcpt; i++) {
         r[i].address = env->rcpt[i].path.mailbox;
-        r[i].maildir = ms->maildirs[i];
+        r[i].maildir = env->rcpt[i].data;
+        if (!r[i].maildir) {
+            /* rcpt_check attaches a Maildir to every recipient it accepts (it refuses remote
+             * ones until there is an outbound side): one without is a bug, not mail to lose. */
+            ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
+                          IMS_LEVEL_NONE,
+                          "Internal error: the accepted recipient <%s> from %s has no "
+                          "destination; the message is refused with 451",
+                          r[i].address, ms->client_ip);
+            free(r);
+            return -1;
+        }
     }
     size_t n = env->nrcpt;
     ims_envelope e = {0};
@@ -243,6 +238,12 @@ static int data_begin(void *arg, const smtp_envelope *env)
     e.host = m->fqdn;
     int rc = ims_spool_begin(m->spool, &e, &ms->msg);
     free(r);
+    if (rc)
+        ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      "Unable to spool a message from %s for %zu recipients: %s; it is "
+                      "refused with 451",
+                      ms->client_ip, n, strerror(rc));
     return rc;
 }
 
@@ -263,7 +264,6 @@ static void committed(void *arg, int err, const char *queue_id)
     }
     if (!err)
         ms->srv->stats->msg_in++;
-    maildirs_clear(ms);
     if (smtp_session_data_done(ms->s, err == 0, queue_id)) {
         imsd_conn_close(ms->c);
         return;
@@ -289,7 +289,6 @@ static void data_abort(void *arg)
     if (ms->msg)
         ims_spool_abort(ms->msg);
     ms->msg = NULL;
-    maildirs_clear(ms);
 }
 
 /* relay_denied - KB Q193922: with SMTP Interface Events at Minimum or more, each denied relay
@@ -380,8 +379,8 @@ void imsd_session_open(imsd_conn *c)
                           IMS_LEVEL_MINIMUM, "Unable to open the SMTP protocol log: %s",
                           strerror(e));
     }
-    smtp_callbacks cb = {ms,         rcpt_check, data_begin, data_chunk,  data_end,
-                         data_abort, trace,      mail_check, relay_denied};
+    smtp_callbacks cb = {ms,         rcpt_check, data_begin, data_chunk,   data_end,
+                         data_abort, trace,      mail_check, relay_denied, rcpt_release};
     if (smtp_session_new(&srv->mail->cfg, &cb, &client, &local, &ms->s)) {
         ims_protolog_end(ms->plc, "Closed: out of memory");
         session_free(ms);

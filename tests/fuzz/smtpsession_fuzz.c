@@ -27,7 +27,17 @@ struct fuzz {
     uint64_t bytes;
     uint64_t traced; /* reply bytes the trace callback was shown */
     unsigned mails;  /* mail_check calls */
+    unsigned live;   /* recipient tokens attached and not yet released */
 };
+
+/* fz_rcpts_held - every recipient of the envelope carries its token. */
+static bool fz_rcpts_held(struct fuzz *f, const smtp_envelope *env)
+{
+    for (size_t i = 0; i < env->nrcpt; i++)
+        if (env->rcpt[i].data != &f->live)
+            return false;
+    return env->nrcpt <= f->live;
+}
 
 static bool fz_local(void *arg, const char *domain)
 {
@@ -35,20 +45,32 @@ static bool fz_local(void *arg, const char *domain)
     return smtp_domain_match("local.test", domain);
 }
 
-static unsigned fz_rcpt(void *arg, const smtp_path *addr, smtp_addr_class cls)
+/* fz_rcpt attaches a counted token to every recipient it answers; the session must hand each
+ * back exactly once (fz_release), whatever the input did to the transaction. */
+static unsigned fz_rcpt(void *arg, const smtp_path *addr, smtp_addr_class cls, void **data)
 {
-    (void)arg;
+    struct fuzz *f = arg;
     CHECK(cls == SMTP_ADDR_LOCAL || cls == SMTP_ADDR_REMOTE);
+    CHECK(*data == NULL);
+    *data = &f->live;
+    f->live++;
     size_t len = strlen(addr->local);
     if (cls == SMTP_ADDR_REMOTE)
         return len % 3 == 1 ? 453 : 250;
     return len % 5 == 1 ? 550 : len % 7 == 3 ? 451 : 250;
 }
 
+static void fz_release(void *arg, void *data)
+{
+    struct fuzz *f = arg;
+    CHECK(data == &f->live && f->live > 0);
+    f->live--;
+}
+
 static int fz_begin(void *arg, const smtp_envelope *env)
 {
     struct fuzz *f = arg;
-    CHECK(!f->in_data && env->nrcpt >= 1 && env->from && env->helo);
+    CHECK(!f->in_data && env->nrcpt >= 1 && env->from && env->helo && fz_rcpts_held(f, env));
     f->begun++;
     if (f->begun % 11 == 5) {
         f->refused++; /* now and then the spool cannot be opened */
@@ -76,7 +98,7 @@ static int fz_chunk(void *arg, const char *p, size_t n)
 static void fz_end(void *arg, const smtp_envelope *env)
 {
     struct fuzz *f = arg;
-    CHECK(f->in_data && env->size == f->bytes && env->nrcpt >= 1);
+    CHECK(f->in_data && env->size == f->bytes && env->nrcpt >= 1 && fz_rcpts_held(f, env));
     f->in_data = false;
     f->ended++;
 }
@@ -150,8 +172,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     cfg.mode = (sel & 8) && (errs & 0x80) ? SMTP_TRANSFER_NONE : SMTP_TRANSFER_INOUT;
 
     struct fuzz f = {0};
-    smtp_callbacks cb = {&f,     fz_rcpt,  fz_begin, fz_chunk,
-                         fz_end, fz_abort, fz_trace, fz_mail_check};
+    smtp_callbacks cb = {&f,       fz_rcpt,  fz_begin,      fz_chunk, fz_end,
+                         fz_abort, fz_trace, fz_mail_check, NULL,     fz_release};
     uint64_t sent = 0; /* output bytes drained */
     smtp_ip client, local;
     smtp_ip_parse((sel & 0x20) ? "10.1.2.3" : "192.0.2.10", &client);
@@ -207,7 +229,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     smtp_session_stats_get(s, &st);
     CHECK(st.errors <= cfg.max_errors);
     smtp_session_free(s);
-    CHECK(!f.in_data); /* freed during DATA: data_abort came */
+    CHECK(!f.in_data);  /* freed during DATA: data_abort came */
+    CHECK(f.live == 0); /* every recipient's data handed back exactly once */
     CHECK(f.begun == f.refused + f.ended + f.aborted);
     smtp_relay_policy_free(&policy);
     return 0;

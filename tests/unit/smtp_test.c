@@ -616,11 +616,13 @@ struct rec {
     buf events;  /* "check(x);begin(from,n);chunk;end(size);abort;" */
     buf message; /* the data of the last message begun */
     bool begin_fails, chunk_fails;
+    int live; /* recipient data attached by cb_rcpt_check and not yet released */
 };
 
-static unsigned cb_rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls)
+/* cb_rcpt_check attaches a copy of the address to every recipient it answers (refused ones
+ * too, which the session must hand straight back); cb_rcpt_release counts them back in. */
+static unsigned rcpt_verdict(struct rec *r, const smtp_path *addr, smtp_addr_class cls)
 {
-    struct rec *r = arg;
     if (cls == SMTP_ADDR_REMOTE) { /* a relay the policy allowed: can it go out? */
         buf_printf(&r->events, "out(%s);", addr->mailbox);
         if (!strncmp(addr->local, "nooutbound", 10))
@@ -638,9 +640,37 @@ static unsigned cb_rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class 
     return 250;
 }
 
+static unsigned cb_rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls, void **data)
+{
+    struct rec *r = arg;
+    assert_null(*data);
+    *data = strdup(addr->mailbox);
+    assert_non_null(*data);
+    r->live++;
+    return rcpt_verdict(r, addr, cls);
+}
+
+static void cb_rcpt_release(void *arg, void *data)
+{
+    struct rec *r = arg;
+    assert_true(r->live > 0);
+    r->live--;
+    free(data);
+}
+
+/* check_rcpt_data - every recipient of the envelope carries the data attached to it. */
+static void check_rcpt_data(const smtp_envelope *env)
+{
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        assert_non_null(env->rcpt[i].data);
+        assert_string_equal(env->rcpt[i].data, env->rcpt[i].path.mailbox);
+    }
+}
+
 static int cb_data_begin(void *arg, const smtp_envelope *env)
 {
     struct rec *r = arg;
+    check_rcpt_data(env);
     buf_printf(&r->events, "begin(%s,%zu);", env->from->mailbox, env->nrcpt);
     r->message.len = 0;
     return r->begin_fails ? -1 : 0;
@@ -656,6 +686,7 @@ static int cb_data_chunk(void *arg, const char *p, size_t n)
 static void cb_data_end(void *arg, const smtp_envelope *env)
 {
     struct rec *r = arg;
+    check_rcpt_data(env);
     buf_printf(&r->events, "end(%llu", (unsigned long long)env->size);
     for (size_t i = 0; i < env->nrcpt; i++)
         buf_printf(&r->events, ",%s%s", env->rcpt[i].cls == SMTP_ADDR_REMOTE ? "remote:" : "",
@@ -974,8 +1005,9 @@ static size_t run(const struct tcase *tc, size_t chunk, buf *out, struct rec *re
 {
     struct fx fx;
     fx_setup(&fx, tc->cfg);
-    smtp_callbacks cb = {rec,           cb_rcpt_check, cb_data_begin,
-                         cb_data_chunk, cb_data_end,   cb_data_abort};
+    smtp_callbacks cb = {rec,         cb_rcpt_check,  cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort,  NULL,          NULL,
+                         NULL,        cb_rcpt_release};
     smtp_session *s;
     assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
     size_t off = 0, avail = chunk ? (chunk < tc->in_len ? chunk : tc->in_len) : tc->in_len;
@@ -1000,6 +1032,7 @@ static size_t run(const struct tcase *tc, size_t chunk, buf *out, struct rec *re
         avail = avail + chunk < tc->in_len ? avail + chunk : tc->in_len;
     }
     smtp_session_free(s);
+    assert_int_equal(rec->live, 0); /* every recipient's data handed back exactly once */
     smtp_relay_policy_free(&fx.policy);
     return off;
 }
@@ -1040,8 +1073,9 @@ static void test_transcripts(void **state)
 static smtp_session *new_session(struct fx *fx, struct rec *rec)
 {
     fx_setup(fx, CFG_DEFAULT);
-    smtp_callbacks cb = {rec,           cb_rcpt_check, cb_data_begin,
-                         cb_data_chunk, cb_data_end,   cb_data_abort};
+    smtp_callbacks cb = {rec,         cb_rcpt_check,  cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort,  NULL,          NULL,
+                         NULL,        cb_rcpt_release};
     smtp_session *s;
     assert_int_equal(smtp_session_new(&fx->cfg, &cb, &fx->client, &fx->local, &s), 0);
     smtp_session_output_drain(s, SIZE_MAX);
@@ -1057,6 +1091,62 @@ static void feed(smtp_session *s, const char *p, size_t n, buf *out)
     const char *o = smtp_session_output(s, &len);
     buf_add(out, o, len);
     smtp_session_output_drain(s, len);
+}
+
+/* RSET, EHLO and HELO in every state a transaction can be in end it, and the next message
+ * carries only its own recipients, each with its own data (the caller keeps no list). */
+static void test_reset_every_state(void **state)
+{
+    (void)state;
+    static const char *const before[] = {
+        "",                                         /* connected */
+        EHLO,                                       /* greeted */
+        EHLO MAIL,                                  /* mail */
+        EHLO MAIL "RCPT TO:<alice@local.test>\r\n", /* rcpt */
+        EHLO MAIL "RCPT TO:<alice@local.test>\r\nRCPT TO:<unknown@local.test>\r\n"
+                  "RCPT TO:<tempfail@local.test>\r\n", /* rcpt, refusals among them */
+        EHLO MAIL "RCPT TO:<alice@local.test>\r\nDATA\r\nbare\nLF\r\n.\r\n", /* refused DATA */
+        EHLO MAIL "RCPT TO:<alice@local.test>\r\nDATA\r\nhi\r\n.\r\n",       /* delivered */
+    };
+    static const char *const resets[] = {"RSET\r\n", "EHLO again.example\r\n",
+                                         "HELO again.example\r\n"};
+    for (size_t b = 0; b < N(before); b++)
+        for (size_t r = 0; r < N(resets); r++) {
+            struct fx fx;
+            struct rec rec = {BUF_INIT, BUF_INIT, false, false};
+            smtp_session *s = new_session(&fx, &rec);
+            buf out = BUF_INIT;
+            feed(s, before[b], strlen(before[b]), &out);
+            if (smtp_session_committing(s))
+                assert_int_equal(smtp_session_data_done(s, true, "Q0"), 0);
+            feed(s, resets[r], strlen(resets[r]), &out);
+            assert_int_equal(rec.live, 0); /* the reset handed every recipient back */
+            if (!before[b][0] && r == 0)
+                feed(s, S(EHLO), &out); /* RSET leaves a new session ungreeted */
+            rec.events.len = 0;
+            out.len = 0;
+            feed(s, S(MAIL "RCPT TO:<bob@local.test>\r\nDATA\r\nbody\r\n.\r\n"), &out);
+            assert_true(smtp_session_committing(s));
+            assert_int_equal(rec.live, 1);
+            assert_int_equal(smtp_session_data_done(s, true, "Q1"), 0);
+            size_t len;
+            const char *o = smtp_session_output(s, &len);
+            buf_add(&out, o, len);
+            char what[96];
+            snprintf(what, sizeof what, "%s after \"%.*s\"", resets[r],
+                     (int)strcspn(before[b], "\r"), before[b]);
+            const char *want = MAIL_OK RCPT_OK DATA_GO QUEUED;
+            expect_bytes(what, (const char *)out.data, out.len, want, strlen(want));
+            const char *ev = "check(bob@local.test);begin(sender@remote.example,1);"
+                             "end(6,bob@local.test);";
+            expect_bytes(what, (const char *)rec.events.data, rec.events.len, ev, strlen(ev));
+            assert_int_equal(rec.live, 0);
+            smtp_session_free(s);
+            smtp_relay_policy_free(&fx.policy);
+            buf_free(&out);
+            buf_free(&rec.events);
+            buf_free(&rec.message);
+        }
 }
 
 /* 100 recipients are taken (RFC 5321 4.5.3.1.8), the 101st gets 452 4.5.3 and is no error. */
@@ -1332,8 +1422,9 @@ static void test_trace(void **state)
     struct trace_fx *tr = &both;
     struct fx fx;
     fx_setup(&fx, CFG_DEFAULT);
-    smtp_callbacks cb = {&both,       cb_rcpt_check, cb_data_begin, cb_data_chunk,
-                         cb_data_end, cb_data_abort, cb_trace};
+    smtp_callbacks cb = {&both,       cb_rcpt_check,  cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort,  cb_trace,      NULL,
+                         NULL,        cb_rcpt_release};
     smtp_session *s;
     assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
     buf out = BUF_INIT;
@@ -1396,8 +1487,9 @@ static void test_mail_check(void **state)
     struct fx fx;
     fx_setup(&fx, CFG_DEFAULT);
     struct rec rec = {BUF_INIT, BUF_INIT, false, false};
-    smtp_callbacks cb = {&rec,        cb_rcpt_check, cb_data_begin, cb_data_chunk,
-                         cb_data_end, cb_data_abort, NULL,          cb_mail_check};
+    smtp_callbacks cb = {&rec,        cb_rcpt_check,  cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort,  NULL,          cb_mail_check,
+                         NULL,        cb_rcpt_release};
     smtp_session *s;
     assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
     smtp_session_output_drain(s, SIZE_MAX);
@@ -1442,8 +1534,9 @@ static void test_relay_denied_callback(void **state)
     struct fx fx;
     fx_setup(&fx, CFG_DEFAULT);
     struct rec rec = {BUF_INIT, BUF_INIT, false, false};
-    smtp_callbacks cb = {&rec,          cb_rcpt_check, cb_data_begin, cb_data_chunk,  cb_data_end,
-                         cb_data_abort, NULL,          NULL,          cb_relay_denied};
+    smtp_callbacks cb = {
+        &rec,          cb_rcpt_check, cb_data_begin, cb_data_chunk,   cb_data_end,
+        cb_data_abort, NULL,          NULL,          cb_relay_denied, cb_rcpt_release};
     smtp_session *s;
     assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
     smtp_session_output_drain(s, SIZE_MAX);
@@ -1536,6 +1629,7 @@ int main(void)
         cmocka_unit_test(test_sync_commit),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_reset_every_state),
         cmocka_unit_test(test_mail_check),
         cmocka_unit_test(test_relay_denied_callback),
     };
