@@ -158,16 +158,32 @@ int ims_service_start(const ims_settings *s, reg_ctx *reg, const char *mapisvc_p
                       ims_service **out)
 {
     *out = NULL;
+    mapisvc *catalogue = NULL;
+    mapi_err e =
+        mapisvc_load(mapisvc_path ? mapisvc_path : mapisvc_default_path(reg_ctx_root_dir(reg)),
+                     NULL, NULL, &catalogue);
+    if (e)
+        return mapi_failed(log, "MAPIInitialize (reading MAPISVC.INF)", e);
+    return ims_service_start_with(s, reg, catalogue, log, out);
+}
+
+int ims_service_start_with(const ims_settings *s, reg_ctx *reg, mapisvc *catalogue, ims_log *log,
+                           ims_service **out)
+{
+    *out = NULL;
     ims_service *svc = calloc(1, sizeof *svc);
-    if (!svc)
+    if (!svc) {
+        mapisvc_free(catalogue);
         return mapi_failed(log, "allocating the service", MAPI_E_NOT_ENOUGH_MEMORY);
+    }
     svc->log = log;
     int rc = make_folders(s, log);
     if (rc) {
+        mapisvc_free(catalogue);
         undo(svc);
         return rc;
     }
-    mapi_err e = mapi_init(reg, mapisvc_path, &svc->mapi);
+    mapi_err e = mapi_init_catalogue(reg, catalogue, &svc->mapi);
     if (e) {
         undo(svc);
         return mapi_failed(log, "MAPIInitialize", e);

@@ -267,6 +267,10 @@ typedef struct mapi_ctx mapi_ctx;
 /* mapi_init - MAPI for the user of reg's HKCU, with the catalogue at mapisvc_path (NULL:
  * mapisvc_default_path). *out: free with mapi_fini, before reg is closed. */
 mapi_err mapi_init(reg_ctx *reg, const char *mapisvc_path, mapi_ctx **out);
+/* mapi_init_catalogue - mapi_init with a catalogue already read (NULL: none), which the
+ * context takes over in every case (mapi_fini frees it; so does a failure). For a service
+ * that reads its files before it gives up the rights to them. */
+mapi_err mapi_init_catalogue(reg_ctx *reg, mapisvc *catalogue, mapi_ctx **out);
 void mapi_fini(mapi_ctx *ctx);
 /* mapi_catalogue - the message service catalogue in use (valid while ctx lives). */
 const mapisvc *mapi_catalogue(const mapi_ctx *ctx);

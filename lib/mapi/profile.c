@@ -19,28 +19,38 @@ struct mapi_session {
     uint8_t token[REG_TOKEN_SIZE];
 };
 
-mapi_err mapi_init(reg_ctx *reg, const char *mapisvc_path, mapi_ctx **out)
+mapi_err mapi_init_catalogue(reg_ctx *reg, mapisvc *catalogue, mapi_ctx **out)
 {
     *out = NULL;
     mapi_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    if (!ctx) {
+        if (catalogue)
+            mapisvc_free(catalogue);
         return MAPI_E_NOT_ENOUGH_MEMORY;
-    ctx->reg = reg;
-    mapi_err e = mapi_err_from_reg(reg_key_open_root(reg, REG_ROOT_HKCU, &ctx->hkcu));
-    if (!e) {
-        const char *path =
-            mapisvc_path ? mapisvc_path : mapisvc_default_path(reg_ctx_root_dir(reg));
-        e = mapisvc_load(path, NULL, NULL, &ctx->svc);
-        /* Without a catalogue MAPI still administers profiles; services need it. */
-        if (e == MAPI_E_NOT_FOUND && !mapisvc_path)
-            e = S_OK;
     }
+    ctx->reg = reg;
+    ctx->svc = catalogue;
+    mapi_err e = mapi_err_from_reg(reg_key_open_root(reg, REG_ROOT_HKCU, &ctx->hkcu));
     if (e) {
         mapi_fini(ctx);
         return e;
     }
     *out = ctx;
     return S_OK;
+}
+
+mapi_err mapi_init(reg_ctx *reg, const char *mapisvc_path, mapi_ctx **out)
+{
+    *out = NULL;
+    const char *path = mapisvc_path ? mapisvc_path : mapisvc_default_path(reg_ctx_root_dir(reg));
+    mapisvc *svc = NULL;
+    mapi_err e = mapisvc_load(path, NULL, NULL, &svc);
+    /* Without a catalogue MAPI still administers profiles; services need it. */
+    if (e == MAPI_E_NOT_FOUND && !mapisvc_path)
+        e = S_OK;
+    if (e)
+        return e;
+    return mapi_init_catalogue(reg, svc, out);
 }
 
 void mapi_fini(mapi_ctx *ctx)

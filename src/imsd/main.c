@@ -52,6 +52,7 @@ typedef struct imsd {
     imsd_bound bound[IMS_MAX_LISTENERS];
     size_t nbound;
     reg_ctx *reg;
+    mapisvc *catalogue; /* MAPISVC.INF, read before root is given up; the service takes it */
     ims_service *svc;
     imsd_stats stats;
     struct event_base *base;
@@ -280,6 +281,24 @@ static int become_account(imsd *d)
     return IMS_OK;
 }
 
+/* read_catalogue - MAPISVC.INF is read while imsd still has the rights it was started with:
+ * the service account may not reach a catalogue that root can (a checkout under /root, mode
+ * 0700), and a MAPI error code after the drop would not say why. */
+static int read_catalogue(imsd *d)
+{
+    const char *path = mapisvc_default_path(d->root);
+    mapi_err e = mapisvc_load(path, NULL, NULL, &d->catalogue);
+    if (!e)
+        return IMS_OK;
+    ims_log_event(&d->log, IMS_EV_MAPI_INIT_FAILED, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
+                  IMS_LEVEL_NONE,
+                  "Unable to start the Internet Mail Service because MAPI could not be "
+                  "initialized: the message service catalogue %s cannot be read (%s); set "
+                  "IMS_MAPISVC to a MAPISVC.INF, or put one at %s/mapisvc.inf",
+                  path, mapi_strerror(e), d->root);
+    return IMS_EV_MAPI_INIT_FAILED;
+}
+
 /* go_ready - the status file, READY=1, event 1000. Returns IMS_OK or an event ID. */
 static int go_ready(imsd *d)
 {
@@ -325,11 +344,13 @@ static int service_run(imsd *d)
     rc = imsd_run_lock(&d->run, d->root, &d->log);
     if (rc == IMSD_EXIT_RUNNING)
         return IMSD_EXIT_RUNNING;
-    if (rc || become_account(d))
+    if (rc || read_catalogue(d) || become_account(d))
         return start_failed(d);
     imsd_listeners_text(d->bound, d->nbound, " ", d->listeners, sizeof d->listeners);
     imsd_listeners_text(d->bound, d->nbound, ", ", d->listeners_event, sizeof d->listeners_event);
-    if (ims_service_start(&d->settings, d->reg, NULL, &d->log, &d->svc))
+    rc = ims_service_start_with(&d->settings, d->reg, d->catalogue, &d->log, &d->svc);
+    d->catalogue = NULL; /* the service's now, whatever came of it */
+    if (rc)
         return start_failed(d); /* logged, and undone, by the library */
 
     int e = loop_setup(d);
@@ -396,6 +417,7 @@ int main(int argc, char **argv)
                           IMS_LEVEL_NONE, "NOTIFY_SOCKET cannot be used: %s", strerror(e));
         status = service_run(d);
     }
+    mapisvc_free(d->catalogue); /* a start that failed before the service took it */
     if (d->reg)
         reg_ctx_close(d->reg);
     imsd_listeners_close(d->bound, d->nbound);
