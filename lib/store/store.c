@@ -108,3 +108,43 @@ int store_folder_ensure(store *st, const char *alias, const char *name)
     close(fd);
     return 0;
 }
+
+/* give_dir - hand the directory path (not a symbolic link: root would hand over what it
+ * points to) to uid:gid. errno value. */
+static int give_dir(const char *path, uid_t uid, gid_t gid)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    struct stat st;
+    int e = fstat(fd, &st) ? errno : 0;
+    if (!e && (st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid))
+        e = errno;
+    close(fd);
+    return e;
+}
+
+int store_maildir_give(const char *path, uid_t uid, gid_t gid)
+{
+    /* The store directory too when root has it: imsd gives it to the account at its start,
+     * but a running service must reach the new Maildir now. */
+    char store_path[PATH_MAX];
+    if (snprintf(store_path, sizeof store_path, "%s", path) >= (int)sizeof store_path)
+        return ENAMETOOLONG;
+    char *slash = strrchr(store_path, '/');
+    if (slash)
+        *slash = '\0';
+    struct stat st;
+    int e = 0;
+    if (slash && !lstat(store_path, &st) && S_ISDIR(st.st_mode) && st.st_uid == 0)
+        e = give_dir(store_path, uid, gid);
+    static const char *const subs[] = {"", "/cur", "/new", "/tmp"};
+    for (size_t i = 0; !e && i < sizeof subs / sizeof subs[0]; i++) {
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s%s", path, subs[i]) >= (int)sizeof p)
+            e = ENAMETOOLONG;
+        else
+            e = give_dir(p, uid, gid);
+    }
+    return e;
+}

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define STORE_MAX_NAME 255 /* bytes in a mailbox alias or a folder name */
 
@@ -26,6 +27,10 @@ int store_mailbox_ensure(store *st, const char *alias, char **path);
 /* store_folder_ensure - make folder `name` of a mailbox (a Maildir++ subfolder ".name" with
  * cur, new, tmp, and the maildirfolder marker) when missing. EINVAL for a bad name. */
 int store_folder_ensure(store *st, const char *alias, const char *name);
+/* store_maildir_give - hand the Maildir at path (it, cur, new and tmp; and the store directory
+ * above it when root owns that) to uid:gid: root makes mailboxes that the service account
+ * delivers into. Symbolic links are not followed. Returns 0 or an errno value. */
+int store_maildir_give(const char *path, uid_t uid, gid_t gid);
 
 /* ===========================================================================================
  * The directory of recipients (directory.c, address.c).

@@ -148,21 +148,6 @@ static void account_load(reg_ctx *reg, account *a)
     }
 }
 
-/* give_dir - hand the directory path (not a symbolic link: root would hand over what it
- * points to) to uid:gid. errno value. */
-static int give_dir(const char *path, uid_t uid, gid_t gid)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    struct stat st;
-    int e = fstat(fd, &st) ? errno : 0;
-    if (!e && (st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid))
-        e = errno;
-    close(fd);
-    return e;
-}
-
 /* maildir_for_service - make a new Maildir usable by the service: as root, give it (and a
  * store directory root made) to the service account; as another user, warn when that is
  * not the service account. Returns EXIT_OK or EXIT_FAIL (reported). */
@@ -191,25 +176,7 @@ static int maildir_for_service(reg_ctx *reg, const char *maildir)
     }
     if (a.uid == 0)
         return EXIT_OK;
-    /* The store directory too when root has it: imsd gives it to the account at its start,
-     * but a running service must reach the new Maildir now. */
-    char store_path[PATH_MAX];
-    snprintf(store_path, sizeof store_path, "%s", maildir);
-    char *slash = strrchr(store_path, '/');
-    if (slash)
-        *slash = '\0';
-    struct stat st;
-    int e = 0;
-    if (slash && !lstat(store_path, &st) && S_ISDIR(st.st_mode) && st.st_uid == 0)
-        e = give_dir(store_path, a.uid, a.gid);
-    static const char *const subs[] = {"", "/cur", "/new", "/tmp"};
-    for (size_t i = 0; !e && i < sizeof subs / sizeof subs[0]; i++) {
-        char p[PATH_MAX];
-        if (snprintf(p, sizeof p, "%s%s", maildir, subs[i]) >= (int)sizeof p)
-            e = ENAMETOOLONG;
-        else
-            e = give_dir(p, a.uid, a.gid);
-    }
+    int e = store_maildir_give(maildir, a.uid, a.gid);
     if (e)
         return error_msg("the mailbox is added, but its Maildir %s could not be given to the "
                          "service account %s: %s",

@@ -236,14 +236,14 @@ static int dir_own(const char *path, unsigned mode, const imsd_account *a, ims_l
 int imsd_dirs_prepare(const ims_settings *s, const char *root, const imsd_run *run,
                       const imsd_account *a, ims_log *log)
 {
-    char store[PATH_MAX], tracking[PATH_MAX];
-    int n = snprintf(store, sizeof store, "%s/store", root);
+    char store_dir[PATH_MAX], tracking[PATH_MAX];
+    int n = snprintf(store_dir, sizeof store_dir, "%s/store", root);
     int t = snprintf(tracking, sizeof tracking, "%s/Tracking.log", root);
-    if (n < 0 || (size_t)n >= sizeof store || t < 0 || (size_t)t >= sizeof tracking)
+    if (n < 0 || (size_t)n >= sizeof store_dir || t < 0 || (size_t)t >= sizeof tracking)
         return dir_fail(log, root, a, ENAMETOOLONG);
     int rc = dir_own(run->dir, RUN_DIR_MODE, a, log);
     if (!rc)
-        rc = dir_own(store, STORE_DIR_MODE, a, log);
+        rc = dir_own(store_dir, STORE_DIR_MODE, a, log);
     /* The message tracking log (Exchsrvr\Tracking.log beside Imcdata in the original). */
     if (!rc)
         rc = dir_own(tracking, ROOTDIR_MODE, a, log);
