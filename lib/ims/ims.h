@@ -19,6 +19,7 @@
 
 #include "mapi/mapi.h"
 #include "reg/reg.h"
+#include "store/store.h"
 
 #define IMS_OK 0
 
@@ -44,9 +45,12 @@
 #define IMS_EV_FLUSH_LEAVE 2031      /* MSG_LEAVING_FLUSH_MODE: space again (ours) */
 #define IMS_EV_LISTEN_FAILED 4007    /* cannot bind the TCP/IP listener socket */
 #define IMS_EV_MAPI_INIT_FAILED 4018 /* MAPI could not be initialized */
-#define IMS_EV_SETTING_INVALID 4086  /* configuration could not be loaded (a value) */
-#define IMS_EV_INTERNAL 4131         /* unexpected error (working folders and the like) */
-#define IMS_EV_ACCOUNT 4143          /* the service account cannot be used */
+#define IMS_EV_NO_ADMIN_MAILBOX                                                                    \
+    4071                            /* the administrator's mailbox is missing (KB Q183178; the     \
+                                     * original would not start: here a warning) */
+#define IMS_EV_SETTING_INVALID 4086 /* configuration could not be loaded (a value) */
+#define IMS_EV_INTERNAL 4131        /* unexpected error (working folders and the like) */
+#define IMS_EV_ACCOUNT 4143         /* the service account cannot be used */
 
 typedef enum ims_category {
     IMS_CAT_INIT_TERM,          /* Initialization/Termination */
@@ -150,9 +154,14 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
 #define IMS_MAX_INBOUND_LIMIT 100000 /* MaxInboundConnections' largest value */
 #define IMS_DEFAULT_RCPT_LIMIT 100   /* RFC 5321 4.5.3.1.8: a server must take 100 */
 #define IMS_DEFAULT_LINE_LENGTH 1000 /* RFC 5321 4.5.3.1.6, CRLF included */
-#define IMS_DEFAULT_ERRORS 10        /* errors a session may make before 421 */
-#define IMS_DEFAULT_TIMEOUT 300      /* RFC 5321 4.5.3.2.7: at least 5 minutes */
-#define IMS_TIMEOUT_LIMIT 86400      /* the longest CommandTimeout/DataTimeout */
+/* Errors a session may make before 421: Postfix's smtpd_hard_error_limit, so that a relay
+ * audit (nmap's smtp-open-relay: 16 refused tests in one session) runs to its verdict. */
+#define IMS_DEFAULT_ERRORS 20
+/* The administrator's mailbox (Internet Mail page): it also receives postmaster mail (RFC
+ * 5321 4.5.1) for every accepted domain that has no postmaster address of its own. */
+#define IMS_DEFAULT_ADMIN_MAILBOX "postmaster"
+#define IMS_DEFAULT_TIMEOUT 300 /* RFC 5321 4.5.3.2.7: at least 5 minutes */
+#define IMS_TIMEOUT_LIMIT 86400 /* the longest CommandTimeout/DataTimeout */
 
 typedef struct ims_listen {
     char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
@@ -165,18 +174,20 @@ typedef struct ims_settings {
     char root_dir[PATH_MAX];              /* RootDir: default <IMS_ROOT>/imcdata */
     ims_listen listen[IMS_MAX_LISTENERS]; /* ListenAddresses (REG_MULTI_SZ) */
     size_t nlisten;
-    char account[64];                 /* ObjectName of the service key: default the running user */
-    char site_dn[256];                /* SiteDN: default "/o=IMS/ou=<short host name>" */
-    char common_name[128];            /* CommonName: default "Internet Mail Service (<HOST>)" */
-    char home_dsa[128];               /* HomeDSA: default the host name */
-    char site_domain[256];            /* SiteDomain: default the host's domain, or its name */
-    uint32_t display_errs_on_console; /* DisplayErrsOnConsole: 0 */
-    uint32_t console_stat_frequency;  /* ConsoleStatFrequency: 14 (seconds) */
-    uint32_t inbound_size_limit;      /* InboundSizeLimit: 0 = none */
-    uint32_t outbound_size_limit;     /* OutboundSizeLimit: 0 = none */
-    uint32_t max_recipients;          /* MaxRecipients: 0 = none */
-    uint32_t advertise_smtp_extensions; /* AdvertiseSMTPExtensions: 1 */
-    uint32_t disk_space_low_water_mark; /* DiskSpaceLowWaterMark: 0x00A00000 */
+    char account[64];      /* ObjectName of the service key: default the running user */
+    char site_dn[256];     /* SiteDN: default "/o=IMS/ou=<short host name>" */
+    char common_name[128]; /* CommonName: default "Internet Mail Service (<HOST>)" */
+    char home_dsa[128];    /* HomeDSA: default the host name */
+    char site_domain[256]; /* SiteDomain: default the host's domain, or its name */
+    char administrator_mailbox[DIR_MAX_ALIAS + 1]; /* AdministratorMailbox: the alias of the
+                                                    * mailbox that gets postmaster mail */
+    uint32_t display_errs_on_console;              /* DisplayErrsOnConsole: 0 */
+    uint32_t console_stat_frequency;               /* ConsoleStatFrequency: 14 (seconds) */
+    uint32_t inbound_size_limit;                   /* InboundSizeLimit: 0 = none */
+    uint32_t outbound_size_limit;                  /* OutboundSizeLimit: 0 = none */
+    uint32_t max_recipients;                       /* MaxRecipients: 0 = none */
+    uint32_t advertise_smtp_extensions;            /* AdvertiseSMTPExtensions: 1 */
+    uint32_t disk_space_low_water_mark;            /* DiskSpaceLowWaterMark: 0x00A00000 */
     uint32_t shutdown_timeout; /* ShutdownTimeout (ours): seconds sessions get at stop, 30 */
     /* Inbound SMTP limits (ours: the original kept them in its directory, not the registry;
      * docs/ims.md). */
@@ -184,7 +195,7 @@ typedef struct ims_settings {
     uint32_t max_inbound_connections; /* MaxInboundConnections: 30 (the original's); 0 = none */
     uint32_t inbound_recipient_limit; /* InboundRecipientLimit: 100 (RFC 5321 4.5.3.1.8) */
     uint32_t max_line_length;         /* MaxLineLength: 1000 bytes, CRLF included */
-    uint32_t max_errors_per_session;  /* MaxErrorsPerSession: 10 */
+    uint32_t max_errors_per_session;  /* MaxErrorsPerSession: 20 */
     uint32_t command_timeout;         /* CommandTimeout: 300 s (RFC 5321 4.5.3.2.7) */
     uint32_t data_timeout;            /* DataTimeout: 300 s between data bytes */
     uint32_t relay_flags;             /* RelayFlags: 0 (nobody relays) */
@@ -237,6 +248,11 @@ typedef struct ims_service ims_service;
  * outlive the service. */
 int ims_service_start(const ims_settings *s, reg_ctx *reg, const char *mapisvc_path, ims_log *log,
                       ims_service **out);
+/* ims_service_start_with - ims_service_start with the MAPISVC.INF catalogue already read,
+ * which it takes over whatever the outcome: imsd reads it before it gives up root, so a
+ * catalogue its account cannot read (a checkout in /root) still serves. */
+int ims_service_start_with(const ims_settings *s, reg_ctx *reg, mapisvc *catalogue, ims_log *log,
+                           ims_service **out);
 /* ims_service_profile - the profile's name, "MSExchangeIMC 3FA9C0D21E". */
 const char *ims_service_profile(const ims_service *svc);
 /* ims_service_gateway - the gateway mailbox's Maildir (valid while the service lives). */

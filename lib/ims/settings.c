@@ -54,6 +54,8 @@ void ims_settings_defaults(ims_settings *s, const char *root)
     snprintf(s->common_name, sizeof s->common_name, "Internet Mail Service (%s)", upper);
     snprintf(s->home_dsa, sizeof s->home_dsa, "%s", shortname);
     snprintf(s->site_domain, sizeof s->site_domain, "%s", domain);
+    snprintf(s->administrator_mailbox, sizeof s->administrator_mailbox, "%s",
+             IMS_DEFAULT_ADMIN_MAILBOX);
     s->console_stat_frequency = 14;
     s->advertise_smtp_extensions = 1;
     s->disk_space_low_water_mark = 0x00A00000;
@@ -242,6 +244,14 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
         load_string(par, k, "CommonName", s->common_name, sizeof s->common_name, log);
         load_string(par, k, "HomeDSA", s->home_dsa, sizeof s->home_dsa, log);
         load_string(par, k, "SiteDomain", s->site_domain, sizeof s->site_domain, log);
+        load_string(par, k, "AdministratorMailbox", s->administrator_mailbox,
+                    sizeof s->administrator_mailbox, log);
+        if (!dir_alias_valid(s->administrator_mailbox)) {
+            invalid(log, k, "AdministratorMailbox", "not a mailbox alias",
+                    IMS_DEFAULT_ADMIN_MAILBOX);
+            snprintf(s->administrator_mailbox, sizeof s->administrator_mailbox, "%s",
+                     IMS_DEFAULT_ADMIN_MAILBOX);
+        }
         load_listen(par, s, log);
         load_dword(par, k, "DisplayErrsOnConsole", &s->display_errs_on_console, 0, 0xffffffff, log);
         load_dword(par, k, "ConsoleStatFrequency", &s->console_stat_frequency, 1, 86400, log);

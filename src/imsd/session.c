@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,6 +175,22 @@ static bool is_local(void *arg, const char *domain)
     return dir_is_local_domain(m->dir, domain);
 }
 
+/* postmaster - RFC 5321 4.5.1: postmaster@ every accepted domain, and <postmaster> alone,
+ * reach a person. A domain with no postmaster address of its own sends it to the
+ * administrator's mailbox (AdministratorMailbox), as the original did. *alias: malloc'd. */
+static int postmaster(struct imsd_mail *m, char **alias)
+{
+    dir_mailbox mb = {0};
+    dir_err err;
+    int e = dir_mailbox_show(m->dir, m->srv->settings->administrator_mailbox, &mb, &err);
+    if (e)
+        return e == EINVAL ? ENOENT : e; /* an AdministratorMailbox that is no alias: none */
+    *alias = mb.alias;
+    mb.alias = NULL;
+    dir_mailbox_free(&mb);
+    return *alias ? 0 : ENOMEM;
+}
+
 /* rcpt_check - a local recipient's Maildir is attached to it (lib/smtp keeps it with the
  * recipient for the transaction and hands it back to rcpt_release). */
 static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls, void **data)
@@ -184,6 +201,8 @@ static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls
     struct imsd_mail *m = ms->srv->mail;
     char *alias = NULL;
     int e = dir_lookup(m->dir, addr->mailbox, &alias);
+    if (e == ENOENT && !strcasecmp(addr->local, "postmaster"))
+        e = postmaster(m, &alias);
     if (e == ENOENT)
         return 550;
     if (e)
@@ -576,6 +595,17 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     m->cfg.is_local = is_local;
     m->cfg.is_local_arg = m;
     disk_check(m); /* a start on a full disk says so at once */
+    dir_mailbox admin = {0};
+    dir_err derr;
+    if (dir_mailbox_show(m->dir, s->administrator_mailbox, &admin, &derr) == 0)
+        dir_mailbox_free(&admin);
+    else
+        ims_log_event(srv->log, IMS_EV_NO_ADMIN_MAILBOX, IMS_CAT_INIT_TERM, IMS_SEV_WARNING,
+                      IMS_LEVEL_NONE,
+                      "The administrator's mailbox \"%s\" (AdministratorMailbox) does not exist: "
+                      "mail for postmaster is refused until it is made (imsadm mailbox add %s "
+                      "--address postmaster@<domain>)",
+                      s->administrator_mailbox, s->administrator_mailbox);
     return IMS_OK;
 }
 

@@ -124,7 +124,8 @@ static void test_settings(void **state)
     assert_int_equal(s.max_inbound_connections, 30);
     assert_int_equal(s.inbound_recipient_limit, 100);
     assert_int_equal(s.max_line_length, 1000);
-    assert_int_equal(s.max_errors_per_session, 10);
+    assert_int_equal(s.max_errors_per_session, 20);
+    assert_string_equal(s.administrator_mailbox, "postmaster");
     assert_int_equal(s.command_timeout, 300);
     assert_int_equal(s.data_timeout, 300);
     /* Our name: the host name, completed with SiteDomain when it has no dot. */
@@ -167,11 +168,13 @@ static void test_settings(void **state)
     assert_int_equal(reg_value_set_dword(k, "AdvertiseSMTPExtensions", 7), 0);
     assert_int_equal(reg_value_set_sz(k, "CommonName", REG_SZ, ""), 0);
     assert_int_equal(reg_value_set_dword(k, "SomethingUnknown", 7), 0);
+    assert_int_equal(reg_value_set_sz(k, "AdministratorMailbox", REG_SZ, "../etc"), 0);
     const char *mixed[] = {"nonsense", "127.0.0.1:2700"};
     assert_int_equal(reg_value_set_multi_sz(k, "ListenAddresses", mixed, 2), 0);
     reg_key_close(k);
     assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
-    assert_string_equal(fx->events, "4086;4086;4086;4086;");
+    assert_string_equal(fx->events, "4086;4086;4086;4086;4086;");
+    assert_string_equal(s.administrator_mailbox, "postmaster");
     assert_int_equal(s.console_stat_frequency, 14);
     assert_int_equal(s.advertise_smtp_extensions, 1);
     assert_int_equal(s.nlisten, 1);
