@@ -121,10 +121,14 @@ bench-inbound: all
 	@sh bench/inbound.sh $(abspath $(BIN))
 
 # make run: the service in the foreground on the embedded default: state in ./var, SMTP on
-# 127.0.0.1:2525. As root the service runs as "nobody" (the network side never runs as root).
+# 127.0.0.1:2525, the accepted domain localhost (and the host's name when it has a dot) with
+# the mailbox postmaster. As root the service runs as "nobody" (the network side never runs
+# as root); install stops at once, saying why, when that account cannot reach ./var.
+RUN_DOMAINS = localhost $(filter %.%,$(shell hostname -f 2>/dev/null))
 run: deps all
 	@mkdir -p var && chmod 0755 var
 	IMS_ROOT=$(CURDIR)/var $(BIN)/imsctl install --listen 127.0.0.1:2525 \
+	    $(addprefix --domain ,$(RUN_DOMAINS)) \
 	    $$( [ "$$(id -u)" = 0 ] && echo --account $${IMS_ACCOUNT:-nobody} )
 	IMS_ROOT=$(CURDIR)/var exec $(BIN)/imsd -console
 

@@ -50,7 +50,7 @@ struct sockaddr;
 
 /* Errors per session (smtp_config.max_errors): the error that reaches it is answered, then
  * "421 4.7.0" ends the session. See smtp_session_input for what counts. */
-#define SMTP_ERRORS_DEFAULT 10
+#define SMTP_ERRORS_DEFAULT 20 /* Postfix's smtpd_hard_error_limit */
 #define SMTP_ERRORS_MIN 1
 #define SMTP_ERRORS_LIMIT 1000
 

@@ -92,11 +92,15 @@ int ic_image_path(reg_ctx *reg, bool *installed, char *out, size_t n);
 
 /* --- commands (install.c, control.c) ------------------------------------------------------ */
 
+#define IC_MAX_DOMAINS 16 /* --domain given at most this often */
+
 typedef struct ic_install_args {
     const char *account;
     const char *listen[IMS_MAX_LISTENERS];
     size_t nlisten;
     const char *root_dir;
+    const char *domain[IC_MAX_DOMAINS]; /* --domain: accepted domains to add */
+    size_t ndomain;
 } ic_install_args;
 
 int ic_cmd_install(const ic_install_args *a);

@@ -3,11 +3,16 @@
 #include "imsctl.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "store/store.h"
 
 #define IC_SELF_EXE "/proc/self/exe"
 #define IC_IMSD_NAME "imsd"
@@ -170,11 +175,148 @@ static int service_account(const char *given, char *out, size_t n)
     return IC_EXIT_OK;
 }
 
+/* blocked_dir - the first directory on the way to path (path included, as far as it exists)
+ * that the account cannot enter, found by asking the kernel as that account (a forked child
+ * takes its uid and groups: modes, groups and ACLs all count). out gets "" when every one can
+ * be entered. Returns 0 or an errno value (the check itself failed). */
+static int blocked_dir(const struct passwd *pw, const char *path, char *out, size_t n)
+{
+    out[0] = 0;
+    int fds[2];
+    if (pipe(fds))
+        return errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return e;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        if (initgroups(pw->pw_name, pw->pw_gid) || setgid(pw->pw_gid) || setuid(pw->pw_uid))
+            _exit(2);
+        char prefix[PATH_MAX];
+        size_t len = strlen(path);
+        if (len >= sizeof prefix)
+            _exit(2);
+        for (size_t i = 1; i <= len; i++) {
+            if (i < len && path[i] != '/')
+                continue;
+            memcpy(prefix, path, i);
+            prefix[i] = 0;
+            struct stat st;
+            if (stat(prefix, &st) && errno == ENOENT)
+                break; /* made later, by root, inside what was checked */
+            if (access(prefix, X_OK)) {
+                ssize_t w = write(fds[1], prefix, i);
+                _exit(w == (ssize_t)i ? 1 : 2);
+            }
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    for (int tries = 0; tries < 64 && got < n - 1; tries++) {
+        ssize_t r = read(fds[0], out + got, n - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    out[got] = 0;
+    close(fds[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return errno;
+    return WIFEXITED(st) && WEXITSTATUS(st) <= 1 ? 0 : EPERM;
+}
+
+/* account_reaches - root installs for an account that must reach the state root (and RootDir)
+ * after it gives up root: say so now, in one sentence, rather than let the service fail later
+ * on a MAPI or registry code. Returns IC_EXIT_OK or IC_EXIT_FAIL (reported). */
+static int account_reaches(const char *account, const char *root_dir)
+{
+    if (geteuid() != 0)
+        return IC_EXIT_OK;
+    struct passwd *pw = getpwnam(account);
+    if (!pw)
+        return ic_error("no such user: \"%s\"", account);
+    const char *paths[] = {base_state_root(), root_dir};
+    for (size_t i = 0; i < 2; i++) {
+        if (!paths[i] || paths[i][0] != '/')
+            continue;
+        char blocked[PATH_MAX];
+        int e = blocked_dir(pw, paths[i], blocked, sizeof blocked);
+        if (e)
+            return ic_error("cannot check whether %s can reach %s: %s", account, paths[i],
+                            strerror(e));
+        if (blocked[0])
+            return ic_error("the service account %s cannot enter %s, so it cannot reach %s: "
+                            "move the state (IMS_ROOT, or for make run the checkout) to a "
+                            "directory %s can enter, or let it through (chmod o+x %s)",
+                            account, blocked, paths[i], account, blocked);
+    }
+    return IC_EXIT_OK;
+}
+
+/* add_domains - --domain: the accepted domains, and the administrator's mailbox (it gets
+ * postmaster mail) when it does not exist yet. What is there already is left as it is, so
+ * install can run again (make run does, each time). Returns IC_EXIT_OK or IC_EXIT_FAIL. */
+static int add_domains(reg_ctx *reg, const ic_install_args *a, const char *account)
+{
+    if (!a->ndomain)
+        return IC_EXIT_OK;
+    directory *d;
+    int rc = dir_open(reg, &d);
+    if (rc)
+        return ic_error("cannot open the directory: %s", strerror(rc));
+    ims_settings s;
+    ims_settings_defaults(&s, reg_ctx_root_dir(reg));
+    char text[512];
+    dir_err err;
+    int status = IC_EXIT_OK;
+    for (size_t i = 0; i < a->ndomain && !status; i++) {
+        rc = dir_domain_add(d, a->domain[i], &err);
+        if (rc == 0)
+            printf("Accepted domain %s added.\n", a->domain[i]);
+        else if (err.reason != DIR_DOMAIN_EXISTS)
+            status = ic_error("cannot add the domain %s: %s", a->domain[i],
+                              dir_err_format(&err, text, sizeof text));
+    }
+    dir_mailbox mb;
+    if (!status && dir_mailbox_show(d, s.administrator_mailbox, &mb, &err) == 0) {
+        dir_mailbox_free(&mb);
+    } else if (!status) {
+        char address[DIR_MAX_ADDRESS + 1];
+        snprintf(address, sizeof address, "postmaster@%s", a->domain[0]);
+        const char *addrs[] = {address};
+        char *maildir = NULL;
+        if (dir_mailbox_add(d, s.administrator_mailbox, "Postmaster", addrs, 1, &maildir, &err))
+            status = ic_error("cannot make the administrator's mailbox %s: %s",
+                              s.administrator_mailbox, dir_err_format(&err, text, sizeof text));
+        else
+            printf("Mailbox %s <%s> added: it receives postmaster mail (%s).\n",
+                   s.administrator_mailbox, address, maildir);
+        /* As root, the Maildir goes to the account that delivers into it. */
+        struct passwd *pw = geteuid() == 0 && !status ? getpwnam(account) : NULL;
+        int e = pw ? store_maildir_give(maildir, pw->pw_uid, pw->pw_gid) : 0;
+        if (e)
+            status = ic_error("the Maildir %s could not be given to the service account %s: %s",
+                              maildir, account, strerror(e));
+        free(maildir);
+    }
+    dir_close(d);
+    return status;
+}
+
 int ic_cmd_install(const ic_install_args *a)
 {
     char account[sizeof((ims_settings *)0)->account];
     int status = service_account(a->account, account, sizeof account);
     if (status)
+        return status;
+    if ((status = account_reaches(account, a->root_dir)))
         return status;
     char image[PATH_MAX];
     int rc = ic_image_default(image, sizeof image);
@@ -195,9 +337,14 @@ int ic_cmd_install(const ic_install_args *a)
     rc = print_key(reg, IMS_SERVICE_KEY);
     if (!rc)
         rc = print_key(reg, IMS_PARAMETERS_KEY);
-    reg_ctx_close(reg);
-    if (rc)
+    if (rc) {
+        reg_ctx_close(reg);
         return ic_error("cannot read back the service key: %s", reg_strerror(rc));
+    }
+    status = add_domains(reg, a, account);
+    reg_ctx_close(reg);
+    if (status)
+        return status;
     ic_paths p;
     ic_state st;
     if (!ic_paths_init(&p) && !ic_probe(&p, &st) && st.running)

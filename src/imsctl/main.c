@@ -18,6 +18,7 @@ static const char usage_text[] =
     "\n"
     "Commands:\n"
     "  install [--account USER] [--listen ADDRESS:PORT]... [--root-dir DIR]\n"
+    "          [--domain NAME]...\n"
     "                           write the service key and its Parameters\n"
     "  uninstall                delete the service key (the service must be stopped)\n"
     "  start [--timeout S]      start imsd and wait until it is ready (default 30 s)\n"
@@ -35,6 +36,9 @@ static const char usage_text[] =
     "                           default keeps ListenAddresses, or writes " IMS_INSTALL_LISTEN "\n"
     "  --root-dir DIR           RootDir, the working folders; default keeps RootDir, or\n"
     "                           writes <state root>/imcdata\n"
+    "  --domain NAME            accept mail for NAME (repeatable), and make the\n"
+    "                           administrator's mailbox (AdministratorMailbox, default\n"
+    "                           postmaster: postmaster@NAME) when it does not exist\n"
     "\n"
     "Environment: IMS_ROOT (the state root, default " BASE_DEFAULT_ROOT ").\n"
     "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status) stopped.\n";
@@ -78,6 +82,7 @@ enum {
     OPT_ROOT_DIR,
     OPT_TIMEOUT,
     OPT_FORCE,
+    OPT_DOMAIN,
     OPT_COUNT,
 };
 static const struct {
@@ -86,7 +91,7 @@ static const struct {
 } options[OPT_COUNT] = {
     [OPT_ACCOUNT] = {"account", true},   [OPT_LISTEN] = {"listen", true},
     [OPT_ROOT_DIR] = {"root-dir", true}, [OPT_TIMEOUT] = {"timeout", true},
-    [OPT_FORCE] = {"force", false},
+    [OPT_FORCE] = {"force", false},      [OPT_DOMAIN] = {"domain", true},
 };
 
 #define BIT(o) (1u << (o))
@@ -97,7 +102,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"install", BIT(OPT_ACCOUNT) | BIT(OPT_LISTEN) | BIT(OPT_ROOT_DIR)},
+    {"install", BIT(OPT_ACCOUNT) | BIT(OPT_LISTEN) | BIT(OPT_ROOT_DIR) | BIT(OPT_DOMAIN)},
     {"uninstall", 0},
     {"start", BIT(OPT_TIMEOUT)},
     {"stop", BIT(OPT_TIMEOUT) | BIT(OPT_FORCE)},
@@ -144,7 +149,7 @@ static int parse_options(const command *c, int argc, char **argv, parsed *p)
                 opt = k;
         if (opt < 0)
             return ic_usage_error("%s: unknown option \"--%.*s\"", c->name, (int)len, name);
-        if (opt != OPT_LISTEN && (seen & BIT(opt)))
+        if (opt != OPT_LISTEN && opt != OPT_DOMAIN && (seen & BIT(opt)))
             return ic_usage_error("%s: --%s given twice", c->name, options[opt].name);
         seen |= BIT(opt);
         const char *value = NULL;
@@ -181,6 +186,13 @@ static int parse_options(const command *c, int argc, char **argv, parsed *p)
                 return ic_usage_error("install: --root-dir wants an absolute path, not \"%s\"",
                                       value);
             p->install.root_dir = value;
+            break;
+        case OPT_DOMAIN:
+            if (!dir_domain_valid(value))
+                return ic_usage_error("install: --domain wants a domain name, not \"%s\"", value);
+            if (p->install.ndomain == IC_MAX_DOMAINS)
+                return ic_usage_error("install: at most %d --domain names", IC_MAX_DOMAINS);
+            p->install.domain[p->install.ndomain++] = value;
             break;
         case OPT_TIMEOUT:
             rc = parse_timeout(value, &p->timeout);
