@@ -300,7 +300,8 @@ typedef struct ims_envelope {
     const char *sender;    /* the reverse-path without <>; "" is the null sender */
     const ims_rcpt *rcpts; /* 1 to IMS_SPOOL_MAX_RCPTS */
     size_t nrcpt;
-    const char *client_ip; /* numeric ("192.0.2.1", "2001:db8::1"); NULL: "unknown" */
+    const char *client_ip; /* numeric, no port or brackets ("192.0.2.1", "2001:db8::1");
+                            * NULL: "unknown" */
     const char *helo;      /* the client's HELO/EHLO argument; NULL: "unknown" */
     const char *host;      /* our name in Received; NULL: the spool's host */
     time_t time;           /* when the message was received; 0: now */

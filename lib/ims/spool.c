@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "smtp/smtp.h"
 
 #define SPOOL_MAGIC "IMS-SPOOL 1"
 #define SPOOL_MAGIC_PREFIX "IMS-SPOOL " /* any version: a newer one is "unknown", not "bad" */
@@ -365,7 +366,8 @@ static int envelope_check(const ims_envelope *env)
 {
     if (!env || !env->rcpts || env->nrcpt == 0 || env->nrcpt > IMS_SPOOL_MAX_RCPTS)
         return EINVAL;
-    if (!field_ok(env->sender, true) || (env->client_ip && !field_ok(env->client_ip, false)) ||
+    smtp_ip ip;
+    if (!field_ok(env->sender, true) || (env->client_ip && smtp_ip_parse(env->client_ip, &ip)) ||
         (env->helo && !field_ok(env->helo, false)) || (env->host && !field_ok(env->host, false)) ||
         !opt_ok(env->envid) || !opt_ok(env->ret))
         return EINVAL;

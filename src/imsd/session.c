@@ -252,7 +252,7 @@ static int data_begin(void *arg, const smtp_envelope *env)
     e.sender = env->from->mailbox;
     e.rcpts = r;
     e.nrcpt = n;
-    e.client_ip = ms->client_ip;
+    e.client_ip = ms->client_ip[0] ? ms->client_ip : NULL;
     e.helo = env->helo;
     e.host = m->fqdn;
     int rc = ims_spool_begin(m->spool, &e, &ms->msg);
@@ -383,10 +383,8 @@ void imsd_session_open(imsd_conn *c)
         smtp_ip_from_sockaddr((struct sockaddr *)&peer, &client);
     if (getsockname(fd, (struct sockaddr *)&self, &sl) == 0)
         smtp_ip_from_sockaddr((struct sockaddr *)&self, &local);
-    snprintf(ms->client_ip, sizeof ms->client_ip, "%s", imsd_conn_peer(c));
-    char *colon = strrchr(ms->client_ip, ':'); /* the peer text is "address:port" */
-    if (colon && strchr(ms->client_ip, '.'))
-        *colon = 0;
+    /* The address stays typed until it is written: "::1", never "[::1]:48314". */
+    smtp_ip_format(&client, ms->client_ip, sizeof ms->client_ip);
     struct imsd_mail *m = srv->mail;
     if (m->plog) {
         char self_text[IMSD_ADDR_MAX];

@@ -98,3 +98,66 @@ def test_reset_in_every_state_then_deliver(svc, reset):
                       for f in bob)
     assert subjects == sorted(f"after {s}".encode() for s, _ in STATES)
     assert len(svc.mail("alice")) == sent_to_alice  # the reset recipients got nothing
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def tracking_lines(svc, code, n):
+    def ready():
+        files = glob.glob(os.path.join(svc.root, "Tracking.log", "*.log"))
+        lines = [l for f in files for l in open(f).read().splitlines() if f"\t{code}\t" in l]
+        return lines if len(lines) >= n else None
+    return wait_for(ready, f"{n} tracking lines {code}")
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+def test_ipv6_client_written_as_rfc5321_says():
+    """A client on ::1: Received says [IPv6:::1] (RFC 5321 4.1.3, no port, no nested
+    brackets) and the tracking log's client field is the bare address; an IPv4 client beside it
+    gets [127.0.0.1]."""
+    root = tempfile.mkdtemp(prefix="ims-sess-")
+    os.chmod(root, 0o755)
+    port = free_port()
+    s = Service(root, port, start=False)
+    try:
+        account = [] if os.geteuid() else ["--account", "nobody"]
+        from test_smtp import run
+        run("imsctl", "install", *account, "--listen", f"127.0.0.1:{port}",
+            "--listen", f"[::1]:{port}", env=s.env)
+        s.start()
+        c = Raw("::1", port, socket.AF_INET6)
+        try:
+            assert c.cmd("EHLO v6.client.test")[0] == 250
+            assert "[::1]" in c.cmd("HELO v6.client.test")[1]  # the greeting names the client
+            assert c.cmd("MAIL FROM:<s@remote.test>")[0] == 250
+            assert c.cmd("RCPT TO:<alice@example.com>")[0] == 250
+            assert c.cmd("DATA")[0] == 354
+            assert c.cmd("Subject: v6\r\n\r\nover IPv6.\r\n.")[0] == 250
+        finally:
+            c.close()
+        with smtplib.SMTP("127.0.0.1", port, timeout=WAIT) as v4:
+            v4.ehlo("v4.client.test")
+            v4.sendmail("s@remote.test", ["bob@example.com"], b"Subject: v4\r\n\r\nover IPv4.\r\n")
+        [a] = s.wait_mail("alice", 1)
+        [b] = s.wait_mail("bob", 1)
+        head = open(a, "rb").read().split(b"Subject:")[0]
+        assert b"Received: from v6.client.test ([IPv6:::1])" in head, head
+        assert b"]:" not in head and b"[[" not in head, head
+        head = open(b, "rb").read().split(b"Subject:")[0]
+        assert b"Received: from v4.client.test ([127.0.0.1])" in head, head
+        lines = tracking_lines(s, 1012, 2)
+        fields = [l.split("\t") for l in lines]
+        assert any("::1" in f for f in fields), lines
+        assert any("127.0.0.1" in f for f in fields), lines
+        for l in lines:  # no "address:port" and no brackets in any field
+            assert "[" not in l and "::1]" not in l and "127.0.0.1:" not in l, l
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
