@@ -213,6 +213,28 @@ typedef struct ims_settings {
  * name. No DNS is asked (a start must not hang on a resolver). Writes at most n bytes. */
 void ims_settings_fqdn(const ims_settings *s, char *out, size_t n);
 
+/* The values of the Parameters key, one row each: their defaults, their loading and range
+ * checks all come from this table, and a unit test holds docs/ims.md to it. */
+typedef enum ims_setting_kind {
+    IMS_SETTING_DWORD,  /* REG_DWORD in [min, max], default dflt */
+    IMS_SETTING_STRING, /* REG_SZ or REG_EXPAND_SZ, not empty, fitting the field (its default
+                         * depends on the host, so ims_settings_defaults computes it) */
+    IMS_SETTING_LISTEN, /* ListenAddresses: REG_MULTI_SZ (or REG_SZ) of address:port */
+    IMS_SETTING_LINES,  /* REG_MULTI_SZ of net;mask lines (the relay lists) */
+} ims_setting_kind;
+
+typedef struct ims_setting {
+    const char *name; /* the registry value */
+    ims_setting_kind kind;
+    size_t field;                    /* offsetof the field in ims_settings */
+    size_t size;                     /* STRING: the field's size; LINES: offsetof its line count */
+    uint32_t dflt, min, max;         /* DWORD */
+    bool (*valid)(const char *text); /* STRING: a further check (NULL: none) */
+} ims_setting;
+
+/* ims_settings_table - the Parameters rows, *n of them (static: never freed). */
+const ims_setting *ims_settings_table(size_t *n);
+
 /* ims_settings_defaults - every field at its default for state root `root`. */
 void ims_settings_defaults(ims_settings *s, const char *root);
 /* ims_settings_load - defaults, then the values under HKLM's service key. A missing key or

@@ -37,6 +37,67 @@ void ims_settings_fqdn(const ims_settings *s, char *out, size_t n)
         snprintf(out, n, "%s", host);
 }
 
+/* --- the table ----------------------------------------------------------------------- */
+
+#define DWORD(name, field, dflt, min, max)                                                         \
+    {                                                                                              \
+        name, IMS_SETTING_DWORD, offsetof(ims_settings, field), 0, dflt, min, max, NULL            \
+    }
+#define STRING(name, field, valid)                                                                 \
+    {                                                                                              \
+        name, IMS_SETTING_STRING, offsetof(ims_settings, field), sizeof((ims_settings *)0)->field, \
+            0, 0, 0, valid                                                                         \
+    }
+#define LINES(name, field, count)                                                                  \
+    {                                                                                              \
+        name, IMS_SETTING_LINES, offsetof(ims_settings, field), offsetof(ims_settings, count), 0,  \
+            0, 0, NULL                                                                             \
+    }
+
+static bool alias_valid(const char *text)
+{
+    return dir_alias_valid(text);
+}
+
+static const ims_setting settings_table[] = {
+    STRING("RootDir", root_dir, NULL),
+    {"ListenAddresses", IMS_SETTING_LISTEN, offsetof(ims_settings, listen), 0, 0, 0, 0, NULL},
+    STRING("SiteDN", site_dn, NULL),
+    STRING("CommonName", common_name, NULL),
+    STRING("HomeDSA", home_dsa, NULL),
+    STRING("SiteDomain", site_domain, NULL),
+    STRING("AdministratorMailbox", administrator_mailbox, alias_valid),
+    DWORD("DisplayErrsOnConsole", display_errs_on_console, 0, 0, 0xffffffff),
+    DWORD("ConsoleStatFrequency", console_stat_frequency, 14, 1, 86400),
+    DWORD("InboundSizeLimit", inbound_size_limit, 0, 0, 0xffffffff),
+    DWORD("OutboundSizeLimit", outbound_size_limit, 0, 0, 0xffffffff),
+    DWORD("MaxRecipients", max_recipients, 0, 0, 0xffffffff),
+    DWORD("AdvertiseSMTPExtensions", advertise_smtp_extensions, 1, 0, 1),
+    DWORD("DiskSpaceLowWaterMark", disk_space_low_water_mark, 0x00A00000, 0, 0xffffffff),
+    DWORD("ShutdownTimeout", shutdown_timeout, 30, 0, 3600),
+    DWORD("RelayFlags", relay_flags, 0, 0, 15),
+    DWORD("TransferMode", transfer_mode, IMS_TRANSFER_INOUT, IMS_TRANSFER_INOUT, IMS_TRANSFER_NONE),
+    DWORD("MaxInboundConnections", max_inbound_connections, IMS_DEFAULT_MAX_INBOUND, 0,
+          IMS_MAX_INBOUND_LIMIT),
+    DWORD("InboundRecipientLimit", inbound_recipient_limit, IMS_DEFAULT_RCPT_LIMIT, SMTP_RCPT_MIN,
+          SMTP_RCPT_LIMIT),
+    DWORD("MaxLineLength", max_line_length, IMS_DEFAULT_LINE_LENGTH, SMTP_LINE_MIN,
+          SMTP_LINE_LIMIT),
+    DWORD("MaxErrorsPerSession", max_errors_per_session, IMS_DEFAULT_ERRORS, SMTP_ERRORS_MIN,
+          SMTP_ERRORS_LIMIT),
+    DWORD("CommandTimeout", command_timeout, IMS_DEFAULT_TIMEOUT, 1, IMS_TIMEOUT_LIMIT),
+    DWORD("DataTimeout", data_timeout, IMS_DEFAULT_TIMEOUT, 1, IMS_TIMEOUT_LIMIT),
+    LINES("RelayAllowList", relay_allow, nrelay_allow),
+    LINES("RelayDenyList", relay_deny, nrelay_deny),
+    LINES("RelayLocalIPList", relay_local, nrelay_local),
+};
+
+const ims_setting *ims_settings_table(size_t *n)
+{
+    *n = sizeof settings_table / sizeof settings_table[0];
+    return settings_table;
+}
+
 void ims_settings_defaults(ims_settings *s, const char *root)
 {
     memset(s, 0, sizeof *s);
@@ -56,17 +117,11 @@ void ims_settings_defaults(ims_settings *s, const char *root)
     snprintf(s->site_domain, sizeof s->site_domain, "%s", domain);
     snprintf(s->administrator_mailbox, sizeof s->administrator_mailbox, "%s",
              IMS_DEFAULT_ADMIN_MAILBOX);
-    s->console_stat_frequency = 14;
-    s->advertise_smtp_extensions = 1;
-    s->disk_space_low_water_mark = 0x00A00000;
-    s->shutdown_timeout = 30;
-    s->transfer_mode = IMS_TRANSFER_INOUT;
-    s->max_inbound_connections = IMS_DEFAULT_MAX_INBOUND;
-    s->inbound_recipient_limit = IMS_DEFAULT_RCPT_LIMIT;
-    s->max_line_length = IMS_DEFAULT_LINE_LENGTH;
-    s->max_errors_per_session = IMS_DEFAULT_ERRORS;
-    s->command_timeout = IMS_DEFAULT_TIMEOUT;
-    s->data_timeout = IMS_DEFAULT_TIMEOUT;
+    size_t n;
+    const ims_setting *t = ims_settings_table(&n);
+    for (size_t i = 0; i < n; i++)
+        if (t[i].kind == IMS_SETTING_DWORD)
+            *(uint32_t *)((char *)s + t[i].field) = t[i].dflt;
 }
 
 int ims_listen_parse(const char *text, ims_listen *out)
@@ -222,6 +277,35 @@ static void load_listen(reg_key *k, ims_settings *s, ims_log *log)
     s->nlisten = n;
 }
 
+/* load_setting - one row of the table from the Parameters key into s. */
+static void load_setting(reg_key *par, const ims_setting *t, ims_settings *s, ims_log *log)
+{
+    char *field = (char *)s + t->field;
+    const char *k = IMS_PARAMETERS_KEY;
+    switch (t->kind) {
+    case IMS_SETTING_DWORD:
+        load_dword(par, k, t->name, (uint32_t *)field, t->min, t->max, log);
+        break;
+    case IMS_SETTING_STRING: {
+        char was[PATH_MAX];
+        snprintf(was, sizeof was, "%s", field);
+        load_string(par, k, t->name, field, t->size, log);
+        if (t->valid && !t->valid(field)) {
+            invalid(log, k, t->name, "not valid here", was);
+            snprintf(field, t->size, "%s", was);
+        }
+        break;
+    }
+    case IMS_SETTING_LISTEN:
+        load_listen(par, s, log);
+        break;
+    case IMS_SETTING_LINES:
+        load_lines(par, t->name, (char(*)[IMS_RELAY_LINE_MAX])field,
+                   (size_t *)((char *)s + t->size), log);
+        break;
+    }
+}
+
 int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
 {
     ims_settings_defaults(s, reg_ctx_root_dir(reg));
@@ -238,46 +322,10 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
     if (reg_key_open(lm, IMS_SERVICE_KEY, 0, &svc) == ERROR_SUCCESS)
         load_string(svc, IMS_SERVICE_KEY, "ObjectName", s->account, sizeof s->account, log);
     if (reg_key_open(lm, IMS_PARAMETERS_KEY, 0, &par) == ERROR_SUCCESS) {
-        const char *k = IMS_PARAMETERS_KEY;
-        load_string(par, k, "RootDir", s->root_dir, sizeof s->root_dir, log);
-        load_string(par, k, "SiteDN", s->site_dn, sizeof s->site_dn, log);
-        load_string(par, k, "CommonName", s->common_name, sizeof s->common_name, log);
-        load_string(par, k, "HomeDSA", s->home_dsa, sizeof s->home_dsa, log);
-        load_string(par, k, "SiteDomain", s->site_domain, sizeof s->site_domain, log);
-        load_string(par, k, "AdministratorMailbox", s->administrator_mailbox,
-                    sizeof s->administrator_mailbox, log);
-        if (!dir_alias_valid(s->administrator_mailbox)) {
-            invalid(log, k, "AdministratorMailbox", "not a mailbox alias",
-                    IMS_DEFAULT_ADMIN_MAILBOX);
-            snprintf(s->administrator_mailbox, sizeof s->administrator_mailbox, "%s",
-                     IMS_DEFAULT_ADMIN_MAILBOX);
-        }
-        load_listen(par, s, log);
-        load_dword(par, k, "DisplayErrsOnConsole", &s->display_errs_on_console, 0, 0xffffffff, log);
-        load_dword(par, k, "ConsoleStatFrequency", &s->console_stat_frequency, 1, 86400, log);
-        load_dword(par, k, "InboundSizeLimit", &s->inbound_size_limit, 0, 0xffffffff, log);
-        load_dword(par, k, "OutboundSizeLimit", &s->outbound_size_limit, 0, 0xffffffff, log);
-        load_dword(par, k, "MaxRecipients", &s->max_recipients, 0, 0xffffffff, log);
-        load_dword(par, k, "AdvertiseSMTPExtensions", &s->advertise_smtp_extensions, 0, 1, log);
-        load_dword(par, k, "DiskSpaceLowWaterMark", &s->disk_space_low_water_mark, 0, 0xffffffff,
-                   log);
-        load_dword(par, k, "ShutdownTimeout", &s->shutdown_timeout, 0, 3600, log);
-        load_dword(par, k, "RelayFlags", &s->relay_flags, 0, 15, log);
-        load_dword(par, k, "TransferMode", &s->transfer_mode, IMS_TRANSFER_INOUT, IMS_TRANSFER_NONE,
-                   log);
-        load_dword(par, k, "MaxInboundConnections", &s->max_inbound_connections, 0,
-                   IMS_MAX_INBOUND_LIMIT, log);
-        load_dword(par, k, "InboundRecipientLimit", &s->inbound_recipient_limit, SMTP_RCPT_MIN,
-                   SMTP_RCPT_LIMIT, log);
-        load_dword(par, k, "MaxLineLength", &s->max_line_length, SMTP_LINE_MIN, SMTP_LINE_LIMIT,
-                   log);
-        load_dword(par, k, "MaxErrorsPerSession", &s->max_errors_per_session, SMTP_ERRORS_MIN,
-                   SMTP_ERRORS_LIMIT, log);
-        load_dword(par, k, "CommandTimeout", &s->command_timeout, 1, IMS_TIMEOUT_LIMIT, log);
-        load_dword(par, k, "DataTimeout", &s->data_timeout, 1, IMS_TIMEOUT_LIMIT, log);
-        load_lines(par, "RelayAllowList", s->relay_allow, &s->nrelay_allow, log);
-        load_lines(par, "RelayDenyList", s->relay_deny, &s->nrelay_deny, log);
-        load_lines(par, "RelayLocalIPList", s->relay_local, &s->nrelay_local, log);
+        size_t n;
+        const ims_setting *t = ims_settings_table(&n);
+        for (size_t i = 0; i < n; i++)
+            load_setting(par, &t[i], s, log);
     }
     if (reg_key_open(lm, IMS_DIAGNOSTICS_KEY, 0, &diag) == ERROR_SUCCESS) {
         for (int c = 0; c < IMS_CAT_COUNT; c++) {

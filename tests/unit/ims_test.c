@@ -246,6 +246,59 @@ static void test_settings(void **state)
                      ERROR_FILE_NOT_FOUND);
 }
 
+/* The Parameters table of docs/ims.md and the settings table agree: every value is documented,
+ * every documented value exists, and each REG_DWORD's documented default is the real one. */
+static void test_settings_documented(void **state)
+{
+    (void)state;
+    buf doc = BUF_INIT;
+    assert_int_equal(base_read_file("docs/ims.md", 1 << 20, &doc), 0);
+    assert_non_null(buf_cstr(&doc));
+    const char *text = (const char *)doc.data;
+    const char *sec = strstr(text, "\n### Parameters\n");
+    assert_non_null(sec);
+    const char *end = strstr(sec + 1, "\n### ");
+    size_t n;
+    const ims_setting *t = ims_settings_table(&n);
+    bool seen[64] = {false};
+    assert_true(n <= 64);
+    /* Each row: "| `Name` | TYPE | default | ..." (several names may share a row). */
+    for (const char *line = sec; line && (!end || line < end); line = strchr(line + 1, '\n')) {
+        if (strncmp(line, "\n| `", 4))
+            continue;
+        const char *cell_end = strchr(line + 3, '|');
+        assert_non_null(cell_end);
+        const char *type = cell_end + 1;
+        const char *dflt = strchr(type, '|') + 1;
+        for (const char *p = line + 3; (p = memchr(p, '`', (size_t)(cell_end - p)));) {
+            const char *q = memchr(p + 1, '`', (size_t)(cell_end - p - 1));
+            assert_non_null(q);
+            size_t i;
+            for (i = 0; i < n; i++)
+                if (strlen(t[i].name) == (size_t)(q - p - 1) &&
+                    !strncmp(t[i].name, p + 1, q - p - 1))
+                    break;
+            if (i == n)
+                fail_msg("docs/ims.md documents %.*s, which is not a setting", (int)(q - p - 1),
+                         p + 1);
+            seen[i] = true;
+            if (t[i].kind == IMS_SETTING_DWORD) {
+                assert_int_equal(strncmp(type, " REG_DWORD ", 11), 0);
+                char *num_end;
+                unsigned long v = strtoul(dflt, &num_end, 0);
+                if (num_end == dflt || v != t[i].dflt)
+                    fail_msg("docs/ims.md gives %s the default \"%.12s\", the code %u", t[i].name,
+                             dflt, t[i].dflt);
+            }
+            p = q + 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!seen[i])
+            fail_msg("%s is not in docs/ims.md's Parameters table", t[i].name);
+    buf_free(&doc);
+}
+
 static void test_event_levels(void **state)
 {
     struct fx *fx = *state;
@@ -517,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_parse),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
+        cmocka_unit_test(test_settings_documented),
         cmocka_unit_test_setup_teardown(test_event_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_start_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_failed_start, setup, teardown),
