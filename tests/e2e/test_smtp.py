@@ -34,6 +34,15 @@ def run(prog, *args, env, check=True):
     return p
 
 
+def dead(pid):
+    """pid has exited (gone, or a zombie whose parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 def wait_for(pred, what):
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -275,8 +284,11 @@ def test_kill_during_load_loses_nothing_acknowledged():
         for t in threads:
             t.start()
         wait_for(lambda: len(acked) >= 80, "80 acknowledged messages")
-        os.kill(s.pid(), signal.SIGKILL)
+        pid = s.pid()
+        os.kill(pid, signal.SIGKILL)
         stop.set()
+        # Until it is gone it holds the pid lock, and a start now would find it "running".
+        wait_for(lambda: dead(pid), "the killed imsd to exit")
         for t in threads:
             t.join(WAIT)
         with lock:
