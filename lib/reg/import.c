@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#define VIEW_FLAGS (REG_WOW64_32KEY | REG_WOW64_64KEY)
+
 enum op_kind { OP_KEY, OP_DELKEY, OP_VALUE, OP_DELVALUE };
 
 struct op {
@@ -63,8 +65,9 @@ static struct op *op_add(struct import *im, enum op_kind kind)
     return o;
 }
 
-/* classes_in_user - true when HKCU\Software\Classes has the first component of sub. */
-static bool classes_in_user(reg_ctx *ctx, const char *sub)
+/* classes_in_user - true when HKCU\Software\Classes has the first component of sub (in
+ * the view of flags). */
+static bool classes_in_user(reg_ctx *ctx, const char *sub, unsigned flags)
 {
     reg_key *cu, *k;
     if (reg_key_open_root(ctx, REG_ROOT_HKCU, &cu))
@@ -74,7 +77,7 @@ static bool classes_in_user(reg_ctx *ctx, const char *sub)
     bool yes = false;
     if (buf_adds(&p, "Software\\Classes\\") == 0 &&
         buf_add(&p, sub, bs ? (size_t)(bs - sub) : strlen(sub)) == 0 && buf_cstr(&p) &&
-        reg_key_open(cu, (char *)p.data, 0, &k) == 0) {
+        reg_key_open(cu, (char *)p.data, flags & VIEW_FLAGS, &k) == 0) {
         reg_key_close(k);
         yes = true;
     }
@@ -110,7 +113,7 @@ static bool resolve(struct import *im, const char *path, char **group, reg_root 
         break;
     }
     case REG_ROOT_HKCR:
-        if (classes_in_user(im->ctx, rest))
+        if (classes_in_user(im->ctx, rest, im->flags))
             rc = buf_printf(&g, "HKU\\%s", reg_ctx_user_sid(im->ctx));
         else
             rc = buf_adds(&g, "HKLM");
@@ -251,6 +254,20 @@ static int group_anchor(reg_ctx *ctx, const char *group, reg_key **out)
     return rc;
 }
 
+/* view_root - a handle on root in the view the import was asked for. */
+static int view_root(struct import *im, reg_root root, reg_key **out)
+{
+    reg_key *r;
+    int rc = reg_key_open_root(im->ctx, root, &r);
+    if (rc || !(im->flags & VIEW_FLAGS)) {
+        *out = rc ? NULL : r;
+        return rc;
+    }
+    rc = reg_key_open(r, NULL, im->flags & VIEW_FLAGS, out);
+    reg_key_close(r);
+    return rc;
+}
+
 static int apply_group(struct import *im, struct op *ops, size_t n)
 {
     reg_key *anchor;
@@ -274,7 +291,7 @@ static int apply_group(struct import *im, struct op *ops, size_t n)
         if (o->kind == OP_KEY || o->kind == OP_DELKEY) {
             reg_key_close(cur);
             cur = NULL;
-            if (!roots[o->root] && (rc = reg_key_open_root(im->ctx, o->root, &roots[o->root])))
+            if (!roots[o->root] && (rc = view_root(im, o->root, &roots[o->root])))
                 break;
         }
         switch (o->kind) {
@@ -323,6 +340,8 @@ int reg_import(reg_ctx *ctx, const uint8_t *data, size_t len, unsigned flags, re
 {
     if (len > REG_MAX_IMPORT)
         return ERROR_INVALID_DATA;
+    if ((flags & VIEW_FLAGS) == VIEW_FLAGS)
+        return ERROR_INVALID_PARAMETER;
     struct import im = {.ctx = ctx, .flags = flags, .diag = diag, .arg = arg};
     regfile_sink sink = {sink_key, sink_delete_key, sink_value, sink_delete_value, sink_diag};
     int rc = regfile_parse(data, len, &sink, &im, NULL);

@@ -152,6 +152,15 @@ struct comp {
     size_t n;
 };
 
+/* Where a key is on the paths the 32-bit view redirects. Every such path starts at a hive's
+ * root; past its first components (VA_NONE) the two views are the same keys. */
+enum view_at {
+    VA_NONE,     /* below or beside the redirected places */
+    VA_TOP,      /* a hive's root */
+    VA_SOFTWARE, /* <hive>\Software */
+    VA_CLASSES,  /* <hive>\Software\Classes, and HKCR */
+};
+
 /* split_path - the components of subkey. Trailing and doubled backslashes are ignored, as
  * the registry does; a leading one is ERROR_BAD_PATHNAME. */
 static int split_path(const char *subkey, struct comp *comps, size_t max, size_t *count)
@@ -209,7 +218,9 @@ static reg_key *key_new(reg_ctx *ctx, reg_root root, enum key_kind kind, reg_hiv
     k->kind = kind;
     k->hive = h;
     k->id = id;
+    k->lid = id;
     k->depth = depth;
+    k->at = VA_NONE;
     if (rec) {
         k->flags = rec->flags;
         memcpy(k->boot, rec->boot, 16);
@@ -233,11 +244,14 @@ int reg_key_check(reg_key *key, MDB_txn *txn, struct keyrec *rec)
     return key_live(key->hive, rec) ? ERROR_SUCCESS : ERROR_KEY_DELETED;
 }
 
-/* walk - follow comps from the key (h, id) in txn, to the last one. */
+/* walk - follow comps from the key (h, id) in txn, to the last one; *prev gets the key
+ * before the last (id when n is 0). */
 static int walk(reg_hive *h, MDB_txn *txn, uint64_t id, const struct comp *comps, size_t n,
-                uint64_t *out, struct keyrec *rec)
+                uint64_t *out, uint64_t *prev, struct keyrec *rec)
 {
+    *prev = id;
     for (size_t i = 0; i < n; i++) {
+        *prev = id;
         uint8_t fk[REG_FOLDKEY_MAX];
         size_t fklen, units;
         int rc = reg_foldkey(comps[i].s, comps[i].n, fk, &fklen, &units);
@@ -264,8 +278,11 @@ static void purge_if_wanted(reg_hive *h)
     h->purge_wanted = false;
 }
 
+/* open_real - open comps below the key (h, id) at depth. lid_prev: the handle's logical key
+ * is the one before the last (the last is a Wow6432Node the 32-bit view went into). */
 static int open_real(reg_hive *h, reg_root root, uint64_t id, unsigned depth,
-                     const struct comp *comps, size_t n, unsigned access, reg_key **out)
+                     const struct comp *comps, size_t n, unsigned access, bool lid_prev,
+                     reg_key **out)
 {
     if ((access & REG_WRITE) && !h->writable)
         return ERROR_ACCESS_DENIED;
@@ -279,21 +296,150 @@ static int open_real(reg_hive *h, reg_root root, uint64_t id, unsigned depth,
     rc = reg_keyrec_get(h, txn, id, &rec, NULL);
     if (rc == ERROR_FILE_NOT_FOUND || (!rc && !key_live(h, &rec)))
         rc = ERROR_KEY_DELETED;
+    uint64_t prev = id;
     if (!rc)
-        rc = walk(h, txn, id, comps, n, &id, &rec);
+        rc = walk(h, txn, id, comps, n, &id, &prev, &rec);
     reg_hive_rtxn_done(h, txn);
     purge_if_wanted(h);
     if (rc)
         return rc;
     *out = key_new(h->ctx, root, KH_REAL, h, id, &rec, depth + (unsigned)n);
-    return *out ? ERROR_SUCCESS : ERROR_NOT_ENOUGH_MEMORY;
+    if (!*out)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    if (lid_prev)
+        (*out)->lid = prev;
+    return ERROR_SUCCESS;
+}
+
+/* --- registry views (WOW64) ------------------------------------------------------------ */
+
+#define WOW_NODE "Wow6432Node"
+#define VIEW_FLAGS (REG_WOW64_32KEY | REG_WOW64_64KEY)
+
+/* The subkeys of Software\Classes that the 32-bit view redirects to Classes\Wow6432Node since
+ * Windows 7 ("Registry Keys Affected by WOW64"); the rest of Classes is shared. */
+static const char *const classes_redirected[] = {"CLSID", "DirectShow", "Interface", "Media Type",
+                                                 "MediaFoundation"};
+
+/* comp_is - true when c is name, compared as the registry compares names. */
+static bool comp_is(const struct comp *c, const char *name)
+{
+    size_t len = strlen(name);
+    if (c->n > 4 * len) /* no fold turns more than 4 bytes into one ASCII letter */
+        return false;
+    uint8_t a[REG_FOLDKEY_MAX], b[REG_FOLDKEY_MAX];
+    size_t na, nb, ua, ub;
+    if (reg_foldkey(c->s, c->n, a, &na, &ua) || reg_foldkey(name, len, b, &nb, &ub))
+        return false;
+    return na == nb && !memcmp(a, b, na);
+}
+
+static bool classes_redirects(const struct comp *c)
+{
+    for (size_t i = 0; i < sizeof classes_redirected / sizeof classes_redirected[0]; i++)
+        if (comp_is(c, classes_redirected[i]))
+            return true;
+    return false;
+}
+
+/* view_map - the physical path of comps, starting from a key at `at` in the machine's hive
+ * (HKLM) or a user's: in the 32-bit view a Wow6432Node goes in where Windows redirects,
+ * once (a path naming a Wow6432Node is left alone). out has room for n + 1 components.
+ * *at_out gets where the last key is; *end_node is true when the path ends at HKLM\Software
+ * in the 32-bit view, so that its last component is that Wow6432Node. Returns out's length. */
+static size_t view_map(bool machine, uint8_t at, bool wow32, const struct comp *comps, size_t n,
+                       struct comp *out, uint8_t *at_out, bool *end_node)
+{
+    static const struct comp node = {WOW_NODE, sizeof WOW_NODE - 1};
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct comp *c = &comps[i];
+        bool redirect = false;
+        switch (at) {
+        case VA_TOP:
+            at = comp_is(c, "Software") ? VA_SOFTWARE : VA_NONE;
+            break;
+        case VA_SOFTWARE:
+            /* HKLM\Software is redirected but for Classes; a user's Software is shared. */
+            if (comp_is(c, "Classes")) {
+                at = VA_CLASSES;
+                break;
+            }
+            redirect = machine && !comp_is(c, WOW_NODE);
+            at = VA_NONE;
+            break;
+        case VA_CLASSES:
+            redirect = classes_redirects(c);
+            at = VA_NONE;
+            break;
+        default:
+            break;
+        }
+        if (redirect && wow32)
+            out[m++] = node;
+        out[m++] = *c;
+    }
+    *end_node = wow32 && machine && at == VA_SOFTWARE;
+    if (*end_node)
+        out[m++] = node;
+    *at_out = at;
+    return m;
+}
+
+/* pick_view - check the view flags of *access, and make them name one view: the one asked
+ * for, else parent's. */
+static int pick_view(const reg_key *parent, unsigned *access)
+{
+    unsigned v = *access & VIEW_FLAGS;
+    if (v == VIEW_FLAGS)
+        return ERROR_INVALID_PARAMETER;
+    if (!v)
+        v = parent->wow32 ? REG_WOW64_32KEY : REG_WOW64_64KEY;
+    *access = (*access & ~VIEW_FLAGS) | v;
+    return ERROR_SUCCESS;
+}
+
+/* lid_depth - the depth of base's logical key. */
+static unsigned lid_depth(const reg_key *base)
+{
+    return base->lid != base->id ? base->depth - 1 : base->depth;
+}
+
+/* hive_top - a handle (on the stack, never returned) on the root of hive h under root. */
+static reg_key hive_top(reg_ctx *ctx, reg_root root, reg_hive *h)
+{
+    reg_key k = {.ctx = ctx, .root = root, .kind = KH_REAL, .hive = h, .id = REG_ROOT_ID};
+    k.lid = REG_ROOT_ID;
+    k.at = VA_TOP;
+    return k;
+}
+
+/* open_from - open comps below the real key base in the view access names (one flag set). */
+static int open_from(const reg_key *base, const struct comp *comps, size_t n, unsigned access,
+                     reg_key **out)
+{
+    bool wow32 = access & REG_WOW64_32KEY;
+    struct comp *m = malloc((n + 1) * sizeof *m);
+    if (!m)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    uint8_t at;
+    bool end_node;
+    size_t mn = view_map(!base->hive->hku, base->at, wow32, comps, n, m, &at, &end_node);
+    int rc =
+        open_real(base->hive, base->root, base->lid, lid_depth(base), m, mn, access, end_node, out);
+    free(m);
+    if (!rc) {
+        (*out)->wow32 = wow32;
+        (*out)->at = at;
+    }
+    return rc;
 }
 
 #define CLASSES_PATH "Software\\Classes"
 #define HKCC_PATH "System\\CurrentControlSet\\Hardware Profiles\\Current"
 #define MAX_COMPS (REG_MAX_DEPTH + 1)
 
-/* hkcr_target - the hive (HKCU or HKLM) whose Software\Classes holds comps[0], or NULL. */
+/* hkcr_open - open comps of HKCR: in the user's classes if there, else in the machine's. */
 static int hkcr_open(reg_ctx *ctx, const struct comp *comps, size_t n, unsigned access,
                      reg_key **out);
 
@@ -308,7 +454,10 @@ int reg_key_open_root(reg_ctx *ctx, reg_root root, reg_key **out)
         rc = reg_hive_get(ctx, root == REG_ROOT_HKLM ? NULL : ctx->sid, true, &h, NULL);
         if (rc)
             return rc;
-        return open_real(h, root, REG_ROOT_ID, 0, NULL, 0, 0, out);
+        if ((rc = open_real(h, root, REG_ROOT_ID, 0, NULL, 0, 0, false, out)))
+            return rc;
+        (*out)->at = VA_TOP;
+        return ERROR_SUCCESS;
     case REG_ROOT_HKU:
     case REG_ROOT_HKCR:
         *out = key_new(ctx, root, root == REG_ROOT_HKU ? KH_HKU : KH_HKCR, NULL, 0, NULL, 0);
@@ -337,22 +486,26 @@ int reg_key_open(reg_key *parent, const char *subkey, unsigned access, reg_key *
     *out = NULL;
     if (!parent)
         return ERROR_INVALID_HANDLE;
+    int rc = pick_view(parent, &access);
+    if (rc)
+        return rc;
     struct comp *comps = malloc(MAX_COMPS * sizeof *comps);
     if (!comps)
         return ERROR_NOT_ENOUGH_MEMORY;
     size_t n;
-    int rc = split_path(subkey, comps, MAX_COMPS, &n);
+    rc = split_path(subkey, comps, MAX_COMPS, &n);
     if (rc)
         goto out;
     switch (parent->kind) {
     case KH_REAL:
-        rc =
-            open_real(parent->hive, parent->root, parent->id, parent->depth, comps, n, access, out);
+        rc = open_from(parent, comps, n, access, out);
         break;
     case KH_HKU:
         if (n == 0) {
             *out = key_new(parent->ctx, REG_ROOT_HKU, KH_HKU, NULL, 0, NULL, 0);
             rc = *out ? ERROR_SUCCESS : ERROR_NOT_ENOUGH_MEMORY;
+            if (*out)
+                (*out)->wow32 = access & REG_WOW64_32KEY;
             break;
         }
         {
@@ -366,13 +519,16 @@ int reg_key_open(reg_key *parent, const char *subkey, unsigned access, reg_key *
             name[comps[0].n] = 0;
             if ((rc = reg_hive_get(parent->ctx, name, false, &h, NULL)))
                 break;
-            rc = open_real(h, REG_ROOT_HKU, REG_ROOT_ID, 0, comps + 1, n - 1, access, out);
+            reg_key top = hive_top(parent->ctx, REG_ROOT_HKU, h);
+            rc = open_from(&top, comps + 1, n - 1, access, out);
         }
         break;
     case KH_HKCR:
         if (n == 0) {
             *out = key_new(parent->ctx, REG_ROOT_HKCR, KH_HKCR, NULL, 0, NULL, 0);
             rc = *out ? ERROR_SUCCESS : ERROR_NOT_ENOUGH_MEMORY;
+            if (*out)
+                (*out)->wow32 = access & REG_WOW64_32KEY;
         } else {
             rc = hkcr_open(parent->ctx, comps, n, access, out);
         }
@@ -416,10 +572,10 @@ static int new_id(reg_hive *h, MDB_txn *txn, uint64_t *id)
     return meta_u64(h, txn, "next_id", id, true);
 }
 
-/* create_in - create comps under (h, id) in a write transaction. */
+/* create_in - create comps under (h, id) in a write transaction. lid_prev: as open_real's. */
 static int create_in(reg_hive *h, reg_root root, uint64_t id, unsigned depth,
                      const struct comp *comps, size_t n, unsigned options, reg_owner *owner,
-                     reg_key **out, unsigned *disposition)
+                     bool lid_prev, reg_key **out, unsigned *disposition)
 {
     if (depth + n > REG_MAX_DEPTH)
         return ERROR_INVALID_PARAMETER;
@@ -437,8 +593,9 @@ static int create_in(reg_hive *h, reg_root root, uint64_t id, unsigned depth,
     if (rc == ERROR_FILE_NOT_FOUND || (!rc && !key_live(h, &rec)))
         rc = ERROR_KEY_DELETED;
     bool created = false, owner_top_done = false;
-    uint64_t now = base_filetime_now();
+    uint64_t now = base_filetime_now(), prev = id;
     for (size_t i = 0; i < n && !rc; i++) {
+        prev = id;
         uint8_t fk[REG_FOLDKEY_MAX];
         size_t fklen, units;
         if ((rc = reg_foldkey(comps[i].s, comps[i].n, fk, &fklen, &units)))
@@ -536,31 +693,62 @@ static int create_in(reg_hive *h, reg_root root, uint64_t id, unsigned depth,
         *out = key_new(h->ctx, root, KH_REAL, h, id, &rec, depth + (unsigned)n);
         if (!*out)
             return ERROR_NOT_ENOUGH_MEMORY;
+        if (lid_prev)
+            (*out)->lid = prev;
     }
     return ERROR_SUCCESS;
 }
 
+/* create_from - create comps below the real key base in the view access names (one flag set). */
+static int create_from(const reg_key *base, const struct comp *comps, size_t n, unsigned options,
+                       unsigned access, reg_owner *owner, reg_key **out, unsigned *disposition)
+{
+    bool wow32 = access & REG_WOW64_32KEY;
+    struct comp *m = malloc((n + 1) * sizeof *m);
+    if (!m)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    uint8_t at;
+    bool end_node;
+    size_t mn = view_map(!base->hive->hku, base->at, wow32, comps, n, m, &at, &end_node);
+    int rc = create_in(base->hive, base->root, base->lid, lid_depth(base), m, mn, options, owner,
+                       end_node, out, disposition);
+    free(m);
+    if (!rc && out) {
+        (*out)->wow32 = wow32;
+        (*out)->at = at;
+    }
+    return rc;
+}
+
 static int hkcr_create(reg_ctx *ctx, const struct comp *comps, size_t n, unsigned options,
-                       reg_owner *owner, reg_key **out, unsigned *disposition);
+                       unsigned access, reg_owner *owner, reg_key **out, unsigned *disposition);
 
 int reg_key_create(reg_key *parent, const char *subkey, unsigned options, reg_owner *owner,
                    reg_key **out, unsigned *disposition)
+{
+    return reg_key_create_ex(parent, subkey, options, 0, owner, out, disposition);
+}
+
+int reg_key_create_ex(reg_key *parent, const char *subkey, unsigned options, unsigned access,
+                      reg_owner *owner, reg_key **out, unsigned *disposition)
 {
     if (out)
         *out = NULL;
     if (!parent)
         return ERROR_INVALID_HANDLE;
+    int rc = pick_view(parent, &access);
+    if (rc)
+        return rc;
     struct comp *comps = malloc(MAX_COMPS * sizeof *comps);
     if (!comps)
         return ERROR_NOT_ENOUGH_MEMORY;
     size_t n;
-    int rc = split_path(subkey, comps, MAX_COMPS, &n);
+    rc = split_path(subkey, comps, MAX_COMPS, &n);
     if (rc)
         goto out;
     switch (parent->kind) {
     case KH_REAL:
-        rc = create_in(parent->hive, parent->root, parent->id, parent->depth, comps, n, options,
-                       owner, out, disposition);
+        rc = create_from(parent, comps, n, options, access, owner, out, disposition);
         break;
     case KH_HKU: {
         char name[4 * REG_MAX_KEY_NAME + 1];
@@ -574,8 +762,8 @@ int reg_key_create(reg_key *parent, const char *subkey, unsigned options, reg_ow
         bool made;
         if ((rc = reg_hive_get(parent->ctx, name, true, &h, &made)))
             break;
-        rc = create_in(h, REG_ROOT_HKU, REG_ROOT_ID, 0, comps + 1, n - 1, options, owner, out,
-                       disposition);
+        reg_key top = hive_top(parent->ctx, REG_ROOT_HKU, h);
+        rc = create_from(&top, comps + 1, n - 1, options, access, owner, out, disposition);
         if (!rc && made && n == 1 && disposition)
             *disposition = REG_CREATED_NEW_KEY;
         break;
@@ -585,7 +773,7 @@ int reg_key_create(reg_key *parent, const char *subkey, unsigned options, reg_ow
             rc = ERROR_ACCESS_DENIED;
             break;
         }
-        rc = hkcr_create(parent->ctx, comps, n, options, owner, out, disposition);
+        rc = hkcr_create(parent->ctx, comps, n, options, access, owner, out, disposition);
         break;
     }
 out:
@@ -595,6 +783,8 @@ out:
 
 /* --- HKEY_CLASSES_ROOT: the user's classes over the machine's ----------------------- */
 
+/* classes_key - which's Software\Classes, as the base of HKCR's keys: their root is HKCR
+ * and their depth counts from there. */
 static int classes_key(reg_ctx *ctx, reg_root which, bool create, reg_key **out)
 {
     reg_key *r;
@@ -604,6 +794,10 @@ static int classes_key(reg_ctx *ctx, reg_root which, bool create, reg_key **out)
     rc = create ? reg_key_create(r, CLASSES_PATH, 0, NULL, out, NULL)
                 : reg_key_open(r, CLASSES_PATH, 0, out);
     reg_key_close(r);
+    if (!rc) {
+        (*out)->root = REG_ROOT_HKCR;
+        (*out)->depth = 0;
+    }
     return rc;
 }
 
@@ -616,7 +810,7 @@ static int hkcr_open(reg_ctx *ctx, const struct comp *comps, size_t n, unsigned 
         reg_key *cls;
         if (classes_key(ctx, order[i], false, &cls))
             continue;
-        rc = open_real(cls->hive, REG_ROOT_HKCR, cls->id, 0, comps, n, access, out);
+        rc = open_from(cls, comps, n, access, out);
         reg_key_close(cls);
         if (rc != ERROR_FILE_NOT_FOUND)
             return rc;
@@ -625,14 +819,14 @@ static int hkcr_open(reg_ctx *ctx, const struct comp *comps, size_t n, unsigned 
 }
 
 static int hkcr_create(reg_ctx *ctx, const struct comp *comps, size_t n, unsigned options,
-                       reg_owner *owner, reg_key **out, unsigned *disposition)
+                       unsigned access, reg_owner *owner, reg_key **out, unsigned *disposition)
 {
     /* Into the hive that already has the first component (the user's first), else into the
      * machine's classes when we may write there, else the user's. */
     reg_key *cls = NULL, *probe = NULL;
     int rc = ERROR_FILE_NOT_FOUND;
     if (classes_key(ctx, REG_ROOT_HKCU, false, &cls) == 0 &&
-        open_real(cls->hive, REG_ROOT_HKCR, cls->id, 0, comps, 1, 0, &probe) == 0)
+        open_from(cls, comps, 1, access & VIEW_FLAGS, &probe) == 0)
         rc = ERROR_SUCCESS;
     reg_key_close(probe);
     if (rc) {
@@ -648,8 +842,7 @@ static int hkcr_create(reg_ctx *ctx, const struct comp *comps, size_t n, unsigne
         if (!cls && (rc = classes_key(ctx, REG_ROOT_HKCU, true, &cls)))
             return rc;
     }
-    rc =
-        create_in(cls->hive, REG_ROOT_HKCR, cls->id, 0, comps, n, options, owner, out, disposition);
+    rc = create_from(cls, comps, n, options, access, owner, out, disposition);
     reg_key_close(cls);
     return rc;
 }
@@ -1034,10 +1227,12 @@ static int hku_single(const char *subkey, char *name, size_t max)
     return 1;
 }
 
-static int delete_common(reg_key *parent, const char *subkey, bool tree)
+static int delete_common(reg_key *parent, const char *subkey, bool tree, unsigned access)
 {
     if (!parent)
         return ERROR_INVALID_HANDLE;
+    if ((access & VIEW_FLAGS) == VIEW_FLAGS)
+        return ERROR_INVALID_PARAMETER;
     char name[4 * REG_MAX_KEY_NAME + 1];
     if (parent->kind == KH_HKU && subkey && hku_single(subkey, name, sizeof name))
         return tree ? reg_hive_drop(parent->ctx, name) : ERROR_ACCESS_DENIED;
@@ -1045,7 +1240,7 @@ static int delete_common(reg_key *parent, const char *subkey, bool tree)
     reg_key *k = parent;
     int rc = ERROR_SUCCESS;
     if (subkey && *subkey) {
-        if ((rc = reg_key_open(parent, subkey, REG_WRITE, &k)))
+        if ((rc = reg_key_open(parent, subkey, REG_WRITE | (access & VIEW_FLAGS), &k)))
             return rc;
     }
     if (k->kind != KH_REAL) {
@@ -1077,12 +1272,17 @@ out:
 
 int reg_key_delete(reg_key *parent, const char *subkey)
 {
-    return delete_common(parent, subkey, false);
+    return delete_common(parent, subkey, false, 0);
+}
+
+int reg_key_delete_ex(reg_key *parent, const char *subkey, unsigned access)
+{
+    return delete_common(parent, subkey, false, access);
 }
 
 int reg_key_delete_tree(reg_key *parent, const char *subkey)
 {
-    return delete_common(parent, subkey, true);
+    return delete_common(parent, subkey, true, 0);
 }
 
 int reg_key_move(reg_key *parent, const char *subkey, reg_key *new_parent, const char *newname)

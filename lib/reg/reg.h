@@ -81,6 +81,14 @@
 /* Access wanted when opening a key. Write access to a hive is checked when it is opened. */
 #define REG_READ 0x1
 #define REG_WRITE 0x2
+/* Registry views (KEY_WOW64_64KEY, KEY_WOW64_32KEY), or-ed into access. The 32-bit view of
+ * HKLM\Software is HKLM\Software\Wow6432Node, and of Software\Classes' CLSID, DirectShow,
+ * Interface, Media Type and MediaFoundation (HKLM's, HKCU's, HKCR's) their Classes\Wow6432Node
+ * copies; all else is shared, and a path naming Wow6432Node itself is never redirected again
+ * (docs/registry.md). With neither flag a key is opened in the view of the key it is opened
+ * from; a root is in the 64-bit view. Both at once: ERROR_INVALID_PARAMETER. */
+#define REG_WOW64_64KEY 0x0100
+#define REG_WOW64_32KEY 0x0200
 
 /* Notification filters (RegNotifyChangeKeyValue). */
 #define REG_NOTIFY_CHANGE_NAME 0x1
@@ -142,19 +150,28 @@ int reg_path_split(const char *path, reg_root *root, const char **sub);
 
 /* reg_key_open_root - a handle to a root key. Free with reg_key_close. */
 int reg_key_open_root(reg_ctx *ctx, reg_root root, reg_key **out);
-/* reg_key_open - open parent\subkey (subkey NULL or "" opens parent again; trailing
- * backslashes are ignored; a leading one gives ERROR_BAD_PATHNAME). Returns
+/* reg_key_open - open parent\subkey (subkey NULL or "" opens parent again, in the view access
+ * names; trailing backslashes are ignored; a leading one gives ERROR_BAD_PATHNAME). access:
+ * REG_READ, REG_WRITE and at most one of REG_WOW64_32KEY, REG_WOW64_64KEY (neither: parent's
+ * view); *out keeps the view for the keys opened and created from it. Returns
  * ERROR_FILE_NOT_FOUND when missing, ERROR_KEY_DELETED when parent was deleted,
- * ERROR_ACCESS_DENIED when access cannot be granted. */
+ * ERROR_ACCESS_DENIED when access cannot be granted, ERROR_INVALID_PARAMETER for both view
+ * flags. */
 int reg_key_open(reg_key *parent, const char *subkey, unsigned access, reg_key **out);
-/* reg_key_open_path - open "ROOT\sub\path" from ctx. */
+/* reg_key_open_path - open "ROOT\sub\path" from ctx (access as reg_key_open's). */
 int reg_key_open_path(reg_ctx *ctx, const char *path, unsigned access, reg_key **out);
 /* reg_key_create - open or create parent\subkey and its missing parents, in one
- * transaction. options: REG_OPTION_VOLATILE, REG_OPTION_OWNER_BOUND (with owner; implies
- * volatile). *disposition (may be NULL) gets REG_CREATED_NEW_KEY or REG_OPENED_EXISTING_KEY.
- * A non-volatile key under a volatile one: ERROR_CHILD_MUST_BE_VOLATILE. out may be NULL. */
+ * transaction, in parent's view. options: REG_OPTION_VOLATILE, REG_OPTION_OWNER_BOUND (with
+ * owner; implies volatile). *disposition (may be NULL) gets REG_CREATED_NEW_KEY or
+ * REG_OPENED_EXISTING_KEY. A non-volatile key under a volatile one:
+ * ERROR_CHILD_MUST_BE_VOLATILE. out may be NULL. */
 int reg_key_create(reg_key *parent, const char *subkey, unsigned options, reg_owner *owner,
                    reg_key **out, unsigned *disposition);
+/* reg_key_create_ex - reg_key_create with access (RegCreateKeyEx's samDesired): only the view
+ * flags REG_WOW64_32KEY and REG_WOW64_64KEY matter, both at once is ERROR_INVALID_PARAMETER;
+ * *out keeps the view. */
+int reg_key_create_ex(reg_key *parent, const char *subkey, unsigned options, unsigned access,
+                      reg_owner *owner, reg_key **out, unsigned *disposition);
 /* reg_key_close - release a handle (NULL is allowed). */
 void reg_key_close(reg_key *key);
 
@@ -184,11 +201,16 @@ int reg_key_enum_values(reg_key *key, reg_value_fn fn, void *arg);
  * RegEnumKeyEx does; ERROR_NO_MORE_ITEMS past the end. O(index): prefer the callbacks. */
 int reg_key_enum_subkey(reg_key *key, uint32_t index, buf *name);
 
-/* reg_key_delete - delete parent\subkey (subkey "" deletes parent itself). ERROR_ACCESS_DENIED
- * while it has subkeys or when it is a root. */
+/* reg_key_delete - delete parent\subkey (subkey "" deletes parent itself), found in parent's
+ * view. ERROR_ACCESS_DENIED while it has subkeys or when it is a root. */
 int reg_key_delete(reg_key *parent, const char *subkey);
+/* reg_key_delete_ex - RegDeleteKeyEx: reg_key_delete with subkey found in the view access
+ * names (REG_WOW64_32KEY or REG_WOW64_64KEY; neither: parent's view; both:
+ * ERROR_INVALID_PARAMETER). */
+int reg_key_delete_ex(reg_key *parent, const char *subkey, unsigned access);
 /* reg_key_delete_tree - RegDeleteTree: with a subkey, delete it and everything below; with
- * NULL or "", delete every subkey and value of parent but keep parent. */
+ * NULL or "", delete every subkey and value of parent but keep parent. Subkeys are found in
+ * parent's view. */
 int reg_key_delete_tree(reg_key *parent, const char *subkey);
 /* reg_key_copy_tree - copy the values and, recursively, the subkeys of src into dst,
  * overwriting values of the same name and keeping what only dst has. recursive false copies
@@ -284,6 +306,9 @@ void reg_notify_free(reg_notify *n);
 typedef void (*reg_diag_fn)(void *arg, unsigned line, const char *msg);
 
 #define REG_IMPORT_LONG_ROOTS 0x1 /* regedit: accept only HKEY_* root names */
+/* REG_WOW64_32KEY or REG_WOW64_64KEY in reg_import's flags: the view the file's keys are
+ * written in (reg import /reg:32 puts HKLM\Software\X into HKLM\Software\Wow6432Node\X);
+ * both: ERROR_INVALID_PARAMETER. */
 
 /* reg_import - import a .reg file's bytes (REGEDIT4 in CP1252, or "Windows Registry Editor
  * Version 5.00" in UTF-16LE with BOM or 8-bit). Lines with errors are reported to diag and
@@ -296,13 +321,14 @@ int reg_import(reg_ctx *ctx, const uint8_t *data, size_t len, unsigned flags, re
 
 #define REG_EXPORT_REGEDIT4 0x1 /* REGEDIT4 in CP1252 instead of version 5 in UTF-16LE */
 
-/* reg_export - append to out the .reg file regedit writes for key and its subtree; path is
- * the full name to print for key ("HKEY_CURRENT_USER\Software\Test"). */
+/* reg_export - append to out the .reg file regedit writes for key and its subtree (in key's
+ * view); path is the full name to print for key ("HKEY_CURRENT_USER\Software\Test"). */
 int reg_export(reg_key *key, const char *path, unsigned flags, buf *out);
 
 /* --- regf hive files (through libhivex) ---------------------------------------------- */
 
-/* reg_hive_save - write key and its subtree to a Windows hive file (RegSaveKey). */
+/* reg_hive_save - write key and its subtree (in key's view) to a Windows hive file
+ * (RegSaveKey). */
 int reg_hive_save(reg_key *key, const char *file);
 /* reg_hive_restore - replace key's values and subkeys by a hive file's (RegRestoreKey). */
 int reg_hive_restore(reg_key *key, const char *file);

@@ -104,6 +104,10 @@ struct reg_key {
     uint8_t boot[16];
     uint8_t token[REG_TOKEN_LEN];
     unsigned depth; /* levels below the hive root */
+    bool wow32;     /* in the 32-bit view: keys opened from it without a view flag are too */
+    uint8_t at;     /* where the key is in the paths WOW64 redirects (enum view_at, key.c) */
+    uint64_t lid;   /* the key at the handle's logical place: id, or id's parent for a key
+                       opened as Software in the 32-bit view (id is then its Wow6432Node) */
 };
 
 struct reg_owner {

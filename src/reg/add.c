@@ -203,7 +203,7 @@ int reg_cmd_add(const reg_cli_args *a)
     reg_key *key = NULL;
     unsigned disposition = 0;
     int rc = REG_CLI_EXIT_OK;
-    int err = reg_cli_key_create(ctx, &a->key[0], &key, &disposition);
+    int err = reg_cli_key_create(ctx, &a->key[0], a->view, &key, &disposition);
     if (err) {
         rc = reg_cli_store_error(err);
         goto out;

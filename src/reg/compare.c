@@ -158,9 +158,9 @@ int reg_cmd_compare(const reg_cli_args *a)
         return REG_CLI_EXIT_FAIL;
     reg_key *k1 = NULL, *k2 = NULL;
     int rc;
-    int err = reg_cli_key_open(ctx, &a->key[0], REG_READ, &k1);
+    int err = reg_cli_key_open(ctx, &a->key[0], REG_READ | a->view, &k1);
     if (!err)
-        err = reg_cli_key_open(ctx, &a->key[1], REG_READ, &k2);
+        err = reg_cli_key_open(ctx, &a->key[1], REG_READ | a->view, &k2);
     if (!err)
         err = compare_keys(&c, k1, a->key[0].path, k2, a->key[1].path);
     if (err) {

@@ -159,11 +159,11 @@ int reg_cmd_copy(const reg_cli_args *a)
     reg_key *src = NULL, *dst = NULL;
     snap snapshot = {0};
     unsigned disposition = 0;
-    int err = reg_cli_key_open(ctx, src_arg, REG_READ, &src);
+    int err = reg_cli_key_open(ctx, src_arg, REG_READ | a->view, &src);
     if (!err && from_snapshot)
         err = snap_load(src, &snapshot);
     if (!err)
-        err = reg_cli_key_create(ctx, dst_arg, &dst, &disposition);
+        err = reg_cli_key_create(ctx, dst_arg, a->view, &dst, &disposition);
     if (!err) {
         /* The library copies in one go when there is nothing to ask and the two trees are
          * apart; otherwise copy value by value, asking. */

@@ -48,7 +48,7 @@ int reg_cmd_delete(const reg_cli_args *a)
     reg_key *key = NULL, *root = NULL;
     int rc = REG_CLI_EXIT_OK;
     /* Open first, so that nobody is asked about a key that is not there. */
-    int err = reg_cli_key_open(ctx, k, REG_READ | REG_WRITE, &key);
+    int err = reg_cli_key_open(ctx, k, REG_READ | REG_WRITE | a->view, &key);
     if (err) {
         rc = reg_cli_store_error(err);
         goto out;
@@ -78,7 +78,7 @@ int reg_cmd_delete(const reg_cli_args *a)
     if (whole_key) {
         reg_key_close(key);
         key = NULL;
-        err = reg_key_open_root(ctx, k->root, &root);
+        err = reg_cli_root_open(ctx, k->root, a->view, &root);
         if (!err)
             err = reg_key_delete_tree(root, k->sub);
     } else if (has[REG_DELETE_VA]) {

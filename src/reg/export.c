@@ -19,7 +19,7 @@ int reg_cmd_export(const reg_cli_args *a)
     reg_key *key = NULL;
     buf out = BUF_INIT;
     int rc;
-    int err = reg_cli_key_open(ctx, k, REG_READ, &key);
+    int err = reg_cli_key_open(ctx, k, REG_READ | a->view, &key);
     if (err) {
         rc = reg_cli_store_error(err);
         goto done;

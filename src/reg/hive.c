@@ -18,7 +18,7 @@ int reg_cmd_save(const reg_cli_args *a)
     reg_key *key = NULL;
     char *tmp = NULL;
     int rc;
-    int err = reg_cli_key_open(ctx, k, REG_READ, &key);
+    int err = reg_cli_key_open(ctx, k, REG_READ | a->view, &key);
     if (err) {
         rc = reg_cli_store_error(err);
         goto done;
@@ -76,7 +76,7 @@ int reg_cmd_restore(const reg_cli_args *a)
     if (reg_cli_ctx_open(&ctx))
         return REG_CLI_EXIT_FAIL;
     reg_key *key = NULL;
-    int err = reg_cli_key_open(ctx, &a->key[0], REG_READ | REG_WRITE, &key);
+    int err = reg_cli_key_open(ctx, &a->key[0], REG_READ | REG_WRITE | a->view, &key);
     if (!err)
         err = reg_hive_restore(key, a->pos[1]);
     int rc = err ? reg_cli_store_error(err) : reg_cli_success();

@@ -31,8 +31,8 @@ int reg_cmd_import(const reg_cli_args *a)
         buf_free(&data);
         return REG_CLI_EXIT_FAIL;
     }
-    int err = reg_import(ctx, data.data ? data.data : (const uint8_t *)"", data.len, 0, import_diag,
-                         (void *)file);
+    int err = reg_import(ctx, data.data ? data.data : (const uint8_t *)"", data.len, a->view,
+                         import_diag, (void *)file);
     int rc;
     if (err == ERROR_INVALID_DATA) {
         reg_cli_error(REG_MSG_NOT_REG_FILE);

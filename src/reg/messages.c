@@ -68,8 +68,15 @@ static const char *const reg_msg_table[REG_MSG_COUNT] = {
 
     [REG_MSG_USAGE_VIEW] =
         "\n"
-        "  /reg:32  Accepted for compatibility and ignored: there is one registry view.\n"
-        "  /reg:64  Accepted for compatibility and ignored: there is one registry view.\n",
+        "  /reg:32  Use the 32-bit registry view: HKLM\\Software\\X is\n"
+        "           HKLM\\Software\\Wow6432Node\\X, HKCR\\CLSID\\X is\n"
+        "           HKLM\\Software\\Classes\\Wow6432Node\\CLSID\\X (see reg(1)).\n"
+        "  /reg:64  Use the 64-bit registry view (the default).\n",
+
+    [REG_MSG_USAGE_VIEW_HIVE] =
+        "\n"
+        "  /reg:32  Accepted and ignored: a hive is loaded and unloaded the same in both views.\n"
+        "  /reg:64  Accepted and ignored: a hive is loaded and unloaded the same in both views.\n",
 
     [REG_MSG_USAGE_ADD] =
         "\n"

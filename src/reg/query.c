@@ -337,7 +337,7 @@ int reg_cmd_query(const reg_cli_args *a)
     }
     reg_key *key = NULL;
     int rc = REG_CLI_EXIT_OK;
-    err = reg_cli_key_open(ctx, k, REG_READ, &key);
+    err = reg_cli_key_open(ctx, k, REG_READ | a->view, &key);
     if (err) {
         rc = reg_cli_store_error(err);
         goto out;

@@ -57,20 +57,24 @@ _Static_assert(REG_CLI_NSW(delete_switches) <= REG_CLI_MAX_SWITCHES, "delete swi
 _Static_assert(REG_CLI_NSW(compare_switches) <= REG_CLI_MAX_SWITCHES, "compare switches");
 
 static const reg_cli_op reg_ops[] = {
-    {"ADD", "K", add_switches, REG_CLI_NSW(add_switches), REG_MSG_USAGE_ADD, reg_cmd_add},
-    {"QUERY", "K", query_switches, REG_CLI_NSW(query_switches), REG_MSG_USAGE_QUERY, reg_cmd_query},
+    {"ADD", "K", add_switches, REG_CLI_NSW(add_switches), REG_MSG_USAGE_ADD, REG_MSG_USAGE_VIEW,
+     reg_cmd_add},
+    {"QUERY", "K", query_switches, REG_CLI_NSW(query_switches), REG_MSG_USAGE_QUERY,
+     REG_MSG_USAGE_VIEW, reg_cmd_query},
     {"DELETE", "K", delete_switches, REG_CLI_NSW(delete_switches), REG_MSG_USAGE_DELETE,
-     reg_cmd_delete},
-    {"COPY", "KK", copy_switches, REG_CLI_NSW(copy_switches), REG_MSG_USAGE_COPY, reg_cmd_copy},
+     REG_MSG_USAGE_VIEW, reg_cmd_delete},
+    {"COPY", "KK", copy_switches, REG_CLI_NSW(copy_switches), REG_MSG_USAGE_COPY,
+     REG_MSG_USAGE_VIEW, reg_cmd_copy},
     {"EXPORT", "KF", export_switches, REG_CLI_NSW(export_switches), REG_MSG_USAGE_EXPORT,
-     reg_cmd_export},
-    {"IMPORT", "F", NULL, 0, REG_MSG_USAGE_IMPORT, reg_cmd_import},
+     REG_MSG_USAGE_VIEW, reg_cmd_export},
+    {"IMPORT", "F", NULL, 0, REG_MSG_USAGE_IMPORT, REG_MSG_USAGE_VIEW, reg_cmd_import},
     {"COMPARE", "KK", compare_switches, REG_CLI_NSW(compare_switches), REG_MSG_USAGE_COMPARE,
-     reg_cmd_compare},
-    {"SAVE", "KF", save_switches, REG_CLI_NSW(save_switches), REG_MSG_USAGE_SAVE, reg_cmd_save},
-    {"RESTORE", "KF", NULL, 0, REG_MSG_USAGE_RESTORE, reg_cmd_restore},
-    {"LOAD", "KF", NULL, 0, REG_MSG_USAGE_LOAD, reg_cmd_load},
-    {"UNLOAD", "K", NULL, 0, REG_MSG_USAGE_UNLOAD, reg_cmd_unload},
+     REG_MSG_USAGE_VIEW, reg_cmd_compare},
+    {"SAVE", "KF", save_switches, REG_CLI_NSW(save_switches), REG_MSG_USAGE_SAVE,
+     REG_MSG_USAGE_VIEW, reg_cmd_save},
+    {"RESTORE", "KF", NULL, 0, REG_MSG_USAGE_RESTORE, REG_MSG_USAGE_VIEW, reg_cmd_restore},
+    {"LOAD", "KF", NULL, 0, REG_MSG_USAGE_LOAD, REG_MSG_USAGE_VIEW_HIVE, reg_cmd_load},
+    {"UNLOAD", "K", NULL, 0, REG_MSG_USAGE_UNLOAD, REG_MSG_USAGE_VIEW_HIVE, reg_cmd_unload},
 };
 
 /* --- messages ---------------------------------------------------------------------------- */
@@ -193,6 +197,19 @@ int reg_cli_ctx_open(reg_ctx **ctx)
     return 0;
 }
 
+int reg_cli_root_open(reg_ctx *ctx, reg_root root, unsigned view, reg_key **out)
+{
+    reg_key *r;
+    int err = reg_key_open_root(ctx, root, &r);
+    if (err || !view) {
+        *out = err ? NULL : r;
+        return err;
+    }
+    err = reg_key_open(r, NULL, view, out);
+    reg_key_close(r);
+    return err;
+}
+
 int reg_cli_key_open(reg_ctx *ctx, const reg_cli_key *k, unsigned access, reg_key **out)
 {
     reg_key *root;
@@ -204,13 +221,14 @@ int reg_cli_key_open(reg_ctx *ctx, const reg_cli_key *k, unsigned access, reg_ke
     return err;
 }
 
-int reg_cli_key_create(reg_ctx *ctx, const reg_cli_key *k, reg_key **out, unsigned *disposition)
+int reg_cli_key_create(reg_ctx *ctx, const reg_cli_key *k, unsigned view, reg_key **out,
+                       unsigned *disposition)
 {
     reg_key *root;
     int err = reg_key_open_root(ctx, k->root, &root);
     if (err)
         return err;
-    err = reg_key_create(root, k->sub, REG_OPTION_NON_VOLATILE, NULL, out, disposition);
+    err = reg_key_create_ex(root, k->sub, REG_OPTION_NON_VOLATILE, view, NULL, out, disposition);
     reg_key_close(root);
     return err;
 }
@@ -510,9 +528,14 @@ static bool is_help(const char *s)
     return (s[0] == '/' || s[0] == '-') && (strcmp(s + 1, "?") == 0 || strcasecmp(s + 1, "h") == 0);
 }
 
-static bool is_view_switch(const char *name)
+/* view_switch - the view /reg:32 or /reg:64 names (name without its / or -), or 0. */
+static unsigned view_switch(const char *name)
 {
-    return strcasecmp(name, "reg:32") == 0 || strcasecmp(name, "reg:64") == 0;
+    if (strcasecmp(name, "reg:32") == 0)
+        return REG_WOW64_32KEY;
+    if (strcasecmp(name, "reg:64") == 0)
+        return REG_WOW64_64KEY;
+    return 0;
 }
 
 /* find_switch - the index of the switch word s in op's table, or -1. */
@@ -528,7 +551,7 @@ static int find_switch(const reg_cli_op *op, const char *s)
 
 static bool is_op_switch(const reg_cli_op *op, const char *s)
 {
-    return find_switch(op, s) >= 0 || ((s[0] == '/' || s[0] == '-') && is_view_switch(s + 1));
+    return find_switch(op, s) >= 0 || ((s[0] == '/' || s[0] == '-') && view_switch(s + 1));
 }
 
 static void key_free(reg_cli_key *k)
@@ -592,14 +615,14 @@ static int parse_args(const reg_cli_op *op, int argc, char **argv, reg_cli_args 
         if (op->positional[i] == 'K' && parse_key(op, argv[i], &a->key[i]))
             return REG_CLI_EXIT_FAIL;
     }
-    bool view = false;
     for (int i = (int)npos; i < argc; i++) {
         const char *s = argv[i];
-        if ((s[0] == '/' || s[0] == '-') && is_view_switch(s + 1)) {
+        unsigned view = (s[0] == '/' || s[0] == '-') ? view_switch(s + 1) : 0;
+        if (view) {
             /* /reg:32 and /reg:64 exclude each other: one view switch at most. */
-            if (view)
+            if (a->view)
                 return reg_cli_syntax(op);
-            view = true;
+            a->view = view;
             continue;
         }
         int idx = find_switch(op, s);
@@ -651,7 +674,7 @@ int main(int argc, char **argv)
         return reg_cli_syntax(op);
     if (argc == 3 && is_help(argv[2])) {
         fputs(reg_msg_text(op->usage), stdout);
-        fputs(reg_msg_text(REG_MSG_USAGE_VIEW), stdout);
+        fputs(reg_msg_text(op->view_usage), stdout);
         return REG_CLI_EXIT_OK;
     }
 

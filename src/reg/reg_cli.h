@@ -60,6 +60,7 @@ typedef enum reg_msg {
     REG_MSG_PROMPT_FILE,         /* %s: file name */
     REG_MSG_USAGE,               /* reg /? */
     REG_MSG_USAGE_VIEW,          /* the /reg:32 /reg:64 paragraph after each operation's usage */
+    REG_MSG_USAGE_VIEW_HIVE,     /* the same for LOAD and UNLOAD, which ignore the view */
     REG_MSG_USAGE_ADD,
     REG_MSG_USAGE_QUERY,
     REG_MSG_USAGE_DELETE,
@@ -106,6 +107,7 @@ typedef struct reg_cli_args {
     reg_cli_key key[REG_CLI_MAX_POS]; /* those of them that are keys */
     bool has[REG_CLI_MAX_SWITCHES];   /* by index into op->switches */
     const char *val[REG_CLI_MAX_SWITCHES];
+    unsigned view; /* /reg:32: REG_WOW64_32KEY, /reg:64: REG_WOW64_64KEY, else 0 */
 } reg_cli_args;
 
 typedef struct reg_cli_op {
@@ -114,6 +116,7 @@ typedef struct reg_cli_op {
     const reg_cli_switch *switches;
     size_t nswitches;
     reg_msg usage;
+    reg_msg view_usage; /* what /reg:32 and /reg:64 do for it */
     int (*run)(const reg_cli_args *a);
 } reg_cli_op;
 
@@ -188,10 +191,14 @@ reg_cli_answer reg_cli_confirm(bool allow_all, reg_msg id, ...);
 
 /* reg_cli_ctx_open - the registry context (IMS_ROOT); prints the error. */
 int reg_cli_ctx_open(reg_ctx **ctx);
-/* reg_cli_key_open - open a key argument; returns a Win32 error, prints nothing. */
+/* reg_cli_root_open - open a root key in view (REG_WOW64_* or 0); returns a Win32 error. */
+int reg_cli_root_open(reg_ctx *ctx, reg_root root, unsigned view, reg_key **out);
+/* reg_cli_key_open - open a key argument (access may hold a view flag); returns a Win32
+ * error, prints nothing. */
 int reg_cli_key_open(reg_ctx *ctx, const reg_cli_key *k, unsigned access, reg_key **out);
-/* reg_cli_key_create - open or create a key argument; returns a Win32 error. */
-int reg_cli_key_create(reg_ctx *ctx, const reg_cli_key *k, reg_key **out, unsigned *disposition);
+/* reg_cli_key_create - open or create a key argument in view; returns a Win32 error. */
+int reg_cli_key_create(reg_ctx *ctx, const reg_cli_key *k, unsigned view, reg_key **out,
+                       unsigned *disposition);
 /* reg_cli_name_equal - registry name equality: case-insensitive, as Windows folds case. */
 bool reg_cli_name_equal(const char *a, const char *b);
 /* reg_cli_key_equal - the same key: same root and equal subpaths. */

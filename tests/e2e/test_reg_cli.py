@@ -162,8 +162,11 @@ def test_operation_help(run_reg, op, sw):
     rc, out, err = run_reg(op.capitalize(), sw)
     assert (rc, err) == (0, "")
     assert out.startswith(f"\nREG {op} ")
-    assert out.endswith("  /reg:64  Accepted for compatibility and ignored: "
-                        "there is one registry view.\n")
+    if op in ("LOAD", "UNLOAD"):
+        assert out.endswith("  /reg:64  Accepted and ignored: "
+                            "a hive is loaded and unloaded the same in both views.\n")
+    else:
+        assert out.endswith("  /reg:64  Use the 64-bit registry view (the default).\n")
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -340,7 +343,8 @@ def test_output_keeps_the_subpath_as_typed(run_reg):
         "\nHKEY_CURRENT_USER\\SOFTWARE\\imstest\n    mysz    REG_SZ    v\n\n")
 
 
-def test_view_switches_are_ignored(run_reg):
+def test_view_switches_share_hkcu_software(run_reg):
+    # HKCU\Software is shared by the views (tests/e2e/test_reg_views.py has the rest).
     ok(run_reg, "add", K, "/v", "W32", "/d", "a", "/f", "/reg:32")
     ok(run_reg, "add", K, "/v", "W64", "/d", "b", "/f", "/REG:64")
     expected = f"\n{LK}\n    W32    REG_SZ    a\n    W64    REG_SZ    b\n\n"

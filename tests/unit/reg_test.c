@@ -730,6 +730,241 @@ static void test_copy_many_values(void **state)
     reg_key_close(src);
 }
 
+/* --- registry views (REG_WOW64_32KEY / REG_WOW64_64KEY) -------------------------------- */
+
+/* Where a key made in the 32-bit view lives, as the 64-bit view names it (the Windows 7
+ * rules: HKLM\Software redirected but for Classes, which is shared but for CLSID, Interface,
+ * DirectShow, Media Type and MediaFoundation; a user's Software shared; no redirection twice;
+ * the rest of the registry shared). */
+static const struct view_case {
+    reg_root root;        /* where the key is made */
+    const char *path;     /* as the 32-bit view names it */
+    reg_root phys_root;   /* where it is found in the 64-bit view */
+    const char *physical; /* as the 64-bit view names it */
+} view_cases[] = {
+    {REG_ROOT_HKLM, "Software\\V1", REG_ROOT_HKLM, "Software\\Wow6432Node\\V1"},
+    {REG_ROOT_HKLM, "SOFTWARE\\v2\\Sub", REG_ROOT_HKLM, "Software\\Wow6432Node\\v2\\Sub"},
+    {REG_ROOT_HKLM, "Software\\Wow6432Node\\V3", REG_ROOT_HKLM, "Software\\Wow6432Node\\V3"},
+    {REG_ROOT_HKLM, "Software\\Classes\\.v4", REG_ROOT_HKLM, "Software\\Classes\\.v4"},
+    {REG_ROOT_HKLM, "Software\\Classes\\CLSID\\V5", REG_ROOT_HKLM,
+     "Software\\Classes\\Wow6432Node\\CLSID\\V5"},
+    {REG_ROOT_HKLM, "Software\\Classes\\media type\\V6", REG_ROOT_HKLM,
+     "Software\\Classes\\Wow6432Node\\media type\\V6"},
+    {REG_ROOT_HKLM, "Software\\Classes\\Wow6432Node\\V7", REG_ROOT_HKLM,
+     "Software\\Classes\\Wow6432Node\\V7"},
+    {REG_ROOT_HKLM, "System\\V8", REG_ROOT_HKLM, "System\\V8"},
+    {REG_ROOT_HKLM, "SoftwareX\\V9", REG_ROOT_HKLM, "SoftwareX\\V9"},
+    {REG_ROOT_HKCU, "Software\\V10", REG_ROOT_HKCU, "Software\\V10"},
+    {REG_ROOT_HKCU, "Software\\Classes\\Interface\\V11", REG_ROOT_HKCU,
+     "Software\\Classes\\Wow6432Node\\Interface\\V11"},
+    {REG_ROOT_HKCU, "Software\\Classes\\.v12", REG_ROOT_HKCU, "Software\\Classes\\.v12"},
+    {REG_ROOT_HKCR, "CLSID\\V13", REG_ROOT_HKLM, "Software\\Classes\\Wow6432Node\\CLSID\\V13"},
+    {REG_ROOT_HKCR, ".v14", REG_ROOT_HKLM, "Software\\Classes\\.v14"},
+    /* The user's classes have a Wow6432Node since V11: HKCR makes new keys there. */
+    {REG_ROOT_HKCR, "Wow6432Node\\V15", REG_ROOT_HKCU, "Software\\Classes\\Wow6432Node\\V15"},
+    {REG_ROOT_HKCC, "V16", REG_ROOT_HKLM,
+     "System\\CurrentControlSet\\Hardware Profiles\\Current\\V16"},
+};
+
+static void test_view_redirection(void **state)
+{
+    struct fx *fx = *state;
+    for (size_t i = 0; i < sizeof view_cases / sizeof view_cases[0]; i++) {
+        const struct view_case *c = &view_cases[i];
+        reg_key *root, *proot, *k, *k2;
+        buf got = BUF_INIT;
+        print_message("case %zu: %s\n", i, c->path);
+        assert_int_equal(reg_key_open_root(fx->ctx, c->root, &root), 0);
+        assert_int_equal(reg_key_open_root(fx->ctx, c->phys_root, &proot), 0);
+        assert_int_equal(reg_key_create_ex(root, c->path, 0, REG_WOW64_32KEY, NULL, &k, NULL), 0);
+        assert_int_equal(reg_value_set_sz(k, "v", REG_SZ, c->path), 0);
+        reg_key_close(k);
+        /* Found where the 64-bit view says, with the value set through the 32-bit view. */
+        assert_int_equal(reg_key_open(proot, c->physical, REG_READ, &k), 0);
+        assert_int_equal(reg_value_get_sz(k, "v", &got), 0);
+        assert_string_equal(buf_cstr(&got), c->path);
+        reg_key_close(k);
+        assert_int_equal(reg_key_open(proot, c->physical, REG_WOW64_64KEY, &k), 0);
+        reg_key_close(k);
+        /* Opened again in the 32-bit view; in the 64-bit view only when shared. */
+        assert_int_equal(reg_key_open(root, c->path, REG_READ | REG_WOW64_32KEY, &k), 0);
+        reg_key_close(k);
+        bool shared = !strstr(c->physical, "Wow6432Node") || strstr(c->path, "Wow6432Node");
+        int rc = reg_key_open(root, c->path, REG_WOW64_64KEY, &k2);
+        assert_int_equal(rc, shared ? ERROR_SUCCESS : ERROR_FILE_NOT_FOUND);
+        reg_key_close(k2);
+        assert_int_equal(reg_key_open(root, c->path, 0, &k2), rc); /* a root is 64-bit */
+        reg_key_close(k2);
+        buf_free(&got);
+        reg_key_close(root);
+        reg_key_close(proot);
+    }
+    /* Nothing redirected twice, nothing redirected outside the rules. */
+    reg_key *k;
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Wow6432Node\\Wow6432Node", 0, &k),
+                     ERROR_FILE_NOT_FOUND);
+    assert_int_equal(reg_key_open(fx->lm, "System\\Wow6432Node", 0, &k), ERROR_FILE_NOT_FOUND);
+    assert_int_equal(reg_key_open(fx->cu, "Software\\Wow6432Node", 0, &k), ERROR_FILE_NOT_FOUND);
+    /* The 64-bit view shows Wow6432Node as an ordinary subkey; the 32-bit one is inside. */
+    assert_int_equal(reg_key_open(fx->lm, "Software", 0, &k), 0);
+    assert_subkeys(k, "Classes|Wow6432Node");
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->lm, "Software", REG_WOW64_32KEY, &k), 0);
+    assert_subkeys(k, "V1|v2|V3");
+    reg_key_close(k);
+    /* Both views at once is a bad parameter, for every call taking access. */
+    assert_int_equal(reg_key_open(fx->lm, "Software", REG_WOW64_32KEY | REG_WOW64_64KEY, &k),
+                     ERROR_INVALID_PARAMETER);
+    assert_null(k);
+    assert_int_equal(reg_key_open_path(fx->ctx, "HKLM\\Software",
+                                       REG_READ | REG_WOW64_32KEY | REG_WOW64_64KEY, &k),
+                     ERROR_INVALID_PARAMETER);
+    assert_int_equal(reg_key_create_ex(fx->lm, "Software\\X", 0, REG_WOW64_32KEY | REG_WOW64_64KEY,
+                                       NULL, &k, NULL),
+                     ERROR_INVALID_PARAMETER);
+    assert_int_equal(reg_key_delete_ex(fx->lm, "Software\\V1", REG_WOW64_32KEY | REG_WOW64_64KEY),
+                     ERROR_INVALID_PARAMETER);
+    assert_int_equal(reg_import(fx->ctx, (const uint8_t *)"REGEDIT4\r\n", 10,
+                                REG_WOW64_32KEY | REG_WOW64_64KEY, NULL, NULL),
+                     ERROR_INVALID_PARAMETER);
+}
+
+/* A handle keeps its view: keys opened and created from it without a flag are in it too. */
+static void test_view_handles(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *sw32, *sw64, *k;
+    buf got = BUF_INIT;
+    assert_int_equal(reg_key_create(fx->lm, "Software\\Same\\Deep", 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_value_set_sz(k, "v", REG_SZ, "64"), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_create(fx->lm, "Software\\Classes\\.shared", 0, NULL, NULL, NULL), 0);
+    /* The 32-bit view's Software is Software\\Wow6432Node, made on first use. */
+    assert_int_equal(reg_key_open_path(fx->ctx, "HKLM\\Software", REG_WOW64_32KEY, &sw32),
+                     ERROR_FILE_NOT_FOUND);
+    assert_int_equal(reg_key_create_ex(fx->lm, "Software", 0, REG_WOW64_32KEY, NULL, &sw32, NULL),
+                     0);
+    reg_key_close(sw32);
+    assert_int_equal(reg_key_open_path(fx->ctx, "HKLM\\Software", REG_WOW64_32KEY, &sw32), 0);
+    assert_int_equal(reg_key_open(fx->lm, "Software", 0, &sw64), 0);
+    /* Created below the 32-bit handle: in Wow6432Node, also through a path. */
+    assert_int_equal(reg_key_create(sw32, "Same\\Deep", 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_value_set_sz(k, "v", REG_SZ, "32"), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(sw32, "Same\\Deep", REG_READ, &k), 0);
+    assert_int_equal(reg_value_get_sz(k, "v", &got), 0);
+    assert_string_equal(buf_cstr(&got), "32");
+    /* ... and one more level down, relative to that key. */
+    reg_key *deeper;
+    assert_int_equal(reg_key_create(k, "Deeper", 0, NULL, &deeper, NULL), 0);
+    reg_key_close(deeper);
+    reg_key_close(k);
+    assert_int_equal(
+        reg_key_open(fx->lm, "Software\\Wow6432Node\\Same\\Deep\\Deeper", REG_READ, &k), 0);
+    reg_key_close(k);
+    /* An explicit flag overrides the handle's view, both ways. */
+    assert_int_equal(reg_key_open(sw32, "Same\\Deep", REG_WOW64_64KEY, &k), 0);
+    assert_int_equal(reg_value_get_sz(k, "v", &got), 0);
+    assert_string_equal(buf_cstr(&got), "64");
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(sw64, "Same\\Deep", REG_WOW64_32KEY, &k), 0);
+    assert_int_equal(reg_value_get_sz(k, "v", &got), 0);
+    assert_string_equal(buf_cstr(&got), "32");
+    reg_key_close(k);
+    /* Classes is shared: found from the 32-bit Software, not in its Wow6432Node. */
+    assert_int_equal(reg_key_open(sw32, "Classes\\.shared", 0, &k), 0);
+    reg_key_close(k);
+    /* The 32-bit Software's own values are Wow6432Node's; "" reopens it in either view. */
+    assert_int_equal(reg_value_set_dword(sw32, "w", 32), 0);
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Wow6432Node", 0, &k), 0);
+    assert_values(k, "w");
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(sw32, "", 0, &k), 0);
+    assert_values(k, "w");
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(sw32, NULL, REG_WOW64_64KEY, &k), 0);
+    assert_values(k, "");
+    assert_subkeys(k, "Classes|Same|Wow6432Node");
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(sw64, "", REG_WOW64_32KEY, &k), 0);
+    assert_values(k, "w");
+    reg_key_close(k);
+    /* Copies keep each handle's view. */
+    reg_key *dst;
+    assert_int_equal(reg_key_open(sw32, "Same", 0, &k), 0);
+    assert_int_equal(reg_key_create(sw32, "Copy", 0, NULL, &dst, NULL), 0);
+    assert_int_equal(reg_key_copy_tree(k, dst, true), 0);
+    reg_key_close(dst);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Wow6432Node\\Copy\\Deep\\Deeper", 0, &k), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Copy", 0, &k), ERROR_FILE_NOT_FOUND);
+    /* Export prints the names of the view and the 32-bit view's data. */
+    buf ex = BUF_INIT;
+    assert_int_equal(reg_key_open(sw32, "Same", 0, &k), 0);
+    assert_int_equal(reg_export(k, "HKEY_LOCAL_MACHINE\\Software\\Same", REG_EXPORT_REGEDIT4, &ex),
+                     0);
+    reg_key_close(k);
+    assert_non_null(strstr(buf_cstr(&ex), "[HKEY_LOCAL_MACHINE\\Software\\Same\\Deep]\r\n"
+                                          "\"v\"=\"32\"\r\n"));
+    buf_free(&ex);
+    buf_free(&got);
+    reg_key_close(sw32);
+    reg_key_close(sw64);
+}
+
+static void test_view_delete_import(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->lm, "Software\\Both", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(
+        reg_key_create_ex(fx->lm, "Software\\Both", 0, REG_WOW64_32KEY, NULL, NULL, NULL), 0);
+    /* RegDeleteKeyEx deletes in the view asked for; RegDeleteKey in the parent's. */
+    assert_int_equal(reg_key_delete_ex(fx->lm, "Software\\Both", REG_WOW64_32KEY), 0);
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Wow6432Node\\Both", 0, &k),
+                     ERROR_FILE_NOT_FOUND);
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Both", 0, &k), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_delete_ex(fx->lm, "Software\\Both", REG_WOW64_32KEY),
+                     ERROR_FILE_NOT_FOUND);
+    assert_int_equal(
+        reg_key_create_ex(fx->lm, "Software\\Both\\Sub", 0, REG_WOW64_32KEY, NULL, NULL, NULL), 0);
+    reg_key *sw32;
+    assert_int_equal(reg_key_open(fx->lm, "Software", REG_WOW64_32KEY | REG_WRITE, &sw32), 0);
+    assert_int_equal(reg_key_delete(sw32, "Both"), ERROR_ACCESS_DENIED); /* has a subkey */
+    assert_int_equal(reg_key_delete_tree(sw32, "Both"), 0);
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Both", 0, &k), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_delete_ex(sw32, "Both", REG_WOW64_64KEY), 0);
+    assert_int_equal(reg_key_open(fx->lm, "Software\\Both", 0, &k), ERROR_FILE_NOT_FOUND);
+    reg_key_close(sw32);
+    /* An import in the 32-bit view writes each key where the view puts it. */
+    static const char file[] = "REGEDIT4\r\n\r\n"
+                               "[HKEY_LOCAL_MACHINE\\Software\\Imp]\r\n\"a\"=\"lm\"\r\n\r\n"
+                               "[HKEY_CLASSES_ROOT\\CLSID\\Imp]\r\n\"a\"=\"cr\"\r\n\r\n"
+                               "[HKEY_CURRENT_USER\\Software\\Imp]\r\n\"a\"=\"cu\"\r\n\r\n"
+                               "[-HKEY_LOCAL_MACHINE\\Software\\Gone]\r\n";
+    assert_int_equal(reg_key_create(fx->lm, "Software\\Gone", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(
+        reg_key_create_ex(fx->lm, "Software\\Gone", 0, REG_WOW64_32KEY, NULL, NULL, NULL), 0);
+    assert_int_equal(
+        reg_import(fx->ctx, (const uint8_t *)file, sizeof file - 1, REG_WOW64_32KEY, NULL, NULL),
+        0);
+    static const char *const there[] = {"HKLM\\Software\\Wow6432Node\\Imp",
+                                        "HKLM\\Software\\Classes\\Wow6432Node\\CLSID\\Imp",
+                                        "HKCU\\Software\\Imp", "HKLM\\Software\\Gone"};
+    static const char *const not_there[] = {"HKLM\\Software\\Imp", "HKCR\\CLSID\\Imp",
+                                            "HKLM\\Software\\Wow6432Node\\Gone"};
+    for (size_t i = 0; i < sizeof there / sizeof there[0]; i++) {
+        assert_int_equal(reg_key_open_path(fx->ctx, there[i], REG_READ, &k), 0);
+        reg_key_close(k);
+    }
+    for (size_t i = 0; i < sizeof not_there / sizeof not_there[0]; i++)
+        assert_int_equal(reg_key_open_path(fx->ctx, not_there[i], REG_READ, &k),
+                         ERROR_FILE_NOT_FOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -745,6 +980,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shared_owner_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_redirection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_handles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_delete_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_storm, setup, teardown),
