@@ -44,6 +44,20 @@ def wait_for(pred, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def dead(pid):
+    """pid has exited with all its threads (gone, or a zombie whose parent has not reaped it
+    yet), so its files and pid lock are released and a new start is not told "already
+    running". After SIGKILL the main thread is a zombie at once, but a thread in the middle of
+    an fdatasync finishes it first, holding the process's files till then."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if not f.read().rsplit(") ", 1)[1].startswith("Z"):
+                return False
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 class Service:
     def __init__(self, root, port, extra_params=(), diag=(), start=True):
         self.root = root
@@ -275,8 +289,12 @@ def test_kill_during_load_loses_nothing_acknowledged():
         for t in threads:
             t.start()
         wait_for(lambda: len(acked) >= 80, "80 acknowledged messages")
-        os.kill(s.pid(), signal.SIGKILL)
+        pid = s.pid()
+        os.kill(pid, signal.SIGKILL)
         stop.set()
+        # A process killed in the middle of its syncs takes a moment to die; until it has,
+        # its lock is held and "imsctl start" would find it "already running".
+        wait_for(lambda: dead(pid), "imsd to die")
         for t in threads:
             t.join(WAIT)
         with lock:

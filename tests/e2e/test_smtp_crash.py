@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from test_smtp import WAIT, Service, free_port, run, wait_for
+from test_smtp import WAIT, Service, dead, free_port, run, wait_for
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SESSIONS = 16  # parallel SMTP sessions (MaxInboundConnections is raised to 100 below)
@@ -78,15 +78,6 @@ class Load:
             self.p.kill()
         self.p.wait(WAIT)
         self.log.close()
-
-
-def dead(pid):
-    """pid has exited (gone, or a zombie whose parent has not reaped it yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1].startswith("Z")
-    except (FileNotFoundError, ProcessLookupError):
-        return True
 
 
 def crash_once(root, count):
