@@ -240,6 +240,31 @@ def test_bad_commands_and_long_lines(svc):
     assert "221" in out
 
 
+def test_long_content_lines(svc):
+    """Lines of 2,000 and 4,096 octets (generated HTML mail has them) are accepted and
+    delivered byte for byte: MaxLineLength (1000) bounds command lines only."""
+    line2000 = b"<p>" + bytes(ord("a") + i % 26 for i in range(1991)) + b"</p>"  # + CRLF: 2000
+    line4096 = b"x" * 2047 + b"\xc3\xa9" + b"y" * 2045                          # + CRLF: 4096
+    assert len(line2000) + 2 == 2000 and len(line4096) + 2 == 4096
+    sent = []
+    with smtp(svc) as c:
+        for subject, line in (("l2000", line2000), ("l4096", line4096)):
+            body = b"Subject: " + subject.encode() + b"\r\n\r\nbefore\r\n" + line + \
+                b"\r\nafter\r\n"
+            c.ehlo("client.test")
+            code, resp = c.docmd("MAIL FROM:<s@remote.test> BODY=8BITMIME")
+            assert code == 250, resp
+            assert c.rcpt("bob@example.com")[0] == 250
+            code, resp = c.data(body)
+            assert code == 250, resp
+            sent.append(line)
+    files = svc.wait_mail("bob", 2)
+    texts = [open(f, "rb").read() for f in files]
+    for line in sent:
+        assert sum(b"\nbefore\r\n" + line + b"\r\nafter\r\n" in t for t in texts) == 1, \
+            (len(line), [len(t) for t in texts])
+
+
 def test_swaks(svc):
     p = subprocess.run(["swaks", "--server", f"127.0.0.1:{svc.port}", "--from", "s@remote.test",
                         "--to", "alice@example.com", "--body", "from swaks"],
