@@ -149,10 +149,11 @@ def test_delivery_to_maildir(svc):
     [a] = svc.wait_mail("alice", 1)  # two addresses of one mailbox: one copy? see below
     [b] = svc.wait_mail("bob", 1)
     text = open(b, "rb").read()
-    assert text.startswith(b"Return-Path: <sender@remote.test>\r\n") or \
-        text.startswith(b"Return-Path: <sender@remote.test>\n")
-    assert b"Received: from client.test ([127.0.0.1])" in text
-    assert b"Hello there." in text
+    # Stored with LF line ends (Maildir as Postfix, Dovecot and mutt have it), its size in S=.
+    assert text.startswith(b"Return-Path: <sender@remote.test>\n")
+    assert b"Received: from client.test ([127.0.0.1])\n" in text
+    assert text.endswith(b"\nSubject: hi\n\nHello there.\n") and b"\r" not in text
+    assert b.endswith(f",S={len(text)}")
     # 1013 (transferred in) is logged once the copies are durable, a moment after they show.
     def tracked():
         tracking = glob.glob(os.path.join(svc.root, "Tracking.log", "*.log"))
@@ -261,7 +262,7 @@ def test_long_content_lines(svc):
     files = svc.wait_mail("bob", 2)
     texts = [open(f, "rb").read() for f in files]
     for line in sent:
-        assert sum(b"\nbefore\r\n" + line + b"\r\nafter\r\n" in t for t in texts) == 1, \
+        assert sum(b"\nbefore\n" + line + b"\nafter\n" in t for t in texts) == 1, \
             (len(line), [len(t) for t in texts])
 
 
