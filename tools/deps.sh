@@ -4,9 +4,11 @@ set -eu
 # postfix: for /usr/sbin/smtp-source (the load generator of tests/e2e/test_smtp_crash.py) and
 # the private Postfix that bench/inbound.sh compares imsd with. Never a system-wide MTA: see below.
 # nmap: its smtp-open-relay script is the relay audit tests/e2e/test_first_use.py runs.
+# dovecot-core (doveadm) and mutt: tests/e2e/test_maildir_readers.py reads the delivered Maildirs
+# with them, with a private config and no server. Never a system-wide IMAP server: see below.
 PKGS="make gcc clang pkg-config liblmdb-dev lmdb-utils libevent-dev libssl-dev libc-ares-dev
 libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
-postfix nmap"
+postfix nmap dovecot-core mutt"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -37,6 +39,10 @@ case " $missing " in
     ;;
 *) new_postfix=0 ;;
 esac
+case " $missing " in
+*" dovecot-core "*) new_dovecot=1 ;;
+*) new_dovecot=0 ;;
+esac
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
@@ -48,5 +54,19 @@ if [ "$new_postfix" = 1 ]; then
     fi
     if /usr/sbin/postfix status >/dev/null 2>&1; then
         /usr/sbin/postfix stop >/dev/null 2>&1 || true
+    fi
+fi
+if [ "$new_dovecot" = 1 ]; then
+    # dovecot-core's postinst starts the system Dovecot (IMAP/POP3 listeners once a protocol
+    # package is added): only doveadm is wanted. Stop it and keep it from starting at boot.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/dovecot ]; then
+        /etc/init.d/dovecot stop >/dev/null 2>&1 || true
+        update-rc.d dovecot disable >/dev/null 2>&1 || true
+    fi
+    # A master the init system does not know of (started by hand, or no init system).
+    if [ -x /usr/sbin/dovecot ]; then
+        /usr/sbin/dovecot stop >/dev/null 2>&1 || true
     fi
 fi

@@ -3,12 +3,17 @@
  * mailbox, resumed after a crash from the status records in the spool file.
  *
  * One message, one round:
- *   1. MTS-IN/tmp/<id>.<host> gets Return-Path, Received and the content; fdatasync; link to
+ *   1. MTS-IN/tmp/<id>.<host> gets Return-Path, Received and the content with LF line ends
+ *      (the spool keeps the CRLF wire form; Maildir as Postfix, Dovecot and mutt write it has
+ *      LF: each CRLF becomes LF while copying, every other byte stays); fdatasync; link to
  *      MTS-IN/new/<id>.<host> (already there from an earlier try: reused as it is, for it was
  *      linked only after its sync).
- *   2. Each recipient's <maildir>/new/<id>.<index>.<host> is a hard link to that file (a copy
- *      through <maildir>/tmp when the Maildir is on another file system). The name depends
- *      only on the message and the recipient, so EEXIST means "delivered before a crash".
+ *   2. Each recipient's <maildir>/new/<id>.<index>.<host>,S=<size> is a hard link to that file
+ *      (a copy through <maildir>/tmp when the Maildir is on another file system); <size> is
+ *      the file's exact size (Maildir++: readers take S= for it). The name depends only on the
+ *      message and the recipient, so EEXIST means "delivered before a crash"; a message
+ *      retried or recovered at start also looks in new/ and cur/ for a name that begins with
+ *      <id>.<index>.<host> (a reader may have moved the copy to cur/ as "...,S=<size>:2,S").
  *   3. One fsync of each new/ that got a link; tracking event 1013 for each recipient. When
  *      some recipients are still to do (or the file is to be archived), "done <index>" lines
  *      are appended to the spool file and fdatasync'd first.
@@ -37,10 +42,9 @@
 #include "base/base.h"
 
 #define DELIVER_ROUND 64       /* messages delivered together */
-#define DELIVER_COPY_BUF 65536 /* bytes per read when the kernel cannot copy for us */
-#define DELIVER_SNIFF 4096     /* bytes of content read to learn its line end */
+#define DELIVER_COPY_BUF 65536 /* bytes per read when copying through a buffer */
 #define DELIVER_HOST_MAX 160   /* bytes of the host name in a file name, escapes included */
-#define DELIVER_NAME_MAX 256   /* a file name: id, index, host */
+#define DELIVER_NAME_MAX 256   /* a file name: id, index, host, size */
 #define DELIVER_EVENT_TEXT 512
 #define DELIVER_BACKOFF_SHIFT 20 /* doublings before the delay stops growing anyway */
 
@@ -85,6 +89,7 @@ typedef struct dl_msg {
     char name[DELIVER_NAME_MAX];     /* in MTS-IN */
     int tmp_fd;                      /* MTS-IN/tmp/<name> being written, or -1 */
     bool in_mts;                     /* MTS-IN/new/<name> is there */
+    uint64_t size;                   /* its size in bytes: the S= of the recipients' copies */
     size_t *leader;  /* per recipient: the lowest index with the same Maildir (one copy each) */
     bool *now;       /* per recipient: delivered in this round, not recorded yet */
     bool failed;     /* the message as a whole failed in this round */
@@ -156,16 +161,66 @@ static int copy_range(int dst, int src, off_t off, uint64_t len)
     return rc;
 }
 
+/* copy_lf - len bytes of src from off to dst's current position with each CRLF written as
+ * LF, every other byte (a CR without its LF too) as it is, through one bounded buffer: a CR
+ * that ends a read waits for the next byte. *out gets the bytes written. */
+static int copy_lf(int dst, int src, off_t off, uint64_t len, uint64_t *out)
+{
+    char *b = malloc(DELIVER_COPY_BUF + 1); /* + 1: a CR carried over from the last read */
+    if (!b)
+        return ENOMEM;
+    int rc = 0;
+    size_t carry = 0;
+    *out = 0;
+    while (!rc && len) {
+        size_t want = len < DELIVER_COPY_BUF ? (size_t)len : DELIVER_COPY_BUF;
+        ssize_t r = pread(src, b + carry, want, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? errno : EIO; /* 0: the file is shorter than its envelope says */
+            break;
+        }
+        off += r;
+        len -= (uint64_t)r;
+        size_t n = carry + (size_t)r, i = 0, o = 0;
+        carry = 0;
+        while (i < n) {
+            const char *cr = memchr(b + i, '\r', n - i);
+            size_t k = cr ? (size_t)(cr - (b + i)) : n - i;
+            memmove(b + o, b + i, k);
+            o += k;
+            i += k;
+            if (!cr)
+                break;
+            if (i + 1 == n && len) { /* its LF, if any, comes with the next read */
+                carry = 1;
+                break;
+            }
+            if (i + 1 == n || b[i + 1] != '\n')
+                b[o++] = '\r'; /* no CRLF: kept */
+            i++;               /* a CRLF: the LF is copied next */
+        }
+        rc = base_write_all(dst, b, o);
+        *out += o;
+        if (carry)
+            b[0] = '\r';
+    }
+    free(b);
+    return rc;
+}
+
 /* --- names and headers ----------------------------------------------------------------- */
 
 /* safe_host - the host as a Maildir file name may hold it: '/' and ':' are written as \057
- * and \072 (the Maildir convention), control characters and spaces as '_'. */
+ * and \072 (the Maildir convention), ',' as \054 (Maildir++ starts a field like S= with
+ * it), control characters and spaces as '_'. */
 static void safe_host(const char *in, char *out, size_t size)
 {
     size_t n = 0;
     for (; *in && n + 5 < size; in++) {
         unsigned char c = (unsigned char)*in;
-        if (c == '/' || c == ':') {
+        if (c == '/' || c == ':' || c == ',') {
             n += (size_t)snprintf(out + n, size - n, "\\%03o", c);
         } else {
             out[n++] = c <= ' ' || c == 0x7f ? '_' : (char)c;
@@ -174,9 +229,17 @@ static void safe_host(const char *in, char *out, size_t size)
     out[n] = 0;
 }
 
-static void rcpt_name(const dl_msg *m, size_t index, char *out, size_t size)
+/* rcpt_base - the part of a recipient's file name that identifies the copy:
+ * "<id>.<index>.<host>" (readers add flags after ':', some add fields after ','). */
+static void rcpt_base(const dl_msg *m, size_t index, char *out, size_t size)
 {
     snprintf(out, size, "%s.%zu.%s", m->f.id, index, m->host);
+}
+
+/* rcpt_name - the name of a recipient's copy in new/: its base and ",S=<size>". */
+static void rcpt_name(const dl_msg *m, size_t index, char *out, size_t size)
+{
+    snprintf(out, size, "%s.%zu.%s,S=%llu", m->f.id, index, m->host, (unsigned long long)m->size);
 }
 
 /* rfc5322_date - "Wed, 1 May 2024 13:45:07 +0000", in GMT and without the locale. */
@@ -194,20 +257,12 @@ static void rfc5322_date(time_t t, char *out, size_t size)
              months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* line_end - the content's own line end (its first line's), so the added headers match. */
-static const char *line_end(int fd, const ims_spool_file *f)
-{
-    char sniff[DELIVER_SNIFF];
-    size_t want = f->content_len < sizeof sniff ? (size_t)f->content_len : sizeof sniff;
-    ssize_t r = pread(fd, sniff, want, (off_t)f->content_off);
-    char *nl = r > 0 ? memchr(sniff, '\n', (size_t)r) : NULL;
-    return nl && nl > sniff && nl[-1] == '\r' ? "\r\n" : "\n";
-}
-
 /* headers - Return-Path and Received, as the original's conversion put them before the
- * content it submitted to MTS-IN. */
-static int headers(const dl_msg *m, const char *eol, buf *out)
+ * content it submitted to MTS-IN; LF line ends, as the stored content has. The text depends
+ * only on the spool file, so a copy made again after a crash is the same, size included. */
+static int headers(const dl_msg *m, buf *out)
 {
+    const char *eol = "\n";
     const ims_spool_file *f = &m->f;
     char date[64], ip[IMS_SPOOL_MAX_FIELD + 16];
     rfc5322_date(f->time, date, sizeof date);
@@ -284,6 +339,7 @@ static void start_mts(ims_deliverer *d, dl_msg *m)
     struct stat st;
     if (fstatat(d->mts_new_fd, m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         m->in_mts = true;
+        m->size = (uint64_t)st.st_size;
         return;
     }
     m->tmp_fd = openat(d->mts_tmp_fd, m->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -292,10 +348,13 @@ static void start_mts(ims_deliverer *d, dl_msg *m)
         return;
     }
     buf h = BUF_INIT;
-    int rc = headers(m, line_end(m->fd, &m->f), &h);
+    uint64_t body = 0;
+    int rc = headers(m, &h);
     rc = rc ? rc : base_write_all(m->tmp_fd, h.data, h.len);
+    m->size = h.len;
     buf_free(&h);
-    rc = rc ? rc : copy_range(m->tmp_fd, m->fd, (off_t)m->f.content_off, m->f.content_len);
+    rc = rc ? rc : copy_lf(m->tmp_fd, m->fd, (off_t)m->f.content_off, m->f.content_len, &body);
+    m->size += body;
     if (rc) {
         close(m->tmp_fd);
         m->tmp_fd = -1;
@@ -383,20 +442,23 @@ static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
     }
 }
 
-/* seen_in_cur - an earlier copy that a mail reader already moved to cur/ ("name:2,S"). */
-static bool seen_in_cur(const char *maildir, const char *name)
+/* seen_in - an earlier copy in maildir/sub: a name that is base, or base and then Maildir++
+ * fields (",S=123", what we write; some readers add ",W=...") or flags (":2,S", a reader that
+ * moved it to cur/). Also finds copies named before the S= field was written. */
+static bool seen_in(const char *maildir, const char *sub, const char *base)
 {
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/cur", maildir) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/%s", maildir, sub) >= (int)sizeof path)
         return false;
     DIR *dir = opendir(path);
     if (!dir)
         return false;
-    size_t n = strlen(name);
+    size_t n = strlen(base);
     bool found = false;
     struct dirent *e;
     while (!found && (e = readdir(dir)))
-        found = !strncmp(e->d_name, name, n) && (e->d_name[n] == 0 || e->d_name[n] == ':');
+        found = !strncmp(e->d_name, base, n) &&
+                (e->d_name[n] == 0 || e->d_name[n] == ':' || e->d_name[n] == ',');
     closedir(dir);
     return found;
 }
@@ -443,6 +505,19 @@ static int dirs_add(dl_dirs *dirs, const char *maildir)
     return 0;
 }
 
+/* link_one - the copy named `name` into maildir/new: a hard link to MTS-IN's file, or a copy
+ * when a link cannot be made. EEXIST is success: the copy of an earlier try. */
+static int link_one(ims_deliverer *d, const dl_msg *m, const char *maildir, const char *name)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/new/%s", maildir, name) >= (int)sizeof path)
+        return ENAMETOOLONG;
+    int rc = linkat(d->mts_new_fd, m->name, AT_FDCWD, path, 0) && errno != EEXIST ? errno : 0;
+    if (rc == EXDEV || rc == EMLINK || rc == EPERM)
+        rc = copy_into(d, m, maildir, name);
+    return rc;
+}
+
 /* link_rcpts - one copy into each Maildir of the message that still lacks it. */
 static void link_rcpts(ims_deliverer *d, dl_msg *m, dl_dirs *dirs)
 {
@@ -452,20 +527,18 @@ static void link_rcpts(ims_deliverer *d, dl_msg *m, dl_dirs *dirs)
         const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
         if (r->done || m->leader[i] != i)
             continue;
-        char name[DELIVER_NAME_MAX], path[PATH_MAX];
+        char base[DELIVER_NAME_MAX], name[DELIVER_NAME_MAX];
+        rcpt_base(m, i, base, sizeof base);
         rcpt_name(m, i, name, sizeof name);
-        if (m->item->recovered && seen_in_cur(r->maildir, name)) {
+        if (m->item->recovered && seen_in(r->maildir, "cur", base)) {
             m->now[i] = true;
             continue;
         }
-        int rc = 0;
-        if (snprintf(path, sizeof path, "%s/new/%s", r->maildir, name) >= (int)sizeof path)
-            rc = ENAMETOOLONG;
-        else if (linkat(d->mts_new_fd, m->name, AT_FDCWD, path, 0) && errno != EEXIST)
-            rc = errno;
-        if (rc == EXDEV || rc == EMLINK || rc == EPERM)
-            rc = copy_into(d, m, r->maildir, name);
-        /* EEXIST too: the copy of an earlier try may not have reached the disk yet. */
+        /* A copy already in new/, under its name or another (a reader's field, the name of an
+         * older version), is synced again: an earlier try's may not have reached the disk. */
+        int rc = m->item->recovered && seen_in(r->maildir, "new", base)
+                     ? 0
+                     : link_one(d, m, r->maildir, name);
         if (!rc)
             rc = dirs_add(dirs, r->maildir);
         if (rc)

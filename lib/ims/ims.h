@@ -153,7 +153,7 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
 #define IMS_DEFAULT_MAX_INBOUND 30   /* the original's default on a new install */
 #define IMS_MAX_INBOUND_LIMIT 100000 /* MaxInboundConnections' largest value */
 #define IMS_DEFAULT_RCPT_LIMIT 100   /* RFC 5321 4.5.3.1.8: a server must take 100 */
-#define IMS_DEFAULT_LINE_LENGTH 1000 /* RFC 5321 4.5.3.1.6, CRLF included */
+#define IMS_DEFAULT_LINE_LENGTH 1000 /* command lines, CRLF included (smtp.h) */
 /* Errors a session may make before 421: Postfix's smtpd_hard_error_limit, so that a relay
  * audit (nmap's smtp-open-relay: 16 refused tests in one session) runs to its verdict. */
 #define IMS_DEFAULT_ERRORS 20
@@ -194,7 +194,7 @@ typedef struct ims_settings {
     uint32_t transfer_mode;           /* TransferMode: IMS_TRANSFER_*, default Inbound & Outbound */
     uint32_t max_inbound_connections; /* MaxInboundConnections: 30 (the original's); 0 = none */
     uint32_t inbound_recipient_limit; /* InboundRecipientLimit: 100 (RFC 5321 4.5.3.1.8) */
-    uint32_t max_line_length;         /* MaxLineLength: 1000 bytes, CRLF included */
+    uint32_t max_line_length;         /* MaxLineLength: 1000 bytes per command line */
     uint32_t max_errors_per_session;  /* MaxErrorsPerSession: 20 */
     uint32_t command_timeout;         /* CommandTimeout: 300 s (RFC 5321 4.5.3.2.7) */
     uint32_t data_timeout;            /* DataTimeout: 300 s between data bytes */

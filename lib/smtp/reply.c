@@ -62,8 +62,6 @@ static const reply_row reply_table[SMTP_R_COUNT] = {
     [SMTP_R_DATA_SMUGGLE] = {550, "5.6.0", false,
                              "Message refused: \".\" line after a bare LF or CR (smuggling)"},
     [SMTP_R_DATA_NUL] = {550, "5.6.0", false, "Message refused: NUL character in message data"},
-    [SMTP_R_DATA_LONG_LINE] = {550, "5.6.0", false,
-                               "Message refused: line too long in message data"},
     [SMTP_R_SIZE_EXCEEDED] = {552, "5.3.4", false,
                               "Message size exceeds fixed maximum message size"},
     [SMTP_R_MAILBOX_NAME] = {553, "5.1.3", false, "Mailbox name not allowed"},

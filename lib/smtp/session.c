@@ -41,7 +41,8 @@ typedef enum data_state {
     D_BAREDOT, /* "." just after a bare LF or CR */
 } data_state;
 
-/* Why a command line or a message is refused. */
+/* Why a command line or a message is refused (BAD_LONG: command lines only; a line of message
+ * data may be of any length within max_size). */
 #define BAD_LONG 0x01
 #define BAD_NUL 0x02
 #define BAD_BARE 0x04
@@ -81,7 +82,6 @@ struct smtp_session {
 
     /* DATA. */
     data_state ds;
-    size_t dline;    /* bytes of the current data line, as sent (stuffing dot included) */
     uint64_t dsize;  /* message bytes, dot-unstuffed, CRLFs counted */
     unsigned dbad;   /* BAD_* for the message */
     bool data_begun; /* data_begin succeeded and neither data_end nor data_abort came yet */
@@ -388,7 +388,6 @@ static void cmd_data(smtp_session *s, const smtp_cmd *c)
     s->data_begun = true;
     s->state = ST_DATA;
     s->ds = D_BOL; /* the DATA line's CRLF: "." CRLF at once is an empty message */
-    s->dline = 0;
     s->dsize = 0;
     s->dbad = 0;
     s->chunk_len = 0;
@@ -602,20 +601,10 @@ static void data_emit(smtp_session *s, const char *t, size_t k)
     }
 }
 
-/* data_text - k bytes of a line's text (no CR, LF or NUL among them). */
-static void data_text(smtp_session *s, const char *t, size_t k)
-{
-    s->dline += k;
-    if (s->dline + 2 > s->cfg.max_line)
-        s->dbad |= BAD_LONG;
-    data_emit(s, t, k);
-}
-
 static void data_bare(smtp_session *s)
 {
     s->dbad |= BAD_BARE;
     s->stats.bare_lf++;
-    s->dline = 0;
     s->ds = D_BARE;
 }
 
@@ -633,8 +622,6 @@ static void data_end(smtp_session *s)
         refuse = SMTP_R_DATA_BARE;
     else if (s->dbad & BAD_NUL)
         refuse = SMTP_R_DATA_NUL;
-    else if (s->dbad & BAD_LONG)
-        refuse = SMTP_R_DATA_LONG_LINE;
     else if (s->dbad & BAD_FAIL)
         refuse = SMTP_R_LOCAL_ERROR;
     if (refuse != SMTP_R_NONE) {
@@ -653,7 +640,11 @@ static void data_end(smtp_session *s)
         smtp_session_data_done(s, true, NULL);
 }
 
-/* data_input - scan message data in p[0..n); returns the bytes used (up to the end of data). */
+/* data_input - scan message data in p[0..n); returns the bytes used (up to the end of data).
+ * A line's text goes to data_emit as it comes, in pieces of whatever arrived: no line is
+ * gathered whole, so a line of any length costs no more than SESS_CHUNK (RFC 5321 4.5.3.1.6's
+ * 1000 octets is a minimum a server must take; real mail, generated HTML above all, has longer
+ * lines, and Postfix and Exchange take them). */
 static size_t data_input(smtp_session *s, const char *p, size_t n)
 {
     size_t i = 0;
@@ -663,7 +654,7 @@ static size_t data_input(smtp_session *s, const char *p, size_t n)
             while (j < n && p[j] != '\r' && p[j] != '\n' && p[j] != '\0')
                 j++;
             if (j > i) {
-                data_text(s, p + i, j - i);
+                data_emit(s, p + i, j - i); /* text: no CR, LF or NUL */
                 i = j;
                 continue;
             }
@@ -672,7 +663,6 @@ static size_t data_input(smtp_session *s, const char *p, size_t n)
         switch (s->ds) {
         case D_BOL:
             if (c == '.') {
-                s->dline = 1;
                 s->ds = D_DOT;
             } else {
                 s->ds = D_MID;
@@ -708,15 +698,11 @@ static size_t data_input(smtp_session *s, const char *p, size_t n)
                 data_bare(s);
             } else { /* NUL */
                 s->dbad |= BAD_NUL;
-                s->dline++;
             }
             break;
         case D_CR:
             if (c == '\n') {
-                if (s->dline + 2 > s->cfg.max_line)
-                    s->dbad |= BAD_LONG;
                 data_emit(s, "\r\n", 2);
-                s->dline = 0;
                 s->ds = D_BOL;
             } else {
                 data_bare(s); /* a bare CR */

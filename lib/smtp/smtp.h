@@ -25,10 +25,12 @@ struct sockaddr;
 
 /* --- limits ----------------------------------------------------------------------------- */
 
-/* Line length, CRLF included, for command lines and for lines of message data: the setting
- * smtp_config.max_line, with this default, minimum and maximum. RFC 5321 4.5.3.1.6 allows text
- * lines of 1000 octets; command lines are 512 in 4.5.3.1.4 but SIZE and DSN's ORCPT (RFC 3461
- * section 5: up to 500 more) lengthen MAIL and RCPT, so one limit of 1000 serves both. */
+/* Command line length, CRLF included: the setting smtp_config.max_line, with this default,
+ * minimum and maximum. Command lines are 512 in RFC 5321 4.5.3.1.4, but SIZE and DSN's ORCPT
+ * (RFC 3461 section 5: up to 500 more) lengthen MAIL and RCPT, hence 1000. Lines of message
+ * data have no limit of their own: RFC 5321 4.5.3.1.6's 1000 octets is what a server must at
+ * least take, and real mail (generated HTML above all) has longer lines, which Postfix and
+ * Exchange accept and deliver unchanged; only max_size bounds them. */
 #define SMTP_LINE_MAX 1000
 #define SMTP_LINE_MIN 512     /* RFC 5321 4.5.3.1.4: a server must take command lines this long */
 #define SMTP_LINE_LIMIT 65536 /* the largest max_line accepted */
@@ -109,7 +111,6 @@ typedef enum smtp_reply_id {
     SMTP_R_DATA_BARE,        /* 550 5.6.0 Message refused: bare LF or CR in message data */
     SMTP_R_DATA_SMUGGLE,     /* 550 5.6.0 Message refused: "." after a bare LF or CR */
     SMTP_R_DATA_NUL,         /* 550 5.6.0 Message refused: NUL character in message data */
-    SMTP_R_DATA_LONG_LINE,   /* 550 5.6.0 Message refused: line too long in message data */
     SMTP_R_SIZE_EXCEEDED,    /* 552 5.3.4 Message size exceeds fixed maximum message size */
     SMTP_R_MAILBOX_NAME,     /* 553 5.1.3 Mailbox name not allowed */
     SMTP_R_NO_VALID_RCPT,    /* 554 5.5.1 No valid recipients */
@@ -416,7 +417,8 @@ typedef struct smtp_config {
     uint64_t max_size;         /* message bytes (after dot-unstuffing, CRLFs counted); 0 none */
     unsigned max_recipients;   /* per message; 0: SMTP_RCPT_DEFAULT */
     unsigned max_errors;       /* per session; 0: SMTP_ERRORS_DEFAULT */
-    size_t max_line;           /* per line, CRLF included; 0: SMTP_LINE_MAX */
+    size_t max_line;           /* per command line, CRLF included; 0: SMTP_LINE_MAX (lines
+                                * of message data: any length within max_size) */
     smtp_transfer_mode mode;
     const smtp_relay_policy *relay; /* NULL: nobody relays */
     smtp_is_local_fn is_local;      /* required */
@@ -482,15 +484,17 @@ typedef struct smtp_callbacks {
      * non-zero to answer "451 4.3.0" (the transaction stays as it was). NULL: always 0. */
     int (*data_begin)(void *arg, const smtp_envelope *env);
     /* data_chunk - n bytes of message data (dot-unstuffed, CRLF line ends; the Received
-     * header is the caller's to add). Return 0, or non-zero when they could not be stored:
-     * the rest of the message is read and dropped, and its end answers 451 4.3.0. */
+     * header is the caller's to add), at most 16 KiB per call whatever the lines' length: a
+     * long line comes in several calls, so no line is ever held whole. Return 0, or non-zero when
+     * they could not be stored: the rest of the message is read and dropped, and its end answers
+     * 451 4.3.0. */
     int (*data_chunk)(void *arg, const char *p, size_t n);
     /* data_end - the whole message arrived intact: make it durable, then call
      * smtp_session_data_done (from here or later; the session waits, reading no more input,
      * until it is called). */
     void (*data_end)(void *arg, const smtp_envelope *env);
-    /* data_abort - the message was refused at its end (size, bare LF/CR, NUL, long line,
-     * data_chunk failure) or the session was freed during DATA: discard what data_chunk got.
+    /* data_abort - the message was refused at its end (size, bare LF/CR, NUL, data_chunk
+     * failure) or the session was freed during DATA: discard what data_chunk got.
      * Called only after a successful data_begin, and only once per message. */
     void (*data_abort)(void *arg);
     /* trace - the conversation, for a protocol log: each command line (at most max_line - 2
@@ -542,8 +546,8 @@ void smtp_session_free(smtp_session *s);
  * In DATA, the end is CRLF "." CRLF and nothing else; "\n.\n", "\n.\r\n", "\r.\r\n" and the
  * like are data (RFC 5321 4.1.1.4), and a message containing a bare LF or CR is refused at
  * its end with 550 5.6.0 (RFC 5321 2.3.8) -- so a smuggled message can neither end ours nor be
- * accepted inside it; one with a NUL or a line over max_line is refused the same way, one over
- * max_size with 552 5.3.4.
+ * accepted inside it; one with a NUL is refused the same way, one over max_size with 552
+ * 5.3.4. Lines of data may be of any length (max_line is for command lines only).
  * Errors that count towards max_errors: unrecognised or unimplemented commands, syntax errors,
  * bad lines (bare LF/CR, NUL, too long), commands out of sequence (503), parameters when
  * extensions are off, and refused relaying or relay tricks (550 5.7.1, 553). Unknown local

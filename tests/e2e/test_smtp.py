@@ -34,15 +34,6 @@ def run(prog, *args, env, check=True):
     return p
 
 
-def dead(pid):
-    """pid has exited (gone, or a zombie whose parent has not reaped it yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1].startswith("Z")
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-
-
 def wait_for(pred, what):
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -51,6 +42,20 @@ def wait_for(pred, what):
             return v
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def dead(pid):
+    """pid has exited with all its threads (gone, or a zombie whose parent has not reaped it
+    yet), so its files and pid lock are released and a new start is not told "already
+    running". After SIGKILL the main thread is a zombie at once, but a thread in the middle of
+    an fdatasync finishes it first, holding the process's files till then."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if not f.read().rsplit(") ", 1)[1].startswith("Z"):
+                return False
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 class Service:
@@ -144,10 +149,11 @@ def test_delivery_to_maildir(svc):
     [a] = svc.wait_mail("alice", 1)  # two addresses of one mailbox: one copy? see below
     [b] = svc.wait_mail("bob", 1)
     text = open(b, "rb").read()
-    assert text.startswith(b"Return-Path: <sender@remote.test>\r\n") or \
-        text.startswith(b"Return-Path: <sender@remote.test>\n")
-    assert b"Received: from client.test ([127.0.0.1])" in text
-    assert b"Hello there." in text
+    # Stored with LF line ends (Maildir as Postfix, Dovecot and mutt have it), its size in S=.
+    assert text.startswith(b"Return-Path: <sender@remote.test>\n")
+    assert b"Received: from client.test ([127.0.0.1])\n" in text
+    assert text.endswith(b"\nSubject: hi\n\nHello there.\n") and b"\r" not in text
+    assert b.endswith(f",S={len(text)}")
     # 1013 (transferred in) is logged once the copies are durable, a moment after they show.
     def tracked():
         tracking = glob.glob(os.path.join(svc.root, "Tracking.log", "*.log"))
@@ -235,6 +241,31 @@ def test_bad_commands_and_long_lines(svc):
     assert "221" in out
 
 
+def test_long_content_lines(svc):
+    """Lines of 2,000 and 4,096 octets (generated HTML mail has them) are accepted and
+    delivered byte for byte: MaxLineLength (1000) bounds command lines only."""
+    line2000 = b"<p>" + bytes(ord("a") + i % 26 for i in range(1991)) + b"</p>"  # + CRLF: 2000
+    line4096 = b"x" * 2047 + b"\xc3\xa9" + b"y" * 2045                          # + CRLF: 4096
+    assert len(line2000) + 2 == 2000 and len(line4096) + 2 == 4096
+    sent = []
+    with smtp(svc) as c:
+        for subject, line in (("l2000", line2000), ("l4096", line4096)):
+            body = b"Subject: " + subject.encode() + b"\r\n\r\nbefore\r\n" + line + \
+                b"\r\nafter\r\n"
+            c.ehlo("client.test")
+            code, resp = c.docmd("MAIL FROM:<s@remote.test> BODY=8BITMIME")
+            assert code == 250, resp
+            assert c.rcpt("bob@example.com")[0] == 250
+            code, resp = c.data(body)
+            assert code == 250, resp
+            sent.append(line)
+    files = svc.wait_mail("bob", 2)
+    texts = [open(f, "rb").read() for f in files]
+    for line in sent:
+        assert sum(b"\nbefore\n" + line + b"\nafter\n" in t for t in texts) == 1, \
+            (len(line), [len(t) for t in texts])
+
+
 def test_swaks(svc):
     p = subprocess.run(["swaks", "--server", f"127.0.0.1:{svc.port}", "--from", "s@remote.test",
                         "--to", "alice@example.com", "--body", "from swaks"],
@@ -287,8 +318,9 @@ def test_kill_during_load_loses_nothing_acknowledged():
         pid = s.pid()
         os.kill(pid, signal.SIGKILL)
         stop.set()
-        # Until it is gone it holds the pid lock, and a start now would find it "running".
-        wait_for(lambda: dead(pid), "the killed imsd to exit")
+        # A process killed in the middle of its syncs takes a moment to die; until it has,
+        # its lock is held and "imsctl start" would find it "already running".
+        wait_for(lambda: dead(pid), "imsd to die")
         for t in threads:
             t.join(WAIT)
         with lock:

@@ -1188,8 +1188,8 @@ static void test_recipient_limit(void **state)
     buf_free(&rec.message);
 }
 
-/* Over-long lines: answered once at their end, never kept beyond max_line, resynchronised
- * at the next LF; a line of exactly max_line (CRLF included) is fine. */
+/* Over-long command lines: answered once at their end, never kept beyond max_line,
+ * resynchronised at the next LF; a line of exactly max_line (CRLF included) is fine. */
 static void test_long_lines(void **state)
 {
     (void)state;
@@ -1217,28 +1217,135 @@ static void test_long_lines(void **state)
     memcpy(line + 999, "\r\n", 2);
     feed(s, line, 1001, &out);
     expect_bytes("limit", (const char *)out.data, out.len, S(OK "500 5.5.2 Line too long\r\n"));
+    /* So is a MAIL command over max_line: refused, and no transaction starts. */
     out.len = 0;
-    /* In DATA the same limit refuses the message at its end. */
+    feed(s, S(EHLO), &out);
+    out.len = 0;
+    buf mail = BUF_INIT;
+    buf_printf(&mail, "MAIL FROM:<sender@remote.example> ENVID=");
+    while (mail.len < 1100)
+        buf_add(&mail, "x", 1);
+    buf_add(&mail, "\r\n" RCPT, 2 + strlen(RCPT));
+    feed(s, (const char *)mail.data, mail.len, &out);
+    expect_bytes("long MAIL", (const char *)out.data, out.len,
+                 S("500 5.5.2 Line too long\r\n"
+                   "503 5.5.1 Need MAIL before RCPT\r\n"));
+    buf_free(&mail);
+    smtp_session_free(s);
+    smtp_relay_policy_free(&fx.policy);
+    buf_free(&out);
+    buf_free(&rec.events);
+    buf_free(&rec.message);
+}
+
+/* long_line - n octets of a data line, CRLF included: printable text that shows where a byte
+ * went astray, "." first when `dot` (sent stuffed: one more octet on the wire). */
+static void long_line(buf *wire, buf *want, size_t n, bool dot)
+{
+    if (dot)
+        buf_add(wire, ".", 1);
+    for (size_t i = 0; i + 2 < n; i++) {
+        char c = dot && i == 0 ? '.' : (char)('a' + i % 26);
+        buf_add(wire, &c, 1);
+        buf_add(want, &c, 1);
+    }
+    buf_add(wire, "\r\n", 2);
+    buf_add(want, "\r\n", 2);
+}
+
+/* Lines of message data have no length limit (max_line is for commands): lines of 4096 and
+ * 100000 octets are accepted and reach data_chunk byte for byte, fed at once or in pieces. */
+static void test_long_data_lines(void **state)
+{
+    (void)state;
+    static const size_t pieces[] = {0, 1000, 4096, 65536};
+    for (size_t k = 0; k < N(pieces); k++) {
+        struct fx fx;
+        struct rec rec = {BUF_INIT, BUF_INIT, false, false};
+        smtp_session *s = new_session(&fx, &rec);
+        buf out = BUF_INIT, wire = BUF_INIT, want = BUF_INIT;
+        buf_printf(&want, "Subject: long\r\n\r\n");
+        buf_add(&wire, want.data, want.len);
+        long_line(&wire, &want, 4096, false);
+        long_line(&wire, &want, 100000, false);
+        long_line(&wire, &want, 5000, true);
+        buf_add(&wire, S("end\r\n.\r\n"));
+        buf_add(&want, S("end\r\n"));
+        feed(s, S(EHLO MAIL RCPT "DATA\r\n"), &out);
+        out.len = 0;
+        size_t step = pieces[k] ? pieces[k] : wire.len;
+        for (size_t off = 0; off < wire.len; off += step)
+            feed(s, (const char *)wire.data + off, wire.len - off < step ? wire.len - off : step,
+                 &out);
+        assert_true(smtp_session_committing(s));
+        assert_int_equal(smtp_session_data_done(s, true, "Q1"), 0);
+        feed(s, S("QUIT\r\n"), &out);
+        char what[64];
+        snprintf(what, sizeof what, "replies (pieces of %zu)", pieces[k]);
+        expect_bytes(what, (const char *)out.data, out.len, S(QUEUED BYE));
+        snprintf(what, sizeof what, "message (pieces of %zu)", pieces[k]);
+        if (rec.message.len != want.len || memcmp(rec.message.data, want.data, want.len))
+            fail_msg("%s: got %zu bytes, want %zu (first difference at %zu)", what, rec.message.len,
+                     want.len, (size_t)(rec.message.len < want.len ? rec.message.len : want.len));
+        smtp_session_free(s);
+        smtp_relay_policy_free(&fx.policy);
+        buf_free(&out);
+        buf_free(&wire);
+        buf_free(&want);
+        buf_free(&rec.events);
+        buf_free(&rec.message);
+    }
+}
+
+/* A 10 MB line is streamed: data_chunk has nearly all of it before the line ends, so the
+ * session never holds the line whole; max_size still bounds a long line (552 at the end). */
+static void test_huge_data_line(void **state)
+{
+    (void)state;
+    struct fx fx;
+    struct rec rec = {BUF_INIT, BUF_INIT, false, false};
+    smtp_session *s = new_session(&fx, &rec);
+    buf out = BUF_INIT;
     feed(s, S(EHLO MAIL RCPT "DATA\r\n"), &out);
     out.len = 0;
-    memset(line, 'y', 998);
-    memcpy(line + 998, "\r\n", 2);
-    feed(s, line, 1000, &out); /* 1000 with CRLF: fine */
-    line[0] = '.';             /* a stuffed dot counts: 1000 on the wire */
-    feed(s, line, 1000, &out);
-    assert_int_equal(out.len, 0);
-    feed(s, S(".\r\n"), &out);
+    static char piece[65536];
+    memset(piece, 'h', sizeof piece);
+    const size_t total = 10u << 20;
+    for (size_t off = 0; off < total; off += sizeof piece)
+        feed(s, piece, sizeof piece, &out);
+    if (rec.message.len + 65536 < total)
+        fail_msg("data_chunk got %zu of %zu bytes before the line ended: the line is buffered",
+                 rec.message.len, total);
+    feed(s, S("\r\n.\r\n"), &out);
     assert_true(smtp_session_committing(s));
-    assert_int_equal(smtp_session_data_done(s, true, NULL), 0);
+    assert_int_equal(smtp_session_data_done(s, true, "Q1"), 0);
+    feed(s, "", 0, &out); /* collects the 250 */
+    expect_bytes("10 MB line", (const char *)out.data, out.len, S(QUEUED));
+    assert_int_equal(rec.message.len, total + 2);
+    for (size_t i = 0; i < total; i++)
+        if (rec.message.data[i] != 'h')
+            fail_msg("byte %zu changed", i);
+    smtp_session_free(s);
+    smtp_relay_policy_free(&fx.policy);
+    buf_free(&out);
+    buf_free(&rec.events);
+    buf_free(&rec.message);
+
+    /* With max_size 100000, a 200000-octet line refuses the message at its end. */
+    fx_setup(&fx, CFG_DEFAULT);
+    fx.cfg.max_size = 100000;
+    smtp_callbacks cb = {&rec,          cb_rcpt_check, cb_data_begin,
+                         cb_data_chunk, cb_data_end,   cb_data_abort};
+    rec = (struct rec){BUF_INIT, BUF_INIT, false, false};
+    assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
+    smtp_session_output_drain(s, SIZE_MAX);
+    feed(s, S(EHLO MAIL RCPT "DATA\r\n"), &out);
     out.len = 0;
-    feed(s, S(MAIL RCPT "DATA\r\n"), &out);
-    out.len = 0;
-    memset(line, 'z', 999);
-    memcpy(line + 999, "\r\n", 2);
-    feed(s, line, 1001, &out);
-    feed(s, S("short\r\n.\r\n"), &out);
-    expect_bytes("long data line", (const char *)out.data, out.len,
-                 S("550 5.6.0 Message refused: line too long in message data\r\n"));
+    for (int i = 0; i < 3; i++)
+        feed(s, piece, sizeof piece, &out);
+    feed(s, S("\r\n.\r\n"), &out);
+    expect_bytes("over max_size", (const char *)out.data, out.len,
+                 S("552 5.3.4 Message size exceeds fixed maximum message size\r\n"));
     smtp_session_free(s);
     smtp_relay_policy_free(&fx.policy);
     buf_free(&out);
@@ -1623,6 +1730,8 @@ int main(void)
         cmocka_unit_test(test_transcripts),
         cmocka_unit_test(test_recipient_limit),
         cmocka_unit_test(test_long_lines),
+        cmocka_unit_test(test_long_data_lines),
+        cmocka_unit_test(test_huge_data_line),
         cmocka_unit_test(test_output_bound),
         cmocka_unit_test(test_session_end),
         cmocka_unit_test(test_stats),

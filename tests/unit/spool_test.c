@@ -177,6 +177,35 @@ static char *read_text(const char *path)
     return buf_detach(&b, NULL);
 }
 
+/* file_size - the size of path in bytes. */
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st))
+        fail_msg("stat %s: %s", path, strerror(errno));
+    return (uint64_t)st.st_size;
+}
+
+/* name_size - the value of the ",S=" field of a Maildir file name; fails when it has none. */
+static uint64_t name_size(const char *name)
+{
+    const char *f = strstr(name, ",S=");
+    if (!f)
+        fail_msg("%s: no S= field", name);
+    return strtoull(f + 3, NULL, 10);
+}
+
+/* crlf_to_lf - what delivery stores for content in[0..n): each CRLF as LF, all else as it is
+ * (the reference the delivered bytes are compared with). Returns the length in out. */
+static size_t crlf_to_lf(const char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(in[i] == '\r' && i + 1 < n && in[i + 1] == '\n'))
+            out[o++] = in[i];
+    return o;
+}
+
 /* --- callbacks ------------------------------------------------------------------------- */
 
 struct ack {
@@ -493,22 +522,30 @@ static size_t count_lines(const char *text, const char *needle)
 static void test_delivery(void **state)
 {
     struct fx *fx = *state;
+    /* Stored with LF line ends: each CRLF of the content becomes LF, every other byte (a CR
+     * without its LF) stays; the added headers end in LF too. */
     static const struct {
-        const char *sender, *ip, *body, *want_head;
+        const char *sender, *ip, *body, *want_head, *want_body;
         bool archive;
     } cases[] = {
         {"sender@example.org", "192.0.2.1", "Subject: hi\r\n\r\nbody\r\n",
-         "Return-Path: <sender@example.org>\r\n"
-         "Received: from client.example ([192.0.2.1])\r\n"
-         "\tby " HOST " with ESMTP id %s;\r\n"
-         "\tWed, 1 May 2024 13:45:07 +0000\r\n",
-         false},
+         "Return-Path: <sender@example.org>\n"
+         "Received: from client.example ([192.0.2.1])\n"
+         "\tby " HOST " with ESMTP id %s;\n"
+         "\tWed, 1 May 2024 13:45:07 +0000\n",
+         "Subject: hi\n\nbody\n", false},
         {"", "2001:db8::1", "Subject: lf\n\nbody\n",
          "Return-Path: <>\n"
          "Received: from client.example ([IPv6:2001:db8::1])\n"
          "\tby " HOST " with ESMTP id %s;\n"
          "\tWed, 1 May 2024 13:45:07 +0000\n",
-         true},
+         "Subject: lf\n\nbody\n", true},
+        {"s@example.org", "192.0.2.1", "Subject: cr\r\n\r\na\rb\r\r\n\r",
+         "Return-Path: <s@example.org>\n"
+         "Received: from client.example ([192.0.2.1])\n"
+         "\tby " HOST " with ESMTP id %s;\n"
+         "\tWed, 1 May 2024 13:45:07 +0000\n",
+         "Subject: cr\n\na\rb\r\n\r", false},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         ims_spool_options o = opts(fx, true);
@@ -533,21 +570,22 @@ static void test_delivery(void **state)
         ims_spool_close(sp);
 
         char dir[512], name[256], path[1024], want_name[256];
-        snprintf(dir, sizeof dir, "%s/new", fx->alice);
-        only_file(dir, name, sizeof name);
-        snprintf(want_name, sizeof want_name, "%s.0.%s", a.id, HOST);
-        assert_string_equal(name, want_name);
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        char *got = read_text(path);
         char head[512];
         snprintf(head, sizeof head, cases[k].want_head, a.id);
-        size_t hl = strlen(head);
-        if (strncmp(got, head, hl) || strcmp(got + hl, cases[k].body))
-            fail_msg("delivered file:\n%s\nwant:\n%s%s", got, head, cases[k].body);
+        size_t hl = strlen(head), size = hl + strlen(cases[k].want_body);
+        snprintf(dir, sizeof dir, "%s/new", fx->alice);
+        only_file(dir, name, sizeof name);
+        snprintf(want_name, sizeof want_name, "%s.0.%s,S=%zu", a.id, HOST, size);
+        assert_string_equal(name, want_name);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        assert_int_equal(file_size(path), size);
+        char *got = read_text(path);
+        if (strncmp(got, head, hl) || strcmp(got + hl, cases[k].want_body))
+            fail_msg("delivered file:\n%s\nwant:\n%s%s", got, head, cases[k].want_body);
         free(got);
         snprintf(dir, sizeof dir, "%s/new", fx->bob);
         only_file(dir, name, sizeof name);
-        snprintf(want_name, sizeof want_name, "%s.1.%s", a.id, HOST);
+        snprintf(want_name, sizeof want_name, "%s.1.%s,S=%zu", a.id, HOST, size);
         assert_string_equal(name, want_name);
         /* MTS-IN is empty again; the spool file is gone, or archived with its status. */
         assert_int_equal(count_sub(fx->mts_in, "new") + count_sub(fx->mts_in, "tmp"), 0);
@@ -584,6 +622,70 @@ static void test_delivery(void **state)
         make_maildir(fx->alice);
         make_maildir(fx->bob);
     }
+}
+
+/* Content far larger than delivery's copy buffer, with CRLFs, CRs and a CR CR LF on the
+ * 64 KiB boundaries of its reads: the spool keeps it as received (the wire form), the
+ * Maildir copy is as crlf_to_lf says and S= is its size. */
+static void test_delivery_lf(void **state)
+{
+    struct fx *fx = *state;
+    size_t n = 3 * 65536 + 1000;
+    char *c = malloc(n), *want = malloc(n);
+    assert_non_null(c);
+    assert_non_null(want);
+    size_t i = (size_t)snprintf(c, n, "Subject: big\r\n\r\n"), len = 0;
+    while (i < n) {
+        for (size_t k = 0; k < len && i < n; k++, i++)
+            c[i] = (char)('a' + (i + k) % 26);
+        if (i < n)
+            c[i++] = '\r';
+        if (i < n)
+            c[i++] = '\n';
+        len = (len * 7 + 3) % 700;
+    }
+    c[65535] = '\r', c[65536] = '\n';                     /* a CRLF split between reads */
+    c[131071] = '\r', c[131072] = 'y';                    /* a CR alone at a read's end */
+    c[196607] = '\r', c[196608] = '\r', c[196609] = '\n'; /* CR, then a CRLF split */
+    c[n - 1] = '\r';                                      /* a CR alone at the very end */
+    size_t wl = crlf_to_lf(c, n, want);
+
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    ims_envelope env = envelope(&r, 1, "s@example.org");
+    struct ack a = {0};
+    assert_int_equal(ims_spool_submit(sp, &env, c, n, on_done, &a), 0);
+    ims_spool_close(sp);
+    assert_int_equal(a.err, 0);
+    check_spooled(fx->root, "In", a.id, c, n, 1);
+    o = opts(fx, true);
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    uint64_t one = 1;
+    assert_true(pump(sp, delivered_all, &one));
+    ims_spool_close(sp);
+
+    char dir[512], name[256], path[1024];
+    snprintf(dir, sizeof dir, "%s/new", fx->alice);
+    only_file(dir, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    buf got = BUF_INIT;
+    assert_int_equal(base_read_file(path, 1 << 26, &got), 0);
+    assert_int_equal(name_size(name), got.len);
+    const char *body = memmem(got.data, got.len, "Subject: big\n", 13);
+    assert_non_null(body);
+    size_t off = (size_t)(body - (const char *)got.data);
+    if (got.len - off != wl || memcmp(body, want, wl)) {
+        size_t d = 0;
+        while (d < wl && off + d < got.len && body[d] == want[d])
+            d++;
+        fail_msg("content: got %zu bytes, want %zu; first difference at %zu", got.len - off, wl, d);
+    }
+    assert_null(memchr(got.data, '\r', off)); /* the added headers end in LF */
+    buf_free(&got);
+    free(c);
+    free(want);
 }
 
 static void test_tracking_lines(void **state)
@@ -654,7 +756,7 @@ static void test_idempotent_delivery(void **state)
     snprintf(saved, sizeof saved, "%s/saved", fx->dir);
     copy_file(spooled, saved);
 
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 5; round++) {
         o = opts(fx, true);
         assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
         uint64_t want = 1;
@@ -667,13 +769,33 @@ static void test_idempotent_delivery(void **state)
         assert_int_equal(access(spooled, F_OK), -1);
         /* "Crash" before the delivery was recorded: the spool file is back as it was. */
         copy_file(saved, spooled);
+        char from[1024], to[1100], name[256], dir[512];
         if (round == 1) {
-            /* ... and a mail reader moved alice's copy to cur/ meanwhile. */
-            char from[1024], to[1100], name[256], dir[512];
+            /* ... and a mail reader moved alice's copy to cur/ meanwhile, with a flag. */
             snprintf(dir, sizeof dir, "%s/new", fx->alice);
             only_file(dir, name, sizeof name);
             snprintf(from, sizeof from, "%s/%s", dir, name);
+            assert_int_equal(name_size(name), file_size(from));
             snprintf(to, sizeof to, "%s/cur/%s:2,S", fx->alice, name);
+            assert_int_equal(rename(from, to), 0);
+        }
+        if (round == 2) {
+            /* ... a reader that adds a field of its own (Dovecot's W=, the size with CRLFs)
+             * renamed it in cur/, with more flags. */
+            snprintf(dir, sizeof dir, "%s/cur", fx->alice);
+            only_file(dir, name, sizeof name);
+            snprintf(from, sizeof from, "%s/%s", dir, name);
+            *strchr(name, ':') = 0;
+            snprintf(to, sizeof to, "%s/%s,W=999:2,FS", dir, name);
+            assert_int_equal(rename(from, to), 0);
+        }
+        if (round == 3) {
+            /* ... bob's copy has the name an older version gave it (no S=), in new/. */
+            snprintf(dir, sizeof dir, "%s/new", fx->bob);
+            only_file(dir, name, sizeof name);
+            snprintf(from, sizeof from, "%s/%s", dir, name);
+            *strstr(name, ",S=") = 0;
+            snprintf(to, sizeof to, "%s/%s", dir, name);
             assert_int_equal(rename(from, to), 0);
         }
     }
@@ -909,9 +1031,12 @@ static void check_maildir(const char *maildir, unsigned index, bool *found)
             char *text = read_text(path);
             const char *subj = strstr(text, "Subject: message ");
             unsigned seq = 0;
-            if (strncmp(text, "Return-Path: <s@example.org>\r\n", 30) || !subj ||
-                sscanf(subj, "Subject: message %u", &seq) != 1 || seq >= CRASH_SEQS)
+            if (strncmp(text, "Return-Path: <s@example.org>\n", 29) || !subj ||
+                sscanf(subj, "Subject: message %u", &seq) != 1 || seq >= CRASH_SEQS ||
+                strchr(text, '\r'))
                 fail_msg("%s: wrong content", path);
+            if (name_size(e->d_name) != file_size(path))
+                fail_msg("%s: S= is not the size, %llu", path, (unsigned long long)file_size(path));
             if (found[seq])
                 fail_msg("%s: message %u delivered twice", maildir, seq);
             found[seq] = true;
@@ -1030,6 +1155,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_finishes_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tracking_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_lf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
