@@ -19,6 +19,7 @@
 
 #include "mapi/mapi.h"
 #include "reg/reg.h"
+#include "smtp/smtp.h"
 #include "store/store.h"
 
 #define IMS_OK 0
@@ -161,7 +162,13 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
  * 5321 4.5.1) for every accepted domain that has no postmaster address of its own. */
 #define IMS_DEFAULT_ADMIN_MAILBOX "postmaster"
 #define IMS_DEFAULT_TIMEOUT 300 /* RFC 5321 4.5.3.2.7: at least 5 minutes */
-#define IMS_TIMEOUT_LIMIT 86400 /* the longest CommandTimeout/DataTimeout */
+/* Routing (the Routing page and "Forward all messages to host"). */
+#define IMS_HOST_MAX 272   /* bytes of a host spec: "[IPv6:...]:port" or a name and a port */
+#define IMS_MAX_ROUTES 256 /* subkeys of Parameters\Routing taken */
+#define IMS_ROUTING_KEY IMS_PARAMETERS_KEY "\\Routing"
+#define IMS_ROUTING_INBOUND "<inbound>" /* a routing entry's Host: the domain is ours */
+#define IMS_ROUTING_DNS "<dns>"         /* ... the domain's MX records, whatever SmartHost says */
+#define IMS_TIMEOUT_LIMIT 86400         /* the longest CommandTimeout/DataTimeout */
 
 typedef struct ims_listen {
     char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
@@ -205,6 +212,12 @@ typedef struct ims_settings {
     size_t nrelay_deny;
     char relay_local[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayLocalIPList lines */
     size_t nrelay_local;
+    char smart_host[IMS_HOST_MAX]; /* SmartHost: "" = DNS for every remote domain */
+    struct ims_route_entry {
+        char domain[256];        /* the subkey's name: this domain and its sub-domains */
+        char host[IMS_HOST_MAX]; /* IMS_ROUTING_INBOUND, IMS_ROUTING_DNS or a host spec */
+    } routes[IMS_MAX_ROUTES];    /* Parameters\Routing\<domain>, value Host */
+    size_t nroutes;
     uint8_t levels[IMS_CAT_COUNT]; /* the Diagnostics key: None unless set */
 } ims_settings;
 
@@ -230,6 +243,7 @@ typedef struct ims_setting {
     size_t size;                     /* STRING: the field's size; LINES: offsetof its line count */
     uint32_t dflt, min, max;         /* DWORD */
     bool (*valid)(const char *text); /* STRING: a further check (NULL: none) */
+    bool empty_ok;                   /* STRING: "" is a value (SmartHost: none) */
 } ims_setting;
 
 /* ims_settings_table - the Parameters rows, *n of them (static: never freed). */
@@ -242,6 +256,48 @@ void ims_settings_defaults(ims_settings *s, const char *root);
  * IMS_EV_SETTING_INVALID (warning) naming the value; unknown values are ignored. Returns
  * IMS_OK, or IMS_EV_SETTING_INVALID when the registry cannot be read at all. */
 int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s);
+/* ims_host_parse - a host spec as SmartHost and the routing table give it: "name",
+ * "name:port", "[192.0.2.1]", "[192.0.2.1]:port", "[IPv6:2001:db8::1]:port" (RFC 5321's
+ * literal) or "[2001:db8::1]:port". host gets the name or the bare address, *literal whether
+ * it was an address, *port the port (25 when none). Returns 0 or -1. */
+int ims_host_parse(const char *text, char host[SMTP_DOMAIN_MAX + 1], bool *literal, uint16_t *port);
+
+/* --- routing ---------------------------------------------------------------------------- */
+
+/* Where an address goes: the one decision the SMTP server, MTS-OUT, the pickup directory and
+ * NDRs all take from here. */
+typedef enum ims_route_kind {
+    IMS_ROUTE_LOCAL,     /* a mailbox of ours: alias */
+    IMS_ROUTE_DNS,       /* the domain's mail exchangers (MX, else its A/AAAA) */
+    IMS_ROUTE_SMARTHOST, /* a host named by SmartHost or the routing table: host, port */
+} ims_route_kind;
+
+typedef struct ims_route {
+    ims_route_kind kind;
+    char alias[DIR_MAX_ALIAS + 1];  /* LOCAL */
+    char host[SMTP_DOMAIN_MAX + 1]; /* DNS: the domain; SMARTHOST: a name or bare address */
+    bool literal;                   /* SMARTHOST: host is an address, not a name */
+    uint16_t port;                  /* SMARTHOST (DNS: 25) */
+} ims_route;
+
+typedef struct ims_router ims_router;
+
+/* ims_router_new - a router over the directory d (not owned: it must outlive the router) with
+ * the routing table and SmartHost of s (copied). Entries whose Host cannot be parsed were
+ * already refused by ims_settings_load. *out: free with ims_router_free. 0 or ENOMEM. */
+int ims_router_new(const ims_settings *s, directory *d, ims_router **out);
+void ims_router_free(ims_router *r);
+/* ims_router_is_local - domain is ours: an accepted domain of the directory, or routed
+ * IMS_ROUTING_INBOUND by the most specific routing entry that matches it. */
+bool ims_router_is_local(ims_router *r, const char *domain);
+/* ims_router_route - where the address goes ("local@domain", or "postmaster" alone). A local
+ * domain's address is its mailbox's; postmaster at any local domain without a postmaster
+ * address of its own, and "postmaster" alone, is the administrator's mailbox. A remote domain
+ * goes where the most specific routing entry says, else to SmartHost, else to DNS.
+ * Returns 0, ENOENT (a local domain, no such mailbox), EINVAL (no domain, and not
+ * postmaster), or ENOMEM. */
+int ims_router_route(ims_router *r, const char *address, ims_route *out);
+
 /* ims_listen_parse - "address:port" ("[v6]:port" for IPv6). Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);
 

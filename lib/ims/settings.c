@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "smtp/smtp.h"
@@ -59,6 +60,15 @@ static bool alias_valid(const char *text)
     return dir_alias_valid(text);
 }
 
+/* host_valid - a host spec, or a routing entry's <inbound> / <dns>. */
+static bool host_valid(const char *text)
+{
+    char host[SMTP_DOMAIN_MAX + 1];
+    bool literal;
+    uint16_t port;
+    return ims_host_parse(text, host, &literal, &port) == 0;
+}
+
 static const ims_setting settings_table[] = {
     STRING("RootDir", root_dir, NULL),
     {"ListenAddresses", IMS_SETTING_LISTEN, offsetof(ims_settings, listen), 0, 0, 0, 0, NULL},
@@ -67,6 +77,8 @@ static const ims_setting settings_table[] = {
     STRING("HomeDSA", home_dsa, NULL),
     STRING("SiteDomain", site_domain, NULL),
     STRING("AdministratorMailbox", administrator_mailbox, alias_valid),
+    {"SmartHost", IMS_SETTING_STRING, offsetof(ims_settings, smart_host),
+     sizeof((ims_settings *)0)->smart_host, 0, 0, 0, host_valid, true},
     DWORD("DisplayErrsOnConsole", display_errs_on_console, 0, 0, 0xffffffff),
     DWORD("ConsoleStatFrequency", console_stat_frequency, 14, 1, 86400),
     DWORD("InboundSizeLimit", inbound_size_limit, 0, 0, 0xffffffff),
@@ -171,7 +183,7 @@ static void invalid(ims_log *log, const char *key, const char *name, const char 
 }
 
 static void load_string(reg_key *k, const char *key, const char *name, char *out, size_t n,
-                        ims_log *log)
+                        bool empty_ok, ims_log *log)
 {
     uint32_t type;
     if (reg_value_get(k, name, &type, NULL))
@@ -179,6 +191,8 @@ static void load_string(reg_key *k, const char *key, const char *name, char *out
     buf b = BUF_INIT;
     if (type != REG_SZ && type != REG_EXPAND_SZ)
         invalid(log, key, name, "not a string", out);
+    else if (reg_value_get_sz(k, name, &b) == ERROR_SUCCESS && b.len == 0 && empty_ok)
+        out[0] = 0;
     else if (reg_value_get_sz(k, name, &b) || b.len == 0 || b.len >= n)
         invalid(log, key, name, b.len ? "too long" : "empty", out);
     else
@@ -289,8 +303,8 @@ static void load_setting(reg_key *par, const ims_setting *t, ims_settings *s, im
     case IMS_SETTING_STRING: {
         char was[PATH_MAX];
         snprintf(was, sizeof was, "%s", field);
-        load_string(par, k, t->name, field, t->size, log);
-        if (t->valid && !t->valid(field)) {
+        load_string(par, k, t->name, field, t->size, t->empty_ok, log);
+        if (t->valid && field[0] && !t->valid(field)) {
             invalid(log, k, t->name, "not valid here", was);
             snprintf(field, t->size, "%s", was);
         }
@@ -304,6 +318,47 @@ static void load_setting(reg_key *par, const ims_setting *t, ims_settings *s, im
                    (size_t *)((char *)s + t->size), log);
         break;
     }
+}
+
+/* The routing table: each subkey of Parameters\Routing names a domain (and its sub-domains),
+ * its Host value where that domain's mail goes. */
+struct routes_walk {
+    reg_key *routing;
+    ims_settings *s;
+    ims_log *log;
+};
+
+static int load_route(void *arg, const char *name)
+{
+    struct routes_walk *w = arg;
+    ims_settings *s = w->s;
+    const char *k = IMS_ROUTING_KEY;
+    struct ims_route_entry *e = &s->routes[s->nroutes];
+    size_t len = strlen(name);
+    if (s->nroutes == IMS_MAX_ROUTES) {
+        invalid(w->log, k, name, "too many routing entries", "(the entry skipped)");
+        return 0;
+    }
+    if (len >= sizeof e->domain || !smtp_domain_valid(name, len, false)) {
+        invalid(w->log, k, name, "not a domain name", "(the entry skipped)");
+        return 0;
+    }
+    reg_key *sub;
+    if (reg_key_open(w->routing, name, 0, &sub))
+        return 0; /* gone since the enumeration: nothing to route */
+    e->host[0] = 0;
+    load_string(sub, k, "Host", e->host, sizeof e->host, false, w->log);
+    reg_key_close(sub);
+    if (!e->host[0] || (strcasecmp(e->host, IMS_ROUTING_INBOUND) &&
+                        strcasecmp(e->host, IMS_ROUTING_DNS) && !host_valid(e->host))) {
+        char what[IMS_HOST_MAX + 64];
+        snprintf(what, sizeof what, "%s\\Host", name);
+        invalid(w->log, k, what, "not <inbound>, <dns> or host[:port]", "(the entry skipped)");
+        return 0;
+    }
+    memcpy(e->domain, name, len + 1);
+    s->nroutes++;
+    return 0;
 }
 
 int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
@@ -320,12 +375,17 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
         return IMS_EV_SETTING_INVALID;
     }
     if (reg_key_open(lm, IMS_SERVICE_KEY, 0, &svc) == ERROR_SUCCESS)
-        load_string(svc, IMS_SERVICE_KEY, "ObjectName", s->account, sizeof s->account, log);
+        load_string(svc, IMS_SERVICE_KEY, "ObjectName", s->account, sizeof s->account, false, log);
     if (reg_key_open(lm, IMS_PARAMETERS_KEY, 0, &par) == ERROR_SUCCESS) {
         size_t n;
         const ims_setting *t = ims_settings_table(&n);
         for (size_t i = 0; i < n; i++)
             load_setting(par, &t[i], s, log);
+        struct routes_walk w = {NULL, s, log};
+        if (reg_key_open(par, "Routing", 0, &w.routing) == ERROR_SUCCESS) {
+            reg_key_enum_subkeys(w.routing, load_route, &w);
+            reg_key_close(w.routing);
+        }
     }
     if (reg_key_open(lm, IMS_DIAGNOSTICS_KEY, 0, &diag) == ERROR_SUCCESS) {
         for (int c = 0; c < IMS_CAT_COUNT; c++) {

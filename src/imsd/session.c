@@ -29,6 +29,7 @@
 struct imsd_mail {
     imsd_server *srv;
     directory *dir;
+    ims_router *router; /* every recipient's route */
     ims_spool *spool;
     struct event *spool_ev;
     smtp_relay_policy relay;
@@ -172,44 +173,26 @@ static unsigned mail_check(void *arg, const smtp_path *from)
 static bool is_local(void *arg, const char *domain)
 {
     struct imsd_mail *m = arg;
-    return dir_is_local_domain(m->dir, domain);
-}
-
-/* postmaster - RFC 5321 4.5.1: postmaster@ every accepted domain, and <postmaster> alone,
- * reach a person. A domain with no postmaster address of its own sends it to the
- * administrator's mailbox (AdministratorMailbox), as the original did. *alias: malloc'd. */
-static int postmaster(struct imsd_mail *m, char **alias)
-{
-    dir_mailbox mb = {0};
-    dir_err err;
-    int e = dir_mailbox_show(m->dir, m->srv->settings->administrator_mailbox, &mb, &err);
-    if (e)
-        return e == EINVAL ? ENOENT : e; /* an AdministratorMailbox that is no alias: none */
-    *alias = mb.alias;
-    mb.alias = NULL;
-    dir_mailbox_free(&mb);
-    return *alias ? 0 : ENOMEM;
+    return ims_router_is_local(m->router, domain);
 }
 
 /* rcpt_check - a local recipient's Maildir is attached to it (lib/smtp keeps it with the
  * recipient for the transaction and hands it back to rcpt_release). */
 static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls, void **data)
 {
+    (void)cls; /* the router decides local or remote the same way lib/smtp's is_local did */
     mail_session *ms = arg;
-    if (cls == SMTP_ADDR_REMOTE)
-        return 453; /* a relay the policy allows, but there is no outbound side yet */
     struct imsd_mail *m = ms->srv->mail;
-    char *alias = NULL;
-    int e = dir_lookup(m->dir, addr->mailbox, &alias);
-    if (e == ENOENT && !strcasecmp(addr->local, "postmaster"))
-        e = postmaster(m, &alias);
-    if (e == ENOENT)
+    ims_route route;
+    int e = ims_router_route(m->router, addr->mailbox, &route);
+    if (e == ENOENT || e == EINVAL)
         return 550;
     if (e)
         return 451;
+    if (route.kind != IMS_ROUTE_LOCAL)
+        return 453; /* a relay the policy allows, but there is no outbound side yet */
     char path[PATH_MAX];
-    int n = snprintf(path, sizeof path, "%s/%s", m->store_dir, alias);
-    free(alias);
+    int n = snprintf(path, sizeof path, "%s/%s", m->store_dir, route.alias);
     if (n < 0 || (size_t)n >= sizeof path)
         return 451;
     if (!(*data = strdup(path)))
@@ -517,6 +500,10 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     ims_settings_fqdn(s, m->fqdn, sizeof m->fqdn);
     int e = dir_open(reg, &m->dir);
     const char *what = "the directory";
+    if (!e) {
+        what = "the router";
+        e = ims_router_new(s, m->dir, &m->router);
+    }
     char mts_in[PATH_MAX], tracking[PATH_MAX];
     snprintf(mts_in, sizeof mts_in, "%s/.MTS-IN", gateway);
     snprintf(tracking, sizeof tracking, "%s/Tracking.log", reg_ctx_root_dir(reg));
@@ -617,6 +604,7 @@ void imsd_mail_close(imsd_server *srv)
     ims_protolog_close(m->plog);
     if (m->spool)
         ims_spool_close(m->spool); /* finishes pending commits and runs their callbacks */
+    ims_router_free(m->router);
     dir_close(m->dir);
     smtp_relay_policy_free(&m->relay);
     free(m);

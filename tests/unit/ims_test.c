@@ -246,6 +246,149 @@ static void test_settings(void **state)
                      ERROR_FILE_NOT_FOUND);
 }
 
+static void test_host_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int rc;
+        const char *host;
+        bool literal;
+        uint16_t port;
+    } cases[] = {
+        {"mail.example.com", 0, "mail.example.com", false, 25},
+        {"relay.example:2525", 0, "relay.example", false, 2525},
+        {"[192.0.2.1]", 0, "192.0.2.1", true, 25},
+        {"[192.0.2.1]:587", 0, "192.0.2.1", true, 587},
+        {"[IPv6:2001:db8::1]:26", 0, "2001:db8::1", true, 26},
+        {"[::1]:2525", 0, "::1", true, 2525},
+        {"", -1, NULL, false, 0},
+        {"host:", -1, NULL, false, 0},
+        {"host:0", -1, NULL, false, 0},
+        {"host:65536", -1, NULL, false, 0},
+        {"host:25x", -1, NULL, false, 0},
+        {"[192.0.2.1", -1, NULL, false, 0},
+        {"[not-an-ip]:25", -1, NULL, false, 0},
+        {"[192.0.2.1]x", -1, NULL, false, 0},
+        {"bad_name!:25", -1, NULL, false, 0},
+        {"a..b", -1, NULL, false, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char host[SMTP_DOMAIN_MAX + 1] = "";
+        bool literal = false;
+        uint16_t port = 0;
+        int rc = ims_host_parse(cases[i].text, host, &literal, &port);
+        if (rc != cases[i].rc)
+            fail_msg("ims_host_parse(\"%s\"): got %d, want %d", cases[i].text, rc, cases[i].rc);
+        if (rc)
+            continue;
+        assert_string_equal(host, cases[i].host);
+        assert_int_equal(literal, cases[i].literal);
+        assert_int_equal(port, cases[i].port);
+    }
+}
+
+/* set_route - Parameters\Routing\<domain> with Host = host. */
+static void set_route(reg_ctx *reg, const char *domain, const char *host)
+{
+    char path[512];
+    snprintf(path, sizeof path, "HKLM\\%s\\%s", IMS_ROUTING_KEY, domain);
+    reg_key *root, *k;
+    assert_int_equal(reg_key_open_root(reg, REG_ROOT_HKLM, &root), 0);
+    assert_int_equal(reg_key_create(root, path + 5, 0, NULL, &k, NULL), 0);
+    assert_int_equal(reg_value_set_sz(k, "Host", REG_SZ, host), 0);
+    reg_key_close(k);
+    reg_key_close(root);
+}
+
+/* The router: local mailboxes, postmaster, the routing table (most specific whole-label
+ * match), SmartHost and DNS; bad routing entries are events, and skipped. */
+static void test_router(void **state)
+{
+    struct fx *fx = *state;
+    directory *d;
+    dir_err err;
+    assert_int_equal(dir_open(fx->reg, &d), 0);
+    assert_int_equal(dir_domain_add(d, "ims.test", &err), 0);
+    const char *alice[] = {"alice@ims.test"};
+    assert_int_equal(dir_mailbox_add(d, "alice", NULL, alice, 1, NULL, &err), 0);
+    set_route(fx->reg, "sea.com", "[192.0.2.25]:2525");
+    set_route(fx->reg, "x.sea.com", "<dns>");
+    set_route(fx->reg, "branch.ims.test", "<inbound>");
+    set_route(fx->reg, "bad.example", "not a host!");
+    set_route(fx->reg, "smart.example", "relay.example:26");
+    ims_settings s;
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    assert_string_equal(fx->events, "4086;"); /* bad.example's Host */
+    assert_int_equal(s.nroutes, 4);
+    ims_router *r;
+    assert_int_equal(ims_router_new(&s, d, &r), 0);
+    ims_route rt;
+    /* Local: the mailbox, any case; unknown: ENOENT; postmaster before its mailbox: ENOENT. */
+    assert_int_equal(ims_router_route(r, "ALICE@IMS.TEST", &rt), 0);
+    assert_int_equal(rt.kind, IMS_ROUTE_LOCAL);
+    assert_string_equal(rt.alias, "alice");
+    assert_int_equal(ims_router_route(r, "nobody@ims.test", &rt), ENOENT);
+    assert_int_equal(ims_router_route(r, "postmaster@ims.test", &rt), ENOENT);
+    assert_int_equal(ims_router_route(r, "alice", &rt), EINVAL);
+    const char *pm[] = {"pm@ims.test"};
+    assert_int_equal(dir_mailbox_add(d, "postmaster", NULL, pm, 1, NULL, &err), 0);
+    static const char *const to_admin[] = {"postmaster@ims.test", "PostMaster",
+                                           "postmaster@a.branch.ims.test"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(ims_router_route(r, to_admin[i], &rt), 0);
+        assert_int_equal(rt.kind, IMS_ROUTE_LOCAL);
+        assert_string_equal(rt.alias, "postmaster");
+    }
+    assert_true(ims_router_is_local(r, "branch.ims.test"));
+    assert_true(ims_router_is_local(r, "deep.branch.ims.test"));
+    assert_false(ims_router_is_local(r, "sea.com"));
+    /* Remote: the most specific entry, on whole labels; none: DNS (no SmartHost). */
+    assert_int_equal(ims_router_route(r, "u@sea.com", &rt), 0);
+    assert_int_equal(rt.kind, IMS_ROUTE_SMARTHOST);
+    assert_string_equal(rt.host, "192.0.2.25");
+    assert_true(rt.literal);
+    assert_int_equal(rt.port, 2525);
+    assert_int_equal(ims_router_route(r, "u@y.x.sea.com", &rt), 0);
+    assert_int_equal(rt.kind, IMS_ROUTE_DNS);
+    assert_string_equal(rt.host, "y.x.sea.com");
+    assert_int_equal(ims_router_route(r, "u@chelsea.com", &rt), 0);
+    assert_int_equal(rt.kind, IMS_ROUTE_DNS);
+    assert_int_equal(ims_router_route(r, "u@bad.example", &rt), 0); /* its entry was skipped */
+    assert_int_equal(rt.kind, IMS_ROUTE_DNS);
+    assert_int_equal(ims_router_route(r, "u@mx.smart.example", &rt), 0);
+    assert_int_equal(rt.kind, IMS_ROUTE_SMARTHOST);
+    assert_string_equal(rt.host, "relay.example");
+    assert_int_equal(rt.port, 26);
+    ims_router_free(r);
+    /* SmartHost: every remote domain without an entry; <dns> entries still go to DNS. */
+    reg_key *par;
+    assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_PARAMETERS_KEY, 0, &par), 0);
+    assert_int_equal(reg_value_set_sz(par, "SmartHost", REG_SZ, "[IPv6:::1]:2600"), 0);
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    assert_int_equal(ims_router_new(&s, d, &r), 0);
+    assert_int_equal(ims_router_route(r, "u@chelsea.com", &rt), 0);
+    assert_int_equal(rt.kind, IMS_ROUTE_SMARTHOST);
+    assert_string_equal(rt.host, "::1");
+    assert_int_equal(rt.port, 2600);
+    assert_int_equal(ims_router_route(r, "u@x.sea.com", &rt), 0);
+    assert_int_equal(rt.kind, IMS_ROUTE_DNS);
+    ims_router_free(r);
+    /* A SmartHost that is no host spec: event 4086, and DNS; empty is DNS, silently. */
+    fx->events[0] = 0;
+    assert_int_equal(reg_value_set_sz(par, "SmartHost", REG_SZ, "[oops"), 0);
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    assert_string_equal(fx->events, "4086;4086;");
+    assert_string_equal(s.smart_host, "");
+    fx->events[0] = 0;
+    assert_int_equal(reg_value_set_sz(par, "SmartHost", REG_SZ, ""), 0);
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    assert_string_equal(fx->events, "4086;"); /* bad.example only */
+    assert_string_equal(s.smart_host, "");
+    reg_key_close(par);
+    dir_close(d);
+}
+
 /* The Parameters table of docs/ims.md and the settings table agree: every value is documented,
  * every documented value exists, and each REG_DWORD's documented default is the real one. */
 static void test_settings_documented(void **state)
@@ -571,6 +714,8 @@ int main(void)
         cmocka_unit_test(test_listen_parse),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test(test_settings_documented),
+        cmocka_unit_test(test_host_parse),
+        cmocka_unit_test_setup_teardown(test_router, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_start_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_failed_start, setup, teardown),
