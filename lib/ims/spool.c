@@ -1,6 +1,7 @@
 /* spool.c - the inbound spool (RootDir\In): messages written in RootDir\Work, made durable in
  * commit rounds (group commit: fdatasync of each file, rename into In, one fsync of In for the
- * whole round) before they are acknowledged; start-up recovery; the spool file format. */
+ * whole round) before they are acknowledged; dispatch of the acknowledgements; open and close
+ * (recovery is recover.c's, the file format spoolfile.c's, the I/O pool pool.c's). */
 #include "ims/spool_int.h"
 
 #include <dirent.h>
@@ -22,14 +23,9 @@
 #include "base/base.h"
 #include "smtp/smtp.h"
 
-#define SPOOL_MAGIC "IMS-SPOOL 1"
-#define SPOOL_MAGIC_PREFIX "IMS-SPOOL " /* any version: a newer one is "unknown", not "bad" */
-#define SPOOL_BUF_BYTES 65536           /* content kept in memory before it goes to Work */
-#define SPOOL_MAX_ROUND 1024            /* messages in one commit round */
-#define SPOOL_SIZE_DIGITS 20            /* the size field is fixed-width: patched at commit */
-#define SPOOL_MAX_ENVELOPE (16u << 20)  /* bytes of envelope (or of status) a reader accepts */
-#define SPOOL_READ_CHUNK 4096
-#define SPOOL_MAX_EVENTS 256 /* events waiting for dispatch; more are counted, not kept */
+#define SPOOL_BUF_BYTES 65536 /* content kept in memory before it goes to Work */
+#define SPOOL_MAX_ROUND 1024  /* messages in one commit round */
+#define SPOOL_MAX_EVENTS 256  /* events waiting for dispatch; more are counted, not kept */
 #define SPOOL_EVENT_TEXT 512
 #define SPOOL_ID_TRIES 4 /* fresh queue ids tried when one is taken */
 #define SPOOL_HOST_MAX 256
@@ -122,171 +118,6 @@ static void monotonic_now(struct timespec *ts)
     clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
-/* --- the I/O pool --------------------------------------------------------------------- */
-
-/* File work runs in several threads at once. One after another, each file creation and each
- * fdatasync waits for the disk alone (on ext4 a file whose journal commit already happened
- * still costs a cache flush of its own); issued together, syncs wait on one journal commit and
- * their flushes merge in the block layer. */
-typedef struct pool_batch {
-    struct pool_batch *next;
-    ims_pool_fn fn;
-    void *arg;
-    size_t n, taken, left;
-    bool detached;       /* posted: nobody waits, the last worker frees it */
-    pthread_cond_t done; /* not detached: the caller waits here */
-} pool_batch;
-
-struct ims_sync_pool {
-    pthread_mutex_t lock;
-    pthread_cond_t work;
-    pool_batch *queue, **tail; /* batches with items nobody took yet, oldest first */
-    bool stopping;
-    pthread_t threads[IMS_SPOOL_IO_THREADS];
-    unsigned nthreads;
-};
-
-/* take - the next item of batch b (lock held); b leaves the queue with its last item. */
-static size_t take(ims_sync_pool *p, pool_batch *b)
-{
-    size_t i = b->taken++;
-    if (b->taken == b->n)
-        for (pool_batch **pp = &p->queue; *pp; pp = &(*pp)->next)
-            if (*pp == b) {
-                if (!(*pp = b->next))
-                    p->tail = pp;
-                break;
-            }
-    return i;
-}
-
-static void enqueue(ims_sync_pool *p, pool_batch *b)
-{
-    b->next = NULL;
-    *p->tail = b;
-    p->tail = &b->next;
-}
-
-/* run_item - item i of b, with the lock released around it. */
-static void run_item(ims_sync_pool *p, pool_batch *b, size_t i)
-{
-    pthread_mutex_unlock(&p->lock);
-    b->fn(b->arg, i);
-    pthread_mutex_lock(&p->lock);
-    if (--b->left == 0) {
-        if (b->detached)
-            free(b);
-        else
-            pthread_cond_signal(&b->done);
-    }
-}
-
-static void *pool_worker(void *arg)
-{
-    ims_sync_pool *p = arg;
-    pthread_mutex_lock(&p->lock);
-    for (;;) {
-        pool_batch *b = p->queue;
-        if (b)
-            run_item(p, b, take(p, b));
-        else if (p->stopping)
-            break;
-        else
-            pthread_cond_wait(&p->work, &p->lock);
-    }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
-}
-
-void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg)
-{
-    if (!p || !p->nthreads || n < 2) {
-        for (size_t i = 0; i < n; i++)
-            fn(arg, i);
-        return;
-    }
-    pool_batch b = {.fn = fn, .arg = arg, .n = n, .left = n};
-    pthread_cond_init(&b.done, NULL);
-    pthread_mutex_lock(&p->lock);
-    enqueue(p, &b);
-    pthread_cond_broadcast(&p->work);
-    while (b.taken < b.n) /* the caller works too */
-        run_item(p, &b, take(p, &b));
-    while (b.left)
-        pthread_cond_wait(&b.done, &p->lock);
-    pthread_mutex_unlock(&p->lock);
-    pthread_cond_destroy(&b.done);
-}
-
-void ims_pool_post(ims_sync_pool *p, ims_pool_fn fn, void *arg)
-{
-    pool_batch *b = p && p->nthreads ? calloc(1, sizeof *b) : NULL;
-    if (!b) {
-        fn(arg, 0); /* no pool, or no memory: the caller does it */
-        return;
-    }
-    b->fn = fn;
-    b->arg = arg;
-    b->n = b->left = 1;
-    b->detached = true;
-    pthread_mutex_lock(&p->lock);
-    enqueue(p, b);
-    pthread_cond_signal(&p->work);
-    pthread_mutex_unlock(&p->lock);
-}
-
-struct sync_args {
-    const int *fds;
-    int *errs;
-    bool data_only;
-};
-
-static void sync_fn(void *arg, size_t i)
-{
-    struct sync_args *a = arg;
-    a->errs[i] = (a->data_only ? fdatasync(a->fds[i]) : fsync(a->fds[i])) ? errno : 0;
-}
-
-void ims_pool_sync(ims_sync_pool *p, const int *fds, int *errs, size_t n, bool data_only)
-{
-    struct sync_args a = {fds, errs, data_only};
-    ims_pool_run(p, n, sync_fn, &a);
-}
-
-void ims_pool_stop(ims_sync_pool *p)
-{
-    if (!p)
-        return;
-    pthread_mutex_lock(&p->lock);
-    p->stopping = true;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->lock);
-    for (unsigned i = 0; i < p->nthreads; i++)
-        pthread_join(p->threads[i], NULL);
-    pthread_cond_destroy(&p->work);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
-}
-
-int ims_pool_start(unsigned threads, ims_sync_pool **out)
-{
-    *out = NULL;
-    ims_sync_pool *p = calloc(1, sizeof *p);
-    if (!p)
-        return ENOMEM;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->work, NULL);
-    p->tail = &p->queue;
-    if (threads > IMS_SPOOL_IO_THREADS)
-        threads = IMS_SPOOL_IO_THREADS;
-    /* Fewer threads than asked (pthread_create failing) only makes a round less parallel. */
-    while (p->nthreads < threads &&
-           pthread_create(&p->threads[p->nthreads], NULL, pool_worker, p) == 0)
-        p->nthreads++;
-    *out = p;
-    return 0;
-}
-
 /* --- events ---------------------------------------------------------------------------- */
 
 /* queue_event - keep an event for ims_spool_dispatch: the log's sink is the program's and
@@ -329,16 +160,6 @@ static void spool_event_fmt(ims_spool *sp, unsigned id, ims_category cat, ims_se
 
 /* --- queue ids and the envelope -------------------------------------------------------- */
 
-bool ims_spool_id_valid(const char *name)
-{
-    size_t i = 0;
-    for (; name[i]; i++)
-        if (i >= IMS_QUEUE_ID_LEN ||
-            !((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'A' && name[i] <= 'F')))
-            return false;
-    return i == IMS_QUEUE_ID_LEN;
-}
-
 /* new_id - seconds since the epoch, then a counter that starts at a random value at open:
  * ids sort by time, and two starts within one second do not collide unless their counters
  * meet. Collisions that remain are caught by O_EXCL and RENAME_NOREPLACE. */
@@ -348,18 +169,9 @@ static void new_id(ims_spool *sp, char id[IMS_QUEUE_ID_LEN + 1])
     snprintf(id, IMS_QUEUE_ID_LEN + 1, "%08" PRIX32 "%08" PRIX32, (uint32_t)time(NULL), c);
 }
 
-/* field_ok - a value that fits on its line of the spool file and in a header. */
-static bool field_ok(const char *s, bool may_be_empty)
-{
-    if (!s)
-        return false;
-    size_t n = strcspn(s, "\r\n\t");
-    return s[n] == 0 && n <= IMS_SPOOL_MAX_FIELD && (n > 0 || may_be_empty);
-}
-
 static bool opt_ok(const char *s)
 {
-    return !s || !*s || (field_ok(s, false) && strcmp(s, "-") != 0);
+    return !s || !*s || (ims_spool_field_ok(s, false) && strcmp(s, "-") != 0);
 }
 
 static int envelope_check(const ims_envelope *env)
@@ -367,14 +179,16 @@ static int envelope_check(const ims_envelope *env)
     if (!env || !env->rcpts || env->nrcpt == 0 || env->nrcpt > IMS_SPOOL_MAX_RCPTS)
         return EINVAL;
     smtp_ip ip;
-    if (!field_ok(env->sender, true) || (env->client_ip && smtp_ip_parse(env->client_ip, &ip)) ||
-        (env->helo && !field_ok(env->helo, false)) || (env->host && !field_ok(env->host, false)) ||
-        !opt_ok(env->envid) || !opt_ok(env->ret))
+    if (!ims_spool_field_ok(env->sender, true) ||
+        (env->client_ip && smtp_ip_parse(env->client_ip, &ip)) ||
+        (env->helo && !ims_spool_field_ok(env->helo, false)) ||
+        (env->host && !ims_spool_field_ok(env->host, false)) || !opt_ok(env->envid) ||
+        !opt_ok(env->ret))
         return EINVAL;
     for (size_t i = 0; i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
-        if (!field_ok(r->address, false) || !field_ok(r->maildir, false) || r->maildir[0] != '/' ||
-            !opt_ok(r->notify) || !opt_ok(r->orcpt))
+        if (!ims_spool_field_ok(r->address, false) || !ims_spool_field_ok(r->maildir, false) ||
+            r->maildir[0] != '/' || !opt_ok(r->notify) || !opt_ok(r->orcpt))
             return EINVAL;
     }
     return 0;
@@ -829,352 +643,7 @@ void ims_spool_close(ims_spool *sp)
     spool_free(sp);
 }
 
-/* --- reading a spool file -------------------------------------------------------------- */
-
-void ims_spool_file_free(ims_spool_file *f)
-{
-    free(f->sender);
-    free(f->client_ip);
-    free(f->helo);
-    free(f->host);
-    free(f->envid);
-    free(f->ret);
-    for (size_t i = 0; i < f->nrcpt; i++) {
-        free(f->rcpts[i].address);
-        free(f->rcpts[i].maildir);
-        free(f->rcpts[i].notify);
-        free(f->rcpts[i].orcpt);
-    }
-    free(f->rcpts);
-    memset(f, 0, sizeof *f);
-}
-
-/* set_once - a string field that may appear once. */
-static int set_once(char **field, const char *v)
-{
-    if (*field)
-        return EBADMSG;
-    return (*field = strdup(v)) ? 0 : ENOMEM;
-}
-
-static int parse_uint(const char *v, uint64_t *out)
-{
-    if (!*v)
-        return EBADMSG;
-    uint64_t x = 0;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9' || x > (UINT64_MAX - 9) / 10)
-            return EBADMSG;
-        x = x * 10 + (uint64_t)(*v - '0');
-    }
-    *out = x;
-    return 0;
-}
-
-static int parse_rcpt(ims_spool_file *f, char *v)
-{
-    char *part[4];
-    for (int i = 0; i < 4; i++) {
-        part[i] = v;
-        char *tab = strchr(v, '\t');
-        if ((i < 3) != (tab != NULL))
-            return EBADMSG;
-        if (tab) {
-            *tab = 0;
-            v = tab + 1;
-        }
-    }
-    if (!part[2][0] || part[3][0] != '/' || f->nrcpt >= IMS_SPOOL_MAX_RCPTS)
-        return EBADMSG;
-    if ((f->nrcpt & (f->nrcpt - 1)) == 0) { /* grow at powers of two */
-        size_t cap = f->nrcpt ? f->nrcpt * 2 : 1;
-        ims_spool_rcpt_rec *r = realloc(f->rcpts, cap * sizeof *r);
-        if (!r)
-            return ENOMEM;
-        f->rcpts = r;
-    }
-    ims_spool_rcpt_rec *r = &f->rcpts[f->nrcpt];
-    memset(r, 0, sizeof *r);
-    f->nrcpt++;
-    r->address = strdup(part[2]);
-    r->maildir = strdup(part[3]);
-    r->notify = strcmp(part[0], "-") ? strdup(part[0]) : NULL;
-    r->orcpt = strcmp(part[1], "-") ? strdup(part[1]) : NULL;
-    if (!r->address || !r->maildir || (strcmp(part[0], "-") && !r->notify) ||
-        (strcmp(part[1], "-") && !r->orcpt))
-        return ENOMEM;
-    return 0;
-}
-
-/* parse_line - one "key value" line of the envelope. */
-static int parse_line(ims_spool_file *f, char *line, bool *have_time, bool *have_size)
-{
-    char *v = strchr(line, ' ');
-    if (!v)
-        return EBADMSG;
-    *v++ = 0;
-    uint64_t x;
-    if (!strcmp(line, "id")) {
-        if (f->id[0] || !ims_spool_id_valid(v))
-            return EBADMSG;
-        memcpy(f->id, v, IMS_QUEUE_ID_LEN + 1);
-        return 0;
-    }
-    if (!strcmp(line, "time")) {
-        if (*have_time || parse_uint(v, &x) || x > INT64_MAX)
-            return EBADMSG;
-        f->time = (time_t)x;
-        *have_time = true;
-        return 0;
-    }
-    if (!strcmp(line, "size")) {
-        if (*have_size || strlen(v) != SPOOL_SIZE_DIGITS || parse_uint(v, &f->content_len))
-            return EBADMSG;
-        *have_size = true;
-        return 0;
-    }
-    if (!strcmp(line, "client"))
-        return set_once(&f->client_ip, v);
-    if (!strcmp(line, "helo"))
-        return set_once(&f->helo, v);
-    if (!strcmp(line, "host"))
-        return *v ? set_once(&f->host, v) : EBADMSG;
-    if (!strcmp(line, "from"))
-        return set_once(&f->sender, v);
-    if (!strcmp(line, "envid"))
-        return set_once(&f->envid, v);
-    if (!strcmp(line, "ret"))
-        return set_once(&f->ret, v);
-    if (!strcmp(line, "rcpt"))
-        return parse_rcpt(f, v);
-    return EBADMSG; /* version 1 has no other keys */
-}
-
-/* read_envelope - bytes from the start of the file through the empty line that ends the
- * envelope; *len gets the envelope's length with that line. */
-static int read_envelope(int fd, buf *b, size_t *len)
-{
-    for (;;) {
-        if (b->len >= SPOOL_MAX_ENVELOPE)
-            return EBADMSG;
-        int rc = buf_reserve(b, SPOOL_READ_CHUNK);
-        if (rc)
-            return rc;
-        ssize_t r = pread(fd, b->data + b->len, SPOOL_READ_CHUNK, (off_t)b->len);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        if (r == 0)
-            return EBADMSG;
-        size_t from = b->len ? b->len - 1 : 0;
-        b->len += (size_t)r;
-        for (size_t i = from; i + 1 < b->len; i++)
-            if (b->data[i] == '\n' && b->data[i + 1] == '\n') {
-                *len = i + 2;
-                return 0;
-            }
-    }
-}
-
-/* read_status - the "done <index>" records after the content. A line cut short by a crash
- * during its append, or unreadable, counts as not written: delivery then finds the copy
- * already there (EEXIST) and records it again. */
-static int read_status(int fd, ims_spool_file *f)
-{
-    uint64_t from = f->content_off + f->content_len;
-    if (f->file_size <= from)
-        return 0;
-    size_t n = (size_t)(f->file_size - from);
-    if (n > SPOOL_MAX_ENVELOPE)
-        n = SPOOL_MAX_ENVELOPE;
-    char *p = malloc(n + 1);
-    if (!p)
-        return ENOMEM;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, p + got, n - got, (off_t)(from + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    p[got] = 0;
-    for (char *line = p, *nl; (nl = memchr(line, '\n', got - (size_t)(line - p))); line = nl + 1) {
-        *nl = 0;
-        uint64_t idx;
-        if (!strncmp(line, "done ", 5) && !parse_uint(line + 5, &idx) && idx < f->nrcpt)
-            f->rcpts[idx].done = true;
-    }
-    free(p);
-    return 0;
-}
-
-int ims_spool_file_read(int fd, ims_spool_file *f)
-{
-    memset(f, 0, sizeof *f);
-    buf b = BUF_INIT;
-    size_t envlen = 0;
-    int rc = read_envelope(fd, &b, &envlen);
-    if (!rc) {
-        b.data[envlen - 1] = 0; /* the envelope as one string, without its empty line */
-        char *save = NULL, *line = strtok_r((char *)b.data, "\n", &save);
-        if (!line || strcmp(line, SPOOL_MAGIC))
-            rc = EBADMSG;
-        bool have_time = false, have_size = false;
-        while (!rc && (line = strtok_r(NULL, "\n", &save)))
-            rc = parse_line(f, line, &have_time, &have_size);
-        if (!rc && (!f->id[0] || !have_time || !have_size || !f->client_ip || !f->helo ||
-                    !f->host || !f->sender || !f->nrcpt))
-            rc = EBADMSG;
-    }
-    buf_free(&b);
-    struct stat st;
-    if (!rc && fstat(fd, &st))
-        rc = errno;
-    if (!rc) {
-        f->content_off = envlen;
-        f->file_size = (uint64_t)st.st_size;
-        if (f->file_size < f->content_off || f->file_size - f->content_off < f->content_len)
-            rc = EBADMSG; /* cut short */
-    }
-    if (!rc)
-        rc = read_status(fd, f);
-    if (rc)
-        ims_spool_file_free(f);
-    return rc;
-}
-
 /* --- open and recovery ----------------------------------------------------------------- */
-
-static bool is_regular(int dirfd, const struct dirent *d)
-{
-    if (d->d_type == DT_REG)
-        return true;
-    if (d->d_type != DT_UNKNOWN)
-        return false;
-    struct stat st;
-    return fstatat(dirfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-}
-
-/* clean_work - delete every file in Work: none of them was acknowledged. */
-static size_t clean_work(ims_spool *sp)
-{
-    int fd = openat(sp->work_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0)
-            close(fd);
-        return 0;
-    }
-    size_t removed = 0;
-    struct dirent *d;
-    while ((d = readdir(dir)))
-        if (is_regular(sp->work_fd, d) && unlinkat(sp->work_fd, d->d_name, 0) == 0)
-            removed++;
-    closedir(dir);
-    return removed;
-}
-
-typedef struct id_list {
-    char (*ids)[IMS_QUEUE_ID_LEN + 1];
-    size_t n, cap;
-} id_list;
-
-static int id_cmp(const void *a, const void *b)
-{
-    return strcmp(a, b);
-}
-
-/* check_in_file - true when In/<name> is a spool file of ours whose id is its name. */
-static bool check_in_file(ims_spool *sp, const char *name, int *err)
-{
-    *err = 0;
-    if (!ims_spool_id_valid(name))
-        return false;
-    int fd = openat(sp->in_fd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        *err = errno;
-        return false;
-    }
-    ims_spool_file f;
-    int rc = ims_spool_file_read(fd, &f);
-    close(fd);
-    if (rc) {
-        if (rc != EBADMSG)
-            *err = rc;
-        return false;
-    }
-    bool ok = !strcmp(f.id, name);
-    ims_spool_file_free(&f);
-    return ok;
-}
-
-/* scan_in - the acknowledged messages in In (sorted: ids start with the time), and files that
- * are not spool files moved to In/Archive. */
-static int scan_in(ims_spool *sp, id_list *out, size_t *archived)
-{
-    int fd = openat(sp->in_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        int rc = errno;
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
-    int archive_fd = openat(sp->in_fd, "Archive", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = 0;
-    struct dirent *d;
-    while (!rc && (d = readdir(dir))) {
-        if (!is_regular(sp->in_fd, d))
-            continue;
-        int err;
-        if (check_in_file(sp, d->d_name, &err)) {
-            if (out->n == out->cap) {
-                size_t cap = out->cap ? out->cap * 2 : 64;
-                void *p = realloc(out->ids, cap * sizeof *out->ids);
-                if (!p) {
-                    rc = ENOMEM;
-                    break;
-                }
-                out->ids = p;
-                out->cap = cap;
-            }
-            memcpy(out->ids[out->n++], d->d_name, IMS_QUEUE_ID_LEN + 1);
-            continue;
-        }
-        if (err) {
-            /* Unreadable now (a permission, an I/O error): leave it where it is. */
-            ims_log_event(sp->log, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                          "Unable to read the spool file %s/In/%s: %s", sp->root, d->d_name,
-                          strerror(err));
-            continue;
-        }
-        int mv = archive_fd < 0                                          ? errno
-                 : renameat(sp->in_fd, d->d_name, archive_fd, d->d_name) ? errno
-                                                                         : 0;
-        if (!mv)
-            (*archived)++;
-        ims_log_event(sp->log, IMS_EV_SPOOL_ARCHIVED, IMS_CAT_MESSAGE_ARCHIVAL, IMS_SEV_ERROR,
-                      IMS_LEVEL_NONE,
-                      mv ? "The file %s/In/%s is not a spool file this service can read; "
-                           "moving it to In/Archive failed: %s"
-                         : "The file %s/In/%s is not a spool file this service can read; "
-                           "it was moved to In/Archive%s",
-                      sp->root, d->d_name, mv ? strerror(mv) : "");
-    }
-    closedir(dir);
-    if (archive_fd >= 0) {
-        if (*archived)
-            fsync(archive_fd);
-        close(archive_fd);
-    }
-    if (!rc && out->n)
-        qsort(out->ids, out->n, sizeof *out->ids, id_cmp);
-    return rc;
-}
 
 static int open_dir(const char *root, const char *sub, int *fd)
 {
@@ -1208,7 +677,7 @@ static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_optio
     } else if (gethostname(sp->host, sizeof sp->host - 1)) {
         snprintf(sp->host, sizeof sp->host, "localhost");
     }
-    if (!field_ok(sp->host, false))
+    if (!ims_spool_field_ok(sp->host, false))
         return EINVAL;
     uint32_t start;
     int rc = base_random(&start, sizeof start);
@@ -1245,12 +714,11 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
     if (!sp)
         return ENOMEM;
     int rc = spool_init(sp, root_dir, opt);
-    id_list ids = {0};
+    ims_id_list ids = {0};
     size_t removed = 0, archived = 0;
-    if (!rc) {
-        removed = clean_work(sp);
-        rc = scan_in(sp, &ids, &archived);
-    }
+    if (!rc)
+        rc =
+            ims_spool_recover(sp->work_fd, sp->in_fd, sp->root, sp->log, &ids, &removed, &archived);
     if (!rc && opt->mts_in) {
         ims_deliver_config dc = {
             .root_dir = root_dir,

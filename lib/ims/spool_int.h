@@ -1,5 +1,6 @@
-/* spool_int.h - lib/ims's private contract between spool.c, deliver.c and tracking.c (and the
- * unit tests): the spool file format, the I/O pool and the delivery thread. */
+/* spool_int.h - lib/ims's private contract between the spool's files (spool.c: writing and
+ * commit rounds; spoolfile.c: the format; recover.c: start-up recovery; pool.c: the I/O pool),
+ * deliver.c and tracking.c, and the unit tests. */
 #ifndef IMS_SPOOL_INT_H
 #define IMS_SPOOL_INT_H
 
@@ -28,12 +29,31 @@ typedef struct ims_spool_file {
     uint64_t file_size;
 } ims_spool_file;
 
+#define SPOOL_MAGIC "IMS-SPOOL 1"
+#define SPOOL_MAGIC_PREFIX "IMS-SPOOL " /* any version: a newer one is "unknown", not "bad" */
+#define SPOOL_SIZE_DIGITS 20            /* the size field is fixed-width: patched at commit */
+
+/* ims_spool_field_ok - s fits on its line of the spool file and in a header: no CR, LF or
+ * tab, at most IMS_SPOOL_MAX_FIELD bytes, empty only when may_be_empty. */
+bool ims_spool_field_ok(const char *s, bool may_be_empty);
+
 /* ims_spool_file_read - parse the spool file open on fd. EBADMSG when it is not a spool file
  * of a known version or is cut short; an errno value for a read error. */
 int ims_spool_file_read(int fd, ims_spool_file *f);
 void ims_spool_file_free(ims_spool_file *f);
 /* ims_spool_id_valid - name is a queue id (IMS_QUEUE_ID_LEN upper-case hex digits). */
 bool ims_spool_id_valid(const char *name);
+
+/* Recovery (recover.c): ims_spool_recover deletes every file in Work (none was acknowledged)
+ * and lists in ids (sorted: ids start with the time) the spool files of In, moving files that
+ * are not spool files to In/Archive (event 4117 each; root names RootDir in the texts).
+ * *removed and *archived count them. ids->ids is the caller's to free. 0 or an errno value. */
+typedef struct ims_id_list {
+    char (*ids)[IMS_QUEUE_ID_LEN + 1];
+    size_t n, cap;
+} ims_id_list;
+int ims_spool_recover(int work_fd, int in_fd, const char *root, ims_log *log, ims_id_list *ids,
+                      size_t *removed, size_t *archived);
 
 /* The I/O pool: ims_pool_run calls fn(arg, i) for i in [0, n) from the pool's threads and the
  * caller's at once, and returns when all are done. Several callers may run batches at once.

@@ -1,0 +1,147 @@
+/* recover.c - start-up recovery of the spool: what is in Work was never acknowledged and goes;
+ * what is in In was, and is handed back for delivery; what cannot be read goes to In/Archive. */
+#include "ims/spool_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+static bool is_regular(int dirfd, const struct dirent *d)
+{
+    if (d->d_type == DT_REG)
+        return true;
+    if (d->d_type != DT_UNKNOWN)
+        return false;
+    struct stat st;
+    return fstatat(dirfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
+/* clean_work - delete every file in Work: none of them was acknowledged. */
+static size_t clean_work(int work_fd)
+{
+    int fd = openat(work_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    size_t removed = 0;
+    struct dirent *d;
+    while ((d = readdir(dir)))
+        if (is_regular(work_fd, d) && unlinkat(work_fd, d->d_name, 0) == 0)
+            removed++;
+    closedir(dir);
+    return removed;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* check_in_file - true when In/<name> is a spool file of ours whose id is its name. */
+static bool check_in_file(int in_fd, const char *name, int *err)
+{
+    *err = 0;
+    if (!ims_spool_id_valid(name))
+        return false;
+    int fd = openat(in_fd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *err = errno;
+        return false;
+    }
+    ims_spool_file f;
+    int rc = ims_spool_file_read(fd, &f);
+    close(fd);
+    if (rc) {
+        if (rc != EBADMSG)
+            *err = rc;
+        return false;
+    }
+    bool ok = !strcmp(f.id, name);
+    ims_spool_file_free(&f);
+    return ok;
+}
+
+/* scan_in - the acknowledged messages in In (sorted: ids start with the time), and files that
+ * are not spool files moved to In/Archive. */
+static int scan_in(int in_fd, const char *root, ims_log *log, ims_id_list *out,
+                   size_t *archived)
+{
+    int fd = openat(in_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        int rc = errno;
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    int archive_fd = openat(in_fd, "Archive", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+    struct dirent *d;
+    while (!rc && (d = readdir(dir))) {
+        if (!is_regular(in_fd, d))
+            continue;
+        int err;
+        if (check_in_file(in_fd, d->d_name, &err)) {
+            if (out->n == out->cap) {
+                size_t cap = out->cap ? out->cap * 2 : 64;
+                void *p = realloc(out->ids, cap * sizeof *out->ids);
+                if (!p) {
+                    rc = ENOMEM;
+                    break;
+                }
+                out->ids = p;
+                out->cap = cap;
+            }
+            memcpy(out->ids[out->n++], d->d_name, IMS_QUEUE_ID_LEN + 1);
+            continue;
+        }
+        if (err) {
+            /* Unreadable now (a permission, an I/O error): leave it where it is. */
+            ims_log_event(log, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                          "Unable to read the spool file %s/In/%s: %s", root, d->d_name,
+                          strerror(err));
+            continue;
+        }
+        int mv = archive_fd < 0                                      ? errno
+                 : renameat(in_fd, d->d_name, archive_fd, d->d_name) ? errno
+                                                                     : 0;
+        if (!mv)
+            (*archived)++;
+        ims_log_event(log, IMS_EV_SPOOL_ARCHIVED, IMS_CAT_MESSAGE_ARCHIVAL, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      mv ? "The file %s/In/%s is not a spool file this service can read; "
+                           "moving it to In/Archive failed: %s"
+                         : "The file %s/In/%s is not a spool file this service can read; "
+                           "it was moved to In/Archive%s",
+                      root, d->d_name, mv ? strerror(mv) : "");
+    }
+    closedir(dir);
+    if (archive_fd >= 0) {
+        if (*archived)
+            fsync(archive_fd);
+        close(archive_fd);
+    }
+    if (!rc && out->n)
+        qsort(out->ids, out->n, sizeof *out->ids, id_cmp);
+    return rc;
+}
+
+int ims_spool_recover(int work_fd, int in_fd, const char *root, ims_log *log, ims_id_list *ids,
+                      size_t *removed, size_t *archived)
+{
+    *removed = clean_work(work_fd);
+    *archived = 0;
+    return scan_in(in_fd, root, log, ids, archived);
+}

@@ -1,0 +1,253 @@
+/* spoolfile.c - the spool file format: queue ids, the rules for envelope fields, and the
+ * reader of a spool file with the status records delivery appended to it. */
+#include "ims/spool_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+#define SPOOL_MAX_ENVELOPE (16u << 20) /* bytes of envelope (or of status) a reader accepts */
+#define SPOOL_READ_CHUNK 4096
+
+bool ims_spool_id_valid(const char *name)
+{
+    size_t i = 0;
+    for (; name[i]; i++)
+        if (i >= IMS_QUEUE_ID_LEN ||
+            !((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'A' && name[i] <= 'F')))
+            return false;
+    return i == IMS_QUEUE_ID_LEN;
+}
+
+bool ims_spool_field_ok(const char *s, bool may_be_empty)
+{
+    if (!s)
+        return false;
+    size_t n = strcspn(s, "\r\n\t");
+    return s[n] == 0 && n <= IMS_SPOOL_MAX_FIELD && (n > 0 || may_be_empty);
+}
+
+void ims_spool_file_free(ims_spool_file *f)
+{
+    free(f->sender);
+    free(f->client_ip);
+    free(f->helo);
+    free(f->host);
+    free(f->envid);
+    free(f->ret);
+    for (size_t i = 0; i < f->nrcpt; i++) {
+        free(f->rcpts[i].address);
+        free(f->rcpts[i].maildir);
+        free(f->rcpts[i].notify);
+        free(f->rcpts[i].orcpt);
+    }
+    free(f->rcpts);
+    memset(f, 0, sizeof *f);
+}
+
+/* set_once - a string field that may appear once. */
+static int set_once(char **field, const char *v)
+{
+    if (*field)
+        return EBADMSG;
+    return (*field = strdup(v)) ? 0 : ENOMEM;
+}
+
+static int parse_uint(const char *v, uint64_t *out)
+{
+    if (!*v)
+        return EBADMSG;
+    uint64_t x = 0;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || x > (UINT64_MAX - 9) / 10)
+            return EBADMSG;
+        x = x * 10 + (uint64_t)(*v - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_rcpt(ims_spool_file *f, char *v)
+{
+    char *part[4];
+    for (int i = 0; i < 4; i++) {
+        part[i] = v;
+        char *tab = strchr(v, '\t');
+        if ((i < 3) != (tab != NULL))
+            return EBADMSG;
+        if (tab) {
+            *tab = 0;
+            v = tab + 1;
+        }
+    }
+    if (!part[2][0] || part[3][0] != '/' || f->nrcpt >= IMS_SPOOL_MAX_RCPTS)
+        return EBADMSG;
+    if ((f->nrcpt & (f->nrcpt - 1)) == 0) { /* grow at powers of two */
+        size_t cap = f->nrcpt ? f->nrcpt * 2 : 1;
+        ims_spool_rcpt_rec *r = realloc(f->rcpts, cap * sizeof *r);
+        if (!r)
+            return ENOMEM;
+        f->rcpts = r;
+    }
+    ims_spool_rcpt_rec *r = &f->rcpts[f->nrcpt];
+    memset(r, 0, sizeof *r);
+    f->nrcpt++;
+    r->address = strdup(part[2]);
+    r->maildir = strdup(part[3]);
+    r->notify = strcmp(part[0], "-") ? strdup(part[0]) : NULL;
+    r->orcpt = strcmp(part[1], "-") ? strdup(part[1]) : NULL;
+    if (!r->address || !r->maildir || (strcmp(part[0], "-") && !r->notify) ||
+        (strcmp(part[1], "-") && !r->orcpt))
+        return ENOMEM;
+    return 0;
+}
+
+/* parse_line - one "key value" line of the envelope. */
+static int parse_line(ims_spool_file *f, char *line, bool *have_time, bool *have_size)
+{
+    char *v = strchr(line, ' ');
+    if (!v)
+        return EBADMSG;
+    *v++ = 0;
+    uint64_t x;
+    if (!strcmp(line, "id")) {
+        if (f->id[0] || !ims_spool_id_valid(v))
+            return EBADMSG;
+        memcpy(f->id, v, IMS_QUEUE_ID_LEN + 1);
+        return 0;
+    }
+    if (!strcmp(line, "time")) {
+        if (*have_time || parse_uint(v, &x) || x > INT64_MAX)
+            return EBADMSG;
+        f->time = (time_t)x;
+        *have_time = true;
+        return 0;
+    }
+    if (!strcmp(line, "size")) {
+        if (*have_size || strlen(v) != SPOOL_SIZE_DIGITS || parse_uint(v, &f->content_len))
+            return EBADMSG;
+        *have_size = true;
+        return 0;
+    }
+    if (!strcmp(line, "client"))
+        return set_once(&f->client_ip, v);
+    if (!strcmp(line, "helo"))
+        return set_once(&f->helo, v);
+    if (!strcmp(line, "host"))
+        return *v ? set_once(&f->host, v) : EBADMSG;
+    if (!strcmp(line, "from"))
+        return set_once(&f->sender, v);
+    if (!strcmp(line, "envid"))
+        return set_once(&f->envid, v);
+    if (!strcmp(line, "ret"))
+        return set_once(&f->ret, v);
+    if (!strcmp(line, "rcpt"))
+        return parse_rcpt(f, v);
+    return EBADMSG; /* version 1 has no other keys */
+}
+
+/* read_envelope - bytes from the start of the file through the empty line that ends the
+ * envelope; *len gets the envelope's length with that line. */
+static int read_envelope(int fd, buf *b, size_t *len)
+{
+    for (;;) {
+        if (b->len >= SPOOL_MAX_ENVELOPE)
+            return EBADMSG;
+        int rc = buf_reserve(b, SPOOL_READ_CHUNK);
+        if (rc)
+            return rc;
+        ssize_t r = pread(fd, b->data + b->len, SPOOL_READ_CHUNK, (off_t)b->len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (r == 0)
+            return EBADMSG;
+        size_t from = b->len ? b->len - 1 : 0;
+        b->len += (size_t)r;
+        for (size_t i = from; i + 1 < b->len; i++)
+            if (b->data[i] == '\n' && b->data[i + 1] == '\n') {
+                *len = i + 2;
+                return 0;
+            }
+    }
+}
+
+/* read_status - the "done <index>" records after the content. A line cut short by a crash
+ * during its append, or unreadable, counts as not written: delivery then finds the copy
+ * already there (EEXIST) and records it again. */
+static int read_status(int fd, ims_spool_file *f)
+{
+    uint64_t from = f->content_off + f->content_len;
+    if (f->file_size <= from)
+        return 0;
+    size_t n = (size_t)(f->file_size - from);
+    if (n > SPOOL_MAX_ENVELOPE)
+        n = SPOOL_MAX_ENVELOPE;
+    char *p = malloc(n + 1);
+    if (!p)
+        return ENOMEM;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)(from + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    p[got] = 0;
+    for (char *line = p, *nl; (nl = memchr(line, '\n', got - (size_t)(line - p))); line = nl + 1) {
+        *nl = 0;
+        uint64_t idx;
+        if (!strncmp(line, "done ", 5) && !parse_uint(line + 5, &idx) && idx < f->nrcpt)
+            f->rcpts[idx].done = true;
+    }
+    free(p);
+    return 0;
+}
+
+int ims_spool_file_read(int fd, ims_spool_file *f)
+{
+    memset(f, 0, sizeof *f);
+    buf b = BUF_INIT;
+    size_t envlen = 0;
+    int rc = read_envelope(fd, &b, &envlen);
+    if (!rc) {
+        b.data[envlen - 1] = 0; /* the envelope as one string, without its empty line */
+        char *save = NULL, *line = strtok_r((char *)b.data, "\n", &save);
+        if (!line || strcmp(line, SPOOL_MAGIC))
+            rc = EBADMSG;
+        bool have_time = false, have_size = false;
+        while (!rc && (line = strtok_r(NULL, "\n", &save)))
+            rc = parse_line(f, line, &have_time, &have_size);
+        if (!rc && (!f->id[0] || !have_time || !have_size || !f->client_ip || !f->helo ||
+                    !f->host || !f->sender || !f->nrcpt))
+            rc = EBADMSG;
+    }
+    buf_free(&b);
+    struct stat st;
+    if (!rc && fstat(fd, &st))
+        rc = errno;
+    if (!rc) {
+        f->content_off = envlen;
+        f->file_size = (uint64_t)st.st_size;
+        if (f->file_size < f->content_off || f->file_size - f->content_off < f->content_len)
+            rc = EBADMSG; /* cut short */
+    }
+    if (!rc)
+        rc = read_status(fd, f);
+    if (rc)
+        ims_spool_file_free(f);
+    return rc;
+}
