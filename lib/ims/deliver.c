@@ -49,12 +49,12 @@
 #define DELIVER_BACKOFF_SHIFT 20 /* doublings before the delay stops growing anyway */
 
 typedef struct dl_item {
+    ims_sched_node node; /* first: a node is its item; scheduled while deferred */
     struct dl_item *next;
     char id[IMS_QUEUE_ID_LEN + 1];
     bool recovered; /* look in cur/ too: an earlier copy may have been read and moved there */
     bool finished;  /* set by the round: nothing left to do */
     unsigned attempts;
-    struct timespec due;
 } dl_item;
 
 struct ims_deliverer {
@@ -71,7 +71,7 @@ struct ims_deliverer {
     pthread_mutex_t lock; /* guards the lists, the counters and stopping */
     pthread_cond_t wake;
     dl_item *ready, **ready_tail;
-    dl_item *waiting; /* deferred, each with its due time */
+    ims_sched waiting; /* deferred, by due time (ims_clock_ms) */
     size_t queued;
     bool stopping;
     uint64_t delivered, deferred, finished;
@@ -763,48 +763,35 @@ static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t 
 
 /* --- the thread ------------------------------------------------------------------------ */
 
-static void due_in(ims_deliverer *d, dl_item *it)
+/* backoff_ms - the delay before the next try: retry_min_ms, doubling with each attempt, at
+ * most retry_max_ms. */
+static uint64_t backoff_ms(const ims_deliverer *d, unsigned attempts)
 {
-    unsigned shift = it->attempts > DELIVER_BACKOFF_SHIFT ? DELIVER_BACKOFF_SHIFT : it->attempts;
+    unsigned shift = attempts > DELIVER_BACKOFF_SHIFT ? DELIVER_BACKOFF_SHIFT : attempts;
     uint64_t ms = (uint64_t)d->retry_min_ms << shift;
-    if (ms > d->retry_max_ms)
-        ms = d->retry_max_ms;
-    clock_gettime(CLOCK_MONOTONIC, &it->due);
-    it->due.tv_sec += (time_t)(ms / 1000);
-    it->due.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (it->due.tv_nsec >= 1000000000L) {
-        it->due.tv_nsec -= 1000000000L;
-        it->due.tv_sec++;
-    }
+    return ms > d->retry_max_ms ? d->retry_max_ms : ms;
 }
 
-static bool ts_before(const struct timespec *a, const struct timespec *b)
+/* promote - deferred messages whose time has come go back to the ready list. Returns whether
+ * any stay, with *next the earliest due time (ims_clock_ms) of those. */
+static bool promote(ims_deliverer *d, uint64_t *next)
 {
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+    uint64_t now = ims_clock_ms();
+    ims_sched_node *n;
+    while ((n = ims_sched_pop_due(&d->waiting, now))) {
+        dl_item *it = (dl_item *)n;
+        it->next = NULL;
+        *d->ready_tail = it;
+        d->ready_tail = &it->next;
+    }
+    return ims_sched_next(&d->waiting, next);
 }
 
-/* promote - deferred messages whose time has come go back to the ready list; *next gets the
- * earliest due time of those that stay. Returns whether any stay. */
-static bool promote(ims_deliverer *d, struct timespec *next)
+/* abs_monotonic - the CLOCK_MONOTONIC time at ms, for pthread_cond_timedwait. */
+static struct timespec abs_monotonic(uint64_t ms)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    bool any = false;
-    for (dl_item **pp = &d->waiting; *pp;) {
-        dl_item *it = *pp;
-        if (!ts_before(&now, &it->due)) {
-            *pp = it->next;
-            it->next = NULL;
-            *d->ready_tail = it;
-            d->ready_tail = &it->next;
-            continue;
-        }
-        if (!any || ts_before(&it->due, next))
-            *next = it->due;
-        any = true;
-        pp = &it->next;
-    }
-    return any;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    return ts;
 }
 
 static void *deliver_main(void *arg)
@@ -813,11 +800,12 @@ static void *deliver_main(void *arg)
     dl_item *round[DELIVER_ROUND];
     pthread_mutex_lock(&d->lock);
     while (!d->stopping) {
-        struct timespec next;
+        uint64_t next;
         bool waiting = promote(d, &next);
         if (!d->ready) {
+            struct timespec at = abs_monotonic(next);
             if (waiting)
-                pthread_cond_timedwait(&d->wake, &d->lock, &next);
+                pthread_cond_timedwait(&d->wake, &d->lock, &at);
             else
                 pthread_cond_wait(&d->wake, &d->lock);
             continue;
@@ -847,10 +835,13 @@ static void *deliver_main(void *arg)
             /* A retry looks in cur/ too: this round may have linked a copy it did not
              * record, and a mail reader may move it before the retry. */
             it->recovered = true;
-            due_in(d, it);
+            uint64_t due = ims_clock_ms() + backoff_ms(d, it->attempts);
             it->attempts++;
-            it->next = d->waiting;
-            d->waiting = it;
+            if (ims_sched_add(&d->waiting, &it->node, due)) {
+                it->next = NULL; /* no memory to wait in: try again at once, rather than lose it */
+                *d->ready_tail = it;
+                d->ready_tail = &it->next;
+            }
         }
     }
     pthread_mutex_unlock(&d->lock);
@@ -895,7 +886,9 @@ static void free_list(dl_item *it)
 static void deliverer_free(ims_deliverer *d)
 {
     free_list(d->ready);
-    free_list(d->waiting);
+    for (ims_sched_node *n; (n = ims_sched_pop_due(&d->waiting, UINT64_MAX));)
+        free(n);
+    ims_sched_fini(&d->waiting);
     int fds[] = {d->in_fd, d->archive_fd, d->mts_new_fd, d->mts_tmp_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
@@ -965,6 +958,7 @@ int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
     if (!d)
         return ENOMEM;
     d->in_fd = d->archive_fd = d->mts_new_fd = d->mts_tmp_fd = -1;
+    ims_sched_init(&d->waiting);
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -405,6 +405,45 @@ int ims_tracking_write(ims_tracking *t, time_t when, unsigned event, const char 
                        const char *host);
 void ims_tracking_close(ims_tracking *t);
 
+/* --- time and the scheduler ------------------------------------------------------------ */
+
+/* ims_clock_ms - now, in milliseconds of CLOCK_MONOTONIC: the one clock that schedules and
+ * time-outs are measured on. The scheduler never reads it: its callers pass "now" in, so
+ * tests drive time as they like. */
+uint64_t ims_clock_ms(void);
+
+/* ims_sched - what waits for its next try, earliest first (a binary min-heap: adding,
+ * removing and taking the earliest cost O(log n); nothing is ever scanned). The caller embeds
+ * an ims_sched_node in each of its items and owns them; the scheduler only orders them. Equal
+ * due times come out in the order they were added. Not thread-safe: one owner. */
+typedef struct ims_sched_node {
+    uint64_t due; /* when it is due (the caller's clock, ims_clock_ms) */
+    uint64_t seq; /* the order it was added in, for ties */
+    size_t slot;  /* its place + 1 while scheduled; 0 when not */
+} ims_sched_node;
+
+typedef struct ims_sched {
+    ims_sched_node **heap;
+    size_t n, cap;
+    uint64_t next_seq;
+} ims_sched;
+
+/* ims_sched_init - an empty scheduler. ims_sched_fini frees its array (not the nodes, which
+ * are the caller's) and leaves every node unscheduled. */
+void ims_sched_init(ims_sched *s);
+void ims_sched_fini(ims_sched *s);
+/* ims_sched_add - schedule node at due (moved there if it was scheduled). 0 or ENOMEM (the
+ * node is then not scheduled). */
+int ims_sched_add(ims_sched *s, ims_sched_node *node, uint64_t due);
+/* ims_sched_remove - unschedule node (nothing when it is not scheduled). */
+void ims_sched_remove(ims_sched *s, ims_sched_node *node);
+/* ims_sched_pop_due - the earliest node if it is due at now (due <= now), unscheduled; else
+ * NULL. */
+ims_sched_node *ims_sched_pop_due(ims_sched *s, uint64_t now);
+/* ims_sched_next - *due gets the earliest due time; false when nothing is scheduled. */
+bool ims_sched_next(const ims_sched *s, uint64_t *due);
+size_t ims_sched_count(const ims_sched *s);
+
 /* --- the spool -------------------------------------------------------------------------- */
 
 typedef struct ims_spool ims_spool;

@@ -389,6 +389,100 @@ static void test_router(void **state)
     dir_close(d);
 }
 
+/* The scheduler against a plain model: random adds, moves, removals and pops (fixed seed),
+ * and after each step the earliest node is the model's; ties come out in order of adding. */
+struct sitem {
+    ims_sched_node node;
+    int id;
+    bool in;
+    uint64_t due;
+    uint64_t order; /* when it was last added */
+};
+
+static struct sitem *model_first(struct sitem *v, size_t n)
+{
+    struct sitem *best = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].in &&
+            (!best || v[i].due < best->due || (v[i].due == best->due && v[i].order < best->order)))
+            best = &v[i];
+    return best;
+}
+
+static void test_sched(void **state)
+{
+    (void)state;
+    ims_sched s;
+    ims_sched_init(&s);
+    uint64_t due;
+    assert_false(ims_sched_next(&s, &due));
+    assert_null(ims_sched_pop_due(&s, UINT64_MAX));
+    /* The plain cases: order, ties, not yet due, moving, removing. */
+    struct sitem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
+    assert_int_equal(ims_sched_add(&s, &a.node, 300), 0);
+    assert_int_equal(ims_sched_add(&s, &b.node, 100), 0);
+    assert_int_equal(ims_sched_add(&s, &c.node, 100), 0);
+    assert_true(ims_sched_next(&s, &due));
+    assert_int_equal(due, 100);
+    assert_null(ims_sched_pop_due(&s, 99));
+    assert_ptr_equal(ims_sched_pop_due(&s, 100), &b.node); /* b before c: added first */
+    assert_int_equal(ims_sched_add(&s, &a.node, 50), 0);   /* moved ahead */
+    assert_int_equal(ims_sched_count(&s), 2);
+    assert_ptr_equal(ims_sched_pop_due(&s, 1000), &a.node);
+    ims_sched_remove(&s, &c.node);
+    ims_sched_remove(&s, &c.node); /* twice: nothing */
+    assert_int_equal(ims_sched_count(&s), 0);
+    assert_int_equal(c.node.slot, 0);
+    /* Against the model. */
+    enum { N = 200, STEPS = 20000 };
+    static struct sitem v[N];
+    memset(v, 0, sizeof v);
+    uint64_t order = 0, now = 0;
+    unsigned seed = 12345;
+    for (int step = 0; step < STEPS; step++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned r = (seed >> 8) % 100;
+        struct sitem *it = &v[(seed >> 16) % N];
+        it->id = (int)(it - v);
+        if (r < 50) { /* add or move */
+            it->due = now + ((seed >> 4) % 64);
+            it->order = order++;
+            it->in = true;
+            assert_int_equal(ims_sched_add(&s, &it->node, it->due), 0);
+        } else if (r < 65) {
+            ims_sched_remove(&s, &it->node);
+            it->in = false;
+        } else { /* time passes; take what is due */
+            now += (seed >> 3) % 8;
+            ims_sched_node *got;
+            while ((got = ims_sched_pop_due(&s, now))) {
+                struct sitem *want = model_first(v, N);
+                assert_non_null(want);
+                assert_true(want->due <= now);
+                if ((struct sitem *)got != want)
+                    fail_msg("step %d: popped %d (due %llu), want %d (due %llu)", step,
+                             ((struct sitem *)got)->id, (unsigned long long)got->due, want->id,
+                             (unsigned long long)want->due);
+                want->in = false;
+            }
+            struct sitem *first = model_first(v, N);
+            assert_true(!first || first->due > now);
+        }
+        size_t in = 0;
+        for (size_t i = 0; i < N; i++)
+            in += v[i].in;
+        assert_int_equal(ims_sched_count(&s), in);
+        struct sitem *first = model_first(v, N);
+        if (first) {
+            assert_true(ims_sched_next(&s, &due));
+            assert_int_equal(due, first->due);
+        }
+    }
+    ims_sched_fini(&s);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(v[i].node.slot, 0);
+}
+
 /* The Parameters table of docs/ims.md and the settings table agree: every value is documented,
  * every documented value exists, and each REG_DWORD's documented default is the real one. */
 static void test_settings_documented(void **state)
@@ -715,6 +809,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test(test_settings_documented),
         cmocka_unit_test(test_host_parse),
+        cmocka_unit_test(test_sched),
         cmocka_unit_test_setup_teardown(test_router, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_start_stop, setup, teardown),
