@@ -70,16 +70,16 @@ class Zone:
     def rdata(rtype, args, path, lineno):
         try:
             if rtype == "A":
-                return A(args[0])
+                return A(list(socket.inet_pton(socket.AF_INET, args[0])))
             if rtype == "AAAA":
-                return AAAA(args[0])
+                return AAAA(list(socket.inet_pton(socket.AF_INET6, args[0])))
             if rtype == "MX":
                 return MX(args[1], int(args[0]))
             if rtype == "CNAME":
                 return CNAME(args[0])
             if rtype == "TXT":
                 return TXT(" ".join(args))
-        except (IndexError, ValueError) as e:
+        except (IndexError, ValueError, OSError) as e:
             raise ValueError("%s:%d: %s" % (path, lineno, e))
         raise ValueError("%s:%d: unknown type %s" % (path, lineno, rtype))
 
@@ -146,7 +146,12 @@ def reply_bytes(zone, data, tcp, udp_max):
         return None
     out = reply.pack()
     if not tcp and len(out) > udp_limit(request, udp_max):
-        out = reply.truncate().pack()
+        # dnslib's truncate() drops the question, and clients match answers by it
+        short = request.reply()
+        short.header.ra = 1
+        short.header.tc = 1
+        short.header.rcode = reply.header.rcode
+        out = short.pack()
     return out
 
 

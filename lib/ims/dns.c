@@ -402,7 +402,12 @@ int ims_dns_new(const ims_dns_options *opt, ims_dns **out)
     o.tries = (int)tries;
     o.sock_state_cb = sock_cb;
     o.sock_state_cb_data = d;
-    int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
+    /* NOCHECKRESP: a SERVFAIL or REFUSED answer ends the query with that status. Without it
+     * c-ares 1.18 asks again and, when every try got one, reports ARES_ECONNREFUSED, so that
+     * "the resolver failed" and "no server there" could not be told apart. The retry of a
+     * SERVFAIL is the queue's, minutes later. */
+    o.flags = ARES_FLAG_NOCHECKRESP;
+    int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB | ARES_OPT_FLAGS;
     int st = ares_init_options(&d->ch, &o, mask);
     if (st != ARES_SUCCESS) {
         free(d);
