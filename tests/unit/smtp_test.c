@@ -1334,8 +1334,9 @@ static void test_huge_data_line(void **state)
     /* With max_size 100000, a 200000-octet line refuses the message at its end. */
     fx_setup(&fx, CFG_DEFAULT);
     fx.cfg.max_size = 100000;
-    smtp_callbacks cb = {&rec,          cb_rcpt_check, cb_data_begin,
-                         cb_data_chunk, cb_data_end,   cb_data_abort};
+    smtp_callbacks cb = {&rec,        cb_rcpt_check,  cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort,  NULL,          NULL,
+                         NULL,        cb_rcpt_release};
     rec = (struct rec){BUF_INIT, BUF_INIT, false, false};
     assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);
     smtp_session_output_drain(s, SIZE_MAX);
