@@ -390,10 +390,9 @@ int ims_dns_new(const ims_dns_options *opt, ims_dns **out)
     ims_dns *d = calloc(1, sizeof *d);
     if (!d)
         return ENOMEM;
-    int e = base_random(&d->rng, sizeof d->rng);
-    if (e) {
+    if (base_random(&d->rng, sizeof d->rng)) {
         free(d);
-        return e;
+        return EIO;
     }
     d->sock_fn = opt->sock_fn;
     d->sock_arg = opt->sock_arg;
