@@ -1,12 +1,12 @@
 /* ims.h - the contract of lib/ims: the Internet Mail Service's settings (from the registry),
  * its event log, its start and stop sequence (working folders, its own MAPI profile
  * "MSExchangeIMC <suffix>", logon, the gateway mailbox), the SMTP protocol log, and the
- * inbound spool with delivery and the tracking log.
+ * inbound spool with delivery and the tracking log; the outbound side's resolver (DNS).
  *
  * The service's functions return IMS_OK (0) or the ID of the event that describes the failure
  * (for example IMS_EV_MAPI_INIT_FAILED, 4018), already logged through the ims_log given; the
- * protocol log's, the spool's and the tracking log's return 0 or an errno value. None exits
- * or prints: events go to the log's sink, which the program provides. */
+ * protocol log's, the spool's, the tracking log's and the resolver's return 0 or an errno value.
+ * None exits or prints: events go to the log's sink, which the program provides. */
 #ifndef IMS_IMS_H
 #define IMS_IMS_H
 
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -309,6 +310,155 @@ int ims_install(reg_ctx *reg, const char *image_path, const char *account,
                 const char *const *listen, size_t nlisten, const char *root_dir);
 /* ims_uninstall - delete the service key and everything under it. Returns a Win32 error. */
 int ims_uninstall(reg_ctx *reg);
+
+/* --- DNS -------------------------------------------------------------------------------- */
+
+/* The resolver of the outbound side (lib/ims dns.c): the mail exchangers of a domain routed
+ * IMS_ROUTE_DNS, as an ordered list of addresses to try. It drives c-ares without an event
+ * library of its own: the caller watches the sockets the socket callback names and calls
+ * ims_dns_process on readiness and when ims_dns_timeout's time has passed (imsd from its
+ * libevent loop, the tests from poll()). One ims_dns belongs to one thread.
+ *
+ * c-ares keeps process-wide state (ares_library_init): a program calls ims_dns_global_init
+ * once in main, before any thread starts and before ims_dns_new, and ims_dns_global_cleanup
+ * at exit. This is the only global state lib/ims touches, and only through those two. */
+
+#define IMS_DNS_TIMEOUT_MS 2000   /* default wait for one answer (c-ares doubles it per retry) */
+#define IMS_DNS_TRIES 2           /* default tries per query and server */
+#define IMS_DNS_TIMEOUT_MAX 60000 /* the longest timeout_ms taken */
+#define IMS_DNS_TRIES_MAX 5       /* the most tries taken */
+#define IMS_DNS_SERVERS_MAX 1024  /* bytes of the servers list (DnsServers joined by commas) */
+#define IMS_DNS_MAX_MX 32         /* MX records of a domain taken (the rest are ignored) */
+#define IMS_DNS_MAX_ADDRS 16      /* addresses of each family taken for one exchanger */
+#define IMS_DNS_TEXT_MAX 512      /* bytes of a result's text, NUL included */
+#define IMS_DNS_NO_FD (-1)        /* ims_dns_process: no socket is ready (ARES_SOCKET_BAD) */
+
+/* Which address families to deliver to. */
+typedef enum ims_dns_family {
+    IMS_DNS_ANY,  /* IPv6 and IPv4: per exchanger, interleaved IPv6 first (RFC 8305 4) */
+    IMS_DNS_IPV4, /* IPv4 only (no AAAA query is made) */
+    IMS_DNS_IPV6, /* IPv6 only (no A query is made) */
+} ims_dns_family;
+
+/* ims_dns_sock_fn - c-ares opened, changed or closed socket fd: watch it for reading and/or
+ * writing as told; both false: stop watching, it is being closed. Runs inside ims_dns_new's,
+ * ims_dns_resolve_mx's, ims_dns_process's and ims_dns_free's calls, never elsewhere. */
+typedef void (*ims_dns_sock_fn)(void *arg, int fd, bool readable, bool writable);
+
+typedef struct ims_dns_options {
+    /* DNS servers: a comma-separated list of "ip", "ip:port" or "[ipv6]:port" (DnsServers,
+     * REG_MULTI_SZ, joined by commas); NULL or "" = those of /etc/resolv.conf. */
+    const char *servers;
+    unsigned timeout_ms;     /* 0: IMS_DNS_TIMEOUT_MS; at most IMS_DNS_TIMEOUT_MAX */
+    unsigned tries;          /* 0: IMS_DNS_TRIES; at most IMS_DNS_TRIES_MAX */
+    ims_dns_sock_fn sock_fn; /* required */
+    void *sock_arg;
+} ims_dns_options;
+
+typedef struct ims_dns ims_dns;
+
+typedef enum ims_dns_status {
+    IMS_DNS_OK,        /* n >= 1 destinations */
+    IMS_DNS_TRANSIENT, /* try again later (4.x.x): n == 0 */
+    IMS_DNS_PERMANENT, /* never deliverable (5.x.x, an NDR): n == 0 */
+} ims_dns_status;
+
+/* One destination: an address of an exchanger. */
+typedef struct ims_dns_target {
+    char name[SMTP_DOMAIN_MAX + 1]; /* the exchanger (the domain itself for an implicit MX) */
+    uint16_t preference;            /* its MX preference (0 for an implicit MX) */
+    smtp_ip ip;
+} ims_dns_target;
+
+/* ims_dns_result - the outcome of ims_dns_resolve_mx. Failures (see docs/ims.md, "DNS"):
+ *   NXDOMAIN for the domain                           PERMANENT 5.1.2
+ *   a null MX (RFC 7505: one MX, preference 0, ".")   PERMANENT 5.1.10
+ *   no MX and no address of the domain                PERMANENT 5.4.4
+ *   no exchanger has an address, all for good         PERMANENT 5.4.4
+ *     (NXDOMAIN, NODATA, an invalid name)
+ *   SERVFAIL, REFUSED, timeout, refused connection,   TRANSIENT 4.4.3
+ *   a malformed answer (for the MX query, or for the
+ *   address queries of every exchanger left without
+ *   an address when at least one of them failed so)
+ *   out of memory                                     TRANSIENT 4.3.0
+ *   every destination is this gateway (ims_dns_drop_self)  PERMANENT 5.4.6 */
+typedef struct ims_dns_result {
+    ims_dns_status status;
+    char code[12];               /* enhanced status code: "2.0.0", "4.4.3", "5.1.2", ... */
+    char text[IMS_DNS_TEXT_MAX]; /* one line for NDRs and logs ("" when OK), e.g. "DNS lookup
+                                  * of MX for example.com failed: SERVFAIL" */
+    char domain[SMTP_DOMAIN_MAX + 1];
+    bool implicit;     /* no MX records: the domain's own addresses (RFC 5321 5.1) */
+    size_t skipped;    /* exchangers left out: no address, or their lookups failed */
+    ims_dns_target *v; /* the destinations in the order to try them */
+    size_t n;
+} ims_dns_result;
+
+/* ims_dns_mx_fn - a lookup finished. r is the caller's: free it with ims_dns_result_free
+ * (it may be kept past the callback). Runs only inside ims_dns_process, never inside
+ * ims_dns_resolve_mx. It may start new lookups; it must not free d. */
+typedef void (*ims_dns_mx_fn)(void *arg, ims_dns_result *r);
+
+/* ims_dns_global_init - ares_library_init. Returns 0 or EIO. */
+int ims_dns_global_init(void);
+/* ims_dns_global_cleanup - ares_library_cleanup, after the last ims_dns_free. */
+void ims_dns_global_cleanup(void);
+
+/* ims_dns_new - a resolver with opt (copied). The equal-preference shuffle is seeded from
+ * base_random. *out: free with ims_dns_free. Returns 0, EINVAL (bad servers list, timeout or
+ * tries out of range, no sock_fn), ENOMEM, or EIO (c-ares could not start, e.g. an
+ * unreadable resolv.conf). */
+int ims_dns_new(const ims_dns_options *opt, ims_dns **out);
+/* ims_dns_seed - reseed the equal-preference shuffle (tests: a fixed order for a seed). */
+void ims_dns_seed(ims_dns *d, uint64_t seed);
+/* ims_dns_free - close the sockets (sock_fn is told), drop the lookups in progress without
+ * calling their callbacks, free d. NULL is ignored. Not from inside a callback of d. */
+void ims_dns_free(ims_dns *d);
+
+/* ims_dns_resolve_mx - start looking up where mail for domain goes: its MX records, sorted
+ * by preference, equal preferences in random order (RFC 5321 5.1), and each exchanger's
+ * addresses of the families asked, IPv6 first and interleaved for IMS_DNS_ANY, each family
+ * in the order DNS gave it; an address already listed for a better exchanger is not
+ * repeated. No MX records: the domain's own addresses, preference 0. Exchangers whose
+ * names are invalid or have no address are skipped. done(arg, result) is called exactly once
+ * from ims_dns_process (unless d is freed first). Returns 0, EINVAL (domain is not a valid
+ * name, or family unknown: no callback) or ENOMEM (no callback). */
+int ims_dns_resolve_mx(ims_dns *d, const char *domain, ims_dns_family family, ims_dns_mx_fn done,
+                       void *arg);
+/* ims_dns_process - fd_read / fd_write are ready (IMS_DNS_NO_FD: none; call so when
+ * ims_dns_timeout's time has come), then run the callbacks of finished lookups. */
+void ims_dns_process(ims_dns *d, int fd_read, int fd_write);
+/* ims_dns_timeout - true and *tv = how long until ims_dns_process(d, IMS_DNS_NO_FD,
+ * IMS_DNS_NO_FD) is due (zero when finished lookups wait for their callbacks); false when
+ * no lookup is in progress (no timer needed). */
+bool ims_dns_timeout(ims_dns *d, struct timeval *tv);
+/* ims_dns_pending - lookups started whose callbacks have not run yet. */
+size_t ims_dns_pending(const ims_dns *d);
+
+/* ims_dns_result_free - free r and its list. NULL is ignored. */
+void ims_dns_result_free(ims_dns_result *r);
+/* ims_dns_status_name - "OK", "transient", "permanent". */
+const char *ims_dns_status_name(ims_dns_status s);
+
+/* ims_dns_self - where this gateway takes mail: its listeners (ims_settings' listen, from
+ * ListenAddresses; 0.0.0.0 means every IPv4 address in local, :: every address in local,
+ * both families, as Linux's dual-stack sockets do) and the machine's own interface
+ * addresses. Loopback is not
+ * assumed: 127.0.0.2 is another host unless it is in local or a listener. */
+typedef struct ims_dns_self {
+    const ims_listen *listen;
+    size_t nlisten;
+    const smtp_ip *local;
+    size_t nlocal;
+} ims_dns_self;
+
+/* ims_dns_drop_self - loop detection (no DNS): the destinations of r that are this gateway
+ * (an address and port it listens on, port being where delivery connects) mark our
+ * preference; every entry with that preference or a worse one goes (RFC 5321 5.1: only
+ * exchangers better than ourselves may be tried). When nothing is left r becomes PERMANENT
+ * 5.4.6 ("mail for <domain> loops back to myself"). An r that is not OK is left alone.
+ * Returns the number of entries dropped. */
+size_t ims_dns_drop_self(ims_dns_result *r, const ims_dns_self *self, uint16_t port);
 
 /* --- the service ------------------------------------------------------------------------ */
 
