@@ -1,9 +1,11 @@
 /* smtp.h - the contract of lib/smtp: the SMTP server's protocol layer (RFC 5321 with SIZE,
  * PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES and DSN), independent of any transport.
  *
- * Four parts: command and ESMTP parameter parsing (parse.c), addresses, the relay decision and
- * domain matching (addr.c), the catalogue of replies (reply.c), and the server session, a state
- * machine fed with the bytes a client sent and producing the bytes to send back (session.c).
+ * Five parts: command and ESMTP parameter parsing (parse.c), addresses, the relay decision and
+ * domain matching (addr.c), the catalogue of replies (reply.c), the server session, a state
+ * machine fed with the bytes a client sent and producing the bytes to send back (session.c),
+ * and the client session, its mirror for outbound mail: replies in, commands and message data
+ * out (client.c, with the 8-bit to 7-bit conversion in downgrade.c).
  * Nothing here touches the network, the disk or the directory: the caller (imsd) reads and
  * writes the socket, looks recipients up and makes messages durable through callbacks.
  *
@@ -603,5 +605,340 @@ const char *smtp_session_helo(const smtp_session *s);
 /* smtp_session_state_name - "connected", "greeted", "mail", "rcpt", "data", "committing",
  * "quit" (for logs). */
 const char *smtp_session_state_name(const smtp_session *s);
+
+/* --- the client: replies ---------------------------------------------------------------- */
+
+/* Reply limits. RFC 5321 4.5.3.1.5 makes a reply line 512 octets; real servers send longer
+ * ones (long 5xx explanations, EHLO lists), so we take four times that, and no more. */
+#define SMTP_REPLY_LINE_MAX 2048 /* one reply line, its CRLF included */
+#define SMTP_REPLY_LINES_MAX 100 /* lines in one (multi-line) reply */
+#define SMTP_REPLY_TEXT_MAX 1000 /* of the cleaned text kept for results and NDRs */
+#define SMTP_ENH_MAX 9           /* an enhanced status code "c.sss.ddd" (RFC 3463 2) */
+
+/* smtp_reply_status - what smtp_reply_parse found. */
+typedef enum smtp_reply_status {
+    SMTP_REPLY_DONE,     /* a complete reply */
+    SMTP_REPLY_MORE,     /* no complete reply yet (and nothing wrong so far): read more */
+    SMTP_REPLY_BAD_CODE, /* a line not starting with three digits */
+    SMTP_REPLY_RANGE,    /* a code outside 200-599 */
+    SMTP_REPLY_BAD_SEP,  /* the fourth byte neither ' ' nor '-' (nor the line end) */
+    SMTP_REPLY_MIXED,    /* a continuation line with another code than the first */
+    SMTP_REPLY_TOO_LONG, /* a line over SMTP_REPLY_LINE_MAX */
+    SMTP_REPLY_TOO_MANY, /* more than SMTP_REPLY_LINES_MAX lines */
+    SMTP_REPLY_NUL,      /* a NUL byte */
+} smtp_reply_status;
+
+/* smtp_reply - one parsed reply. The text of the lines is untrusted peer text: `line` points
+ * at it raw (smtp_reply_parse only); `text` is the cleaned form for results, logs and NDRs. */
+typedef struct smtp_reply {
+    unsigned code;              /* 200-599 */
+    char enh[SMTP_ENH_MAX + 1]; /* the enhanced code the first line's text starts with, when
+                                 * it is well-formed and of the code's class; "" otherwise */
+    size_t nlines;
+    struct {
+        size_t off, len; /* text of line i (after "ddd-"/"ddd "): p + off, len bytes */
+    } line[SMTP_REPLY_LINES_MAX];
+    /* Every line's text joined by single spaces, the enhanced code taken off each line that
+     * starts with it, each byte outside printable ASCII (0x20-0x7e: control characters, DEL,
+     * 8-bit) replaced by '?', cut at SMTP_REPLY_TEXT_MAX bytes. */
+    char text[SMTP_REPLY_TEXT_MAX + 1];
+    size_t used; /* bytes of the input the reply took, its last line end included */
+} smtp_reply;
+
+/* smtp_reply_parse - parse the one reply p[0..n) starts with. Lines end with CRLF; a bare LF
+ * is taken as a line end too (Postfix's client does the same: the reply's meaning cannot
+ * change by it, and what is before the LF is never data), a CR elsewhere is text (and becomes
+ * '?'). A line is "ddd" [("-" / " ") text]; the last one has " " or nothing after the code
+ * (RFC 5321 4.2.1). Errors are found as early as the bytes show them: a line with no line end
+ * within SMTP_REPLY_LINE_MAX bytes is SMTP_REPLY_TOO_LONG without waiting for more, so a
+ * caller buffering for MORE never holds more than SMTP_REPLY_LINES_MAX * SMTP_REPLY_LINE_MAX
+ * bytes. Returns the status; *out is filled for SMTP_REPLY_DONE (its `line` offsets are into
+ * p) and zeroed otherwise. Allocates nothing. */
+smtp_reply_status smtp_reply_parse(const char *p, size_t n, smtp_reply *out);
+/* smtp_reply_status_name - "done", "more", "bad code", ... (static strings, for logs). */
+const char *smtp_reply_status_name(smtp_reply_status st);
+
+/* --- the client: session ---------------------------------------------------------------- */
+
+/* The client is a state machine like the server session: the caller (imsd) connects, feeds it
+ * the peer's bytes (smtp_client_input) and sends what it produces (smtp_client_output); it
+ * submits messages one at a time (smtp_client_send) and learns each recipient's result
+ * through a callback. DNS, sockets, timers and the queue are the caller's.
+ *
+ * Conversation: wait for the greeting (2xx; RFC 5321 says 220, any 2xx is taken); EHLO; on a
+ * 5xx to EHLO, HELO (no extensions then). Then transactions, as many as the caller submits on
+ * the connection (reuse): "MAIL FROM:<s>" with SIZE=<spool size> when SIZE was offered,
+ * BODY=8BITMIME when the message is 8-bit and 8BITMIME was offered, RET= and ENVID= when DSN
+ * was offered and the message has them; "RCPT TO:<r>" with NOTIFY= and ORCPT= when DSN was
+ * offered; DATA; the data; "." and its reply. With PIPELINING, MAIL, every RCPT and DATA go in
+ * one batch (RFC 2920 3.1: DATA ends a batch) and the replies are matched in order; without
+ * it, one command at a time, and DATA is not sent when no RCPT was accepted.
+ * RFC 2920 3.1: when every RCPT failed in a batch, the reply to DATA is still checked; a 354
+ * then gets a single "." (the empty message ends at once; its reply is read and ignored) --
+ * "if the DATA command was accepted the client SMTP should send a single dot".
+ * A transaction that did not end with the 2xx to "." (MAIL refused, every RCPT refused, DATA
+ * or the end of data refused) is followed by RSET; only after its reply is the message done,
+ * and a refused RSET ends the connection.
+ *
+ * Recipients per transaction: smtp_client_config.max_recipients (MaxRecipients). The caller
+ * splits a message with more recipients into several submissions (the queue keeps recipients,
+ * not messages); smtp_client_send refuses more. A peer's "452 4.5.3 Too many recipients"
+ * (RFC 5321 4.5.3.1.10) is an ordinary transient result for that recipient: the queue sends it
+ * in a later transaction.
+ *
+ * SIZE: when the peer announced a limit (SIZE n, n > 0) and the message's size is over it,
+ * nothing is sent: every recipient fails permanently with 5.3.4 (RFC 1870 6.1, RFC 3463),
+ * stage MAIL, local.
+ *
+ * Message data (RFC 5321 4.5.2, 4.5.3.1.6): the caller's spool form (CRLF lines, not
+ * dot-stuffed) is pulled through smtp_client_msg.read in pieces and written
+ *   - with CRLF line ends only: a bare CR, a bare LF and a CR LF each end one line;
+ *   - dot-stuffed: a line starting with "." gets another;
+ *   - with no line over 998 octets before its CRLF, the stuffed dot counted (so no line on
+ *     the wire, CRLF included, is over 1000 octets). A longer line is folded. In the top-level
+ *     header block, at the last space or tab that leaves at most 998 octets (that whitespace
+ *     begins the continuation line: an RFC 5322 fold, which unfolding undoes); where there is
+ *     none, and everywhere in the body, by inserting CRLF SP after 998 octets, as Postfix's
+ *     smtp_line_length_limit does: the inserted space keeps a broken header line a
+ *     continuation and a broken body line from passing for a MIME boundary or "." line;
+ *   - ended with CRLF "." CRLF (a CRLF is added first when the last line had none).
+ * Memory is bounded: the machine pulls only while less than SMTP_CLIENT_OUTPUT_LOW bytes wait.
+ *
+ * 8-bit data to a peer without 8BITMIME (RFC 6152 3, RFC 2045): whenever the peer did not
+ * offer 8BITMIME (HELO included), the data goes through a MIME converter, whatever the message
+ * was declared, so raw 8-bit bytes never reach such a peer:
+ *   - a leaf body part labelled Content-Transfer-Encoding 8bit or binary -- or unlabelled
+ *     when the message was declared 8BITMIME -- is encoded quoted-printable (RFC 2045 6.7:
+ *     lines of at most 76 characters with soft breaks, CRLF kept as hard breaks, trailing
+ *     space and tab encoded, '=' and every byte outside 33-126 encoded, a '-' beginning a
+ *     soft-broken line encoded so no new line can pass for a boundary) and its
+ *     Content-Transfer-Encoding header is replaced by "quoted-printable"; the top-level
+ *     message gets "MIME-Version: 1.0" when it had none;
+ *   - multipart parts are followed by their boundary parameter and recursed into, and
+ *     message/rfc822 parts are parsed as messages, up to SMTP_MIME_DEPTH_MAX levels; a
+ *     composite labelled 8bit or binary is relabelled 7bit;
+ *   - anything else is passed unchanged; an 8-bit byte in it -- in a header (RFC 2047
+ *     encoding is not attempted), in a part labelled 7bit, base64 or quoted-printable, in a
+ *     preamble or epilogue, in a part nested too deep or with a header field over
+ *     SMTP_MIME_FIELD_MAX -- cannot be converted: the transfer is abandoned without the final
+ *     "." (the peer must discard a message that never ended, RFC 5321 4.1.1.4), the
+ *     connection wants to close, and every accepted recipient fails permanently with 5.6.3
+ *     "conversion required but not possible" (RFC 3463), stage DOT.
+ * A message declared 7-bit but holding 8-bit bytes, sent to a peer with 8BITMIME, goes as it
+ * is, without BODY= (as Postfix does).
+ *
+ * Results and their classification. Every recipient of a submitted message gets exactly one
+ * result, then the message one msg_done. A peer's reply gives its code, its enhanced code or,
+ * when it has none, "<class>.0.0" (as Postfix), and its cleaned text; a failure with no reply
+ * has code 0, local true, our own enhanced code and text:
+ *
+ *   where it fails                     result     enhanced  notes
+ *   greeting 4xx                       transient  peer/4.0.0  connection over
+ *   greeting 5xx (554)                 permanent  peer/5.0.0  RFC 5321 3.1; a caller with
+ *                                                             more MX hosts tries them first
+ *                                                             (Postfix smtp_skip_5xx_greeting)
+ *   EHLO 5xx                           -- HELO is tried instead
+ *   EHLO 4xx, HELO 4xx                 transient  peer/4.0.0  connection over
+ *   HELO 5xx                           permanent  peer/5.0.0  connection over
+ *   MAIL 4xx / 5xx                     transient / permanent, every recipient
+ *   RCPT 4xx / 5xx                     transient / permanent, that recipient
+ *   DATA 4xx / 5xx                     transient / permanent, every accepted recipient
+ *   end of data ("."): 2xx             delivered, every accepted recipient
+ *   end of data 4xx / 5xx              transient / permanent, every accepted recipient
+ *   any 421 reply                      transient, every recipient without a result;
+ *                                      connection over (RFC 5321 3.8)
+ *   a reply while data is being sent   by its class (2xx/3xx: as a malformed reply), stage
+ *                                      DOT; the transfer is abandoned, connection over
+ *   message over the peer's SIZE       permanent  5.3.4  local, nothing sent
+ *   8-bit that cannot be converted     permanent  5.6.3  local, see above
+ *   the message cannot be read         transient  4.3.0  local (read failed), connection over
+ *   connection lost (smtp_client_eof)  transient  4.4.2  local, every recipient without a
+ *                                                        result, whatever the stage (RFC
+ *                                                        5321 4.1.1.4: treat as 451)
+ *   timeout (smtp_client_timeout)      transient  4.4.2  local, the same
+ *   malformed reply (bad code, mixed   transient  4.5.0  local, the same; connection over
+ *    codes, too long, too many lines,
+ *    NUL, or an unexpected class: a 3xx
+ *    where 2xx is due, 2xx to DATA)
+ *
+ * "Connection over" failures before any message are kept: smtp_client_error. */
+
+#define SMTP_CLIENT_RCPT_DEFAULT 100 /* MaxRecipients' default */
+#define SMTP_CLIENT_RCPT_LIMIT 10000 /* the largest max_recipients accepted */
+#define SMTP_CLIENT_OUTPUT_LOW 16384 /* message data is pulled while less is waiting */
+#define SMTP_CLIENT_READ_MAX 4096    /* bytes asked of smtp_client_msg.read at a time */
+#define SMTP_DATA_LINE_FOLD 998      /* RFC 5321 4.5.3.1.6: octets before the CRLF */
+#define SMTP_QP_LINE_MAX 76          /* RFC 2045 6.7 (5): encoded line, "=" included */
+#define SMTP_MIME_DEPTH_MAX 16       /* nested multipart and message/rfc822 levels */
+#define SMTP_MIME_BOUNDARY_MAX 70    /* RFC 2046 5.1.1 */
+#define SMTP_MIME_FIELD_MAX 4096     /* a header field held for analysis, folds included */
+
+/* RFC 5321 4.5.3.2 time-outs, seconds; RFC 5321 gives none for EHLO, RSET and QUIT: 5
+ * minutes, as Postfix's smtp_helo_timeout and smtp_quit_timeout (smtp_rset_timeout's 20 s
+ * would end a slow but working connection). */
+#define SMTP_TIMEOUT_GREETING 300   /* 4.5.3.2.1 initial 220 */
+#define SMTP_TIMEOUT_HELO 300       /* EHLO/HELO */
+#define SMTP_TIMEOUT_MAIL 300       /* 4.5.3.2.2 */
+#define SMTP_TIMEOUT_RCPT 300       /* 4.5.3.2.3 */
+#define SMTP_TIMEOUT_DATA_INIT 120  /* 4.5.3.2.4 the 354 */
+#define SMTP_TIMEOUT_DATA_BLOCK 180 /* 4.5.3.2.5 each write of data making no progress */
+#define SMTP_TIMEOUT_DATA_TERM 600  /* 4.5.3.2.6 the reply to "." */
+#define SMTP_TIMEOUT_RSET 300
+#define SMTP_TIMEOUT_QUIT 300
+
+/* Where a result was decided. */
+typedef enum smtp_stage {
+    SMTP_STAGE_GREETING, /* connecting and the greeting */
+    SMTP_STAGE_EHLO,     /* EHLO or HELO */
+    SMTP_STAGE_MAIL,     /* MAIL FROM (and the SIZE check before it) */
+    SMTP_STAGE_RCPT,     /* RCPT TO */
+    SMTP_STAGE_DATA,     /* DATA, waiting for the 354 */
+    SMTP_STAGE_DOT,      /* sending the data, and the reply to its end */
+    SMTP_STAGE_RSET,     /* RSET after a failed transaction */
+    SMTP_STAGE_QUIT,
+} smtp_stage;
+
+typedef enum smtp_outcome {
+    SMTP_DELIVERED, /* the peer took responsibility (2xx to the end of data) */
+    SMTP_TRANSIENT, /* try again later */
+    SMTP_PERMANENT, /* give up: a non-delivery report */
+} smtp_outcome;
+
+/* smtp_result - a recipient's (or the connection's) result. For an NDR: "Diagnostic-Code:
+ * smtp; <code> <enh> <text>" when code is not 0 (see smtp_result_format). */
+typedef struct smtp_result {
+    smtp_outcome outcome;
+    smtp_stage stage;
+    unsigned code;                      /* the peer's reply code; 0 when there was no reply */
+    bool local;                         /* decided here (no reply): code 0, our text */
+    char enh[SMTP_ENH_MAX + 1];         /* always set: the peer's, or per the table */
+    char text[SMTP_REPLY_TEXT_MAX + 1]; /* the reply's cleaned text, or ours */
+} smtp_result;
+
+/* smtp_result_format - "<code> <enh> <text>" (or "<enh> <text>" for a local result) into out
+ * (size bytes, always terminated, cut to fit). Returns out. */
+char *smtp_result_format(const smtp_result *r, char *out, size_t size);
+/* smtp_stage_name - "greeting", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "RSET",
+ * "QUIT". */
+const char *smtp_stage_name(smtp_stage st);
+
+/* What the peer's EHLO reply offered (all false after HELO). Keywords are matched without
+ * regard to case and may be followed by any parameters (SIZE's number is read when there). */
+typedef struct smtp_client_ext {
+    bool esmtp;        /* EHLO was answered 2xx */
+    bool size;         /* SIZE */
+    uint64_t size_max; /* SIZE's number; 0: none given or 0 (no fixed limit, RFC 1870 4) */
+    bool pipelining, eightbitmime, dsn, enhanced, starttls;
+} smtp_client_ext;
+
+typedef struct smtp_client_config {
+    const char *helo;        /* our name for EHLO/HELO: a domain or address literal; required */
+    unsigned max_recipients; /* per transaction; 0: SMTP_CLIENT_RCPT_DEFAULT */
+} smtp_client_config;
+
+/* smtp_client_rcpt - one recipient of a submission. Strings are the caller's and must live
+ * until msg_done. */
+typedef struct smtp_client_rcpt {
+    const char *addr;  /* mailbox "local@domain" (RFC 5321 syntax, as smtp_parse_path takes) */
+    unsigned notify;   /* SMTP_NOTIFY_* (RFC 3461), 0: none */
+    const char *orcpt; /* "addr-type;xtext" or NULL */
+} smtp_client_rcpt;
+
+/* smtp_client_msg - one message to send; the struct, its strings and its recipients are the
+ * caller's and must live until msg_done. */
+typedef struct smtp_client_msg {
+    const char *from;             /* reverse-path mailbox; "" for <> */
+    const smtp_client_rcpt *rcpt; /* 1 to max_recipients of them */
+    size_t nrcpt;
+    uint64_t size;     /* the data's size as spooled: SIZE= and the SIZE check */
+    bool eightbit;     /* the data is 8-bit (the spooled BODY=8BITMIME) */
+    smtp_ret ret;      /* RET=, SMTP_RET_NONE: none */
+    const char *envid; /* ENVID= xtext, or NULL */
+    /* read - copy the next at most cap bytes of the data into p and set *got; *got 0 means
+     * the end. The data is read once, from its start, only after the peer's 354. Return 0, or
+     * non-zero when it cannot be read (the transfer is abandoned: see the table). */
+    int (*read)(void *arg, char *p, size_t cap, size_t *got);
+    void *read_arg;
+} smtp_client_msg;
+
+typedef struct smtp_client_callbacks {
+    void *arg;
+    /* rcpt_done - recipient i of m has its result; exactly once per recipient. */
+    void (*rcpt_done)(void *arg, const smtp_client_msg *m, size_t i, const smtp_result *r);
+    /* msg_done - every recipient of m has its result and the client is done with m (it reads
+     * no more of it). Afterwards smtp_client_ready says whether another may follow. */
+    void (*msg_done)(void *arg, const smtp_client_msg *m);
+    /* trace - for the protocol log: each command line we send (without its CRLF; message
+     * data is not traced) and each reply line received (cleaned as smtp_reply.text is, at
+     * most SMTP_REPLY_LINE_MAX bytes). SMTP_TRACE_COMMAND is ours, SMTP_TRACE_REPLY the
+     * peer's. NULL: no trace. */
+    void (*trace)(void *arg, smtp_trace_kind kind, const char *p, size_t n);
+} smtp_client_callbacks;
+/* No callback may call into the client. */
+
+typedef struct smtp_client smtp_client;
+
+/* smtp_client_new - a client for a connection just opened; it waits for the greeting. cfg and
+ * cb are copied (cfg->helo too). Returns ERROR_SUCCESS, ERROR_INVALID_PARAMETER (no or bad
+ * helo name, max_recipients over SMTP_CLIENT_RCPT_LIMIT) or ERROR_NOT_ENOUGH_MEMORY; *out is
+ * NULL on error. Free with smtp_client_free. */
+int smtp_client_new(const smtp_client_config *cfg, const smtp_client_callbacks *cb,
+                    smtp_client **out);
+/* smtp_client_free - release everything. A message still in flight gets no more callbacks:
+ * call smtp_client_eof first to have its recipients' results. NULL is fine. */
+void smtp_client_free(smtp_client *c);
+
+/* smtp_client_send - submit m (nothing is copied: m must live until msg_done). Allowed
+ * whenever smtp_client_ready is true, before the greeting too (MAIL waits for EHLO). The SIZE
+ * check may fail it at once (rcpt_done and msg_done from inside this call). Returns
+ * ERROR_SUCCESS; ERROR_INVALID_PARAMETER when not ready or m has no read function, no
+ * recipients or more than max_recipients; ERROR_INVALID_DATA for an address smtp_parse_path
+ * refuses (the sender as a reverse-path, recipients as forward-paths), a malformed ENVID or
+ * ORCPT xtext or NOTIFY combination: the caller's queue holds only what our server parsed;
+ * or ERROR_NOT_ENOUGH_MEMORY. On error no callback is called. */
+int smtp_client_send(smtp_client *c, const smtp_client_msg *m);
+/* smtp_client_ready - a message may be submitted: no message in flight, and the connection
+ * neither over nor quitting. */
+bool smtp_client_ready(const smtp_client *c);
+/* smtp_client_quit - send QUIT (when no message is in flight; a no-op otherwise or when
+ * already over); before the greeting and EHLO are done, QUIT is sent once they are. The
+ * client wants to close once its reply came. */
+void smtp_client_quit(smtp_client *c);
+
+/* smtp_client_input - the peer's bytes p[0..n), all consumed (a partial line is kept inside,
+ * at most SMTP_REPLY_LINE_MAX bytes). Bytes after the connection is over are ignored.
+ * Callbacks run from here. Returns ERROR_SUCCESS or ERROR_NOT_ENOUGH_MEMORY (the client is
+ * unusable then: call smtp_client_eof and close). */
+int smtp_client_input(smtp_client *c, const char *p, size_t n);
+/* smtp_client_output - the bytes to send now (*len of them; NULL when none), valid until the
+ * next call on the client. While message data is being sent it first pulls more of the
+ * message (read; callbacks may run: a failed read or an impossible conversion ends the
+ * message), so call it again after each drain until it returns nothing.
+ * smtp_client_output_drain removes the first n bytes sent (all: n >= *len). */
+const char *smtp_client_output(smtp_client *c, size_t *len);
+void smtp_client_output_drain(smtp_client *c, size_t n);
+
+/* smtp_client_want_close - the connection is over (an error, the QUIT reply, an abandoned
+ * transfer): send what smtp_client_output still has if the socket takes it, then close. */
+bool smtp_client_want_close(const smtp_client *c);
+/* smtp_client_eof - the peer closed the connection or it broke: every recipient without a
+ * result fails transiently (4.4.2, "lost connection"), and the client is over. */
+void smtp_client_eof(smtp_client *c);
+/* smtp_client_timeout_secs - how long the caller may wait, now, for the peer (its reply, or
+ * for a write of data to make progress): one of the SMTP_TIMEOUT_* values, or 0 when the
+ * client waits for nothing (idle between messages, or over). */
+unsigned smtp_client_timeout_secs(const smtp_client *c);
+/* smtp_client_timeout - that time ran out: every recipient without a result fails
+ * transiently (4.4.2, "timeout"), and the client wants to close. */
+void smtp_client_timeout(smtp_client *c);
+
+/* smtp_client_extensions - what EHLO offered (valid for the client's life). */
+const smtp_client_ext *smtp_client_extensions(const smtp_client *c);
+/* smtp_client_error - why the connection is over (greeting, EHLO/HELO or RSET refused, 421,
+ * lost, timeout, malformed reply, abandoned transfer), or NULL while it is not (and after an
+ * orderly QUIT). Valid for the client's life. */
+const smtp_result *smtp_client_error(const smtp_client *c);
+/* smtp_client_stage - the stage the client is in now (for logs). */
+smtp_stage smtp_client_stage(const smtp_client *c);
 
 #endif
