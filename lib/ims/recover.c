@@ -75,8 +75,7 @@ static bool check_in_file(int in_fd, const char *name, int *err)
 
 /* scan_in - the acknowledged messages in In (sorted: ids start with the time), and files that
  * are not spool files moved to In/Archive. */
-static int scan_in(int in_fd, const char *root, ims_log *log, ims_id_list *out,
-                   size_t *archived)
+static int scan_in(int in_fd, const char *root, ims_log *log, ims_id_list *out, size_t *archived)
 {
     int fd = openat(in_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;

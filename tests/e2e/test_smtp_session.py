@@ -10,17 +10,7 @@ import tempfile
 
 import pytest
 
-from test_smtp import WAIT, Service, free_port, wait_for
-
-
-@pytest.fixture
-def svc():
-    root = tempfile.mkdtemp(prefix="ims-sess-")
-    os.chmod(root, 0o755)
-    s = Service(root, free_port())
-    yield s
-    s.stop()
-    shutil.rmtree(root, ignore_errors=True)
+from test_smtp import WAIT, Service, free_port, run, svc, wait_for  # noqa: F401 (svc: fixture)
 
 
 # What each state is reached by, on a connection that said EHLO: (commands, their codes).
@@ -128,7 +118,6 @@ def test_ipv6_client_written_as_rfc5321_says():
     s = Service(root, port, start=False)
     try:
         account = [] if os.geteuid() else ["--account", "nobody"]
-        from test_smtp import run
         run("imsctl", "install", *account, "--listen", f"127.0.0.1:{port}",
             "--listen", f"[::1]:{port}", env=s.env)
         s.start()

@@ -13,40 +13,7 @@
 #include "reg/reg.h"
 #include "smtp/smtp.h"
 
-/* S("...") - a literal with its length, NULs included. */
-#define S(lit) lit, sizeof(lit) - 1
-#define N(a) (sizeof(a) / sizeof((a)[0]))
-
-/* --- helpers ------------------------------------------------------------------------------ */
-
-/* esc - printable form of bytes for failure messages (static buffer: one use per message). */
-static const char *esc(const char *p, size_t n, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 5 < size; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\r')
-            o += (size_t)snprintf(out + o, size - o, "\\r");
-        else if (c == '\n')
-            o += (size_t)snprintf(out + o, size - o, "\\n\n");
-        else if (c < 0x20 || c >= 0x7f)
-            o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
-        else
-            out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static void expect_bytes(const char *what, const char *got, size_t got_len, const char *want,
-                         size_t want_len)
-{
-    if (got_len == want_len && (!got_len || !memcmp(got, want, got_len)))
-        return;
-    static char g[16384], w[16384];
-    fail_msg("%s:\n--- got\n%s\n--- want\n%s", what, esc(got, got_len, g, sizeof g),
-             esc(want, want_len, w, sizeof w));
-}
+#include "expect.h"
 
 /* --- commands ----------------------------------------------------------------------------- */
 
@@ -1334,8 +1301,8 @@ static void test_huge_data_line(void **state)
     /* With max_size 100000, a 200000-octet line refuses the message at its end. */
     fx_setup(&fx, CFG_DEFAULT);
     fx.cfg.max_size = 100000;
-    smtp_callbacks cb = {&rec,        cb_rcpt_check, cb_data_begin, cb_data_chunk,
-                         cb_data_end, cb_data_abort, NULL,          NULL,
+    smtp_callbacks cb = {&rec,        cb_rcpt_check,  cb_data_begin, cb_data_chunk,
+                         cb_data_end, cb_data_abort,  NULL,          NULL,
                          NULL,        cb_rcpt_release};
     rec = (struct rec){BUF_INIT, BUF_INIT, false, false};
     assert_int_equal(smtp_session_new(&fx.cfg, &cb, &fx.client, &fx.local, &s), 0);

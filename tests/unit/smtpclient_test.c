@@ -13,37 +13,7 @@
 #include "reg/reg.h"
 #include "smtp/smtp.h"
 
-#define S(lit) lit, sizeof(lit) - 1
-#define N(a) (sizeof(a) / sizeof((a)[0]))
-
-/* esc - printable form of bytes for failure messages. */
-static const char *esc(const char *p, size_t n, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 6 < size; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\r')
-            o += (size_t)snprintf(out + o, size - o, "\\r");
-        else if (c == '\n')
-            o += (size_t)snprintf(out + o, size - o, "\\n\n");
-        else if (c < 0x20 || c >= 0x7f)
-            o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
-        else
-            out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static void expect_bytes(const char *what, const char *got, size_t got_len, const char *want,
-                         size_t want_len)
-{
-    if (got_len == want_len && (!got_len || !memcmp(got, want, got_len)))
-        return;
-    static char g[32768], w[32768];
-    fail_msg("%s:\n--- got (%zu)\n%s\n--- want (%zu)\n%s", what, got_len,
-             esc(got, got_len, g, sizeof g), want_len, esc(want, want_len, w, sizeof w));
-}
+#include "expect.h"
 
 /* --- the reply parser --------------------------------------------------------------------- */
 
@@ -91,7 +61,7 @@ static void test_reply_parse(void **state)
         smtp_reply r;
         smtp_reply_status st = smtp_reply_parse(cases[i].in, cases[i].len, &r);
         char e[256];
-        esc(cases[i].in, cases[i].len, e, sizeof e);
+        expect_esc(cases[i].in, cases[i].len, e, sizeof e);
         if (st != cases[i].st)
             fail_msg("\"%s\": got %s, want %s", e, smtp_reply_status_name(st),
                      smtp_reply_status_name(cases[i].st));
@@ -1095,8 +1065,8 @@ static void test_timeouts(void **state)
          "timeout waiting for the reply to MAIL"},
         {GREET "|" EXT_PLAIN "|" MAIL_OK, false, SMTP_TIMEOUT_RCPT, SMTP_STAGE_RCPT,
          "timeout waiting for the reply to RCPT"},
-        {GREET "|250-mx\r\n250 PIPELINING\r\n|" MAIL_OK RCPT_OK, true, SMTP_TIMEOUT_DATA_INIT, SMTP_STAGE_DATA,
-         "timeout waiting for the reply to DATA"},
+        {GREET "|250-mx\r\n250 PIPELINING\r\n|" MAIL_OK RCPT_OK, true, SMTP_TIMEOUT_DATA_INIT,
+         SMTP_STAGE_DATA, "timeout waiting for the reply to DATA"},
         {GREET "|" EXT_PLAIN "|" MAIL_OK "|" RCPT_OK "|" GO, false, SMTP_TIMEOUT_DATA_BLOCK,
          SMTP_STAGE_DOT, "timeout while sending the message data"},
         {GREET "|" EXT_PLAIN "|" MAIL_OK "|" RCPT_OK "|" GO "|*", false, SMTP_TIMEOUT_DATA_TERM,
