@@ -162,6 +162,10 @@ def test_kill_9_under_smtp_source_loses_nothing_acknowledged(tmp_root):
                 f"{alias}: {len(missing)} of {len(acked)} acknowledged messages lost: {missing[:10]}"
         # Both recipients got the same messages: none half-delivered.
         assert sorted(delivered_ids(root, "bob")) == sorted(delivered_ids(root, "bob2"))
+        # For the record (pytest -s shows it): what the kill hit.
+        print(f"kill -9 under smtp-source: {len(acked)} acknowledged, "
+              + ", ".join(f"{a} {len(delivered_ids(root, a))} delivered" for a in MAILBOXES)
+              + ", 0 lost, 0 duplicated")
         assert os.listdir(os.path.join(root, "imcdata", "Work")) == []
     finally:
         svc.stop()
