@@ -427,22 +427,9 @@ static void cl_send_step(smtp_client *c, size_t k)
         const smtp_client_rcpt *r = &m->rcpt[k - 1];
         n = snprintf(line, sizeof line, "RCPT TO:<%s>", r->addr);
         if (c->ext.dsn && r->notify) {
-            if (r->notify & SMTP_NOTIFY_NEVER) {
-                n += snprintf(line + n, sizeof line - (size_t)n, " NOTIFY=NEVER");
-            } else {
-                static const struct {
-                    unsigned bit;
-                    const char *name;
-                } kw[] = {{SMTP_NOTIFY_SUCCESS, "SUCCESS"},
-                          {SMTP_NOTIFY_FAILURE, "FAILURE"},
-                          {SMTP_NOTIFY_DELAY, "DELAY"}};
-                const char *sep = " NOTIFY=";
-                for (size_t i = 0; i < 3; i++)
-                    if (r->notify & kw[i].bit) {
-                        n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", sep, kw[i].name);
-                        sep = ",";
-                    }
-            }
+            char notify[SMTP_NOTIFY_TEXT];
+            n += snprintf(line + n, sizeof line - (size_t)n, " NOTIFY=%s",
+                          smtp_notify_format(r->notify, notify, sizeof notify));
         }
         if (c->ext.dsn && r->orcpt && r->orcpt[0])
             snprintf(line + n, sizeof line - (size_t)n, " ORCPT=%s", r->orcpt);

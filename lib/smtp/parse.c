@@ -2,6 +2,7 @@
  * SIZE (RFC 1870), BODY (RFC 6152), RET, ENVID, NOTIFY and ORCPT (RFC 3461). */
 #include "smtp/smtp.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const parse_verbs[SMTP_VERB_COUNT] = {
@@ -112,6 +113,33 @@ static smtp_reply_id parse_notify(const char *s, size_t n, unsigned *out)
         return SMTP_R_PARAM_VALUE;
     *out = bits;
     return SMTP_R_NONE;
+}
+
+smtp_reply_id smtp_notify_parse(const char *s, size_t n, unsigned *out)
+{
+    return parse_notify(s, n, out);
+}
+
+char *smtp_notify_format(unsigned bits, char *out, size_t size)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } kw[] = {{SMTP_NOTIFY_NEVER, "NEVER"},
+              {SMTP_NOTIFY_SUCCESS, "SUCCESS"},
+              {SMTP_NOTIFY_FAILURE, "FAILURE"},
+              {SMTP_NOTIFY_DELAY, "DELAY"}};
+    size_t o = 0;
+    if (size)
+        out[0] = 0;
+    for (size_t i = 0; i < sizeof kw / sizeof kw[0]; i++)
+        if (bits & kw[i].bit) {
+            int w = snprintf(out + o, size - o, "%s%s", o ? "," : "", kw[i].name);
+            if (w < 0 || (size_t)w >= size - o)
+                break;
+            o += (size_t)w;
+        }
+    return out;
 }
 
 /* parse_size - RFC 1870: 1*20DIGIT; more than UINT64_MAX saturates. */

@@ -349,6 +349,14 @@ typedef struct smtp_mail_params {
     char envid[SMTP_ENVID_MAX + 1]; /* ENVID=, still xtext-encoded; "" if absent */
 } smtp_mail_params;
 
+/* smtp_notify_format - bits as NOTIFY= writes them ("NEVER", or "SUCCESS,FAILURE,DELAY" in
+ * that order, those set; "" for 0) into out, at least SMTP_NOTIFY_TEXT bytes. Returns out.
+ * smtp_notify_parse - the other way, s[0..n) any case: SMTP_R_NONE, or SMTP_R_PARAM_VALUE for
+ * an unknown or repeated word, or NEVER with another. */
+#define SMTP_NOTIFY_TEXT 32
+char *smtp_notify_format(unsigned bits, char *out, size_t size);
+smtp_reply_id smtp_notify_parse(const char *s, size_t n, unsigned *out);
+
 /* RCPT parameters (RFC 3461). */
 typedef struct smtp_rcpt_params {
     unsigned notify;                /* SMTP_NOTIFY_* */

@@ -211,13 +211,21 @@ static int data_begin(void *arg, const smtp_envelope *env)
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
     ims_rcpt *r = calloc(env->nrcpt, sizeof *r);
-    if (!r)
+    char(*notify)[SMTP_NOTIFY_TEXT] = calloc(env->nrcpt, sizeof *notify);
+    if (!r || !notify) {
+        free(r);
+        free(notify);
         return -1;
+    }
     /* Every recipient goes into the envelope (each gets its tracking line); the spool
-     * delivers one copy per Maildir however many of its addresses were named. */
+     * delivers one copy per Maildir however many of its addresses were named. The DSN
+     * parameters (RFC 3461) go with it: reports and the next hop need them. */
     for (size_t i = 0; i < env->nrcpt; i++) {
+        const smtp_rcpt_params *p = &env->rcpt[i].params;
         r[i].address = env->rcpt[i].path.mailbox;
         r[i].maildir = env->rcpt[i].data;
+        r[i].notify = p->notify ? smtp_notify_format(p->notify, notify[i], sizeof notify[i]) : NULL;
+        r[i].orcpt = p->orcpt[0] ? p->orcpt : NULL;
         if (!r[i].maildir) {
             /* rcpt_check attaches a Maildir to every recipient it accepts (it refuses remote
              * ones until there is an outbound side): one without is a bug, not mail to lose. */
@@ -227,6 +235,7 @@ static int data_begin(void *arg, const smtp_envelope *env)
                           "destination; the message is refused with 451",
                           r[i].address, ms->client_ip);
             free(r);
+            free(notify);
             return -1;
         }
     }
@@ -238,8 +247,13 @@ static int data_begin(void *arg, const smtp_envelope *env)
     e.client_ip = ms->client_ip[0] ? ms->client_ip : NULL;
     e.helo = env->helo;
     e.host = m->fqdn;
+    e.envid = env->mail->envid[0] ? env->mail->envid : NULL;
+    e.ret = env->mail->ret == SMTP_RET_FULL   ? "FULL"
+            : env->mail->ret == SMTP_RET_HDRS ? "HDRS"
+                                              : NULL;
     int rc = ims_spool_begin(m->spool, &e, &ms->msg);
     free(r);
+    free(notify);
     if (rc)
         ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
                       IMS_LEVEL_NONE,

@@ -150,3 +150,38 @@ def test_ipv6_client_written_as_rfc5321_says():
     finally:
         s.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_dsn_parameters_kept_in_the_spool(svc):
+    """RFC 3461's NOTIFY, ORCPT, ENVID and RET are kept with the message (they were parsed and
+    dropped): a delivery held back by an unwritable Maildir leaves the spool file in In to read."""
+    new = os.path.join(svc.root, "store", "bob", "new")
+    os.chmod(new, 0o500)
+    try:
+        c = Raw("127.0.0.1", svc.port)
+        try:
+            assert c.cmd("EHLO client.test")[0] == 250
+            assert c.cmd("MAIL FROM:<s@remote.test> RET=HDRS ENVID=QQ+2B314")[0] == 250
+            assert c.cmd("RCPT TO:<bob@example.com> NOTIFY=failure,SUCCESS "
+                         "ORCPT=rfc822;Bob+40example.com")[0] == 250
+            assert c.cmd("RCPT TO:<alice@example.com>")[0] == 250
+            assert c.cmd("DATA")[0] == 354
+            assert c.cmd("Subject: dsn\r\n\r\nkept.\r\n.")[0] == 250
+        finally:
+            c.close()
+        in_dir = os.path.join(svc.root, "imcdata", "In")
+
+        def spooled():
+            names = [n for n in os.listdir(in_dir) if n != "Archive"]
+            return names
+        [name] = wait_for(spooled, "the message in In")
+        head = open(os.path.join(in_dir, name), "rb").read().split(b"\n\n")[0].decode()
+        lines = head.splitlines()
+        assert "envid QQ+2B314" in lines and "ret HDRS" in lines, lines
+        rcpts = [l.split("\t") for l in lines if l.startswith("rcpt ")]
+        assert rcpts[0][:3] == ["rcpt SUCCESS,FAILURE", "rfc822;Bob+40example.com",
+                                "bob@example.com"], rcpts
+        assert rcpts[1][:3] == ["rcpt -", "-", "alice@example.com"], rcpts
+    finally:
+        os.chmod(new, 0o700)
+    svc.wait_mail("bob", 1)  # the retry delivers it once the Maildir is writable again

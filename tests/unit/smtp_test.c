@@ -1060,6 +1060,38 @@ static void feed(smtp_session *s, const char *p, size_t n, buf *out)
     smtp_session_output_drain(s, len);
 }
 
+/* NOTIFY's text both ways: the canonical order whatever the order given, any case in. */
+static void test_notify_text(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        smtp_reply_id rc;
+        const char *out;
+    } notify_cases[] = {
+        {"NEVER", SMTP_R_NONE, "NEVER"},
+        {"failure,success", SMTP_R_NONE, "SUCCESS,FAILURE"},
+        {"DELAY,FAILURE,SUCCESS", SMTP_R_NONE, "SUCCESS,FAILURE,DELAY"},
+        {"NEVER,SUCCESS", SMTP_R_PARAM_VALUE, NULL},
+        {"SUCCESS,SUCCESS", SMTP_R_PARAM_VALUE, NULL},
+        {"SOMETIMES", SMTP_R_PARAM_VALUE, NULL},
+        {"", SMTP_R_PARAM_VALUE, NULL},
+    };
+    for (size_t i = 0; i < N(notify_cases); i++) {
+        unsigned bits = 0;
+        smtp_reply_id rc = smtp_notify_parse(notify_cases[i].in, strlen(notify_cases[i].in), &bits);
+        if (rc != notify_cases[i].rc)
+            fail_msg("smtp_notify_parse(\"%s\"): got %d, want %d", notify_cases[i].in, rc,
+                     notify_cases[i].rc);
+        if (rc)
+            continue;
+        char text[SMTP_NOTIFY_TEXT];
+        assert_string_equal(smtp_notify_format(bits, text, sizeof text), notify_cases[i].out);
+    }
+    char text[SMTP_NOTIFY_TEXT];
+    assert_string_equal(smtp_notify_format(0, text, sizeof text), "");
+}
+
 /* RSET, EHLO and HELO in every state a transaction can be in end it, and the next message
  * carries only its own recipients, each with its own data (the caller keeps no list). */
 static void test_reset_every_state(void **state)
@@ -1707,6 +1739,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_trace),
         cmocka_unit_test(test_reset_every_state),
+        cmocka_unit_test(test_notify_text),
         cmocka_unit_test(test_mail_check),
         cmocka_unit_test(test_relay_denied_callback),
     };
