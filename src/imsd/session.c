@@ -52,6 +52,8 @@ typedef struct mail_session {
     bool throttled;  /* reading stopped until the client takes the replies queued for it */
     bool gone;       /* the connection closed while committing */
     char client_ip[64];
+    uint64_t id; /* the connection's number: in its events and its protocol log records, the
+                  * one id of a transaction before DATA gives it a queue id */
     ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
 } mail_session;
 
@@ -231,9 +233,9 @@ static int data_begin(void *arg, const smtp_envelope *env)
              * ones until there is an outbound side): one without is a bug, not mail to lose. */
             ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
                           IMS_LEVEL_NONE,
-                          "Internal error: the accepted recipient <%s> from %s has no "
-                          "destination; the message is refused with 451",
-                          r[i].address, ms->client_ip);
+                          "Internal error: session %llu: the accepted recipient <%s> from %s "
+                          "has no destination; the message is refused with 451",
+                          (unsigned long long)ms->id, r[i].address, ms->client_ip);
             free(r);
             free(notify);
             return -1;
@@ -257,9 +259,9 @@ static int data_begin(void *arg, const smtp_envelope *env)
     if (rc)
         ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
                       IMS_LEVEL_NONE,
-                      "Unable to spool a message from %s for %zu recipients: %s; it is "
-                      "refused with 451",
-                      ms->client_ip, n, strerror(rc));
+                      "Session %llu: unable to spool a message from %s for %zu recipients: "
+                      "%s; it is refused with 451",
+                      (unsigned long long)ms->id, ms->client_ip, n, strerror(rc));
     return rc;
 }
 
@@ -317,10 +319,10 @@ static void relay_denied(void *arg, const smtp_path *rcpt, smtp_refusal why)
     bool trick = why != SMTP_REFUSE_NONE;
     ims_log_event(ms->srv->log, IMS_EV_RELAY_DENIED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
                   IMS_LEVEL_MINIMUM,
-                  "Relaying was denied: client %s (HELO %s), not authenticated, recipient "
-                  "<%s>%s%s%s",
-                  ms->client_ip, helo[0] ? helo : "none", rcpt->mailbox, trick ? " (" : "",
-                  trick ? smtp_refusal_name(why) : "", trick ? ")" : "");
+                  "Relaying was denied: session %llu, client %s (HELO %s), not "
+                  "authenticated, recipient <%s>%s%s%s",
+                  (unsigned long long)ms->id, ms->client_ip, helo[0] ? helo : "none", rcpt->mailbox,
+                  trick ? " (" : "", trick ? smtp_refusal_name(why) : "", trick ? ")" : "");
 }
 
 static void trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
@@ -372,6 +374,7 @@ void imsd_session_open(imsd_conn *c)
     }
     ms->c = c;
     ms->srv = srv;
+    ms->id = ++srv->mail->next_conn_id;
     struct sockaddr_storage peer, self;
     socklen_t pl = sizeof peer, sl = sizeof self;
     smtp_ip client = {0}, local = {0};
@@ -386,8 +389,7 @@ void imsd_session_open(imsd_conn *c)
     if (m->plog) {
         char self_text[IMSD_ADDR_MAX];
         imsd_addr_text((struct sockaddr *)&self, (int)sl, self_text, sizeof self_text);
-        int e =
-            ims_protolog_begin(m->plog, ++m->next_conn_id, imsd_conn_peer(c), self_text, &ms->plc);
+        int e = ims_protolog_begin(m->plog, ms->id, imsd_conn_peer(c), self_text, &ms->plc);
         if (e)
             ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_PROTOCOL_LOG, IMS_SEV_WARNING,
                           IMS_LEVEL_MINIMUM, "Unable to open the SMTP protocol log: %s",

@@ -461,6 +461,9 @@ def test_denied_relay_is_an_event_at_minimum():
         assert "client 127.0.0.1 (HELO relayer.test)" in events[0], events[0]
         assert "<victim@elsewhere.test>" in events[0], events[0]
         assert "<victim%elsewhere.test@example.com> (percent hack)" in events[1], events[1]
+        # One connection, one id on both: the session's number (its protocol log's too).
+        ids = [re.search(r"session (\d+), client 127\.0\.0\.1", e) for e in events]
+        assert all(ids) and ids[0].group(1) == ids[1].group(1), events
 
 
 def test_allowed_relay_is_deferred_at_rcpt_and_local_mail_goes_on(make_svc):
