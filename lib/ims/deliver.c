@@ -298,7 +298,10 @@ static int leader_cmp(const void *a, const void *b, void *arg)
 {
     const ims_spool_file *f = arg;
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    int c = strcmp(f->rcpts[x].maildir, f->rcpts[y].maildir);
+    /* Recipients of other routes sort together under "" (and lead themselves: below). */
+    const char *mx = f->rcpts[x].maildir ? f->rcpts[x].maildir : "";
+    const char *my = f->rcpts[y].maildir ? f->rcpts[y].maildir : "";
+    int c = strcmp(mx, my);
     return c ? c : (x > y) - (x < y);
 }
 
@@ -316,11 +319,13 @@ static int find_leaders(dl_msg *m)
     for (size_t i = 0; i < n; i++)
         order[i] = i;
     qsort_r(order, n, sizeof *order, leader_cmp, &m->f);
-    for (size_t i = 0; i < n; i++)
-        m->leader[order[i]] =
-            i && !strcmp(m->f.rcpts[order[i]].maildir, m->f.rcpts[order[i - 1]].maildir)
-                ? m->leader[order[i - 1]]
-                : order[i];
+    for (size_t i = 0; i < n; i++) {
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[order[i]], *prev = &m->f.rcpts[order[i - !!i]];
+        m->leader[order[i]] = i && r->route == IMS_ROUTE_LOCAL && prev->route == IMS_ROUTE_LOCAL &&
+                                      !strcmp(r->maildir, prev->maildir)
+                                  ? m->leader[order[i - 1]]
+                                  : order[i];
+    }
     free(order);
     return 0;
 }
@@ -329,6 +334,16 @@ static bool all_done(const dl_msg *m)
 {
     for (size_t i = 0; i < m->f.nrcpt; i++)
         if (!m->f.rcpts[i].done)
+            return false;
+    return true;
+}
+
+/* locals_done - every recipient that is a mailbox of ours is done: what is left (recipients
+ * routed elsewhere) is not this transport's. */
+static bool locals_done(const dl_msg *m)
+{
+    for (size_t i = 0; i < m->f.nrcpt; i++)
+        if (m->f.rcpts[i].route == IMS_ROUTE_LOCAL && !m->f.rcpts[i].done)
             return false;
     return true;
 }
@@ -398,7 +413,7 @@ static void load(ims_deliverer *d, dl_msg *m)
         fail(m, rc, SIZE_MAX);
         return;
     }
-    if (!all_done(m))
+    if (!locals_done(m))
         start_mts(d, m);
 }
 
@@ -525,7 +540,7 @@ static void link_rcpts(ims_deliverer *d, dl_msg *m, dl_dirs *dirs)
         return;
     for (size_t i = 0; i < m->f.nrcpt; i++) {
         const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
-        if (r->done || m->leader[i] != i)
+        if (r->done || m->leader[i] != i || r->route != IMS_ROUTE_LOCAL)
             continue;
         char base[DELIVER_NAME_MAX], name[DELIVER_NAME_MAX];
         rcpt_base(m, i, base, sizeof base);
@@ -708,6 +723,14 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
     }
     if (m->item->finished)
         return;
+    if (m->parsed && !m->failed && locals_done(m)) {
+        /* The mailboxes have their copies; the rest is routed elsewhere and stays in In for
+         * the transport of its route. MTS-IN's copy has served. */
+        unlinkat(d->mts_new_fd, m->name, 0);
+        unlinkat(d->mts_tmp_fd, m->name, 0);
+        m->item->finished = true;
+        return;
+    }
     *deferred += m->nfailed ? m->nfailed : 1;
     if (m->err_rcpt != SIZE_MAX && m->parsed && m->err_rcpt < m->f.nrcpt)
         dl_event(d, IMS_EV_SPOOL_DEFERRED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_WARNING,

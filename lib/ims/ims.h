@@ -518,10 +518,14 @@ void ims_service_stop(ims_service *svc);
 
 /* A recipient as the SMTP server resolved it. Strings must not hold CR, LF or TAB. */
 typedef struct ims_rcpt {
-    const char *address; /* the forward-path without <> */
-    const char *maildir; /* absolute path of the mailbox's Maildir (its new/ gets the copy) */
-    const char *notify;  /* DSN NOTIFY= value, or NULL */
-    const char *orcpt;   /* DSN ORCPT= value, or NULL */
+    const char *address;  /* the forward-path without <> */
+    const char *maildir;  /* IMS_ROUTE_LOCAL: absolute path of the mailbox's Maildir (its new/
+                           * gets the copy); NULL for the other routes */
+    const char *notify;   /* DSN NOTIFY= value, or NULL */
+    const char *orcpt;    /* DSN ORCPT= value, or NULL */
+    ims_route_kind route; /* where it goes (0, IMS_ROUTE_LOCAL, unless said) */
+    const char *dest;     /* IMS_ROUTE_DNS: the domain; IMS_ROUTE_SMARTHOST: the host spec as
+                           * ims_host_parse takes it; NULL for LOCAL */
 } ims_rcpt;
 
 typedef struct ims_envelope {

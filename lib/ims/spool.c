@@ -174,6 +174,23 @@ static bool opt_ok(const char *s)
     return !s || !*s || (ims_spool_field_ok(s, false) && strcmp(s, "-") != 0);
 }
 
+/* route_ok - a mailbox's absolute path, a domain for DNS, a host spec for a smart host. */
+static bool route_ok(const ims_rcpt *r)
+{
+    char host[SMTP_DOMAIN_MAX + 1];
+    bool literal;
+    uint16_t port;
+    switch (r->route) {
+    case IMS_ROUTE_LOCAL:
+        return ims_spool_field_ok(r->maildir, false) && r->maildir[0] == '/';
+    case IMS_ROUTE_DNS:
+        return r->dest && smtp_domain_valid(r->dest, strlen(r->dest), false);
+    case IMS_ROUTE_SMARTHOST:
+        return r->dest && ims_host_parse(r->dest, host, &literal, &port) == 0;
+    }
+    return false;
+}
+
 static int envelope_check(const ims_envelope *env)
 {
     if (!env || !env->rcpts || env->nrcpt == 0 || env->nrcpt > IMS_SPOOL_MAX_RCPTS)
@@ -187,8 +204,8 @@ static int envelope_check(const ims_envelope *env)
         return EINVAL;
     for (size_t i = 0; i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
-        if (!ims_spool_field_ok(r->address, false) || !ims_spool_field_ok(r->maildir, false) ||
-            r->maildir[0] != '/' || !opt_ok(r->notify) || !opt_ok(r->orcpt))
+        if (!ims_spool_field_ok(r->address, false) || !opt_ok(r->notify) || !opt_ok(r->orcpt) ||
+            !route_ok(r))
             return EINVAL;
     }
     return 0;
@@ -215,8 +232,12 @@ static int format_envelope(ims_spool_msg *m, const ims_envelope *env, const char
         rc = buf_printf(b, "ret %s\n", env->ret);
     for (size_t i = 0; !rc && i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
-        rc = buf_printf(b, "rcpt %s\t%s\t%s\t%s\n", or_dash(r->notify), or_dash(r->orcpt),
-                        r->address, r->maildir);
+        rc = buf_printf(b, "rcpt %s\t%s\t%s\t%s%s\n", or_dash(r->notify), or_dash(r->orcpt),
+                        r->address,
+                        r->route == IMS_ROUTE_DNS         ? "dns:"
+                        : r->route == IMS_ROUTE_SMARTHOST ? "smarthost:"
+                                                          : "",
+                        r->route == IMS_ROUTE_LOCAL ? r->maildir : r->dest);
     }
     if (!rc)
         rc = buf_adds(b, "size ");

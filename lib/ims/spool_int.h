@@ -6,20 +6,50 @@
 
 #include "ims/ims.h"
 
-/* A spool file as read back. Format (version 1), text lines up to an empty line, then the
- * content, then status records appended by delivery:
- *   IMS-SPOOL 1
+/* A spool file as read back. Format (version 2), text lines up to an empty line, then the
+ * content, then status records appended by the transports:
+ *   IMS-SPOOL 2
  *   id <queue id>           time <unix seconds>      client <ip>     helo <name>
  *   host <our name>         from <reverse-path>      [envid <x>]     [ret <x>]
- *   rcpt <notify|->\t<orcpt|->\t<address>\t<maildir>     (one per recipient, in order)
+ *   rcpt <notify|->\t<orcpt|->\t<address>\t<route>   (one per recipient, in order); route:
+ *        /<maildir>          a mailbox of ours (IMS_ROUTE_LOCAL)
+ *        dns:<domain>        the domain's mail exchangers (IMS_ROUTE_DNS)
+ *        smarthost:<spec>    a host (IMS_ROUTE_SMARTHOST; spec as ims_host_parse takes it)
  *   size <20 digits>        (the content's length)
- *   <empty line> <content> done <index>\n ...         */
+ *   <empty line> <content> <status records>
+ * Status records, one a line, the last about a recipient telling its state:
+ *   done <index>                                        delivered (final)
+ *   defer <index>\t<attempts>\t<next try, unix s>\t<text>  a transient failure
+ *   fail <index>\t<text>                                 a permanent failure (final)
+ * A final state is not undone by a later record. Version 1 is version 2 with only mailboxes
+ * and only done records; it is read as such. */
+typedef enum ims_rcpt_state {
+    IMS_RCPT_PENDING,  /* nothing recorded yet */
+    IMS_RCPT_DEFERRED, /* failed for now: attempts, next_try and last say how */
+    IMS_RCPT_DONE,     /* delivered */
+    IMS_RCPT_FAILED,   /* failed for good: last says why */
+} ims_rcpt_state;
+
 typedef struct ims_spool_rcpt_rec {
-    char *address, *maildir, *notify, *orcpt; /* notify and orcpt NULL when absent */
-    bool done;
+    char *address, *notify, *orcpt; /* notify and orcpt NULL when absent */
+    ims_route_kind route;
+    char *maildir; /* LOCAL: the Maildir; NULL otherwise */
+    char *dest;    /* DNS: the domain; SMARTHOST: the host spec; NULL for LOCAL */
+    bool done;     /* state == IMS_RCPT_DONE */
+    ims_rcpt_state state;
+    unsigned attempts; /* DEFERRED: failed tries so far */
+    time_t next_try;   /* DEFERRED: not before (unix seconds) */
+    char *last;        /* DEFERRED, FAILED: the last reply or reason; NULL otherwise */
 } ims_spool_rcpt_rec;
 
+/* ims_spool_status_format - the status record for recipient index into out: state DONE,
+ * DEFERRED (with attempts, next_try and text) or FAILED (with text). text is cut to fit one
+ * line; CR, LF and TAB in it become spaces. Returns 0, EINVAL (PENDING) or ENOMEM. */
+int ims_spool_status_format(buf *out, size_t index, ims_rcpt_state state, unsigned attempts,
+                            time_t next_try, const char *text);
+
 typedef struct ims_spool_file {
+    unsigned version; /* 1 or 2, as the file says */
     char id[IMS_QUEUE_ID_LEN + 1];
     time_t time;
     char *sender, *client_ip, *helo, *host, *envid, *ret;
@@ -29,7 +59,9 @@ typedef struct ims_spool_file {
     uint64_t file_size;
 } ims_spool_file;
 
-#define SPOOL_MAGIC "IMS-SPOOL 1"
+#define SPOOL_MAGIC "IMS-SPOOL 2"
+#define SPOOL_MAGIC_V1 "IMS-SPOOL 1"    /* read as version 2 with mailboxes and done records */
+#define SPOOL_STATUS_TEXT_MAX 1024      /* bytes of a status record's text */
 #define SPOOL_MAGIC_PREFIX "IMS-SPOOL " /* any version: a newer one is "unknown", not "bad" */
 #define SPOOL_SIZE_DIGITS 20            /* the size field is fixed-width: patched at commit */
 

@@ -47,6 +47,8 @@ void ims_spool_file_free(ims_spool_file *f)
     for (size_t i = 0; i < f->nrcpt; i++) {
         free(f->rcpts[i].address);
         free(f->rcpts[i].maildir);
+        free(f->rcpts[i].dest);
+        free(f->rcpts[i].last);
         free(f->rcpts[i].notify);
         free(f->rcpts[i].orcpt);
     }
@@ -89,7 +91,27 @@ static int parse_rcpt(ims_spool_file *f, char *v)
             v = tab + 1;
         }
     }
-    if (!part[2][0] || part[3][0] != '/' || f->nrcpt >= IMS_SPOOL_MAX_RCPTS)
+    /* The route: a mailbox's path (the only form version 1 has), dns:<domain> or
+     * smarthost:<spec>. */
+    ims_route_kind route = IMS_ROUTE_LOCAL;
+    const char *dest = part[3];
+    if (!strncmp(dest, "dns:", 4)) {
+        route = IMS_ROUTE_DNS;
+        dest += 4;
+        if (f->version < 2 || !smtp_domain_valid(dest, strlen(dest), false))
+            return EBADMSG;
+    } else if (!strncmp(dest, "smarthost:", 10)) {
+        route = IMS_ROUTE_SMARTHOST;
+        dest += 10;
+        char host[SMTP_DOMAIN_MAX + 1];
+        bool literal;
+        uint16_t port;
+        if (f->version < 2 || ims_host_parse(dest, host, &literal, &port))
+            return EBADMSG;
+    } else if (dest[0] != '/') {
+        return EBADMSG;
+    }
+    if (!part[2][0] || f->nrcpt >= IMS_SPOOL_MAX_RCPTS)
         return EBADMSG;
     if ((f->nrcpt & (f->nrcpt - 1)) == 0) { /* grow at powers of two */
         size_t cap = f->nrcpt ? f->nrcpt * 2 : 1;
@@ -102,10 +124,12 @@ static int parse_rcpt(ims_spool_file *f, char *v)
     memset(r, 0, sizeof *r);
     f->nrcpt++;
     r->address = strdup(part[2]);
-    r->maildir = strdup(part[3]);
+    r->route = route;
+    char **where = route == IMS_ROUTE_LOCAL ? &r->maildir : &r->dest;
+    *where = strdup(dest);
     r->notify = strcmp(part[0], "-") ? strdup(part[0]) : NULL;
     r->orcpt = strcmp(part[1], "-") ? strdup(part[1]) : NULL;
-    if (!r->address || !r->maildir || (strcmp(part[0], "-") && !r->notify) ||
+    if (!r->address || !*where || (strcmp(part[0], "-") && !r->notify) ||
         (strcmp(part[1], "-") && !r->orcpt))
         return ENOMEM;
     return 0;
@@ -152,7 +176,7 @@ static int parse_line(ims_spool_file *f, char *line, bool *have_time, bool *have
         return set_once(&f->ret, v);
     if (!strcmp(line, "rcpt"))
         return parse_rcpt(f, v);
-    return EBADMSG; /* version 1 has no other keys */
+    return EBADMSG; /* versions 1 and 2 have no other keys */
 }
 
 /* read_envelope - bytes from the start of the file through the empty line that ends the
@@ -183,9 +207,63 @@ static int read_envelope(int fd, buf *b, size_t *len)
     }
 }
 
-/* read_status - the "done <index>" records after the content. A line cut short by a crash
- * during its append, or unreadable, counts as not written: delivery then finds the copy
- * already there (EEXIST) and records it again. */
+/* status_line - one status record; anything that does not parse (a line cut short by a crash
+ * during its append, a record of a later version) counts as not written: delivery then finds
+ * the copy already there (EEXIST) and records it again, a transport tries again. */
+static void status_line(ims_spool_file *f, char *line)
+{
+    char *sp = strchr(line, ' ');
+    if (!sp)
+        return;
+    *sp = 0;
+    char *v = sp + 1, *tab = strchr(v, '\t');
+    if (tab)
+        *tab++ = 0;
+    uint64_t idx;
+    if (parse_uint(v, &idx) || idx >= f->nrcpt)
+        return;
+    ims_spool_rcpt_rec *r = &f->rcpts[idx];
+    if (r->state == IMS_RCPT_DONE || r->state == IMS_RCPT_FAILED)
+        return; /* final */
+    if (!strcmp(line, "done") && !tab) {
+        r->state = IMS_RCPT_DONE;
+        r->done = true;
+        free(r->last);
+        r->last = NULL;
+        return;
+    }
+    if (f->version < 2 || !tab)
+        return;
+    char *text = tab;
+    uint64_t attempts = 0, next = 0;
+    if (!strcmp(line, "defer")) {
+        char *t2 = strchr(tab, '\t'), *t3 = t2 ? strchr(t2 + 1, '\t') : NULL;
+        if (!t3)
+            return;
+        *t2 = 0;
+        *t3 = 0;
+        if (parse_uint(tab, &attempts) || attempts > UINT32_MAX || parse_uint(t2 + 1, &next) ||
+            next > INT64_MAX)
+            return;
+        text = t3 + 1;
+    } else if (strcmp(line, "fail")) {
+        return;
+    }
+    char *copy = strdup(text);
+    if (!copy)
+        return; /* as if unread: the state stays what it was */
+    free(r->last);
+    r->last = copy;
+    if (line[0] == 'd') {
+        r->state = IMS_RCPT_DEFERRED;
+        r->attempts = (unsigned)attempts;
+        r->next_try = (time_t)next;
+    } else {
+        r->state = IMS_RCPT_FAILED;
+    }
+}
+
+/* read_status - the status records after the content. */
 static int read_status(int fd, ims_spool_file *f)
 {
     uint64_t from = f->content_off + f->content_len;
@@ -209,12 +287,32 @@ static int read_status(int fd, ims_spool_file *f)
     p[got] = 0;
     for (char *line = p, *nl; (nl = memchr(line, '\n', got - (size_t)(line - p))); line = nl + 1) {
         *nl = 0;
-        uint64_t idx;
-        if (!strncmp(line, "done ", 5) && !parse_uint(line + 5, &idx) && idx < f->nrcpt)
-            f->rcpts[idx].done = true;
+        status_line(f, line);
     }
     free(p);
     return 0;
+}
+
+int ims_spool_status_format(buf *out, size_t index, ims_rcpt_state state, unsigned attempts,
+                            time_t next_try, const char *text)
+{
+    char clean[SPOOL_STATUS_TEXT_MAX];
+    size_t n = 0;
+    for (const char *t = text ? text : ""; *t && n + 1 < sizeof clean; t++)
+        clean[n++] = *t == '\r' || *t == '\n' || *t == '\t' ? ' ' : *t;
+    clean[n] = 0;
+    switch (state) {
+    case IMS_RCPT_DONE:
+        return buf_printf(out, "done %zu\n", index);
+    case IMS_RCPT_DEFERRED:
+        return buf_printf(out, "defer %zu\t%u\t%lld\t%s\n", index, attempts, (long long)next_try,
+                          clean);
+    case IMS_RCPT_FAILED:
+        return buf_printf(out, "fail %zu\t%s\n", index, clean);
+    case IMS_RCPT_PENDING:
+        break;
+    }
+    return EINVAL;
 }
 
 int ims_spool_file_read(int fd, ims_spool_file *f)
@@ -226,7 +324,11 @@ int ims_spool_file_read(int fd, ims_spool_file *f)
     if (!rc) {
         b.data[envlen - 1] = 0; /* the envelope as one string, without its empty line */
         char *save = NULL, *line = strtok_r((char *)b.data, "\n", &save);
-        if (!line || strcmp(line, SPOOL_MAGIC))
+        if (line && !strcmp(line, SPOOL_MAGIC))
+            f->version = 2;
+        else if (line && !strcmp(line, SPOOL_MAGIC_V1))
+            f->version = 1;
+        else
             rc = EBADMSG;
         bool have_time = false, have_size = false;
         while (!rc && (line = strtok_r(NULL, "\n", &save)))

@@ -151,7 +151,8 @@ static size_t count_sub(const char *dir, const char *sub)
     return count_files(p);
 }
 
-/* only_file - the name of the single file in dir (asserts there is exactly one). */
+/* only_file - the name of the single file in dir (asserts there is exactly one; folders such
+ * as In/Archive do not count). */
 static void only_file(const char *dir, char *name, size_t size)
 {
     DIR *d = opendir(dir);
@@ -159,7 +160,7 @@ static void only_file(const char *dir, char *name, size_t size)
     size_t n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (e->d_name[0] != '.') {
+        if (e->d_name[0] != '.' && e->d_type != DT_DIR) {
             snprintf(name, size, "%s", e->d_name);
             n++;
         }
@@ -459,6 +460,7 @@ static void test_envelope_invalid(void **state)
         {"a@b", "c@d", "/x/y", "-", "h", 1, EINVAL},
         {"a@b", "c@d", "/x/y", NULL, "h\r", 1, EINVAL},
         {"a@b", "c@d", "/x/y", NULL, "h", 0, EINVAL},
+        {"a@b", "c@d", NULL, NULL, "h", 1, EINVAL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ims_rcpt r = {cases[i].addr, cases[i].maildir, cases[i].notify, NULL};
@@ -468,6 +470,30 @@ static void test_envelope_invalid(void **state)
         int rc = ims_spool_begin(sp, &env, &m);
         if (rc != cases[i].want)
             fail_msg("case %zu: got %d, want %d", i, rc, cases[i].want);
+        if (m)
+            ims_spool_abort(m);
+    }
+    /* The other routes: a domain for DNS, a host spec for a smart host, nothing else. */
+    static const struct {
+        ims_route_kind route;
+        const char *dest, *maildir;
+        int want;
+    } routes[] = {
+        {IMS_ROUTE_DNS, "example.com", NULL, 0},
+        {IMS_ROUTE_DNS, "not a domain", NULL, EINVAL},
+        {IMS_ROUTE_DNS, NULL, NULL, EINVAL},
+        {IMS_ROUTE_SMARTHOST, "relay.example:2525", NULL, 0},
+        {IMS_ROUTE_SMARTHOST, "[192.0.2.1]:99999", NULL, EINVAL},
+        {IMS_ROUTE_SMARTHOST, "a\tb", NULL, EINVAL},
+        {(ims_route_kind)42, "example.com", "/x/y", EINVAL},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        ims_rcpt r = {"c@d", routes[i].maildir, NULL, NULL, routes[i].route, routes[i].dest};
+        ims_envelope env = envelope(&r, 1, "a@b");
+        ims_spool_msg *m = NULL;
+        int rc = ims_spool_begin(sp, &env, &m);
+        if (rc != routes[i].want)
+            fail_msg("route case %zu: got %d, want %d", i, rc, routes[i].want);
         if (m)
             ims_spool_abort(m);
     }
@@ -888,6 +914,165 @@ static void test_recovery(void **state)
     assert_int_equal(count_sub(fx->alice, "new"), 1);
 }
 
+/* in_only - the one spool file in In (Archive aside), its name into id. */
+static void in_only(struct fx *fx, char *id, size_t size)
+{
+    char in[256];
+    snprintf(in, sizeof in, "%s/In", fx->root);
+    assert_int_equal(count_files(in), 1);
+    only_file(in, id, size);
+}
+
+static bool mail_in_alice(ims_spool *sp, void *arg)
+{
+    struct fx *fx = arg;
+    ims_spool_dispatch(sp);
+    ims_spool_stats st;
+    ims_spool_get_stats(sp, &st);
+    return st.queued == 0 && count_sub(fx->alice, "new") == 1;
+}
+
+static void read_in(struct fx *fx, const char *id, ims_spool_file *f)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/In/%s", fx->root, id);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ims_spool_file_read(fd, f), 0);
+    close(fd);
+}
+
+/* Version 2: recipients routed elsewhere are written with their routes; the mailbox gets its
+ * copy and the file stays in In for the other routes' transport (MTS-IN's copy goes), and a
+ * restart delivers the mailbox no second time. Status records: the last one about a
+ * recipient tells its state, and a final state stays. */
+static void test_routes_and_status(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, true);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r[3] = {{"alice@ims.test", fx->alice, NULL, NULL, IMS_ROUTE_LOCAL, NULL},
+                     {"u@remote.example", NULL, "FAILURE", "rfc822;u+40remote.example",
+                      IMS_ROUTE_DNS, "remote.example"},
+                     {"v@x.test", NULL, NULL, NULL, IMS_ROUTE_SMARTHOST, "[192.0.2.1]:2525"}};
+    ims_envelope env = envelope(r, 3, "s@example.org");
+    struct ack a = {0};
+    const char *body = "Subject: r\r\n\r\nrouted\r\n";
+    assert_int_equal(ims_spool_submit(sp, &env, body, strlen(body), on_done, &a), 0);
+    struct acks all = {&a, 1};
+    assert_true(pump(sp, acks_done, &all));
+    assert_int_equal(a.err, 0);
+    assert_true(pump(sp, mail_in_alice, fx));
+    ims_spool_close(sp);
+    char id[64];
+    in_only(fx, id, sizeof id);
+    assert_string_equal(id, a.id);
+    char mts_new[256];
+    snprintf(mts_new, sizeof mts_new, "%s/new", fx->mts_in);
+    assert_int_equal(count_files(mts_new), 0);
+    ims_spool_file f;
+    read_in(fx, id, &f);
+    assert_int_equal(f.version, 2);
+    assert_int_equal(f.nrcpt, 3);
+    assert_int_equal(f.rcpts[0].route, IMS_ROUTE_LOCAL);
+    assert_string_equal(f.rcpts[0].maildir, fx->alice);
+    assert_int_equal(f.rcpts[0].state, IMS_RCPT_DONE);
+    assert_int_equal(f.rcpts[1].route, IMS_ROUTE_DNS);
+    assert_string_equal(f.rcpts[1].dest, "remote.example");
+    assert_null(f.rcpts[1].maildir);
+    assert_string_equal(f.rcpts[1].notify, "FAILURE");
+    assert_string_equal(f.rcpts[1].orcpt, "rfc822;u+40remote.example");
+    assert_int_equal(f.rcpts[1].state, IMS_RCPT_PENDING);
+    assert_int_equal(f.rcpts[2].route, IMS_ROUTE_SMARTHOST);
+    assert_string_equal(f.rcpts[2].dest, "[192.0.2.1]:2525");
+    ims_spool_file_free(&f);
+
+    /* A restart: recovery hands it to delivery, which has nothing left to do. */
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    assert_true(pump(sp, mail_in_alice, fx));
+    ims_spool_close(sp);
+    in_only(fx, id, sizeof id);
+    assert_int_equal(count_sub(fx->alice, "new"), 1);
+
+    /* Status records as a transport appends them, and one cut short by a crash. */
+    buf b = BUF_INIT;
+    assert_int_equal(ims_spool_status_format(&b, 1, IMS_RCPT_DEFERRED, 1, 1700000000,
+                                             "451 4.4.1 no\tanswer\r\n"),
+                     0);
+    assert_int_equal(ims_spool_status_format(&b, 2, IMS_RCPT_FAILED, 0, 0, "550 5.1.1 unknown"), 0);
+    assert_int_equal(ims_spool_status_format(&b, 2, IMS_RCPT_DEFERRED, 3, 1, "too late"), 0);
+    assert_int_equal(
+        ims_spool_status_format(&b, 1, IMS_RCPT_DEFERRED, 2, 1700000900, "421 4.3.2 busy"), 0);
+    assert_int_equal(ims_spool_status_format(&b, 1, IMS_RCPT_PENDING, 0, 0, NULL), EINVAL);
+    assert_int_equal(ims_spool_status_format(&b, 7, IMS_RCPT_DONE, 0, 0, NULL), 0); /* no such */
+    assert_int_equal(buf_adds(&b, "defer 1\t9\t1\tcut sh"), 0);
+    char p[512];
+    snprintf(p, sizeof p, "%s/In/%s", fx->root, id);
+    int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(base_write_all(fd, b.data, b.len), 0);
+    close(fd);
+    buf_free(&b);
+    read_in(fx, id, &f);
+    assert_int_equal(f.rcpts[0].state, IMS_RCPT_DONE);
+    assert_int_equal(f.rcpts[1].state, IMS_RCPT_DEFERRED);
+    assert_int_equal(f.rcpts[1].attempts, 2);
+    assert_int_equal((long long)f.rcpts[1].next_try, 1700000900LL);
+    assert_string_equal(f.rcpts[1].last, "421 4.3.2 busy");
+    assert_int_equal(f.rcpts[2].state, IMS_RCPT_FAILED); /* final: the later defer is ignored */
+    assert_string_equal(f.rcpts[2].last, "550 5.1.1 unknown");
+    ims_spool_file_free(&f);
+}
+
+/* A version 1 file (what the service wrote before routes) is read and delivered. */
+static void test_version1_file(void **state)
+{
+    struct fx *fx = *state;
+    char p[512], text[1024];
+    assert_int_equal(base_mkdir_p(fx->root, 0750), 0);
+    snprintf(p, sizeof p, "%s/In", fx->root);
+    assert_int_equal(base_mkdir_p(p, 0750), 0);
+    snprintf(p, sizeof p, "%s/In/00000000000000B1", fx->root);
+    const char *content = "Subject: old\r\n\r\nfrom before\r\n";
+    snprintf(text, sizeof text,
+             "IMS-SPOOL 1\nid 00000000000000B1\ntime 1714571107\nclient 192.0.2.1\nhelo h\n"
+             "host " HOST "\nfrom s@example.org\nrcpt -\t-\talice@ims.test\t%s\n"
+             "rcpt -\t-\tbob@ims.test\t%s\nsize %020zu\n\n%sdone 1\n",
+             fx->alice, fx->bob, strlen(content), content);
+    write_text(p, text);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ims_spool_file f;
+    assert_int_equal(ims_spool_file_read(fd, &f), 0);
+    close(fd);
+    assert_int_equal(f.version, 1);
+    assert_int_equal(f.rcpts[0].route, IMS_ROUTE_LOCAL);
+    assert_int_equal(f.rcpts[0].state, IMS_RCPT_PENDING);
+    assert_int_equal(f.rcpts[1].state, IMS_RCPT_DONE);
+    ims_spool_file_free(&f);
+    ims_spool_options o = opts(fx, true);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    uint64_t want = 1;
+    assert_true(pump(sp, delivered_all, &want));
+    ims_spool_close(sp);
+    assert_int_equal(count_sub(fx->alice, "new"), 1);
+    assert_int_equal(count_sub(fx->bob, "new"), 0); /* done before: not again */
+    snprintf(p, sizeof p, "%s/In", fx->root);
+    assert_int_equal(count_files(p), 0);
+    /* Version 1 knew no routes and no defer/fail records: such lines make it unreadable. */
+    snprintf(p, sizeof p, "%s/v1-bad", fx->dir);
+    snprintf(text, sizeof text,
+             "IMS-SPOOL 1\nid 00000000000000B2\ntime 1\nclient 192.0.2.1\nhelo h\nhost h\n"
+             "from \nrcpt -\t-\ta@b\tdns:example.com\nsize %020d\n\n",
+             0);
+    write_text(p, text);
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    assert_int_equal(ims_spool_file_read(fd, &f), EBADMSG);
+    close(fd);
+}
+
 /* --- the I/O pool ---------------------------------------------------------------------- */
 
 #define POOL_ITEMS 500
@@ -1159,6 +1344,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotent_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_and_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version1_file, setup, teardown),
         cmocka_unit_test(test_pool),
         cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),
     };
