@@ -170,6 +170,23 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
 #define IMS_ROUTING_INBOUND "<inbound>" /* a routing entry's Host: the domain is ours */
 #define IMS_ROUTING_DNS "<dns>"         /* ... the domain's MX records, whatever SmartHost says */
 #define IMS_TIMEOUT_LIMIT 86400         /* the longest CommandTimeout/DataTimeout */
+/* The outbound side's schedule (the Connections page; docs/ims.md, "The outbound queue"). */
+#define IMS_RETRY_MAX 16                   /* intervals in RetryInterval */
+#define IMS_RETRY_TEXT_MAX 256             /* bytes of RetryInterval's text, NUL included */
+#define IMS_RETRY_HOURS_MAX 720            /* the longest interval, in hours (30 days) */
+#define IMS_RETRY_FRACTION_DIGITS 9        /* decimals of an interval taken (more: malformed) */
+#define IMS_DEFAULT_RETRY ".25,.5,1,4"     /* hours: the original's default */
+#define IMS_DEFAULT_TIMEOUT_URGENT 1440    /* MessageTimeoutUrgent: minutes (24 h, ours) */
+#define IMS_DEFAULT_TIMEOUT_NORMAL 2880    /* MessageTimeoutNormal: 48 h (KB Q184051) */
+#define IMS_DEFAULT_TIMEOUT_NONURGENT 4320 /* MessageTimeoutNonUrgent: 72 h (ours) */
+#define IMS_MESSAGE_TIMEOUT_MAX 43200      /* the longest message time-out: 30 days, minutes */
+#define IMS_DEFAULT_DELAY_NOTIFICATION 240 /* DelayNotification: minutes, 0 = none */
+#define IMS_DEFAULT_MAX_OUTBOUND 100       /* MaxOutboundConnections */
+#define IMS_MAX_OUTBOUND_LIMIT 1000        /* its largest (the original's in + out ceiling) */
+#define IMS_DEFAULT_PER_HOST 10            /* MaxConnectionsPerHost */
+#define IMS_DEFAULT_MESSAGES_PER_CONN 100  /* MaxMessagesPerConnection, 0 = no limit */
+#define IMS_MESSAGES_PER_CONN_LIMIT 100000 /* its largest */
+#define IMS_DNS_MAX_SERVERS 16             /* lines of DnsServers taken */
 
 typedef struct ims_listen {
     char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
@@ -214,6 +231,20 @@ typedef struct ims_settings {
     char relay_local[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayLocalIPList lines */
     size_t nrelay_local;
     char smart_host[IMS_HOST_MAX]; /* SmartHost: "" = DNS for every remote domain */
+    /* The outbound side (docs/ims.md, "The outbound queue"). */
+    char retry_interval[IMS_RETRY_TEXT_MAX]; /* RetryInterval: hours, ".25,.5,1,4" */
+    uint64_t retry_ms[IMS_RETRY_MAX];        /* ... parsed: the intervals in milliseconds */
+    size_t nretry;                           /* ... their number; 0: "0", no retries */
+    uint32_t message_timeout_urgent;         /* MessageTimeoutUrgent: 1440 minutes */
+    uint32_t message_timeout_normal;         /* MessageTimeoutNormal: 2880 minutes */
+    uint32_t message_timeout_nonurgent;      /* MessageTimeoutNonUrgent: 4320 minutes */
+    uint32_t delay_notification;             /* DelayNotification: 240 minutes, 0 = none */
+    uint32_t max_outbound_connections;       /* MaxOutboundConnections: 100 */
+    uint32_t max_connections_per_host;       /* MaxConnectionsPerHost: 10 */
+    uint32_t max_messages_per_connection;    /* MaxMessagesPerConnection: 100, 0 = none */
+    uint32_t disable_loopback_connections;   /* DisableLoopbackConnections: 1 */
+    char dns_servers[IMS_DNS_MAX_SERVERS][IMS_RELAY_LINE_MAX]; /* DnsServers lines, valid */
+    size_t ndns_servers;
     struct ims_route_entry {
         char domain[256];        /* the subkey's name: this domain and its sub-domains */
         char host[IMS_HOST_MAX]; /* IMS_ROUTING_INBOUND, IMS_ROUTING_DNS or a host spec */
@@ -234,7 +265,9 @@ typedef enum ims_setting_kind {
     IMS_SETTING_STRING, /* REG_SZ or REG_EXPAND_SZ, not empty, fitting the field (its default
                          * depends on the host, so ims_settings_defaults computes it) */
     IMS_SETTING_LISTEN, /* ListenAddresses: REG_MULTI_SZ (or REG_SZ) of address:port */
-    IMS_SETTING_LINES,  /* REG_MULTI_SZ of net;mask lines (the relay lists) */
+    IMS_SETTING_LINES,  /* REG_MULTI_SZ of lines of IMS_RELAY_LINE_MAX bytes (the relay
+                         * lists, DnsServers), at most max of them (0: IMS_MAX_RELAY_LINES);
+                         * a line that fails valid is skipped with IMS_EV_SETTING_INVALID */
 } ims_setting_kind;
 
 typedef struct ims_setting {
@@ -242,8 +275,8 @@ typedef struct ims_setting {
     ims_setting_kind kind;
     size_t field;                    /* offsetof the field in ims_settings */
     size_t size;                     /* STRING: the field's size; LINES: offsetof its line count */
-    uint32_t dflt, min, max;         /* DWORD */
-    bool (*valid)(const char *text); /* STRING: a further check (NULL: none) */
+    uint32_t dflt, min, max;         /* DWORD; LINES: max = the most lines */
+    bool (*valid)(const char *text); /* STRING, LINES: a further check (NULL: none) */
     bool empty_ok;                   /* STRING: "" is a value (SmartHost: none) */
 } ims_setting;
 
@@ -310,6 +343,56 @@ int ims_install(reg_ctx *reg, const char *image_path, const char *account,
                 const char *const *listen, size_t nlisten, const char *root_dir);
 /* ims_uninstall - delete the service key and everything under it. Returns a Win32 error. */
 int ims_uninstall(reg_ctx *reg);
+
+/* --- the outbound schedule ---------------------------------------------------------------
+ * Pure functions of the settings (lib/ims queue.c): when a recipient is tried again, when its
+ * message times out, when its sender hears of the delay. Times are milliseconds on
+ * ims_clock_ms's clock, counted from the message's arrival or from the last attempt. */
+
+#define IMS_NEVER UINT64_MAX            /* no such time: no retry, no delay notice */
+#define IMS_HEADER_SCAN_MAX (64u << 10) /* bytes of a header section looked at for priority */
+
+/* The message's priority class: it picks its time-out (Connections page, "Message
+ * time-outs"). Zero is normal, so that a zeroed record is normal. */
+typedef enum ims_priority {
+    IMS_PRIORITY_NORMAL,
+    IMS_PRIORITY_URGENT,
+    IMS_PRIORITY_NONURGENT,
+} ims_priority;
+
+/* ims_retry_parse - RetryInterval's text: comma-separated decimal hours (".25", "0.5", "4"),
+ * blanks around each allowed, 1 to IMS_RETRY_MAX of them, each at most IMS_RETRY_HOURS_MAX
+ * with at most IMS_RETRY_FRACTION_DIGITS decimals, converted to milliseconds rounded to the
+ * nearest, and at least 1 ms. "0" alone (or "0.0") is no retries: *n = 0. Empty items, signs,
+ * exponents, anything else: -1 (ms and *n are then unspecified). Returns 0 or -1. */
+int ims_retry_parse(const char *text, uint64_t ms[IMS_RETRY_MAX], size_t *n);
+/* ims_retry_delay_ms - how long after its attempt number `attempts` (1 = the first) failed
+ * transiently a recipient is tried again: the attempts-th interval, the last one repeating.
+ * attempts 0 (never tried): 0, at once. With no retries (RetryInterval "0"): IMS_NEVER for
+ * any attempts >= 1, which means the transient failure is final: the recipient gets its NDR
+ * now rather than waiting, untried, for its message time-out. */
+uint64_t ims_retry_delay_ms(const ims_settings *s, unsigned attempts);
+
+/* ims_priority_of_headers - the priority class of a message from its header section
+ * (hdrs[0..len), which may run on into the body: the scan stops at the first empty line and
+ * after IMS_HEADER_SCAN_MAX bytes). Names and values are case-insensitive, lines may end in
+ * CRLF or LF, folded fields are unfolded. Looked at, the first of them that is present with
+ * a known value deciding:
+ *   Priority:   urgent / normal / non-urgent  (RFC 2156, X.400's priority: the original's)
+ *   Importance: high / normal / low           (RFC 2156)
+ *   X-Priority: 1 or 2 / 3 / 4 or 5           (de facto, "1 (Highest)")
+ * Of a field given twice the first known value counts. None: IMS_PRIORITY_NORMAL. */
+ims_priority ims_priority_of_headers(const char *hdrs, size_t len);
+/* ims_priority_name - "urgent", "normal", "non-urgent". */
+const char *ims_priority_name(ims_priority p);
+/* ims_message_timeout_ms - how long after its arrival a message of priority p may wait for
+ * delivery before its undelivered recipients get an NDR (MessageTimeout*; an unknown p is
+ * normal). */
+uint64_t ims_message_timeout_ms(const ims_settings *s, ims_priority p);
+/* ims_delay_notice_ms - how long after its arrival a message of priority p still undelivered
+ * earns its sender a delay notice (DelayNotification): IMS_NEVER when that is 0, or when it
+ * is not shorter than the message's time-out (the NDR would come first). */
+uint64_t ims_delay_notice_ms(const ims_settings *s, ims_priority p);
 
 /* --- DNS -------------------------------------------------------------------------------- */
 
@@ -398,6 +481,18 @@ typedef struct ims_dns_result {
  * (it may be kept past the callback). Runs only inside ims_dns_process, never inside
  * ims_dns_resolve_mx. It may start new lookups; it must not free d. */
 typedef void (*ims_dns_mx_fn)(void *arg, ims_dns_result *r);
+
+/* ims_dns_server_parse - one DnsServers line: "192.0.2.53", "192.0.2.53:5353", "2001:db8::53",
+ * "[2001:db8::53]" or "[2001:db8::53]:5353" (numeric addresses only, port 1 to 65535, no
+ * blanks), written canonically to out (n bytes) as c-ares takes it: "192.0.2.53",
+ * "192.0.2.53:5353", "[2001:db8::53]:53" (IPv6 always with its port). Returns 0 or -1 (a
+ * malformed line, or out too small). */
+int ims_dns_server_parse(const char *text, char *out, size_t n);
+/* ims_dns_servers_join - DnsServers (s's lines, each parsed as above) joined by commas into
+ * out (n bytes) for ims_dns_options' servers: "" when there are none (/etc/resolv.conf).
+ * Returns 0, EINVAL (a line does not parse: ims_settings_load lets none through) or ENOSPC
+ * (more than n - 1 bytes, or IMS_DNS_SERVERS_MAX; out is then ""). */
+int ims_dns_servers_join(const ims_settings *s, char *out, size_t n);
 
 /* ims_dns_global_init - ares_library_init. Returns 0 or EIO. */
 int ims_dns_global_init(void);

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,10 +50,10 @@ void ims_settings_fqdn(const ims_settings *s, char *out, size_t n)
         name, IMS_SETTING_STRING, offsetof(ims_settings, field), sizeof((ims_settings *)0)->field, \
             0, 0, 0, valid                                                                         \
     }
-#define LINES(name, field, count)                                                                  \
+#define LINES(name, field, count, max, valid)                                                      \
     {                                                                                              \
         name, IMS_SETTING_LINES, offsetof(ims_settings, field), offsetof(ims_settings, count), 0,  \
-            0, 0, NULL                                                                             \
+            0, max, valid                                                                          \
     }
 
 static bool alias_valid(const char *text)
@@ -67,6 +68,21 @@ static bool host_valid(const char *text)
     bool literal;
     uint16_t port;
     return ims_host_parse(text, host, &literal, &port) == 0;
+}
+
+/* retry_valid - RetryInterval's text (ims_retry_parse). */
+static bool retry_valid(const char *text)
+{
+    uint64_t ms[IMS_RETRY_MAX];
+    size_t n;
+    return ims_retry_parse(text, ms, &n) == 0;
+}
+
+/* dns_server_valid - a DnsServers line (ims_dns_server_parse). */
+static bool dns_server_valid(const char *text)
+{
+    char canon[IMS_RELAY_LINE_MAX];
+    return ims_dns_server_parse(text, canon, sizeof canon) == 0;
 }
 
 static const ims_setting settings_table[] = {
@@ -99,9 +115,27 @@ static const ims_setting settings_table[] = {
           SMTP_ERRORS_LIMIT),
     DWORD("CommandTimeout", command_timeout, IMS_DEFAULT_TIMEOUT, 1, IMS_TIMEOUT_LIMIT),
     DWORD("DataTimeout", data_timeout, IMS_DEFAULT_TIMEOUT, 1, IMS_TIMEOUT_LIMIT),
-    LINES("RelayAllowList", relay_allow, nrelay_allow),
-    LINES("RelayDenyList", relay_deny, nrelay_deny),
-    LINES("RelayLocalIPList", relay_local, nrelay_local),
+    LINES("RelayAllowList", relay_allow, nrelay_allow, IMS_MAX_RELAY_LINES, NULL),
+    LINES("RelayDenyList", relay_deny, nrelay_deny, IMS_MAX_RELAY_LINES, NULL),
+    LINES("RelayLocalIPList", relay_local, nrelay_local, IMS_MAX_RELAY_LINES, NULL),
+    /* The outbound side. */
+    STRING("RetryInterval", retry_interval, retry_valid),
+    DWORD("MessageTimeoutUrgent", message_timeout_urgent, IMS_DEFAULT_TIMEOUT_URGENT, 1,
+          IMS_MESSAGE_TIMEOUT_MAX),
+    DWORD("MessageTimeoutNormal", message_timeout_normal, IMS_DEFAULT_TIMEOUT_NORMAL, 1,
+          IMS_MESSAGE_TIMEOUT_MAX),
+    DWORD("MessageTimeoutNonUrgent", message_timeout_nonurgent, IMS_DEFAULT_TIMEOUT_NONURGENT, 1,
+          IMS_MESSAGE_TIMEOUT_MAX),
+    DWORD("DelayNotification", delay_notification, IMS_DEFAULT_DELAY_NOTIFICATION, 0,
+          IMS_MESSAGE_TIMEOUT_MAX),
+    DWORD("MaxOutboundConnections", max_outbound_connections, IMS_DEFAULT_MAX_OUTBOUND, 1,
+          IMS_MAX_OUTBOUND_LIMIT),
+    DWORD("MaxConnectionsPerHost", max_connections_per_host, IMS_DEFAULT_PER_HOST, 1,
+          IMS_MAX_OUTBOUND_LIMIT),
+    DWORD("MaxMessagesPerConnection", max_messages_per_connection, IMS_DEFAULT_MESSAGES_PER_CONN, 0,
+          IMS_MESSAGES_PER_CONN_LIMIT),
+    DWORD("DisableLoopbackConnections", disable_loopback_connections, 1, 0, 1),
+    LINES("DnsServers", dns_servers, ndns_servers, IMS_DNS_MAX_SERVERS, dns_server_valid),
 };
 
 const ims_setting *ims_settings_table(size_t *n)
@@ -129,6 +163,8 @@ void ims_settings_defaults(ims_settings *s, const char *root)
     snprintf(s->site_domain, sizeof s->site_domain, "%s", domain);
     snprintf(s->administrator_mailbox, sizeof s->administrator_mailbox, "%s",
              IMS_DEFAULT_ADMIN_MAILBOX);
+    snprintf(s->retry_interval, sizeof s->retry_interval, "%s", IMS_DEFAULT_RETRY);
+    ims_retry_parse(s->retry_interval, s->retry_ms, &s->nretry);
     size_t n;
     const ims_setting *t = ims_settings_table(&n);
     for (size_t i = 0; i < n; i++)
@@ -169,6 +205,85 @@ int ims_listen_parse(const char *text, ims_listen *out)
         return -1;
     snprintf(out->host, sizeof out->host, "%s", host);
     out->port = (uint16_t)p;
+    return 0;
+}
+
+/* --- DnsServers ---------------------------------------------------------------------- */
+
+#define DNS_PORT 53
+
+/* parse_port - "1" to "65535", digits only. Returns 0 or -1. */
+static int parse_port(const char *p, uint16_t *out)
+{
+    unsigned long v = 0;
+    if (!*p)
+        return -1;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || (v = v * 10 + (unsigned long)(*p - '0')) > 65535)
+            return -1;
+    }
+    if (v == 0)
+        return -1;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+int ims_dns_server_parse(const char *text, char *out, size_t n)
+{
+    char host[INET6_ADDRSTRLEN], canon[INET6_ADDRSTRLEN];
+    uint16_t port = 0;
+    bool v6;
+    size_t len = strnlen(text, IMS_RELAY_LINE_MAX);
+    if (len == IMS_RELAY_LINE_MAX)
+        return -1;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || (size_t)(close - text - 1) >= sizeof host ||
+            (close[1] && (close[1] != ':' || parse_port(close + 2, &port))))
+            return -1;
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        host[close - text - 1] = 0;
+        v6 = true;
+    } else {
+        const char *colon = strchr(text, ':');
+        v6 = colon && strchr(colon + 1, ':'); /* two colons: a bare IPv6 address */
+        size_t hl = colon && !v6 ? (size_t)(colon - text) : len;
+        if (hl >= sizeof host || (colon && !v6 && parse_port(colon + 1, &port)))
+            return -1;
+        memcpy(host, text, hl);
+        host[hl] = 0;
+    }
+    unsigned char addr[sizeof(struct in6_addr)];
+    int af = v6 ? AF_INET6 : AF_INET;
+    if (inet_pton(af, host, addr) != 1 || !inet_ntop(af, addr, canon, sizeof canon))
+        return -1;
+    int w = v6     ? snprintf(out, n, "[%s]:%u", canon, port ? port : DNS_PORT)
+            : port ? snprintf(out, n, "%s:%u", canon, port)
+                   : snprintf(out, n, "%s", canon);
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+int ims_dns_servers_join(const ims_settings *s, char *out, size_t n)
+{
+    size_t used = 0, cap = n < IMS_DNS_SERVERS_MAX + 1 ? n : IMS_DNS_SERVERS_MAX + 1;
+    if (n)
+        out[0] = 0;
+    for (size_t i = 0; i < s->ndns_servers; i++) {
+        char one[IMS_RELAY_LINE_MAX];
+        if (ims_dns_server_parse(s->dns_servers[i], one, sizeof one)) {
+            if (n)
+                out[0] = 0;
+            return EINVAL;
+        }
+        size_t len = strlen(one) + (i ? 1 : 0);
+        if (used + len >= cap) {
+            if (n)
+                out[0] = 0;
+            return ENOSPC;
+        }
+        snprintf(out + used, cap - used, "%s%s", i ? "," : "", one);
+        used += len;
+    }
     return 0;
 }
 
@@ -216,10 +331,13 @@ static void load_dword(reg_key *k, const char *key, const char *name, uint32_t *
         *out = v;
 }
 
-/* load_lines - a REG_MULTI_SZ as lines (each bounded), for the relay lists. */
-static void load_lines(reg_key *k, const char *name, char (*out)[IMS_RELAY_LINE_MAX], size_t *n,
+/* load_lines - a REG_MULTI_SZ as lines (each bounded, at most t->max, each passing t->valid
+ * when it is given), for the relay lists and DnsServers. */
+static void load_lines(reg_key *k, const ims_setting *t, char (*out)[IMS_RELAY_LINE_MAX], size_t *n,
                        ims_log *log)
 {
+    const char *name = t->name;
+    size_t max = t->max ? t->max : IMS_MAX_RELAY_LINES;
     uint32_t type;
     buf b = BUF_INIT;
     if (reg_value_get(k, name, &type, &b))
@@ -237,9 +355,11 @@ static void load_lines(reg_key *k, const char *name, char (*out)[IMS_RELAY_LINE_
             buf line = BUF_INIT;
             base_utf16_to_utf8(b.data + 2 * start, i - start, &line);
             const char *text = buf_cstr(&line) ? (char *)line.data : "";
-            if (*n == IMS_MAX_RELAY_LINES || strlen(text) >= IMS_RELAY_LINE_MAX)
+            if (*n == max || strlen(text) >= IMS_RELAY_LINE_MAX)
                 invalid(log, IMS_PARAMETERS_KEY, name, "too many or too long lines",
                         "(that line skipped)");
+            else if (t->valid && !t->valid(text))
+                invalid(log, IMS_PARAMETERS_KEY, name, text, "(that line skipped)");
             else
                 snprintf(out[(*n)++], IMS_RELAY_LINE_MAX, "%s", text);
             buf_free(&line);
@@ -314,8 +434,8 @@ static void load_setting(reg_key *par, const ims_setting *t, ims_settings *s, im
         load_listen(par, s, log);
         break;
     case IMS_SETTING_LINES:
-        load_lines(par, t->name, (char(*)[IMS_RELAY_LINE_MAX])field,
-                   (size_t *)((char *)s + t->size), log);
+        load_lines(par, t, (char(*)[IMS_RELAY_LINE_MAX])field, (size_t *)((char *)s + t->size),
+                   log);
         break;
     }
 }
@@ -381,6 +501,11 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
         const ims_setting *t = ims_settings_table(&n);
         for (size_t i = 0; i < n; i++)
             load_setting(par, &t[i], s, log);
+        /* RetryInterval's parsed form: its text passed retry_valid (or is the default). */
+        if (ims_retry_parse(s->retry_interval, s->retry_ms, &s->nretry)) {
+            snprintf(s->retry_interval, sizeof s->retry_interval, "%s", IMS_DEFAULT_RETRY);
+            ims_retry_parse(s->retry_interval, s->retry_ms, &s->nretry);
+        }
         struct routes_walk w = {NULL, s, log};
         if (reg_key_open(par, "Routing", 0, &w.routing) == ERROR_SUCCESS) {
             reg_key_enum_subkeys(w.routing, load_route, &w);
