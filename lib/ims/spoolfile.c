@@ -56,10 +56,11 @@ void ims_spool_file_free(ims_spool_file *f)
     memset(f, 0, sizeof *f);
 }
 
-/* set_once - a string field that may appear once. */
+/* set_once - a string field that may appear once, under the writer's rules for fields (a file
+ * damaged since must not hand a CR or an over-long value to a header or a log). */
 static int set_once(char **field, const char *v)
 {
-    if (*field)
+    if (*field || !ims_spool_field_ok(v, true))
         return EBADMSG;
     return (*field = strdup(v)) ? 0 : ENOMEM;
 }
@@ -111,7 +112,10 @@ static int parse_rcpt(ims_spool_file *f, char *v)
     } else if (dest[0] != '/') {
         return EBADMSG;
     }
-    if (!part[2][0] || f->nrcpt >= IMS_SPOOL_MAX_RCPTS)
+    for (int i = 0; i < 4; i++)
+        if (!ims_spool_field_ok(part[i], false))
+            return EBADMSG;
+    if (f->nrcpt >= IMS_SPOOL_MAX_RCPTS)
         return EBADMSG;
     if ((f->nrcpt & (f->nrcpt - 1)) == 0) { /* grow at powers of two */
         size_t cap = f->nrcpt ? f->nrcpt * 2 : 1;
@@ -249,9 +253,14 @@ static void status_line(ims_spool_file *f, char *line)
     } else if (strcmp(line, "fail")) {
         return;
     }
+    if (strlen(text) >= SPOOL_STATUS_TEXT_MAX)
+        return; /* longer than a writer makes: damage */
     char *copy = strdup(text);
     if (!copy)
         return; /* as if unread: the state stays what it was */
+    for (char *c = copy; *c; c++)
+        if (*c == '\r')
+            *c = ' '; /* a damaged file's CR must not reach a report or a log */
     free(r->last);
     r->last = copy;
     if (line[0] == 'd') {

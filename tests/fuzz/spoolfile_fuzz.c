@@ -1,0 +1,89 @@
+/* spoolfile_fuzz.c - libFuzzer target for what the queue reads back: a spool file (version 1
+ * or 2, status records included) of any bytes, a message's header section for its priority,
+ * and RetryInterval's text. The first byte picks which. A file that reads must be one the
+ * queue can trust: recipients with a valid route, content inside the file, known states. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ims/spool_int.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
+
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            abort();                                                                               \
+    } while (0)
+
+static void spool_file(const uint8_t *d, size_t n)
+{
+    int fd = memfd_create("spool", MFD_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK(write(fd, d, n) == (ssize_t)n);
+    ims_spool_file f;
+    int rc = ims_spool_file_read(fd, &f);
+    close(fd);
+    if (rc) {
+        CHECK(rc == EBADMSG || rc == ENOMEM);
+        return;
+    }
+    CHECK(f.version == 1 || f.version == 2);
+    CHECK(ims_spool_id_valid(f.id));
+    CHECK(f.nrcpt >= 1 && f.nrcpt <= IMS_SPOOL_MAX_RCPTS);
+    CHECK(f.content_off <= f.file_size && f.content_len <= f.file_size - f.content_off);
+    CHECK(f.sender && f.client_ip && f.helo && f.host);
+    CHECK(!strpbrk(f.sender, "\r\n\t") && !strpbrk(f.helo, "\r\n\t") &&
+          !strpbrk(f.host, "\r\n\t") && !strpbrk(f.client_ip, "\r\n\t"));
+    for (size_t i = 0; i < f.nrcpt; i++) {
+        const ims_spool_rcpt_rec *r = &f.rcpts[i];
+        CHECK(r->address && r->address[0]);
+        CHECK(!strpbrk(r->address, "\r\n\t"));
+        if (r->route == IMS_ROUTE_LOCAL) {
+            CHECK(r->maildir && r->maildir[0] == '/' && !r->dest);
+        } else {
+            CHECK(f.version == 2);
+            CHECK(r->route == IMS_ROUTE_DNS || r->route == IMS_ROUTE_SMARTHOST);
+            CHECK(r->dest && !r->maildir);
+        }
+        CHECK(r->state <= IMS_RCPT_FAILED);
+        CHECK(r->done == (r->state == IMS_RCPT_DONE));
+        CHECK((r->last != NULL) == (r->state == IMS_RCPT_DEFERRED || r->state == IMS_RCPT_FAILED));
+        if (r->last)
+            CHECK(!strpbrk(r->last, "\r\n") && strlen(r->last) < SPOOL_STATUS_TEXT_MAX);
+        CHECK(!strpbrk(r->route == IMS_ROUTE_LOCAL ? r->maildir : r->dest, "\r\n\t"));
+    }
+    ims_spool_file_free(&f);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
+{
+    if (n == 0)
+        return 0;
+    unsigned sel = d[0] % 3;
+    d++, n--;
+    if (sel == 0) {
+        spool_file(d, n);
+    } else if (sel == 1) {
+        ims_priority p = ims_priority_of_headers((const char *)d, n);
+        CHECK(p == IMS_PRIORITY_NORMAL || p == IMS_PRIORITY_URGENT || p == IMS_PRIORITY_NONURGENT);
+        CHECK(ims_priority_name(p)[0]);
+    } else {
+        char *text = malloc(n + 1);
+        CHECK(text);
+        memcpy(text, d, n);
+        text[n] = 0;
+        uint64_t ms[IMS_RETRY_MAX];
+        size_t k = 99;
+        if (ims_retry_parse(text, ms, &k) == 0) {
+            CHECK(k <= IMS_RETRY_MAX);
+            for (size_t i = 0; i < k; i++)
+                CHECK(ms[i] >= 1 && ms[i] <= (uint64_t)IMS_RETRY_HOURS_MAX * 3600 * 1000);
+        }
+        free(text);
+    }
+    return 0;
+}
