@@ -630,11 +630,10 @@ typedef struct ims_report_diag {
  *   x.2.3, x.3.4  message too big                3903    000B099C   Message exceeds size limit.
  *   x.4.6  routing loop, hop count               0       00120270   Too Many Hops
  *   x.5.3  too many recipients                   0       00010256   Too many recipients.
- *   other x.4.x  network                         0       -          Unable to deliver the
- *                                                                   message due to a
- *                                                                   communications failure
  *   anything else                                0       -          the diagnostic
- * (the stage a result was decided at does not change it). status may be NULL. */
+ * The text part's reason line above it says what the status means (for x.4.x the original's
+ * "Unable to deliver the message due to a communications failure", KB Q147922); the stage a
+ * result was decided at does not change the code. status may be NULL. */
 void ims_report_diag_map(const char *status, unsigned smtp_code, ims_report_diag *out);
 
 /* --- the service ------------------------------------------------------------------------ */

@@ -417,8 +417,6 @@ void ims_report_diag_map(const char *status, unsigned smtp_code, ims_report_diag
             out->text = table[i].text;
             return;
         }
-    if (status && status[0] && !strncmp(status + 1, ".4.", 3))
-        out->text = "Unable to deliver the message due to a communications failure";
 }
 
 /* reason - the sentence the text part gives for a status (RFC 3463's meanings, in the
@@ -839,6 +837,7 @@ static int render(const rp_ctx *c, rp_out *o, const char *bnd, bool ret_high)
     int err = write_original(c, o);
     if (err)
         return err;
+    out_crlf(o); /* the delimiter's own CRLF (RFC 2046 5.1.1): the original keeps its last */
     out_adds(o, "--");
     out_adds(o, bnd);
     out_adds(o, "--\r\n");
