@@ -16,6 +16,8 @@
 #include "base/base.h"
 #include "ims/ims.h"
 
+/* the report's own Content-Type header (a subject may hold "boundary=" too) */
+#define CONTENT_TYPE "\r\nContent-Type: multipart/report; report-type=delivery-status;"
 #define TOKEN "0000018F3A1B2C3D"
 #define BOUNDARY0 "=_IMS_" TOKEN ".0="
 #define T_ARRIVAL 1714570800 /* Wed, 1 May 2024 13:40:00 +0000 */
@@ -111,7 +113,9 @@ static const char *check_invariants(const buf *b)
         }
     }
     assert_int_equal(col, 0);
-    const char *bp = memmem(s, n, "boundary=\"", 10);
+    const char *ct = memmem(s, n, CONTENT_TYPE, strlen(CONTENT_TYPE));
+    assert_non_null(ct);
+    const char *bp = memmem(ct, n - (size_t)(ct - s), "boundary=\"", 10);
     assert_non_null(bp);
     bp += 10;
     const char *q = memchr(bp, '"', n - (size_t)(bp - s));
@@ -160,7 +164,7 @@ static int build1(rp *r, ims_report_rcpt rc)
 static char *part(const rp *r, int i)
 {
     const char *s = (const char *)r->out.data;
-    const char *bp = strstr(s, "boundary=\"") + 10;
+    const char *bp = strstr(strstr(s, CONTENT_TYPE), "boundary=\"") + 10;
     char delim[90];
     snprintf(delim, sizeof delim, "\r\n--%.*s", (int)(strchr(bp, '"') - bp), bp);
     const char *p = strstr(s, delim);
@@ -533,8 +537,8 @@ static void test_subject(void **state)
         "Subject: hi\r\n Bcc: victim@example.com\r\n\r\n",
         "Subject: hi\rBcc: victim@example.com\r\n\r\n",
         "Subject: hi\nBcc: victim@example.com\n\n",
-        "Subject: hi\x0b\x0c\x7f"
-        "Bcc: victim@example.com\r\n\r\n",
+        ("Subject: hi\x0b\x0c\x7f"
+         "Bcc: victim@example.com\r\n\r\n"),
     };
     for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
         rp r;
