@@ -526,7 +526,8 @@ typedef enum ims_report_action {
 
 /* ims_report_rcpt - one recipient to report. Strings are the caller's, NUL-terminated, and
  * longer ones are cut to IMS_REPORT_FIELD_MAX bytes; CR, LF and other controls in them are
- * written as spaces (the text) or '?' (the delivery-status fields). */
+ * written as spaces, 8-bit bytes as '?' (the text part and the delivery-status fields are
+ * ASCII). */
 typedef struct ims_report_rcpt {
     const char *address; /* the forward-path without <>; required */
     const char *orcpt;   /* ORCPT= "addr-type;xtext" as given, or NULL */
