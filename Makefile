@@ -94,7 +94,7 @@ deps:
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-e2e: $(PROGFILES)
+e2e: $(PROGFILES) $(BUILD)/tests/report_test
 	IMS_BIN=$(abspath $(BIN)) /usr/bin/python3 -m pytest -q tests/e2e
 
 fuzz: $(FUZZ_BINS)

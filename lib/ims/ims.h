@@ -555,6 +555,183 @@ typedef struct ims_dns_self {
  * Returns the number of entries dropped. */
 size_t ims_dns_drop_self(ims_dns_result *r, const ims_dns_self *self, uint16_t port);
 
+/* --- reports (NDRs and DSNs) ------------------------------------------------------------- */
+
+/* Delivery status notifications (RFC 3464, RFC 3461) with the original's NDR text (lib/ims
+ * report.c): a pure builder, no I/O of its own. The caller gives the original message as its
+ * spool file has it (the envelope and a way to read the content), the recipients to report
+ * and our names; the report comes out through a write callback as a new message (CRLF lines,
+ * none over IMS_REPORT_LINE_MAX octets before its CRLF, no bare CR or LF) to be spooled from
+ * the null sender to the original sender (design notes: "NDRs are messages"). docs/ims.md,
+ * "Non-delivery reports", shows the format.
+ *
+ * The message:
+ *   From: postmaster, To: <original sender>, Subject: "Undeliverable: <subject>" when a
+ *   recipient failed, else "Delayed: <subject>" when one is delayed, else "Delivered:" or
+ *   "Relayed:" (relayed or expanded); the subject is the original's raw header value, unfolded,
+ *   control characters as spaces, cut to IMS_REPORT_SUBJECT_MAX bytes (never inside a UTF-8
+ *   sequence), encoded-words and 8-bit bytes kept; Date, Message-ID <token@mta>,
+ *   MIME-Version, Auto-Submitted: auto-replied (RFC 3834), Content-Type: multipart/report;
+ *   report-type=delivery-status. Parts:
+ *   1. text/plain, us-ascii: the original's NDR text (bytes outside ASCII as '?'), per
+ *      recipient "<address> on <date>", a reason, the diagnostic and the line
+ *      "MSEXCH:IMS:<Org>:<Site>:<Server> <code> [(<hex>)] <text>" (ims_report_diag_map);
+ *   2. message/delivery-status: Reporting-MTA, Original-Envelope-Id (ENVID, xtext-decoded),
+ *      Received-From-MTA (the client's HELO name and address), Arrival-Date; then per
+ *      recipient Original-Recipient (ORCPT, xtext-decoded; a decoded byte that is not
+ *      printable ASCII is kept as its "+XX"), Final-Recipient, Action, Status, Remote-MTA,
+ *      Diagnostic-Code ("smtp; <reply>" for a peer's reply, "X-IMS; <text>" for ours),
+ *      Last-Attempt-Date, Will-Retry-Until (delayed only);
+ *   3. the original: message/rfc822 (all of it) when a recipient failed and RET was FULL or
+ *      not given, or when RET=FULL for delay and success reports, and the content is at most
+ *      IMS_REPORT_RETURN_MAX bytes; otherwise text/rfc822-headers (its header section, at most
+ *      IMS_REPORT_HEADERS_MAX bytes, cut after the last whole line). Its line ends are made
+ *      CRLF and lines over IMS_REPORT_LINE_MAX are broken with CRLF SP.
+ * Parts holding 8-bit bytes are labelled Content-Transfer-Encoding: 8bit (and the multipart
+ * too); info.eightbit tells the caller to spool the report as 8BITMIME.
+ *
+ * Who is reported (RFC 3461 4.1): NOTIFY=NEVER never; failed when NOTIFY is absent or has
+ * FAILURE; delayed when it has DELAY, or is absent and opt.delay_default (DelayNotification);
+ * delivered, relayed and expanded only with SUCCESS.
+ *
+ * The boundary "=_IMS_<token>.<k>=" is chosen after a first pass over everything the report
+ * will hold (the returned content is read twice): k is the smallest number for which that
+ * string occurs nowhere in it, so the boundary appears only as the delimiters, whatever the
+ * content ("=_" cannot occur in quoted-printable or base64 text either). */
+#define IMS_REPORT_LINE_MAX 998          /* RFC 5322 2.1.1: octets of a line before its CRLF */
+#define IMS_REPORT_FOLD 78               /* RFC 5322 2.1.1: header lines folded at a space */
+#define IMS_REPORT_TEXT_WIDTH 76         /* lines of the text part wrapped at a space */
+#define IMS_REPORT_SUBJECT_MAX 512       /* bytes of the original's subject (and Date) kept */
+#define IMS_REPORT_FIELD_MAX 1024        /* bytes of a diagnostic, an address, a name kept */
+#define IMS_REPORT_RETURN_MAX (1u << 20) /* the whole original is returned up to this size */
+#define IMS_REPORT_HEADERS_MAX 65536     /* bytes of the original's header section returned */
+#define IMS_REPORT_TOKEN_MAX 48          /* bytes of the caller's token ([A-Za-z0-9.-]) */
+#define IMS_REPORT_BOUNDARY_SLOTS 65536  /* values of k tried (see above) */
+#define IMS_REPORT_CHUNK 16384           /* bytes read, and written, at a time */
+#define IMS_REPORT_NAME_MAX 128          /* bytes of Org, Site and Server, NUL included */
+
+/* What happened to a recipient (RFC 3464 2.3.3). */
+typedef enum ims_report_action {
+    IMS_REPORT_FAILED,    /* permanently undeliverable: an NDR */
+    IMS_REPORT_DELAYED,   /* not delivered yet, still being retried */
+    IMS_REPORT_DELIVERED, /* delivered to the recipient's mailbox */
+    IMS_REPORT_RELAYED,   /* handed to a mail system that sends no further DSNs */
+    IMS_REPORT_EXPANDED,  /* delivered and forwarded to several addresses */
+} ims_report_action;
+
+/* ims_report_rcpt - one recipient to report. Strings are the caller's, NUL-terminated, and
+ * longer ones are cut to IMS_REPORT_FIELD_MAX bytes; CR, LF and other controls in them are
+ * written as spaces, 8-bit bytes as '?' (the text part and the delivery-status fields are
+ * ASCII). */
+typedef struct ims_report_rcpt {
+    const char *address; /* the forward-path without <>; required */
+    const char *orcpt;   /* ORCPT= "addr-type;xtext" as given, or NULL */
+    unsigned notify;     /* SMTP_NOTIFY_* bits as given; 0: no NOTIFY */
+    ims_report_action action;
+    const char *status;     /* RFC 3463 code "5.1.1", class 2, 4 or 5; required */
+    const char *remote_mta; /* the peer's name or "[ip]", or NULL */
+    const char *diagnostic; /* smtp_result_format's text ("550 5.1.1 user unknown") or a
+                             * local reason; NULL: none */
+    unsigned smtp_code;     /* the peer's reply code when diagnostic is its reply; 0: local */
+    time_t last_attempt;    /* 0: no Last-Attempt-Date (the text then says the report's date) */
+    time_t retry_until;     /* delayed: Will-Retry-Until; 0: none */
+} ims_report_rcpt;
+
+/* ims_report_read_fn - copy up to n bytes of the content from offset off into p, *got the
+ * count (0 only at the end). Must give the same bytes each time. 0 or an errno value. */
+typedef int (*ims_report_read_fn)(void *arg, uint64_t off, void *p, size_t n, size_t *got);
+/* ims_report_write_fn - take n bytes of the report. 0 or an errno value. */
+typedef int (*ims_report_write_fn)(void *arg, const void *p, size_t n);
+
+/* ims_report_original - the message reported on, as ims_spool_file gives it. */
+typedef struct ims_report_original {
+    const char *sender;    /* reverse-path without <>; "" is the null sender (refused) */
+    time_t arrival;        /* when it was received */
+    const char *envid;     /* ENVID= xtext, or NULL */
+    smtp_ret ret;          /* RET=, SMTP_RET_NONE when absent */
+    const char *client_ip; /* numeric, or NULL */
+    const char *helo;      /* the client's HELO/EHLO name, or NULL */
+    uint64_t size;         /* bytes of content (CRLF lines, as received) */
+    ims_report_read_fn read;
+    void *read_arg;
+} ims_report_original;
+
+/* ims_report_fd - a read source for ims_report_read_fd: the content is len bytes of fd from
+ * off (a spool file: ims_spool_file's content_off and content_len). */
+typedef struct ims_report_fd {
+    int fd;
+    uint64_t off, len;
+} ims_report_fd;
+/* ims_report_read_fd - an ims_report_read_fn over pread(2); arg is an ims_report_fd. */
+int ims_report_read_fd(void *arg, uint64_t off, void *p, size_t n, size_t *got);
+
+/* ims_report_names - who reports. */
+typedef struct ims_report_names {
+    char mta[SMTP_DOMAIN_MAX + 1]; /* Reporting-MTA and the Message-ID's domain: our FQDN */
+    char org[IMS_REPORT_NAME_MAX]; /* for "MSEXCH:IMS:<org>:<site>:<server>" */
+    char site[IMS_REPORT_NAME_MAX];
+    char server[IMS_REPORT_NAME_MAX];
+    char postmaster[SMTP_PATH_MAX]; /* the From address: "postmaster@<SiteDomain>" */
+} ims_report_names;
+
+/* ims_report_names_from_settings - mta from ims_settings_fqdn; org and site from SiteDN
+ * "/o=<org>/ou=<site>[/cn=...]" (keys in any case; "" when missing); server from HomeDSA, or
+ * host when HomeDSA is empty; postmaster@SiteDomain (@mta when SiteDomain is empty). Values
+ * longer than their fields are cut. */
+void ims_report_names_from_settings(const ims_settings *s, const char *host, ims_report_names *out);
+
+typedef struct ims_report_options {
+    const ims_report_names *names; /* required */
+    const char *token;             /* unique (a new queue id): 1 to IMS_REPORT_TOKEN_MAX bytes of
+                                    * [A-Za-z0-9.-]; the Message-ID and the boundary come from it */
+    time_t date;                   /* the report's Date */
+    bool delay_default;        /* DelayNotification: delay reports for recipients without NOTIFY */
+    ims_report_write_fn write; /* required */
+    void *write_arg;
+} ims_report_options;
+
+/* What ims_report_build wrote. */
+typedef struct ims_report_info {
+    size_t reported; /* recipients in the report */
+    bool full;       /* the whole original was returned (message/rfc822) */
+    bool cut;        /* it would have been, but was over IMS_REPORT_RETURN_MAX: headers */
+    bool eightbit;   /* the report holds 8-bit bytes: spool and send it as 8BITMIME */
+    uint64_t size;   /* bytes written */
+} ims_report_info;
+
+/* ims_report_build - write the report on orig for those of rcpts[0..n) that NOTIFY lets be
+ * reported. Returns 0 (info filled; info may be NULL); ENOMSG: the sender is the null sender,
+ * nothing is reported (log event 4120, move the message to Bad); ELOOP: the original is
+ * itself a report (Content-Type multipart/report) or automatic (Auto-Submitted other than
+ * "no"), nothing is reported; ENODATA: NOTIFY leaves no recipient to report (nothing
+ * written); EINVAL: a required field missing, a bad token or status; EMSGSIZE: every one of
+ * the IMS_REPORT_BOUNDARY_SLOTS boundaries occurs in the report (that takes more than
+ * 65536 crafted strings); ENOMEM; or the error of read or write (what was written so far is
+ * the caller's to discard). Nothing is written before the checks have passed. */
+int ims_report_build(const ims_report_original *orig, const ims_report_rcpt *rcpts, size_t n,
+                     const ims_report_options *opt, ims_report_info *info);
+
+/* The Exchange diagnostic of a recipient: "<code> (<hex>) <text>" in the MSEXCH line. */
+typedef struct ims_report_diag {
+    unsigned code;    /* 3000 + the peer's reply code; 3902, 3903; 0 */
+    const char *hex;  /* "000C05A6" and the like, or NULL: none shown (static) */
+    const char *text; /* static, or NULL: the recipient's diagnostic is the text */
+} ims_report_diag;
+
+/* ims_report_diag_map - the Exchange diagnostic for a recipient's status and reply code:
+ *   smtp_code 200-599 (a peer's reply)          3000+code   -          the reply
+ *   x.1.1  unknown mailbox                       0       000C05A6   Unknown Recipient
+ *   x.1.4  ambiguous address                     0       000C0595   Ambiguous Recipient
+ *   x.1.2, x.1.10, x.4.4  no such host / route   3902    000B099C   Host Unknown
+ *   x.2.3, x.3.4  message too big                3903    000B099C   Message exceeds size limit.
+ *   x.4.6  routing loop, hop count               0       00120270   Too Many Hops
+ *   x.5.3  too many recipients                   0       00010256   Too many recipients.
+ *   anything else                                0       -          the diagnostic
+ * The text part's reason line above it says what the status means (for x.4.x the original's
+ * "Unable to deliver the message due to a communications failure", KB Q147922); the stage a
+ * result was decided at does not change the code. status may be NULL. */
+void ims_report_diag_map(const char *status, unsigned smtp_code, ims_report_diag *out);
+
 /* --- the service ------------------------------------------------------------------------ */
 
 typedef struct ims_service ims_service;
