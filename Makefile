@@ -83,10 +83,17 @@ $(BUILD)/bench/%: $(OBJ)/bench/%.o $(LIBFILES)
 # The fuzz targets need clang's libFuzzer; they build into build/fuzz/ without the SAN switch.
 FUZZ_SRCS := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+# The libraries are compiled once for all of them (instrumented, without libFuzzer's main).
 FUZZ_LIB_SRCS := $(foreach l,$(LIBS),$(call lib_srcs,$(l)))
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+FUZZ_LIB_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIB_SRCS))
+FUZZ_CFLAGS := $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=address,undefined
+.SECONDARY: $(FUZZ_LIB_OBJS)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) $(LDLIBS)
 
 deps:
 	@sh tools/deps.sh
