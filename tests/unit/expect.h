@@ -31,8 +31,8 @@ static inline const char *expect_esc(const char *p, size_t n, char *out, size_t 
 }
 
 /* expect_bytes - fail the test unless got[0..got_len) is want[0..want_len), naming what. */
-static inline void expect_bytes(const char *what, const char *got, size_t got_len,
-                                const char *want, size_t want_len)
+static inline void expect_bytes(const char *what, const char *got, size_t got_len, const char *want,
+                                size_t want_len)
 {
     if (got_len == want_len && (!got_len || !memcmp(got, want, got_len)))
         return;

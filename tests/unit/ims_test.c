@@ -21,46 +21,7 @@
 #define CATALOGUE "data/mapisvc.inf"
 #define PROFILES "HKCU\\" MAPI_PROFILES_PATH
 
-struct fx {
-    char dir[64];
-    reg_ctx *reg;
-    ims_log log;
-    char events[8192]; /* "id;" for each event */
-};
-
-static void sink(void *arg, const ims_event *ev)
-{
-    struct fx *fx = arg;
-    size_t n = strlen(fx->events);
-    snprintf(fx->events + n, sizeof fx->events - n, "%u;", ev->id);
-}
-
-static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
-{
-    (void)s, (void)f, (void)w;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    struct fx *fx = calloc(1, sizeof *fx);
-    strcpy(fx->dir, "/tmp/ims_test.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    assert_int_equal(reg_ctx_open(fx->dir, &fx->reg), 0);
-    fx->log.fn = sink;
-    fx->log.arg = fx;
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *fx = *state;
-    reg_ctx_close(fx->reg);
-    nftw(fx->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(fx);
-    return 0;
-}
+#include "regfx.h"
 
 static void test_listen_parse(void **state)
 {
@@ -95,15 +56,6 @@ static void test_listen_parse(void **state)
             assert_int_equal(l.port, cases[i].port);
         }
     }
-}
-
-/* count_events - occurrences of "id;" in the events string. */
-static int count_events(const char *events, const char *id)
-{
-    int n = 0;
-    for (const char *p = events; (p = strstr(p, id)); p += strlen(id))
-        n++;
-    return n;
 }
 
 static void test_settings(void **state)

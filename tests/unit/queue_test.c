@@ -19,56 +19,7 @@
 #define HOUR 3600000ull
 #define MINUTE 60000ull
 
-struct fx {
-    char dir[64];
-    reg_ctx *reg;
-    ims_log log;
-    char events[8192]; /* "id;" for each event */
-};
-
-static void sink(void *arg, const ims_event *ev)
-{
-    struct fx *fx = arg;
-    size_t n = strlen(fx->events);
-    snprintf(fx->events + n, sizeof fx->events - n, "%u;", ev->id);
-}
-
-static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
-{
-    (void)s, (void)f, (void)w;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    struct fx *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/queue_test.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    assert_int_equal(reg_ctx_open(fx->dir, &fx->reg), 0);
-    fx->log.fn = sink;
-    fx->log.arg = fx;
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *fx = *state;
-    reg_ctx_close(fx->reg);
-    nftw(fx->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(fx);
-    return 0;
-}
-
-/* count_events - occurrences of "id;" in the events string. */
-static int count_events(const char *events, const char *id)
-{
-    int n = 0;
-    for (const char *p = events; (p = strstr(p, id)); p += strlen(id))
-        n++;
-    return n;
-}
+#include "regfx.h"
 
 static void test_retry_parse(void **state)
 {
