@@ -216,3 +216,39 @@ def test_nmap_relay_audit_gets_its_verdict(tmp_path):
     finally:
         s.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_routing_table_inbound_entry():
+    """The Routing page's table as subkeys: a domain routed <inbound> is ours (its postmaster
+    reaches the administrator's mailbox, any other address there is unknown); a sub-domain of
+    it too (whole labels), and a look-alike is not ours; a bad entry is event 4086 at start."""
+    root = tempfile.mkdtemp(prefix="ims-first-")
+    os.chmod(root, 0o755)
+    s = Service(root, free_port(), start=False)
+    try:
+        account = ["--account", "nobody"] if IS_ROOT else []
+        run("imsctl", "install", *account, "--listen", f"127.0.0.1:{s.port}",
+            "--domain", "example.com", env=s.env)
+        key = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters\Routing"
+        run("reg", "add", key + r"\branch.test", "/v", "Host", "/d", "<inbound>", "/f",
+            env=s.env)
+        run("reg", "add", key + r"\bad.test", "/v", "Host", "/d", "not a host!", "/f",
+            env=s.env)
+        proc = s.start_console()
+        try:
+            with smtplib.SMTP("127.0.0.1", s.port, timeout=WAIT) as c:
+                c.ehlo("client.test")
+                assert c.mail("s@remote.test")[0] == 250
+                assert c.rcpt("postmaster@branch.test")[0] == 250
+                assert c.rcpt("postmaster@x.branch.test")[0] == 250
+                assert c.rcpt("someone@branch.test")[0] == 550  # ours, and unknown
+                assert c.rcpt("postmaster@mybranch.test")[0] == 550  # not ours: no relaying
+                assert c.data(b"Subject: routed\r\n\r\nto the branch\r\n")[0] == 250
+            assert len(s.wait_mail("postmaster", 1)) == 1
+        finally:
+            err = s.stop_console(proc)
+        bad = [l for l in err.splitlines() if "Event 4086 " in l and "bad.test" in l]
+        assert bad, err
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
