@@ -780,6 +780,16 @@ static int write_original(const rp_ctx *c, rp_out *o)
     return err;
 }
 
+/* out_part - a part's delimiter line and its Content-Type and Content-Description fields. */
+static void out_part(rp_out *o, const char *bnd, const char *type, const char *desc)
+{
+    out_adds(o, "--");
+    out_adds(o, bnd);
+    out_crlf(o);
+    out_field(o, "Content-Type", type);
+    out_field(o, "Content-Description", desc);
+}
+
 /* render - the whole report with boundary bnd ("" in the scanning pass). */
 static int render(const rp_ctx *c, rp_out *o, const char *bnd, bool ret_high)
 {
@@ -810,27 +820,16 @@ static int render(const rp_ctx *c, rp_out *o, const char *bnd, bool ret_high)
     out_crlf(o);
     out_adds(o, "This is a delivery status notification in MIME format (RFC 3464).\r\n\r\n");
 
-    out_adds(o, "--");
-    out_adds(o, bnd);
-    out_crlf(o);
-    out_field(o, "Content-Type", "text/plain; charset=us-ascii");
-    out_field(o, "Content-Description", "Notification");
+    out_part(o, bnd, "text/plain; charset=us-ascii", "Notification");
     out_crlf(o);
     write_text(c, o);
 
-    out_adds(o, "--");
-    out_adds(o, bnd);
-    out_crlf(o);
-    out_field(o, "Content-Type", "message/delivery-status");
-    out_field(o, "Content-Description", "Delivery report");
+    out_part(o, bnd, "message/delivery-status", "Delivery report");
     out_crlf(o);
     write_status(c, o);
 
-    out_adds(o, "--");
-    out_adds(o, bnd);
-    out_crlf(o);
-    out_field(o, "Content-Type", c->full ? "message/rfc822" : "text/rfc822-headers");
-    out_field(o, "Content-Description", c->full ? "Original message" : "Original message headers");
+    out_part(o, bnd, c->full ? "message/rfc822" : "text/rfc822-headers",
+             c->full ? "Original message" : "Original message headers");
     if (ret_high)
         out_field(o, "Content-Transfer-Encoding", "8bit");
     out_crlf(o);
