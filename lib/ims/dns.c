@@ -1,6 +1,7 @@
-/* dns.c - the outbound side's resolver: a domain's mail exchangers and their addresses through
- * c-ares, driven by the caller's event loop (sockets and time-outs exposed), classified into
- * an ordered destination list or a transient or permanent failure with its enhanced code. */
+/* dns.c - the outbound side's resolver: a domain's mail exchangers and their addresses (or the
+ * addresses of one smart host) through c-ares, driven by the caller's event loop (sockets and
+ * time-outs exposed), classified into an ordered destination list or a transient or permanent
+ * failure with its enhanced code. */
 #include "ims/dns_int.h"
 
 #include <ares.h>
@@ -31,7 +32,8 @@ typedef struct dns_lookup {
     ims_dns_mx_fn done;
     void *arg;
     unsigned outstanding; /* queries whose callbacks have not run, +1 while starting them */
-    ims_dns_host *hosts;  /* IMS_DNS_MAX_MX of them */
+    bool single;          /* ims_dns_resolve_host: hosts[0] is the host, no MX query */
+    ims_dns_host *hosts;  /* IMS_DNS_MAX_MX of them (one for a single host) */
     size_t nhosts;
     dns_query mxq;
     dns_query q[2 * IMS_DNS_MAX_MX]; /* host i: q[2i] A, q[2i+1] AAAA */
@@ -299,7 +301,12 @@ static void add_target(ims_dns_result *r, const ims_dns_host *h, const smtp_ip *
     t->ip = *ip;
 }
 
-int ims_dns_assemble(ims_dns_result *r, const ims_dns_host *hosts, size_t n, ims_dns_family family)
+/* build_list - r's list from hosts[0..n) in order, for family; *transient and *permanent: the
+ * first host left without an address for a reason worth a retry, and for good (NULL: none).
+ * Returns 0 or ENOMEM (r is then TRANSIENT 4.3.0). Shared by the MX and the single host
+ * lookups, so that both order and filter addresses alike. */
+static int build_list(ims_dns_result *r, const ims_dns_host *hosts, size_t n, ims_dns_family family,
+                      const ims_dns_host **transient, const ims_dns_host **permanent)
 {
     bool a = family != IMS_DNS_IPV6, aaaa = family != IMS_DNS_IPV4;
     size_t cap = 0;
@@ -309,11 +316,11 @@ int ims_dns_assemble(ims_dns_result *r, const ims_dns_host *hosts, size_t n, ims
     r->v = cap ? calloc(cap, sizeof *r->v) : NULL;
     r->n = 0;
     r->skipped = 0;
+    *transient = *permanent = NULL;
     if (cap && !r->v) {
         set_result(r, IMS_DNS_TRANSIENT, "4.3.0", "out of memory looking up %s", r->domain);
         return ENOMEM;
     }
-    const ims_dns_host *transient = NULL, *permanent = NULL;
     for (size_t i = 0; i < n; i++) {
         const ims_dns_host *h = &hosts[i];
         size_t n4 = h->valid && a ? h->n4 : 0, n6 = h->valid && aaaa ? h->n6 : 0;
@@ -321,10 +328,10 @@ int ims_dns_assemble(ims_dns_result *r, const ims_dns_host *hosts, size_t n, ims
             r->skipped++;
             const char *type;
             bool t = ims_dns_transient(host_error(h, family, &type)) && h->valid;
-            if (t && !transient)
-                transient = h;
-            if (!t && !permanent)
-                permanent = h;
+            if (t && !*transient)
+                *transient = h;
+            if (!t && !*permanent)
+                *permanent = h;
             continue;
         }
         /* RFC 8305 4: alternate the families, IPv6 first, so that a broken path of one
@@ -336,26 +343,64 @@ int ims_dns_assemble(ims_dns_result *r, const ims_dns_host *hosts, size_t n, ims
                 add_target(r, h, &h->v4[k]);
         }
     }
-    if (r->n) {
+    if (r->n)
         set_result(r, IMS_DNS_OK, "2.0.0", "%s", "");
-        return 0;
-    }
+    return 0;
+}
+
+/* set_transient - r failed for a retry: the lookup of h that failed so. */
+static void set_transient(ims_dns_result *r, const ims_dns_host *h, ims_dns_family family)
+{
     const char *type;
+    int e = host_error(h, family, &type);
+    set_result(r, IMS_DNS_TRANSIENT, "4.4.3", "DNS lookup of %s for %s failed: %s", type, h->name,
+               ims_dns_error_name(e));
+}
+
+/* family_word - "IPv4 ", "IPv6 " or "" for texts about the addresses asked. */
+static const char *family_word(ims_dns_family family)
+{
+    return family == IMS_DNS_IPV4 ? "IPv4 " : family == IMS_DNS_IPV6 ? "IPv6 " : "";
+}
+
+int ims_dns_assemble(ims_dns_result *r, const ims_dns_host *hosts, size_t n, ims_dns_family family)
+{
+    const ims_dns_host *transient, *permanent;
+    if (build_list(r, hosts, n, family, &transient, &permanent))
+        return ENOMEM;
+    if (r->n)
+        return 0;
+    const char *fam = family_word(family);
     if (transient) {
-        int e = host_error(transient, family, &type);
-        set_result(r, IMS_DNS_TRANSIENT, "4.4.3", "DNS lookup of %s for %s failed: %s", type,
-                   transient->name, ims_dns_error_name(e));
+        set_transient(r, transient, family);
     } else if (r->implicit) {
-        const char *fam = family == IMS_DNS_IPV4 ? "IPv4 " : family == IMS_DNS_IPV6 ? "IPv6 " : "";
         set_result(r, IMS_DNS_PERMANENT, "5.4.4", "%s has no MX and no %saddress record", r->domain,
                    fam);
     } else {
-        const char *fam = family == IMS_DNS_IPV4 ? "IPv4 " : family == IMS_DNS_IPV6 ? "IPv6 " : "";
+        const char *type;
         int e = permanent ? host_error(permanent, family, &type) : ARES_ENODATA;
         set_result(r, IMS_DNS_PERMANENT, "5.4.4",
                    "no mail exchanger of %s has an %saddress (%s: %s)", r->domain, fam,
                    permanent ? permanent->name : "", ims_dns_error_name(e));
     }
+    return 0;
+}
+
+int ims_dns_host_assemble(ims_dns_result *r, const ims_dns_host *h, ims_dns_family family)
+{
+    const ims_dns_host *transient, *permanent;
+    if (build_list(r, h, 1, family, &transient, &permanent))
+        return ENOMEM;
+    if (r->n)
+        return 0;
+    const char *type;
+    if (transient)
+        set_transient(r, h, family);
+    else if (host_error(h, family, &type) == ARES_ENOTFOUND)
+        set_result(r, IMS_DNS_PERMANENT, "5.4.4", "host %s not found", h->name);
+    else
+        set_result(r, IMS_DNS_PERMANENT, "5.4.4", "host %s has no %saddress", h->name,
+                   family_word(family));
     return 0;
 }
 
@@ -454,7 +499,9 @@ void ims_dns_free(ims_dns *d)
 static void finish(dns_lookup *lk)
 {
     ims_dns_result *r = lk->res;
-    if (r->status == IMS_DNS_OK) /* still undecided: the exchangers' addresses decide */
+    if (r->status == IMS_DNS_OK && lk->single) /* still undecided: the addresses decide */
+        ims_dns_host_assemble(r, &lk->hosts[0], lk->family);
+    else if (r->status == IMS_DNS_OK)
         ims_dns_assemble(r, lk->hosts, lk->nhosts, lk->family);
     ims_dns *d = lk->d;
     lk->done_next = NULL;
@@ -541,37 +588,103 @@ static void mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int 
     release(lk);
 }
 
-int ims_dns_resolve_mx(ims_dns *d, const char *domain, ims_dns_family family, ims_dns_mx_fn done,
-                       void *arg)
+/* lookup_new - a lookup of name (valid, at most SMTP_DOMAIN_MAX bytes) with room for nhosts
+ * hosts, its result undecided, registered with d. NULL: out of memory. */
+static dns_lookup *lookup_new(ims_dns *d, const char *name, size_t nhosts, ims_dns_family family,
+                              ims_dns_mx_fn done, void *arg)
 {
-    size_t len = strlen(domain);
-    if (len == 0 || len > SMTP_DOMAIN_MAX || !smtp_domain_valid(domain, len, false) ||
-        (family != IMS_DNS_ANY && family != IMS_DNS_IPV4 && family != IMS_DNS_IPV6))
-        return EINVAL;
     dns_lookup *lk = calloc(1, sizeof *lk);
     if (!lk)
-        return ENOMEM;
-    lk->hosts = malloc(IMS_DNS_MAX_MX * sizeof *lk->hosts);
+        return NULL;
+    lk->hosts = malloc(nhosts * sizeof *lk->hosts);
     lk->res = calloc(1, sizeof *lk->res);
     if (!lk->hosts || !lk->res) {
         lookup_free(lk);
-        return ENOMEM;
+        return NULL;
     }
     lk->d = d;
     lk->family = family;
     lk->done = done;
     lk->arg = arg;
-    memcpy(lk->res->domain, domain, len + 1);
+    memcpy(lk->res->domain, name, strlen(name) + 1);
     lk->res->status = IMS_DNS_OK; /* undecided until the answers come */
     lk->next = d->all;
     if (d->all)
         d->all->prev = lk;
     d->all = lk;
     d->pending++;
+    return lk;
+}
+
+/* family_ok - family is one of ims_dns_family's. */
+static bool family_ok(ims_dns_family family)
+{
+    return family == IMS_DNS_ANY || family == IMS_DNS_IPV4 || family == IMS_DNS_IPV6;
+}
+
+int ims_dns_resolve_mx(ims_dns *d, const char *domain, ims_dns_family family, ims_dns_mx_fn done,
+                       void *arg)
+{
+    size_t len = strlen(domain);
+    if (len == 0 || len > SMTP_DOMAIN_MAX || !smtp_domain_valid(domain, len, false) ||
+        !family_ok(family))
+        return EINVAL;
+    dns_lookup *lk = lookup_new(d, domain, IMS_DNS_MAX_MX, family, done, arg);
+    if (!lk)
+        return ENOMEM;
     lk->mxq = (dns_query){lk, 0, 0};
     lk->outstanding = 1;
     /* ares_query, not ares_search: the name is absolute, no search domains are tried. */
     ares_query(d->ch, domain, ns_c_in, ns_t_mx, mx_cb, &lk->mxq);
+    return 0;
+}
+
+/* numeric_host - h as the numeric address text gives: its one address in v4 or v6 (none when
+ * unspecified, as a DNS answer's would be dropped), the other family "no such record", as
+ * though DNS had answered, so that the family filter and the texts are the usual ones. */
+static void numeric_host(ims_dns_host *h, const smtp_ip *ip)
+{
+    h->st4 = h->st6 = ARES_ENODATA;
+    if (!usable(ip, ip->family))
+        return;
+    if (ip->family == 4) {
+        h->v4[h->n4++] = *ip;
+        h->st4 = ARES_SUCCESS;
+    } else {
+        h->v6[h->n6++] = *ip;
+        h->st6 = ARES_SUCCESS;
+    }
+}
+
+int ims_dns_resolve_host(ims_dns *d, const char *host, ims_dns_family family, ims_dns_mx_fn done,
+                         void *arg)
+{
+    size_t len = strnlen(host, SMTP_DOMAIN_MAX + 1);
+    smtp_ip ip;
+    bool numeric = len <= SMTP_DOMAIN_MAX && smtp_ip_parse(host, &ip) == ERROR_SUCCESS;
+    if (len == 0 || len > SMTP_DOMAIN_MAX || !family_ok(family) ||
+        (!numeric && !smtp_domain_valid(host, len, false)))
+        return EINVAL;
+    dns_lookup *lk = lookup_new(d, host, 1, family, done, arg);
+    if (!lk)
+        return ENOMEM;
+    lk->single = true;
+    lk->nhosts = 1;
+    ims_dns_host *h = &lk->hosts[0];
+    memset(h, 0, sizeof *h);
+    memcpy(h->name, host, len + 1);
+    h->valid = true;
+    if (numeric) {
+        /* No DNS, but the callback still comes from ims_dns_process, as the contract says:
+         * the caller may not expect it inside this call. */
+        numeric_host(h, &ip);
+        finish(lk);
+        return 0;
+    }
+    h->st4 = h->st6 = IMS_DNS_NOT_ASKED;
+    lk->outstanding = 1; /* an answer given at once (c-ares may) must not finish lk yet */
+    ask_addrs(lk);
+    release(lk);
     return 0;
 }
 

@@ -42,6 +42,10 @@ void ims_dns_addr_answer(ims_dns_host *h, int family, int status, const unsigned
  * and r's status, code and text from what the lookups gave (the table at ims_dns_result);
  * r->domain and r->implicit must be set. Returns 0 or ENOMEM (r is then TRANSIENT 4.3.0). */
 int ims_dns_assemble(ims_dns_result *r, const ims_dns_host *hosts, size_t n, ims_dns_family family);
+/* ims_dns_host_assemble - the same for ims_dns_resolve_host's one host h (valid): its list,
+ * or PERMANENT 5.4.4 "host <h> not found" (NXDOMAIN) / "host <h> has no address", or
+ * TRANSIENT 4.4.3; r->domain must be set. Returns 0 or ENOMEM (r is then TRANSIENT 4.3.0). */
+int ims_dns_host_assemble(ims_dns_result *r, const ims_dns_host *h, ims_dns_family family);
 
 /* ims_dns_error_name - a short name of a c-ares status for texts: "SERVFAIL", "NXDOMAIN",
  * "timeout", ... (static). */

@@ -425,7 +425,8 @@ typedef enum ims_dns_family {
 
 /* ims_dns_sock_fn - c-ares opened, changed or closed socket fd: watch it for reading and/or
  * writing as told; both false: stop watching, it is being closed. Runs inside ims_dns_new's,
- * ims_dns_resolve_mx's, ims_dns_process's and ims_dns_free's calls, never elsewhere. */
+ * ims_dns_resolve_mx's, ims_dns_resolve_host's, ims_dns_process's and ims_dns_free's calls,
+ * never elsewhere. */
 typedef void (*ims_dns_sock_fn)(void *arg, int fd, bool readable, bool writable);
 
 typedef struct ims_dns_options {
@@ -453,7 +454,8 @@ typedef struct ims_dns_target {
     smtp_ip ip;
 } ims_dns_target;
 
-/* ims_dns_result - the outcome of ims_dns_resolve_mx. Failures (see docs/ims.md, "DNS"):
+/* ims_dns_result - the outcome of a lookup. Failures of ims_dns_resolve_mx (those of
+ * ims_dns_resolve_host are listed there; see docs/ims.md, "DNS"):
  *   NXDOMAIN for the domain                           PERMANENT 5.1.2
  *   a null MX (RFC 7505: one MX, preference 0, ".")   PERMANENT 5.1.10
  *   no MX and no address of the domain                PERMANENT 5.4.4
@@ -479,7 +481,7 @@ typedef struct ims_dns_result {
 
 /* ims_dns_mx_fn - a lookup finished. r is the caller's: free it with ims_dns_result_free
  * (it may be kept past the callback). Runs only inside ims_dns_process, never inside
- * ims_dns_resolve_mx. It may start new lookups; it must not free d. */
+ * ims_dns_resolve_mx or ims_dns_resolve_host. It may start new lookups; it must not free d. */
 typedef void (*ims_dns_mx_fn)(void *arg, ims_dns_result *r);
 
 /* ims_dns_server_parse - one DnsServers line: "192.0.2.53", "192.0.2.53:5353", "2001:db8::53",
@@ -520,6 +522,19 @@ void ims_dns_free(ims_dns *d);
  * name, or family unknown: no callback) or ENOMEM (no callback). */
 int ims_dns_resolve_mx(ims_dns *d, const char *domain, ims_dns_family family, ims_dns_mx_fn done,
                        void *arg);
+/* ims_dns_resolve_host - the addresses of one host (a smart host given by name): its A/AAAA
+ * records of the families asked, as ims_dns_resolve_mx orders an exchanger's; no MX lookup.
+ * done(arg, result) is called exactly once from ims_dns_process (unless d is freed first);
+ * result->domain and result->v[i].name are host, preference 0, implicit false. NXDOMAIN or
+ * no address: PERMANENT 5.4.4 ("host <h> not found" / "host <h> has no [IPv4 |IPv6 ]address");
+ * SERVFAIL, REFUSED, timeout, refused connection, malformed answer: TRANSIENT 4.4.3 (out of
+ * memory: 4.3.0). A host that is a numeric address (IPv4, or IPv6 without brackets) is
+ * answered without DNS (still from ims_dns_process, not inside this call): that address, or
+ * PERMANENT 5.4.4 when it is not of a family asked or is unspecified (0.0.0.0/8, ::).
+ * Returns 0, EINVAL (host is neither a valid name nor a numeric address, or family unknown:
+ * no callback) or ENOMEM (no callback). */
+int ims_dns_resolve_host(ims_dns *d, const char *host, ims_dns_family family, ims_dns_mx_fn done,
+                         void *arg);
 /* ims_dns_process - fd_read / fd_write are ready (IMS_DNS_NO_FD: none; call so when
  * ims_dns_timeout's time has come), then run the callbacks of finished lookups. */
 void ims_dns_process(ims_dns *d, int fd_read, int fd_write);

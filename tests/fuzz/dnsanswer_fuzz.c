@@ -1,6 +1,7 @@
 /* dnsanswer_fuzz.c - libFuzzer target for the resolver's answer handling (lib/ims dns_int.h):
  * arbitrary bytes as an MX answer and as the A and AAAA answers of its exchangers, then the
- * assembled destination list and loop detection, with their invariants checked.
+ * assembled destination list and loop detection, with their invariants checked; the first
+ * exchanger's answers also as those of a single host (ims_dns_host_assemble, a smart host).
  *
  * Input: byte 0 picks the family (mod 3) and the shuffle seed; then chunks, each a status byte
  * (0: an answer follows; else a c-ares failure from a table) and, for an answer, a 2-byte
@@ -130,6 +131,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
             from_host = hosts[k].valid && !strcmp(hosts[k].name, r.v[i].name) &&
                         hosts[k].pref == r.v[i].preference;
         CHECK(from_host);
+    }
+
+    /* The first exchanger's answers as a smart host's: its addresses alone, preference 0 (as
+     * ims_dns_resolve_host sets its one host up). */
+    if (nhosts && hosts[0].valid) {
+        ims_dns_host host = hosts[0];
+        host.pref = 0;
+        ims_dns_result hr = {0};
+        memcpy(hr.domain, host.name, sizeof hr.domain);
+        CHECK(ims_dns_host_assemble(&hr, &host, family) == 0 || hr.status == IMS_DNS_TRANSIENT);
+        CHECK(memchr(hr.text, 0, sizeof hr.text) && memchr(hr.code, 0, sizeof hr.code));
+        CHECK((hr.status == IMS_DNS_OK) == (hr.n > 0));
+        CHECK(hr.status != IMS_DNS_PERMANENT || !strcmp(hr.code, "5.4.4"));
+        CHECK(hr.status != IMS_DNS_TRANSIENT || !strcmp(hr.code, "4.4.3") ||
+              !strcmp(hr.code, "4.3.0"));
+        CHECK(hr.n <= host.n4 + host.n6);
+        for (size_t i = 0; i < hr.n; i++) {
+            CHECK(!strcmp(hr.v[i].name, host.name) && hr.v[i].preference == 0);
+            CHECK(family != IMS_DNS_IPV4 || hr.v[i].ip.family == 4);
+            CHECK(family != IMS_DNS_IPV6 || hr.v[i].ip.family == 6);
+            for (size_t j = 0; j < i; j++)
+                CHECK(memcmp(&hr.v[i].ip, &hr.v[j].ip, sizeof hr.v[i].ip));
+        }
+        free(hr.v);
     }
 
     /* Loop detection with a destination picked by the last byte as ourselves. */

@@ -87,7 +87,14 @@ static const char zone_text[] = "# two preferences; three exchangers share the b
                                 "weird.test AAAA ::ffff:192.0.2.71\n"
                                 "weird.test AAAA ::\n"
                                 "v6only.test MX 10 mx.v6only.test\n"
-                                "mx.v6only.test AAAA 2001:db8::80\n";
+                                "mx.v6only.test AAAA 2001:db8::80\n"
+                                "# smart hosts: addresses only, an MX that must not be asked\n"
+                                "smart.test A 192.0.2.90\n"
+                                "dual.test A 192.0.2.91\n"
+                                "dual.test A 192.0.2.92\n"
+                                "dual.test AAAA 2001:db8::91\n"
+                                "mxtoo.test MX 10 dual.test\n"
+                                "mxtoo.test A 192.0.2.93\n";
 
 static struct server {
     char dir[64];
@@ -291,6 +298,8 @@ typedef struct how {
     const char *servers; /* NULL: the test server */
     unsigned timeout_ms, tries;
     uint64_t seed;
+    bool host;       /* ims_dns_resolve_host, not ims_dns_resolve_mx */
+    int *sock_calls; /* non-NULL: gets how many socket callbacks there were */
 } how;
 
 /* resolve - one lookup, start to end; *ms gets how long it took. The caller frees. */
@@ -308,8 +317,12 @@ static ims_dns_result *resolve_how(const char *domain, ims_dns_family fam, const
     ims_dns_seed(d, h ? h->seed : 1);
     got g = {0};
     long long t0 = now_ms();
-    assert_int_equal(ims_dns_resolve_mx(d, domain, fam, got_cb, &g), 0);
-    assert_int_equal(g.calls, 0); /* never from inside resolve_mx */
+    if (h && h->host)
+        assert_int_equal(ims_dns_resolve_host(d, domain, fam, got_cb, &g), 0);
+    else
+        assert_int_equal(ims_dns_resolve_mx(d, domain, fam, got_cb, &g), 0);
+    assert_int_equal(g.calls, 0); /* never from inside resolve_mx or resolve_host */
+    assert_int_equal(ims_dns_pending(d), 1);
     run(d, &l);
     if (ms)
         *ms = now_ms() - t0;
@@ -319,6 +332,8 @@ static ims_dns_result *resolve_how(const char *domain, ims_dns_family fam, const
     ims_dns_free(d);
     assert_int_equal(l.n, 0); /* every socket was closed and said so */
     assert_non_null(g.r);
+    if (h && h->sock_calls)
+        *h->sock_calls = l.calls;
     return g.r;
 }
 
@@ -511,6 +526,160 @@ static void test_timeout(void **state)
     assert_string_equal(r->code, "4.4.3");
     assert_true(ms < 4 * FAST_TIMEOUT_MS);
     ims_dns_result_free(r);
+}
+
+/* ims_dns_resolve_host: a host's own addresses (no MX asked), ordered as an exchanger's; its
+ * failures. */
+static void test_host(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *host;
+        ims_dns_family fam;
+        ims_dns_status st;
+        const char *code;
+        const char *want; /* OK: the list; else the text */
+    } cases[] = {
+        {"smart.test", IMS_DNS_ANY, IMS_DNS_OK, "2.0.0", "smart.test/0/192.0.2.90"},
+        {"smart.test", IMS_DNS_IPV4, IMS_DNS_OK, "2.0.0", "smart.test/0/192.0.2.90"},
+        {"smart.test", IMS_DNS_IPV6, IMS_DNS_PERMANENT, "5.4.4",
+         "host smart.test has no IPv6 address"},
+        /* IPv6 first, the families interleaved, each in DNS's order */
+        {"dual.test", IMS_DNS_ANY, IMS_DNS_OK, "2.0.0",
+         "dual.test/0/2001:db8::91 dual.test/0/192.0.2.91 dual.test/0/192.0.2.92"},
+        {"dual.test", IMS_DNS_IPV4, IMS_DNS_OK, "2.0.0",
+         "dual.test/0/192.0.2.91 dual.test/0/192.0.2.92"},
+        {"dual.test", IMS_DNS_IPV6, IMS_DNS_OK, "2.0.0", "dual.test/0/2001:db8::91"},
+        /* the host's own address, not its MX's (dual.test) */
+        {"mxtoo.test", IMS_DNS_ANY, IMS_DNS_OK, "2.0.0", "mxtoo.test/0/192.0.2.93"},
+        {"two.test", IMS_DNS_ANY, IMS_DNS_PERMANENT, "5.4.4", "host two.test has no address"},
+        {"alias.cname.test", IMS_DNS_ANY, IMS_DNS_OK, "2.0.0",
+         "alias.cname.test/0/2001:db8::40 alias.cname.test/0/192.0.2.40"},
+        {"weird.test", IMS_DNS_ANY, IMS_DNS_OK, "2.0.0", "weird.test/0/192.0.2.70"},
+        {"nosuchhost.test", IMS_DNS_ANY, IMS_DNS_PERMANENT, "5.4.4",
+         "host nosuchhost.test not found"},
+        {"nosuchhost.test", IMS_DNS_IPV4, IMS_DNS_PERMANENT, "5.4.4",
+         "host nosuchhost.test not found"},
+        {"txtonly.test", IMS_DNS_ANY, IMS_DNS_PERMANENT, "5.4.4",
+         "host txtonly.test has no address"},
+        {"servfail.test", IMS_DNS_ANY, IMS_DNS_TRANSIENT, "4.4.3",
+         "DNS lookup of AAAA for servfail.test failed: SERVFAIL"},
+        {"servfail.test", IMS_DNS_IPV4, IMS_DNS_TRANSIENT, "4.4.3",
+         "DNS lookup of A for servfail.test failed: SERVFAIL"},
+        {"refused.test", IMS_DNS_IPV4, IMS_DNS_TRANSIENT, "4.4.3",
+         "DNS lookup of A for refused.test failed: REFUSED"},
+        /* A NXDOMAIN, AAAA SERVFAIL: worth a retry, unless only IPv4 is wanted */
+        {"broken.mixed.test", IMS_DNS_ANY, IMS_DNS_TRANSIENT, "4.4.3",
+         "DNS lookup of AAAA for broken.mixed.test failed: SERVFAIL"},
+        {"broken.mixed.test", IMS_DNS_IPV4, IMS_DNS_PERMANENT, "5.4.4",
+         "host broken.mixed.test not found"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        how h = {.host = true};
+        ims_dns_result *r = resolve_how(cases[i].host, cases[i].fam, &h, NULL);
+        char got_list[2048];
+        const char *text = r->status == IMS_DNS_OK ? list(r, got_list, sizeof got_list) : r->text;
+        if (r->status != cases[i].st || strcmp(r->code, cases[i].code) ||
+            strcmp(text, cases[i].want))
+            fail_msg("host %s (family %d): got %s %s \"%s\", want %s %s \"%s\"", cases[i].host,
+                     cases[i].fam, ims_dns_status_name(r->status), r->code, text,
+                     ims_dns_status_name(cases[i].st), cases[i].code, cases[i].want);
+        if (r->status != IMS_DNS_OK)
+            assert_int_equal(r->n, 0);
+        assert_false(r->implicit);
+        assert_string_equal(r->domain, cases[i].host);
+        ims_dns_result_free(r);
+    }
+
+    /* A host that does not answer: transient, as for an exchanger. */
+    how slow = {.host = true, .timeout_ms = FAST_TIMEOUT_MS, .tries = 1};
+    ims_dns_result *r = resolve_how("slow.test", IMS_DNS_IPV4, &slow, NULL);
+    assert_int_equal(r->status, IMS_DNS_TRANSIENT);
+    assert_string_equal(r->code, "4.4.3");
+    assert_string_equal(r->text, "DNS lookup of A for slow.test failed: timeout");
+    ims_dns_result_free(r);
+}
+
+/* A numeric host is its own address, without DNS: a resolver whose server is not there
+ * answers at once and never opens a socket. */
+static void test_host_numeric(void **state)
+{
+    (void)state;
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof sin), 0);
+    socklen_t len = sizeof sin;
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sin, &len), 0);
+    char dead[64];
+    snprintf(dead, sizeof dead, "127.0.0.1:%u", ntohs(sin.sin_port));
+    close(s); /* nothing listens there now */
+    static const struct {
+        const char *host;
+        ims_dns_family fam;
+        ims_dns_status st;
+        const char *want; /* OK: the list; else the text */
+    } cases[] = {
+        {"192.0.2.1", IMS_DNS_ANY, IMS_DNS_OK, "192.0.2.1/0/192.0.2.1"},
+        {"192.0.2.1", IMS_DNS_IPV4, IMS_DNS_OK, "192.0.2.1/0/192.0.2.1"},
+        {"2001:db8::1", IMS_DNS_ANY, IMS_DNS_OK, "2001:db8::1/0/2001:db8::1"},
+        {"2001:DB8:0::1", IMS_DNS_IPV6, IMS_DNS_OK, "2001:DB8:0::1/0/2001:db8::1"},
+        {"::ffff:192.0.2.7", IMS_DNS_IPV4, IMS_DNS_OK, "::ffff:192.0.2.7/0/192.0.2.7"},
+        {"192.0.2.1", IMS_DNS_IPV6, IMS_DNS_PERMANENT, "host 192.0.2.1 has no IPv6 address"},
+        {"2001:db8::1", IMS_DNS_IPV4, IMS_DNS_PERMANENT, "host 2001:db8::1 has no IPv4 address"},
+        {"0.0.0.0", IMS_DNS_ANY, IMS_DNS_PERMANENT, "host 0.0.0.0 has no address"},
+        {"::", IMS_DNS_ANY, IMS_DNS_PERMANENT, "host :: has no address"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int calls = -1;
+        long long ms;
+        how h = {
+            .host = true, .servers = dead, .timeout_ms = 5000, .tries = 5, .sock_calls = &calls};
+        ims_dns_result *r = resolve_how(cases[i].host, cases[i].fam, &h, &ms);
+        char got_list[256];
+        const char *text = r->status == IMS_DNS_OK ? list(r, got_list, sizeof got_list) : r->text;
+        if (r->status != cases[i].st || strcmp(text, cases[i].want))
+            fail_msg("host %s (family %d): got %s %s \"%s\", want %s \"%s\"", cases[i].host,
+                     cases[i].fam, ims_dns_status_name(r->status), r->code, text,
+                     ims_dns_status_name(cases[i].st), cases[i].want);
+        assert_string_equal(r->code, r->status == IMS_DNS_OK ? "2.0.0" : "5.4.4");
+        assert_int_equal(calls, 0);
+        assert_true(ms < 1000);
+        assert_false(r->implicit);
+        assert_string_equal(r->domain, cases[i].host);
+        ims_dns_result_free(r);
+    }
+
+    /* Refused up front: no callback, nothing pending. */
+    loop l = {0};
+    ims_dns_options o = {.servers = dead, .sock_fn = loop_sock, .sock_arg = &l};
+    ims_dns *d;
+    assert_int_equal(ims_dns_new(&o, &d), 0);
+    got g = {0};
+    char longname[SMTP_DOMAIN_MAX + 8];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    static const char *const bad[] = {"",
+                                      "[2001:db8::1]",
+                                      "[192.0.2.1]",
+                                      "192.0.2.1:25",
+                                      "under_score.test",
+                                      "smart.test.",
+                                      "x y.test"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (ims_dns_resolve_host(d, bad[i], IMS_DNS_ANY, got_cb, &g) != EINVAL)
+            fail_msg("host \"%s\" was taken", bad[i]);
+    assert_int_equal(ims_dns_resolve_host(d, longname, IMS_DNS_ANY, got_cb, &g), EINVAL);
+    assert_int_equal(ims_dns_resolve_host(d, "192.0.2.1", (ims_dns_family)9, got_cb, &g), EINVAL);
+    assert_int_equal(ims_dns_pending(d), 0);
+    /* Freed before ims_dns_process: the answer ready without DNS is dropped, no callback. */
+    assert_int_equal(ims_dns_resolve_host(d, "192.0.2.1", IMS_DNS_ANY, got_cb, &g), 0);
+    assert_int_equal(ims_dns_pending(d), 1);
+    struct timeval tv;
+    assert_true(ims_dns_timeout(d, &tv));
+    assert_true(tv.tv_sec == 0 && tv.tv_usec == 0);
+    ims_dns_free(d);
+    assert_int_equal(g.calls, 0);
+    assert_int_equal(l.calls, 0);
 }
 
 /* Arguments refused up front, lookups dropped by ims_dns_free, several lookups at once. */
@@ -733,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_drop_self), cmocka_unit_test(test_table),
         cmocka_unit_test(test_order),     cmocka_unit_test(test_limits),
         cmocka_unit_test(test_timeout),   cmocka_unit_test(test_api),
+        cmocka_unit_test(test_host),      cmocka_unit_test(test_host_numeric),
     };
     return cmocka_run_group_tests_name("dns", tests, group_setup, group_teardown);
 }
