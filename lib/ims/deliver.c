@@ -66,6 +66,9 @@ struct ims_deliverer {
     ims_spool_event_fn event;
     void *event_arg;
     int in_fd, archive_fd, mts_new_fd, mts_tmp_fd;
+    int out_fd; /* RootDir's Out, with a handover; -1 without */
+    void (*handover)(void *arg, const char *qid);
+    void *handover_arg;
     int *fds, *errs; /* DELIVER_ROUND each: a round's syncs */
 
     pthread_mutex_t lock; /* guards the lists, the counters and stopping */
@@ -724,8 +727,22 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
     if (m->item->finished)
         return;
     if (m->parsed && !m->failed && locals_done(m)) {
-        /* The mailboxes have their copies; the rest is routed elsewhere and stays in In for
-         * the transport of its route. MTS-IN's copy has served. */
+        /* The mailboxes have their copies; the rest is routed elsewhere: the file moves to
+         * Out for the outbound queue (one rename: it is in In or in Out, never both, and the
+         * records in it go along). Without a handover it stays in In. MTS-IN's copy has
+         * served. */
+        if (d->handover) {
+            if (renameat(d->in_fd, m->f.id, d->out_fd, m->f.id) && errno != ENOENT) {
+                fail(m, errno, SIZE_MAX);
+                *deferred += 1;
+                dl_event(d, IMS_EV_SPOOL_DEFERRED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_WARNING,
+                         "Message %s could not be moved to the outbound queue: %s; it waits "
+                         "for a retry",
+                         m->item->id, strerror(m->err));
+                return;
+            }
+            d->handover(d->handover_arg, m->f.id);
+        }
         unlinkat(d->mts_new_fd, m->name, 0);
         unlinkat(d->mts_tmp_fd, m->name, 0);
         m->item->finished = true;
@@ -912,7 +929,7 @@ static void deliverer_free(ims_deliverer *d)
     for (ims_sched_node *n; (n = ims_sched_pop_due(&d->waiting, UINT64_MAX));)
         free(n);
     ims_sched_fini(&d->waiting);
-    int fds[] = {d->in_fd, d->archive_fd, d->mts_new_fd, d->mts_tmp_fd};
+    int fds[] = {d->in_fd, d->archive_fd, d->mts_new_fd, d->mts_tmp_fd, d->out_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -980,7 +997,9 @@ int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
     ims_deliverer *d = calloc(1, sizeof *d);
     if (!d)
         return ENOMEM;
-    d->in_fd = d->archive_fd = d->mts_new_fd = d->mts_tmp_fd = -1;
+    d->in_fd = d->archive_fd = d->mts_new_fd = d->mts_tmp_fd = d->out_fd = -1;
+    d->handover = cfg->handover;
+    d->handover_arg = cfg->handover_arg;
     ims_sched_init(&d->waiting);
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_t ca;
@@ -1005,6 +1024,8 @@ int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
     int mts_cur = -1;
     rc = rc ? rc : open_sub(cfg->root_dir, "In", &d->in_fd);
     rc = rc ? rc : open_sub(cfg->root_dir, "In/Archive", &d->archive_fd);
+    if (d->handover)
+        rc = rc ? rc : open_sub(cfg->root_dir, "Out", &d->out_fd);
     rc = rc ? rc : base_mkdir_p(cfg->mts_in, 0700);
     rc = rc ? rc : open_sub(cfg->mts_in, "new", &d->mts_new_fd);
     rc = rc ? rc : open_sub(cfg->mts_in, "tmp", &d->mts_tmp_fd);

@@ -243,6 +243,7 @@ typedef struct ims_settings {
     uint32_t max_connections_per_host;       /* MaxConnectionsPerHost: 10 */
     uint32_t max_messages_per_connection;    /* MaxMessagesPerConnection: 100, 0 = none */
     uint32_t disable_loopback_connections;   /* DisableLoopbackConnections: 1 */
+    uint32_t outbound_port;                  /* OutboundPort: 25, where DNS routes connect */
     char dns_servers[IMS_DNS_MAX_SERVERS][IMS_RELAY_LINE_MAX]; /* DnsServers lines, valid */
     size_t ndns_servers;
     struct ims_route_entry {
@@ -911,6 +912,12 @@ typedef struct ims_spool_options {
     /* Threads that create and sync a round's files together (more concurrent syncs let the
      * block layer merge more cache flushes). 0: IMS_SPOOL_IO_THREADS, also the maximum. */
     unsigned io_threads;
+    /* The outbound queue (ims_outq_handover): a message whose local recipients are done and
+     * whose others are pending moves from In to RootDir's Out, then handover(arg, qid) is
+     * called from the spool's delivery thread (it must be thread-safe). NULL: such messages
+     * stay in In. */
+    void (*handover)(void *arg, const char *qid);
+    void *handover_arg;
 } ims_spool_options;
 
 /* ims_spool_open - the spool under root_dir (its In, Work and In/Archive are made when
@@ -965,5 +972,125 @@ void ims_spool_get_stats(ims_spool *sp, ims_spool_stats *st);
  * after its current round (what is left stays in In for the next open), free everything.
  * Every handle from ims_spool_begin must have been committed or aborted. */
 void ims_spool_close(ims_spool *sp);
+
+/* === the outbound queue ==================================================================
+ * RootDir\Out: messages with recipients routed to DNS or a smart host (lib/ims outq.c). It
+ * keeps the message once and a record per recipient (state, attempts, next try, last reply:
+ * the spool file's status records), groups the recipients due by destination and hands them
+ * out as jobs; the transport (imsd's SMTP client) reports each recipient's result, and the
+ * queue records them durably (group commit) before the job's connection may go on. It
+ * decides retries (RetryInterval), time-outs (MessageTimeout*), delay notices
+ * (DelayNotification) and non-delivery reports, which it builds (report.c) and spools from
+ * the null sender like any message. docs/ims.md, "The outbound queue".
+ *
+ * Threads: the queue runs one thread of its own that does every file operation (loading,
+ * appending records, syncing, removing, building reports); everything else is called in the
+ * caller's thread (imsd's event loop), which polls ims_outq_fd and calls ims_outq_dispatch,
+ * and never waits for the disk. Functions return 0 or an errno value. */
+
+#define IMS_EV_OUT_QUEUED 1004       /* outbound queue recovered at start (ours) */
+#define IMS_EV_OUT_HOST_FAILED 4002  /* a destination could not be reached (Diagnostics) */
+#define IMS_EV_OUT_NDR_FAILED 4120   /* an NDR of an NDR, or to the null sender: to Bad */
+
+#define IMS_TRACK_QUEUED_OUTBOUND 1010
+#define IMS_TRACK_TRANSFERRED_OUTBOUND 1011
+#define IMS_TRACK_REPORT_OUT 1016
+#define IMS_TRACK_REPORT_GENERATED 1017
+
+#define IMS_OUTQ_LOAD_BUDGET (64u << 20) /* bytes of message content held in memory at once */
+#define IMS_OUTQ_DEAD_MS 60000           /* a destination that failed is left alone this long
+                                          * (or until its next retry, when that is sooner) */
+#define IMS_OUTQ_MAX_HOPS 30             /* Received fields beyond which a message loops */
+#define IMS_OUTQ_HOST_TEXT 280           /* bytes of a remote MTA's name ("[ip]" or a name) */
+
+typedef struct ims_outq ims_outq;
+typedef struct ims_outq_dest ims_outq_dest;
+typedef struct ims_outq_job ims_outq_job;
+
+typedef struct ims_outq_options {
+    const ims_settings *settings; /* copied: the schedule, MaxRecipients, names for reports */
+    ims_spool *spool;             /* where reports are spooled (or later: ims_outq_set_spool) */
+    ims_router *router;           /* routes a report to the original sender (required) */
+    ims_tracking *tracking;       /* NULL: no tracking log */
+    ims_log *log;                 /* events, logged in the dispatching thread */
+    const char *host;             /* our FQDN (reports, Received) */
+    const char *bad_dir;          /* where a report that cannot be sent goes (gateway's Bad) */
+    const char *store_dir;        /* the message store (<IMS_ROOT>/store): local senders */
+    /* ready - a destination has jobs waiting (ims_outq_take): called from ims_outq_dispatch. */
+    void (*ready)(void *arg, ims_outq_dest *d);
+    void *ready_arg;
+    /* time_offset - seconds added to the wall clock when ages are measured (a message's
+     * time-out and delay notice); tests set it (imsd: IMS_TIME_OFFSET) to see a message
+     * as older than it is. */
+    int64_t time_offset;
+} ims_outq_options;
+
+/* ims_outq_open - the queue over root_dir's Out (made when missing). Its thread starts by
+ * reading every file in Out (recovery: what was recorded is kept; a file that cannot be read
+ * moves to Out/Archive, event 4117). *out: free with ims_outq_close. */
+int ims_outq_open(const char *root_dir, const ims_outq_options *opt, ims_outq **out);
+/* ims_outq_set_spool - the spool reports go to, when it opens after the queue (its handover
+ * needs the queue). Before the first ims_outq_dispatch. */
+void ims_outq_set_spool(ims_outq *q, ims_spool *sp);
+/* ims_outq_dest_user / _set_user - a pointer the transport keeps with a destination. */
+void *ims_outq_dest_user(const ims_outq_dest *d);
+void ims_outq_dest_set_user(ims_outq_dest *d, void *user);
+/* ims_outq_handover - Out/<qid> is new (ims_spool_options' handover): load it. Thread-safe. */
+void ims_outq_handover(void *q, const char *qid);
+/* ims_outq_fd - readable when ims_outq_dispatch has work. */
+int ims_outq_fd(const ims_outq *q);
+/* ims_outq_dispatch - run what the queue's thread finished (jobs become ready, commits
+ * complete, events are logged) and move the recipients due at now (ims_clock_ms) towards
+ * their destinations. Never blocks. */
+void ims_outq_dispatch(ims_outq *q, uint64_t now);
+/* ims_outq_next_due - when ims_outq_dispatch must run again at the latest (ims_clock_ms);
+ * false when nothing is scheduled. */
+bool ims_outq_next_due(const ims_outq *q, uint64_t *due);
+
+/* A destination: where a group of recipients goes. */
+ims_route_kind ims_outq_dest_route(const ims_outq_dest *d); /* IMS_ROUTE_DNS or _SMARTHOST */
+/* ims_outq_dest_name - DNS: the domain; SMARTHOST: the host spec (ims_host_parse). */
+const char *ims_outq_dest_name(const ims_outq_dest *d);
+/* ims_outq_dest_ready - jobs that ims_outq_take would give now. */
+size_t ims_outq_dest_ready(const ims_outq_dest *d);
+/* ims_outq_dest_failed - the destination cannot be reached now (DNS failed, no connection,
+ * every host refused): r (a local result: code 0, or a greeting's reply) is every waiting
+ * recipient's result, as if each had been tried: transient ones are deferred and the
+ * destination is left alone for a while (IMS_OUTQ_DEAD_MS, or until the next retry) -- so a
+ * queue of 10,000 messages to a dead host costs one failed connection; permanent ones fail
+ * (NDRs). remote: the host tried last, or NULL. */
+void ims_outq_dest_failed(ims_outq *q, ims_outq_dest *d, const smtp_result *r, const char *remote,
+                          uint64_t now);
+
+/* ims_outq_take - the next job for d: one message's recipients for d (at most MaxRecipients;
+ * a message with more gives several jobs). NULL when none is ready. The job holds its
+ * message's content in memory until it is finished. */
+ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d);
+/* ims_outq_job_msg - what to give smtp_client_send (valid until ims_outq_job_finish's done). */
+const smtp_client_msg *ims_outq_job_msg(ims_outq_job *j);
+const char *ims_outq_job_id(const ims_outq_job *j); /* the queue id */
+/* ims_outq_job_result - recipient i of the job's message (smtp_client_msg order) got r from
+ * remote ("[ip]" or a name). */
+void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const char *remote);
+/* ims_outq_job_finish - every recipient has its result: the records are made durable, then
+ * done(arg) is called from ims_outq_dispatch and the job is gone. Recipients without a result
+ * are deferred ("4.4.2 not attempted"). */
+void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), void *arg);
+
+typedef struct ims_outq_stats {
+    uint64_t messages;  /* messages in the queue now */
+    uint64_t rcpts;     /* recipients not final */
+    uint64_t delivered; /* since open */
+    uint64_t deferred;
+    uint64_t failed;
+    uint64_t reports; /* NDRs and delay notices spooled */
+} ims_outq_stats;
+void ims_outq_get_stats(const ims_outq *q, ims_outq_stats *st);
+/* ims_outq_stop - let the thread finish the commits posted (their done callbacks are not
+ * called), make no more reports (the next start makes them), and stop it. Then close the
+ * spool (its callbacks may still answer the queue), then ims_outq_close. */
+void ims_outq_stop(ims_outq *q);
+/* ims_outq_close - ims_outq_stop if not done, free everything. NULL is fine. */
+void ims_outq_close(ims_outq *q);
 
 #endif

@@ -135,6 +135,7 @@ static const ims_setting settings_table[] = {
     DWORD("MaxMessagesPerConnection", max_messages_per_connection, IMS_DEFAULT_MESSAGES_PER_CONN, 0,
           IMS_MESSAGES_PER_CONN_LIMIT),
     DWORD("DisableLoopbackConnections", disable_loopback_connections, 1, 0, 1),
+    DWORD("OutboundPort", outbound_port, 25, 1, 65535),
     LINES("DnsServers", dns_servers, ndns_servers, IMS_DNS_MAX_SERVERS, dns_server_valid),
 };
 

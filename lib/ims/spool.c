@@ -751,6 +751,8 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
             .pool = sp->pool,
             .event = queue_event,
             .event_arg = sp,
+            .handover = opt->handover,
+            .handover_arg = opt->handover_arg,
         };
         rc = ims_deliverer_start(&dc, &sp->deliverer);
         for (size_t i = 0; !rc && i < ids.n; i++)

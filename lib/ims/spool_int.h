@@ -21,6 +21,10 @@
  *   done <index>                                        delivered (final)
  *   defer <index>\t<attempts>\t<next try, unix s>\t<text>  a transient failure
  *   fail <index>\t<text>                                 a permanent failure (final)
+ *   reported <index>     after fail: its non-delivery report is in the spool (no second one)
+ *   delayed <index>      its sender got the delay notice (DelayNotification: once)
+ * A defer or fail text is "<remote MTA>|<reply or reason>" (the remote part may be empty): the
+ * report needs both.
  * A final state is not undone by a later record. Version 1 is version 2 with only mailboxes
  * and only done records; it is read as such. */
 typedef enum ims_rcpt_state {
@@ -40,6 +44,8 @@ typedef struct ims_spool_rcpt_rec {
     unsigned attempts; /* DEFERRED: failed tries so far */
     time_t next_try;   /* DEFERRED: not before (unix seconds) */
     char *last;        /* DEFERRED, FAILED: the last reply or reason; NULL otherwise */
+    bool reported;      /* FAILED and its NDR spooled ("reported") */
+    bool delay_noticed; /* the delay notice was sent ("delayed") */
 } ims_spool_rcpt_rec;
 
 /* ims_spool_status_format - the status record for recipient index into out: state DONE,
@@ -113,6 +119,11 @@ typedef struct ims_deliver_config {
     ims_sync_pool *pool;    /* may be NULL: syncs one after another */
     ims_spool_event_fn event;
     void *event_arg;
+    /* The outbound queue's: when set, a message whose mailboxes have their copies and whose
+     * other recipients are pending moves to RootDir's Out, then handover(arg, qid) is
+     * called from the delivery thread. */
+    void (*handover)(void *arg, const char *qid);
+    void *handover_arg;
 } ims_deliver_config;
 
 typedef struct ims_deliverer ims_deliverer;

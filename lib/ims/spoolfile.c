@@ -227,6 +227,15 @@ static void status_line(ims_spool_file *f, char *line)
     if (parse_uint(v, &idx) || idx >= f->nrcpt)
         return;
     ims_spool_rcpt_rec *r = &f->rcpts[idx];
+    /* The notes about reports come after the states they are about. */
+    if (!strcmp(line, "reported") && !tab) {
+        r->reported = r->state == IMS_RCPT_FAILED;
+        return;
+    }
+    if (!strcmp(line, "delayed") && !tab) {
+        r->delay_noticed = true;
+        return;
+    }
     if (r->state == IMS_RCPT_DONE || r->state == IMS_RCPT_FAILED)
         return; /* final */
     if (!strcmp(line, "done") && !tab) {

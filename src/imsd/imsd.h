@@ -197,6 +197,32 @@ int imsd_conn_set_deadline(imsd_conn *c, unsigned seconds);
 void imsd_conn_set_session(imsd_conn *c, void *session);
 void *imsd_conn_session(const imsd_conn *c);
 
+/* --- outbound.c: the outbound side (the queue, DNS and SMTP client connections) -------- */
+
+typedef struct imsd_outbound imsd_outbound;
+
+typedef struct imsd_outbound_options {
+    ims_router *router;     /* reports' recipients (the mail state's) */
+    ims_tracking *tracking; /* NULL: none */
+    const char *fqdn;       /* our name: EHLO, reports */
+    const char *bad_dir;    /* the gateway's Bad folder */
+    const char *store_dir;  /* <IMS_ROOT>/store */
+    int64_t time_offset;    /* IMS_TIME_OFFSET: seconds the queue adds to the clock's ages */
+} imsd_outbound_options;
+
+/* imsd_outbound_new - open the outbound queue (its recovery starts in its thread) and the
+ * resolver on base. NULL on failure (logged). s must outlive it. */
+imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s, ims_log *log,
+                                 const imsd_outbound_options *o);
+/* imsd_outbound_set_spool - reports go to sp (opened after the queue: its handover needs it). */
+void imsd_outbound_set_spool(imsd_outbound *ob, ims_spool *sp);
+/* imsd_outbound_handover - ims_spool_options' handover (thread-safe). */
+void imsd_outbound_handover(void *ob, const char *qid);
+/* imsd_outbound_stop - end every connection (what was in flight is deferred and recorded) and
+ * stop the queue's thread; then close the spool, then imsd_outbound_free. */
+void imsd_outbound_stop(imsd_outbound *ob);
+void imsd_outbound_free(imsd_outbound *ob);
+
 /* --- session.c: what happens on a connection (issue 6: the SMTP server) ---------------- */
 
 /* imsd_mail_open - what every SMTP session shares: the directory, the spool (with delivery

@@ -32,6 +32,8 @@ struct imsd_mail {
     ims_router *router; /* every recipient's route */
     ims_spool *spool;
     struct event *spool_ev;
+    imsd_outbound *outbound;
+    ims_tracking *out_tracking;
     smtp_relay_policy relay;
     smtp_config cfg;
     ims_protolog *plog; /* NULL: protocol logging off */
@@ -191,10 +193,19 @@ static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls
         return 550;
     if (e)
         return 451;
-    if (route.kind != IMS_ROUTE_LOCAL)
-        return 453; /* a relay the policy allows, but there is no outbound side yet */
     char path[PATH_MAX];
-    int n = snprintf(path, sizeof path, "%s/%s", m->store_dir, route.alias);
+    int n;
+    /* What is attached says where the recipient goes: "/<maildir>", "dns:<domain>" or
+     * "smarthost:<host spec>" (data_begin takes it apart). */
+    if (route.kind == IMS_ROUTE_DNS)
+        n = snprintf(path, sizeof path, "dns:%s", route.host);
+    else if (route.kind == IMS_ROUTE_SMARTHOST && route.literal)
+        n = snprintf(path, sizeof path, "smarthost:[%s%s]:%u",
+                     strchr(route.host, ':') ? "IPv6:" : "", route.host, route.port);
+    else if (route.kind == IMS_ROUTE_SMARTHOST)
+        n = snprintf(path, sizeof path, "smarthost:%s:%u", route.host, route.port);
+    else
+        n = snprintf(path, sizeof path, "%s/%s", m->store_dir, route.alias);
     if (n < 0 || (size_t)n >= sizeof path)
         return 451;
     if (!(*data = strdup(path)))
@@ -224,13 +235,22 @@ static int data_begin(void *arg, const smtp_envelope *env)
      * parameters (RFC 3461) go with it: reports and the next hop need them. */
     for (size_t i = 0; i < env->nrcpt; i++) {
         const smtp_rcpt_params *p = &env->rcpt[i].params;
+        const char *where = env->rcpt[i].data;
         r[i].address = env->rcpt[i].path.mailbox;
-        r[i].maildir = env->rcpt[i].data;
+        if (where && !strncmp(where, "dns:", 4)) {
+            r[i].route = IMS_ROUTE_DNS;
+            r[i].dest = where + 4;
+        } else if (where && !strncmp(where, "smarthost:", 10)) {
+            r[i].route = IMS_ROUTE_SMARTHOST;
+            r[i].dest = where + 10;
+        } else {
+            r[i].maildir = where;
+        }
         r[i].notify = p->notify ? smtp_notify_format(p->notify, notify[i], sizeof notify[i]) : NULL;
         r[i].orcpt = p->orcpt[0] ? p->orcpt : NULL;
-        if (!r[i].maildir) {
-            /* rcpt_check attaches a Maildir to every recipient it accepts (it refuses remote
-             * ones until there is an outbound side): one without is a bug, not mail to lose. */
+        if (!where) {
+            /* rcpt_check attaches a destination to every recipient it accepts: one without
+             * is a bug, not mail to lose. */
             ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
                           IMS_LEVEL_NONE,
                           "Internal error: session %llu: the accepted recipient <%s> from %s "
@@ -524,7 +544,29 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     snprintf(mts_in, sizeof mts_in, "%s/.MTS-IN", gateway);
     snprintf(tracking, sizeof tracking, "%s/Tracking.log", reg_ctx_root_dir(reg));
     if (!e) {
+        /* The outbound queue first: the spool hands messages over to it from its start. */
+        what = "the outbound queue";
+        char bad[PATH_MAX];
+        snprintf(bad, sizeof bad, "%s/.Bad", gateway);
+        const char *off = getenv("IMS_TIME_OFFSET");
+        if (ims_tracking_open(tracking, &m->out_tracking))
+            m->out_tracking = NULL;
+        imsd_outbound_options oo = {
+            .router = m->router,
+            .tracking = m->out_tracking,
+            .fqdn = m->fqdn,
+            .bad_dir = bad,
+            .store_dir = m->store_dir,
+            .time_offset = off ? strtoll(off, NULL, 10) : 0,
+        };
+        m->outbound = imsd_outbound_new(srv->base, s, srv->log, &oo);
+        if (!m->outbound)
+            e = EIO;
+    }
+    if (!e) {
         ims_spool_options opt = {0};
+        opt.handover = imsd_outbound_handover;
+        opt.handover_arg = m->outbound;
         opt.mts_in = mts_in;
         opt.tracking_dir = tracking;
         opt.host = m->fqdn;
@@ -537,6 +579,8 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
             event_new(srv->base, ims_spool_fd(m->spool), EV_READ | EV_PERSIST, spool_ready, m);
         if (!m->spool_ev || event_add(m->spool_ev, NULL))
             e = ENOMEM;
+        else
+            imsd_outbound_set_spool(m->outbound, m->spool);
     }
     if (e) {
         ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
@@ -618,8 +662,11 @@ void imsd_mail_close(imsd_server *srv)
     if (m->spool_ev)
         event_free(m->spool_ev);
     ims_protolog_close(m->plog);
+    imsd_outbound_stop(m->outbound); /* before the spool: no more reports into it */
     if (m->spool)
         ims_spool_close(m->spool); /* finishes pending commits and runs their callbacks */
+    imsd_outbound_free(m->outbound);
+    ims_tracking_close(m->out_tracking);
     ims_router_free(m->router);
     dir_close(m->dir);
     smtp_relay_policy_free(&m->relay);

@@ -1,0 +1,1705 @@
+/* outq.c - the outbound queue (RootDir\Out): a record per recipient grouped by destination,
+ * a scheduler by next try, jobs for the SMTP client, durable results (group commit), retries,
+ * time-outs, delay notices and non-delivery reports. Every file operation runs in the queue's
+ * own thread; the caller's thread (imsd's event loop) only touches memory. */
+#include "ims/spool_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+#define OQ_BUCKETS 4096         /* destinations hash: chained, so any number fits */
+#define OQ_SYNC_THREADS 8       /* a commit round's files synced together */
+#define OQ_EVENT_TEXT 512       /* bytes of one event's text */
+#define OQ_ROUND_MAX 1024       /* commits gathered into one round */
+#define OQ_NOT_ATTEMPTED "4.4.2 not attempted (the connection ended first)"
+
+typedef struct oq_msg oq_msg;
+typedef struct oq_unit oq_unit;
+
+/* A message's recipients for one destination: they are scheduled and sent together. */
+struct oq_unit {
+    ims_sched_node node; /* due (ims_clock_ms) while waiting */
+    oq_msg *m;
+    ims_outq_dest *d;
+    size_t *ri; /* indices into m->f.rcpts */
+    size_t nri;
+    enum { U_WAIT, U_LOADING, U_READY, U_BUSY, U_FINAL } st;
+    size_t taken; /* U_READY/U_BUSY: recipients of the pending list handed out */
+    size_t *todo; /* U_READY/U_BUSY: the recipients of this attempt (not final) */
+    size_t ntodo;
+    unsigned jobs;  /* jobs out and not finished */
+    oq_unit *next;  /* in the destination's ready list */
+};
+
+struct oq_msg {
+    char id[IMS_QUEUE_ID_LEN + 1];
+    ims_spool_file f; /* the envelope and the records (rcpts[].state ...): the loop's */
+    ims_priority prio;
+    oq_unit *units;
+    size_t nunits;
+    char *content; /* loaded, or NULL */
+    size_t clen;
+    bool loading;
+    bool removing; /* every recipient final: its file is going */
+    unsigned busy; /* units ready or busy, reports and commits in flight */
+    unsigned reports;
+    oq_msg *prev, *next;
+};
+
+struct ims_outq_dest {
+    ims_outq_dest *hnext;
+    ims_route_kind kind;
+    char name[IMS_HOST_MAX];
+    oq_unit *ready, **ready_tail;
+    size_t nready;
+    uint64_t dead_until; /* ims_clock_ms; 0: alive */
+    void *user;          /* the transport's */
+};
+
+struct ims_outq_job {
+    ims_outq *q;
+    oq_unit *u;
+    size_t *ri; /* file indices of this job's recipients */
+    size_t n;
+    smtp_client_msg msg;
+    smtp_client_rcpt *rc;
+    size_t off; /* read position in the content */
+    struct oq_res {
+        bool have;
+        smtp_result r;
+        char remote[IMS_OUTQ_HOST_TEXT];
+    } *res;
+};
+
+/* Work for the queue's thread, and its answer. */
+typedef enum oq_kind { T_SCAN, T_ENV, T_CONTENT, T_COMMIT, T_REPORT, T_REMOVE, T_BAD } oq_kind;
+
+typedef struct oq_track {
+    unsigned event;
+    size_t rcpt;
+} oq_track;
+
+typedef struct oq_task {
+    struct oq_task *next;
+    oq_kind kind;
+    char id[IMS_QUEUE_ID_LEN + 1];
+    oq_msg *m;
+    buf recs;        /* T_COMMIT: status records to append */
+    oq_track *track; /* T_COMMIT: tracking lines to write */
+    size_t ntrack;
+    void (*done)(void *arg);
+    void *arg;
+    ims_outq_job *job; /* T_COMMIT of a job: freed on completion */
+    /* T_REPORT */
+    ims_report_rcpt *rr;
+    size_t nrr;
+    size_t *rr_idx;
+    bool delayed;
+    struct oq_rr_text {
+        char remote[IMS_OUTQ_HOST_TEXT];
+        char enh[SMTP_ENH_MAX + 1];
+        char diag[SPOOL_STATUS_TEXT_MAX];
+    } *rt; /* the strings rr points at: the task's own (a record's text may change) */
+    bool spooled; /* T_REPORT: the spool took it (its callback answered) */
+    bool nothing; /* T_REPORT: nothing to report (NOTIFY, an automatic message) */
+    ims_rcpt to;
+    char to_dest[IMS_HOST_MAX], to_maildir[PATH_MAX];
+    /* answers */
+    int err;
+    ims_spool_file f; /* T_ENV */
+    ims_priority prio;
+    unsigned hops;
+    char *content; /* T_CONTENT */
+    size_t clen;
+    char text[OQ_EVENT_TEXT]; /* an event to log, when not empty */
+    unsigned ev;
+} oq_task;
+
+struct ims_outq {
+    ims_settings s;
+    ims_spool *spool;
+    ims_router *router;
+    ims_tracking *tracking;
+    ims_log *log;
+    char host[256];
+    char root[PATH_MAX];
+    char bad_dir[PATH_MAX];
+    char store_dir[PATH_MAX];
+    ims_report_names names;
+    void (*ready)(void *arg, ims_outq_dest *d);
+    void *ready_arg;
+    int64_t offset;
+    int out_fd, archive_fd, efd;
+    ims_sync_pool *pool;
+
+    /* the loop's */
+    ims_sched sched;
+    ims_outq_dest *buckets[OQ_BUCKETS];
+    oq_msg *msgs;
+    size_t loaded_bytes;
+    oq_msg **loadq; /* messages waiting for their content, beyond the budget */
+    size_t nloadq, caploadq;
+    ims_outq_stats st;
+    atomic_uint_least32_t report_seq;
+
+    /* shared with the thread */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    oq_task *todo, **todo_tail;
+    oq_task *answers, **answers_tail;
+    bool stopping;
+    pthread_t thread;
+    bool running;
+};
+
+/* --- small helpers ---------------------------------------------------------------------- */
+
+static time_t wall_now(const ims_outq *q)
+{
+    return time(NULL) + (time_t)q->offset;
+}
+
+static void wake_fd(int efd)
+{
+    uint64_t one = 1;
+    if (write(efd, &one, sizeof one) < 0)
+        return; /* EAGAIN: it is readable anyway */
+}
+
+static void post(ims_outq *q, oq_task *t)
+{
+    t->next = NULL;
+    pthread_mutex_lock(&q->lock);
+    *q->todo_tail = t;
+    q->todo_tail = &t->next;
+    pthread_cond_signal(&q->wake);
+    pthread_mutex_unlock(&q->lock);
+}
+
+static oq_task *task_new(oq_kind kind, oq_msg *m)
+{
+    oq_task *t = calloc(1, sizeof *t);
+    if (t) {
+        t->kind = kind;
+        t->m = m;
+        if (m)
+            memcpy(t->id, m->id, sizeof t->id);
+    }
+    return t;
+}
+
+static void task_free(oq_task *t)
+{
+    buf_free(&t->recs);
+    free(t->track);
+    free(t->rr);
+    free(t->rr_idx);
+    free(t->rt);
+    free(t->content);
+    ims_spool_file_free(&t->f);
+    free(t);
+}
+
+static uint32_t hash_name(ims_route_kind kind, const char *name)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)kind;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ (uint32_t)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p)) * 16777619u;
+    return h % OQ_BUCKETS;
+}
+
+static ims_outq_dest *dest_get(ims_outq *q, ims_route_kind kind, const char *name)
+{
+    uint32_t h = hash_name(kind, name);
+    for (ims_outq_dest *d = q->buckets[h]; d; d = d->hnext)
+        if (d->kind == kind && !strcasecmp(d->name, name))
+            return d;
+    ims_outq_dest *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->kind = kind;
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->ready_tail = &d->ready;
+    d->hnext = q->buckets[h];
+    q->buckets[h] = d;
+    return d;
+}
+
+/* status_split - a record's text "<remote>|<reply or reason>" into its parts, the reply's
+ * code (0 for ours) and enhanced code ("4.0.0" when none can be found: class from the code or
+ * the default). */
+static void status_split(const char *text, bool permanent, char *remote, size_t rn,
+                         const char **diag, unsigned *code, char enh[SMTP_ENH_MAX + 1])
+{
+    const char *bar = text ? strchr(text, '|') : NULL;
+    const char *d = bar ? bar + 1 : text ? text : "";
+    size_t len = bar ? (size_t)(bar - text) : 0;
+    if (len >= rn)
+        len = rn - 1;
+    memcpy(remote, text ? text : "", len);
+    remote[len] = 0;
+    *diag = d;
+    *code = 0;
+    const char *p = d;
+    if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' &&
+        p[3] == ' ') {
+        *code = (unsigned)((p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0'));
+        p += 4;
+    }
+    /* an enhanced code "c.s.d" */
+    size_t n = strspn(p, "0123456789.");
+    if (n >= 5 && n <= SMTP_ENH_MAX && (p[0] == '2' || p[0] == '4' || p[0] == '5') &&
+        p[1] == '.' && (p[n] == ' ' || p[n] == 0)) {
+        memcpy(enh, p, n);
+        enh[n] = 0;
+    } else {
+        snprintf(enh, SMTP_ENH_MAX + 1, "%c.0.0",
+                 *code ? (char)('0' + *code / 100) : permanent ? '5' : '4');
+    }
+    if (permanent && enh[0] == '4')
+        enh[0] = '5'; /* a transient failure made final (time-out): reported as is */
+}
+
+/* --- the thread ------------------------------------------------------------------------- */
+
+static int read_all_at(int fd, char *p, size_t n, uint64_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errno;
+        if (r == 0)
+            return EBADMSG;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* received - our trace header (RFC 5321 4.4) before the content that goes out, CRLF. */
+static int received(const ims_spool_file *f, buf *out)
+{
+    char date[64], ip[IMS_SPOOL_MAX_FIELD + 16];
+    struct tm tm;
+    time_t when = f->time;
+    gmtime_r(&when, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    if (!strcmp(f->client_ip, "unknown"))
+        snprintf(ip, sizeof ip, "unknown");
+    else if (strchr(f->client_ip, ':'))
+        snprintf(ip, sizeof ip, "[IPv6:%s]", f->client_ip);
+    else
+        snprintf(ip, sizeof ip, "[%s]", f->client_ip);
+    return buf_printf(out, "Received: from %s (%s)\r\n\tby %s with ESMTP id %s;\r\n\t%s\r\n",
+                      f->helo, ip, f->host, f->id, date);
+}
+
+/* hops - Received fields in the header section h[0..n) (RFC 5321 6.3's loop count). */
+static unsigned count_hops(const char *h, size_t n)
+{
+    unsigned k = 0;
+    for (size_t i = 0; i < n;) {
+        const char *nl = memchr(h + i, '\n', n - i);
+        size_t len = nl ? (size_t)(nl - (h + i)) : n - i;
+        if (len == 0 || (len == 1 && h[i] == '\r'))
+            break; /* the end of the header section */
+        if (len >= 9 && !strncasecmp(h + i, "Received:", 9))
+            k++;
+        i += len + 1;
+    }
+    return k;
+}
+
+static void th_env(ims_outq *q, oq_task *t)
+{
+    int fd = openat(q->out_fd, t->id, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        t->err = errno;
+        return;
+    }
+    t->err = ims_spool_file_read(fd, &t->f);
+    if (!t->err) {
+        size_t n = t->f.content_len < IMS_HEADER_SCAN_MAX ? (size_t)t->f.content_len
+                                                          : IMS_HEADER_SCAN_MAX;
+        char *h = malloc(n + 1);
+        if (h && !read_all_at(fd, h, n, t->f.content_off)) {
+            t->prio = ims_priority_of_headers(h, n);
+            t->hops = count_hops(h, n);
+        }
+        free(h);
+    }
+    close(fd);
+    if (t->err == EBADMSG) {
+        int mv = renameat(q->out_fd, t->id, q->archive_fd, t->id) ? errno : 0;
+        t->ev = IMS_EV_SPOOL_ARCHIVED;
+        snprintf(t->text, sizeof t->text, "The outbound queue file %.300s/Out/%s cannot be read; %s%s",
+                 q->root, t->id, mv ? "moving it to Out/Archive failed: " : "it was moved to Out/Archive",
+                 mv ? strerror(mv) : "");
+    }
+}
+
+static void th_content(ims_outq *q, oq_task *t)
+{
+    int fd = openat(q->out_fd, t->id, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        t->err = errno;
+        return;
+    }
+    ims_spool_file f;
+    t->err = ims_spool_file_read(fd, &f);
+    if (!t->err) {
+        buf b = BUF_INIT;
+        t->err = received(&f, &b);
+        size_t head = b.len;
+        t->err = t->err ? t->err : buf_reserve(&b, (size_t)f.content_len + 1);
+        if (!t->err)
+            t->err = read_all_at(fd, (char *)b.data + head, (size_t)f.content_len, f.content_off);
+        if (!t->err) {
+            t->clen = head + (size_t)f.content_len;
+            t->content = (char *)b.data;
+        } else {
+            buf_free(&b);
+        }
+        ims_spool_file_free(&f);
+    }
+    close(fd);
+}
+
+/* th_commit_round - append every commit's records, then sync those files together. */
+static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
+{
+    int *fds = calloc(n, sizeof *fds), *errs = calloc(n, sizeof *errs);
+    if (!fds || !errs) {
+        for (size_t i = 0; i < n; i++)
+            ts[i]->err = ENOMEM;
+        free(fds);
+        free(errs);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        oq_task *t = ts[i];
+        int fd = -1;
+        if (t->recs.len) {
+            fd = openat(q->out_fd, t->id, O_WRONLY | O_APPEND | O_CLOEXEC);
+            if (fd < 0)
+                t->err = errno;
+            else if ((t->err = base_write_all(fd, t->recs.data, t->recs.len))) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        if (fd >= 0)
+            fds[k++] = fd;
+        t->err = t->err ? t->err : 0;
+        ts[i]->clen = fd >= 0 ? k : 0; /* its slot + 1 */
+    }
+    ims_pool_sync(q->pool, fds, errs, k, true);
+    for (size_t i = 0; i < n; i++) {
+        oq_task *t = ts[i];
+        if (t->clen) {
+            if (!t->err)
+                t->err = errs[t->clen - 1];
+            close(fds[t->clen - 1]);
+            t->clen = 0;
+        }
+        if (t->err || !q->tracking)
+            continue;
+        const ims_spool_file *f = &t->m->f;
+        for (size_t j = 0; j < t->ntrack; j++)
+            ims_tracking_write(q->tracking, time(NULL), t->track[j].event, f->id, f->sender,
+                               t->track[j].rcpt < f->nrcpt ? f->rcpts[t->track[j].rcpt].address
+                                                           : f->sender,
+                               f->content_len, f->client_ip, f->host);
+    }
+    free(fds);
+    free(errs);
+}
+
+struct oq_writer {
+    buf b;
+};
+
+static int write_buf(void *arg, const void *p, size_t n)
+{
+    return buf_add(&((struct oq_writer *)arg)->b, p, n);
+}
+
+static void report_spooled(void *arg, int err, const char *qid);
+
+/* th_report - build the report from the file's content and spool it (its done callback runs
+ * in the loop, from ims_spool_dispatch). */
+static void th_report(ims_outq *q, oq_task *t)
+{
+    oq_msg *m = t->m;
+    if (q->stopping || !q->spool) {
+        t->err = ECANCELED; /* the spool may be closing: made again at the next start */
+        return;
+    }
+    int fd = openat(q->out_fd, t->id, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        t->err = errno;
+        return;
+    }
+    ims_report_fd rf = {fd, m->f.content_off, m->f.content_len};
+    ims_report_original o = {
+        .sender = m->f.sender,
+        .arrival = m->f.time,
+        .envid = m->f.envid,
+        .ret = !m->f.ret              ? SMTP_RET_NONE
+               : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
+                                               : SMTP_RET_FULL,
+        .client_ip = m->f.client_ip,
+        .helo = m->f.helo,
+        .size = m->f.content_len,
+        .read = ims_report_read_fd,
+        .read_arg = &rf,
+    };
+    char token[IMS_REPORT_TOKEN_MAX];
+    snprintf(token, sizeof token, "%s.%" PRIu32 ".%c", m->id,
+             (uint32_t)atomic_fetch_add(&q->report_seq, 1), t->delayed ? 'd' : 'f');
+    struct oq_writer w = {BUF_INIT};
+    ims_report_options opt = {
+        .names = &q->names,
+        .token = token,
+        .date = time(NULL),
+        .delay_default = q->s.delay_notification != 0,
+        .write = write_buf,
+        .write_arg = &w,
+    };
+    ims_report_info info;
+    t->err = ims_report_build(&o, t->rr, t->nrr, &opt, &info);
+    close(fd);
+    if (!t->err) {
+        ims_envelope e = {0};
+        e.sender = "";
+        e.rcpts = &t->to;
+        e.nrcpt = 1;
+        e.host = q->host;
+        e.helo = q->host;
+        t->err = ims_spool_submit(q->spool, &e, w.b.data, w.b.len, report_spooled, t);
+        if (!t->err)
+            t = NULL; /* the callback has it now */
+    }
+    buf_free(&w.b);
+    if (t && (t->err == ENODATA || t->err == ELOOP || t->err == ENOMSG)) {
+        t->err = 0;
+        t->nothing = true; /* not an error: it counts as reported all the same */
+    }
+}
+
+/* th_bad - a report that cannot be delivered: its content goes to the gateway's Bad folder
+ * (a Maildir) for the administrator. */
+static void th_bad(ims_outq *q, oq_task *t)
+{
+    int fd = openat(q->out_fd, t->id, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        t->err = errno;
+        return;
+    }
+    char path[PATH_MAX], sub[PATH_MAX];
+    int n1 = snprintf(path, sizeof path, "%s/new/%s.ims-out", q->bad_dir, t->id);
+    int n2 = snprintf(sub, sizeof sub, "%s/new", q->bad_dir);
+    if (n1 < 0 || (size_t)n1 >= sizeof path || n2 < 0 || (size_t)n2 >= sizeof sub) {
+        close(fd);
+        t->err = ENAMETOOLONG;
+        return;
+    }
+    char *c = malloc(t->m->f.content_len + 1);
+    t->err = c ? read_all_at(fd, c, (size_t)t->m->f.content_len, t->m->f.content_off) : ENOMEM;
+    close(fd);
+    if (!t->err) {
+        base_mkdir_p(sub, 0700);
+        t->err = base_write_file_atomic(path, c, (size_t)t->m->f.content_len, 0600);
+    }
+    free(c);
+}
+
+static void th_remove(ims_outq *q, oq_task *t)
+{
+    if (unlinkat(q->out_fd, t->id, 0) && errno != ENOENT)
+        t->err = errno;
+}
+
+static void th_scan(ims_outq *q)
+{
+    int fd = dup(q->out_fd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    rewinddir(dir);
+    for (struct dirent *de; (de = readdir(dir));) {
+        if (!ims_spool_id_valid(de->d_name))
+            continue;
+        oq_task *t = task_new(T_ENV, NULL);
+        if (!t)
+            break;
+        memcpy(t->id, de->d_name, IMS_QUEUE_ID_LEN + 1);
+        th_env(q, t);
+        pthread_mutex_lock(&q->lock);
+        *q->answers_tail = t;
+        q->answers_tail = &t->next;
+        pthread_mutex_unlock(&q->lock);
+    }
+    closedir(dir);
+    wake_fd(q->efd);
+}
+
+static void answer(ims_outq *q, oq_task *t)
+{
+    pthread_mutex_lock(&q->lock);
+    t->next = NULL;
+    *q->answers_tail = t;
+    q->answers_tail = &t->next;
+    pthread_mutex_unlock(&q->lock);
+    wake_fd(q->efd);
+}
+
+static void *outq_main(void *arg)
+{
+    ims_outq *q = arg;
+    oq_task **round = calloc(OQ_ROUND_MAX, sizeof *round);
+    pthread_mutex_lock(&q->lock);
+    for (;;) {
+        while (!q->todo && !q->stopping)
+            pthread_cond_wait(&q->wake, &q->lock);
+        if (!q->todo && q->stopping)
+            break;
+        oq_task *list = q->todo;
+        q->todo = NULL;
+        q->todo_tail = &q->todo;
+        pthread_mutex_unlock(&q->lock);
+        /* Commits first and together: each round is one sync of each file it touches. */
+        size_t n = 0;
+        for (oq_task *t = list, *next; t; t = next) {
+            next = t->next;
+            if (t->kind == T_COMMIT && round && n < OQ_ROUND_MAX)
+                round[n++] = t;
+        }
+        if (n)
+            th_commit_round(q, round, n);
+        for (oq_task *t = list, *next; t; t = next) {
+            next = t->next;
+            switch (t->kind) {
+            case T_SCAN:
+                th_scan(q);
+                free(t);
+                continue;
+            case T_ENV:
+                th_env(q, t);
+                break;
+            case T_CONTENT:
+                th_content(q, t);
+                break;
+            case T_COMMIT:
+                if (!round || n == 0) {
+                    th_commit_round(q, &t, 1);
+                } else {
+                    bool in_round = false;
+                    for (size_t i = 0; i < n && !in_round; i++)
+                        in_round = round[i] == t;
+                    if (!in_round)
+                        th_commit_round(q, &t, 1);
+                }
+                break;
+            case T_REPORT:
+                th_report(q, t);
+                if (!t->err && !t->nothing)
+                    continue; /* spooled: report_spooled answers */
+                break;
+            case T_REMOVE:
+                th_remove(q, t);
+                break;
+            case T_BAD:
+                th_bad(q, t);
+                break;
+            }
+            answer(q, t);
+        }
+        pthread_mutex_lock(&q->lock);
+    }
+    pthread_mutex_unlock(&q->lock);
+    free(round);
+    return NULL;
+}
+
+static void report_spooled(void *arg, int err, const char *qid)
+{
+    (void)qid;
+    oq_task *t = arg;
+    /* In ims_spool_dispatch's thread (the loop's, or the closing one): only queued. */
+    t->err = err;
+    t->spooled = !err;
+    answer(t->arg, t);
+}
+
+/* --- the loop's side -------------------------------------------------------------------- */
+
+static bool final(const ims_spool_rcpt_rec *r)
+{
+    return r->state == IMS_RCPT_DONE || r->state == IMS_RCPT_FAILED;
+}
+
+static void log_task(ims_outq *q, const oq_task *t)
+{
+    if (t->text[0])
+        ims_log_event(q->log, t->ev ? t->ev : IMS_EV_INTERNAL, IMS_CAT_MESSAGE_TRANSFER,
+                      IMS_SEV_ERROR, IMS_LEVEL_NONE, "%s", t->text);
+}
+
+static void msg_free(oq_msg *m)
+{
+    for (size_t i = 0; i < m->nunits; i++) {
+        free(m->units[i].ri);
+        free(m->units[i].todo);
+    }
+    free(m->units);
+    free(m->content);
+    ims_spool_file_free(&m->f);
+    free(m);
+}
+
+static void msg_unlink(ims_outq *q, oq_msg *m)
+{
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        q->msgs = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+}
+
+static void content_drop(ims_outq *q, oq_msg *m)
+{
+    if (m->content && m->busy == 0) {
+        q->loaded_bytes -= m->clen;
+        free(m->content);
+        m->content = NULL;
+    }
+}
+
+static void unit_schedule(ims_outq *q, oq_unit *u, uint64_t due)
+{
+    u->st = U_WAIT;
+    if (ims_sched_add(&q->sched, &u->node, due))
+        u->st = U_WAIT; /* out of memory: it waits for the next start */
+}
+
+static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, bool delayed);
+
+/* msg_check_done - when every recipient is final and reported, the file goes. */
+static void msg_check_done(ims_outq *q, oq_msg *m)
+{
+    if (m->removing || m->busy || m->reports || m->loading)
+        return;
+    for (size_t i = 0; i < m->f.nrcpt; i++) {
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        if (r->route == IMS_ROUTE_LOCAL)
+            continue;
+        if (!final(r) || (r->state == IMS_RCPT_FAILED && !r->reported))
+            return;
+    }
+    m->removing = true;
+    oq_task *t = task_new(T_REMOVE, m);
+    if (t)
+        post(q, t);
+}
+
+/* unit_final - the unit's recipients are all final now. */
+static bool unit_is_final(const oq_unit *u)
+{
+    for (size_t i = 0; i < u->nri; i++)
+        if (!final(&u->m->f.rcpts[u->ri[i]]))
+            return false;
+    return true;
+}
+
+static void load_next(ims_outq *q);
+
+/* unit_ready - a unit's content is in memory: on its destination's ready list. */
+static void unit_ready(ims_outq *q, oq_unit *u, uint64_t now)
+{
+    ims_outq_dest *d = u->d;
+    if (d->dead_until > now) {
+        unit_schedule(q, u, d->dead_until);
+        return;
+    }
+    u->ntodo = 0;
+    for (size_t i = 0; i < u->nri; i++)
+        if (!final(&u->m->f.rcpts[u->ri[i]]))
+            u->todo[u->ntodo++] = u->ri[i];
+    if (!u->ntodo) {
+        u->st = U_FINAL;
+        return;
+    }
+    u->st = U_READY;
+    u->taken = 0;
+    u->m->busy++;
+    u->next = NULL;
+    *d->ready_tail = u;
+    d->ready_tail = &u->next;
+    if (d->nready++ == 0 && q->ready)
+        q->ready(q->ready_arg, d);
+}
+
+static void content_request(ims_outq *q, oq_msg *m)
+{
+    if (m->content || m->loading)
+        return;
+    if (q->loaded_bytes >= IMS_OUTQ_LOAD_BUDGET) {
+        if (q->nloadq == q->caploadq) {
+            size_t cap = q->caploadq ? q->caploadq * 2 : 64;
+            oq_msg **v = realloc(q->loadq, cap * sizeof *v);
+            if (!v)
+                return; /* tried again at its unit's next due time */
+            q->loadq = v;
+            q->caploadq = cap;
+        }
+        q->loadq[q->nloadq++] = m;
+        m->loading = true;
+        return;
+    }
+    oq_task *t = task_new(T_CONTENT, m);
+    if (!t)
+        return;
+    m->loading = true;
+    q->loaded_bytes += (size_t)m->f.content_len;
+    post(q, t);
+}
+
+static void load_next(ims_outq *q)
+{
+    size_t i = 0;
+    while (i < q->nloadq && q->loaded_bytes < IMS_OUTQ_LOAD_BUDGET) {
+        oq_msg *m = q->loadq[i++];
+        m->loading = false;
+        content_request(q, m);
+    }
+    memmove(q->loadq, q->loadq + i, (q->nloadq - i) * sizeof *q->loadq);
+    q->nloadq -= i;
+}
+
+/* expire_or_notice - a unit due at wall time `now`: its message's time-out fails what is
+ * pending (true: nothing is to be tried); past DelayNotification its sender hears once. */
+static bool expire_or_notice(ims_outq *q, oq_unit *u, time_t now)
+{
+    oq_msg *m = u->m;
+    uint64_t tmo = ims_message_timeout_ms(&q->s, m->prio);
+    size_t *idx = malloc((u->nri ? u->nri : 1) * sizeof *idx), n = 0;
+    if (!idx)
+        return false;
+    bool expired = now > m->f.time && (uint64_t)(now - m->f.time) * 1000 >= tmo;
+    if (expired) {
+        buf recs = BUF_INIT;
+        for (size_t i = 0; i < u->nri; i++) {
+            ims_spool_rcpt_rec *r = &m->f.rcpts[u->ri[i]];
+            if (final(r))
+                continue;
+            char text[SPOOL_STATUS_TEXT_MAX];
+            const char *bar = r->last ? strchr(r->last, '|') : NULL;
+            snprintf(text, sizeof text, "%.*s|4.4.7 Message expired: not delivered within %u "
+                     "minutes%s%s",
+                     bar ? (int)(bar - r->last) : 0, bar ? r->last : "", (unsigned)(tmo / 60000),
+                     r->last ? "; last: " : "", bar ? bar + 1 : r->last ? r->last : "");
+            free(r->last);
+            r->last = strdup(text);
+            r->state = IMS_RCPT_FAILED;
+            ims_spool_status_format(&recs, u->ri[i], IMS_RCPT_FAILED, 0, 0, text);
+            idx[n++] = u->ri[i];
+            q->st.failed++;
+        }
+        if (n) {
+            oq_task *t = task_new(T_COMMIT, m);
+            if (t) {
+                t->recs = recs;
+                m->busy++;
+                post(q, t);
+            } else {
+                buf_free(&recs);
+            }
+            report_post(q, m, idx, n, false);
+        } else {
+            buf_free(&recs);
+        }
+        free(idx);
+        return true;
+    }
+    uint64_t dly = ims_delay_notice_ms(&q->s, m->prio);
+    if (dly != IMS_NEVER && now > m->f.time && (uint64_t)(now - m->f.time) * 1000 >= dly) {
+        for (size_t i = 0; i < u->nri; i++) {
+            ims_spool_rcpt_rec *r = &m->f.rcpts[u->ri[i]];
+            if (r->state == IMS_RCPT_DEFERRED && !r->delay_noticed) {
+                r->delay_noticed = true;
+                idx[n++] = u->ri[i];
+            }
+        }
+        if (n)
+            report_post(q, m, idx, n, true);
+    }
+    free(idx);
+    return false;
+}
+
+/* unit_due - its time has come. */
+static void unit_due(ims_outq *q, oq_unit *u, uint64_t now)
+{
+    if (unit_is_final(u)) {
+        u->st = U_FINAL;
+        msg_check_done(q, u->m);
+        return;
+    }
+    if (u->d->dead_until > now) {
+        unit_schedule(q, u, u->d->dead_until);
+        return;
+    }
+    if (expire_or_notice(q, u, wall_now(q))) {
+        u->st = U_FINAL;
+        msg_check_done(q, u->m);
+        return;
+    }
+    u->st = U_LOADING;
+    if (u->m->content)
+        unit_ready(q, u, now);
+    else
+        content_request(q, u->m);
+}
+
+/* msg_add - a message read from Out: units by destination, scheduled by their records. */
+static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
+{
+    for (oq_msg *o = q->msgs; o; o = o->next)
+        if (!strcmp(o->id, t->id))
+            return; /* a handover of a file recovery found too */
+    oq_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return;
+    memcpy(m->id, t->id, sizeof m->id);
+    m->f = t->f;
+    memset(&t->f, 0, sizeof t->f);
+    m->prio = t->prio;
+    m->units = calloc(m->f.nrcpt, sizeof *m->units);
+    if (!m->units) {
+        msg_free(m);
+        return;
+    }
+    time_t wnow = wall_now(q);
+    oq_track *track = calloc(m->f.nrcpt, sizeof *track);
+    size_t ntrack = 0;
+    for (size_t i = 0; i < m->f.nrcpt; i++) {
+        ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        if (r->route == IMS_ROUTE_LOCAL || !r->dest)
+            continue;
+        ims_outq_dest *d = dest_get(q, r->route, r->dest);
+        if (!d)
+            continue;
+        oq_unit *u = NULL;
+        for (size_t k = 0; k < m->nunits && !u; k++)
+            if (m->units[k].d == d)
+                u = &m->units[k];
+        if (!u) {
+            u = &m->units[m->nunits++];
+            u->m = m;
+            u->d = d;
+            u->ri = calloc(m->f.nrcpt, sizeof *u->ri);
+            u->todo = calloc(m->f.nrcpt, sizeof *u->todo);
+            if (!u->ri || !u->todo) {
+                m->nunits--;
+                free(u->ri);
+                free(u->todo);
+                continue;
+            }
+        }
+        u->ri[u->nri++] = i;
+        if (!final(r)) {
+            q->st.rcpts++;
+            if (r->state == IMS_RCPT_PENDING && track)
+                track[ntrack++] = (oq_track){IMS_TRACK_QUEUED_OUTBOUND, i};
+        }
+    }
+    m->next = q->msgs;
+    if (q->msgs)
+        q->msgs->prev = m;
+    q->msgs = m;
+    q->st.messages++;
+    if (ntrack && q->tracking) {
+        oq_task *tt = task_new(T_COMMIT, m);
+        if (tt) {
+            tt->track = track;
+            tt->ntrack = ntrack;
+            track = NULL;
+            m->busy++;
+            post(q, tt);
+        }
+    }
+    free(track);
+    if (t->hops >= IMS_OUTQ_MAX_HOPS) {
+        /* A loop between gateways: every pending recipient fails (RFC 5321 6.3). */
+        char text[SPOOL_STATUS_TEXT_MAX];
+        snprintf(text, sizeof text,
+                 "|5.4.6 Too many hops: %u Received fields (the limit is %u), a mail loop",
+                 t->hops, IMS_OUTQ_MAX_HOPS);
+        oq_task *c = task_new(T_COMMIT, m);
+        for (size_t i = 0; c && i < m->f.nrcpt; i++) {
+            ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+            if (r->route == IMS_ROUTE_LOCAL || final(r))
+                continue;
+            free(r->last);
+            r->last = strdup(text);
+            r->state = IMS_RCPT_FAILED;
+            ims_spool_status_format(&c->recs, i, IMS_RCPT_FAILED, 0, 0, text);
+            q->st.failed++;
+            q->st.rcpts--;
+        }
+        if (c) {
+            m->busy++;
+            post(q, c);
+        }
+    }
+    /* Failed recipients whose report was never spooled (a crash between the two) get it. */
+    size_t *idx = malloc((m->f.nrcpt ? m->f.nrcpt : 1) * sizeof *idx), nidx = 0;
+    for (size_t i = 0; idx && i < m->f.nrcpt; i++)
+        if (m->f.rcpts[i].route != IMS_ROUTE_LOCAL && m->f.rcpts[i].state == IMS_RCPT_FAILED &&
+            !m->f.rcpts[i].reported)
+            idx[nidx++] = i;
+    if (nidx)
+        report_post(q, m, idx, nidx, false);
+    free(idx);
+    for (size_t k = 0; k < m->nunits; k++) {
+        oq_unit *u = &m->units[k];
+        uint64_t due = now;
+        for (size_t i = 0; i < u->nri; i++) {
+            const ims_spool_rcpt_rec *r = &m->f.rcpts[u->ri[i]];
+            if (r->state == IMS_RCPT_DEFERRED && r->next_try > wnow) {
+                uint64_t d = now + (uint64_t)(r->next_try - wnow) * 1000;
+                if (due == now || d < due)
+                    due = d;
+            } else if (!final(r)) {
+                due = now;
+                break;
+            }
+        }
+        if (unit_is_final(u))
+            u->st = U_FINAL;
+        else
+            unit_schedule(q, u, due);
+    }
+    msg_check_done(q, m);
+}
+
+/* --- reports ----------------------------------------------------------------------------- */
+
+static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, bool delayed)
+{
+    if (!m->f.sender[0]) {
+        /* Nobody to tell: a report's own failure, or mail from <>. Event 4120 and the
+         * message goes to Bad (not for a delay: it is still being tried). */
+        if (delayed)
+            return;
+        ims_log_event(q->log, IMS_EV_OUT_NDR_FAILED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      "Message %s from the null sender could not be delivered to %s: %s; no "
+                      "report is sent for it, and it was put in the gateway's Bad folder",
+                      m->id, m->f.rcpts[idx[0]].address,
+                      m->f.rcpts[idx[0]].last ? m->f.rcpts[idx[0]].last : "failed");
+        oq_task *t = task_new(T_BAD, m);
+        if (!t)
+            return;
+        t->rr_idx = malloc(n * sizeof *t->rr_idx);
+        if (t->rr_idx)
+            memcpy(t->rr_idx, idx, n * sizeof *idx);
+        t->nrr = t->rr_idx ? n : 0;
+        m->reports++;
+        post(q, t);
+        return;
+    }
+    oq_task *t = task_new(T_REPORT, m);
+    if (!t)
+        return;
+    t->delayed = delayed;
+    t->arg = q;
+    t->rr = calloc(n, sizeof *t->rr);
+    t->rr_idx = malloc(n * sizeof *t->rr_idx);
+    t->rt = calloc(n, sizeof *t->rt);
+    if (!t->rr || !t->rr_idx || !t->rt) {
+        task_free(t);
+        return;
+    }
+    /* The report's recipient: the original sender, routed as any address. */
+    ims_route route;
+    int e = ims_router_route(q->router, m->f.sender, &route);
+    if (e) {
+        ims_log_event(q->log, IMS_EV_OUT_NDR_FAILED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      "The report on message %s cannot be sent to <%s>: %s", m->id, m->f.sender,
+                      e == ENOENT ? "no such mailbox" : strerror(e));
+        task_free(t);
+        if (!delayed)
+            for (size_t i = 0; i < n; i++)
+                m->f.rcpts[idx[i]].reported = true;
+        return;
+    }
+    t->to.address = m->f.sender;
+    t->to.route = route.kind;
+    if (route.kind == IMS_ROUTE_LOCAL) {
+        int w = snprintf(t->to_maildir, sizeof t->to_maildir, "%s/%s", q->store_dir, route.alias);
+        if (w < 0 || (size_t)w >= sizeof t->to_maildir) {
+            task_free(t);
+            return;
+        }
+        t->to.maildir = t->to_maildir;
+    } else if (route.kind == IMS_ROUTE_DNS) {
+        snprintf(t->to_dest, sizeof t->to_dest, "%s", route.host);
+        t->to.dest = t->to_dest;
+    } else {
+        bool v6 = strchr(route.host, ':') != NULL;
+        if (route.literal)
+            snprintf(t->to_dest, sizeof t->to_dest, "[%s%s]:%u", v6 ? "IPv6:" : "", route.host,
+                     route.port);
+        else
+            snprintf(t->to_dest, sizeof t->to_dest, "%s:%u", route.host, route.port);
+        t->to.dest = t->to_dest;
+    }
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        ims_spool_rcpt_rec *r = &m->f.rcpts[idx[i]];
+        ims_report_rcpt *rr = &t->rr[i];
+        const char *diag;
+        unsigned code;
+        struct oq_rr_text *rt = &t->rt[i];
+        status_split(r->last, !delayed, rt->remote, sizeof rt->remote, &diag, &code, rt->enh);
+        snprintf(rt->diag, sizeof rt->diag, "%s", diag);
+        unsigned notify = 0;
+        if (r->notify)
+            smtp_notify_parse(r->notify, strlen(r->notify), &notify);
+        rr->address = r->address;
+        rr->orcpt = r->orcpt;
+        rr->notify = notify;
+        rr->action = delayed ? IMS_REPORT_DELAYED : IMS_REPORT_FAILED;
+        rr->status = rt->enh;
+        rr->remote_mta = rt->remote[0] ? rt->remote : NULL;
+        rr->diagnostic = rt->diag[0] ? rt->diag : NULL;
+        rr->smtp_code = code;
+        rr->last_attempt = now;
+        if (delayed)
+            rr->retry_until =
+                m->f.time + (time_t)(ims_message_timeout_ms(&q->s, m->prio) / 1000);
+        t->rr_idx[i] = idx[i];
+    }
+    t->nrr = n;
+    m->reports++;
+    post(q, t);
+}
+
+/* --- answers ------------------------------------------------------------------------------ */
+
+static void job_free(ims_outq_job *j)
+{
+    if (!j)
+        return;
+    free(j->rc);
+    free(j->res);
+    free(j->ri);
+    free(j);
+}
+
+static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
+{
+    oq_msg *m = t->m;
+    log_task(q, t);
+    switch (t->kind) {
+    case T_SCAN:
+        break;
+    case T_ENV:
+        if (!t->err)
+            msg_add(q, t, now);
+        break;
+    case T_CONTENT:
+        m->loading = false;
+        if (t->err) {
+            q->loaded_bytes -= (size_t)m->f.content_len;
+            ims_log_event(q->log, IMS_EV_INTERNAL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                          IMS_LEVEL_NONE, "Unable to read message %s of the outbound queue: %s",
+                          m->id, strerror(t->err));
+            for (size_t k = 0; k < m->nunits; k++)
+                if (m->units[k].st == U_LOADING)
+                    unit_schedule(q, &m->units[k], now + IMS_OUTQ_DEAD_MS);
+            break;
+        }
+        q->loaded_bytes -= (size_t)m->f.content_len;
+        m->content = t->content;
+        m->clen = t->clen;
+        q->loaded_bytes += m->clen;
+        t->content = NULL;
+        for (size_t k = 0; k < m->nunits; k++)
+            if (m->units[k].st == U_LOADING)
+                unit_ready(q, &m->units[k], now);
+        content_drop(q, m);
+        break;
+    case T_COMMIT: {
+        if (t->err)
+            ims_log_event(q->log, IMS_EV_INTERNAL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                          IMS_LEVEL_NONE,
+                          "Unable to record delivery results of message %s: %s (a restart "
+                          "may send it again)",
+                          m->id, strerror(t->err));
+        ims_outq_job *j = t->job;
+        if (j) {
+            oq_unit *u = j->u;
+            if (--u->jobs == 0 && u->taken >= u->ntodo) {
+                /* The attempt is over: what is not final waits for its next try. */
+                m->busy--;
+                uint64_t due = UINT64_MAX;
+                time_t wnow = wall_now(q);
+                for (size_t i = 0; i < u->nri; i++) {
+                    const ims_spool_rcpt_rec *r = &m->f.rcpts[u->ri[i]];
+                    if (r->state == IMS_RCPT_DEFERRED) {
+                        uint64_t d = r->next_try > wnow ? now + (uint64_t)(r->next_try - wnow) * 1000 : now;
+                        if (d < due)
+                            due = d;
+                    }
+                }
+                if (due != UINT64_MAX) {
+                    /* ms precision for short intervals: the record has seconds */
+                    unsigned att = 0;
+                    for (size_t i = 0; i < u->nri; i++)
+                        if (m->f.rcpts[u->ri[i]].attempts > att)
+                            att = m->f.rcpts[u->ri[i]].attempts;
+                    uint64_t ms = ims_retry_delay_ms(&q->s, att);
+                    if (ms != IMS_NEVER && now + ms < due)
+                        due = now + ms;
+                    unit_schedule(q, u, due);
+                    expire_or_notice(q, u, wall_now(q));
+                } else {
+                    u->st = U_FINAL;
+                }
+                content_drop(q, m);
+            }
+            void (*done)(void *) = t->done;
+            void *arg = t->arg;
+            job_free(j);
+            m->busy--;
+            if (done)
+                done(arg);
+        } else {
+            m->busy--;
+        }
+        content_drop(q, m);
+        msg_check_done(q, m);
+        break;
+    }
+    case T_REPORT:
+        m->reports--;
+        if (t->spooled) {
+            q->st.reports++;
+            buf recs = BUF_INIT;
+            for (size_t i = 0; i < t->nrr; i++) {
+                buf_printf(&recs, "%s %zu\n", t->delayed ? "delayed" : "reported", t->rr_idx[i]);
+                if (!t->delayed)
+                    m->f.rcpts[t->rr_idx[i]].reported = true;
+            }
+            oq_task *c = task_new(T_COMMIT, m);
+            if (c) {
+                c->recs = recs;
+                c->track = calloc(1, sizeof *c->track);
+                if (c->track) {
+                    c->track[0] = (oq_track){IMS_TRACK_REPORT_GENERATED, SIZE_MAX};
+                    c->ntrack = 1;
+                }
+                m->busy++;
+                post(q, c);
+            } else {
+                buf_free(&recs);
+            }
+        } else if (t->err) {
+            ims_log_event(q->log, IMS_EV_OUT_NDR_FAILED, IMS_CAT_MESSAGE_TRANSFER,
+                          IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                          "Unable to make the %s report on message %s: %s; it is tried again "
+                          "at the next start",
+                          t->delayed ? "delay" : "non-delivery", m->id, strerror(t->err));
+        } else if (!t->delayed) {
+            /* nothing to report (NOTIFY=NEVER, an automatic message) */
+            for (size_t i = 0; i < t->nrr; i++)
+                m->f.rcpts[t->rr_idx[i]].reported = true;
+            buf recs = BUF_INIT;
+            for (size_t i = 0; i < t->nrr; i++)
+                buf_printf(&recs, "reported %zu\n", t->rr_idx[i]);
+            oq_task *c = task_new(T_COMMIT, m);
+            if (c) {
+                c->recs = recs;
+                m->busy++;
+                post(q, c);
+            } else {
+                buf_free(&recs);
+            }
+        }
+        msg_check_done(q, m);
+        break;
+    case T_BAD:
+        m->reports--;
+        for (size_t i = 0; i < t->nrr; i++)
+            m->f.rcpts[t->rr_idx[i]].reported = true;
+        if (t->err)
+            ims_log_event(q->log, IMS_EV_INTERNAL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                          IMS_LEVEL_NONE, "Unable to put message %s in the Bad folder %s: %s",
+                          m->id, q->bad_dir, strerror(t->err));
+        msg_check_done(q, m);
+        break;
+    case T_REMOVE:
+        if (t->err) {
+            ims_log_event(q->log, IMS_EV_INTERNAL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                          IMS_LEVEL_NONE, "Unable to remove %s/Out/%s: %s", q->root, m->id,
+                          strerror(t->err));
+        }
+        for (size_t i = 0; i < m->nunits; i++)
+            ims_sched_remove(&q->sched, &m->units[i].node);
+        msg_unlink(q, m);
+        q->st.messages--;
+        if (m->content)
+            q->loaded_bytes -= m->clen;
+        msg_free(m);
+        break;
+    }
+    task_free(t);
+}
+
+void ims_outq_dispatch(ims_outq *q, uint64_t now)
+{
+    uint64_t v;
+    if (read(q->efd, &v, sizeof v) < 0) {
+        /* nothing was signalled: still look at what is due */
+    }
+    pthread_mutex_lock(&q->lock);
+    oq_task *list = q->answers;
+    q->answers = NULL;
+    q->answers_tail = &q->answers;
+    pthread_mutex_unlock(&q->lock);
+    for (oq_task *t = list, *next; t; t = next) {
+        next = t->next;
+        on_answer(q, t, now);
+    }
+    load_next(q);
+    for (ims_sched_node *n; (n = ims_sched_pop_due(&q->sched, now));)
+        unit_due(q, (oq_unit *)((char *)n - offsetof(oq_unit, node)), now);
+}
+
+bool ims_outq_next_due(const ims_outq *q, uint64_t *due)
+{
+    return ims_sched_next(&q->sched, due);
+}
+
+void ims_outq_handover(void *arg, const char *qid)
+{
+    ims_outq *q = arg;
+    oq_task *t = task_new(T_ENV, NULL);
+    if (!t)
+        return; /* found at the next start */
+    snprintf(t->id, sizeof t->id, "%s", qid);
+    post(q, t);
+}
+
+int ims_outq_fd(const ims_outq *q)
+{
+    return q->efd;
+}
+
+/* --- destinations and jobs ------------------------------------------------------------------ */
+
+ims_route_kind ims_outq_dest_route(const ims_outq_dest *d)
+{
+    return d->kind;
+}
+
+const char *ims_outq_dest_name(const ims_outq_dest *d)
+{
+    return d->name;
+}
+
+void *ims_outq_dest_user(const ims_outq_dest *d)
+{
+    return d->user;
+}
+
+void ims_outq_dest_set_user(ims_outq_dest *d, void *user)
+{
+    d->user = user;
+}
+
+void ims_outq_set_spool(ims_outq *q, ims_spool *sp)
+{
+    q->spool = sp;
+}
+
+size_t ims_outq_dest_ready(const ims_outq_dest *d)
+{
+    return d->nready;
+}
+
+/* apply - recipient index i of m gets result r (from remote): its new state into m and a
+ * record into recs; failed ones into fails (for the report). Returns whether it changed. */
+static void apply(ims_outq *q, oq_msg *m, size_t i, const smtp_result *r, const char *remote,
+                  buf *recs, oq_track *track, size_t *ntrack, size_t *fails, size_t *nfails)
+{
+    ims_spool_rcpt_rec *rec = &m->f.rcpts[i];
+    if (final(rec))
+        return;
+    char res[SMTP_REPLY_TEXT_MAX + 32], text[SPOOL_STATUS_TEXT_MAX + IMS_OUTQ_HOST_TEXT];
+    smtp_result_format(r, res, sizeof res);
+    snprintf(text, sizeof text, "%s|%s", remote ? remote : "", res);
+    text[SPOOL_STATUS_TEXT_MAX - 1] = 0; /* a record's text is at most this */
+    if (r->outcome == SMTP_DELIVERED) {
+        rec->state = IMS_RCPT_DONE;
+        rec->done = true;
+        ims_spool_status_format(recs, i, IMS_RCPT_DONE, 0, 0, NULL);
+        track[(*ntrack)++] = (oq_track){
+            m->f.sender[0] ? IMS_TRACK_TRANSFERRED_OUTBOUND : IMS_TRACK_REPORT_OUT, i};
+        q->st.delivered++;
+        q->st.rcpts--;
+        return;
+    }
+    unsigned attempts = rec->attempts + 1;
+    uint64_t delay = r->outcome == SMTP_TRANSIENT ? ims_retry_delay_ms(&q->s, attempts) : IMS_NEVER;
+    time_t wnow = wall_now(q);
+    uint64_t tmo = ims_message_timeout_ms(&q->s, m->prio);
+    bool expired = wnow > m->f.time && (uint64_t)(wnow - m->f.time) * 1000 >= tmo;
+    free(rec->last);
+    rec->last = strdup(text);
+    if (delay == IMS_NEVER || expired) {
+        rec->state = IMS_RCPT_FAILED;
+        ims_spool_status_format(recs, i, IMS_RCPT_FAILED, 0, 0, text);
+        fails[(*nfails)++] = i;
+        q->st.failed++;
+        q->st.rcpts--;
+        return;
+    }
+    rec->state = IMS_RCPT_DEFERRED;
+    rec->attempts = attempts;
+    rec->next_try = wnow + (time_t)((delay + 999) / 1000);
+    ims_spool_status_format(recs, i, IMS_RCPT_DEFERRED, attempts, rec->next_try, text);
+    q->st.deferred++;
+}
+
+void ims_outq_dest_failed(ims_outq *q, ims_outq_dest *d, const smtp_result *r, const char *remote,
+                          uint64_t now)
+{
+    uint64_t first = ims_retry_delay_ms(&q->s, 1);
+    uint64_t dead = first < IMS_OUTQ_DEAD_MS ? first : IMS_OUTQ_DEAD_MS;
+    if (r->outcome == SMTP_TRANSIENT)
+        d->dead_until = now + dead;
+    oq_unit *list = d->ready;
+    d->ready = NULL;
+    d->ready_tail = &d->ready;
+    d->nready = 0;
+    for (oq_unit *u = list, *next; u; u = next) {
+        next = u->next;
+        oq_msg *m = u->m;
+        oq_task *t = task_new(T_COMMIT, m);
+        size_t *fails = calloc(u->ntodo ? u->ntodo : 1, sizeof *fails), nfails = 0;
+        if (t)
+            t->track = calloc(u->ntodo ? u->ntodo : 1, sizeof *t->track);
+        if (!t || !fails || !t->track) {
+            if (t)
+                task_free(t);
+            free(fails);
+            m->busy--;
+            unit_schedule(q, u, now + dead);
+            continue;
+        }
+        for (size_t i = u->taken; i < u->ntodo; i++)
+            apply(q, m, u->todo[i], r, remote, &t->recs, t->track, &t->ntrack, fails, &nfails);
+        u->taken = u->ntodo;
+        m->busy++; /* the commit's */
+        post(q, t);
+        if (nfails)
+            report_post(q, m, fails, nfails, false);
+        free(fails);
+        if (u->jobs)
+            continue; /* its jobs in flight end the attempt (the commit's answer) */
+        m->busy--; /* the unit's */
+        if (unit_is_final(u)) {
+            u->st = U_FINAL;
+        } else {
+            uint64_t due = now + (r->outcome == SMTP_TRANSIENT ? dead : 0);
+            unit_schedule(q, u, due);
+            expire_or_notice(q, u, wall_now(q));
+        }
+        content_drop(q, m);
+    }
+}
+
+static int job_read(void *arg, char *p, size_t cap, size_t *got)
+{
+    ims_outq_job *j = arg;
+    oq_msg *m = j->u->m;
+    size_t left = m->clen - j->off;
+    size_t n = left < cap ? left : cap;
+    memcpy(p, m->content + j->off, n);
+    j->off += n;
+    *got = n;
+    return 0;
+}
+
+ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
+{
+    oq_unit *u = d->ready;
+    if (!u)
+        return NULL;
+    size_t max = q->s.max_recipients ? q->s.max_recipients : SMTP_CLIENT_RCPT_DEFAULT;
+    if (max > SMTP_CLIENT_RCPT_LIMIT)
+        max = SMTP_CLIENT_RCPT_LIMIT;
+    size_t n = u->ntodo - u->taken < max ? u->ntodo - u->taken : max;
+    ims_outq_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->rc = calloc(n, sizeof *j->rc);
+        j->res = calloc(n, sizeof *j->res);
+        j->ri = calloc(n, sizeof *j->ri);
+    }
+    if (!j || !j->rc || !j->res || !j->ri) {
+        job_free(j);
+        return NULL;
+    }
+    oq_msg *m = u->m;
+    j->q = q;
+    j->u = u;
+    j->n = n;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = u->todo[u->taken + k];
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        j->ri[k] = i;
+        j->rc[k].addr = r->address;
+        if (r->notify)
+            smtp_notify_parse(r->notify, strlen(r->notify), &j->rc[k].notify);
+        j->rc[k].orcpt = r->orcpt;
+    }
+    u->taken += n;
+    u->jobs++;
+    u->st = U_BUSY;
+    if (u->taken >= u->ntodo) {
+        d->ready = u->next;
+        if (!d->ready)
+            d->ready_tail = &d->ready;
+        d->nready--;
+    }
+    j->msg.from = m->f.sender;
+    j->msg.rcpt = j->rc;
+    j->msg.nrcpt = n;
+    j->msg.size = m->clen;
+    j->msg.eightbit = false;
+    for (size_t k = 0; k < m->clen && !j->msg.eightbit; k++)
+        j->msg.eightbit = (unsigned char)m->content[k] >= 0x80;
+    j->msg.ret = !m->f.ret                          ? SMTP_RET_NONE
+                 : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
+                                                 : SMTP_RET_FULL;
+    j->msg.envid = m->f.envid;
+    j->msg.read = job_read;
+    j->msg.read_arg = j;
+    return j;
+}
+
+const smtp_client_msg *ims_outq_job_msg(ims_outq_job *j)
+{
+    j->off = 0;
+    return &j->msg;
+}
+
+const char *ims_outq_job_id(const ims_outq_job *j)
+{
+    return j->u->m->id;
+}
+
+void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const char *remote)
+{
+    if (i >= j->n)
+        return;
+    j->res[i].have = true;
+    j->res[i].r = *r;
+    snprintf(j->res[i].remote, sizeof j->res[i].remote, "%s", remote ? remote : "");
+}
+
+void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), void *arg)
+{
+    oq_msg *m = j->u->m;
+    oq_task *t = task_new(T_COMMIT, m);
+    size_t *fails = calloc(j->n, sizeof *fails), nfails = 0;
+    if (t)
+        t->track = calloc(j->n, sizeof *t->track);
+    if (!t || !fails || !t->track) {
+        /* Without memory nothing is recorded: the recipients are tried again (a duplicate,
+         * within the window docs/ims.md names). */
+        if (t)
+            task_free(t);
+        free(fails);
+        t = NULL;
+    }
+    for (size_t k = 0; t && k < j->n; k++) {
+        smtp_result na = {.outcome = SMTP_TRANSIENT, .stage = SMTP_STAGE_GREETING, .local = true};
+        snprintf(na.enh, sizeof na.enh, "4.4.2");
+        snprintf(na.text, sizeof na.text, "not attempted (the connection ended first)");
+        apply(q, m, j->ri[k], j->res[k].have ? &j->res[k].r : &na,
+              j->res[k].have ? j->res[k].remote : NULL, &t->recs, t->track, &t->ntrack, fails,
+              &nfails);
+    }
+    if (!t) {
+        t = task_new(T_COMMIT, m);
+        if (!t) {
+            /* give up cleanly: the job is dropped; its unit waits for the next start */
+            job_free(j);
+            if (done)
+                done(arg);
+            return;
+        }
+    }
+    t->job = j;
+    t->done = done;
+    t->arg = arg;
+    m->busy++;
+    post(q, t);
+    if (nfails)
+        report_post(q, m, fails, nfails, false);
+    free(fails);
+}
+
+void ims_outq_get_stats(const ims_outq *q, ims_outq_stats *st)
+{
+    *st = q->st;
+}
+
+/* --- open and close ------------------------------------------------------------------------ */
+
+static int open_dir(const char *root, const char *sub, int *fd)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%s", root, sub);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return ENAMETOOLONG;
+    int rc = base_mkdir_p(path, 0700);
+    if (rc)
+        return rc;
+    *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return *fd < 0 ? errno : 0;
+}
+
+int ims_outq_open(const char *root_dir, const ims_outq_options *opt, ims_outq **out)
+{
+    *out = NULL;
+    if (!opt || !opt->settings || !opt->router)
+        return EINVAL;
+    ims_outq *q = calloc(1, sizeof *q);
+    if (!q)
+        return ENOMEM;
+    q->s = *opt->settings;
+    q->spool = opt->spool;
+    q->router = opt->router;
+    q->tracking = opt->tracking;
+    q->log = opt->log;
+    q->ready = opt->ready;
+    q->ready_arg = opt->ready_arg;
+    q->offset = opt->time_offset;
+    snprintf(q->host, sizeof q->host, "%s", opt->host ? opt->host : "localhost");
+    snprintf(q->root, sizeof q->root, "%s", root_dir);
+    snprintf(q->bad_dir, sizeof q->bad_dir, "%s", opt->bad_dir ? opt->bad_dir : "");
+    snprintf(q->store_dir, sizeof q->store_dir, "%s", opt->store_dir ? opt->store_dir : "");
+    ims_report_names_from_settings(&q->s, q->host, &q->names);
+    q->out_fd = q->archive_fd = q->efd = -1;
+    ims_sched_init(&q->sched);
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->wake, NULL);
+    q->todo_tail = &q->todo;
+    q->answers_tail = &q->answers;
+    int rc = open_dir(root_dir, "Out", &q->out_fd);
+    rc = rc ? rc : open_dir(root_dir, "Out/Archive", &q->archive_fd);
+    if (!rc) {
+        q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        rc = q->efd < 0 ? errno : 0;
+    }
+    rc = rc ? rc : ims_pool_start(OQ_SYNC_THREADS, &q->pool);
+    if (!rc) {
+        rc = pthread_create(&q->thread, NULL, outq_main, q);
+        q->running = !rc;
+    }
+    if (!rc) {
+        oq_task *t = task_new(T_SCAN, NULL);
+        if (!t)
+            rc = ENOMEM;
+        else
+            post(q, t);
+    }
+    if (rc) {
+        ims_outq_close(q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+void ims_outq_stop(ims_outq *q)
+{
+    if (!q || !q->running)
+        return;
+    pthread_mutex_lock(&q->lock);
+    q->stopping = true;
+    pthread_cond_signal(&q->wake);
+    pthread_mutex_unlock(&q->lock);
+    pthread_join(q->thread, NULL);
+    q->running = false;
+}
+
+void ims_outq_close(ims_outq *q)
+{
+    if (!q)
+        return;
+    ims_outq_stop(q);
+    /* What the thread answered and nobody took: freed (reports spooled but not yet answered
+     * are the spool's: it runs their callbacks before it closes, and they only queue). */
+    for (oq_task *t = q->answers, *next; t; t = next) {
+        next = t->next;
+        if (t->kind == T_COMMIT)
+            job_free(t->job);
+        task_free(t);
+    }
+    for (oq_task *t = q->todo, *next; t; t = next) {
+        next = t->next;
+        if (t->kind == T_COMMIT)
+            job_free(t->job);
+        task_free(t);
+    }
+    for (oq_msg *m = q->msgs, *next; m; m = next) {
+        next = m->next;
+        msg_free(m);
+    }
+    for (size_t i = 0; i < OQ_BUCKETS; i++)
+        for (ims_outq_dest *d = q->buckets[i], *next; d; d = next) {
+            next = d->hnext;
+            free(d);
+        }
+    ims_sched_fini(&q->sched);
+    free(q->loadq);
+    if (q->pool)
+        ims_pool_stop(q->pool);
+    if (q->out_fd >= 0)
+        close(q->out_fd);
+    if (q->archive_fd >= 0)
+        close(q->archive_fd);
+    if (q->efd >= 0)
+        close(q->efd);
+    pthread_cond_destroy(&q->wake);
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}

@@ -1,0 +1,805 @@
+/* outbound.c - the outbound side on imsd's event loop: the outbound queue's descriptor and
+ * timer, c-ares's sockets, and SMTP client connections (lib/smtp's client on bufferevents)
+ * to each destination's hosts, with limits per host and in total, reuse, and a concurrency
+ * that grows while deliveries succeed and shrinks when a host pushes back. */
+#include "imsd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "ims/ims.h"
+#include "smtp/smtp.h"
+
+#define OB_IDLE_SECONDS 5   /* an idle connection waits this long for more mail (reuse) */
+#define OB_START_WINDOW 2   /* connections a destination starts with */
+#define OB_TARGETS_MS 60000 /* a destination's resolved hosts are used this long */
+#define OB_MAX_DNS_FDS 64   /* c-ares sockets watched at once */
+#define OB_READ_CHUNK 65536
+#define OB_OUTPUT_HIGH (256 * 1024) /* bytes queued on a socket before pulling more data */
+
+typedef struct ob_dest ob_dest;
+typedef struct ob_conn ob_conn;
+
+struct ob_dest {
+    imsd_outbound *ob;
+    ob_dest *all_next;      /* every destination seen */
+    ims_outq_dest *d;
+    unsigned nconn;         /* connections open or opening */
+    unsigned window;        /* connections allowed now (adaptive) */
+    bool resolving;
+    ims_dns_result *targets; /* NULL until resolved */
+    uint64_t targets_at;     /* when (ims_clock_ms) */
+    ob_conn *idle;           /* connections waiting for a job */
+};
+
+struct ob_conn {
+    imsd_outbound *ob;
+    ob_dest *od;
+    ob_conn *prev, *next;     /* all connections */
+    ob_conn *idle_next;       /* in od->idle */
+    bool idle;
+    size_t ti;                /* the target being tried */
+    struct bufferevent *bev;
+    struct event *timer;      /* the client's time-out, and the idle wait */
+    smtp_client *c;
+    ims_outq_job *job;        /* in flight, or committing */
+    bool committing;
+    bool connected;
+    bool greeted;             /* got past EHLO/HELO: a host that works */
+    bool retry;               /* refused before a transaction: the job goes to the next host */
+    unsigned sent;            /* messages on this connection */
+    char remote[IMS_OUTQ_HOST_TEXT];
+};
+
+typedef struct ob_dns_fd {
+    int fd;
+    struct event *ev;
+} ob_dns_fd;
+
+struct imsd_outbound {
+    struct event_base *base;
+    const ims_settings *s;
+    ims_log *log;
+    ims_outq *q;
+    ims_dns *dns;
+    struct event *q_ev, *q_timer, *dns_timer;
+    ob_dns_fd dns_fds[OB_MAX_DNS_FDS];
+    ob_conn *conns;
+    unsigned nconn;
+    ob_dest *dests;
+    bool stopping;
+    char helo[256];
+    ims_dns_self self;
+    uint64_t *stats_out;
+};
+
+static void arm_queue_timer(imsd_outbound *ob);
+static void dest_want(ob_dest *od);
+static void conn_free(ob_conn *k);
+static void conn_pump(ob_conn *k);
+
+/* --- DNS on the loop ----------------------------------------------------------------------- */
+
+static void dns_arm(imsd_outbound *ob)
+{
+    struct timeval tv;
+    if (ims_dns_timeout(ob->dns, &tv))
+        event_add(ob->dns_timer, &tv);
+    else
+        event_del(ob->dns_timer);
+}
+
+static void dns_io(evutil_socket_t fd, short what, void *arg)
+{
+    imsd_outbound *ob = arg;
+    ims_dns_process(ob->dns, what & EV_READ ? fd : IMS_DNS_NO_FD,
+                    what & EV_WRITE ? fd : IMS_DNS_NO_FD);
+    dns_arm(ob);
+}
+
+static void dns_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    imsd_outbound *ob = arg;
+    ims_dns_process(ob->dns, IMS_DNS_NO_FD, IMS_DNS_NO_FD);
+    dns_arm(ob);
+}
+
+static void dns_sock(void *arg, int fd, bool readable, bool writable)
+{
+    imsd_outbound *ob = arg;
+    ob_dns_fd *slot = NULL, *free_slot = NULL;
+    for (size_t i = 0; i < OB_MAX_DNS_FDS; i++) {
+        if (ob->dns_fds[i].ev && ob->dns_fds[i].fd == fd)
+            slot = &ob->dns_fds[i];
+        else if (!ob->dns_fds[i].ev && !free_slot)
+            free_slot = &ob->dns_fds[i];
+    }
+    if (slot) {
+        event_free(slot->ev);
+        slot->ev = NULL;
+    }
+    if (!readable && !writable)
+        return;
+    if (!slot)
+        slot = free_slot;
+    if (!slot)
+        return; /* c-ares's own time-out ends that query */
+    slot->fd = fd;
+    slot->ev = event_new(ob->base, fd, (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST,
+                         dns_io, ob);
+    if (slot->ev)
+        event_add(slot->ev, NULL);
+}
+
+/* --- destinations -------------------------------------------------------------------------- */
+
+static ob_dest *dest_of(imsd_outbound *ob, ims_outq_dest *d)
+{
+    ob_dest *od = ims_outq_dest_user(d);
+    if (od)
+        return od;
+    od = calloc(1, sizeof *od);
+    if (!od)
+        return NULL;
+    od->ob = ob;
+    od->d = d;
+    unsigned per_host = ob->s->max_connections_per_host ? ob->s->max_connections_per_host : 1;
+    od->window = OB_START_WINDOW < per_host ? OB_START_WINDOW : per_host;
+    ims_outq_dest_set_user(d, od);
+    od->all_next = ob->dests;
+    ob->dests = od;
+    return od;
+}
+
+static uint16_t dest_port(const ob_dest *od)
+{
+    if (ims_outq_dest_route(od->d) == IMS_ROUTE_SMARTHOST) {
+        char host[SMTP_DOMAIN_MAX + 1];
+        bool literal;
+        uint16_t port = 25;
+        if (ims_host_parse(ims_outq_dest_name(od->d), host, &literal, &port) == 0)
+            return port;
+    }
+    return (uint16_t)od->ob->s->outbound_port;
+}
+
+/* dest_fail - nobody at the destination can be reached now. */
+static void dest_fail(ob_dest *od, smtp_outcome outcome, const char *enh, const char *text,
+                      const char *remote)
+{
+    smtp_result r = {.outcome = outcome, .stage = SMTP_STAGE_GREETING, .local = true};
+    snprintf(r.enh, sizeof r.enh, "%s", enh);
+    snprintf(r.text, sizeof r.text, "%s", text);
+    ims_log_event(od->ob->log, IMS_EV_OUT_HOST_FAILED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                  IMS_LEVEL_MAXIMUM, "Mail for %s cannot be delivered now: %s %s",
+                  ims_outq_dest_name(od->d), enh, text);
+    ims_outq_dest_failed(od->ob->q, od->d, &r, remote, ims_clock_ms());
+}
+
+static void resolved(void *arg, ims_dns_result *r)
+{
+    ob_dest *od = arg;
+    od->resolving = false;
+    imsd_outbound *ob = od->ob;
+    if (r->status == IMS_DNS_OK && ob->s->disable_loopback_connections)
+        ims_dns_drop_self(r, &ob->self, dest_port(od));
+    if (r->status != IMS_DNS_OK) {
+        dest_fail(od, r->status == IMS_DNS_PERMANENT ? SMTP_PERMANENT : SMTP_TRANSIENT, r->code,
+                  r->text, NULL);
+        ims_dns_result_free(r);
+        return;
+    }
+    ims_dns_result_free(od->targets);
+    od->targets = r;
+    od->targets_at = ims_clock_ms();
+    dest_want(od);
+}
+
+static void resolve(ob_dest *od)
+{
+    imsd_outbound *ob = od->ob;
+    const char *name = ims_outq_dest_name(od->d);
+    int e;
+    od->resolving = true;
+    if (ims_outq_dest_route(od->d) == IMS_ROUTE_DNS) {
+        e = ims_dns_resolve_mx(ob->dns, name, IMS_DNS_ANY, resolved, od);
+    } else {
+        char host[SMTP_DOMAIN_MAX + 1];
+        bool literal;
+        uint16_t port;
+        e = ims_host_parse(name, host, &literal, &port) ? EINVAL : 0;
+        if (!e)
+            e = ims_dns_resolve_host(ob->dns, host, IMS_DNS_ANY, resolved, od);
+    }
+    if (e) {
+        od->resolving = false;
+        dest_fail(od, e == EINVAL ? SMTP_PERMANENT : SMTP_TRANSIENT,
+                  e == EINVAL ? "5.1.2" : "4.3.0",
+                  e == EINVAL ? "the destination is not a valid host name" : "out of memory",
+                  NULL);
+        return;
+    }
+    dns_arm(ob);
+}
+
+/* --- connections --------------------------------------------------------------------------- */
+
+static void conn_arm(ob_conn *k)
+{
+    unsigned secs = k->idle ? OB_IDLE_SECONDS : k->c ? smtp_client_timeout_secs(k->c) : 0;
+    if (!k->c && !k->idle)
+        secs = SMTP_TIMEOUT_GREETING; /* connecting */
+    if (k->committing)
+        secs = 0;
+    if (secs) {
+        struct timeval tv = {secs, 0};
+        event_add(k->timer, &tv);
+    } else {
+        event_del(k->timer);
+    }
+}
+
+static void remote_text(const smtp_ip *ip, char *out, size_t n)
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(ip->family == 6 ? AF_INET6 : AF_INET, ip->a, a, sizeof a);
+    snprintf(out, n, "[%s]", a);
+}
+
+static int target_sockaddr(const ob_conn *k, struct sockaddr_storage *ss, socklen_t *len)
+{
+    const ims_dns_target *t = &k->od->targets->v[k->ti];
+    memset(ss, 0, sizeof *ss);
+    uint16_t port = dest_port(k->od);
+    if (t->ip.family == 6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        memcpy(&s6->sin6_addr, t->ip.a, 16);
+        *len = sizeof *s6;
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        memcpy(&s4->sin_addr, t->ip.a, 4);
+        *len = sizeof *s4;
+    }
+    return 0;
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg);
+static void conn_read(struct bufferevent *bev, void *arg);
+static void conn_write(struct bufferevent *bev, void *arg);
+static int conn_connect(ob_conn *k);
+
+static void rcpt_done(void *arg, const smtp_client_msg *m, size_t i, const smtp_result *r)
+{
+    (void)m;
+    ob_conn *k = arg;
+    if (k->job)
+        ims_outq_job_result(k->job, i, r, k->remote);
+}
+
+static void committed(void *arg)
+{
+    ob_conn *k = arg;
+    k->committing = false;
+    k->job = NULL;
+    if (k->ob->stopping || !k->c) {
+        conn_free(k);
+        return;
+    }
+    ob_dest *od = k->od;
+    unsigned per_host = k->ob->s->max_connections_per_host ? k->ob->s->max_connections_per_host : 1;
+    if (k->greeted && od->window < per_host)
+        od->window++; /* deliveries go through: one more connection may be tried */
+    conn_pump(k);
+    if (ims_outq_dest_ready(od->d))
+        dest_want(od);
+}
+
+static void msg_done(void *arg, const smtp_client_msg *m)
+{
+    (void)m;
+    ob_conn *k = arg;
+    ims_outq_job *j = k->job;
+    if (!j)
+        return;
+    const smtp_result *err = smtp_client_error(k->c);
+    if (!k->greeted && err && err->stage <= SMTP_STAGE_EHLO && k->od->targets &&
+        k->ti + 1 < k->od->targets->n) {
+        k->retry = true; /* RFC 5321 5.1: the next exchanger first (conn_read moves on) */
+        return;
+    }
+    k->sent++;
+    k->committing = true;
+    /* The records are made durable before this connection sends the next message: the
+     * only duplicate window is a 250 not yet committed (docs/ims.md). */
+    ims_outq_job_finish(k->ob->q, j, committed, k);
+}
+
+/* conn_next_target - this host could not be used (no connection, greeting or EHLO refused,
+ * dropped before a transaction): the next address, the next exchanger. */
+static bool conn_next_target(ob_conn *k)
+{
+    if (!k->od->targets || k->ti + 1 >= k->od->targets->n)
+        return false;
+    smtp_client_free(k->c);
+    k->c = NULL;
+    if (k->bev)
+        bufferevent_free(k->bev);
+    k->bev = NULL;
+    k->connected = false;
+    k->ti++;
+    return conn_connect(k) == 0;
+}
+
+/* conn_gone - the connection ended (error, close, time-out). */
+static void conn_gone(ob_conn *k, const char *why)
+{
+    bool early = !k->greeted;
+    if (k->c && k->job && !k->committing) {
+        if (early && k->sent == 0) {
+            /* Before a transaction: the job is tried on the next host, unrecorded. */
+            ims_outq_job *j = k->job;
+            smtp_client_free(k->c);
+            k->c = NULL;
+            k->job = j;
+            if (conn_next_target(k)) {
+                return;
+            }
+            /* every host failed: the destination is unreachable for now */
+            k->job = NULL;
+            smtp_result r = {.outcome = SMTP_TRANSIENT, .stage = SMTP_STAGE_GREETING,
+                             .local = true};
+            snprintf(r.enh, sizeof r.enh, "4.4.1");
+            snprintf(r.text, sizeof r.text, "no host of %s could be reached (last %s: %s)",
+                     ims_outq_dest_name(k->od->d), k->remote, why);
+            for (size_t i = 0; i < ims_outq_job_msg(j)->nrcpt; i++)
+                ims_outq_job_result(j, i, &r, k->remote);
+            k->committing = true;
+            ims_outq_job_finish(k->ob->q, j, committed, k);
+            if (k->od->nconn <= 1)
+                dest_fail(k->od, SMTP_TRANSIENT, r.enh, r.text, k->remote);
+            if (k->bev)
+                bufferevent_free(k->bev);
+            k->bev = NULL;
+            return; /* committed() frees it */
+        }
+        smtp_client_eof(k->c); /* results for all, msg_done: committing */
+    }
+    if (k->committing) {
+        smtp_client_free(k->c);
+        k->c = NULL;
+        if (k->bev)
+            bufferevent_free(k->bev);
+        k->bev = NULL;
+        return; /* committed() frees it */
+    }
+    conn_free(k);
+}
+
+static void conn_flush(ob_conn *k)
+{
+    for (int round = 0; round < 64 && k->c && k->bev; round++) {
+        if (evbuffer_get_length(bufferevent_get_output(k->bev)) >= OB_OUTPUT_HIGH)
+            break;
+        size_t len;
+        const char *out = smtp_client_output(k->c, &len);
+        if (!out || !len)
+            break;
+        if (bufferevent_write(k->bev, out, len)) {
+            conn_gone(k, "write failed");
+            return;
+        }
+        smtp_client_output_drain(k->c, len);
+    }
+    if (!k->c)
+        return;
+    if (smtp_client_want_close(k->c) &&
+        evbuffer_get_length(bufferevent_get_output(k->bev)) == 0) {
+        conn_gone(k, "closed");
+        return;
+    }
+    conn_arm(k);
+}
+
+/* conn_pump - give the connection its next job, or let it wait (idle) or quit. */
+static void conn_pump(ob_conn *k)
+{
+    ob_dest *od = k->od;
+    unsigned max = k->ob->s->max_messages_per_connection;
+    if (!k->c || !smtp_client_ready(k->c) || (max && k->sent >= max)) {
+        if (k->c && !k->job)
+            smtp_client_quit(k->c);
+        conn_flush(k);
+        return;
+    }
+    ims_outq_job *j = ims_outq_take(k->ob->q, od->d);
+    if (!j) {
+        if (!k->idle) {
+            k->idle = true;
+            k->idle_next = od->idle;
+            od->idle = k;
+        }
+        conn_arm(k);
+        return;
+    }
+    k->job = j;
+    if (smtp_client_send(k->c, ims_outq_job_msg(j))) {
+        /* the queue holds what our server parsed: an address lib/smtp refuses is a bug */
+        smtp_result r = {.outcome = SMTP_PERMANENT, .stage = SMTP_STAGE_MAIL, .local = true};
+        snprintf(r.enh, sizeof r.enh, "5.1.3");
+        snprintf(r.text, sizeof r.text, "the envelope cannot be sent (invalid address)");
+        for (size_t i = 0; i < ims_outq_job_msg(j)->nrcpt; i++)
+            ims_outq_job_result(j, i, &r, k->remote);
+        k->committing = true;
+        ims_outq_job_finish(k->ob->q, j, committed, k);
+        return;
+    }
+    conn_flush(k);
+}
+
+static void idle_remove(ob_conn *k)
+{
+    if (!k->idle)
+        return;
+    for (ob_conn **p = &k->od->idle; *p; p = &(*p)->idle_next)
+        if (*p == k) {
+            *p = k->idle_next;
+            break;
+        }
+    k->idle = false;
+}
+
+static void conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ob_conn *k = arg;
+    if (k->idle) {
+        idle_remove(k);
+        smtp_client_quit(k->c);
+        conn_flush(k);
+        return;
+    }
+    if (k->c)
+        smtp_client_timeout(k->c);
+    conn_gone(k, "timed out");
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+    ob_conn *k = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (k->c && evbuffer_get_length(in)) {
+        char chunk[OB_READ_CHUNK];
+        int n = evbuffer_remove(in, chunk, sizeof chunk);
+        if (n <= 0)
+            break;
+        if (smtp_client_input(k->c, chunk, (size_t)n)) {
+            conn_gone(k, "out of memory");
+            return;
+        }
+        if (!k->greeted) {
+            const smtp_client_ext *x = smtp_client_extensions(k->c);
+            smtp_stage st = smtp_client_stage(k->c);
+            if ((x && x->esmtp) || st > SMTP_STAGE_EHLO)
+                k->greeted = true;
+        }
+    }
+    if (!k->c)
+        return;
+    const smtp_result *err = smtp_client_error(k->c);
+    if (k->retry) {
+        k->retry = false;
+        if (!conn_next_target(k)) {
+            k->committing = true;
+            ims_outq_job_finish(k->ob->q, k->job, committed, k);
+            if (k->bev)
+                bufferevent_free(k->bev);
+            k->bev = NULL;
+        }
+        return;
+    }
+    if (err && err->code == 421 && k->od->window > 1)
+        k->od->window--; /* the host pushes back */
+    conn_flush(k);
+}
+
+static void conn_write(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    ob_conn *k = arg;
+    if (k->c)
+        conn_flush(k);
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    ob_conn *k = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        k->connected = true;
+        conn_flush(k);
+        return;
+    }
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+        int e = EVUTIL_SOCKET_ERROR();
+        conn_gone(k, what & BEV_EVENT_EOF ? "connection closed" : evutil_socket_error_to_string(e));
+    }
+}
+
+static int conn_connect(ob_conn *k)
+{
+    imsd_outbound *ob = k->ob;
+    remote_text(&k->od->targets->v[k->ti].ip, k->remote, sizeof k->remote);
+    smtp_client_config cfg = {.helo = ob->helo, .max_recipients = ob->s->max_recipients};
+    if (cfg.max_recipients > SMTP_CLIENT_RCPT_LIMIT)
+        cfg.max_recipients = SMTP_CLIENT_RCPT_LIMIT;
+    smtp_client_callbacks cb = {.arg = k, .rcpt_done = rcpt_done, .msg_done = msg_done};
+    if (smtp_client_new(&cfg, &cb, &k->c))
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    target_sockaddr(k, &ss, &len);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    k->bev = bufferevent_socket_new(ob->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!k->bev) {
+        close(fd);
+        return -1;
+    }
+    bufferevent_setcb(k->bev, conn_read, conn_write, conn_event, k);
+    bufferevent_enable(k->bev, EV_READ | EV_WRITE);
+    if (k->job && smtp_client_send(k->c, ims_outq_job_msg(k->job)))
+        return -1;
+    if (bufferevent_socket_connect(k->bev, (struct sockaddr *)&ss, (int)len)) {
+        /* refused at once: libevent reports it through conn_event on some systems, here */
+        return conn_next_target(k) ? 0 : -1;
+    }
+    conn_arm(k);
+    return 0;
+}
+
+static void conn_free(ob_conn *k)
+{
+    imsd_outbound *ob = k->ob;
+    idle_remove(k);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        ob->conns = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    ob->nconn--;
+    k->od->nconn--;
+    if (k->timer)
+        event_free(k->timer);
+    smtp_client_free(k->c);
+    if (k->bev)
+        bufferevent_free(k->bev);
+    ob_dest *od = k->od;
+    free(k);
+    if (!ob->stopping)
+        dest_want(od);
+}
+
+static void conn_open(ob_dest *od)
+{
+    imsd_outbound *ob = od->ob;
+    ob_conn *k = calloc(1, sizeof *k);
+    if (!k)
+        return;
+    k->ob = ob;
+    k->od = od;
+    k->timer = evtimer_new(ob->base, conn_timer, k);
+    if (!k->timer) {
+        free(k);
+        return;
+    }
+    k->next = ob->conns;
+    if (ob->conns)
+        ob->conns->prev = k;
+    ob->conns = k;
+    ob->nconn++;
+    od->nconn++;
+    k->job = ims_outq_take(ob->q, od->d);
+    if (!k->job) {
+        conn_free(k);
+        return;
+    }
+    if (conn_connect(k)) {
+        conn_gone(k, "cannot connect");
+    }
+}
+
+/* dest_want - the destination has jobs: idle connections take them, new ones open as the
+ * limits allow, the hosts are looked up first when needed. */
+static void dest_want(ob_dest *od)
+{
+    imsd_outbound *ob = od->ob;
+    while (od->idle && ims_outq_dest_ready(od->d)) {
+        ob_conn *k = od->idle;
+        idle_remove(k);
+        conn_pump(k);
+    }
+    if (!ims_outq_dest_ready(od->d) || od->resolving)
+        return;
+    uint64_t now = ims_clock_ms();
+    if (!od->targets || now - od->targets_at > OB_TARGETS_MS) {
+        if (od->nconn == 0) {
+            resolve(od);
+            return;
+        }
+    }
+    unsigned total = ob->s->max_outbound_connections ? ob->s->max_outbound_connections : 1;
+    for (int guard = 0; guard < 1000 && ims_outq_dest_ready(od->d) > 0 && od->nconn < od->window &&
+                        ob->nconn < total;
+         guard++) {
+        size_t before = ims_outq_dest_ready(od->d);
+        conn_open(od);
+        if (ims_outq_dest_ready(od->d) >= before)
+            break;
+    }
+}
+
+/* --- the queue on the loop ----------------------------------------------------------------- */
+
+static void queue_ready(void *arg, ims_outq_dest *d)
+{
+    imsd_outbound *ob = arg;
+    if (ob->stopping)
+        return;
+    ob_dest *od = dest_of(ob, d);
+    if (od)
+        dest_want(od);
+}
+
+static void queue_run(imsd_outbound *ob)
+{
+    ims_outq_dispatch(ob->q, ims_clock_ms());
+    arm_queue_timer(ob);
+}
+
+static void queue_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    queue_run(arg);
+}
+
+static void arm_queue_timer(imsd_outbound *ob)
+{
+    uint64_t due, now = ims_clock_ms();
+    if (!ims_outq_next_due(ob->q, &due)) {
+        event_del(ob->q_timer);
+        return;
+    }
+    uint64_t ms = due > now ? due - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(ob->q_timer, &tv);
+}
+
+imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s, ims_log *log,
+                                 const imsd_outbound_options *o)
+{
+    imsd_outbound *ob = calloc(1, sizeof *ob);
+    if (!ob)
+        return NULL;
+    ob->base = base;
+    ob->s = s;
+    ob->log = log;
+    snprintf(ob->helo, sizeof ob->helo, "%s", o->fqdn);
+    ob->self.listen = s->listen;
+    ob->self.nlisten = s->nlisten;
+    ims_outq_options qo = {
+        .settings = s,
+        .spool = NULL,
+        .router = o->router,
+        .tracking = o->tracking,
+        .log = log,
+        .host = o->fqdn,
+        .bad_dir = o->bad_dir,
+        .store_dir = o->store_dir,
+        .ready = queue_ready,
+        .ready_arg = ob,
+        .time_offset = o->time_offset,
+    };
+    char servers[IMS_DNS_SERVERS_MAX];
+    ims_dns_options dopt = {.servers = servers, .sock_fn = dns_sock, .sock_arg = ob};
+    int e = ims_outq_open(s->root_dir, &qo, &ob->q);
+    if (e) {
+        ims_log_event(log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "Unable to open the outbound queue in %s/Out: %s", s->root_dir, strerror(e));
+        free(ob);
+        return NULL;
+    }
+    if (ims_dns_servers_join(s, servers, sizeof servers))
+        servers[0] = 0;
+    e = ims_dns_new(&dopt, &ob->dns);
+    if (e)
+        ims_log_event(log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "Unable to start the DNS resolver (%s): %s", servers[0] ? servers : "resolv.conf",
+                      strerror(e));
+    ob->q_ev = event_new(base, ims_outq_fd(ob->q), EV_READ | EV_PERSIST, queue_io, ob);
+    ob->q_timer = evtimer_new(base, queue_io, ob);
+    ob->dns_timer = evtimer_new(base, dns_tick, ob);
+    if (e || !ob->q_ev || !ob->q_timer || !ob->dns_timer || event_add(ob->q_ev, NULL)) {
+        imsd_outbound_free(ob);
+        return NULL;
+    }
+    return ob;
+}
+
+void imsd_outbound_set_spool(imsd_outbound *ob, ims_spool *sp)
+{
+    ims_outq_set_spool(ob->q, sp);
+    queue_run(ob);
+}
+
+void imsd_outbound_handover(void *arg, const char *qid)
+{
+    imsd_outbound *ob = arg;
+    ims_outq_handover(ob->q, qid);
+}
+
+void imsd_outbound_stop(imsd_outbound *ob)
+{
+    if (!ob || ob->stopping)
+        return;
+    ob->stopping = true;
+    /* Every connection ends now: what was in flight is deferred (4.4.2) and recorded. */
+    for (ob_conn *k = ob->conns, *next; k; k = next) {
+        next = k->next;
+        if (k->committing)
+            continue;
+        if (k->c && k->job)
+            smtp_client_eof(k->c);
+        if (!k->committing)
+            conn_free(k);
+    }
+    ims_outq_stop(ob->q);
+}
+
+void imsd_outbound_free(imsd_outbound *ob)
+{
+    if (!ob)
+        return;
+    ob->stopping = true;
+    ims_outq_stop(ob->q);
+    while (ob->conns) {
+        ob_conn *k = ob->conns;
+        k->committing = false;
+        conn_free(k);
+    }
+    ims_dns_free(ob->dns); /* closes its sockets: dns_sock frees their events */
+    for (size_t i = 0; i < OB_MAX_DNS_FDS; i++)
+        if (ob->dns_fds[i].ev)
+            event_free(ob->dns_fds[i].ev);
+    if (ob->q_ev)
+        event_free(ob->q_ev);
+    if (ob->q_timer)
+        event_free(ob->q_timer);
+    if (ob->dns_timer)
+        event_free(ob->dns_timer);
+    ims_outq_close(ob->q);
+    for (ob_dest *od = ob->dests, *next; od; od = next) {
+        next = od->all_next;
+        ims_dns_result_free(od->targets);
+        free(od);
+    }
+    free(ob);
+}
