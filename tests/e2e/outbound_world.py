@@ -21,7 +21,7 @@ import tempfile
 import pytest
 
 from conftest import REPO
-from test_smtp import WAIT, Service, dead, free_port, run, wait_for
+from test_smtp import WAIT, Service, free_port, run, wait_for
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from smtp_peer import Peer, Rule  # noqa: E402,F401  (Rule: for the tests' imports)

@@ -221,6 +221,7 @@ def test_parse_rule():
     assert (r.stage, r.action, r.address, r.times) == ("dot", "451 4.3.0 later", None, 2)
     r = parse_rule("rcpt/X@Remote.test=drop")
     assert (r.stage, r.action, r.address) == ("rcpt", DROP, "x@remote.test")
+    assert parse_rule("data*1=stall").action == STALL
     with pytest.raises(ValueError):
         parse_rule("nosuchstage=250 ok")
     with pytest.raises(ValueError):
