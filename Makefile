@@ -49,7 +49,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 ALL_SRCS := $(foreach l,$(LIBS),$(call lib_srcs,$(l))) $(wildcard src/*/*.c) $(UNIT_SRCS) $(BENCH_SRCS)
 
-.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench bench-inbound
+.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench bench-inbound bench-outbound
 all: $(PROGFILES) $(UNIT_BINS) $(BENCH_BINS)
 
 $(OBJ)/%.o: %.c
@@ -126,6 +126,10 @@ bench: all
 # imsd against a private Postfix with smtp-source (root; about 2 minutes): bench/README.md.
 bench-inbound: all
 	@sh bench/inbound.sh $(abspath $(BIN))
+
+# Relaying: smtp-source -> imsd or a private Postfix -> smtp-sink (root; about 2 minutes).
+bench-outbound: all
+	@sh bench/outbound.sh $(abspath $(BIN))
 
 # make run: the service in the foreground on the embedded default: state in ./var, SMTP on
 # 127.0.0.1:2525, the accepted domain localhost (and the host's name when it has a dot) with
