@@ -988,9 +988,9 @@ void ims_spool_close(ims_spool *sp);
  * caller's thread (imsd's event loop), which polls ims_outq_fd and calls ims_outq_dispatch,
  * and never waits for the disk. Functions return 0 or an errno value. */
 
-#define IMS_EV_OUT_QUEUED 1004       /* outbound queue recovered at start (ours) */
-#define IMS_EV_OUT_HOST_FAILED 4002  /* a destination could not be reached (Diagnostics) */
-#define IMS_EV_OUT_NDR_FAILED 4120   /* an NDR of an NDR, or to the null sender: to Bad */
+#define IMS_EV_OUT_QUEUED 1004      /* outbound queue recovered at start (ours) */
+#define IMS_EV_OUT_HOST_FAILED 4002 /* a destination could not be reached (Diagnostics) */
+#define IMS_EV_OUT_NDR_FAILED 4120  /* an NDR of an NDR, or to the null sender: to Bad */
 
 #define IMS_TRACK_QUEUED_OUTBOUND 1010
 #define IMS_TRACK_TRANSFERRED_OUTBOUND 1011
@@ -998,10 +998,11 @@ void ims_spool_close(ims_spool *sp);
 #define IMS_TRACK_REPORT_GENERATED 1017
 
 #define IMS_OUTQ_LOAD_BUDGET (64u << 20) /* bytes of message content held in memory at once */
-#define IMS_OUTQ_DEAD_MS 60000           /* a destination that failed is left alone this long
-                                          * (or until its next retry, when that is sooner) */
-#define IMS_OUTQ_MAX_HOPS 30             /* Received fields beyond which a message loops */
-#define IMS_OUTQ_HOST_TEXT 280           /* bytes of a remote MTA's name ("[ip]" or a name) */
+#define IMS_OUTQ_DEAD_MS                                                                           \
+    60000                      /* a destination that failed is left alone this long                \
+                                * (or until its next retry, when that is sooner) */
+#define IMS_OUTQ_MAX_HOPS 30   /* Received fields beyond which a message loops */
+#define IMS_OUTQ_HOST_TEXT 280 /* bytes of a remote MTA's name ("[ip]" or a name) */
 
 typedef struct ims_outq ims_outq;
 typedef struct ims_outq_dest ims_outq_dest;

@@ -20,10 +20,10 @@
 
 #include "base/base.h"
 
-#define OQ_BUCKETS 4096         /* destinations hash: chained, so any number fits */
-#define OQ_SYNC_THREADS 8       /* a commit round's files synced together */
-#define OQ_EVENT_TEXT 512       /* bytes of one event's text */
-#define OQ_ROUND_MAX 1024       /* commits gathered into one round */
+#define OQ_BUCKETS 4096   /* destinations hash: chained, so any number fits */
+#define OQ_SYNC_THREADS 8 /* a commit round's files synced together */
+#define OQ_EVENT_TEXT 512 /* bytes of one event's text */
+#define OQ_ROUND_MAX 1024 /* commits gathered into one round */
 #define OQ_NOT_ATTEMPTED "4.4.2 not attempted (the connection ended first)"
 
 typedef struct oq_msg oq_msg;
@@ -40,8 +40,8 @@ struct oq_unit {
     size_t taken; /* U_READY/U_BUSY: recipients of the pending list handed out */
     size_t *todo; /* U_READY/U_BUSY: the recipients of this attempt (not final) */
     size_t ntodo;
-    unsigned jobs;  /* jobs out and not finished */
-    oq_unit *next;  /* in the destination's ready list */
+    unsigned jobs; /* jobs out and not finished */
+    oq_unit *next; /* in the destination's ready list */
 };
 
 struct oq_msg {
@@ -81,7 +81,7 @@ struct ims_outq_job {
         bool have;
         smtp_result r;
         char remote[IMS_OUTQ_HOST_TEXT];
-    } *res;
+    } * res;
 };
 
 /* Work for the queue's thread, and its answer. */
@@ -112,7 +112,7 @@ typedef struct oq_task {
         char remote[IMS_OUTQ_HOST_TEXT];
         char enh[SMTP_ENH_MAX + 1];
         char diag[SPOOL_STATUS_TEXT_MAX];
-    } *rt; /* the strings rr points at: the task's own (a record's text may change) */
+    } * rt;       /* the strings rr points at: the task's own (a record's text may change) */
     bool spooled; /* T_REPORT: the spool took it (its callback answered) */
     bool nothing; /* T_REPORT: nothing to report (NOTIFY, an automatic message) */
     ims_rcpt to;
@@ -261,16 +261,18 @@ static void status_split(const char *text, bool permanent, char *remote, size_t 
     }
     /* an enhanced code "c.s.d" */
     size_t n = strspn(p, "0123456789.");
-    if (n >= 5 && n <= SMTP_ENH_MAX && (p[0] == '2' || p[0] == '4' || p[0] == '5') &&
-        p[1] == '.' && (p[n] == ' ' || p[n] == 0)) {
+    if (n >= 5 && n <= SMTP_ENH_MAX && (p[0] == '2' || p[0] == '4' || p[0] == '5') && p[1] == '.' &&
+        (p[n] == ' ' || p[n] == 0)) {
         memcpy(enh, p, n);
         enh[n] = 0;
     } else {
         snprintf(enh, SMTP_ENH_MAX + 1, "%c.0.0",
-                 *code ? (char)('0' + *code / 100) : permanent ? '5' : '4');
+                 *code       ? (char)('0' + *code / 100)
+                 : permanent ? '5'
+                             : '4');
     }
-    if (permanent && enh[0] == '4')
-        enh[0] = '5'; /* a transient failure made final (time-out): reported as is */
+    /* A transient failure made final (a time-out, no retries) keeps its 4.x.x: Action:
+     * failed with the last status, as Postfix reports it (RFC 3463 4.4.7). */
 }
 
 /* --- the thread ------------------------------------------------------------------------- */
@@ -334,8 +336,8 @@ static void th_env(ims_outq *q, oq_task *t)
     }
     t->err = ims_spool_file_read(fd, &t->f);
     if (!t->err) {
-        size_t n = t->f.content_len < IMS_HEADER_SCAN_MAX ? (size_t)t->f.content_len
-                                                          : IMS_HEADER_SCAN_MAX;
+        size_t n =
+            t->f.content_len < IMS_HEADER_SCAN_MAX ? (size_t)t->f.content_len : IMS_HEADER_SCAN_MAX;
         char *h = malloc(n + 1);
         if (h && !read_all_at(fd, h, n, t->f.content_off)) {
             t->prio = ims_priority_of_headers(h, n);
@@ -347,8 +349,9 @@ static void th_env(ims_outq *q, oq_task *t)
     if (t->err == EBADMSG) {
         int mv = renameat(q->out_fd, t->id, q->archive_fd, t->id) ? errno : 0;
         t->ev = IMS_EV_SPOOL_ARCHIVED;
-        snprintf(t->text, sizeof t->text, "The outbound queue file %.300s/Out/%s cannot be read; %s%s",
-                 q->root, t->id, mv ? "moving it to Out/Archive failed: " : "it was moved to Out/Archive",
+        snprintf(t->text, sizeof t->text,
+                 "The outbound queue file %.300s/Out/%s cannot be read; %s%s", q->root, t->id,
+                 mv ? "moving it to Out/Archive failed: " : "it was moved to Out/Archive",
                  mv ? strerror(mv) : "");
     }
 }
@@ -461,7 +464,7 @@ static void th_report(ims_outq *q, oq_task *t)
         .sender = m->f.sender,
         .arrival = m->f.time,
         .envid = m->f.envid,
-        .ret = !m->f.ret              ? SMTP_RET_NONE
+        .ret = !m->f.ret                       ? SMTP_RET_NONE
                : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
                                                : SMTP_RET_FULL,
         .client_ip = m->f.client_ip,
@@ -815,10 +818,14 @@ static bool expire_or_notice(ims_outq *q, oq_unit *u, time_t now)
                 continue;
             char text[SPOOL_STATUS_TEXT_MAX];
             const char *bar = r->last ? strchr(r->last, '|') : NULL;
-            snprintf(text, sizeof text, "%.*s|4.4.7 Message expired: not delivered within %u "
+            snprintf(text, sizeof text,
+                     "%.*s|4.4.7 Message expired: not delivered within %u "
                      "minutes%s%s",
                      bar ? (int)(bar - r->last) : 0, bar ? r->last : "", (unsigned)(tmo / 60000),
-                     r->last ? "; last: " : "", bar ? bar + 1 : r->last ? r->last : "");
+                     r->last ? "; last: " : "",
+                     bar       ? bar + 1
+                     : r->last ? r->last
+                               : "");
             free(r->last);
             r->last = strdup(text);
             r->state = IMS_RCPT_FAILED;
@@ -954,8 +961,8 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
         /* A loop between gateways: every pending recipient fails (RFC 5321 6.3). */
         char text[SPOOL_STATUS_TEXT_MAX];
         snprintf(text, sizeof text,
-                 "|5.4.6 Too many hops: %u Received fields (the limit is %u), a mail loop",
-                 t->hops, IMS_OUTQ_MAX_HOPS);
+                 "|5.4.6 Too many hops: %u Received fields (the limit is %u), a mail loop", t->hops,
+                 IMS_OUTQ_MAX_HOPS);
         oq_task *c = task_new(T_COMMIT, m);
         for (size_t i = 0; c && i < m->f.nrcpt; i++) {
             ims_spool_rcpt_rec *r = &m->f.rcpts[i];
@@ -1047,9 +1054,8 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, boo
     int e = ims_router_route(q->router, m->f.sender, &route);
     if (e) {
         ims_log_event(q->log, IMS_EV_OUT_NDR_FAILED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
-                      IMS_LEVEL_NONE,
-                      "The report on message %s cannot be sent to <%s>: %s", m->id, m->f.sender,
-                      e == ENOENT ? "no such mailbox" : strerror(e));
+                      IMS_LEVEL_NONE, "The report on message %s cannot be sent to <%s>: %s", m->id,
+                      m->f.sender, e == ENOENT ? "no such mailbox" : strerror(e));
         task_free(t);
         if (!delayed)
             for (size_t i = 0; i < n; i++)
@@ -1099,8 +1105,7 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, boo
         rr->smtp_code = code;
         rr->last_attempt = now;
         if (delayed)
-            rr->retry_until =
-                m->f.time + (time_t)(ims_message_timeout_ms(&q->s, m->prio) / 1000);
+            rr->retry_until = m->f.time + (time_t)(ims_message_timeout_ms(&q->s, m->prio) / 1000);
         t->rr_idx[i] = idx[i];
     }
     t->nrr = n;
@@ -1171,7 +1176,8 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
                 for (size_t i = 0; i < u->nri; i++) {
                     const ims_spool_rcpt_rec *r = &m->f.rcpts[u->ri[i]];
                     if (r->state == IMS_RCPT_DEFERRED) {
-                        uint64_t d = r->next_try > wnow ? now + (uint64_t)(r->next_try - wnow) * 1000 : now;
+                        uint64_t d =
+                            r->next_try > wnow ? now + (uint64_t)(r->next_try - wnow) * 1000 : now;
                         if (d < due)
                             due = d;
                     }
@@ -1229,8 +1235,8 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
                 buf_free(&recs);
             }
         } else if (t->err) {
-            ims_log_event(q->log, IMS_EV_OUT_NDR_FAILED, IMS_CAT_MESSAGE_TRANSFER,
-                          IMS_SEV_ERROR, IMS_LEVEL_NONE,
+            ims_log_event(q->log, IMS_EV_OUT_NDR_FAILED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                          IMS_LEVEL_NONE,
                           "Unable to make the %s report on message %s: %s; it is tried again "
                           "at the next start",
                           t->delayed ? "delay" : "non-delivery", m->id, strerror(t->err));
@@ -1368,8 +1374,8 @@ static void apply(ims_outq *q, oq_msg *m, size_t i, const smtp_result *r, const 
         rec->state = IMS_RCPT_DONE;
         rec->done = true;
         ims_spool_status_format(recs, i, IMS_RCPT_DONE, 0, 0, NULL);
-        track[(*ntrack)++] = (oq_track){
-            m->f.sender[0] ? IMS_TRACK_TRANSFERRED_OUTBOUND : IMS_TRACK_REPORT_OUT, i};
+        track[(*ntrack)++] =
+            (oq_track){m->f.sender[0] ? IMS_TRACK_TRANSFERRED_OUTBOUND : IMS_TRACK_REPORT_OUT, i};
         q->st.delivered++;
         q->st.rcpts--;
         return;
@@ -1432,7 +1438,7 @@ void ims_outq_dest_failed(ims_outq *q, ims_outq_dest *d, const smtp_result *r, c
         free(fails);
         if (u->jobs)
             continue; /* its jobs in flight end the attempt (the commit's answer) */
-        m->busy--; /* the unit's */
+        m->busy--;    /* the unit's */
         if (unit_is_final(u)) {
             u->st = U_FINAL;
         } else {
@@ -1504,7 +1510,7 @@ ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
     j->msg.eightbit = false;
     for (size_t k = 0; k < m->clen && !j->msg.eightbit; k++)
         j->msg.eightbit = (unsigned char)m->content[k] >= 0x80;
-    j->msg.ret = !m->f.ret                          ? SMTP_RET_NONE
+    j->msg.ret = !m->f.ret                       ? SMTP_RET_NONE
                  : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
                                                  : SMTP_RET_FULL;
     j->msg.envid = m->f.envid;

@@ -41,9 +41,9 @@ typedef struct ims_spool_rcpt_rec {
     char *dest;    /* DNS: the domain; SMARTHOST: the host spec; NULL for LOCAL */
     bool done;     /* state == IMS_RCPT_DONE */
     ims_rcpt_state state;
-    unsigned attempts; /* DEFERRED: failed tries so far */
-    time_t next_try;   /* DEFERRED: not before (unix seconds) */
-    char *last;        /* DEFERRED, FAILED: the last reply or reason; NULL otherwise */
+    unsigned attempts;  /* DEFERRED: failed tries so far */
+    time_t next_try;    /* DEFERRED: not before (unix seconds) */
+    char *last;         /* DEFERRED, FAILED: the last reply or reason; NULL otherwise */
     bool reported;      /* FAILED and its NDR spooled ("reported") */
     bool delay_noticed; /* the delay notice was sent ("delayed") */
 } ims_spool_rcpt_rec;

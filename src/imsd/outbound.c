@@ -31,10 +31,10 @@ typedef struct ob_conn ob_conn;
 
 struct ob_dest {
     imsd_outbound *ob;
-    ob_dest *all_next;      /* every destination seen */
+    ob_dest *all_next; /* every destination seen */
     ims_outq_dest *d;
-    unsigned nconn;         /* connections open or opening */
-    unsigned window;        /* connections allowed now (adaptive) */
+    unsigned nconn;  /* connections open or opening */
+    unsigned window; /* connections allowed now (adaptive) */
     bool resolving;
     ims_dns_result *targets; /* NULL until resolved */
     uint64_t targets_at;     /* when (ims_clock_ms) */
@@ -44,19 +44,19 @@ struct ob_dest {
 struct ob_conn {
     imsd_outbound *ob;
     ob_dest *od;
-    ob_conn *prev, *next;     /* all connections */
-    ob_conn *idle_next;       /* in od->idle */
+    ob_conn *prev, *next; /* all connections */
+    ob_conn *idle_next;   /* in od->idle */
     bool idle;
-    size_t ti;                /* the target being tried */
+    size_t ti; /* the target being tried */
     struct bufferevent *bev;
-    struct event *timer;      /* the client's time-out, and the idle wait */
+    struct event *timer; /* the client's time-out, and the idle wait */
     smtp_client *c;
-    ims_outq_job *job;        /* in flight, or committing */
+    ims_outq_job *job; /* in flight, or committing */
     bool committing;
     bool connected;
-    bool greeted;             /* got past EHLO/HELO: a host that works */
-    bool retry;               /* refused before a transaction: the job goes to the next host */
-    unsigned sent;            /* messages on this connection */
+    bool greeted;  /* got past EHLO/HELO: a host that works */
+    bool retry;    /* refused before a transaction: the job goes to the next host */
+    unsigned sent; /* messages on this connection */
     char remote[IMS_OUTQ_HOST_TEXT];
 };
 
@@ -136,8 +136,9 @@ static void dns_sock(void *arg, int fd, bool readable, bool writable)
     if (!slot)
         return; /* c-ares's own time-out ends that query */
     slot->fd = fd;
-    slot->ev = event_new(ob->base, fd, (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST,
-                         dns_io, ob);
+    slot->ev =
+        event_new(ob->base, fd, (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST,
+                  dns_io, ob);
     if (slot->ev)
         event_add(slot->ev, NULL);
 }
@@ -226,8 +227,7 @@ static void resolve(ob_dest *od)
         od->resolving = false;
         dest_fail(od, e == EINVAL ? SMTP_PERMANENT : SMTP_TRANSIENT,
                   e == EINVAL ? "5.1.2" : "4.3.0",
-                  e == EINVAL ? "the destination is not a valid host name" : "out of memory",
-                  NULL);
+                  e == EINVAL ? "the destination is not a valid host name" : "out of memory", NULL);
         return;
     }
     dns_arm(ob);
@@ -361,8 +361,8 @@ static void conn_gone(ob_conn *k, const char *why)
             }
             /* every host failed: the destination is unreachable for now */
             k->job = NULL;
-            smtp_result r = {.outcome = SMTP_TRANSIENT, .stage = SMTP_STAGE_GREETING,
-                             .local = true};
+            smtp_result r = {
+                .outcome = SMTP_TRANSIENT, .stage = SMTP_STAGE_GREETING, .local = true};
             snprintf(r.enh, sizeof r.enh, "4.4.1");
             snprintf(r.text, sizeof r.text, "no host of %s could be reached (last %s: %s)",
                      ims_outq_dest_name(k->od->d), k->remote, why);
@@ -407,8 +407,7 @@ static void conn_flush(ob_conn *k)
     }
     if (!k->c)
         return;
-    if (smtp_client_want_close(k->c) &&
-        evbuffer_get_length(bufferevent_get_output(k->bev)) == 0) {
+    if (smtp_client_want_close(k->c) && evbuffer_get_length(bufferevent_get_output(k->bev)) == 0) {
         conn_gone(k, "closed");
         return;
     }
@@ -732,8 +731,8 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
     e = ims_dns_new(&dopt, &ob->dns);
     if (e)
         ims_log_event(log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                      "Unable to start the DNS resolver (%s): %s", servers[0] ? servers : "resolv.conf",
-                      strerror(e));
+                      "Unable to start the DNS resolver (%s): %s",
+                      servers[0] ? servers : "resolv.conf", strerror(e));
     ob->q_ev = event_new(base, ims_outq_fd(ob->q), EV_READ | EV_PERSIST, queue_io, ob);
     ob->q_timer = evtimer_new(base, queue_io, ob);
     ob->dns_timer = evtimer_new(base, dns_tick, ob);

@@ -466,18 +466,28 @@ def test_denied_relay_is_an_event_at_minimum():
         assert all(ids) and ids[0].group(1) == ids[1].group(1), events
 
 
-def test_allowed_relay_is_deferred_at_rcpt_and_local_mail_goes_on(make_svc):
-    """A client RelayAllowList lets relay (RelayFlags 2) gets 451 4.3.2 for the remote
-    recipient at RCPT, as there is no outbound side yet; the local recipient of the same
-    message is delivered."""
+def test_allowed_relay_is_split_local_delivered_remote_queued(make_svc):
+    """A client RelayAllowList lets relay (RelayFlags 2) has its remote recipient accepted at
+    RCPT; the message is split: the local recipient gets it in its mailbox, the remote one
+    waits in the outbound queue (RootDir's Out) with its route."""
+    # The smart host refuses connections (nothing listens on port 1): the remote recipient
+    # is deferred and stays queued, whatever this machine's DNS would say.
     svc = make_svc(params=[("RelayFlags", "REG_DWORD", "2"),
-                           ("RelayAllowList", "REG_MULTI_SZ", "127.0.0.1")])
+                           ("RelayAllowList", "REG_MULTI_SZ", "127.0.0.1"),
+                           ("SmartHost", "REG_SZ", "[127.0.0.1]:1")])
     with smtp(svc) as c:
         c.ehlo()
         assert c.mail("s@remote.test")[0] == 250
-        code, msg = c.rcpt("someone@elsewhere.test")
-        assert code == 451 and msg.startswith(b"4.3.2 Outbound mail is not available"), msg
+        assert c.rcpt("someone@elsewhere.test")[0] == 250
         assert c.rcpt("bob@example.com")[0] == 250
         assert c.data(b"Subject: mixed\r\n\r\nlocal part\r\n")[0] == 250
     [m] = svc.wait_mail("bob", 1)
     assert b"Subject: mixed" in open(m, "rb").read()
+    out = os.path.join(svc.root, "imcdata", "Out")
+
+    def queued():
+        files = [f for f in os.listdir(out) if os.path.isfile(os.path.join(out, f))]
+        return files and open(os.path.join(out, files[0]), "rb").read()
+    data = wait_for(queued, "the message in Out")
+    assert b"\tsomeone@elsewhere.test\tsmarthost:[127.0.0.1]:1\n" in data, data[:600]
+    assert b"Subject: mixed" in data
