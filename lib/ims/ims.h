@@ -331,6 +331,12 @@ bool ims_router_is_local(ims_router *r, const char *domain);
  * Returns 0, ENOENT (a local domain, no such mailbox), EINVAL (no domain, and not
  * postmaster), or ENOMEM. */
 int ims_router_route(ims_router *r, const char *address, ims_route *out);
+/* ims_route_dest - what a spool recipient (ims_rcpt) of route rt names as its destination:
+ * IMS_ROUTE_LOCAL the mailbox's Maildir "<store_dir>/<alias>" (its maildir), IMS_ROUTE_DNS the
+ * domain, IMS_ROUTE_SMARTHOST the host spec as ims_host_parse takes it ("name:port",
+ * "[192.0.2.1]:port", "[IPv6:2001:db8::1]:port") (its dest). store_dir is used for LOCAL only.
+ * Writes at most n bytes to out. Returns 0 or ENAMETOOLONG (out too small). */
+int ims_route_dest(const ims_route *rt, const char *store_dir, char *out, size_t n);
 
 /* ims_listen_parse - "address:port" ("[v6]:port" for IPv6). Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);

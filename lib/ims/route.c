@@ -168,3 +168,27 @@ int ims_router_route(ims_router *r, const char *address, ims_route *out)
     /* Checked when the settings were loaded; a value that slipped through is no route. */
     return ims_host_parse(h, out->host, &out->literal, &out->port) ? EINVAL : 0;
 }
+
+int ims_route_dest(const ims_route *rt, const char *store_dir, char *out, size_t n)
+{
+    int k;
+    switch (rt->kind) {
+    case IMS_ROUTE_LOCAL:
+        k = snprintf(out, n, "%s/%s", store_dir, rt->alias);
+        break;
+    case IMS_ROUTE_DNS:
+        k = snprintf(out, n, "%s", rt->host);
+        break;
+    case IMS_ROUTE_SMARTHOST:
+        if (rt->literal && strchr(rt->host, ':'))
+            k = snprintf(out, n, "[IPv6:%s]:%u", rt->host, (unsigned)rt->port);
+        else if (rt->literal)
+            k = snprintf(out, n, "[%s]:%u", rt->host, (unsigned)rt->port);
+        else
+            k = snprintf(out, n, "%s:%u", rt->host, (unsigned)rt->port);
+        break;
+    default:
+        k = -1;
+    }
+    return k < 0 || (size_t)k >= n ? ENAMETOOLONG : 0;
+}

@@ -194,8 +194,7 @@ static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls
     if (route.kind != IMS_ROUTE_LOCAL)
         return 453; /* a relay the policy allows, but there is no outbound side yet */
     char path[PATH_MAX];
-    int n = snprintf(path, sizeof path, "%s/%s", m->store_dir, route.alias);
-    if (n < 0 || (size_t)n >= sizeof path)
+    if (ims_route_dest(&route, m->store_dir, path, sizeof path))
         return 451;
     if (!(*data = strdup(path)))
         return 451;
