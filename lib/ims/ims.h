@@ -318,7 +318,12 @@ typedef struct ims_router ims_router;
 
 /* ims_router_new - a router over the directory d (not owned: it must outlive the router) with
  * the routing table and SmartHost of s (copied). Entries whose Host cannot be parsed were
- * already refused by ims_settings_load. *out: free with ims_router_free. 0 or ENOMEM. */
+ * already refused by ims_settings_load. *out: free with ims_router_free. 0 or ENOMEM.
+ * Threads: ims_router_is_local and ims_router_route may be called from any thread; a lock in
+ * the router lets one caller at a time into d. A directory (and the reg_ctx it was opened on)
+ * belongs to one thread at a time (store.h, reg.h), so while several threads share the router
+ * nothing else may use d or that reg_ctx. A second reg_ctx on the same state root in the same
+ * process is no way out: LMDB must not have one environment open twice in a process. */
 int ims_router_new(const ims_settings *s, directory *d, ims_router **out);
 void ims_router_free(ims_router *r);
 /* ims_router_is_local - domain is ours: an accepted domain of the directory, or routed
