@@ -822,6 +822,10 @@ typedef struct ims_envelope {
     time_t time;           /* when the message was received; 0: now */
     const char *envid;     /* DSN ENVID=, or NULL */
     const char *ret;       /* DSN RET= (FULL or HDRS), or NULL */
+    /* MTS-OUT: the name of the message's claim file in the spool's pickup_dir (a plain file
+     * name, not starting with '.'), removed once the message is durable; NULL for other
+     * mail. Kept in the spool file ("pickup <name>"). */
+    const char *pickup;
 } ims_envelope;
 
 /* --- the tracking log ------------------------------------------------------------------- */
@@ -907,19 +911,30 @@ typedef struct ims_spool_options {
     /* Threads that create and sync a round's files together (more concurrent syncs let the
      * block layer merge more cache flushes). 0: IMS_SPOOL_IO_THREADS, also the maximum. */
     unsigned io_threads;
+    /* MTS-OUT's claim directory (ims_pickup_claim_dir), made when missing; NULL: none (an
+     * envelope's pickup name is then only recorded). A committed message's claim file is
+     * unlinked there, and that made durable (fsync), after the message is durable and
+     * before it is queued for delivery, so that no spool file leaves In while its claim may
+     * still come back. At open, before delivery starts, a claim whose message is in In
+     * (found by its "pickup" line) is unlinked the same way: what is left there was never
+     * committed. */
+    const char *pickup_dir;
 } ims_spool_options;
 
 /* ims_spool_open - the spool under root_dir (its In, Work and In/Archive are made when
  * missing). Recovery first: files in Work (never acknowledged) are deleted; files in In are
  * kept and queued for delivery; a file in In whose header is unknown or corrupt moves to
- * In/Archive (event 4117). Then the committer thread (and, with opt->mts_in, the delivery
- * thread) starts. opt may be NULL (no delivery, no tracking). EBUSY when another spool has
+ * In/Archive (event 4117); with opt->pickup_dir the claims of messages in In are settled
+ * (see pickup_dir; event 1003 counts them). Then the committer thread (and, with opt->mts_in, the
+ * delivery thread) starts. opt may be NULL (no delivery, no tracking). EBUSY when another spool has
  * root_dir open (a lock on Work, released by the kernel when its holder dies). */
 int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool **out);
 
 /* ims_spool_begin - start a message (after the end of RCPT, at DATA). Copies the envelope.
  * EINVAL for an invalid envelope (no recipient, a field with CR/LF/TAB or too long, a
- * relative Maildir path). No file is made until the content outgrows a memory buffer. */
+ * relative Maildir path, a pickup name with '/' or a leading '.'). Thread-safe, as are
+ * ims_spool_write, _commit and _abort on handles of the calling thread. No file is made until the
+ * content outgrows a memory buffer. */
 int ims_spool_begin(ims_spool *sp, const ims_envelope *env, ims_spool_msg **out);
 /* ims_spool_write - append content bytes (as the caller wants them stored: the spool does
  * not convert line ends or unstuff dots). Buffered; a full buffer is written to the file in
