@@ -977,4 +977,86 @@ void ims_spool_get_stats(ims_spool *sp, ims_spool_stats *st);
  * Every handle from ims_spool_begin must have been committed or aborted. */
 void ims_spool_close(ims_spool *sp);
 
+/* --- MTS-OUT pickup ------------------------------------------------------------------------
+ * The organisation hands mail to the service in the gateway mailbox's MTS-OUT folder (a
+ * Maildir): a writer puts a file in tmp/ and renames it into new/. Its first header lines are
+ * the envelope: exactly one "X-Sender: <addr>" ("<>": the null sender) and an
+ * "X-Receiver: <addr>" per recipient, before any other header line, unfolded, in any order
+ * among themselves; they are removed and the rest (LF or CRLF line ends) is the content,
+ * spooled with CRLF line ends as the SMTP server stores it (not dot-stuffed; a bare CR or a NUL
+ * makes the file unusable). Each receiver is routed as RCPT is (ims_router_route); one without
+ * a route is skipped (event 4057: its NDR is to come) and the message goes to the others. A
+ * file with no valid envelope, with no routable receiver or over the size limit moves to the
+ * gateway's Bad folder (its new/) with event 4116.
+ *
+ * Exactly once, across kill -9 too: the file is first renamed from new/ into the claim
+ * directory MTS-OUT/.taking/ (same name; new/ is fsync'd), then spooled with its name in the
+ * envelope (ims_envelope.pickup). The spool, opened with pickup_dir = that directory, unlinks
+ * the claim (durably) once the message is durable and before delivery can remove the spool
+ * file, and at open settles claims whose messages reached In; so at start every claim left is
+ * a message never committed and is spooled again. Files in new/ at start are taken as new.
+ *
+ * One thread of its own does all the file work: it watches new/ with inotify (IN_MOVED_TO,
+ * IN_CLOSE_WRITE), scans it fully at start and on IN_Q_OVERFLOW (no periodic rescans), reads,
+ * routes and submits. The spool's done callbacks (run by ims_spool_dispatch in the caller's
+ * thread) only hand the result back to it. Events are queued for ims_pickup_dispatch, which the
+ * program calls in the thread that owns the log when ims_pickup_fd is readable. */
+
+#define IMS_EV_PICKUP_NO_ROUTE                                                                     \
+    4057 /* an X-Receiver has no route: skipped, an NDR to come (the                               \
+          * original's 4057 is a route lookup failure; this use: ours) */
+#define IMS_EV_PICKUP_BAD                                                                          \
+    4116 /* an MTS-OUT file moved to the Bad folder (the original's                                \
+          * "message moved to the BAD folder") */
+
+#define IMS_PICKUP_CLAIM_DIR ".taking"      /* under MTS-OUT, next to tmp/ new/ cur/ */
+#define IMS_PICKUP_SIZE_MAX (256u << 20)    /* bytes of a file taken at most (any limit) */
+#define IMS_PICKUP_ENVELOPE_MAX (16u << 20) /* bytes of X-Sender/X-Receiver lines at most */
+#define IMS_PICKUP_IN_FLIGHT 64             /* messages submitted and not yet answered */
+#define IMS_PICKUP_RETRY_MS 5000            /* a failed submission is tried again after this */
+
+typedef struct ims_pickup ims_pickup;
+
+typedef struct ims_pickup_options {
+    const char *mts_out;   /* the MTS-OUT Maildir (".../MSExchangeIMC/.MTS-OUT"); required */
+    const char *bad;       /* the gateway's Bad Maildir (".../.Bad"); required */
+    const char *store_dir; /* <IMS_ROOT>/store: a local mailbox's Maildir is <store_dir>/<alias> */
+    const char *host;      /* our name: the HELO and the host of the spool envelope; required */
+    ims_spool *spool;      /* opened with pickup_dir = ims_pickup_claim_dir(mts_out); required */
+    ims_router *router;    /* shared with other threads: see ims_router_new; required */
+    ims_log *log;          /* events, logged by ims_pickup_dispatch; NULL: none */
+    uint64_t max_size;     /* bytes of a file (OutboundSizeLimit); 0 or more: IMS_PICKUP_SIZE_MAX */
+    unsigned retry_ms;     /* 0: IMS_PICKUP_RETRY_MS */
+} ims_pickup_options;
+
+typedef struct ims_pickup_stats {
+    uint64_t taken;       /* messages spooled (their commit succeeded) */
+    uint64_t bad;         /* files moved to Bad */
+    uint64_t rcpt_failed; /* receivers skipped: no route */
+    uint64_t retried;     /* submissions that failed and were (or will be) tried again */
+    uint64_t in_flight;   /* messages submitted whose commit has not answered yet */
+} ims_pickup_stats;
+
+/* ims_pickup_claim_dir - "<mts_out>/.taking" into out (n bytes): the spool's pickup_dir.
+ * Returns 0 or ENAMETOOLONG. */
+int ims_pickup_claim_dir(const char *mts_out, char *out, size_t n);
+/* ims_pickup_start - open MTS-OUT's new/ and claim directory (made when missing) and Bad's
+ * new/, set the inotify watch, start the thread (which takes the claims left, then scans
+ * new/). opt's strings are copied; spool, router and log must outlive the pickup. *out: stop
+ * it with ims_pickup_stop. Returns 0, EINVAL (a required option missing) or an errno value. */
+int ims_pickup_start(const ims_pickup_options *opt, ims_pickup **out);
+/* ims_pickup_fd - readable when ims_pickup_dispatch has events to log (non-blocking). */
+int ims_pickup_fd(const ims_pickup *p);
+/* ims_pickup_dispatch - log the queued events in the caller's thread. Never blocks. Returns
+ * the number logged. */
+size_t ims_pickup_dispatch(ims_pickup *p);
+/* ims_pickup_get_stats - counters since start. Thread-safe. */
+void ims_pickup_get_stats(ims_pickup *p, ims_pickup_stats *st);
+/* ims_pickup_stop - stop the thread (after the batch it is on, at most IMS_PICKUP_IN_FLIGHT
+ * files), log what is queued, free. A
+ * message whose commit is still pending is left to the spool: its callback, whenever it
+ * runs (ims_spool_dispatch or ims_spool_close), is harmless, and its claim goes (committed)
+ * or stays for the next start (failed). Call before ims_spool_close. NULL is fine. */
+void ims_pickup_stop(ims_pickup *p);
+
 #endif
