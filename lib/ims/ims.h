@@ -319,7 +319,12 @@ typedef struct ims_router ims_router;
 
 /* ims_router_new - a router over the directory d (not owned: it must outlive the router) with
  * the routing table and SmartHost of s (copied). Entries whose Host cannot be parsed were
- * already refused by ims_settings_load. *out: free with ims_router_free. 0 or ENOMEM. */
+ * already refused by ims_settings_load. *out: free with ims_router_free. 0 or ENOMEM.
+ * Threads: ims_router_is_local and ims_router_route may be called from any thread; a lock in
+ * the router lets one caller at a time into d. A directory (and the reg_ctx it was opened on)
+ * belongs to one thread at a time (store.h, reg.h), so while several threads share the router
+ * nothing else may use d or that reg_ctx. A second reg_ctx on the same state root in the same
+ * process is no way out: LMDB must not have one environment open twice in a process. */
 int ims_router_new(const ims_settings *s, directory *d, ims_router **out);
 void ims_router_free(ims_router *r);
 /* ims_router_is_local - domain is ours: an accepted domain of the directory, or routed
@@ -332,6 +337,12 @@ bool ims_router_is_local(ims_router *r, const char *domain);
  * Returns 0, ENOENT (a local domain, no such mailbox), EINVAL (no domain, and not
  * postmaster), or ENOMEM. */
 int ims_router_route(ims_router *r, const char *address, ims_route *out);
+/* ims_route_dest - what a spool recipient (ims_rcpt) of route rt names as its destination:
+ * IMS_ROUTE_LOCAL the mailbox's Maildir "<store_dir>/<alias>" (its maildir), IMS_ROUTE_DNS the
+ * domain, IMS_ROUTE_SMARTHOST the host spec as ims_host_parse takes it ("name:port",
+ * "[192.0.2.1]:port", "[IPv6:2001:db8::1]:port") (its dest). store_dir is used for LOCAL only.
+ * Writes at most n bytes to out. Returns 0 or ENAMETOOLONG (out too small). */
+int ims_route_dest(const ims_route *rt, const char *store_dir, char *out, size_t n);
 
 /* ims_listen_parse - "address:port" ("[v6]:port" for IPv6). Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);
@@ -827,6 +838,10 @@ typedef struct ims_envelope {
     time_t time;           /* when the message was received; 0: now */
     const char *envid;     /* DSN ENVID=, or NULL */
     const char *ret;       /* DSN RET= (FULL or HDRS), or NULL */
+    /* MTS-OUT: the name of the message's claim file in the spool's pickup_dir (a plain file
+     * name, not starting with '.'), removed once the message is durable; NULL for other
+     * mail. Kept in the spool file ("pickup <name>"). */
+    const char *pickup;
 } ims_envelope;
 
 /* --- the tracking log ------------------------------------------------------------------- */
@@ -918,19 +933,30 @@ typedef struct ims_spool_options {
      * stay in In. */
     void (*handover)(void *arg, const char *qid);
     void *handover_arg;
+    /* MTS-OUT's claim directory (ims_pickup_claim_dir), made when missing; NULL: none (an
+     * envelope's pickup name is then only recorded). A committed message's claim file is
+     * unlinked there, and that made durable (fsync), after the message is durable and
+     * before it is queued for delivery, so that no spool file leaves In while its claim may
+     * still come back. At open, before delivery starts, a claim whose message is in In
+     * (found by its "pickup" line) is unlinked the same way: what is left there was never
+     * committed. */
+    const char *pickup_dir;
 } ims_spool_options;
 
 /* ims_spool_open - the spool under root_dir (its In, Work and In/Archive are made when
  * missing). Recovery first: files in Work (never acknowledged) are deleted; files in In are
  * kept and queued for delivery; a file in In whose header is unknown or corrupt moves to
- * In/Archive (event 4117). Then the committer thread (and, with opt->mts_in, the delivery
- * thread) starts. opt may be NULL (no delivery, no tracking). EBUSY when another spool has
+ * In/Archive (event 4117); with opt->pickup_dir the claims of messages in In are settled
+ * (see pickup_dir; event 1003 counts them). Then the committer thread (and, with opt->mts_in, the
+ * delivery thread) starts. opt may be NULL (no delivery, no tracking). EBUSY when another spool has
  * root_dir open (a lock on Work, released by the kernel when its holder dies). */
 int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool **out);
 
 /* ims_spool_begin - start a message (after the end of RCPT, at DATA). Copies the envelope.
  * EINVAL for an invalid envelope (no recipient, a field with CR/LF/TAB or too long, a
- * relative Maildir path). No file is made until the content outgrows a memory buffer. */
+ * relative Maildir path, a pickup name with '/' or a leading '.'). Thread-safe, as are
+ * ims_spool_write, _commit and _abort on handles of the calling thread. No file is made until the
+ * content outgrows a memory buffer. */
 int ims_spool_begin(ims_spool *sp, const ims_envelope *env, ims_spool_msg **out);
 /* ims_spool_write - append content bytes (as the caller wants them stored: the spool does
  * not convert line ends or unstuff dots). Buffered; a full buffer is written to the file in
@@ -1093,5 +1119,86 @@ void ims_outq_get_stats(const ims_outq *q, ims_outq_stats *st);
 void ims_outq_stop(ims_outq *q);
 /* ims_outq_close - ims_outq_stop if not done, free everything. NULL is fine. */
 void ims_outq_close(ims_outq *q);
+/* --- MTS-OUT pickup ------------------------------------------------------------------------
+ * The organisation hands mail to the service in the gateway mailbox's MTS-OUT folder (a
+ * Maildir): a writer puts a file in tmp/ and renames it into new/. Its first header lines are
+ * the envelope: exactly one "X-Sender: <addr>" ("<>": the null sender) and an
+ * "X-Receiver: <addr>" per recipient, before any other header line, unfolded, in any order
+ * among themselves; they are removed and the rest (LF or CRLF line ends) is the content,
+ * spooled with CRLF line ends as the SMTP server stores it (not dot-stuffed; a bare CR or a NUL
+ * makes the file unusable). Each receiver is routed as RCPT is (ims_router_route); one without
+ * a route is skipped (event 4057: its NDR is to come) and the message goes to the others. A
+ * file with no valid envelope, with no routable receiver or over the size limit moves to the
+ * gateway's Bad folder (its new/) with event 4116.
+ *
+ * Exactly once, across kill -9 too: the file is first renamed from new/ into the claim
+ * directory MTS-OUT/.taking/ (same name; new/ is fsync'd), then spooled with its name in the
+ * envelope (ims_envelope.pickup). The spool, opened with pickup_dir = that directory, unlinks
+ * the claim (durably) once the message is durable and before delivery can remove the spool
+ * file, and at open settles claims whose messages reached In; so at start every claim left is
+ * a message never committed and is spooled again. Files in new/ at start are taken as new.
+ *
+ * One thread of its own does all the file work: it watches new/ with inotify (IN_MOVED_TO,
+ * IN_CLOSE_WRITE), scans it fully at start and on IN_Q_OVERFLOW (no periodic rescans), reads,
+ * routes and submits. The spool's done callbacks (run by ims_spool_dispatch in the caller's
+ * thread) only hand the result back to it. Events are queued for ims_pickup_dispatch, which the
+ * program calls in the thread that owns the log when ims_pickup_fd is readable. */
+
+#define IMS_EV_PICKUP_NO_ROUTE                                                                     \
+    4057 /* an X-Receiver has no route: skipped, an NDR to come (the                               \
+          * original's 4057 is a route lookup failure; this use: ours) */
+#define IMS_EV_PICKUP_BAD                                                                          \
+    4116 /* an MTS-OUT file moved to the Bad folder (the original's                                \
+          * "message moved to the BAD folder") */
+
+#define IMS_PICKUP_CLAIM_DIR ".taking"      /* under MTS-OUT, next to tmp/ new/ cur/ */
+#define IMS_PICKUP_SIZE_MAX (256u << 20)    /* bytes of a file taken at most (any limit) */
+#define IMS_PICKUP_ENVELOPE_MAX (16u << 20) /* bytes of X-Sender/X-Receiver lines at most */
+#define IMS_PICKUP_IN_FLIGHT 64             /* messages submitted and not yet answered */
+#define IMS_PICKUP_RETRY_MS 5000            /* a failed submission is tried again after this */
+
+typedef struct ims_pickup ims_pickup;
+
+typedef struct ims_pickup_options {
+    const char *mts_out;   /* the MTS-OUT Maildir (".../MSExchangeIMC/.MTS-OUT"); required */
+    const char *bad;       /* the gateway's Bad Maildir (".../.Bad"); required */
+    const char *store_dir; /* <IMS_ROOT>/store: a local mailbox's Maildir is <store_dir>/<alias> */
+    const char *host;      /* our name: the HELO and the host of the spool envelope; required */
+    ims_spool *spool;      /* opened with pickup_dir = ims_pickup_claim_dir(mts_out); required */
+    ims_router *router;    /* shared with other threads: see ims_router_new; required */
+    ims_log *log;          /* events, logged by ims_pickup_dispatch; NULL: none */
+    uint64_t max_size;     /* bytes of a file (OutboundSizeLimit); 0 or more: IMS_PICKUP_SIZE_MAX */
+    unsigned retry_ms;     /* 0: IMS_PICKUP_RETRY_MS */
+} ims_pickup_options;
+
+typedef struct ims_pickup_stats {
+    uint64_t taken;       /* messages spooled (their commit succeeded) */
+    uint64_t bad;         /* files moved to Bad */
+    uint64_t rcpt_failed; /* receivers skipped: no route */
+    uint64_t retried;     /* submissions that failed and were (or will be) tried again */
+    uint64_t in_flight;   /* messages submitted whose commit has not answered yet */
+} ims_pickup_stats;
+
+/* ims_pickup_claim_dir - "<mts_out>/.taking" into out (n bytes): the spool's pickup_dir.
+ * Returns 0 or ENAMETOOLONG. */
+int ims_pickup_claim_dir(const char *mts_out, char *out, size_t n);
+/* ims_pickup_start - open MTS-OUT's new/ and claim directory (made when missing) and Bad's
+ * new/, set the inotify watch, start the thread (which takes the claims left, then scans
+ * new/). opt's strings are copied; spool, router and log must outlive the pickup. *out: stop
+ * it with ims_pickup_stop. Returns 0, EINVAL (a required option missing) or an errno value. */
+int ims_pickup_start(const ims_pickup_options *opt, ims_pickup **out);
+/* ims_pickup_fd - readable when ims_pickup_dispatch has events to log (non-blocking). */
+int ims_pickup_fd(const ims_pickup *p);
+/* ims_pickup_dispatch - log the queued events in the caller's thread. Never blocks. Returns
+ * the number logged. */
+size_t ims_pickup_dispatch(ims_pickup *p);
+/* ims_pickup_get_stats - counters since start. Thread-safe. */
+void ims_pickup_get_stats(ims_pickup *p, ims_pickup_stats *st);
+/* ims_pickup_stop - stop the thread (after the batch it is on, at most IMS_PICKUP_IN_FLIGHT
+ * files), log what is queued, free. A
+ * message whose commit is still pending is left to the spool: its callback, whenever it
+ * runs (ims_spool_dispatch or ims_spool_close), is harmless, and its claim goes (committed)
+ * or stays for the next start (failed). Call before ims_spool_close. NULL is fine. */
+void ims_pickup_stop(ims_pickup *p);
 
 #endif

@@ -1064,25 +1064,16 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, boo
     }
     t->to.address = m->f.sender;
     t->to.route = route.kind;
-    if (route.kind == IMS_ROUTE_LOCAL) {
-        int w = snprintf(t->to_maildir, sizeof t->to_maildir, "%s/%s", q->store_dir, route.alias);
-        if (w < 0 || (size_t)w >= sizeof t->to_maildir) {
-            task_free(t);
-            return;
-        }
-        t->to.maildir = t->to_maildir;
-    } else if (route.kind == IMS_ROUTE_DNS) {
-        snprintf(t->to_dest, sizeof t->to_dest, "%s", route.host);
-        t->to.dest = t->to_dest;
-    } else {
-        bool v6 = strchr(route.host, ':') != NULL;
-        if (route.literal)
-            snprintf(t->to_dest, sizeof t->to_dest, "[%s%s]:%u", v6 ? "IPv6:" : "", route.host,
-                     route.port);
-        else
-            snprintf(t->to_dest, sizeof t->to_dest, "%s:%u", route.host, route.port);
-        t->to.dest = t->to_dest;
+    char *where = route.kind == IMS_ROUTE_LOCAL ? t->to_maildir : t->to_dest;
+    if (ims_route_dest(&route, q->store_dir, where,
+                       route.kind == IMS_ROUTE_LOCAL ? sizeof t->to_maildir : sizeof t->to_dest)) {
+        task_free(t);
+        return;
     }
+    if (route.kind == IMS_ROUTE_LOCAL)
+        t->to.maildir = t->to_maildir;
+    else
+        t->to.dest = t->to_dest;
     time_t now = time(NULL);
     for (size_t i = 0; i < n; i++) {
         ims_spool_rcpt_rec *r = &m->f.rcpts[idx[i]];

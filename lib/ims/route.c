@@ -5,12 +5,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 struct ims_router {
+    pthread_mutex_t lock; /* one caller at a time in the directory (and its reg_ctx) */
     directory *dir;
     char admin[DIR_MAX_ALIAS + 1]; /* AdministratorMailbox */
     char smart_host[IMS_HOST_MAX]; /* "" = DNS */
@@ -75,6 +77,7 @@ int ims_router_new(const ims_settings *s, directory *d, ims_router **out)
     ims_router *r = calloc(1, sizeof *r);
     if (!r)
         return ENOMEM;
+    pthread_mutex_init(&r->lock, NULL);
     r->dir = d;
     snprintf(r->admin, sizeof r->admin, "%s", s->administrator_mailbox);
     snprintf(r->smart_host, sizeof r->smart_host, "%s", s->smart_host);
@@ -100,6 +103,7 @@ void ims_router_free(ims_router *r)
         return;
     free(r->routes);
     free(r->domains);
+    pthread_mutex_destroy(&r->lock);
     free(r);
 }
 
@@ -110,12 +114,20 @@ static const char *entry_for(const ims_router *r, const char *domain)
     return i < 0 ? NULL : r->routes[i].host;
 }
 
-bool ims_router_is_local(ims_router *r, const char *domain)
+static bool is_local(ims_router *r, const char *domain)
 {
     if (dir_is_local_domain(r->dir, domain))
         return true;
     const char *h = entry_for(r, domain);
     return h && !strcasecmp(h, IMS_ROUTING_INBOUND);
+}
+
+bool ims_router_is_local(ims_router *r, const char *domain)
+{
+    pthread_mutex_lock(&r->lock);
+    bool local = is_local(r, domain);
+    pthread_mutex_unlock(&r->lock);
+    return local;
 }
 
 /* admin_mailbox - the administrator's mailbox, for postmaster. 0, ENOENT or ENOMEM. */
@@ -131,9 +143,8 @@ static int admin_mailbox(ims_router *r, ims_route *out)
     return 0;
 }
 
-int ims_router_route(ims_router *r, const char *address, ims_route *out)
+static int route(ims_router *r, const char *address, ims_route *out)
 {
-    memset(out, 0, sizeof *out);
     const char *at = strrchr(address, '@');
     if (!at) {
         /* RFC 5321 4.5.1: "<postmaster>" with no domain is ours, in any case. */
@@ -143,7 +154,7 @@ int ims_router_route(ims_router *r, const char *address, ims_route *out)
         return admin_mailbox(r, out);
     }
     const char *domain = at + 1;
-    if (ims_router_is_local(r, domain)) {
+    if (is_local(r, domain)) {
         out->kind = IMS_ROUTE_LOCAL;
         char *alias = NULL;
         int e = dir_lookup(r->dir, address, &alias);
@@ -167,4 +178,37 @@ int ims_router_route(ims_router *r, const char *address, ims_route *out)
     out->kind = IMS_ROUTE_SMARTHOST;
     /* Checked when the settings were loaded; a value that slipped through is no route. */
     return ims_host_parse(h, out->host, &out->literal, &out->port) ? EINVAL : 0;
+}
+
+int ims_router_route(ims_router *r, const char *address, ims_route *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&r->lock);
+    int e = route(r, address, out);
+    pthread_mutex_unlock(&r->lock);
+    return e;
+}
+
+int ims_route_dest(const ims_route *rt, const char *store_dir, char *out, size_t n)
+{
+    int k;
+    switch (rt->kind) {
+    case IMS_ROUTE_LOCAL:
+        k = snprintf(out, n, "%s/%s", store_dir, rt->alias);
+        break;
+    case IMS_ROUTE_DNS:
+        k = snprintf(out, n, "%s", rt->host);
+        break;
+    case IMS_ROUTE_SMARTHOST:
+        if (rt->literal && strchr(rt->host, ':'))
+            k = snprintf(out, n, "[IPv6:%s]:%u", rt->host, (unsigned)rt->port);
+        else if (rt->literal)
+            k = snprintf(out, n, "[%s]:%u", rt->host, (unsigned)rt->port);
+        else
+            k = snprintf(out, n, "%s:%u", rt->host, (unsigned)rt->port);
+        break;
+    default:
+        k = -1;
+    }
+    return k < 0 || (size_t)k >= n ? ENAMETOOLONG : 0;
 }

@@ -46,6 +46,7 @@ struct ims_spool_msg {
     time_t time;
     buf track; /* for the 1012 lines: sender, client ip, host, then each recipient, NUL-ended */
     size_t nrcpt;
+    char *pickup; /* MTS-OUT's claim name, or NULL */
 };
 
 typedef struct spool_event {
@@ -61,6 +62,7 @@ struct ims_spool {
     char *root;
     char host[SPOOL_HOST_MAX];
     int in_fd, work_fd, efd; /* work_fd carries the lock that keeps a second spool out */
+    int pickup_fd;           /* MTS-OUT's claim directory, or -1 */
     ims_log *log;
     unsigned window_us;
     ims_tracking *tracking;
@@ -200,7 +202,7 @@ static int envelope_check(const ims_envelope *env)
         (env->client_ip && smtp_ip_parse(env->client_ip, &ip)) ||
         (env->helo && !ims_spool_field_ok(env->helo, false)) ||
         (env->host && !ims_spool_field_ok(env->host, false)) || !opt_ok(env->envid) ||
-        !opt_ok(env->ret))
+        !opt_ok(env->ret) || (env->pickup && !ims_spool_pickup_name_ok(env->pickup)))
         return EINVAL;
     for (size_t i = 0; i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
@@ -230,6 +232,8 @@ static int format_envelope(ims_spool_msg *m, const ims_envelope *env, const char
         rc = buf_printf(b, "envid %s\n", env->envid);
     if (!rc && env->ret && *env->ret)
         rc = buf_printf(b, "ret %s\n", env->ret);
+    if (!rc && env->pickup)
+        rc = buf_printf(b, "pickup %s\n", env->pickup);
     for (size_t i = 0; !rc && i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
         rc = buf_printf(b, "rcpt %s\t%s\t%s\t%s%s\n", or_dash(r->notify), or_dash(r->orcpt),
@@ -261,6 +265,7 @@ static void msg_free(ims_spool_msg *m)
         close(m->fd);
     buf_free(&m->data);
     buf_free(&m->track);
+    free(m->pickup);
     free(m);
 }
 
@@ -314,7 +319,9 @@ int ims_spool_begin(ims_spool *sp, const ims_envelope *env, ims_spool_msg **out)
     m->fd = -1;
     m->time = env->time ? env->time : time(NULL);
     new_id(sp, m->id);
-    if ((rc = format_envelope(m, env, env->host ? env->host : sp->host))) {
+    if ((env->pickup && !(m->pickup = strdup(env->pickup))) ||
+        (rc = format_envelope(m, env, env->host ? env->host : sp->host))) {
+        rc = rc ? rc : ENOMEM;
         msg_free(m);
         return rc;
     }
@@ -450,6 +457,35 @@ static void track_received(ims_spool *sp, const ims_spool_msg *m)
                            m->content_len, ip, host);
 }
 
+/* release_claims - MTS-OUT's claims of the round's durable messages unlinked, and that made
+ * durable, before any of them may be delivered (and its spool file leave In). false when
+ * that failed: their messages then wait in In for the next open, which settles the claims
+ * before delivery starts. */
+static bool release_claims(ims_spool *sp, ims_spool_msg **ms, size_t n)
+{
+    if (sp->pickup_fd < 0)
+        return true;
+    size_t gone = 0;
+    int err = 0;
+    const char *which = "";
+    for (size_t i = 0; i < n; i++) {
+        if (ms[i]->err || !ms[i]->pickup)
+            continue;
+        if (unlinkat(sp->pickup_fd, ms[i]->pickup, 0) == 0)
+            gone++;
+        else if (errno != ENOENT && !err)
+            err = errno, which = ms[i]->pickup;
+    }
+    if (!err && gone && fsync(sp->pickup_fd))
+        err = errno, which = ".";
+    if (err)
+        spool_event_fmt(sp, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                        "Unable to remove the MTS-OUT claim %s of a spooled message: %s; the "
+                        "round's MTS-OUT messages are delivered at the next start",
+                        which, strerror(err));
+    return err == 0;
+}
+
 /* commit_round - make a round of written messages durable: fdatasync them together (in the
  * I/O pool), rename each into In, then one fsync of In for all of them. Only then is any of
  * them acknowledged (m->err 0). */
@@ -496,6 +532,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
                             "Unable to flush the folder %s/In: %s", sp->root, strerror(err));
         }
     }
+    bool claims_gone = release_claims(sp, ms, n);
     for (size_t i = 0; i < n; i++) {
         ims_spool_msg *m = ms[i];
         if (m->err) {
@@ -505,6 +542,8 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         }
         if (sp->tracking)
             track_received(sp, m);
+        if (m->pickup && !claims_gone)
+            continue; /* stays in In, undelivered, till the next open settles its claim */
         if (sp->deliverer && ims_deliverer_enqueue(sp->deliverer, m->id, false))
             spool_event_fmt(sp, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_WARNING, IMS_LEVEL_NONE,
                             "Message %s could not be queued for delivery (out of memory); it "
@@ -637,6 +676,8 @@ static void spool_free(ims_spool *sp)
         close(sp->efd);
     if (sp->in_fd >= 0)
         close(sp->in_fd);
+    if (sp->pickup_fd >= 0)
+        close(sp->pickup_fd);
     if (sp->work_fd >= 0)
         close(sp->work_fd);
     ims_tracking_close(sp->tracking);
@@ -679,7 +720,7 @@ static int open_dir(const char *root, const char *sub, int *fd)
 
 static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_options *opt)
 {
-    sp->in_fd = sp->work_fd = sp->efd = -1;
+    sp->in_fd = sp->work_fd = sp->efd = sp->pickup_fd = -1;
     pthread_mutex_init(&sp->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -717,12 +758,110 @@ static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_optio
     close(archive_fd);
     if (flock(sp->work_fd, LOCK_EX | LOCK_NB))
         return errno == EWOULDBLOCK ? EBUSY : errno;
+    if (opt->pickup_dir) {
+        if (mkdir(opt->pickup_dir, 0750) && errno != EEXIST)
+            return errno;
+        if ((sp->pickup_fd = open(opt->pickup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            return errno;
+    }
     sp->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sp->efd < 0)
         return errno;
     if (opt->tracking_dir && (rc = ims_tracking_open(opt->tracking_dir, &sp->tracking)))
         return rc;
     return ims_pool_start(opt->io_threads ? opt->io_threads : IMS_SPOOL_IO_THREADS, &sp->pool);
+}
+
+typedef struct claim {
+    char *name;
+    time_t ctime;
+} claim;
+
+static int claim_cmp(const void *a, const void *b)
+{
+    return strcmp(((const claim *)a)->name, ((const claim *)b)->name);
+}
+
+/* id_time - the seconds a queue id starts with (new_id). */
+static time_t id_time(const char *id)
+{
+    char hex[9];
+    memcpy(hex, id, 8);
+    hex[8] = 0;
+    return (time_t)strtoul(hex, NULL, 16);
+}
+
+/* settle_claims - MTS-OUT's claims whose messages are in In (a crash came between the In
+ * fsync and the claim's unlink) are unlinked, and that made durable, before delivery starts.
+ * Only spool files whose id's time is at least 2 s before the oldest claim's ctime (the
+ * rename that made the claim set it; 2 s for coarse timestamps) are read: a message spooled
+ * before its claim was made cannot be its. */
+static int settle_claims(ims_spool *sp, const ims_id_list *ids, size_t *settled)
+{
+    *settled = 0;
+    int dfd = dup(sp->pickup_fd);
+    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return errno;
+    }
+    claim *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    time_t oldest = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        struct stat st;
+        if (e->d_name[0] == '.' || fstatat(sp->pickup_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+            !S_ISREG(st.st_mode))
+            continue;
+        if (n == cap) {
+            claim *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v);
+            if (!nv) {
+                rc = ENOMEM;
+                break;
+            }
+            v = nv;
+        }
+        if (!(v[n].name = strdup(e->d_name))) {
+            rc = ENOMEM;
+            break;
+        }
+        v[n].ctime = st.st_ctim.tv_sec;
+        if (!n || v[n].ctime < oldest)
+            oldest = v[n].ctime;
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(v, n, sizeof *v, claim_cmp);
+    for (size_t i = 0; !rc && n && i < ids->n; i++) {
+        time_t t = id_time(ids->ids[i]);
+        if (t + 2 < oldest)
+            continue;
+        int fd = openat(sp->in_fd, ids->ids[i], O_RDONLY | O_CLOEXEC);
+        ims_spool_file f;
+        if (fd < 0)
+            continue;
+        int r = ims_spool_file_read(fd, &f);
+        close(fd);
+        if (r == ENOMEM)
+            rc = ENOMEM;
+        if (r)
+            continue;
+        claim key = {.name = f.pickup};
+        claim *c = f.pickup ? bsearch(&key, v, n, sizeof *v, claim_cmp) : NULL;
+        if (c && t + 2 >= c->ctime && unlinkat(sp->pickup_fd, c->name, 0) == 0)
+            (*settled)++;
+        ims_spool_file_free(&f);
+    }
+    if (!rc && *settled && fsync(sp->pickup_fd))
+        rc = errno;
+    for (size_t i = 0; i < n; i++)
+        free(v[i].name);
+    free(v);
+    return rc;
 }
 
 int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool **out)
@@ -740,6 +879,9 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
     if (!rc)
         rc =
             ims_spool_recover(sp->work_fd, sp->in_fd, sp->root, sp->log, &ids, &removed, &archived);
+    size_t settled = 0;
+    if (!rc && sp->pickup_fd >= 0)
+        rc = settle_claims(sp, &ids, &settled);
     if (!rc && opt->mts_in) {
         ims_deliver_config dc = {
             .root_dir = root_dir,
@@ -768,6 +910,12 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
             "Spool recovery in %s: %zu messages in In %s, %zu partial files removed "
             "from Work, %zu unreadable files moved to In/Archive",
             root_dir, ids.n, opt->mts_in ? "queued for delivery" : "kept", removed, archived);
+    if (!rc && settled)
+        ims_log_event(sp->log, IMS_EV_SPOOL_RECOVERED, IMS_CAT_INIT_TERM, IMS_SEV_INFO,
+                      IMS_LEVEL_MINIMUM,
+                      "Spool recovery in %s: %zu MTS-OUT claims in %s removed (their messages "
+                      "are in In)",
+                      root_dir, settled, opt->pickup_dir);
     free(ids.ids);
     if (rc) {
         if (sp->deliverer)

@@ -11,6 +11,7 @@
  *   IMS-SPOOL 2
  *   id <queue id>           time <unix seconds>      client <ip>     helo <name>
  *   host <our name>         from <reverse-path>      [envid <x>]     [ret <x>]
+ *   [pickup <name>]         (MTS-OUT: the message's claim file, ims_envelope's pickup)
  *   rcpt <notify|->\t<orcpt|->\t<address>\t<route>   (one per recipient, in order); route:
  *        /<maildir>          a mailbox of ours (IMS_ROUTE_LOCAL)
  *        dns:<domain>        the domain's mail exchangers (IMS_ROUTE_DNS)
@@ -59,6 +60,7 @@ typedef struct ims_spool_file {
     char id[IMS_QUEUE_ID_LEN + 1];
     time_t time;
     char *sender, *client_ip, *helo, *host, *envid, *ret;
+    char *pickup; /* MTS-OUT's claim name, or NULL */
     ims_spool_rcpt_rec *rcpts;
     size_t nrcpt;
     uint64_t content_off, content_len; /* where the content is in the file */
@@ -74,6 +76,10 @@ typedef struct ims_spool_file {
 /* ims_spool_field_ok - s fits on its line of the spool file and in a header: no CR, LF or
  * tab, at most IMS_SPOOL_MAX_FIELD bytes, empty only when may_be_empty. */
 bool ims_spool_field_ok(const char *s, bool may_be_empty);
+
+/* ims_spool_pickup_name_ok - name can be a claim file's name: a field, not empty, no '/',
+ * not starting with '.'. */
+bool ims_spool_pickup_name_ok(const char *name);
 
 /* ims_spool_file_read - parse the spool file open on fd. EBADMSG when it is not a spool file
  * of a known version or is cut short; an errno value for a read error. */

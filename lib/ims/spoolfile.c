@@ -36,8 +36,14 @@ bool ims_spool_field_ok(const char *s, bool may_be_empty)
     return s[n] == 0 && n <= IMS_SPOOL_MAX_FIELD && (n > 0 || may_be_empty);
 }
 
+bool ims_spool_pickup_name_ok(const char *name)
+{
+    return ims_spool_field_ok(name, false) && name[0] != '.' && !strchr(name, '/');
+}
+
 void ims_spool_file_free(ims_spool_file *f)
 {
+    free(f->pickup);
     free(f->sender);
     free(f->client_ip);
     free(f->helo);
@@ -180,6 +186,8 @@ static int parse_line(ims_spool_file *f, char *line, bool *have_time, bool *have
         return set_once(&f->ret, v);
     if (!strcmp(line, "rcpt"))
         return parse_rcpt(f, v);
+    if (!strcmp(line, "pickup") && f->version >= 2)
+        return ims_spool_pickup_name_ok(v) ? set_once(&f->pickup, v) : EBADMSG;
     return EBADMSG; /* versions 1 and 2 have no other keys */
 }
 

@@ -34,6 +34,8 @@ struct imsd_mail {
     struct event *spool_ev;
     imsd_outbound *outbound;
     ims_tracking *out_tracking;
+    ims_pickup *pickup; /* MTS-OUT */
+    struct event *pickup_ev;
     smtp_relay_policy relay;
     smtp_config cfg;
     ims_protolog *plog; /* NULL: protocol logging off */
@@ -194,19 +196,14 @@ static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls
     if (e)
         return 451;
     char path[PATH_MAX];
-    int n;
     /* What is attached says where the recipient goes: "/<maildir>", "dns:<domain>" or
      * "smarthost:<host spec>" (data_begin takes it apart). */
-    if (route.kind == IMS_ROUTE_DNS)
-        n = snprintf(path, sizeof path, "dns:%s", route.host);
-    else if (route.kind == IMS_ROUTE_SMARTHOST && route.literal)
-        n = snprintf(path, sizeof path, "smarthost:[%s%s]:%u",
-                     strchr(route.host, ':') ? "IPv6:" : "", route.host, route.port);
-    else if (route.kind == IMS_ROUTE_SMARTHOST)
-        n = snprintf(path, sizeof path, "smarthost:%s:%u", route.host, route.port);
-    else
-        n = snprintf(path, sizeof path, "%s/%s", m->store_dir, route.alias);
-    if (n < 0 || (size_t)n >= sizeof path)
+    const char *prefix = route.kind == IMS_ROUTE_DNS         ? "dns:"
+                         : route.kind == IMS_ROUTE_SMARTHOST ? "smarthost:"
+                                                             : "";
+    size_t plen = strlen(prefix);
+    memcpy(path, prefix, plen);
+    if (ims_route_dest(&route, m->store_dir, path + plen, sizeof path - plen))
         return 451;
     if (!(*data = strdup(path)))
         return 451;
@@ -524,6 +521,42 @@ static void spool_ready(evutil_socket_t fd, short what, void *arg)
     ims_spool_dispatch(m->spool);
 }
 
+static void pickup_ready(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct imsd_mail *m = arg;
+    ims_pickup_dispatch(m->pickup);
+}
+
+/* pickup_start - MTS-OUT's thread, once the router is no longer used here but through it. */
+static int pickup_start(struct imsd_mail *m, const char *gateway, const char *mts_out)
+{
+    char bad[PATH_MAX];
+    snprintf(bad, sizeof bad, "%s/.Bad", gateway);
+    ims_pickup_options po = {0};
+    po.mts_out = mts_out;
+    po.bad = bad;
+    po.store_dir = m->store_dir;
+    po.host = m->fqdn;
+    po.spool = m->spool;
+    po.router = m->router;
+    po.log = m->srv->log;
+    po.max_size = m->srv->settings->outbound_size_limit;
+    int e = ims_pickup_start(&po, &m->pickup);
+    if (!e) {
+        m->pickup_ev = event_new(m->srv->base, ims_pickup_fd(m->pickup), EV_READ | EV_PERSIST,
+                                 pickup_ready, m);
+        if (!m->pickup_ev || event_add(m->pickup_ev, NULL))
+            e = ENOMEM;
+    }
+    if (e)
+        ims_log_event(m->srv->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE, "Unable to start taking mail from %s: %s", mts_out,
+                      strerror(e));
+    return e;
+}
+
 int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
 {
     const ims_settings *s = srv->settings;
@@ -540,8 +573,11 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         what = "the router";
         e = ims_router_new(s, m->dir, &m->router);
     }
-    char mts_in[PATH_MAX], tracking[PATH_MAX];
+    char mts_in[PATH_MAX], tracking[PATH_MAX], mts_out[PATH_MAX], claims[PATH_MAX];
     snprintf(mts_in, sizeof mts_in, "%s/.MTS-IN", gateway);
+    snprintf(mts_out, sizeof mts_out, "%s/.MTS-OUT", gateway);
+    if (ims_pickup_claim_dir(mts_out, claims, sizeof claims))
+        e = ENAMETOOLONG;
     snprintf(tracking, sizeof tracking, "%s/Tracking.log", reg_ctx_root_dir(reg));
     if (!e) {
         /* The outbound queue first: the spool hands messages over to it from its start. */
@@ -571,6 +607,7 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         opt.tracking_dir = tracking;
         opt.host = m->fqdn;
         opt.log = srv->log;
+        opt.pickup_dir = claims;
         what = "the spool";
         e = ims_spool_open(s->root_dir, &opt, &m->spool);
     }
@@ -651,6 +688,10 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
                       "mail for postmaster is refused until it is made (imsadm mailbox add %s "
                       "--address postmaster@<domain>)",
                       s->administrator_mailbox, s->administrator_mailbox);
+    if (pickup_start(m, gateway, mts_out)) {
+        imsd_mail_close(srv);
+        return IMS_EV_INTERNAL;
+    }
     return IMS_OK;
 }
 
@@ -659,6 +700,9 @@ void imsd_mail_close(imsd_server *srv)
     struct imsd_mail *m = srv->mail;
     if (!m)
         return;
+    if (m->pickup_ev)
+        event_free(m->pickup_ev);
+    ims_pickup_stop(m->pickup); /* before the spool closes */
     if (m->spool_ev)
         event_free(m->spool_ev);
     ims_protolog_close(m->plog);

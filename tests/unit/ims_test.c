@@ -280,6 +280,10 @@ static void test_router(void **state)
     assert_int_equal(ims_router_route(r, "ALICE@IMS.TEST", &rt), 0);
     assert_int_equal(rt.kind, IMS_ROUTE_LOCAL);
     assert_string_equal(rt.alias, "alice");
+    char dest[64];
+    assert_int_equal(ims_route_dest(&rt, "/s", dest, sizeof dest), 0);
+    assert_string_equal(dest, "/s/alice");
+    assert_int_equal(ims_route_dest(&rt, "/s", dest, 8), ENAMETOOLONG);
     assert_int_equal(ims_router_route(r, "nobody@ims.test", &rt), ENOENT);
     assert_int_equal(ims_router_route(r, "postmaster@ims.test", &rt), ENOENT);
     assert_int_equal(ims_router_route(r, "alice", &rt), EINVAL);
@@ -301,9 +305,13 @@ static void test_router(void **state)
     assert_string_equal(rt.host, "192.0.2.25");
     assert_true(rt.literal);
     assert_int_equal(rt.port, 2525);
+    assert_int_equal(ims_route_dest(&rt, "/s", dest, sizeof dest), 0);
+    assert_string_equal(dest, "[192.0.2.25]:2525");
     assert_int_equal(ims_router_route(r, "u@y.x.sea.com", &rt), 0);
     assert_int_equal(rt.kind, IMS_ROUTE_DNS);
     assert_string_equal(rt.host, "y.x.sea.com");
+    assert_int_equal(ims_route_dest(&rt, "/s", dest, sizeof dest), 0);
+    assert_string_equal(dest, "y.x.sea.com");
     assert_int_equal(ims_router_route(r, "u@chelsea.com", &rt), 0);
     assert_int_equal(rt.kind, IMS_ROUTE_DNS);
     assert_int_equal(ims_router_route(r, "u@bad.example", &rt), 0); /* its entry was skipped */
@@ -312,6 +320,8 @@ static void test_router(void **state)
     assert_int_equal(rt.kind, IMS_ROUTE_SMARTHOST);
     assert_string_equal(rt.host, "relay.example");
     assert_int_equal(rt.port, 26);
+    assert_int_equal(ims_route_dest(&rt, "/s", dest, sizeof dest), 0);
+    assert_string_equal(dest, "relay.example:26");
     ims_router_free(r);
     /* SmartHost: every remote domain without an entry; <dns> entries still go to DNS. */
     reg_key *par;
@@ -323,6 +333,8 @@ static void test_router(void **state)
     assert_int_equal(rt.kind, IMS_ROUTE_SMARTHOST);
     assert_string_equal(rt.host, "::1");
     assert_int_equal(rt.port, 2600);
+    assert_int_equal(ims_route_dest(&rt, "/s", dest, sizeof dest), 0);
+    assert_string_equal(dest, "[IPv6:::1]:2600");
     assert_int_equal(ims_router_route(r, "u@x.sea.com", &rt), 0);
     assert_int_equal(rt.kind, IMS_ROUTE_DNS);
     ims_router_free(r);
