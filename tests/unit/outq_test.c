@@ -1,0 +1,343 @@
+/* outq_test.c - the outbound queue (lib/ims outq.c) with a real spool and directory: a
+ * relayed message is handed over from In to Out, given out as a job, and what its results
+ * say is recorded and done: delivered (the file goes), deferred (retried on the schedule),
+ * failed (an NDR into the sender's mailbox), a destination that cannot be reached. */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ims/ims.h"
+#include "regfx.h"
+#include "store/store.h"
+
+#define WAIT_MS 10000 /* the longest any wait here may take */
+
+struct oq {
+    struct fx *fx;
+    char root[128], mts_in[160], store[128];
+    directory *dir;
+    ims_router *router;
+    ims_settings s;
+    ims_spool *spool;
+    ims_outq *q;
+    ims_outq_dest *ready; /* the last destination the queue said is ready */
+    int done;             /* job_finish callbacks run */
+};
+
+static void on_ready(void *arg, ims_outq_dest *d)
+{
+    ((struct oq *)arg)->ready = d;
+}
+
+static void on_done(void *arg)
+{
+    ((struct oq *)arg)->done++;
+}
+
+static void oq_open(struct oq *o)
+{
+    ims_outq_options qo = {.settings = &o->s,
+                           .router = o->router,
+                           .log = &o->fx->log,
+                           .host = "gw.ims.test",
+                           .store_dir = o->store,
+                           .bad_dir = o->store,
+                           .ready = on_ready,
+                           .ready_arg = o};
+    assert_int_equal(ims_outq_open(o->root, &qo, &o->q), 0);
+    ims_spool_options so = {.mts_in = o->mts_in,
+                            .host = "gw.ims.test",
+                            .handover = ims_outq_handover,
+                            .handover_arg = o->q};
+    assert_int_equal(ims_spool_open(o->root, &so, &o->spool), 0);
+    ims_outq_set_spool(o->q, o->spool);
+}
+
+static void oq_close(struct oq *o)
+{
+    ims_outq_stop(o->q);
+    ims_spool_close(o->spool);
+    ims_outq_close(o->q);
+    o->q = NULL;
+    o->spool = NULL;
+}
+
+static void setup_oq(struct oq *o, struct fx *fx)
+{
+    memset(o, 0, sizeof *o);
+    o->fx = fx;
+    snprintf(o->root, sizeof o->root, "%s/imcdata", fx->dir);
+    snprintf(o->store, sizeof o->store, "%s/store", fx->dir);
+    snprintf(o->mts_in, sizeof o->mts_in, "%s/store/gw/.MTS-IN", fx->dir);
+    dir_err err;
+    assert_int_equal(dir_open(fx->reg, &o->dir), 0);
+    assert_int_equal(dir_domain_add(o->dir, "ims.test", &err), 0);
+    const char *alice[] = {"alice@ims.test"};
+    assert_int_equal(dir_mailbox_add(o->dir, "alice", NULL, alice, 1, NULL, &err), 0);
+    store *st;
+    assert_int_equal(store_open(o->store, true, &st), 0);
+    assert_int_equal(store_mailbox_ensure(st, "alice", NULL), 0);
+    store_close(st);
+    ims_settings_defaults(&o->s, fx->dir);
+    o->s.retry_ms[0] = 50; /* retries at once, for the test */
+    o->s.nretry = 1;
+    assert_int_equal(ims_router_new(&o->s, o->dir, &o->router), 0);
+    oq_open(o);
+}
+
+static void teardown_oq(struct oq *o)
+{
+    if (o->q)
+        oq_close(o);
+    ims_router_free(o->router);
+    dir_close(o->dir);
+}
+
+/* pump - run both sides' dispatch until pred holds (bounded). */
+static bool pump(struct oq *o, bool (*pred)(struct oq *))
+{
+    for (int i = 0; i < WAIT_MS / 5; i++) {
+        ims_spool_dispatch(o->spool);
+        ims_outq_dispatch(o->q, ims_clock_ms());
+        if (pred(o))
+            return true;
+        usleep(5000);
+    }
+    return false;
+}
+
+static bool has_ready(struct oq *o)
+{
+    return o->ready && ims_outq_dest_ready(o->ready) > 0;
+}
+
+static bool one_done(struct oq *o)
+{
+    return o->done > 0;
+}
+
+static size_t count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.' && e->d_type == DT_REG)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static bool out_empty(struct oq *o)
+{
+    char p[200];
+    snprintf(p, sizeof p, "%s/Out", o->root);
+    return count_files(p) == 0;
+}
+
+static bool alice_has_mail(struct oq *o)
+{
+    char p[200];
+    snprintf(p, sizeof p, "%s/alice/new", o->store);
+    return count_files(p) > 0;
+}
+
+static void submit(struct oq *o, const char *from, const char *to)
+{
+    ims_rcpt r = {.address = to, .route = IMS_ROUTE_DNS, .dest = strchr(to, '@') + 1};
+    ims_envelope e = {.sender = from,
+                      .rcpts = &r,
+                      .nrcpt = 1,
+                      .client_ip = "192.0.2.9",
+                      .helo = "client.example"};
+    const char *msg = "Subject: hello\r\nFrom: <a@ims.test>\r\n\r\nbody\r\n";
+    assert_int_equal(ims_spool_submit(o->spool, &e, msg, strlen(msg), NULL, NULL), 0);
+}
+
+static char *read_job(ims_outq_job *j, size_t *len)
+{
+    const smtp_client_msg *m = ims_outq_job_msg(j);
+    char *p = malloc(m->size + 1);
+    size_t got = 0, n;
+    while (got < m->size && m->read(m->read_arg, p + got, m->size - got, &n) == 0 && n)
+        got += n;
+    p[got] = 0;
+    *len = got;
+    return p;
+}
+
+static smtp_result reply(smtp_outcome o, unsigned code, const char *enh, const char *text)
+{
+    smtp_result r = {.outcome = o, .stage = SMTP_STAGE_DOT, .code = code};
+    snprintf(r.enh, sizeof r.enh, "%s", enh);
+    snprintf(r.text, sizeof r.text, "%s", text);
+    return r;
+}
+
+/* Delivered: the job carries the envelope and the content with our Received in front; its
+ * 250 is recorded, and the file leaves Out. */
+static void test_delivered(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    assert_true(pump(&o, has_ready));
+    assert_string_equal(ims_outq_dest_name(o.ready), "remote.test");
+    assert_int_equal(ims_outq_dest_route(o.ready), IMS_ROUTE_DNS);
+    ims_outq_job *j = ims_outq_take(o.q, o.ready);
+    assert_non_null(j);
+    assert_null(ims_outq_take(o.q, o.ready)); /* one message, one job */
+    const smtp_client_msg *m = ims_outq_job_msg(j);
+    assert_string_equal(m->from, "alice@ims.test");
+    assert_int_equal(m->nrcpt, 1);
+    assert_string_equal(m->rcpt[0].addr, "bob@remote.test");
+    size_t len;
+    char *data = read_job(j, &len);
+    assert_int_equal(strncmp(data, "Received: from client.example ([192.0.2.9])", 43), 0);
+    assert_non_null(strstr(data, "\r\n\r\nbody\r\n"));
+    free(data);
+    smtp_result ok = reply(SMTP_DELIVERED, 250, "2.0.0", "ok");
+    ims_outq_job_result(j, 0, &ok, "[127.0.0.2]");
+    ims_outq_job_finish(o.q, j, on_done, &o);
+    assert_true(pump(&o, one_done));
+    assert_true(pump(&o, out_empty));
+    ims_outq_stats st;
+    ims_outq_get_stats(o.q, &st);
+    assert_int_equal(st.delivered, 1);
+    assert_int_equal(st.messages, 0);
+    teardown_oq(&o);
+}
+
+/* Deferred: the 451 is a durable record, the recipient comes back after RetryInterval, and
+ * also after a restart of the queue. */
+static void test_deferred_then_delivered(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    assert_true(pump(&o, has_ready));
+    ims_outq_job *j = ims_outq_take(o.q, o.ready);
+    assert_non_null(j);
+    smtp_result busy = reply(SMTP_TRANSIENT, 451, "4.3.0", "try later");
+    ims_outq_job_result(j, 0, &busy, "[127.0.0.2]");
+    ims_outq_job_finish(o.q, j, on_done, &o);
+    assert_true(pump(&o, one_done));
+    /* The record is in the file. */
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/Out", o.root);
+    assert_int_equal(count_files(dir), 1);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while ((e = readdir(d)) && e->d_type != DT_REG)
+        ;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    closedir(d);
+    FILE *f = fopen(path, "rb");
+    char text[8192] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    assert_non_null(strstr(text, "defer 0\t1\t"));
+    assert_non_null(strstr(text, "[127.0.0.2]|451 4.3.0 try later"));
+    /* A restart finds it and schedules it again. */
+    oq_close(&o);
+    o.ready = NULL;
+    oq_open(&o);
+    assert_true(pump(&o, has_ready));
+    j = ims_outq_take(o.q, o.ready);
+    assert_non_null(j);
+    smtp_result ok = reply(SMTP_DELIVERED, 250, "2.0.0", "ok");
+    ims_outq_job_result(j, 0, &ok, "[127.0.0.2]");
+    o.done = 0;
+    ims_outq_job_finish(o.q, j, on_done, &o);
+    assert_true(pump(&o, one_done));
+    assert_true(pump(&o, out_empty));
+    teardown_oq(&o);
+}
+
+/* Failed: the 550 makes an NDR from <> to the sender, delivered into her mailbox; the file
+ * goes once the report is spooled. */
+static void test_failed_ndr(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    assert_true(pump(&o, has_ready));
+    ims_outq_job *j = ims_outq_take(o.q, o.ready);
+    smtp_result no = reply(SMTP_PERMANENT, 550, "5.1.1", "no such user");
+    ims_outq_job_result(j, 0, &no, "[127.0.0.2]");
+    ims_outq_job_finish(o.q, j, on_done, &o);
+    assert_true(pump(&o, one_done));
+    assert_true(pump(&o, alice_has_mail));
+    assert_true(pump(&o, out_empty));
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/alice/new", o.store);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while ((e = readdir(d)) && e->d_type != DT_REG)
+        ;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    closedir(d);
+    FILE *f = fopen(path, "rb");
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    assert_non_null(strstr(text, "Subject: Undeliverable: hello"));
+    assert_non_null(strstr(text, "Status: 5.1.1"));
+    assert_non_null(strstr(text, "Final-Recipient: rfc822;bob@remote.test"));
+    ims_outq_stats st;
+    ims_outq_get_stats(o.q, &st);
+    assert_int_equal(st.failed, 1);
+    assert_int_equal(st.reports, 1);
+    teardown_oq(&o);
+}
+
+/* A destination nobody answers at: its waiting recipients are deferred together, and it is
+ * left alone for a while (no job is given out at once). */
+static void test_dest_failed(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    o.s.retry_ms[0] = 60000; /* long enough not to come back during the test */
+    oq_close(&o);
+    oq_open(&o);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    submit(&o, "alice@ims.test", "carol@remote.test");
+    assert_true(pump(&o, has_ready));
+    /* both messages wait for the destination */
+    for (int i = 0; i < 400 && ims_outq_dest_ready(o.ready) < 2; i++)
+        pump(&o, has_ready), usleep(5000);
+    assert_int_equal(ims_outq_dest_ready(o.ready), 2);
+    smtp_result r = {.outcome = SMTP_TRANSIENT, .stage = SMTP_STAGE_GREETING, .local = true};
+    snprintf(r.enh, sizeof r.enh, "4.4.1");
+    snprintf(r.text, sizeof r.text, "connection refused");
+    ims_outq_dest_failed(o.q, o.ready, &r, "[127.0.0.3]", ims_clock_ms());
+    assert_int_equal(ims_outq_dest_ready(o.ready), 0);
+    assert_null(ims_outq_take(o.q, o.ready));
+    ims_outq_stats st;
+    ims_outq_get_stats(o.q, &st);
+    assert_int_equal(st.deferred, 2);
+    assert_int_equal(st.messages, 2);
+    teardown_oq(&o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_then_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_ndr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dest_failed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
