@@ -796,8 +796,10 @@ static void load_next(ims_outq *q)
         m->loading = false;
         content_request(q, m);
     }
-    memmove(q->loadq, q->loadq + i, (q->nloadq - i) * sizeof *q->loadq);
-    q->nloadq -= i;
+    if (i) {
+        memmove(q->loadq, q->loadq + i, (q->nloadq - i) * sizeof *q->loadq);
+        q->nloadq -= i;
+    }
 }
 
 /* expire_or_notice - a unit due at wall time `now`: its message's time-out fails what is
@@ -1677,6 +1679,7 @@ void ims_outq_close(ims_outq *q)
             job_free(t->job);
         task_free(t);
     }
+    ims_sched_fini(&q->sched); /* it touches the nodes: before the messages go */
     for (oq_msg *m = q->msgs, *next; m; m = next) {
         next = m->next;
         msg_free(m);
@@ -1686,7 +1689,6 @@ void ims_outq_close(ims_outq *q)
             next = d->hnext;
             free(d);
         }
-    ims_sched_fini(&q->sched);
     free(q->loadq);
     if (q->pool)
         ims_pool_stop(q->pool);

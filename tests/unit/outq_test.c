@@ -135,11 +135,14 @@ static size_t count_files(const char *dir)
     return n;
 }
 
+/* out_empty - Out has no file and the queue has taken note (its removal answered). */
 static bool out_empty(struct oq *o)
 {
     char p[200];
     snprintf(p, sizeof p, "%s/Out", o->root);
-    return count_files(p) == 0;
+    ims_outq_stats st;
+    ims_outq_get_stats(o->q, &st);
+    return count_files(p) == 0 && st.messages == 0;
 }
 
 static bool alice_has_mail(struct oq *o)
@@ -147,6 +150,25 @@ static bool alice_has_mail(struct oq *o)
     char p[200];
     snprintf(p, sizeof p, "%s/alice/new", o->store);
     return count_files(p) > 0;
+}
+
+/* read_first - the first regular file of dir into text (n bytes, terminated). */
+static void read_first(const char *dir, char *text, size_t n)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) && e->d_type != DT_REG)
+        ;
+    assert_non_null(e);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    closedir(d);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t got = fread(text, 1, n - 1, f);
+    text[got] = 0;
+    fclose(f);
 }
 
 static void submit(struct oq *o, const char *from, const char *to)
@@ -233,18 +255,8 @@ static void test_deferred_then_delivered(void **state)
     char dir[200];
     snprintf(dir, sizeof dir, "%s/Out", o.root);
     assert_int_equal(count_files(dir), 1);
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while ((e = readdir(d)) && e->d_type != DT_REG)
-        ;
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    closedir(d);
-    FILE *f = fopen(path, "rb");
-    char text[8192] = "";
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
-    fclose(f);
+    static char text[65536];
+    read_first(dir, text, sizeof text);
     assert_non_null(strstr(text, "defer 0\t1\t"));
     assert_non_null(strstr(text, "[127.0.0.2]|451 4.3.0 try later"));
     /* A restart finds it and schedules it again. */
@@ -280,18 +292,8 @@ static void test_failed_ndr(void **state)
     assert_true(pump(&o, out_empty));
     char dir[200];
     snprintf(dir, sizeof dir, "%s/alice/new", o.store);
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while ((e = readdir(d)) && e->d_type != DT_REG)
-        ;
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    closedir(d);
-    FILE *f = fopen(path, "rb");
     static char text[65536];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
-    fclose(f);
+    read_first(dir, text, sizeof text);
     assert_non_null(strstr(text, "Subject: Undeliverable: hello"));
     assert_non_null(strstr(text, "Status: 5.1.1"));
     assert_non_null(strstr(text, "Final-Recipient: rfc822;bob@remote.test"));
