@@ -1024,6 +1024,9 @@ void ims_spool_close(ims_spool *sp);
 #define IMS_TRACK_REPORT_GENERATED 1017
 
 #define IMS_OUTQ_LOAD_BUDGET (64u << 20) /* bytes of message content held in memory at once */
+#define IMS_OUTQ_PRELOAD_MAX                                                                       \
+    (1u << 20) /* a new message up to this size is read with its                                   \
+                * envelope (it is about to be sent) */
 #define IMS_OUTQ_DEAD_MS                                                                           \
     60000                      /* a destination that failed is left alone this long                \
                                 * (or until its next retry, when that is sooner) */

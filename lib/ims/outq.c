@@ -122,7 +122,9 @@ typedef struct oq_task {
     ims_spool_file f; /* T_ENV */
     ims_priority prio;
     unsigned hops;
-    char *content; /* T_CONTENT */
+    bool preload;  /* T_ENV: load the content too */
+    bool unlink;   /* T_COMMIT: every recipient is final: remove the file, not append */
+    char *content; /* T_CONTENT, T_ENV with preload */
     size_t clen;
     char text[OQ_EVENT_TEXT]; /* an event to log, when not empty */
     unsigned ev;
@@ -327,6 +329,24 @@ static unsigned count_hops(const char *h, size_t n)
     return k;
 }
 
+/* load_content - what goes out for f (open on fd): our Received, then the content. */
+static int load_content(int fd, const ims_spool_file *f, char **content, size_t *clen)
+{
+    buf b = BUF_INIT;
+    int err = received(f, &b);
+    size_t head = b.len;
+    err = err ? err : buf_reserve(&b, (size_t)f->content_len + 1);
+    if (!err)
+        err = read_all_at(fd, (char *)b.data + head, (size_t)f->content_len, f->content_off);
+    if (err) {
+        buf_free(&b);
+        return err;
+    }
+    *clen = head + (size_t)f->content_len;
+    *content = (char *)b.data;
+    return 0;
+}
+
 static void th_env(ims_outq *q, oq_task *t)
 {
     int fd = openat(q->out_fd, t->id, O_RDONLY | O_CLOEXEC);
@@ -335,7 +355,13 @@ static void th_env(ims_outq *q, oq_task *t)
         return;
     }
     t->err = ims_spool_file_read(fd, &t->f);
-    if (!t->err) {
+    /* A new message is about to be sent: its content comes along (one read, one hop). */
+    if (!t->err && t->preload && t->f.content_len <= IMS_OUTQ_PRELOAD_MAX &&
+        !load_content(fd, &t->f, &t->content, &t->clen)) {
+        t->prio = ims_priority_of_headers(t->content, t->clen);
+        unsigned h = count_hops(t->content, t->clen);
+        t->hops = h ? h - 1 : 0; /* ours is not a hop yet */
+    } else if (!t->err) {
         size_t n =
             t->f.content_len < IMS_HEADER_SCAN_MAX ? (size_t)t->f.content_len : IMS_HEADER_SCAN_MAX;
         char *h = malloc(n + 1);
@@ -366,18 +392,7 @@ static void th_content(ims_outq *q, oq_task *t)
     ims_spool_file f;
     t->err = ims_spool_file_read(fd, &f);
     if (!t->err) {
-        buf b = BUF_INIT;
-        t->err = received(&f, &b);
-        size_t head = b.len;
-        t->err = t->err ? t->err : buf_reserve(&b, (size_t)f.content_len + 1);
-        if (!t->err)
-            t->err = read_all_at(fd, (char *)b.data + head, (size_t)f.content_len, f.content_off);
-        if (!t->err) {
-            t->clen = head + (size_t)f.content_len;
-            t->content = (char *)b.data;
-        } else {
-            buf_free(&b);
-        }
+        t->err = load_content(fd, &f, &t->content, &t->clen);
         ims_spool_file_free(&f);
     }
     close(fd);
@@ -394,11 +409,18 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
         free(errs);
         return;
     }
-    size_t k = 0;
+    size_t k = 0, unlinked = 0;
     for (size_t i = 0; i < n; i++) {
         oq_task *t = ts[i];
         int fd = -1;
-        if (t->recs.len) {
+        if (t->unlink) {
+            /* The file's removal is the record: made durable by the one fsync of Out below,
+             * for every message the round finishes. */
+            if (unlinkat(q->out_fd, t->id, 0) && errno != ENOENT)
+                t->err = errno;
+            else
+                unlinked++;
+        } else if (t->recs.len) {
             fd = openat(q->out_fd, t->id, O_WRONLY | O_APPEND | O_CLOEXEC);
             if (fd < 0)
                 t->err = errno;
@@ -413,6 +435,11 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
         ts[i]->clen = fd >= 0 ? k : 0; /* its slot + 1 */
     }
     ims_pool_sync(q->pool, fds, errs, k, true);
+    int sync_err = unlinked && fsync(q->out_fd) ? errno : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i]->unlink && !ts[i]->err)
+            ts[i]->err = sync_err;
+    }
     for (size_t i = 0; i < n; i++) {
         oq_task *t = ts[i];
         if (t->clen) {
@@ -904,6 +931,12 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
     m->f = t->f;
     memset(&t->f, 0, sizeof t->f);
     m->prio = t->prio;
+    if (t->content) {
+        m->content = t->content;
+        m->clen = t->clen;
+        q->loaded_bytes += m->clen;
+        t->content = NULL;
+    }
     m->units = calloc(m->f.nrcpt, sizeof *m->units);
     if (!m->units) {
         msg_free(m);
@@ -1118,6 +1151,18 @@ static void job_free(ims_outq_job *j)
     free(j);
 }
 
+/* msg_gone - its file is removed: the message leaves the queue. */
+static void msg_gone(ims_outq *q, oq_msg *m)
+{
+    for (size_t i = 0; i < m->nunits; i++)
+        ims_sched_remove(&q->sched, &m->units[i].node);
+    msg_unlink(q, m);
+    q->st.messages--;
+    if (m->content)
+        q->loaded_bytes -= m->clen;
+    msg_free(m);
+}
+
 static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
 {
     oq_msg *m = t->m;
@@ -1200,6 +1245,22 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
         } else {
             m->busy--;
         }
+        if (t->unlink) {
+            if (!t->err) {
+                msg_gone(q, m);
+                break;
+            }
+            /* The removal failed: the records go in the file after all, and the file is
+             * removed later the usual way. */
+            m->removing = false;
+            oq_task *c = task_new(T_COMMIT, m);
+            if (c) {
+                c->recs = t->recs;
+                t->recs = (buf)BUF_INIT;
+                m->busy++;
+                post(q, c);
+            }
+        }
         content_drop(q, m);
         msg_check_done(q, m);
         break;
@@ -1267,13 +1328,7 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
                           IMS_LEVEL_NONE, "Unable to remove %s/Out/%s: %s", q->root, m->id,
                           strerror(t->err));
         }
-        for (size_t i = 0; i < m->nunits; i++)
-            ims_sched_remove(&q->sched, &m->units[i].node);
-        msg_unlink(q, m);
-        q->st.messages--;
-        if (m->content)
-            q->loaded_bytes -= m->clen;
-        msg_free(m);
+        msg_gone(q, m);
         break;
     }
     task_free(t);
@@ -1311,6 +1366,7 @@ void ims_outq_handover(void *arg, const char *qid)
     if (!t)
         return; /* found at the next start */
     snprintf(t->id, sizeof t->id, "%s", qid);
+    t->preload = true;
     post(q, t);
 }
 
@@ -1532,6 +1588,23 @@ void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const 
     snprintf(j->res[i].remote, sizeof j->res[i].remote, "%s", remote ? remote : "");
 }
 
+/* finishes - the job of unit u that just got its results is the message's last business:
+ * every recipient is final and reported, nothing else of it is in flight. Then the file's
+ * removal is its record (one directory sync for the round, instead of one per file). */
+static bool finishes(const oq_msg *m, const oq_unit *u)
+{
+    if (m->busy != 1 || m->reports || m->loading || m->removing || u->jobs != 1 ||
+        u->taken < u->ntodo)
+        return false;
+    for (size_t i = 0; i < m->f.nrcpt; i++) {
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        if (r->route != IMS_ROUTE_LOCAL &&
+            (!final(r) || (r->state == IMS_RCPT_FAILED && !r->reported)))
+            return false;
+    }
+    return true;
+}
+
 void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), void *arg)
 {
     oq_msg *m = j->u->m;
@@ -1568,6 +1641,9 @@ void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), 
     t->job = j;
     t->done = done;
     t->arg = arg;
+    t->unlink = !nfails && finishes(m, j->u);
+    if (t->unlink)
+        m->removing = true;
     m->busy++;
     post(q, t);
     if (nfails)

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -556,6 +557,10 @@ static int conn_connect(ob_conn *k)
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    /* The end of a message is a small write after a large one: without this, Nagle holds it
+     * until the peer's (delayed) acknowledgement of the rest. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     k->bev = bufferevent_socket_new(ob->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!k->bev) {
         close(fd);
