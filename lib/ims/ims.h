@@ -244,6 +244,7 @@ typedef struct ims_settings {
     uint32_t max_messages_per_connection;    /* MaxMessagesPerConnection: 100, 0 = none */
     uint32_t disable_loopback_connections;   /* DisableLoopbackConnections: 1 */
     uint32_t outbound_port;                  /* OutboundPort: 25, where DNS routes connect */
+    uint32_t admin_ndr_copy;                 /* AdminNdrCopy: 0 (ambiguous address only), 1 all */
     char dns_servers[IMS_DNS_MAX_SERVERS][IMS_RELAY_LINE_MAX]; /* DnsServers lines, valid */
     size_t ndns_servers;
     struct ims_route_entry {
@@ -1102,6 +1103,9 @@ const char *ims_outq_job_id(const ims_outq_job *j); /* the queue id */
 /* ims_outq_job_result - recipient i of the job's message (smtp_client_msg order) got r from
  * remote ("[ip]" or a name). */
 void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const char *remote);
+/* ims_outq_job_peer_dsn - the peer offered DSN (RFC 3461): receipts are its business; else
+ * a recipient with NOTIFY=SUCCESS gets a "relayed" report from us. */
+void ims_outq_job_peer_dsn(ims_outq_job *j, bool offered);
 /* ims_outq_job_finish - every recipient has its result: the records are made durable, then
  * done(arg) is called from ims_outq_dispatch and the job is gone. Recipients without a result
  * are deferred ("4.4.2 not attempted"). */

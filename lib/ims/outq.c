@@ -76,7 +76,8 @@ struct ims_outq_job {
     size_t n;
     smtp_client_msg msg;
     smtp_client_rcpt *rc;
-    size_t off; /* read position in the content */
+    size_t off;    /* read position in the content */
+    bool peer_dsn; /* the peer offered DSN: it sends the receipts, not we */
     struct oq_res {
         bool have;
         smtp_result r;
@@ -115,8 +116,10 @@ typedef struct oq_task {
     } * rt;       /* the strings rr points at: the task's own (a record's text may change) */
     bool spooled; /* T_REPORT: the spool took it (its callback answered) */
     bool nothing; /* T_REPORT: nothing to report (NOTIFY, an automatic message) */
-    ims_rcpt to;
-    char to_dest[IMS_HOST_MAX], to_maildir[PATH_MAX];
+    ims_report_action action;
+    ims_rcpt to, to2; /* the sender; the administrator's copy (admin_copy) */
+    bool admin_copy;
+    char to_dest[IMS_HOST_MAX], to_maildir[PATH_MAX], admin_maildir[PATH_MAX];
     /* answers */
     int err;
     ims_spool_file f; /* T_ENV */
@@ -517,9 +520,10 @@ static void th_report(ims_outq *q, oq_task *t)
     close(fd);
     if (!t->err) {
         ims_envelope e = {0};
+        ims_rcpt both[2] = {t->to, t->to2};
         e.sender = "";
-        e.rcpts = &t->to;
-        e.nrcpt = 1;
+        e.rcpts = both;
+        e.nrcpt = t->admin_copy ? 2 : 1;
         e.host = q->host;
         e.helo = q->host;
         t->err = ims_spool_submit(q->spool, &e, w.b.data, w.b.len, report_spooled, t);
@@ -733,7 +737,8 @@ static void unit_schedule(ims_outq *q, oq_unit *u, uint64_t due)
         u->st = U_WAIT; /* out of memory: it waits for the next start */
 }
 
-static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, bool delayed);
+static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
+                        ims_report_action action);
 
 /* msg_check_done - when every recipient is final and reported, the file goes. */
 static void msg_check_done(ims_outq *q, oq_msg *m)
@@ -871,7 +876,7 @@ static bool expire_or_notice(ims_outq *q, oq_unit *u, time_t now)
             } else {
                 buf_free(&recs);
             }
-            report_post(q, m, idx, n, false);
+            report_post(q, m, idx, n, IMS_REPORT_FAILED);
         } else {
             buf_free(&recs);
         }
@@ -888,7 +893,7 @@ static bool expire_or_notice(ims_outq *q, oq_unit *u, time_t now)
             }
         }
         if (n)
-            report_post(q, m, idx, n, true);
+            report_post(q, m, idx, n, IMS_REPORT_DELAYED);
     }
     free(idx);
     return false;
@@ -916,6 +921,28 @@ static void unit_due(ims_outq *q, oq_unit *u, uint64_t now)
         unit_ready(q, u, now);
     else
         content_request(q, u->m);
+}
+
+/* fail_pending - every remote recipient not final fails with text (recorded; the reports
+ * follow from msg_add's check of unreported failures). */
+static void fail_pending(ims_outq *q, oq_msg *m, const char *text)
+{
+    oq_task *c = task_new(T_COMMIT, m);
+    if (!c)
+        return;
+    for (size_t i = 0; i < m->f.nrcpt; i++) {
+        ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        if (r->route == IMS_ROUTE_LOCAL || final(r))
+            continue;
+        free(r->last);
+        r->last = strdup(text);
+        r->state = IMS_RCPT_FAILED;
+        ims_spool_status_format(&c->recs, i, IMS_RCPT_FAILED, 0, 0, text);
+        q->st.failed++;
+        q->st.rcpts--;
+    }
+    m->busy++;
+    post(q, c);
 }
 
 /* msg_add - a message read from Out: units by destination, scheduled by their records. */
@@ -992,28 +1019,19 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
         }
     }
     free(track);
+    char text[SPOOL_STATUS_TEXT_MAX];
     if (t->hops >= IMS_OUTQ_MAX_HOPS) {
         /* A loop between gateways: every pending recipient fails (RFC 5321 6.3). */
-        char text[SPOOL_STATUS_TEXT_MAX];
         snprintf(text, sizeof text,
                  "|5.4.6 Too many hops: %u Received fields (the limit is %u), a mail loop", t->hops,
                  IMS_OUTQ_MAX_HOPS);
-        oq_task *c = task_new(T_COMMIT, m);
-        for (size_t i = 0; c && i < m->f.nrcpt; i++) {
-            ims_spool_rcpt_rec *r = &m->f.rcpts[i];
-            if (r->route == IMS_ROUTE_LOCAL || final(r))
-                continue;
-            free(r->last);
-            r->last = strdup(text);
-            r->state = IMS_RCPT_FAILED;
-            ims_spool_status_format(&c->recs, i, IMS_RCPT_FAILED, 0, 0, text);
-            q->st.failed++;
-            q->st.rcpts--;
-        }
-        if (c) {
-            m->busy++;
-            post(q, c);
-        }
+        fail_pending(q, m, text);
+    } else if (q->s.outbound_size_limit && m->f.content_len > q->s.outbound_size_limit) {
+        snprintf(text, sizeof text,
+                 "|5.3.4 Message exceeds the outbound size limit (%llu bytes, OutboundSizeLimit "
+                 "%u)",
+                 (unsigned long long)m->f.content_len, (unsigned)q->s.outbound_size_limit);
+        fail_pending(q, m, text);
     }
     /* Failed recipients whose report was never spooled (a crash between the two) get it. */
     size_t *idx = malloc((m->f.nrcpt ? m->f.nrcpt : 1) * sizeof *idx), nidx = 0;
@@ -1022,7 +1040,7 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
             !m->f.rcpts[i].reported)
             idx[nidx++] = i;
     if (nidx)
-        report_post(q, m, idx, nidx, false);
+        report_post(q, m, idx, nidx, IMS_REPORT_FAILED);
     free(idx);
     for (size_t k = 0; k < m->nunits; k++) {
         oq_unit *u = &m->units[k];
@@ -1048,8 +1066,12 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
 
 /* --- reports ----------------------------------------------------------------------------- */
 
-static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, bool delayed)
+static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
+                        ims_report_action action)
 {
+    bool delayed = action == IMS_REPORT_DELAYED;
+    if (action == IMS_REPORT_RELAYED && !m->f.sender[0])
+        return; /* no receipts for mail from <> */
     if (!m->f.sender[0]) {
         /* Nobody to tell: a report's own failure, or mail from <>. Event 4120 and the
          * message goes to Bad (not for a delay: it is still being tried). */
@@ -1076,6 +1098,7 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, boo
     if (!t)
         return;
     t->delayed = delayed;
+    t->action = action;
     t->arg = q;
     t->rr = calloc(n, sizeof *t->rr);
     t->rr_idx = malloc(n * sizeof *t->rr_idx);
@@ -1124,7 +1147,7 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, boo
         rr->address = r->address;
         rr->orcpt = r->orcpt;
         rr->notify = notify;
-        rr->action = delayed ? IMS_REPORT_DELAYED : IMS_REPORT_FAILED;
+        rr->action = action;
         rr->status = rt->enh;
         rr->remote_mta = rt->remote[0] ? rt->remote : NULL;
         rr->diagnostic = rt->diag[0] ? rt->diag : NULL;
@@ -1135,6 +1158,21 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n, boo
         t->rr_idx[i] = idx[i];
     }
     t->nrr = n;
+    /* The administrator's copy (the Internet Mail page's "NDR notifications"): of every NDR
+     * with AdminNdrCopy, else of the selected type only, an ambiguous address (x.1.4). */
+    bool copy = false;
+    for (size_t i = 0; action == IMS_REPORT_FAILED && i < n && !copy; i++)
+        copy = q->s.admin_ndr_copy || !strcmp(t->rt[i].enh + 1, ".1.4");
+    if (copy && strcasecmp(m->f.sender, q->names.postmaster)) {
+        int w = snprintf(t->admin_maildir, sizeof t->admin_maildir, "%s/%s", q->store_dir,
+                         q->s.administrator_mailbox);
+        if (w > 0 && (size_t)w < sizeof t->admin_maildir) {
+            t->to2.address = q->names.postmaster;
+            t->to2.maildir = t->admin_maildir;
+            t->to2.route = IMS_ROUTE_LOCAL;
+            t->admin_copy = true;
+        }
+    }
     m->reports++;
     post(q, t);
 }
@@ -1267,7 +1305,9 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
     }
     case T_REPORT:
         m->reports--;
-        if (t->spooled) {
+        if (t->spooled && t->action == IMS_REPORT_RELAYED) {
+            q->st.reports++;
+        } else if (t->spooled) {
             q->st.reports++;
             buf recs = BUF_INIT;
             for (size_t i = 0; i < t->nrr; i++) {
@@ -1294,7 +1334,7 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
                           "Unable to make the %s report on message %s: %s; it is tried again "
                           "at the next start",
                           t->delayed ? "delay" : "non-delivery", m->id, strerror(t->err));
-        } else if (!t->delayed) {
+        } else if (t->action == IMS_REPORT_FAILED) {
             /* nothing to report (NOTIFY=NEVER, an automatic message) */
             for (size_t i = 0; i < t->nrr; i++)
                 m->f.rcpts[t->rr_idx[i]].reported = true;
@@ -1422,6 +1462,8 @@ static void apply(ims_outq *q, oq_msg *m, size_t i, const smtp_result *r, const 
     if (r->outcome == SMTP_DELIVERED) {
         rec->state = IMS_RCPT_DONE;
         rec->done = true;
+        free(rec->last);
+        rec->last = strdup(text); /* for a relayed receipt */
         ims_spool_status_format(recs, i, IMS_RCPT_DONE, 0, 0, NULL);
         track[(*ntrack)++] =
             (oq_track){m->f.sender[0] ? IMS_TRACK_TRANSFERRED_OUTBOUND : IMS_TRACK_REPORT_OUT, i};
@@ -1483,7 +1525,7 @@ void ims_outq_dest_failed(ims_outq *q, ims_outq_dest *d, const smtp_result *r, c
         m->busy++; /* the commit's */
         post(q, t);
         if (nfails)
-            report_post(q, m, fails, nfails, false);
+            report_post(q, m, fails, nfails, IMS_REPORT_FAILED);
         free(fails);
         if (u->jobs)
             continue; /* its jobs in flight end the attempt (the commit's answer) */
@@ -1579,6 +1621,11 @@ const char *ims_outq_job_id(const ims_outq_job *j)
     return j->u->m->id;
 }
 
+void ims_outq_job_peer_dsn(ims_outq_job *j, bool offered)
+{
+    j->peer_dsn = offered;
+}
+
 void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const char *remote)
 {
     if (i >= j->n)
@@ -1638,6 +1685,18 @@ void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), 
             return;
         }
     }
+    /* NOTIFY=SUCCESS to a peer without DSN: we say it was relayed (RFC 3461 5.2.2). */
+    size_t nrelayed = 0;
+    for (size_t k = 0; fails && k < j->n && !j->peer_dsn; k++) {
+        unsigned notify = 0;
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[j->ri[k]];
+        if (j->res[k].have && j->res[k].r.outcome == SMTP_DELIVERED && r->notify &&
+            smtp_notify_parse(r->notify, strlen(r->notify), &notify) == SMTP_R_NONE &&
+            (notify & SMTP_NOTIFY_SUCCESS))
+            fails[nfails + nrelayed++] = j->ri[k];
+    }
+    if (nrelayed)
+        report_post(q, m, fails + nfails, nrelayed, IMS_REPORT_RELAYED);
     t->job = j;
     t->done = done;
     t->arg = arg;
@@ -1647,7 +1706,7 @@ void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), 
     m->busy++;
     post(q, t);
     if (nfails)
-        report_post(q, m, fails, nfails, false);
+        report_post(q, m, fails, nfails, IMS_REPORT_FAILED);
     free(fails);
 }
 

@@ -136,6 +136,7 @@ static const ims_setting settings_table[] = {
           IMS_MESSAGES_PER_CONN_LIMIT),
     DWORD("DisableLoopbackConnections", disable_loopback_connections, 1, 0, 1),
     DWORD("OutboundPort", outbound_port, 25, 1, 65535),
+    DWORD("AdminNdrCopy", admin_ndr_copy, 0, 0, 1),
     LINES("DnsServers", dns_servers, ndns_servers, IMS_DNS_MAX_SERVERS, dns_server_valid),
 };
 

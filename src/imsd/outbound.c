@@ -325,6 +325,8 @@ static void msg_done(void *arg, const smtp_client_msg *m)
     }
     k->sent++;
     k->committing = true;
+    const smtp_client_ext *x = smtp_client_extensions(k->c);
+    ims_outq_job_peer_dsn(j, x && x->dsn);
     /* The records are made durable before this connection sends the next message: the
      * only duplicate window is a 250 not yet committed (docs/ims.md). */
     ims_outq_job_finish(k->ob->q, j, committed, k);

@@ -1,0 +1,97 @@
+"""test_outbound_more.py - more of the outbound side end to end (see test_outbound.py for the
+world): MaxRecipients batches, OutboundSizeLimit, the hop limit, NOTIFY=SUCCESS receipts when
+the next hop has no DSN, and the administrator's copies of NDRs (AdminNdrCopy)."""
+import os
+
+from outbound_world import (Rule, final_recipient, message, report_parts, reports, send,
+                            wait_out_empty, world)  # noqa: F401  (world: the fixture)
+from test_smtp import run, wait_for
+
+ZONE = """
+remote.test      MX 10 mx1.remote.test
+mx1.remote.test  A  127.0.0.2
+"""
+
+
+def test_max_recipients_batches(world):
+    """MaxRecipients 2: five recipients go in three transactions on the peer, each with at
+    most two, and every one is delivered once."""
+    world.dns(ZONE)
+    peer = world.peer("127.0.0.2")
+    svc = world.service(params=[("MaxRecipients", "REG_DWORD", "2")])
+    rcpts = ["r%d@remote.test" % i for i in range(5)]
+    send(svc, "alice@example.com", rcpts, message("batches"))
+    msgs = peer.wait_messages(3)
+    wait_out_empty(svc)
+    msgs = peer.messages()
+    assert len(msgs) == 3, [m["rcpts"] for m in msgs]
+    assert all(len(m["rcpts"]) <= 2 for m in msgs)
+    assert sorted(r for m in msgs for r in m["rcpts"]) == rcpts
+
+
+def test_outbound_size_limit_ndr(world):
+    """A message over OutboundSizeLimit is never sent: its sender gets an NDR (5.3.4)."""
+    world.dns(ZONE)
+    peer = world.peer("127.0.0.2")
+    svc = world.service(params=[("OutboundSizeLimit", "REG_DWORD", "1000")])
+    send(svc, "alice@example.com", ["x@remote.test"], message("too big", b"y" * 70 + b"\r\n") * 1
+         + b"z" * 2000 + b"\r\n")
+    [ndr] = wait_for(lambda: reports(svc, "alice"), "an NDR")
+    _, _, blocks = report_parts(ndr)
+    [b] = blocks
+    assert final_recipient(b) == "x@remote.test"
+    assert str(b["Status"]).strip() == "5.3.4"
+    wait_out_empty(svc)
+    assert peer.messages() == [] and peer.connections == 0
+
+
+def test_hop_limit_ndr(world):
+    """30 Received fields: a loop between gateways, an NDR 5.4.6 and no connection."""
+    world.dns(ZONE)
+    peer = world.peer("127.0.0.2")
+    svc = world.service()
+    trace = b"".join(b"Received: from hop%d.test by hop%d.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                     % (i, i + 1) for i in range(30))
+    send(svc, "alice@example.com", ["x@remote.test"], trace + message("looping"))
+    [ndr] = wait_for(lambda: reports(svc, "alice"), "an NDR")
+    _, _, blocks = report_parts(ndr)
+    assert str(blocks[0]["Status"]).strip() == "5.4.6"
+    wait_out_empty(svc)
+    assert peer.messages() == [] and peer.connections == 0
+
+
+def test_success_notify_relayed_without_peer_dsn(world):
+    """NOTIFY=SUCCESS to a peer that does not offer DSN: delivered, and the sender gets a
+    "relayed" report; a peer with DSN gets the parameter instead and we send none."""
+    world.dns(ZONE + "dsn.test MX 10 mx.dsn.test\nmx.dsn.test A 127.0.0.3\n")
+    plain = world.peer("127.0.0.2", dsn=False)
+    withdsn = world.peer("127.0.0.3")
+    svc = world.service()
+    send(svc, "alice@example.com", ["x@remote.test"], message("receipt please"),
+         rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+    plain.wait_messages(1)
+    [rep] = wait_for(lambda: reports(svc, "alice"), "a relayed report")
+    assert str(rep["Subject"]) == "Relayed: receipt please"
+    _, _, blocks = report_parts(rep)
+    assert str(blocks[0]["Action"]).strip() == "relayed"
+    assert str(blocks[0]["Status"]).strip().startswith("2.")
+    send(svc, "alice@example.com", ["y@dsn.test"], message("peer reports"),
+         rcpt_options=["NOTIFY=SUCCESS"])
+    [m] = withdsn.wait_messages(1)
+    assert any("NOTIFY=SUCCESS" in p for p in m["rcpt_params"][0]), m["rcpt_params"]
+    wait_out_empty(svc)
+    assert len(reports(svc, "alice")) == 1  # still only the first
+
+
+def test_admin_copy_of_ndr(world):
+    """AdminNdrCopy 1: the administrator's mailbox (postmaster) gets a copy of the NDR."""
+    world.dns(ZONE)
+    world.peer("127.0.0.2", rules=[Rule("rcpt", "550 5.1.1 User unknown")])
+    svc = world.service(params=[("AdminNdrCopy", "REG_DWORD", "1")])
+    run("imsadm", "mailbox", "add", "postmaster", "--address", "postmaster@example.com",
+        env=svc.env, check=False)
+    send(svc, "alice@example.com", ["x@remote.test"], message("copy the admin"))
+    wait_for(lambda: reports(svc, "alice"), "the NDR")
+    [copy] = wait_for(lambda: reports(svc, "postmaster"), "the administrator's copy")
+    assert str(copy["Subject"]) == "Undeliverable: copy the admin"
+    wait_out_empty(svc)
