@@ -250,6 +250,7 @@ typedef struct ims_settings {
     struct ims_route_entry {
         char domain[256];        /* the subkey's name: this domain and its sub-domains */
         char host[IMS_HOST_MAX]; /* IMS_ROUTING_INBOUND, IMS_ROUTING_DNS or a host spec */
+        uint8_t family;          /* AddressFamily: 0 any, 1 ipv4, 2 ipv6 (ims_dns_family) */
     } routes[IMS_MAX_ROUTES];    /* Parameters\Routing\<domain>, value Host */
     size_t nroutes;
     uint8_t levels[IMS_CAT_COUNT]; /* the Diagnostics key: None unless set */
@@ -496,6 +497,11 @@ typedef struct ims_dns_result {
  * (it may be kept past the callback). Runs only inside ims_dns_process, never inside
  * ims_dns_resolve_mx or ims_dns_resolve_host. It may start new lookups; it must not free d. */
 typedef void (*ims_dns_mx_fn)(void *arg, ims_dns_result *r);
+
+/* ims_router_family - the address families to deliver to for domain: the AddressFamily of
+ * the most specific routing entry that matches it (any, ipv4 or ipv6), IMS_DNS_ANY when none
+ * says. For receivers that refuse one family. */
+ims_dns_family ims_router_family(ims_router *r, const char *domain);
 
 /* ims_dns_server_parse - one DnsServers line: "192.0.2.53", "192.0.2.53:5353", "2001:db8::53",
  * "[2001:db8::53]" or "[2001:db8::53]:5353" (numeric addresses only, port 1 to 65535, no

@@ -114,6 +114,15 @@ static const char *entry_for(const ims_router *r, const char *domain)
     return i < 0 ? NULL : r->routes[i].host;
 }
 
+ims_dns_family ims_router_family(ims_router *r, const char *domain)
+{
+    pthread_mutex_lock(&r->lock);
+    long i = r->n ? smtp_domain_best(r->domains, r->n, domain) : -1;
+    ims_dns_family f = i < 0 ? IMS_DNS_ANY : (ims_dns_family)r->routes[i].family;
+    pthread_mutex_unlock(&r->lock);
+    return f;
+}
+
 static bool is_local(ims_router *r, const char *domain)
 {
     if (dir_is_local_domain(r->dir, domain))

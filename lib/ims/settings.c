@@ -470,7 +470,19 @@ static int load_route(void *arg, const char *name)
         return 0; /* gone since the enumeration: nothing to route */
     e->host[0] = 0;
     load_string(sub, k, "Host", e->host, sizeof e->host, false, w->log);
+    char fam[16] = "";
+    load_string(sub, k, "AddressFamily", fam, sizeof fam, false, w->log);
     reg_key_close(sub);
+    e->family = IMS_DNS_ANY;
+    if (!strcasecmp(fam, "ipv4"))
+        e->family = IMS_DNS_IPV4;
+    else if (!strcasecmp(fam, "ipv6"))
+        e->family = IMS_DNS_IPV6;
+    else if (fam[0] && strcasecmp(fam, "any")) {
+        char what[300];
+        snprintf(what, sizeof what, "%.255s\\AddressFamily", name);
+        invalid(w->log, k, what, "not any, ipv4 or ipv6", "(any is used)");
+    }
     if (!e->host[0] || (strcasecmp(e->host, IMS_ROUTING_INBOUND) &&
                         strcasecmp(e->host, IMS_ROUTING_DNS) && !host_valid(e->host))) {
         char what[IMS_HOST_MAX + 64];

@@ -71,6 +71,7 @@ struct imsd_outbound {
     const ims_settings *s;
     ims_log *log;
     ims_outq *q;
+    ims_router *router;
     ims_dns *dns;
     struct event *q_ev, *q_timer, *dns_timer;
     ob_dns_fd dns_fds[OB_MAX_DNS_FDS];
@@ -215,7 +216,7 @@ static void resolve(ob_dest *od)
     int e;
     od->resolving = true;
     if (ims_outq_dest_route(od->d) == IMS_ROUTE_DNS) {
-        e = ims_dns_resolve_mx(ob->dns, name, IMS_DNS_ANY, resolved, od);
+        e = ims_dns_resolve_mx(ob->dns, name, ims_router_family(ob->router, name), resolved, od);
     } else {
         char host[SMTP_DOMAIN_MAX + 1];
         bool literal;
@@ -709,6 +710,7 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
     ob->s = s;
     ob->log = log;
     snprintf(ob->helo, sizeof ob->helo, "%s", o->fqdn);
+    ob->router = o->router;
     ob->self.listen = s->listen;
     ob->self.nlisten = s->nlisten;
     ims_outq_options qo = {

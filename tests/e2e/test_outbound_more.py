@@ -1,7 +1,10 @@
 """test_outbound_more.py - more of the outbound side end to end (see test_outbound.py for the
 world): MaxRecipients batches, OutboundSizeLimit, the hop limit, NOTIFY=SUCCESS receipts when
 the next hop has no DSN, and the administrator's copies of NDRs (AdminNdrCopy)."""
-import os
+import socket
+import threading
+
+import pytest
 
 from outbound_world import (Rule, final_recipient, message, report_parts, reports, send,
                             wait_out_empty, world)  # noqa: F401  (world: the fixture)
@@ -95,3 +98,57 @@ def test_admin_copy_of_ndr(world):
     [copy] = wait_for(lambda: reports(svc, "postmaster"), "the administrator's copy")
     assert str(copy["Subject"]) == "Undeliverable: copy the admin"
     wait_out_empty(svc)
+
+
+class RefusingV6:
+    """A listener on [::1] that answers every connection "554" and closes: it counts them."""
+
+    def __init__(self, port):
+        self.count = 0
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("::1", port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.count += 1
+            with c:
+                c.sendall(b"554 5.7.1 no IPv6 clients here\r\n")
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("family", [None, "ipv4"])
+def test_address_family(world, family):
+    """An exchanger with an IPv6 address that refuses (554) and an IPv4 one that takes the
+    mail: by default IPv6 is tried first and the other family follows; with the routing
+    entry's AddressFamily ipv4 the IPv6 address is never tried."""
+    world.dns("v6.test MX 10 mx.v6.test\nmx.v6.test AAAA ::1\nmx.v6.test A 127.0.0.2\n")
+    peer = world.peer("127.0.0.2")
+    v6 = RefusingV6(world.outport)
+    try:
+        svc = world.service()
+        if family:
+            key = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters\Routing\v6.test"
+            run("reg", "add", key, "/v", "Host", "/d", "<dns>", "/f", env=svc.env)
+            run("reg", "add", key, "/v", "AddressFamily", "/d", family, "/f", env=svc.env)
+            svc.stop()
+            svc.start()
+        send(svc, "alice@example.com", ["x@v6.test"], message("families"))
+        peer.wait_messages(1)
+        wait_out_empty(svc)
+        assert v6.count == (0 if family else 1)
+    finally:
+        v6.stop()

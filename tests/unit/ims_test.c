@@ -253,6 +253,43 @@ static void set_route(reg_ctx *reg, const char *domain, const char *host)
     reg_key_close(root);
 }
 
+/* set_family - the AddressFamily value of a routing entry. */
+static void set_family(reg_ctx *reg, const char *domain, const char *family)
+{
+    char path[512];
+    snprintf(path, sizeof path, "HKLM\\%s\\%s", IMS_ROUTING_KEY, domain);
+    reg_key *k;
+    assert_int_equal(reg_key_open_path(reg, path, 0, &k), 0);
+    assert_int_equal(reg_value_set_sz(k, "AddressFamily", REG_SZ, family), 0);
+    reg_key_close(k);
+}
+
+/* AddressFamily per routing entry: the most specific entry's, any when none says; a bad
+ * value is event 4086 and any. */
+static void test_router_family(void **state)
+{
+    struct fx *fx = *state;
+    directory *d;
+    assert_int_equal(dir_open(fx->reg, &d), 0);
+    set_route(fx->reg, "v4.test", "<dns>");
+    set_family(fx->reg, "v4.test", "IPv4");
+    set_route(fx->reg, "v6.test", "<dns>");
+    set_family(fx->reg, "v6.test", "ipv6");
+    set_route(fx->reg, "both.test", "<dns>");
+    set_family(fx->reg, "both.test", "ipv5");
+    ims_settings s;
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    assert_string_equal(fx->events, "4086;");
+    ims_router *r;
+    assert_int_equal(ims_router_new(&s, d, &r), 0);
+    assert_int_equal(ims_router_family(r, "mx.v4.test"), IMS_DNS_IPV4);
+    assert_int_equal(ims_router_family(r, "v6.test"), IMS_DNS_IPV6);
+    assert_int_equal(ims_router_family(r, "both.test"), IMS_DNS_ANY);
+    assert_int_equal(ims_router_family(r, "other.test"), IMS_DNS_ANY);
+    ims_router_free(r);
+    dir_close(d);
+}
+
 /* The router: local mailboxes, postmaster, the routing table (most specific whole-label
  * match), SmartHost and DNS; bad routing entries are events, and skipped. */
 static void test_router(void **state)
@@ -775,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_host_parse),
         cmocka_unit_test(test_sched),
         cmocka_unit_test_setup_teardown(test_router, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_router_family, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_start_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_failed_start, setup, teardown),
