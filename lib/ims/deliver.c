@@ -69,6 +69,10 @@ struct ims_deliverer {
     int out_fd; /* RootDir's Out, with a handover; -1 without */
     void (*handover)(void *arg, const char *qid);
     void *handover_arg;
+    ims_report_names names; /* receipts: valid when receipt is set */
+    void (*receipt)(void *arg, const char *sender, const void *data, size_t len);
+    void *receipt_arg;
+    unsigned receipt_seq;
     int *fds, *errs; /* DELIVER_ROUND each: a round's syncs */
 
     pthread_mutex_t lock; /* guards the lists, the counters and stopping */
@@ -639,11 +643,72 @@ static bool finishing(const dl_msg *m)
     return true;
 }
 
+static int receipt_write(void *arg, const void *p, size_t n)
+{
+    return buf_add(arg, p, n);
+}
+
+/* receipts - "delivered" reports for the recipients of m this round delivered whose NOTIFY
+ * asks for SUCCESS (RFC 3461 5.2.1), handed to the receipt callback. */
+static void receipts(ims_deliverer *d, dl_msg *m)
+{
+    if (!d->receipt || !m->f.sender[0])
+        return;
+    ims_report_rcpt *rr = calloc(m->f.nrcpt, sizeof *rr);
+    size_t n = 0;
+    time_t now = time(NULL);
+    for (size_t i = 0; rr && i < m->f.nrcpt; i++) {
+        unsigned notify = 0;
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        if (r->route != IMS_ROUTE_LOCAL || !newly_done(m, i) || !r->notify ||
+            smtp_notify_parse(r->notify, strlen(r->notify), &notify) ||
+            !(notify & SMTP_NOTIFY_SUCCESS))
+            continue;
+        rr[n] = (ims_report_rcpt){.address = r->address,
+                                  .orcpt = r->orcpt,
+                                  .notify = notify,
+                                  .action = IMS_REPORT_DELIVERED,
+                                  .status = "2.0.0",
+                                  .diagnostic = "delivered to the mailbox",
+                                  .last_attempt = now};
+        n++;
+    }
+    if (n) {
+        ims_report_fd rf = {m->fd, m->f.content_off, m->f.content_len};
+        ims_report_original o = {
+            .sender = m->f.sender,
+            .arrival = m->f.time,
+            .envid = m->f.envid,
+            .ret = !m->f.ret                       ? SMTP_RET_NONE
+                   : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
+                                                   : SMTP_RET_FULL,
+            .client_ip = m->f.client_ip,
+            .helo = m->f.helo,
+            .size = m->f.content_len,
+            .read = ims_report_read_fd,
+            .read_arg = &rf,
+        };
+        char token[IMS_REPORT_TOKEN_MAX];
+        snprintf(token, sizeof token, "%s.r%u", m->f.id, d->receipt_seq++);
+        buf b = BUF_INIT;
+        ims_report_options opt = {.names = &d->names,
+                                  .token = token,
+                                  .date = now,
+                                  .write = receipt_write,
+                                  .write_arg = &b};
+        if (ims_report_build(&o, rr, n, &opt, NULL) == 0)
+            d->receipt(d->receipt_arg, m->f.sender, b.data, b.len);
+        buf_free(&b);
+    }
+    free(rr);
+}
+
 /* mark_done - the round's deliveries of m count: flags set, tracking lines written. */
 static void mark_done(ims_deliverer *d, dl_msg *m, uint64_t *delivered)
 {
     /* Marking in place is safe: a follower's test reads its leader's now[] first. */
     time_t now = time(NULL);
+    receipts(d, m);
     for (size_t i = 0; i < m->f.nrcpt; i++) {
         if (!newly_done(m, i))
             continue;
@@ -1000,6 +1065,11 @@ int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
     d->in_fd = d->archive_fd = d->mts_new_fd = d->mts_tmp_fd = d->out_fd = -1;
     d->handover = cfg->handover;
     d->handover_arg = cfg->handover_arg;
+    if (cfg->report_names && cfg->receipt) {
+        d->names = *cfg->report_names;
+        d->receipt = cfg->receipt;
+        d->receipt_arg = cfg->receipt_arg;
+    }
     ims_sched_init(&d->waiting);
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_t ca;

@@ -948,6 +948,14 @@ typedef struct ims_spool_options {
      * (found by its "pickup" line) is unlinked the same way: what is left there was never
      * committed. */
     const char *pickup_dir;
+    /* Receipts (RFC 3461 NOTIFY=SUCCESS) for recipients delivered into a mailbox: with
+     * report_names set, the delivery thread builds a "delivered" report (report.c) for each
+     * such recipient of a message from a non-null sender and hands it to receipt(arg, sender,
+     * data, len) -- thread-safe, it copies the data (ims_outq_receipt spools it). A crash
+     * between the delivery and the spooling loses the receipt. */
+    const ims_report_names *report_names;
+    void (*receipt)(void *arg, const char *sender, const void *data, size_t len);
+    void *receipt_arg;
 } ims_spool_options;
 
 /* ims_spool_open - the spool under root_dir (its In, Work and In/Archive are made when
@@ -1074,6 +1082,10 @@ void *ims_outq_dest_user(const ims_outq_dest *d);
 void ims_outq_dest_set_user(ims_outq_dest *d, void *user);
 /* ims_outq_handover - Out/<qid> is new (ims_spool_options' handover): load it. Thread-safe. */
 void ims_outq_handover(void *q, const char *qid);
+/* ims_outq_receipt - spool the report data[0..len) (a whole message) from <> to sender,
+ * routed as any address, from the queue's thread (ims_spool_options' receipt; thread-safe;
+ * data is copied). Dropped once the queue stops. */
+void ims_outq_receipt(void *q, const char *sender, const void *data, size_t len);
 /* ims_outq_fd - readable when ims_outq_dispatch has work. */
 int ims_outq_fd(const ims_outq *q);
 /* ims_outq_dispatch - run what the queue's thread finished (jobs become ready, commits

@@ -86,7 +86,16 @@ struct ims_outq_job {
 };
 
 /* Work for the queue's thread, and its answer. */
-typedef enum oq_kind { T_SCAN, T_ENV, T_CONTENT, T_COMMIT, T_REPORT, T_REMOVE, T_BAD } oq_kind;
+typedef enum oq_kind {
+    T_SCAN,
+    T_ENV,
+    T_CONTENT,
+    T_COMMIT,
+    T_REPORT,
+    T_REMOVE,
+    T_BAD,
+    T_RECEIPT
+} oq_kind;
 
 typedef struct oq_track {
     unsigned event;
@@ -564,6 +573,26 @@ static void th_bad(ims_outq *q, oq_task *t)
     free(c);
 }
 
+/* th_receipt - a report made elsewhere (the delivery thread's receipts): routed to its
+ * sender and spooled from <>. t->content holds it, t->to_dest the sender. */
+static void th_receipt(ims_outq *q, oq_task *t)
+{
+    if (q->stopping || !q->spool)
+        return;
+    ims_route route;
+    char where[PATH_MAX];
+    if (ims_router_route(q->router, t->to_dest, &route) ||
+        ims_route_dest(&route, q->store_dir, where, sizeof where))
+        return; /* no such sender here: nobody to tell */
+    ims_rcpt r = {.address = t->to_dest, .route = route.kind};
+    if (route.kind == IMS_ROUTE_LOCAL)
+        r.maildir = where;
+    else
+        r.dest = where;
+    ims_envelope e = {.sender = "", .rcpts = &r, .nrcpt = 1, .host = q->host, .helo = q->host};
+    ims_spool_submit(q->spool, &e, t->content, t->clen, NULL, NULL);
+}
+
 static void th_remove(ims_outq *q, oq_task *t)
 {
     if (unlinkat(q->out_fd, t->id, 0) && errno != ENOENT)
@@ -665,6 +694,10 @@ static void *outq_main(void *arg)
             case T_BAD:
                 th_bad(q, t);
                 break;
+            case T_RECEIPT:
+                th_receipt(q, t);
+                task_free(t);
+                continue;
             }
             answer(q, t);
         }
@@ -1352,6 +1385,8 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
         }
         msg_check_done(q, m);
         break;
+    case T_RECEIPT:
+        break; /* never answered */
     case T_BAD:
         m->reports--;
         for (size_t i = 0; i < t->nrr; i++)
@@ -1397,6 +1432,20 @@ void ims_outq_dispatch(ims_outq *q, uint64_t now)
 bool ims_outq_next_due(const ims_outq *q, uint64_t *due)
 {
     return ims_sched_next(&q->sched, due);
+}
+
+void ims_outq_receipt(void *arg, const char *sender, const void *data, size_t len)
+{
+    ims_outq *q = arg;
+    oq_task *t = task_new(T_RECEIPT, NULL);
+    if (!t || strlen(sender) >= sizeof t->to_dest || !(t->content = malloc(len ? len : 1))) {
+        free(t);
+        return; /* a receipt lost, as after a crash */
+    }
+    memcpy(t->content, data, len);
+    t->clen = len;
+    snprintf(t->to_dest, sizeof t->to_dest, "%s", sender);
+    post(q, t);
 }
 
 void ims_outq_handover(void *arg, const char *qid)

@@ -895,6 +895,9 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
             .event_arg = sp,
             .handover = opt->handover,
             .handover_arg = opt->handover_arg,
+            .report_names = opt->report_names,
+            .receipt = opt->receipt,
+            .receipt_arg = opt->receipt_arg,
         };
         rc = ims_deliverer_start(&dc, &sp->deliverer);
         for (size_t i = 0; !rc && i < ids.n; i++)

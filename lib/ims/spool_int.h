@@ -130,6 +130,9 @@ typedef struct ims_deliver_config {
      * called from the delivery thread. */
     void (*handover)(void *arg, const char *qid);
     void *handover_arg;
+    const ims_report_names *report_names; /* receipts (ims_spool_options'), or NULL */
+    void (*receipt)(void *arg, const char *sender, const void *data, size_t len);
+    void *receipt_arg;
 } ims_deliver_config;
 
 typedef struct ims_deliverer ims_deliverer;

@@ -218,6 +218,8 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
 void imsd_outbound_set_spool(imsd_outbound *ob, ims_spool *sp);
 /* imsd_outbound_handover - ims_spool_options' handover (thread-safe). */
 void imsd_outbound_handover(void *ob, const char *qid);
+/* imsd_outbound_receipt - ims_spool_options' receipt (thread-safe). */
+void imsd_outbound_receipt(void *ob, const char *sender, const void *data, size_t len);
 /* imsd_outbound_stop - end every connection (what was in flight is deferred and recorded) and
  * stop the queue's thread; then close the spool, then imsd_outbound_free. */
 void imsd_outbound_stop(imsd_outbound *ob);

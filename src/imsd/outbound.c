@@ -55,9 +55,10 @@ struct ob_conn {
     ims_outq_job *job; /* in flight, or committing */
     bool committing;
     bool connected;
-    bool greeted;  /* got past EHLO/HELO: a host that works */
-    bool retry;    /* refused before a transaction: the job goes to the next host */
-    unsigned sent; /* messages on this connection */
+    bool greeted;    /* got past EHLO/HELO: a host that works */
+    bool retry;      /* refused before a transaction: the job goes to the next host */
+    bool backed_off; /* this connection made its window smaller (once) */
+    unsigned sent;   /* messages on this connection */
     char remote[IMS_OUTQ_HOST_TEXT];
 };
 
@@ -285,10 +286,23 @@ static void conn_read(struct bufferevent *bev, void *arg);
 static void conn_write(struct bufferevent *bev, void *arg);
 static int conn_connect(ob_conn *k);
 
+/* pushes_back - a reply that says "fewer connections, or slower": 421, or a transient
+ * refusal that names too many connections or a rate. */
+static bool pushes_back(const smtp_result *r)
+{
+    if (r->local || r->outcome != SMTP_TRANSIENT)
+        return false;
+    return r->code == 421 || strcasestr(r->text, "too many") || strcasestr(r->text, "rate");
+}
+
 static void rcpt_done(void *arg, const smtp_client_msg *m, size_t i, const smtp_result *r)
 {
     (void)m;
     ob_conn *k = arg;
+    if (pushes_back(r) && k->od->window > 1 && !k->backed_off) {
+        k->od->window--;
+        k->backed_off = true; /* once per connection */
+    }
     if (k->job)
         ims_outq_job_result(k->job, i, r, k->remote);
 }
@@ -516,8 +530,8 @@ static void conn_read(struct bufferevent *bev, void *arg)
         }
         return;
     }
-    if (err && err->code == 421 && k->od->window > 1)
-        k->od->window--; /* the host pushes back */
+    if (err && pushes_back(err) && k->od->window > 1)
+        k->od->window--; /* the host pushes back: one connection fewer (Postfix's feedback) */
     conn_flush(k);
 }
 
@@ -756,6 +770,12 @@ void imsd_outbound_set_spool(imsd_outbound *ob, ims_spool *sp)
 {
     ims_outq_set_spool(ob->q, sp);
     queue_run(ob);
+}
+
+void imsd_outbound_receipt(void *arg, const char *sender, const void *data, size_t len)
+{
+    imsd_outbound *ob = arg;
+    ims_outq_receipt(ob->q, sender, data, len);
 }
 
 void imsd_outbound_handover(void *arg, const char *qid)

@@ -603,6 +603,11 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         ims_spool_options opt = {0};
         opt.handover = imsd_outbound_handover;
         opt.handover_arg = m->outbound;
+        ims_report_names names; /* copied by the spool */
+        ims_report_names_from_settings(s, m->fqdn, &names);
+        opt.report_names = &names;
+        opt.receipt = imsd_outbound_receipt;
+        opt.receipt_arg = m->outbound;
         opt.mts_in = mts_in;
         opt.tracking_dir = tracking;
         opt.host = m->fqdn;

@@ -152,3 +152,28 @@ def test_address_family(world, family):
         assert v6.count == (0 if family else 1)
     finally:
         v6.stop()
+
+
+def test_delivered_receipt_local_and_remote_sender(world):
+    """NOTIFY=SUCCESS for a local mailbox: the sender gets a "delivered" report -- in her own
+    mailbox when she is ours, through the outbound queue to her exchanger when not."""
+    world.dns(ZONE)
+    peer = world.peer("127.0.0.2")
+    svc = world.service()
+    send(svc, "bob@example.com", ["alice@example.com"], message("local receipt"),
+         rcpt_options=["NOTIFY=SUCCESS"])
+    [rep] = wait_for(lambda: reports(svc, "bob"), "bob's receipt")
+    assert str(rep["Subject"]) == "Delivered: local receipt"
+    _, _, blocks = report_parts(rep)
+    assert final_recipient(blocks[0]) == "alice@example.com"
+    assert str(blocks[0]["Action"]).strip() == "delivered"
+    send(svc, "x@remote.test", ["alice@example.com"], message("remote receipt"),
+         rcpt_options=["NOTIFY=SUCCESS"])
+    [m] = peer.wait_messages(1)
+    assert m["mail_from"] == "" and m["rcpts"] == ["x@remote.test"]
+    assert b"Subject: Delivered: remote receipt" in m["data"]
+    # Without NOTIFY=SUCCESS there is none.
+    send(svc, "bob@example.com", ["alice@example.com"], message("no receipt"))
+    wait_for(lambda: len(svc.mail("alice")) == 3, "alice's three messages")
+    wait_out_empty(svc)
+    assert len(reports(svc, "bob")) == 1
