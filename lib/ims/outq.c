@@ -66,7 +66,9 @@ struct ims_outq_dest {
     oq_unit *ready, **ready_tail;
     size_t nready;
     uint64_t dead_until; /* ims_clock_ms; 0: alive */
-    void *user;          /* the transport's */
+    smtp_result fail;    /* while dead: why (every waiting recipient gets it) */
+    char fail_remote[IMS_OUTQ_HOST_TEXT];
+    void *user; /* the transport's */
 };
 
 struct ims_outq_job {
@@ -801,13 +803,14 @@ static bool unit_is_final(const oq_unit *u)
 }
 
 static void load_next(ims_outq *q);
+static void unit_defer_dead(ims_outq *q, oq_unit *u, uint64_t now);
 
 /* unit_ready - a unit's content is in memory: on its destination's ready list. */
 static void unit_ready(ims_outq *q, oq_unit *u, uint64_t now)
 {
     ims_outq_dest *d = u->d;
     if (d->dead_until > now) {
-        unit_schedule(q, u, d->dead_until);
+        unit_defer_dead(q, u, now);
         return;
     }
     u->ntodo = 0;
@@ -932,6 +935,46 @@ static bool expire_or_notice(ims_outq *q, oq_unit *u, time_t now)
     return false;
 }
 
+static void apply(ims_outq *q, oq_msg *m, size_t i, const smtp_result *r, const char *remote,
+                  buf *recs, oq_track *track, size_t *ntrack, size_t *fails, size_t *nfails);
+
+/* unit_defer_dead - u is due while its destination is dead: its pending recipients get the
+ * destination's last failure, recorded; it waits for its next retry. */
+static void unit_defer_dead(ims_outq *q, oq_unit *u, uint64_t now)
+{
+    oq_msg *m = u->m;
+    ims_outq_dest *d = u->d;
+    oq_task *t = task_new(T_COMMIT, m);
+    size_t *fails = calloc(u->nri ? u->nri : 1, sizeof *fails), nfails = 0;
+    if (t)
+        t->track = calloc(u->nri ? u->nri : 1, sizeof *t->track);
+    if (!t || !fails || !t->track) {
+        if (t)
+            task_free(t);
+        free(fails);
+        unit_schedule(q, u, d->dead_until);
+        return;
+    }
+    unsigned attempts = 0;
+    for (size_t i = 0; i < u->nri; i++) {
+        apply(q, m, u->ri[i], &d->fail, d->fail_remote, &t->recs, t->track, &t->ntrack, fails,
+              &nfails);
+        if (m->f.rcpts[u->ri[i]].attempts > attempts)
+            attempts = m->f.rcpts[u->ri[i]].attempts;
+    }
+    m->busy++;
+    post(q, t);
+    if (nfails)
+        report_post(q, m, fails, nfails, IMS_REPORT_FAILED);
+    free(fails);
+    if (unit_is_final(u)) {
+        u->st = U_FINAL;
+        return;
+    }
+    uint64_t ms = ims_retry_delay_ms(&q->s, attempts);
+    unit_schedule(q, u, ms == IMS_NEVER ? d->dead_until : now + ms);
+}
+
 /* unit_due - its time has come. */
 static void unit_due(ims_outq *q, oq_unit *u, uint64_t now)
 {
@@ -941,7 +984,14 @@ static void unit_due(ims_outq *q, oq_unit *u, uint64_t now)
         return;
     }
     if (u->d->dead_until > now) {
-        unit_schedule(q, u, u->d->dead_until);
+        /* The destination failed a moment ago: this unit is deferred with that failure,
+         * recorded as if tried, without a connection of its own. */
+        if (expire_or_notice(q, u, wall_now(q))) {
+            u->st = U_FINAL;
+            msg_check_done(q, u->m);
+            return;
+        }
+        unit_defer_dead(q, u, now);
         return;
     }
     if (expire_or_notice(q, u, wall_now(q))) {
@@ -1547,8 +1597,11 @@ void ims_outq_dest_failed(ims_outq *q, ims_outq_dest *d, const smtp_result *r, c
 {
     uint64_t first = ims_retry_delay_ms(&q->s, 1);
     uint64_t dead = first < IMS_OUTQ_DEAD_MS ? first : IMS_OUTQ_DEAD_MS;
-    if (r->outcome == SMTP_TRANSIENT)
+    if (r->outcome == SMTP_TRANSIENT) {
         d->dead_until = now + dead;
+        d->fail = *r;
+        snprintf(d->fail_remote, sizeof d->fail_remote, "%s", remote ? remote : "");
+    }
     oq_unit *list = d->ready;
     d->ready = NULL;
     d->ready_tail = &d->ready;

@@ -1,6 +1,8 @@
 """test_outbound_more.py - more of the outbound side end to end (see test_outbound.py for the
 world): MaxRecipients batches, OutboundSizeLimit, the hop limit, NOTIFY=SUCCESS receipts when
 the next hop has no DSN, and the administrator's copies of NDRs (AdminNdrCopy)."""
+import os
+import smtplib
 import socket
 import threading
 
@@ -177,3 +179,60 @@ def test_delivered_receipt_local_and_remote_sender(world):
     wait_for(lambda: len(svc.mail("alice")) == 3, "alice's three messages")
     wait_out_empty(svc)
     assert len(reports(svc, "bob")) == 1
+
+
+class Hangup:
+    """A listener on 127.0.0.x that takes each connection and closes it at once (a host that
+    is up but broken): it counts them."""
+
+    def __init__(self, host, port):
+        self.count = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.count += 1
+            c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_dead_destination_costs_few_connections(world):
+    """100 messages for a domain whose only host hangs up: the destination is remembered as
+    dead, so they are all deferred (each recorded) after a handful of connections, not one
+    connection each."""
+    world.dns("dead.test MX 10 mx.dead.test\nmx.dead.test A 127.0.0.4\n")
+    host = Hangup("127.0.0.4", world.outport)
+    try:
+        svc = world.service(retry="1")
+        with smtplib.SMTP("127.0.0.1", svc.port, timeout=20) as c:
+            for i in range(100):
+                c.sendmail("alice@example.com", ["u%d@dead.test" % i], message("dead %d" % i))
+        out = os.path.join(svc.root, "imcdata", "Out")
+
+        def all_deferred():
+            names = [n for n in os.listdir(out) if os.path.isfile(os.path.join(out, n))]
+            if len(names) != 100:
+                return False
+            return all(b"\ndefer 0\t1\t" in open(os.path.join(out, n), "rb").read()
+                       for n in names)
+        wait_for(all_deferred, "100 deferred messages in Out")
+        # Connections: the first window (2) and perhaps one per message that was being
+        # handed over before the first failure -- far fewer than 100.
+        assert host.count <= 10, host.count
+    finally:
+        host.stop()
