@@ -129,6 +129,12 @@ void ims_protolog_close(ims_protolog *pl);
  * the file cannot be opened (the connection then goes unlogged: the caller reports it). */
 int ims_protolog_begin(ims_protolog *pl, uint64_t conn_id, const char *peer, const char *local,
                        ims_protolog_conn **out);
+/* ims_protolog_begin_out - an outbound connection to `remote` ("192.0.2.1:25"): its "+"
+ * line says "Connection to <remote> (outbound)"; then ims_protolog_reply records what we send
+ * (">") and ims_protolog_command what the peer answers ("<"): the marks say the direction.
+ * As ims_protolog_begin otherwise. */
+int ims_protolog_begin_out(ims_protolog *pl, uint64_t conn_id, const char *remote,
+                           ims_protolog_conn **out);
 /* ims_protolog_command / _reply / _content - records of the connection (NULL: nothing). A
  * reply may hold several CRLF-ended lines: each becomes a record. Control characters are
  * written as '?', so nothing a client sends can forge a record or a line. */

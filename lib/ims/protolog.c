@@ -104,8 +104,9 @@ static void record(ims_protolog_conn *c, char mark, const char *text, size_t n)
     (void)base_write_all(c->fd, line, len);
 }
 
-int ims_protolog_begin(ims_protolog *pl, uint64_t conn_id, const char *peer, const char *local,
-                       ims_protolog_conn **out)
+/* begin - take a file for connection conn_id and write its "+" line, text. */
+static int begin(ims_protolog *pl, uint64_t conn_id, const char *text, size_t n,
+                 ims_protolog_conn **out)
 {
     *out = NULL;
     if (!pl)
@@ -131,12 +132,26 @@ int ims_protolog_begin(ims_protolog *pl, uint64_t conn_id, const char *peer, con
     c->slot = slot;
     c->fd = fd;
     c->id = conn_id;
+    record(c, '+', text, n);
+    *out = c;
+    return 0;
+}
+
+int ims_protolog_begin(ims_protolog *pl, uint64_t conn_id, const char *peer, const char *local,
+                       ims_protolog_conn **out)
+{
     char text[256];
     int n = snprintf(text, sizeof text, "Connection from %s to %s", peer ? peer : "unknown",
                      local ? local : "unknown");
-    record(c, '+', text, n > 0 ? (size_t)n : 0);
-    *out = c;
-    return 0;
+    return begin(pl, conn_id, text, n > 0 ? (size_t)n : 0, out);
+}
+
+int ims_protolog_begin_out(ims_protolog *pl, uint64_t conn_id, const char *remote,
+                           ims_protolog_conn **out)
+{
+    char text[256];
+    int n = snprintf(text, sizeof text, "Connection to %s (outbound)", remote ? remote : "unknown");
+    return begin(pl, conn_id, text, n > 0 ? (size_t)n : 0, out);
 }
 
 void ims_protolog_command(ims_protolog_conn *c, const char *p, size_t n)

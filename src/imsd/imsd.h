@@ -214,6 +214,9 @@ typedef struct imsd_outbound_options {
  * resolver on base. NULL on failure (logged). s must outlive it. */
 imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s, ims_log *log,
                                  const imsd_outbound_options *o);
+/* imsd_outbound_set_protolog - outbound connections are logged in pl (NULL: not), numbered
+ * from *conn_ids with the inbound ones (both must outlive the connections). */
+void imsd_outbound_set_protolog(imsd_outbound *ob, ims_protolog *pl, uint64_t *conn_ids);
 /* imsd_outbound_set_spool - reports go to sp (opened after the queue: its handover needs it). */
 void imsd_outbound_set_spool(imsd_outbound *ob, ims_spool *sp);
 /* imsd_outbound_handover - ims_spool_options' handover (thread-safe). */

@@ -60,6 +60,7 @@ struct ob_conn {
     bool backed_off; /* this connection made its window smaller (once) */
     unsigned sent;   /* messages on this connection */
     char remote[IMS_OUTQ_HOST_TEXT];
+    ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
 };
 
 typedef struct ob_dns_fd {
@@ -82,6 +83,8 @@ struct imsd_outbound {
     bool stopping;
     char helo[256];
     ims_dns_self self;
+    ims_protolog *plog; /* NULL: no protocol log */
+    uint64_t *conn_ids; /* the connection numbers imsd's sessions share */
     uint64_t *stats_out;
 };
 
@@ -293,6 +296,21 @@ static bool pushes_back(const smtp_result *r)
     if (r->local || r->outcome != SMTP_TRANSIENT)
         return false;
     return r->code == 421 || strcasestr(r->text, "too many") || strcasestr(r->text, "rate");
+}
+
+/* trace - the protocol log: what we send is ">", what the peer answers "<". */
+static void trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
+{
+    ob_conn *k = arg;
+    if (kind == SMTP_TRACE_COMMAND) {
+        char line[SMTP_REPLY_LINE_MAX + 2];
+        size_t len = n < SMTP_REPLY_LINE_MAX ? n : SMTP_REPLY_LINE_MAX;
+        memcpy(line, p, len);
+        memcpy(line + len, "\r\n", 2);
+        ims_protolog_reply(k->plc, line, len + 2);
+    } else {
+        ims_protolog_command(k->plc, p, n);
+    }
 }
 
 static void rcpt_done(void *arg, const smtp_client_msg *m, size_t i, const smtp_result *r)
@@ -566,6 +584,14 @@ static int conn_connect(ob_conn *k)
     if (cfg.max_recipients > SMTP_CLIENT_RCPT_LIMIT)
         cfg.max_recipients = SMTP_CLIENT_RCPT_LIMIT;
     smtp_client_callbacks cb = {.arg = k, .rcpt_done = rcpt_done, .msg_done = msg_done};
+    if (ob->plog) {
+        cb.trace = trace;
+        char where[IMS_OUTQ_HOST_TEXT + 8];
+        snprintf(where, sizeof where, "%s:%u", k->remote, dest_port(k->od));
+        ims_protolog_end(k->plc, "Closed: trying the next host");
+        k->plc = NULL;
+        ims_protolog_begin_out(ob->plog, ++*ob->conn_ids, where, &k->plc);
+    }
     if (smtp_client_new(&cfg, &cb, &k->c))
         return -1;
     struct sockaddr_storage ss;
@@ -609,6 +635,9 @@ static void conn_free(ob_conn *k)
     k->od->nconn--;
     if (k->timer)
         event_free(k->timer);
+    char summary[64];
+    snprintf(summary, sizeof summary, "Closed: %u message(s) sent", k->sent);
+    ims_protolog_end(k->plc, summary);
     smtp_client_free(k->c);
     if (k->bev)
         bufferevent_free(k->bev);
@@ -764,6 +793,12 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
         return NULL;
     }
     return ob;
+}
+
+void imsd_outbound_set_protolog(imsd_outbound *ob, ims_protolog *pl, uint64_t *conn_ids)
+{
+    ob->plog = pl;
+    ob->conn_ids = conn_ids;
 }
 
 void imsd_outbound_set_spool(imsd_outbound *ob, ims_spool *sp)

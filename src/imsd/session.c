@@ -646,6 +646,7 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
                       : level >= IMS_LEVEL_MEDIUM ? "Medium"
                                                   : "Minimum",
                       logdir);
+        imsd_outbound_set_protolog(m->outbound, m->plog, &m->next_conn_id);
     }
     /* The relay policy: a line that does not parse is logged (a skipped deny line would make
      * the policy more permissive than the administrator meant). */
@@ -710,11 +711,11 @@ void imsd_mail_close(imsd_server *srv)
     ims_pickup_stop(m->pickup); /* before the spool closes */
     if (m->spool_ev)
         event_free(m->spool_ev);
-    ims_protolog_close(m->plog);
     imsd_outbound_stop(m->outbound); /* before the spool: no more reports into it */
     if (m->spool)
         ims_spool_close(m->spool); /* finishes pending commits and runs their callbacks */
     imsd_outbound_free(m->outbound);
+    ims_protolog_close(m->plog); /* after the last connection, outbound ones included */
     ims_tracking_close(m->out_tracking);
     ims_router_free(m->router);
     dir_close(m->dir);

@@ -1,6 +1,7 @@
 """test_outbound_more.py - more of the outbound side end to end (see test_outbound.py for the
 world): MaxRecipients batches, OutboundSizeLimit, the hop limit, NOTIFY=SUCCESS receipts when
 the next hop has no DSN, and the administrator's copies of NDRs (AdminNdrCopy)."""
+import glob
 import os
 import smtplib
 import socket
@@ -236,3 +237,28 @@ def test_dead_destination_costs_few_connections(world):
         assert host.count <= 10, host.count
     finally:
         host.stop()
+
+
+def test_outbound_protocol_log(world):
+    """SMTP Protocol Log at Medium: an outbound connection is logged like an inbound one, its
+    "+" line naming the host, ">" what we sent and "<" what the peer answered."""
+    world.dns(ZONE)
+    peer = world.peer("127.0.0.2")
+    svc = world.service(diag=[("SMTP Protocol Log", "3")])
+    send(svc, "alice@example.com", ["x@remote.test"], message("logged"))
+    peer.wait_messages(1)
+    wait_out_empty(svc)
+    svc.stop()  # the connection ends: its "-" line is written
+    logs = glob.glob(os.path.join(svc.root, "imcdata", "Log", "*.LOG"))
+    text = "".join(open(f, encoding="utf-8", errors="replace").read() for f in logs)
+    out = [l for l in text.splitlines()
+           if "\t+\tConnection to [127.0.0.2]:%d (outbound)" % world.outport in l]
+    assert len(out) == 1, (logs, text)
+    conn = out[0].split("\t")[1]
+    mine = [l.split("\t", 3) for l in text.splitlines() if l.split("\t")[1:2] == [conn]]
+    sent = [l[3] for l in mine if l[2] == ">"]
+    got = [l[3] for l in mine if l[2] == "<"]
+    assert any(s.startswith("EHLO ") for s in sent), mine
+    assert "RCPT TO:<x@remote.test>" in sent, mine
+    assert any(g.startswith("220") for g in got), mine
+    assert mine[-1][2] == "-", mine
