@@ -674,20 +674,9 @@ static void receipts(ims_deliverer *d, dl_msg *m)
         n++;
     }
     if (n) {
-        ims_report_fd rf = {m->fd, m->f.content_off, m->f.content_len};
-        ims_report_original o = {
-            .sender = m->f.sender,
-            .arrival = m->f.time,
-            .envid = m->f.envid,
-            .ret = !m->f.ret                       ? SMTP_RET_NONE
-                   : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
-                                                   : SMTP_RET_FULL,
-            .client_ip = m->f.client_ip,
-            .helo = m->f.helo,
-            .size = m->f.content_len,
-            .read = ims_report_read_fd,
-            .read_arg = &rf,
-        };
+        ims_report_fd rf;
+        ims_report_original o;
+        ims_spool_report_original(&m->f, m->fd, &rf, &o);
         char token[IMS_REPORT_TOKEN_MAX];
         snprintf(token, sizeof token, "%s.r%u", m->f.id, d->receipt_seq++);
         buf b = BUF_INIT;

@@ -500,20 +500,9 @@ static void th_report(ims_outq *q, oq_task *t)
         t->err = errno;
         return;
     }
-    ims_report_fd rf = {fd, m->f.content_off, m->f.content_len};
-    ims_report_original o = {
-        .sender = m->f.sender,
-        .arrival = m->f.time,
-        .envid = m->f.envid,
-        .ret = !m->f.ret                       ? SMTP_RET_NONE
-               : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
-                                               : SMTP_RET_FULL,
-        .client_ip = m->f.client_ip,
-        .helo = m->f.helo,
-        .size = m->f.content_len,
-        .read = ims_report_read_fd,
-        .read_arg = &rf,
-    };
+    ims_report_fd rf;
+    ims_report_original o;
+    ims_spool_report_original(&m->f, fd, &rf, &o);
     char token[IMS_REPORT_TOKEN_MAX];
     snprintf(token, sizeof token, "%s.%" PRIu32 ".%c", m->id,
              (uint32_t)atomic_fetch_add(&q->report_seq, 1), t->delayed ? 'd' : 'f');

@@ -84,6 +84,10 @@ bool ims_spool_pickup_name_ok(const char *name);
 /* ims_spool_file_read - parse the spool file open on fd. EBADMSG when it is not a spool file
  * of a known version or is cut short; an errno value for a read error. */
 int ims_spool_file_read(int fd, ims_spool_file *f);
+/* ims_spool_report_original - the original of a report on f (open on fd), its content read
+ * through rf (filled here; both must outlive o's use). */
+void ims_spool_report_original(const ims_spool_file *f, int fd, ims_report_fd *rf,
+                               ims_report_original *o);
 void ims_spool_file_free(ims_spool_file *f);
 /* ims_spool_id_valid - name is a queue id (IMS_QUEUE_ID_LEN upper-case hex digits). */
 bool ims_spool_id_valid(const char *name);

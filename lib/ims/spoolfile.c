@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -339,6 +340,25 @@ int ims_spool_status_format(buf *out, size_t index, ims_rcpt_state state, unsign
         break;
     }
     return EINVAL;
+}
+
+void ims_spool_report_original(const ims_spool_file *f, int fd, ims_report_fd *rf,
+                               ims_report_original *o)
+{
+    *rf = (ims_report_fd){fd, f->content_off, f->content_len};
+    *o = (ims_report_original){
+        .sender = f->sender,
+        .arrival = f->time,
+        .envid = f->envid,
+        .ret = !f->ret                       ? SMTP_RET_NONE
+               : !strcasecmp(f->ret, "HDRS") ? SMTP_RET_HDRS
+                                             : SMTP_RET_FULL,
+        .client_ip = f->client_ip,
+        .helo = f->helo,
+        .size = f->content_len,
+        .read = ims_report_read_fd,
+        .read_arg = rf,
+    };
 }
 
 int ims_spool_file_read(int fd, ims_spool_file *f)

@@ -103,15 +103,16 @@ def test_admin_copy_of_ndr(world):
     wait_out_empty(svc)
 
 
-class RefusingV6:
-    """A listener on [::1] that answers every connection "554" and closes: it counts them."""
+class Listener:
+    """A host that is up but does not take mail: each connection gets `greeting` (None:
+    nothing) and is closed at once. It counts them."""
 
-    def __init__(self, port):
-        self.count = 0
-        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    def __init__(self, family, host, port, greeting=None):
+        self.count, self.greeting = 0, greeting
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("::1", port))
-        self.sock.listen(16)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
         self.sock.settimeout(0.2)
         self.stopping = False
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -125,7 +126,8 @@ class RefusingV6:
                 continue
             self.count += 1
             with c:
-                c.sendall(b"554 5.7.1 no IPv6 clients here\r\n")
+                if self.greeting:
+                    c.sendall(self.greeting)
 
     def stop(self):
         self.stopping = True
@@ -140,7 +142,7 @@ def test_address_family(world, family):
     entry's AddressFamily ipv4 the IPv6 address is never tried."""
     world.dns("v6.test MX 10 mx.v6.test\nmx.v6.test AAAA ::1\nmx.v6.test A 127.0.0.2\n")
     peer = world.peer("127.0.0.2")
-    v6 = RefusingV6(world.outport)
+    v6 = Listener(socket.AF_INET6, "::1", world.outport, b"554 5.7.1 no IPv6 clients here\r\n")
     try:
         svc = world.service()
         if family:
@@ -182,42 +184,12 @@ def test_delivered_receipt_local_and_remote_sender(world):
     assert len(reports(svc, "bob")) == 1
 
 
-class Hangup:
-    """A listener on 127.0.0.x that takes each connection and closes it at once (a host that
-    is up but broken): it counts them."""
-
-    def __init__(self, host, port):
-        self.count = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.count += 1
-            c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
-
-
 def test_dead_destination_costs_few_connections(world):
     """100 messages for a domain whose only host hangs up: the destination is remembered as
     dead, so they are all deferred (each recorded) after a handful of connections, not one
     connection each."""
     world.dns("dead.test MX 10 mx.dead.test\nmx.dead.test A 127.0.0.4\n")
-    host = Hangup("127.0.0.4", world.outport)
+    host = Listener(socket.AF_INET, "127.0.0.4", world.outport)
     try:
         svc = world.service(retry="1")
         with smtplib.SMTP("127.0.0.1", svc.port, timeout=20) as c:
