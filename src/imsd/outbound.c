@@ -218,6 +218,26 @@ static void resolve(ob_dest *od)
     imsd_outbound *ob = od->ob;
     const char *name = ims_outq_dest_name(od->d);
     int e;
+    if (!ob->dns) {
+        /* A smart host given as an address needs no resolver. */
+        char host[SMTP_DOMAIN_MAX + 1];
+        bool literal = false;
+        uint16_t port;
+        ims_dns_result *r = NULL;
+        if (ims_outq_dest_route(od->d) == IMS_ROUTE_SMARTHOST &&
+            !ims_host_parse(name, host, &literal, &port) && literal && (r = calloc(1, sizeof *r)) &&
+            (r->v = calloc(1, sizeof *r->v)) && !smtp_ip_parse(host, &r->v[0].ip)) {
+            r->status = IMS_DNS_OK;
+            r->n = 1;
+            snprintf(r->v[0].name, sizeof r->v[0].name, "%s", host);
+            od->resolving = true;
+            resolved(od, r);
+            return;
+        }
+        ims_dns_result_free(r);
+        dest_fail(od, SMTP_TRANSIENT, "4.4.3", "no DNS resolver (see the start's events)", NULL);
+        return;
+    }
     od->resolving = true;
     if (ims_outq_dest_route(od->d) == IMS_ROUTE_DNS) {
         e = ims_dns_resolve_mx(ob->dns, name, ims_router_family(ob->router, name), resolved, od);
@@ -780,11 +800,16 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
     }
     if (ims_dns_servers_join(s, servers, sizeof servers))
         servers[0] = 0;
-    e = ims_dns_new(&dopt, &ob->dns);
-    if (e)
-        ims_log_event(log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                      "Unable to start the DNS resolver (%s): %s",
-                      servers[0] ? servers : "resolv.conf", strerror(e));
+    /* Without a resolver (an unreadable resolv.conf, say) the service still runs: inbound
+     * mail and smart hosts given as addresses work, DNS routes wait (4.4.3) for a restart. */
+    if (ims_dns_new(&dopt, &ob->dns)) {
+        ims_log_event(log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                      "Unable to start the DNS resolver (%s): mail routed by DNS waits until "
+                      "it can start",
+                      servers[0] ? servers : "/etc/resolv.conf");
+        ob->dns = NULL;
+    }
+    e = 0;
     ob->q_ev = event_new(base, ims_outq_fd(ob->q), EV_READ | EV_PERSIST, queue_io, ob);
     ob->q_timer = evtimer_new(base, queue_io, ob);
     ob->dns_timer = evtimer_new(base, dns_tick, ob);
