@@ -5,8 +5,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
+WINE_LAUNCH_TRIES = 4  # starts of `wine reg` tried when Wine cannot launch it
 WINE_TIMEOUT = 120  # seconds for one Wine call; the first one may create the prefix (~12 s)
 WINE_PERSIST = 60  # seconds the wineserver outlives its last client (wineserver -pN)
 BOM_UTF16LE = b"\xff\xfe"
@@ -91,7 +93,14 @@ class WinePrefix:
 
     def reg(self, *args, check=True):
         """Run `wine reg ARGS`; the result's stdout is Wine's raw bytes (CRLF, code page 437)."""
-        p = self._run(["wine", "reg", *[str(a) for a in args]])
+        # Under load Wine sometimes fails to start the program at all (its loader prints
+        # "Application could not be started"): reg.exe never ran, so that is no answer of
+        # the oracle's. Tried again, a bounded number of times.
+        for attempt in range(WINE_LAUNCH_TRIES):
+            p = self._run(["wine", "reg", *[str(a) for a in args]])
+            if b"Application could not be started" not in p.stdout + p.stderr:
+                break
+            time.sleep(0.5 * (attempt + 1))
         if check and p.returncode != 0:
             raise WineError(
                 f"wine reg {' '.join(map(str, args))}: rc={p.returncode}\n"
