@@ -38,8 +38,8 @@ struct oq_unit {
     size_t nri;
     enum { U_WAIT, U_LOADING, U_READY, U_BUSY, U_FINAL } st;
     size_t taken; /* U_READY/U_BUSY: recipients of the pending list handed out */
-    size_t *todo; /* U_READY/U_BUSY: the recipients of this attempt (not final) */
-    size_t ntodo;
+    size_t *pend; /* U_READY/U_BUSY: the recipients of this attempt (not final) */
+    size_t npend;
     unsigned jobs; /* jobs out and not finished */
     oq_unit *next; /* in the destination's ready list */
 };
@@ -138,6 +138,7 @@ typedef struct oq_task {
     unsigned hops;
     bool preload;  /* T_ENV: load the content too */
     bool unlink;   /* T_COMMIT: every recipient is final: remove the file, not append */
+    bool in_round; /* T_COMMIT: taken into the thread's commit round */
     char *content; /* T_CONTENT, T_ENV with preload */
     size_t clen;
     char text[OQ_EVENT_TEXT]; /* an event to log, when not empty */
@@ -174,7 +175,7 @@ struct ims_outq {
     /* shared with the thread */
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    oq_task *todo, **todo_tail;
+    oq_task *work, **work_tail; /* posted to the thread */
     oq_task *answers, **answers_tail;
     bool stopping;
     pthread_t thread;
@@ -199,8 +200,8 @@ static void post(ims_outq *q, oq_task *t)
 {
     t->next = NULL;
     pthread_mutex_lock(&q->lock);
-    *q->todo_tail = t;
-    q->todo_tail = &t->next;
+    *q->work_tail = t;
+    q->work_tail = &t->next;
     pthread_cond_signal(&q->wake);
     pthread_mutex_unlock(&q->lock);
 }
@@ -416,11 +417,13 @@ static void th_content(ims_outq *q, oq_task *t)
 static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
 {
     int *fds = calloc(n, sizeof *fds), *errs = calloc(n, sizeof *errs);
-    if (!fds || !errs) {
+    size_t *slot = calloc(n, sizeof *slot); /* task i's file in fds, + 1; 0: none */
+    if (!fds || !errs || !slot) {
         for (size_t i = 0; i < n; i++)
             ts[i]->err = ENOMEM;
         free(fds);
         free(errs);
+        free(slot);
         return;
     }
     size_t k = 0, unlinked = 0;
@@ -443,10 +446,10 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
                 fd = -1;
             }
         }
-        if (fd >= 0)
+        if (fd >= 0) {
             fds[k++] = fd;
-        t->err = t->err ? t->err : 0;
-        ts[i]->clen = fd >= 0 ? k : 0; /* its slot + 1 */
+            slot[i] = k;
+        }
     }
     ims_pool_sync(q->pool, fds, errs, k, true);
     int sync_err = unlinked && fsync(q->out_fd) ? errno : 0;
@@ -456,11 +459,10 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         oq_task *t = ts[i];
-        if (t->clen) {
+        if (slot[i]) {
             if (!t->err)
-                t->err = errs[t->clen - 1];
-            close(fds[t->clen - 1]);
-            t->clen = 0;
+                t->err = errs[slot[i] - 1];
+            close(fds[slot[i] - 1]);
         }
         if (t->err || !q->tracking)
             continue;
@@ -473,6 +475,7 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
     }
     free(fds);
     free(errs);
+    free(slot);
 }
 
 struct oq_writer {
@@ -633,20 +636,22 @@ static void *outq_main(void *arg)
     oq_task **round = calloc(OQ_ROUND_MAX, sizeof *round);
     pthread_mutex_lock(&q->lock);
     for (;;) {
-        while (!q->todo && !q->stopping)
+        while (!q->work && !q->stopping)
             pthread_cond_wait(&q->wake, &q->lock);
-        if (!q->todo && q->stopping)
+        if (!q->work && q->stopping)
             break;
-        oq_task *list = q->todo;
-        q->todo = NULL;
-        q->todo_tail = &q->todo;
+        oq_task *list = q->work;
+        q->work = NULL;
+        q->work_tail = &q->work;
         pthread_mutex_unlock(&q->lock);
         /* Commits first and together: each round is one sync of each file it touches. */
         size_t n = 0;
         for (oq_task *t = list, *next; t; t = next) {
             next = t->next;
-            if (t->kind == T_COMMIT && round && n < OQ_ROUND_MAX)
+            if (t->kind == T_COMMIT && round && n < OQ_ROUND_MAX) {
                 round[n++] = t;
+                t->in_round = true;
+            }
         }
         if (n)
             th_commit_round(q, round, n);
@@ -664,15 +669,8 @@ static void *outq_main(void *arg)
                 th_content(q, t);
                 break;
             case T_COMMIT:
-                if (!round || n == 0) {
+                if (!t->in_round) /* beyond OQ_ROUND_MAX: a round of its own */
                     th_commit_round(q, &t, 1);
-                } else {
-                    bool in_round = false;
-                    for (size_t i = 0; i < n && !in_round; i++)
-                        in_round = round[i] == t;
-                    if (!in_round)
-                        th_commit_round(q, &t, 1);
-                }
                 break;
             case T_REPORT:
                 th_report(q, t);
@@ -727,7 +725,7 @@ static void msg_free(oq_msg *m)
 {
     for (size_t i = 0; i < m->nunits; i++) {
         free(m->units[i].ri);
-        free(m->units[i].todo);
+        free(m->units[i].pend);
     }
     free(m->units);
     free(m->content);
@@ -802,11 +800,11 @@ static void unit_ready(ims_outq *q, oq_unit *u, uint64_t now)
         unit_defer_dead(q, u, now);
         return;
     }
-    u->ntodo = 0;
+    u->npend = 0;
     for (size_t i = 0; i < u->nri; i++)
         if (!final(&u->m->f.rcpts[u->ri[i]]))
-            u->todo[u->ntodo++] = u->ri[i];
-    if (!u->ntodo) {
+            u->pend[u->npend++] = u->ri[i];
+    if (!u->npend) {
         u->st = U_FINAL;
         return;
     }
@@ -1060,11 +1058,11 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
             u->m = m;
             u->d = d;
             u->ri = calloc(m->f.nrcpt, sizeof *u->ri);
-            u->todo = calloc(m->f.nrcpt, sizeof *u->todo);
-            if (!u->ri || !u->todo) {
+            u->pend = calloc(m->f.nrcpt, sizeof *u->pend);
+            if (!u->ri || !u->pend) {
                 m->nunits--;
                 free(u->ri);
-                free(u->todo);
+                free(u->pend);
                 continue;
             }
         }
@@ -1316,7 +1314,7 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
         ims_outq_job *j = t->job;
         if (j) {
             oq_unit *u = j->u;
-            if (--u->jobs == 0 && u->taken >= u->ntodo) {
+            if (--u->jobs == 0 && u->taken >= u->npend) {
                 /* The attempt is over: what is not final waits for its next try. */
                 m->busy--;
                 uint64_t due = UINT64_MAX;
@@ -1599,9 +1597,9 @@ void ims_outq_dest_failed(ims_outq *q, ims_outq_dest *d, const smtp_result *r, c
         next = u->next;
         oq_msg *m = u->m;
         oq_task *t = task_new(T_COMMIT, m);
-        size_t *fails = calloc(u->ntodo ? u->ntodo : 1, sizeof *fails), nfails = 0;
+        size_t *fails = calloc(u->npend ? u->npend : 1, sizeof *fails), nfails = 0;
         if (t)
-            t->track = calloc(u->ntodo ? u->ntodo : 1, sizeof *t->track);
+            t->track = calloc(u->npend ? u->npend : 1, sizeof *t->track);
         if (!t || !fails || !t->track) {
             if (t)
                 task_free(t);
@@ -1610,9 +1608,9 @@ void ims_outq_dest_failed(ims_outq *q, ims_outq_dest *d, const smtp_result *r, c
             unit_schedule(q, u, now + dead);
             continue;
         }
-        for (size_t i = u->taken; i < u->ntodo; i++)
-            apply(q, m, u->todo[i], r, remote, &t->recs, t->track, &t->ntrack, fails, &nfails);
-        u->taken = u->ntodo;
+        for (size_t i = u->taken; i < u->npend; i++)
+            apply(q, m, u->pend[i], r, remote, &t->recs, t->track, &t->ntrack, fails, &nfails);
+        u->taken = u->npend;
         m->busy++; /* the commit's */
         post(q, t);
         if (nfails)
@@ -1652,7 +1650,7 @@ ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
     size_t max = q->s.max_recipients ? q->s.max_recipients : SMTP_CLIENT_RCPT_DEFAULT;
     if (max > SMTP_CLIENT_RCPT_LIMIT)
         max = SMTP_CLIENT_RCPT_LIMIT;
-    size_t n = u->ntodo - u->taken < max ? u->ntodo - u->taken : max;
+    size_t n = u->npend - u->taken < max ? u->npend - u->taken : max;
     ims_outq_job *j = calloc(1, sizeof *j);
     if (j) {
         j->rc = calloc(n, sizeof *j->rc);
@@ -1668,7 +1666,7 @@ ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
     j->u = u;
     j->n = n;
     for (size_t k = 0; k < n; k++) {
-        size_t i = u->todo[u->taken + k];
+        size_t i = u->pend[u->taken + k];
         const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
         j->ri[k] = i;
         j->rc[k].addr = r->address;
@@ -1679,7 +1677,7 @@ ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
     u->taken += n;
     u->jobs++;
     u->st = U_BUSY;
-    if (u->taken >= u->ntodo) {
+    if (u->taken >= u->npend) {
         d->ready = u->next;
         if (!d->ready)
             d->ready_tail = &d->ready;
@@ -1732,7 +1730,7 @@ void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const 
 static bool finishes(const oq_msg *m, const oq_unit *u)
 {
     if (m->busy != 1 || m->reports || m->loading || m->removing || u->jobs != 1 ||
-        u->taken < u->ntodo)
+        u->taken < u->npend)
         return false;
     for (size_t i = 0; i < m->f.nrcpt; i++) {
         const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
@@ -1846,7 +1844,7 @@ int ims_outq_open(const char *root_dir, const ims_outq_options *opt, ims_outq **
     ims_sched_init(&q->sched);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);
-    q->todo_tail = &q->todo;
+    q->work_tail = &q->work;
     q->answers_tail = &q->answers;
     int rc = open_dir(root_dir, "Out", &q->out_fd);
     rc = rc ? rc : open_dir(root_dir, "Out/Archive", &q->archive_fd);
@@ -1899,7 +1897,7 @@ void ims_outq_close(ims_outq *q)
             job_free(t->job);
         task_free(t);
     }
-    for (oq_task *t = q->todo, *next; t; t = next) {
+    for (oq_task *t = q->work, *next; t; t = next) {
         next = t->next;
         if (t->kind == T_COMMIT)
             job_free(t->job);

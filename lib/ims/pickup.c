@@ -389,30 +389,34 @@ static void pk_event_fmt(ims_pickup *p, unsigned id, ims_severity sev, unsigned 
     wake(c->out_fd);
 }
 
-static void enqueue(ims_pickup *p, const char *name, bool claimed)
+/* name_new - a list entry for file name; NULL (and the event) without memory. */
+static pk_name *name_new(ims_pickup *p, const char *name, bool claimed)
 {
     pk_name *n = calloc(1, sizeof *n);
     if (!n) {
         pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
                      "MTS-OUT: out of memory: the file %s is taken at the next start", name);
-        return;
+        return NULL;
     }
     snprintf(n->name, sizeof n->name, "%s", name);
     n->claimed = claimed;
+    return n;
+}
+
+static void enqueue(ims_pickup *p, const char *name, bool claimed)
+{
+    pk_name *n = name_new(p, name, claimed);
+    if (!n)
+        return;
     *p->queue_tail = n;
     p->queue_tail = &n->next;
 }
 
 static void retry_later(ims_pickup *p, const char *name, bool claimed)
 {
-    pk_name *n = calloc(1, sizeof *n);
-    if (!n) {
-        pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                     "MTS-OUT: out of memory: the file %s is taken at the next start", name);
+    pk_name *n = name_new(p, name, claimed);
+    if (!n)
         return;
-    }
-    snprintf(n->name, sizeof n->name, "%s", name);
-    n->claimed = claimed;
     n->due = ims_clock_ms() + p->retry_ms;
     n->next = p->retry;
     p->retry = n;
