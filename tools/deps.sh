@@ -5,11 +5,13 @@ set -eu
 # the private Postfix that bench/inbound.sh compares imsd with. Never a system-wide MTA: see below.
 # nmap: its smtp-open-relay script is the relay audit tests/e2e/test_first_use.py runs.
 # python3-dnslib: tests/dns_server.py, the DNS server of tests/unit/dns_test.c.
+# openssl (the command): tests/tls_certs.py makes the TLS tests' certificates; python3-aiosmtpd
+# is a TLS-offering peer for outbound tests; bsd-mailx is mail(1) over ims-sendmail.
 # dovecot-core (doveadm) and mutt: tests/e2e/test_maildir_readers.py reads the delivered Maildirs
 # with them, with a private config and no server. Never a system-wide IMAP server: see below.
 PKGS="make gcc clang pkg-config liblmdb-dev lmdb-utils libevent-dev libssl-dev libc-ares-dev
 libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
-postfix nmap dovecot-core mutt python3-dnslib"
+postfix nmap dovecot-core mutt python3-dnslib openssl python3-aiosmtpd bsd-mailx"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
