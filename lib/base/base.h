@@ -95,6 +95,22 @@ int base_boot_id(uint8_t id[16]);
 /* base_sha256 - the SHA-256 digest of n bytes. */
 void base_sha256(const void *data, size_t n, uint8_t out[32]);
 
+/* Base64 (RFC 4648 section 4, the standard alphabet with '=' padding), as SASL uses it. */
+
+/* BASE_B64_LEN - the encoded length of n bytes, without the NUL. */
+#define BASE_B64_LEN(n) ((((n) + 2) / 3) * 4)
+
+/* base_b64_encode - encode p[0..n) into out, NUL-terminated; size must be at least
+ * BASE_B64_LEN(n) + 1. Returns the encoded length, or (size_t)-1 when out is too small (out is
+ * then ""). */
+size_t base_b64_encode(const void *p, size_t n, char *out, size_t size);
+/* base_b64_decode - decode s[0..n) strictly: only the alphabet, length a multiple of 4, '='
+ * only as the last one or two characters, and the unused bits of the last group zero (so
+ * each text has one meaning). An empty s decodes to nothing. Writes at most size bytes to
+ * out; *outlen gets how many. Returns 0, EILSEQ for text that is not base64, or E2BIG when
+ * the result would not fit. Allocates nothing. */
+int base_b64_decode(const char *s, size_t n, uint8_t *out, size_t size, size_t *outlen);
+
 /* Randomness and the state root. */
 
 /* base_random - fill p with n bytes from the kernel's random source. Returns 0 or errno. */

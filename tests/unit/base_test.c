@@ -159,11 +159,47 @@ static void test_files(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* RFC 4648 section 10's vectors both ways; the strict decoder's refusals. */
+static void test_b64(void **state)
+{
+    (void)state;
+    static const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    char out[16];
+    uint8_t dec[16];
+    size_t n;
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(base_b64_encode(plain[i], strlen(plain[i]), out, sizeof out),
+                         strlen(coded[i]));
+        assert_string_equal(out, coded[i]);
+        assert_int_equal(base_b64_decode(coded[i], strlen(coded[i]), dec, sizeof dec, &n), 0);
+        assert_int_equal(n, strlen(plain[i]));
+        assert_memory_equal(dec, plain[i], n);
+    }
+    /* Too small an output: refused, not cut. */
+    assert_int_equal(base_b64_encode("foobar", 6, out, 8), (size_t)-1);
+    assert_string_equal(out, "");
+    assert_int_equal(base_b64_decode("Zm9vYmFy", 8, dec, 5, &n), E2BIG);
+    /* Every byte value survives, including NUL. */
+    uint8_t all[256], back[256];
+    char big[BASE_B64_LEN(256) + 1];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    assert_int_equal(base_b64_encode(all, 256, big, sizeof big), BASE_B64_LEN(256));
+    assert_int_equal(base_b64_decode(big, strlen(big), back, sizeof back, &n), 0);
+    assert_int_equal(n, 256);
+    assert_memory_equal(all, back, 256);
+    static const char *bad[] = {"Zg=",  "Zg",   "Z===", "=Zg=", "Zg=a",     "Zm9v\r\n",
+                                "Zm 9", "Zh==", "Zm9=", "Zm-v", "Zm9v====", "Zg==Zg=="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(base_b64_decode(bad[i], strlen(bad[i]), dec, sizeof dec, &n), EILSEQ);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),    cmocka_unit_test(test_utf),   cmocka_unit_test(test_cp1252),
-        cmocka_unit_test(test_sha256), cmocka_unit_test(test_files),
+        cmocka_unit_test(test_buf),    cmocka_unit_test(test_utf), cmocka_unit_test(test_cp1252),
+        cmocka_unit_test(test_sha256), cmocka_unit_test(test_b64), cmocka_unit_test(test_files),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
