@@ -313,7 +313,10 @@ smtp_reply_id smtp_parse_command(const char *line, size_t len, smtp_cmd *out)
     case SMTP_VERB_DATA:
     case SMTP_VERB_RSET:
     case SMTP_VERB_QUIT:
+    case SMTP_VERB_STARTTLS: /* RFC 3207 4: no parameters */
         return out->arg ? SMTP_R_ARGS : SMTP_R_NONE;
+    case SMTP_VERB_AUTH: /* the mechanism at least; the session reads the rest */
+        return out->arg && out->arg_len ? SMTP_R_NONE : SMTP_R_ARGS;
     case SMTP_VERB_VRFY:
         return out->arg && out->arg_len ? SMTP_R_NONE : SMTP_R_ARGS;
     default:

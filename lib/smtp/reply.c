@@ -68,6 +68,25 @@ static const reply_row reply_table[SMTP_R_COUNT] = {
     [SMTP_R_NO_VALID_RCPT] = {554, "5.5.1", false, "No valid recipients"},
     [SMTP_R_PARAM_UNKNOWN] = {555, "5.5.4", false, "Unsupported parameter"},
     [SMTP_R_PARAM_DUP] = {555, "5.5.4", false, "Duplicate parameter"},
+    [SMTP_R_TLS_READY] = {220, "2.0.0", false, "Ready to start TLS"},
+    [SMTP_R_TLS_ACTIVE] = {503, "5.5.1", false, "TLS already active"},
+    [SMTP_R_IN_TRANSACTION] = {503, "5.5.1", false, "Not allowed during a mail transaction"},
+    [SMTP_R_AUTH_OK] = {235, "2.7.0", false, "Authentication successful"},
+    [SMTP_R_AUTH_FAILED] = {535, "5.7.8", false, "Authentication credentials invalid"},
+    [SMTP_R_AUTH_TEMP] = {454, "4.7.0", false, "Temporary authentication failure, try again later"},
+    [SMTP_R_AUTH_MECH] = {504, "5.5.4", false, "Unrecognized authentication type"},
+    [SMTP_R_AUTH_CANCELLED] = {501, "5.0.0", false, "Authentication cancelled"},
+    [SMTP_R_AUTH_DECODE] = {501, "5.5.2", false, "Cannot decode the response"},
+    [SMTP_R_AUTH_ALREADY] = {503, "5.5.1", false, "Already authenticated"},
+    [SMTP_R_NEED_TLS] = {530, "5.7.0", false, "Must issue a STARTTLS command first"},
+    [SMTP_R_NEED_AUTH] = {530, "5.7.0", false, "Authentication required"},
+    [SMTP_R_AUTH_TOO_MANY] = {421, "4.7.0", true,
+                              "Too many failed authentication attempts, closing transmission channel"},
+    [SMTP_R_SENDER_NOT_LOCAL] = {550, "5.7.1", false,
+                                 "Sender mailbox is not local: clients can only submit if homed "
+                                 "on this server"},
+    [SMTP_R_SENDER_NOT_OWNED] = {550, "5.7.1", false,
+                                 "Sender address does not belong to the authenticated account"},
 };
 
 unsigned smtp_reply_code(smtp_reply_id id)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "reg/reg.h"
 
@@ -20,12 +21,16 @@ typedef enum sess_state {
     ST_RCPT,       /* at least one recipient accepted */
     ST_DATA,       /* reading message data */
     ST_COMMITTING, /* data_end called, waiting for smtp_session_data_done */
+    ST_TLS,        /* STARTTLS answered 220: waiting for smtp_session_tls_started */
+    ST_AUTH,       /* AUTH sent a 334: the next line is the client's response */
+    ST_AUTHING,    /* auth_check called, waiting for smtp_session_auth_done */
     ST_QUIT,       /* over: nothing more is read */
 } sess_state;
 
 static const char *const sess_state_names[] = {
     [ST_CONNECTED] = "connected", [ST_GREETED] = "greeted", [ST_MAIL] = "mail",
     [ST_RCPT] = "rcpt",           [ST_DATA] = "data",       [ST_COMMITTING] = "committing",
+    [ST_TLS] = "starttls",        [ST_AUTH] = "auth",       [ST_AUTHING] = "authenticating",
     [ST_QUIT] = "quit",
 };
 
@@ -57,15 +62,23 @@ struct smtp_session {
     char software[SESS_SOFTWARE_MAX + 1];
     smtp_ip client, local;
     bool authenticated;
+    bool tls; /* under TLS */
+    char account[SMTP_AUTH_USER_MAX + 1];
+    unsigned auth_failures;
+    /* The AUTH exchange in progress (ST_AUTH). */
+    bool auth_login;  /* LOGIN (else PLAIN) */
+    bool auth_passwd; /* LOGIN: the user name came, the password is next */
+    char auth_user[SMTP_AUTH_USER_MAX + 1];
     bool enhanced; /* extensions advertised: enhanced status codes in replies */
     bool oom;      /* a reply could not be stored: the session is unusable */
     sess_state state;
     unsigned errors;
     buf out;
 
-    /* The command line being assembled: at most max_line - 2 bytes of it are kept. */
+    /* The command line being assembled: at most max_line - 2 bytes of it are kept (an AUTH
+     * line: SMTP_AUTH_LINE_MAX - 2, the buffer growing to that only for such a line). */
     char *line;
-    size_t line_len;
+    size_t line_len, line_cap;
     bool line_cr;      /* the last byte seen was a CR */
     unsigned line_bad; /* BAD_LONG, BAD_NUL, BAD_BARE */
 
@@ -214,6 +227,8 @@ static const smtp_envelope *sess_envelope(smtp_session *s)
 {
     s->env.helo = s->helo;
     s->env.esmtp = s->esmtp;
+    s->env.tls = s->tls;
+    s->env.account = s->account;
     s->env.from = &s->from;
     s->env.mail = &s->mail;
     s->env.rcpt = s->rcpt;
@@ -232,6 +247,12 @@ static void sess_hello_line(smtp_session *s, char *line, size_t size)
         snprintf(line, size, "%s Hello [%s]", s->fqdn, ip);
     else
         snprintf(line, size, "%s Hello", s->fqdn);
+}
+
+/* sess_auth_offered - AUTH can be used now: configured, and under TLS unless allowed without. */
+static bool sess_auth_offered(const smtp_session *s)
+{
+    return s->cfg.auth && s->cb.auth_check && (s->tls || s->cfg.auth_without_tls);
 }
 
 static void cmd_helo(smtp_session *s, const smtp_cmd *c)
@@ -253,13 +274,22 @@ static void cmd_helo(smtp_session *s, const smtp_cmd *c)
         snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)s->cfg.max_size);
     else
         snprintf(size, sizeof size, "SIZE");
-    const char *lines[] = {hello, size, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN"};
-    if (smtp_reply_lines(&s->out, 250, NULL, lines, sizeof lines / sizeof lines[0]))
+    const char *lines[8] = {hello, size, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN"};
+    size_t n = 6;
+    if (s->cfg.starttls && !s->tls)
+        lines[n++] = "STARTTLS";
+    if (sess_auth_offered(s))
+        lines[n++] = "AUTH PLAIN LOGIN";
+    if (smtp_reply_lines(&s->out, 250, NULL, lines, n))
         s->oom = true;
 }
 
 static void cmd_mail(smtp_session *s, const smtp_cmd *c)
 {
+    if (s->cfg.auth_required && !s->authenticated) {
+        sess_reply(s, SMTP_R_NEED_AUTH); /* RFC 6409 4.3 */
+        return;
+    }
     if (c->mail.has_size && s->cfg.max_size && c->mail.size > s->cfg.max_size) {
         sess_reply(s, SMTP_R_SIZE_EXCEEDED); /* RFC 1870 6.1: refused at MAIL */
         return;
@@ -268,6 +298,13 @@ static void cmd_mail(smtp_session *s, const smtp_cmd *c)
         unsigned code = s->cb.mail_check(s->cb.arg, &c->path);
         if (code != 250) {
             sess_reply(s, code == 452 ? SMTP_R_NO_STORAGE : SMTP_R_LOCAL_ERROR);
+            return;
+        }
+    }
+    if (s->authenticated && s->cb.sender_check) {
+        smtp_reply_id id = s->cb.sender_check(s->cb.arg, s->account, &c->path);
+        if (id != SMTP_R_NONE) {
+            sess_reply(s, id);
             return;
         }
     }
@@ -347,7 +384,7 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
             return;
         }
     }
-    if (cls == SMTP_ADDR_REMOTE &&
+    if (cls == SMTP_ADDR_REMOTE && !(s->cfg.auth_relay && s->authenticated) &&
         !smtp_relay_allowed(s->cfg.relay, &s->client, &s->local, s->authenticated)) {
         s->stats.relay_denied++;
         if (s->cb.relay_denied)
@@ -436,6 +473,183 @@ static void cmd_unimplemented(smtp_session *s, const smtp_cmd *c)
     sess_error(s, SMTP_R_NOT_IMPLEMENTED);
 }
 
+/* --- STARTTLS and AUTH ---------------------------------------------------------------------- */
+
+static void cmd_starttls(smtp_session *s, const smtp_cmd *c)
+{
+    (void)c;
+    if (s->tls) {
+        sess_error(s, SMTP_R_TLS_ACTIVE);
+        return;
+    }
+    if (!s->cfg.starttls) {
+        sess_error(s, SMTP_R_NOT_IMPLEMENTED); /* not offered: no certificate */
+        return;
+    }
+    if (s->state == ST_MAIL || s->state == ST_RCPT) {
+        sess_error(s, SMTP_R_IN_TRANSACTION);
+        return;
+    }
+    sess_reply(s, SMTP_R_TLS_READY);
+    s->state = ST_TLS; /* nothing more is read until the handshake is made */
+}
+
+/* sess_auth_wipe - forget the exchange in progress. */
+static void sess_auth_wipe(smtp_session *s)
+{
+    smtp_wipe(s->auth_user, sizeof s->auth_user);
+    s->auth_login = s->auth_passwd = false;
+    if (s->line_cap > s->cfg.max_line) {
+        /* The AUTH line's room is given back: an idle session costs its command line only. */
+        smtp_wipe(s->line, s->line_cap);
+        char *l = realloc(s->line, s->cfg.max_line);
+        if (l) {
+            s->line = l;
+            s->line_cap = s->cfg.max_line;
+        }
+    }
+}
+
+/* sess_auth_check - credentials complete: hand them to the caller and wait. */
+static void sess_auth_check(smtp_session *s, smtp_sasl_creds *cr)
+{
+    s->state = ST_AUTHING;
+    s->cb.auth_check(s->cb.arg, s->auth_login ? "LOGIN" : "PLAIN", cr);
+    smtp_wipe(cr, sizeof *cr);
+    sess_auth_wipe(s);
+}
+
+/* sess_auth_result - the end of an AUTH exchange (untraced: the caller traces). */
+static void sess_auth_result(smtp_session *s, smtp_auth_result r, const char *account)
+{
+    s->state = s->helo_done ? ST_GREETED : ST_CONNECTED;
+    switch (r) {
+    case SMTP_AUTH_OK:
+        s->authenticated = true;
+        sess_clean(s->account, sizeof s->account, account && account[0] ? account : "?");
+        sess_reply(s, SMTP_R_AUTH_OK);
+        break;
+    case SMTP_AUTH_FAILED:
+        s->auth_failures++;
+        sess_reply(s, SMTP_R_AUTH_FAILED);
+        if (s->auth_failures >= SMTP_AUTH_FAILURES_MAX) {
+            sess_reply(s, SMTP_R_AUTH_TOO_MANY);
+            sess_close(s);
+        }
+        break;
+    default:
+        sess_reply(s, SMTP_R_AUTH_TEMP);
+        break;
+    }
+}
+
+/* sess_auth_refused - a refusal that needs no check (an authzid for someone else): counted as
+ * a failed logon, as the caller's refusals are. */
+static void sess_auth_refused(smtp_session *s)
+{
+    sess_auth_wipe(s);
+    sess_auth_result(s, SMTP_AUTH_FAILED, NULL);
+}
+
+/* sess_auth_step - one response (an initial response or a line after a 334), its base64 in
+ * p[0..n) ("=" for an empty initial response is the caller's to turn into n == 0). */
+static void sess_auth_step(smtp_session *s, const char *p, size_t n)
+{
+    smtp_sasl_creds cr;
+    smtp_reply_id rc;
+    if (!s->auth_login) {
+        rc = smtp_sasl_plain_decode(p, n, &cr);
+        if (rc == SMTP_R_NONE)
+            sess_auth_check(s, &cr);
+        else if (rc == SMTP_R_AUTH_FAILED)
+            sess_auth_refused(s);
+        else
+            goto bad;
+        return;
+    }
+    size_t len;
+    if (!s->auth_passwd) {
+        if (smtp_sasl_text_decode(p, n, s->auth_user, sizeof s->auth_user, &len))
+            goto bad;
+        s->auth_passwd = true;
+        s->state = ST_AUTH;
+        sess_reply_text(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
+        return;
+    }
+    memset(&cr, 0, sizeof cr);
+    if (smtp_sasl_text_decode(p, n, cr.pass, sizeof cr.pass, &cr.passlen))
+        goto bad;
+    memcpy(cr.user, s->auth_user, sizeof cr.user);
+    sess_auth_check(s, &cr);
+    return;
+bad:
+    sess_auth_wipe(s);
+    s->state = s->helo_done ? ST_GREETED : ST_CONNECTED;
+    sess_error(s, SMTP_R_AUTH_DECODE);
+}
+
+static void cmd_auth(smtp_session *s, const smtp_cmd *c)
+{
+    if (!s->cfg.auth || !s->cb.auth_check) {
+        sess_error(s, SMTP_R_NOT_IMPLEMENTED); /* DisableAuth */
+        return;
+    }
+    if (!s->helo_done || !s->esmtp) {
+        sess_error(s, SMTP_R_NEED_HELO); /* RFC 4954 4: AUTH is an EHLO extension */
+        return;
+    }
+    if (s->authenticated) {
+        sess_error(s, SMTP_R_AUTH_ALREADY);
+        return;
+    }
+    if (s->state == ST_MAIL || s->state == ST_RCPT) {
+        sess_error(s, SMTP_R_IN_TRANSACTION);
+        return;
+    }
+    if (!sess_auth_offered(s)) {
+        sess_error(s, SMTP_R_NEED_TLS); /* never a password in clear text */
+        return;
+    }
+    const char *a = c->arg;
+    size_t n = c->arg_len, m = 0;
+    while (m < n && a[m] != ' ')
+        m++;
+    const char *ir = m < n ? a + m + 1 : NULL;
+    size_t irn = ir ? n - m - 1 : 0;
+    if (m == 5 && !strncasecmp(a, "PLAIN", 5))
+        s->auth_login = false;
+    else if (m == 5 && !strncasecmp(a, "LOGIN", 5))
+        s->auth_login = true;
+    else {
+        sess_error(s, SMTP_R_AUTH_MECH);
+        return;
+    }
+    s->auth_passwd = false;
+    if (ir && irn == 1 && ir[0] == '=')
+        irn = 0; /* RFC 4954 4: "=" is an empty initial response */
+    else if (ir && irn == 0)
+        ir = NULL;
+    if (ir) {
+        sess_auth_step(s, ir, irn);
+        return;
+    }
+    s->state = ST_AUTH;
+    /* PLAIN: an empty challenge; LOGIN: "Username:". */
+    sess_reply_text(s, 334, NULL, s->auth_login ? "VXNlcm5hbWU6" : "");
+}
+
+/* sess_auth_line - a line while ST_AUTH: the response, or "*" to cancel (RFC 4954 4). */
+static void sess_auth_line(smtp_session *s, const char *p, size_t n)
+{
+    if (n == 1 && p[0] == '*') {
+        sess_auth_wipe(s);
+        s->state = s->helo_done ? ST_GREETED : ST_CONNECTED;
+        sess_reply(s, SMTP_R_AUTH_CANCELLED);
+        return;
+    }
+    sess_auth_step(s, p, n);
+}
+
 /* The command table: the states a command is taken in (as a bit mask), the reply when it
  * comes in another, and whether ESMTP parameters may come with it. */
 #define IN(st) (1u << (st))
@@ -460,8 +674,8 @@ static const sess_command sess_commands[SMTP_VERB_COUNT] = {
     [SMTP_VERB_EXPN] = {cmd_unimplemented, ANY_CMD_STATE},
     [SMTP_VERB_ETRN] = {cmd_unimplemented, ANY_CMD_STATE},
     [SMTP_VERB_TURN] = {cmd_unimplemented, ANY_CMD_STATE},
-    [SMTP_VERB_AUTH] = {cmd_unimplemented, ANY_CMD_STATE},
-    [SMTP_VERB_STARTTLS] = {cmd_unimplemented, ANY_CMD_STATE},
+    [SMTP_VERB_AUTH] = {cmd_auth, ANY_CMD_STATE},
+    [SMTP_VERB_STARTTLS] = {cmd_starttls, ANY_CMD_STATE},
     [SMTP_VERB_BDAT] = {cmd_unimplemented, ANY_CMD_STATE},
     [SMTP_VERB_SEND] = {cmd_unimplemented, ANY_CMD_STATE},
     [SMTP_VERB_SOML] = {cmd_unimplemented, ANY_CMD_STATE},
@@ -494,6 +708,14 @@ static void sess_command_run(smtp_session *s)
     s->line_bad = 0;
     size_t len = s->line_len;
     s->line_len = 0;
+    if (s->state == ST_AUTH && bad) {
+        sess_auth_wipe(s); /* a broken response ends the exchange (then its error below) */
+        s->state = s->helo_done ? ST_GREETED : ST_CONNECTED;
+    } else if (s->state == ST_AUTH) {
+        sess_auth_line(s, s->line, len);
+        smtp_wipe(s->line, len < s->line_cap ? len : s->line_cap); /* it may have shrunk */
+        return;
+    }
     if (bad & BAD_LONG) {
         sess_error(s, SMTP_R_LINE_TOO_LONG);
         return;
@@ -526,6 +748,37 @@ static void sess_command_run(smtp_session *s)
         return;
     }
     cmd->run(s, &c);
+    if (c.verb == SMTP_VERB_AUTH) /* an initial response (the line may have shrunk) */
+        smtp_wipe(s->line, len < s->line_cap ? len : s->line_cap);
+}
+
+/* sess_is_auth_line - the line being assembled is an AUTH command or response: it may be as
+ * long as SMTP_AUTH_LINE_MAX, and the protocol log never sees its credentials. */
+static bool sess_is_auth_line(const smtp_session *s)
+{
+    if (s->state == ST_AUTH)
+        return true;
+    return s->cfg.auth && s->line_len >= 5 && !strncasecmp(s->line, "AUTH ", 5);
+}
+
+/* sess_trace_command - trace the command line, an AUTH line with its credentials starred. */
+static void sess_trace_command(smtp_session *s)
+{
+    if (!sess_is_auth_line(s)) {
+        s->cb.trace(s->cb.arg, SMTP_TRACE_COMMAND, s->line, s->line_len);
+        return;
+    }
+    if (s->state == ST_AUTH) {
+        s->cb.trace(s->cb.arg, SMTP_TRACE_COMMAND, "*", 1);
+        return;
+    }
+    /* "AUTH" SP mechanism [SP response]: keep the mechanism (at most 20 bytes of it). */
+    size_t m = 5;
+    while (m < s->line_len && m < 25 && s->line[m] != ' ')
+        m++;
+    char t[40];
+    int k = snprintf(t, sizeof t, "%.*s%s", (int)m, s->line, m < s->line_len ? " *" : "");
+    s->cb.trace(s->cb.arg, SMTP_TRACE_COMMAND, t, (size_t)k);
 }
 
 /* sess_command_line - run a command line, tracing it and its replies. */
@@ -533,7 +786,7 @@ static void sess_command_line(smtp_session *s)
 {
     size_t from = s->out.len;
     if (s->cb.trace)
-        s->cb.trace(s->cb.arg, SMTP_TRACE_COMMAND, s->line, s->line_len);
+        sess_trace_command(s);
     sess_command_run(s);
     sess_trace_out(s, from);
 }
@@ -557,7 +810,15 @@ static size_t sess_command_input(smtp_session *s, const char *p, size_t n)
         }
         if (c == '\0')
             s->line_bad |= BAD_NUL;
-        if (s->line_len < s->cfg.max_line - 2) /* room for the CRLF in max_line */
+        if (s->line_len == s->line_cap - 2 && s->line_cap < SMTP_AUTH_LINE_MAX &&
+            sess_is_auth_line(s)) {
+            char *l = realloc(s->line, SMTP_AUTH_LINE_MAX);
+            if (l) {
+                s->line = l;
+                s->line_cap = SMTP_AUTH_LINE_MAX;
+            }
+        }
+        if (s->line_len < s->line_cap - 2) /* room for the CRLF */
             s->line[s->line_len++] = c;
         else
             s->line_bad |= BAD_LONG;
@@ -758,6 +1019,8 @@ int smtp_session_new(const smtp_config *cfg, const smtp_callbacks *cb, const smt
     sess_clean(s->fqdn, sizeof s->fqdn, cfg->fqdn);
     sess_clean(s->software, sizeof s->software, cfg->software ? cfg->software : SMTP_SOFTWARE);
     s->line = malloc(s->cfg.max_line);
+    s->line_cap = s->cfg.max_line;
+    s->tls = cfg->tls;
     if (!s->line) {
         smtp_session_free(s);
         return ERROR_NOT_ENOUGH_MEMORY;
@@ -791,6 +1054,9 @@ void smtp_session_free(smtp_session *s)
     sess_abort_data(s); /* a message being read */
     sess_drop_rcpts(s);
     buf_free(&s->out);
+    smtp_wipe(s->auth_user, sizeof s->auth_user);
+    if (s->line)
+        smtp_wipe(s->line, s->line_cap);
     free(s->line);
     free(s->chunk);
     free(s->rcpt);
@@ -801,7 +1067,8 @@ int smtp_session_input(smtp_session *s, const char *p, size_t n, size_t *used)
 {
     size_t i = 0;
     while (i < n && !s->oom) {
-        if (s->state == ST_QUIT || s->state == ST_COMMITTING)
+        if (s->state == ST_QUIT || s->state == ST_COMMITTING || s->state == ST_TLS ||
+            s->state == ST_AUTHING)
             break;
         if (s->state == ST_DATA) {
             i += data_input(s, p + i, n - i);
@@ -873,6 +1140,56 @@ int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id)
 void smtp_session_set_authenticated(smtp_session *s, bool yes)
 {
     s->authenticated = yes;
+}
+
+bool smtp_session_want_tls(const smtp_session *s)
+{
+    return s->state == ST_TLS;
+}
+
+int smtp_session_tls_started(smtp_session *s)
+{
+    if (s->state != ST_TLS)
+        return ERROR_INVALID_PARAMETER;
+    /* RFC 3207 4.2: discard all knowledge obtained from the client before TLS. */
+    s->tls = true;
+    s->helo_done = false;
+    s->esmtp = false;
+    s->helo[0] = '\0';
+    s->authenticated = false;
+    s->account[0] = '\0';
+    sess_reset(s);
+    return ERROR_SUCCESS;
+}
+
+bool smtp_session_tls(const smtp_session *s)
+{
+    return s->tls;
+}
+
+bool smtp_session_authenticating(const smtp_session *s)
+{
+    return s->state == ST_AUTHING;
+}
+
+int smtp_session_auth_done(smtp_session *s, smtp_auth_result r, const char *account)
+{
+    if (s->state != ST_AUTHING)
+        return ERROR_INVALID_PARAMETER;
+    size_t from = s->out.len;
+    sess_auth_result(s, r, account);
+    sess_trace_out(s, from);
+    return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;
+}
+
+const char *smtp_session_account(const smtp_session *s)
+{
+    return s->account;
+}
+
+unsigned smtp_session_auth_failures(const smtp_session *s)
+{
+    return s->auth_failures;
 }
 
 /* sess_end - 421 with id and close; a message being read is dropped. */

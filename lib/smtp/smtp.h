@@ -118,6 +118,23 @@ typedef enum smtp_reply_id {
     SMTP_R_NO_VALID_RCPT,    /* 554 5.5.1 No valid recipients */
     SMTP_R_PARAM_UNKNOWN,    /* 555 5.5.4 Unsupported parameter */
     SMTP_R_PARAM_DUP,        /* 555 5.5.4 Duplicate parameter */
+    SMTP_R_TLS_READY,        /* 220 2.0.0 Ready to start TLS */
+    SMTP_R_TLS_ACTIVE,       /* 503 5.5.1 TLS already active */
+    SMTP_R_IN_TRANSACTION,   /* 503 5.5.1 Not allowed during a mail transaction */
+    SMTP_R_AUTH_OK,          /* 235 2.7.0 Authentication successful */
+    SMTP_R_AUTH_FAILED,      /* 535 5.7.8 Authentication credentials invalid */
+    SMTP_R_AUTH_TEMP,        /* 454 4.7.0 Temporary authentication failure ... */
+    SMTP_R_AUTH_MECH,        /* 504 5.5.4 Unrecognized authentication type */
+    SMTP_R_AUTH_CANCELLED,   /* 501 5.0.0 Authentication cancelled */
+    SMTP_R_AUTH_DECODE,      /* 501 5.5.2 Cannot decode the response */
+    SMTP_R_AUTH_ALREADY,     /* 503 5.5.1 Already authenticated */
+    SMTP_R_NEED_TLS,         /* 530 5.7.0 Must issue a STARTTLS command first */
+    SMTP_R_NEED_AUTH,        /* 530 5.7.0 Authentication required */
+    SMTP_R_AUTH_TOO_MANY,    /* 421 4.7.0 <host> Too many failed authentication attempts ... */
+    SMTP_R_SENDER_NOT_LOCAL, /* 550 5.7.1 Sender mailbox is not local: clients can only submit
+                              * if homed on this server */
+    SMTP_R_SENDER_NOT_OWNED, /* 550 5.7.1 Sender address does not belong to the authenticated
+                              * account */
     SMTP_R_COUNT
 } smtp_reply_id;
 
@@ -433,7 +450,41 @@ typedef struct smtp_config {
     const smtp_relay_policy *relay; /* NULL: nobody relays */
     smtp_is_local_fn is_local;      /* required */
     void *is_local_arg;
+    /* TLS and AUTH (RFC 3207, RFC 4954): what the caller can do for this listener. */
+    bool starttls;         /* a certificate is loaded: EHLO offers STARTTLS until TLS is on */
+    bool tls;              /* the connection is under TLS from its first byte (RFC 8314) */
+    bool auth;             /* AUTH PLAIN LOGIN may be used (auth_check set; not DisableAuth) */
+    bool auth_without_tls; /* AllowAuthWithoutTls: AUTH also before TLS (else 530 5.7.0) */
+    bool auth_required;    /* a submission listener (RFC 6409): MAIL needs AUTH first */
+    bool auth_relay;       /* an authenticated client relays, whatever the relay policy says
+                            * (submission); else RelayFlags bit 8 decides */
 } smtp_config;
+
+/* AUTH limits. */
+#define SMTP_AUTH_LINE_MAX 12288  /* RFC 4954 4: an AUTH line, initial response and CRLF included */
+#define SMTP_AUTH_USER_MAX 255    /* bytes of an authentication identity (an address fits) */
+#define SMTP_AUTH_PASS_MAX 1024   /* bytes of a password */
+#define SMTP_AUTH_FAILURES_MAX 5  /* failed AUTHs in one session: the fifth ends it (421) */
+
+/* smtp_sasl_creds - what a client's SASL response said. */
+typedef struct smtp_sasl_creds {
+    char user[SMTP_AUTH_USER_MAX + 1]; /* the authentication identity; no NUL inside */
+    char pass[SMTP_AUTH_PASS_MAX + 1]; /* the password, NUL-terminated; no NUL inside */
+    size_t passlen;
+} smtp_sasl_creds;
+
+/* smtp_sasl_plain_decode - PLAIN's response (RFC 4616): base64 of [authzid] NUL authcid NUL
+ * passwd, s[0..n). An authorization identity other than the authentication identity (acting
+ * for someone else) is not supported. Returns SMTP_R_NONE with *out filled; SMTP_R_AUTH_DECODE
+ * when it is not base64, not three fields, has an empty identity or password, or a field over
+ * its limit; SMTP_R_AUTH_FAILED for another authzid. *out is wiped on error. */
+smtp_reply_id smtp_sasl_plain_decode(const char *s, size_t n, smtp_sasl_creds *out);
+/* smtp_sasl_text_decode - one of LOGIN's answers: base64 of a user name or password without
+ * NUL, s[0..n), into out (size bytes with its NUL; *len without). Returns SMTP_R_NONE or
+ * SMTP_R_AUTH_DECODE (bad base64, a NUL, empty, or too long); out is wiped on error. */
+smtp_reply_id smtp_sasl_text_decode(const char *s, size_t n, char *out, size_t size, size_t *len);
+/* smtp_wipe - zero n bytes of p in a way the compiler keeps (passwords). */
+void smtp_wipe(void *p, size_t n);
 
 #define SMTP_SOFTWARE "IMS Internet Mail Service"
 
@@ -460,6 +511,8 @@ typedef struct smtp_rcpt {
 typedef struct smtp_envelope {
     const char *helo;             /* the HELO/EHLO name */
     bool esmtp;                   /* EHLO (not HELO) was used */
+    bool tls;                     /* the message came under TLS */
+    const char *account;          /* the authenticated account ("" when none) */
     const smtp_path *from;        /* the reverse-path; from->mailbox "" for <> */
     const smtp_mail_params *mail; /* MAIL's parameters */
     const smtp_rcpt *rcpt;        /* accepted recipients, in RCPT order (at least one) */
@@ -525,7 +578,25 @@ typedef struct smtp_callbacks {
     /* rcpt_release - the session is done with a recipient's data (see rcpt_check): free it.
      * NULL: nothing is freed (the caller attaches nothing, or owns it elsewhere). */
     void (*rcpt_release)(void *arg, void *data);
+    /* auth_check - the client gave credentials for mech ("PLAIN" or "LOGIN"): check them,
+     * then call smtp_session_auth_done (from here or later; the session reads no input until
+     * then). user and pass are the session's and wiped after the call: copy what is needed.
+     * NULL: AUTH is not offered, whatever cfg.auth says. */
+    void (*auth_check)(void *arg, const char *mech, const smtp_sasl_creds *creds);
+    /* sender_check - MAIL in an authenticated session: may this account use this reverse-path
+     * (the submission restrictions)? Return SMTP_R_NONE to go on, or the reply to refuse with
+     * (SMTP_R_SENDER_NOT_LOCAL, SMTP_R_SENDER_NOT_OWNED, SMTP_R_LOCAL_ERROR...); a refusal
+     * is not counted as a client error. NULL: every sender. */
+    smtp_reply_id (*sender_check)(void *arg, const char *account, const smtp_path *from);
 } smtp_callbacks;
+
+/* smtp_auth_result - what smtp_session_auth_done is told. */
+typedef enum smtp_auth_result {
+    SMTP_AUTH_OK,     /* 235 2.7.0: authenticated from now on */
+    SMTP_AUTH_FAILED, /* 535 5.7.8 (a wrong password and an unknown account alike); the
+                       * SMTP_AUTH_FAILURES_MAX-th also ends the session with 421 4.7.0 */
+    SMTP_AUTH_TEMP,   /* 454 4.7.0: the check could not be made */
+} smtp_auth_result;
 
 typedef struct smtp_session smtp_session;
 
@@ -589,6 +660,29 @@ int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id);
 /* smtp_session_set_authenticated - the client proved who it is (RelayFlags bit 8). */
 void smtp_session_set_authenticated(smtp_session *s, bool yes);
 
+/* smtp_session_want_tls - true once STARTTLS was answered 220: send the output, then throw
+ * away every byte the client sent after the STARTTLS line (never feed them to the session:
+ * that is the command injection of CVE-2011-0411), make the TLS handshake and call
+ * smtp_session_tls_started, or close the connection if it fails. Nothing is read meanwhile. */
+bool smtp_session_want_tls(const smtp_session *s);
+/* smtp_session_tls_started - the handshake succeeded: the session starts afresh (RFC 3207
+ * 4.2: no HELO/EHLO, no transaction, not authenticated; the client must say EHLO again).
+ * Returns ERROR_SUCCESS, or ERROR_INVALID_PARAMETER when no STARTTLS was pending. */
+int smtp_session_tls_started(smtp_session *s);
+/* smtp_session_tls - true under TLS (after STARTTLS, or from the start: cfg.tls). */
+bool smtp_session_tls(const smtp_session *s);
+/* smtp_session_authenticating - true between auth_check and smtp_session_auth_done. */
+bool smtp_session_authenticating(const smtp_session *s);
+/* smtp_session_auth_done - the check auth_check asked for finished. account (SMTP_OK: the
+ * caller's name for who logged on, at most SMTP_AUTH_USER_MAX bytes) is copied. Returns
+ * ERROR_SUCCESS, ERROR_INVALID_PARAMETER when no check was pending (the session may have been
+ * ended meanwhile), or ERROR_NOT_ENOUGH_MEMORY. */
+int smtp_session_auth_done(smtp_session *s, smtp_auth_result r, const char *account);
+/* smtp_session_account - who authenticated ("" when nobody did). */
+const char *smtp_session_account(const smtp_session *s);
+/* smtp_session_auth_failures - failed AUTHs so far in this session. */
+unsigned smtp_session_auth_failures(const smtp_session *s);
+
 /* smtp_session_shutdown / smtp_session_timeout - append 421 4.3.2 "Service shutting down" /
  * 421 4.4.2 "Timeout" and want to close; during DATA the message is dropped (data_abort).
  * While committing, the caller should let the commit finish first. Returns 0 or
@@ -611,7 +705,7 @@ void smtp_session_stats_get(const smtp_session *s, smtp_session_stats *out);
 /* smtp_session_helo - the client's HELO/EHLO name ("" before one). */
 const char *smtp_session_helo(const smtp_session *s);
 /* smtp_session_state_name - "connected", "greeted", "mail", "rcpt", "data", "committing",
- * "quit" (for logs). */
+ * "starttls", "auth", "authenticating", "quit" (for logs). */
 const char *smtp_session_state_name(const smtp_session *s);
 
 /* --- the client: replies ---------------------------------------------------------------- */
