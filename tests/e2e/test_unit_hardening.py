@@ -12,6 +12,7 @@ each capability of the bounding set is needed: without any one of them the start
 
 The machine needs no running systemd: only systemd-analyze, strace and python3-seccomp
 (tools/deps.sh). The root tests are skipped when not root (under CI they fail)."""
+import importlib.util
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ import pytest
 
 from conftest import IMS_BIN, REPO
 from outbound_world import send, world  # noqa: F401  (world: the fixture)
-from test_smtp import WAIT, Service, wait_for
+from test_smtp import WAIT, Service
 import unit_sandbox
 
 UNIT = os.path.join(REPO, "data", "msexchangeimc.service")
@@ -54,10 +55,7 @@ def needs_analyze():
 def needs_sandbox():
     needs("root (to run imsd as it starts under systemd)", os.geteuid() == 0)
     needs("strace", shutil.which("strace"))
-    try:
-        import seccomp  # noqa: F401
-    except ImportError:
-        needs("python3-seccomp", False)
+    needs("python3-seccomp", importlib.util.find_spec("seccomp"))
     needs_analyze()
 
 
@@ -208,6 +206,10 @@ class Confined:
         if trace:
             cmd = ["strace", "-f", "-y", "-qq", "-s", "1024", "-o", str(trace), *cmd]
         env = dict(self.svc.env, NOTIFY_SOCKET=notify.path)
+        # A sanitizer build (make SAN=1): LeakSanitizer stops the world with ptrace, which
+        # neither a traced process nor the unit's filter allows. Leaks are other tests' part.
+        asan = env.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "detect_leaks=0"
         p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
@@ -284,7 +286,7 @@ def test_imsd_inside_the_unit(confined, notify, world, tmp_path):  # noqa: F811
     problems = unit_sandbox.trace_check(lines, settings, confined.root, confined.exe)
     assert problems == [], "imsd did what the unit does not allow:\n" + "\n".join(problems)
     # The trace is the run's: the calls the start, the delivery and the relay are made of.
-    names = {line.split()[1].split("(")[0] for line in lines if re.match(r"^\d+ [a-z]", line)}
+    names = {name for _, name, _, _ in unit_sandbox.calls(lines, '^"' + re.escape(confined.exe))}
     for call in ("setuid", "fchown", "bind", "accept4", "connect", "sendto", "fdatasync"):
         assert call in names, f"no {call} in the trace"
 

@@ -14,7 +14,7 @@ MemoryDenyWriteExecute= (trace_check looks at the mappings), the other seccomp-m
 Restrict*= and Protect*= settings. Exit status 125 when the sandbox cannot be made.
 
 As a module: read_unit, allowed_syscalls, and trace_check (the strace -f -y output of a run
-against a unit: the problems found, one line each)."""
+against a unit: the problems found, one line each; calls, the calls of such a trace)."""
 import ctypes
 import errno
 import os
@@ -332,7 +332,7 @@ def _fd_path(arg):
     return m.group(1) if m else None
 
 
-def _calls(lines, start_re):
+def calls(lines, start_re):
     """(pid, name, args, result) of every call in a strace -f -y log from the first execve
     matching start_re on; unfinished calls joined with their resumption."""
     pending, started = {}, False
@@ -372,10 +372,10 @@ def trace_check(lines, settings, state_root, exe, groups=None):
     families = set(unit_words(settings, "RestrictAddressFamilies"))
     rw = state_root_paths(settings, state_root)
     problems, pids = [], set()
-    calls = list(_calls(lines, r'^"' + re.escape(exe) + '"'))
-    for pid, _, _, _ in calls:
+    run = list(calls(lines, r'^"' + re.escape(exe) + '"'))
+    for pid, _, _, _ in run:
         pids.add(pid)
-    for pid, name, args, result in calls:
+    for pid, name, args, result in run:
         where = f"{name}({', '.join(args)[:160]}) {result.strip()[:60]}"
         if name not in allowed:
             problems.append(f"system call outside SystemCallFilter=: {where}")
@@ -405,7 +405,7 @@ def trace_check(lines, settings, state_root, exe, groups=None):
             for sun in re.findall(r'sun_path="([^"]*)"', ", ".join(args)):
                 if _under(sun, HOME_TREES):
                     problems.append(f"a socket ProtectHome= hides: {where}")
-    if not calls:
+    if not run:
         problems.append(f"no execve of {exe} in the trace")
     return problems
 
