@@ -149,8 +149,11 @@ install: $(PROGFILES)
 	install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 data/mapisvc.inf $(DESTDIR)$(PREFIX)/share/ims/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8
+	@# The unit as data/ has it (its confinement included), ExecStart where imsd goes.
+	@mkdir -p $(BUILD)
 	sed 's|/usr/local/bin/imsd|$(PREFIX)/bin/imsd|' data/msexchangeimc.service \
-	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/msexchangeimc.service
+	    > $(BUILD)/msexchangeimc.service
+	install -m 0644 $(BUILD)/msexchangeimc.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(PREFIX)/share/man/man8/
 
 uninstall:
