@@ -1312,6 +1312,69 @@ static void test_password_other_process(void **state)
     free(got);
 }
 
+/* child_auth - in a child that becomes uid:gid: the login "bob" gives want_rc, and with 0 a
+ * hash that PW_RIGHT matches. Exits 0 when so. */
+static void child_auth(const char *dir, uid_t uid, gid_t gid, int want_rc)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reg_ctx *reg;
+        directory *d;
+        char alias[DIR_MAX_ALIAS + 1], hash[DIR_MAX_HASH + 1];
+        if (setgid(gid) || setuid(uid))
+            _exit(100);
+        if (reg_ctx_open(dir, &reg) || dir_open(reg, &d))
+            _exit(101);
+        int rc = dir_auth_lookup(d, "bob@example.com", alias, hash, sizeof hash);
+        if (rc != want_rc)
+            _exit(102);
+        if (!rc && (strcmp(alias, "bob") || !dir_password_verify(hash, PW_RIGHT, strlen(PW_RIGHT))))
+            _exit(103);
+        dir_close(d);
+        reg_ctx_close(reg);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* As imsadm run by root does: the context's user is the service account, whose hive gets the
+ * hash (made and given to it by root); the service, running as that account, finds it;
+ * another user reads the directory but no hash. */
+static void test_password_service_account(void **state)
+{
+    struct fx *fx = *state;
+    if (geteuid() != 0)
+        skip();
+    struct passwd *o = getpwnam("daemon");
+    if (!o)
+        skip();
+    uid_t other_uid = o->pw_uid;
+    gid_t other_gid = o->pw_gid;
+    struct passwd *pw = getpwnam("nobody");
+    if (!pw)
+        skip();
+    assert_int_equal(chmod(fx->dir, 0755), 0);
+    static const char *const doms[] = {"example.com"};
+    add_domains(fx, doms, 1);
+    static const char *const bob[] = {"bob@example.com"};
+    add_mailbox(fx, "bob", NULL, bob, 1);
+    assert_int_equal(reg_ctx_set_user(fx->reg, pw->pw_uid), 0);
+    dir_err e;
+    check("set", dir_password_set(fx->d, "bob", PW_RIGHT, &e), 0, &e, DIR_OK);
+    char hive[128];
+    snprintf(hive, sizeof hive, "%s/registry/HKU/S-1-22-1-%u", fx->dir, (unsigned)pw->pw_uid);
+    struct stat st;
+    assert_int_equal(stat(hive, &st), 0);
+    assert_int_equal(st.st_uid, pw->pw_uid);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    child_auth(fx->dir, pw->pw_uid, pw->pw_gid, 0);
+    child_auth(fx->dir, other_uid, other_gid, ENOENT);
+}
+
 static void test_messages(void **state)
 {
     (void)state;
@@ -1376,6 +1439,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_passwords, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_other_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_service_account, setup, teardown),
         cmocka_unit_test(test_messages),
     };
     return cmocka_run_group_tests_name("directory", tests, NULL, NULL);
