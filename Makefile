@@ -27,7 +27,7 @@ CPPFLAGS += -D_GNU_SOURCE -Ilib -DIMS_DATADIR='"$(PREFIX)/share/ims"'
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-missing-field-initializers $(SANFLAGS)
 LDFLAGS += $(SANFLAGS) -Wl,--as-needed
-LDLIBS  += -llmdb -lhivex -lcares -lpthread
+LDLIBS  += -llmdb -lhivex -lcares -lcrypt -lpthread
 
 # Libraries in link order: a library may use only those after it.
 LIBS     := ims smtp store mapi reg base

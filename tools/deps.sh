@@ -7,13 +7,14 @@ set -eu
 # python3-dnslib: tests/dns_server.py, the DNS server of tests/unit/dns_test.c.
 # openssl (the command): tests/tls_certs.py makes the TLS tests' certificates; python3-aiosmtpd
 # is a TLS-offering peer for outbound tests; bsd-mailx is mail(1) over ims-sendmail.
+# libcrypt-dev: libcrypt (libxcrypt) hashes the mailboxes' passwords with yescrypt (lib/store).
 # dovecot-core (doveadm) and mutt: tests/e2e/test_maildir_readers.py reads the delivered Maildirs
 # with them, with a private config and no server. Never a system-wide IMAP server: see below.
 # systemd (systemd-analyze), strace and python3-seccomp: tests/e2e/test_unit_hardening.py rates
 # data/msexchangeimc.service's confinement, then runs imsd inside it (its system call filter
 # through libseccomp) under strace. Only the programs: nothing is started.
 PKGS="make gcc clang pkg-config liblmdb-dev lmdb-utils libevent-dev libssl-dev libc-ares-dev
-libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
+libcrypt-dev libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
 postfix nmap dovecot-core mutt python3-dnslib openssl python3-aiosmtpd bsd-mailx
 systemd strace python3-seccomp"
 missing=""

@@ -1,7 +1,9 @@
 /* directory.c - the directory of recipients: accepted domains and mailboxes with their SMTP
- * addresses, kept in HKLM\Software\IMS\Directory, and the in-memory index the SMTP server
- * looks addresses up in, reloaded when the registry says the directory changed. */
+ * addresses, kept in HKLM\Software\IMS\Directory, their passwords' hashes in the service
+ * account's hive, and the in-memory index the SMTP server looks addresses and logins up in,
+ * reloaded when the registry says the directory changed. */
 #include "store/store.h"
+#include "store/password.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -259,6 +261,13 @@ const char *dir_err_format(const dir_err *err, char *out, size_t size)
     case DIR_MAILDIR:
         snprintf(out, size, "cannot make the Maildir of \"%s\": %s", s, strerror(err->sys_error));
         break;
+    case DIR_BAD_PASSWORD:
+        snprintf(out, size, "invalid password: 1 to %d bytes, without NUL bytes", DIR_MAX_PASSWORD);
+        break;
+    case DIR_HASH:
+        snprintf(out, size, "cannot hash the password (libcrypt, yescrypt): %s",
+                 strerror(err->sys_error ? err->sys_error : EIO));
+        break;
     case DIR_SYSTEM:
     default:
         snprintf(out, size, "%s", strerror(err->sys_error ? err->sys_error : EIO));
@@ -269,10 +278,14 @@ const char *dir_err_format(const dir_err *err, char *out, size_t size)
 
 /* --- reading the directory ------------------------------------------------------------- */
 
-/* mbx - one mailbox key as read: its name and its ProxyAddresses entries. */
+/* mbx - one mailbox key as read: its name, its ProxyAddresses entries, its PasswordId and
+ * (read by reload only, from the service account's hive) the hash that id names. */
 typedef struct mbx {
     char *alias;
     strv proxies;
+    bool has_pwid;
+    uint8_t pwid[DIR_PASSWORD_ID_BYTES];
+    char *hash; /* NULL: none found */
 } mbx;
 
 /* snap - the whole directory as read (inside a transaction: exactly as it is). */
@@ -288,6 +301,7 @@ static void snap_free(snap *s)
     for (size_t i = 0; i < s->nmb; i++) {
         free(s->mb[i].alias);
         strv_free(&s->mb[i].proxies);
+        free(s->mb[i].hash);
     }
     free(s->mb);
     memset(s, 0, sizeof *s);
@@ -369,6 +383,23 @@ static int read_multi_sz(reg_key *k, const char *name, strv *out)
     return rc;
 }
 
+/* read_pwid - the mailbox's PasswordId: REG_BINARY of exactly DIR_PASSWORD_ID_BYTES; any
+ * other value (a hand edit) is no password. Win32 error. */
+static int read_pwid(reg_key *k, mbx *m)
+{
+    buf data = BUF_INIT;
+    uint32_t type;
+    int rc = reg_value_get(k, DIR_PASSWORD_ID_VALUE, &type, &data);
+    if (rc == ERROR_FILE_NOT_FOUND)
+        rc = ERROR_SUCCESS;
+    else if (!rc && type == REG_BINARY && data.len == DIR_PASSWORD_ID_BYTES) {
+        memcpy(m->pwid, data.data, DIR_PASSWORD_ID_BYTES);
+        m->has_pwid = true;
+    }
+    buf_free(&data);
+    return rc;
+}
+
 /* snap_load - read domains and mailboxes. Inside a write transaction this sees the
  * transaction's state; outside, each call is its own snapshot (a change in between fires
  * the watch again). Win32 error. */
@@ -400,6 +431,8 @@ static int snap_load(reg_key *lm, snap *s)
         m->alias = aliases.v[i];
         aliases.v[i] = NULL;
         rc = read_multi_sz(k, "ProxyAddresses", &m->proxies);
+        if (!rc)
+            rc = read_pwid(k, m);
         reg_key_close(k);
     }
     strv_free(&aliases);
@@ -514,14 +547,20 @@ static void map_free(strmap *m)
 /* dindex - what lookups answer from. */
 typedef struct dindex {
     strv aliases;  /* the mailboxes' names */
+    char **hashes; /* parallel to aliases: the password's hash, NULL when none */
     strmap addr;   /* lower-cased address -> index into aliases */
+    strmap alias;  /* lower-cased alias -> index into aliases (the logins of SMTP AUTH) */
     strmap domain; /* lower-cased accepted domains */
 } dindex;
 
 static void index_free(dindex *ix)
 {
+    for (size_t i = 0; ix->hashes && i < ix->aliases.n; i++)
+        free(ix->hashes[i]);
+    free(ix->hashes);
     strv_free(&ix->aliases);
     map_free(&ix->addr);
+    map_free(&ix->alias);
     map_free(&ix->domain);
 }
 
@@ -533,7 +572,8 @@ static int index_build(const snap *s, dindex *ix)
     size_t naddr = 0;
     for (size_t i = 0; i < s->nmb; i++)
         naddr += s->mb[i].proxies.n;
-    if (!map_init(&ix->domain, s->domains.n) || !map_init(&ix->addr, naddr))
+    if (!map_init(&ix->domain, s->domains.n) || !map_init(&ix->addr, naddr) ||
+        !map_init(&ix->alias, s->nmb) || !(ix->hashes = calloc(s->nmb + 1, sizeof *ix->hashes)))
         goto nomem;
     for (size_t i = 0; i < s->domains.n; i++) {
         char *key = strdup(s->domains.v[i]);
@@ -544,6 +584,14 @@ static int index_build(const snap *s, dindex *ix)
     for (size_t i = 0; i < s->nmb; i++) {
         if (!strv_add(&ix->aliases, s->mb[i].alias))
             goto nomem;
+        size_t at = ix->aliases.n - 1;
+        if (s->mb[i].hash && !(ix->hashes[at] = strdup(s->mb[i].hash)))
+            goto nomem;
+        char *lower = strdup(s->mb[i].alias);
+        if (!lower)
+            goto nomem;
+        ascii_lower(lower);
+        map_put(&ix->alias, lower, at);
         for (size_t j = 0; j < s->mb[i].proxies.n; j++) {
             const char *a = proxy_smtp(s->mb[i].proxies.v[j], NULL);
             if (!a || !dir_address_valid(a))
@@ -623,14 +671,107 @@ static int watch_reset(directory *d)
     return ERROR_SUCCESS;
 }
 
+/* --- the hashes, in the service account's hive ------------------------------------------ */
+
+/* pwid_name - the value name of a hash: the PasswordId as lowercase hex. */
+static void pwid_name(const uint8_t id[DIR_PASSWORD_ID_BYTES],
+                      char out[2 * DIR_PASSWORD_ID_BYTES + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < DIR_PASSWORD_ID_BYTES; i++) {
+        out[2 * i] = hex[id[i] >> 4];
+        out[2 * i + 1] = hex[id[i] & 15];
+    }
+    out[2 * DIR_PASSWORD_ID_BYTES] = '\0';
+}
+
+/* hashes_open - the Passwords key in HKCU of the context's user, opened (access: REG_READ,
+ * REG_WRITE) through HKU so that a reader never makes a hive; with create, through HKCU,
+ * making the hive (given to that user when root makes it) and the key. Win32 error
+ * (ERROR_FILE_NOT_FOUND: no hive or no key). */
+static int hashes_open(directory *d, bool create, unsigned access, reg_key **out)
+{
+    *out = NULL;
+    reg_key *root;
+    int rc = reg_key_open_root(d->reg, create ? REG_ROOT_HKCU : REG_ROOT_HKU, &root);
+    if (rc)
+        return rc;
+    if (create) {
+        rc = reg_key_create(root, DIR_PASSWORDS_KEY, 0, NULL, out, NULL);
+    } else {
+        buf b = BUF_INIT;
+        char *path = buf_printf(&b, "%s\\%s", reg_ctx_user_sid(d->reg), DIR_PASSWORDS_KEY)
+                         ? NULL
+                         : buf_detach(&b, NULL);
+        rc = path ? reg_key_open(root, path, access, out) : ERROR_NOT_ENOUGH_MEMORY;
+        free(path);
+        buf_free(&b);
+    }
+    reg_key_close(root);
+    return rc;
+}
+
+/* hash_delete - remove the hash id named, when it is there: after the id left HKLM, so it is
+ * no longer used. A failure leaves a hash no mailbox names, which nothing can use. */
+static void hash_delete(directory *d, const uint8_t id[DIR_PASSWORD_ID_BYTES])
+{
+    reg_key *k;
+    if (hashes_open(d, false, REG_READ | REG_WRITE, &k))
+        return;
+    char name[2 * DIR_PASSWORD_ID_BYTES + 1];
+    pwid_name(id, name);
+    reg_value_delete(k, name);
+    reg_key_close(k);
+}
+
+/* load_hashes - the hash of every mailbox with a PasswordId into s. A hive or key that is
+ * missing or closed to this user gives no hashes (a process that is not the service account
+ * reads the directory without them); a hash that is not a REG_SZ of at most DIR_MAX_HASH
+ * printable ASCII bytes is no hash. Win32 error. */
+static int load_hashes(directory *d, snap *s)
+{
+    bool any = false;
+    for (size_t i = 0; i < s->nmb; i++)
+        any |= s->mb[i].has_pwid;
+    if (!any)
+        return ERROR_SUCCESS;
+    reg_key *k;
+    int rc = hashes_open(d, false, REG_READ, &k);
+    if (rc == ERROR_FILE_NOT_FOUND || rc == ERROR_ACCESS_DENIED)
+        return ERROR_SUCCESS;
+    for (size_t i = 0; !rc && i < s->nmb; i++) {
+        if (!s->mb[i].has_pwid)
+            continue;
+        char name[2 * DIR_PASSWORD_ID_BYTES + 1];
+        pwid_name(s->mb[i].pwid, name);
+        buf h = BUF_INIT;
+        rc = reg_value_get_sz(k, name, &h);
+        if (rc == ERROR_FILE_NOT_FOUND || rc == ERROR_INVALID_DATA) {
+            rc = ERROR_SUCCESS;
+        } else if (!rc && h.len && h.len <= DIR_MAX_HASH) {
+            bool printable = true;
+            for (size_t j = 0; j < h.len; j++)
+                printable &= h.data[j] > 0x20 && h.data[j] < 0x7F;
+            if (printable && !(s->mb[i].hash = buf_detach(&h, NULL)))
+                rc = ERROR_NOT_ENOUGH_MEMORY;
+        }
+        buf_free(&h);
+    }
+    reg_key_close(k);
+    return rc;
+}
+
 /* reload - watch first, then read: a change after the read fires the watch again. Returns 0
- * or an errno value; the old index stays on failure. */
+ * or an errno value; the old index stays on failure. The hashes are read after HKLM: a new
+ * hash is written before the id that names it, an old one deleted after its id went. */
 static int reload(directory *d)
 {
     snap s;
     int rc = watch_reset(d);
     if (!rc)
         rc = snap_load(d->lm, &s);
+    if (!rc && (rc = load_hashes(d, &s)))
+        snap_free(&s);
     if (rc) {
         d->stale = true;
         return win32_errno(rc);
@@ -746,6 +887,35 @@ bool dir_is_local_domain(directory *d, const char *domain)
     return map_get(&d->idx.domain, key) != NULL;
 }
 
+int dir_auth_lookup(directory *d, const char *login, char alias[DIR_MAX_ALIAS + 1], char *hash,
+                    size_t hashsize)
+{
+    alias[0] = '\0';
+    if (hashsize)
+        hash[0] = '\0';
+    int rc = refresh_if_signalled(d);
+    if (rc)
+        return rc;
+    char key[DIR_MAX_ADDRESS + 1];
+    size_t n = login ? strlen(login) : 0;
+    if (!n || n > DIR_MAX_ADDRESS)
+        return ENOENT; /* no alias or address is that long */
+    memcpy(key, login, n + 1);
+    ascii_lower(key);
+    /* An alias has no '@' (dir_alias_valid), an address always one. */
+    const slot *s = map_get(strchr(key, '@') ? &d->idx.addr : &d->idx.alias, key);
+    if (!s || !d->idx.hashes[s->val])
+        return ENOENT;
+    const char *a = d->idx.aliases.v[s->val], *h = d->idx.hashes[s->val];
+    if (strlen(h) >= hashsize)
+        return ERANGE;
+    if (strlen(a) > DIR_MAX_ALIAS)
+        return ENOENT; /* cannot happen: the index holds valid aliases only */
+    memcpy(alias, a, strlen(a) + 1);
+    memcpy(hash, h, strlen(h) + 1);
+    return 0;
+}
+
 /* --- changes --------------------------------------------------------------------------- */
 
 /* change - an open write transaction with the Directory's keys (made when missing: they
@@ -775,16 +945,25 @@ static int change_begin(directory *d, change *c, dir_err *err)
     return 0;
 }
 
-/* change_end - commit when rc is 0, abort otherwise; returns the outcome. */
-static int change_end(directory *d, change *c, int rc, dir_err *err)
+/* change_abort - drop the transaction. */
+static void change_abort(directory *d, change *c)
 {
     reg_key_close(c->domains);
     reg_key_close(c->mailboxes);
     snap_free(&c->s);
+    reg_txn_abort(d->lm);
+}
+
+/* change_end - commit when rc is 0, abort otherwise; returns the outcome. */
+static int change_end(directory *d, change *c, int rc, dir_err *err)
+{
     if (rc) {
-        reg_txn_abort(d->lm);
+        change_abort(d, c);
         return rc;
     }
+    reg_key_close(c->domains);
+    reg_key_close(c->mailboxes);
+    snap_free(&c->s);
     int w = reg_txn_commit(d->lm);
     return w ? fail_reg(err, w) : 0;
 }
@@ -1157,7 +1336,113 @@ int dir_mailbox_remove(directory *d, const char *alias, dir_err *err)
     else if ((rc = reg_key_delete_tree(c.mailboxes, m->alias)))
         rc = fail_reg(err, rc);
     /* The Maildir stays: mail is never deleted by an admin command. */
-    return change_end(d, &c, rc, err);
+    bool had_pw = m && m->has_pwid;
+    uint8_t pwid[DIR_PASSWORD_ID_BYTES];
+    if (had_pw)
+        memcpy(pwid, m->pwid, sizeof pwid);
+    rc = change_end(d, &c, rc, err);
+    if (!rc && had_pw)
+        hash_delete(d, pwid);
+    return rc;
+}
+
+/* --- passwords ------------------------------------------------------------------------- */
+
+/* mailbox_exists - a read before any write: a password for no mailbox leaves nothing. */
+static int mailbox_exists(directory *d, const char *alias, dir_err *err)
+{
+    dir_mailbox m;
+    int rc = dir_mailbox_show(d, alias, &m, err);
+    dir_mailbox_free(&m);
+    return rc;
+}
+
+int dir_password_set(directory *d, const char *alias, const char *password, dir_err *err)
+{
+    err_clear(err);
+    if (!dir_alias_valid(alias))
+        return fail(err, DIR_BAD_ALIAS, alias, NULL, EINVAL);
+    if (!password || !dir_password_valid(password, strnlen(password, DIR_MAX_PASSWORD + 1)))
+        return fail(err, DIR_BAD_PASSWORD, NULL, NULL, EINVAL);
+    int rc = mailbox_exists(d, alias, err);
+    if (rc)
+        return rc;
+    char hash[DIR_MAX_HASH + 1];
+    if ((rc = dir_pw_hash(password, hash, sizeof hash))) {
+        if (err)
+            err->sys_error = rc;
+        return fail(err, DIR_HASH, alias, NULL, rc == ENOMEM ? ENOMEM : EIO);
+    }
+    uint8_t id[DIR_PASSWORD_ID_BYTES];
+    if ((rc = base_random(id, sizeof id)))
+        return fail_sys(err, rc);
+    char name[2 * DIR_PASSWORD_ID_BYTES + 1];
+    pwid_name(id, name);
+    /* The hash first, in its own transaction: the id that names it comes next. */
+    reg_key *hk;
+    if ((rc = hashes_open(d, true, REG_READ | REG_WRITE, &hk)))
+        return fail_reg(err, rc);
+    rc = reg_value_set_sz(hk, name, REG_SZ, hash);
+    reg_key_close(hk);
+    if (rc)
+        return fail_reg(err, rc);
+    change c;
+    if ((rc = change_begin(d, &c, err))) {
+        hash_delete(d, id);
+        return rc;
+    }
+    const mbx *m = snap_mailbox(&c.s, alias);
+    reg_key *k = NULL;
+    bool had_old = false;
+    uint8_t old[DIR_PASSWORD_ID_BYTES];
+    if (!m) {
+        rc = fail(err, DIR_NO_SUCH_MAILBOX, alias, NULL, ENOENT);
+    } else {
+        if ((had_old = m->has_pwid))
+            memcpy(old, m->pwid, sizeof old);
+        if ((rc = reg_key_open(c.mailboxes, m->alias, REG_READ | REG_WRITE, &k)) ||
+            (rc = reg_value_set(k, DIR_PASSWORD_ID_VALUE, REG_BINARY, id, sizeof id)))
+            rc = fail_reg(err, rc);
+    }
+    reg_key_close(k);
+    rc = change_end(d, &c, rc, err);
+    if (rc)
+        hash_delete(d, id);
+    else if (had_old)
+        hash_delete(d, old);
+    return rc;
+}
+
+int dir_password_clear(directory *d, const char *alias, dir_err *err)
+{
+    err_clear(err);
+    if (!dir_alias_valid(alias))
+        return fail(err, DIR_BAD_ALIAS, alias, NULL, EINVAL);
+    change c;
+    int rc = change_begin(d, &c, err);
+    if (rc)
+        return rc;
+    const mbx *m = snap_mailbox(&c.s, alias);
+    reg_key *k = NULL;
+    bool had = false;
+    uint8_t old[DIR_PASSWORD_ID_BYTES];
+    if (!m) {
+        rc = fail(err, DIR_NO_SUCH_MAILBOX, alias, NULL, ENOENT);
+    } else if ((had = m->has_pwid)) {
+        memcpy(old, m->pwid, sizeof old);
+        if ((rc = reg_key_open(c.mailboxes, m->alias, REG_READ | REG_WRITE, &k)) ||
+            (rc = reg_value_delete(k, DIR_PASSWORD_ID_VALUE)))
+            rc = fail_reg(err, rc);
+    }
+    reg_key_close(k);
+    if (!rc && !had) {
+        change_abort(d, &c); /* no password: nothing to change */
+        return 0;
+    }
+    rc = change_end(d, &c, rc, err);
+    if (!rc)
+        hash_delete(d, old);
+    return rc;
 }
 
 void dir_mailbox_free(dir_mailbox *m)
@@ -1213,6 +1498,10 @@ int dir_mailbox_show(directory *d, const char *alias, dir_mailbox *out, dir_err 
         rc = ERROR_SUCCESS; /* none, or not a string: shown as none */
     if (!rc)
         rc = read_multi_sz(k, "ProxyAddresses", &proxies);
+    mbx pw = {0};
+    if (!rc)
+        rc = read_pwid(k, &pw);
+    out->password = pw.has_pwid;
     reg_key_close(k);
     if (rc) {
         rc = fail_reg(err, rc);

@@ -106,6 +106,8 @@ typedef enum dir_reason {
     DIR_REGISTRY,            /* the registry failed: reg_error */
     DIR_MAILDIR,             /* the Maildir could not be made: sys_error */
     DIR_SYSTEM,              /* memory and the like: sys_error */
+    DIR_BAD_PASSWORD,        /* EINVAL: empty, longer than DIR_MAX_PASSWORD, or with a NUL */
+    DIR_HASH,                /* libcrypt could not make a hash: sys_error */
 } dir_reason;
 
 typedef struct dir_err {
@@ -180,6 +182,7 @@ typedef struct dir_mailbox {
     char **secondary;   /* the "smtp:" entries, in stored order */
     size_t nsecondary;
     char *maildir; /* <IMS_ROOT>/store/<alias> */
+    bool password; /* a password is set (its PasswordId is there; the hash is never shown) */
 } dir_mailbox;
 void dir_mailbox_free(dir_mailbox *m);
 
@@ -214,5 +217,69 @@ int dir_mailbox_show(directory *d, const char *alias, dir_mailbox *out, dir_err 
  * sorts keys); keys whose names break the alias rules (made by hand) are skipped. Free with
  * dir_names_free. */
 int dir_mailbox_list(directory *d, char ***names, size_t *n);
+
+/* ===========================================================================================
+ * Passwords: the mailboxes are the accounts of SMTP AUTH (password.c, directory.c).
+ *
+ * A password is kept only as a yescrypt hash made with libcrypt, as Debian hashes its users'
+ * passwords ("$y$..." at libcrypt's default cost). HKLM is readable by every local user
+ * (docs/registry.md: its data.mdb is 0644), so the hash is not kept there but in the service
+ * account's own hive, which only that account and root can read (mode 0600 in a 0700
+ * directory owned by the account):
+ *   HKLM\Software\IMS\Directory\Mailboxes\<alias>
+ *       PasswordId          REG_BINARY  DIR_PASSWORD_ID_BYTES random bytes, new at every set
+ *   HKU\<SID of the service account>\Software\IMS\Directory\Passwords
+ *       <PasswordId as 32 lowercase hex digits>   REG_SZ   the hash
+ * A hash is only ever found through the id its mailbox holds now, so a password left behind
+ * by a removed mailbox, or by a change cut short, never opens a new mailbox of the same alias;
+ * and every set or clear changes HKLM, which wakes the directory's watchers.
+ *
+ * The hive is HKCU of the directory's registry context: imsd, the service account, uses its
+ * own; imsadm run as root points the context at the service account with reg_ctx_set_user
+ * before dir_open. Setting a password writes the hash there first, then the id in HKLM (one
+ * transaction each); the hash an old id named is deleted afterwards. */
+
+#define DIR_PASSWORDS_KEY DIR_KEY "\\Passwords" /* under HKCU of the service account */
+#define DIR_PASSWORD_ID_VALUE "PasswordId"      /* REG_BINARY in the mailbox's key */
+#define DIR_PASSWORD_ID_BYTES 16
+/* DIR_MAX_PASSWORD - bytes of a password: libcrypt hashes at most 511 (its
+ * CRYPT_MAX_PASSPHRASE_SIZE less the NUL); RFC 4616 has servers accept 255 at least. */
+#define DIR_MAX_PASSWORD 511
+#define DIR_MAX_HASH 255 /* bytes of a stored hash (yescrypt's are 73); longer: ignored */
+
+/* dir_password_valid - len bytes at password are a password the directory takes: 1 to
+ * DIR_MAX_PASSWORD bytes, none of them NUL (any other bytes: UTF-8 is not required). */
+bool dir_password_valid(const char *password, size_t len);
+
+/* dir_password_set - give mailbox alias (any case) the password (NUL-terminated): a new random
+ * salt, a yescrypt hash, a new PasswordId. Costs one hash (about 30 ms, 16 MiB). Needs write
+ * access to HKLM and to HKCU of reg's user. EINVAL (DIR_BAD_ALIAS, DIR_BAD_PASSWORD), ENOENT
+ * (DIR_NO_SUCH_MAILBOX), DIR_HASH, or a registry failure. */
+int dir_password_set(directory *d, const char *alias, const char *password, dir_err *err);
+/* dir_password_clear - the mailbox has no password any more (none set: 0, nothing done).
+ * ENOENT (DIR_NO_SUCH_MAILBOX) or a registry failure. */
+int dir_password_clear(directory *d, const char *alias, dir_err *err);
+
+/* dir_auth_lookup - the account of an SMTP AUTH login, from the index (no hashing, no
+ * registry read unless the directory changed: for the event loop's thread). login is the
+ * alias (without regard to case) or any SMTP address of the mailbox that dir_lookup finds.
+ * Returns 0 with the stored alias and the hash (NUL-terminated, copied into hash of hashsize
+ * bytes: DIR_MAX_HASH + 1 always suffices); ENOENT when there is no such account or it has
+ * no password (callers must not tell these apart to the client); ERANGE when hashsize is too
+ * small; another errno value when the reload the refresh made failed. alias and hash are ""
+ * unless 0 is returned. Refreshes as dir_lookup does. */
+int dir_auth_lookup(directory *d, const char *login, char alias[DIR_MAX_ALIAS + 1], char *hash,
+                    size_t hashsize);
+
+/* dir_password_verify - the len bytes at password match hash (from dir_auth_lookup). Pure and
+ * thread-safe: for a worker thread (it costs one yescrypt computation, about 30 ms of CPU at
+ * the default cost). With hash NULL, or one that is not a "$y$" hash, or a password that
+ * dir_password_valid refuses, it still computes a yescrypt hash of the default cost (over a
+ * fixed setting) and returns false: an unknown account takes as long as a wrong password.
+ * The result is compared in constant time. Memory: libcrypt's struct crypt_data (32 KiB)
+ * and a copy of the password are on the heap, never the caller's stack (a worker thread
+ * may have a small one), wiped and freed before returning; yescrypt itself allocates its
+ * 16 MiB of working memory for the call. False also when memory runs out. */
+bool dir_password_verify(const char *hash, const char *password, size_t len);
 
 #endif

@@ -1,15 +1,18 @@
 /* main.c - the imsadm command: the directory of recipients (accepted domains, mailboxes and
- * their SMTP addresses) kept in HKLM\Software\IMS\Directory; the running service sees every
- * change at once. Argument parsing, the commands, their output and messages. */
+ * their SMTP addresses) kept in HKLM\Software\IMS\Directory, and the mailboxes' passwords;
+ * the running service sees every change at once. Argument parsing, the commands, their output
+ * and messages; reading a password from the terminal or standard input. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -22,6 +25,9 @@
 #define EXIT_USAGE 2
 
 #define MSG_MAX 1024 /* bytes of one message from the directory */
+/* PW_DRAIN_MAX - bytes of a too long line read away from the terminal, so that the rest does
+ * not reach the shell after imsadm exits (a terminal's line holds 4096 at most). */
+#define PW_DRAIN_MAX 65536
 
 static const char usage_text[] =
     "Usage: imsadm domain add|remove DOMAIN\n"
@@ -30,6 +36,7 @@ static const char usage_text[] =
     "       imsadm mailbox set ALIAS [--name \"DISPLAY NAME\"] [--add-address ADDRESS]...\n"
     "                          [--remove-address ADDRESS]... [--primary ADDRESS]\n"
     "       imsadm mailbox remove|show ALIAS\n"
+    "       imsadm mailbox password ALIAS [--clear]\n"
     "       imsadm mailbox list\n"
     "       imsadm --help\n"
     "\n"
@@ -50,12 +57,19 @@ static const char usage_text[] =
     "                           secondary address)\n"
     "  mailbox remove ALIAS     delete the mailbox from the directory; its Maildir and the\n"
     "                           mail in it are kept\n"
-    "  mailbox show ALIAS       alias, display name, addresses and Maildir\n"
+    "  mailbox show ALIAS       alias, display name, addresses, Maildir, whether a\n"
+    "                           password is set\n"
+    "  mailbox password ALIAS   set the password of SMTP AUTH: asked twice on the\n"
+    "                           terminal (not shown), or one line of standard input\n"
+    "                           when that is not a terminal; never an argument. Kept\n"
+    "                           as a yescrypt hash only the service account can read.\n"
+    "                           --clear: the mailbox has no password any more\n"
     "  mailbox list             the aliases, one a line\n"
     "\n"
     "Run it as root or as the service account: a new Maildir must be writable by the\n"
     "service. As root, a new Maildir is given to the service account (ObjectName of\n"
-    "HKLM\\" IMS_SERVICE_KEY ").\n"
+    "HKLM\\" IMS_SERVICE_KEY "); passwords go into that account's own registry\n"
+    "hive, so as another user only the service account itself may set them.\n"
     "\n"
     "Environment: IMS_ROOT (the state root, default " BASE_DEFAULT_ROOT ").\n"
     "Exit status: 0 done, 1 failed, 2 usage error.\n";
@@ -184,6 +198,173 @@ static int maildir_for_service(reg_ctx *reg, const char *maildir)
     return EXIT_OK;
 }
 
+/* passwords_account_ok - the password will go where the service reads it: HKCU of the
+ * context, which main made the service account's when root runs imsadm. Returns EXIT_OK or
+ * EXIT_FAIL (reported). */
+static int passwords_account_ok(reg_ctx *reg)
+{
+    account a;
+    account_load(reg, &a);
+    if (geteuid() == 0) {
+        if (!a.name[0])
+            return error_msg("no service account is set (imsctl install --account USER): the "
+                             "password is kept in that account's registry hive");
+        if (!a.known)
+            return error_msg("the service account \"%s\" is not a user: the password is kept "
+                             "in that account's registry hive",
+                             a.name);
+        return EXIT_OK;
+    }
+    if (a.known && a.uid != geteuid())
+        return error_msg("the password is kept in the registry hive of the service account %s: "
+                         "run imsadm as root or as %s",
+                         a.name, a.name);
+    return EXIT_OK;
+}
+
+/* --- reading a password ---------------------------------------------------------------- */
+
+/* The terminal's settings while echo is off, put back by a signal that ends imsadm. */
+static struct termios tty_saved;
+static volatile sig_atomic_t tty_echo_off;
+static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
+#define TTY_NSIGNALS (sizeof tty_signals / sizeof tty_signals[0])
+
+static void tty_restore(void)
+{
+    if (tty_echo_off)
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &tty_saved);
+    tty_echo_off = 0;
+}
+
+static void tty_on_signal(int sig)
+{
+    tty_restore();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* read_line - one line from fd into pw (at most DIR_MAX_PASSWORD bytes and a NUL), read a
+ * byte at a time so that nothing after it is taken from the input; the newline (and a
+ * carriage return before it) is dropped. Returns 0, ENODATA (end of input before any byte),
+ * E2BIG (longer than DIR_MAX_PASSWORD: the rest of the line, up to PW_DRAIN_MAX bytes, is
+ * read away when drain is true) or an errno value. */
+static int read_line(int fd, char pw[DIR_MAX_PASSWORD + 2], size_t *len, bool drain)
+{
+    size_t n = 0;
+    bool any = false;
+    for (;;) {
+        char c;
+        ssize_t r = read(fd, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errno;
+        if (r == 0) {
+            if (!any)
+                return ENODATA;
+            break;
+        }
+        any = true;
+        if (c == '\n')
+            break;
+        if (n > DIR_MAX_PASSWORD) {
+            for (size_t i = 0; drain && i < PW_DRAIN_MAX && read(fd, &c, 1) == 1 && c != '\n'; i++)
+                ;
+            return E2BIG;
+        }
+        pw[n++] = c;
+    }
+    if (n && pw[n - 1] == '\r')
+        n--;
+    if (n > DIR_MAX_PASSWORD) /* one byte more fits, for a CR before the newline */
+        return E2BIG;
+    pw[n] = '\0';
+    *len = n;
+    return 0;
+}
+
+/* line_failed - the message of a read_line failure. */
+static int line_failed(int e, const char *from)
+{
+    if (e == ENODATA)
+        return error_msg("no password given (end of input on %s)", from);
+    if (e == E2BIG)
+        return error_msg("the password is longer than %d bytes", DIR_MAX_PASSWORD);
+    return error_msg("cannot read the password from %s: %s", from, strerror(e));
+}
+
+/* prompt_line - write prompt to standard error and read a line from the terminal with echo
+ * off; the newline the user typed is not echoed, so one is written after it. */
+static int prompt_line(const char *prompt, char pw[DIR_MAX_PASSWORD + 2], size_t *len)
+{
+    fputs(prompt, stderr);
+    fflush(stderr);
+    struct termios t = tty_saved;
+    t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
+    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t))
+        return error_msg("cannot turn off the terminal's echo: %s", strerror(errno));
+    tty_echo_off = 1;
+    int e = read_line(STDIN_FILENO, pw, len, true);
+    tty_restore();
+    fputc('\n', stderr);
+    return e ? line_failed(e, "the terminal") : EXIT_OK;
+}
+
+/* password_from_terminal - asked twice, the two must match. */
+static int password_from_terminal(char pw[DIR_MAX_PASSWORD + 2], size_t *len)
+{
+    if (tcgetattr(STDIN_FILENO, &tty_saved))
+        return error_msg("cannot read the terminal's settings: %s", strerror(errno));
+    struct sigaction sa = {.sa_handler = tty_on_signal}, old[TTY_NSIGNALS];
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < TTY_NSIGNALS; i++)
+        sigaction(tty_signals[i], &sa, &old[i]);
+    char again[DIR_MAX_PASSWORD + 2];
+    size_t len2 = 0;
+    int rc = prompt_line("New password: ", pw, len);
+    if (!rc)
+        rc = prompt_line("Retype new password: ", again, &len2);
+    if (!rc && (len2 != *len || memcmp(pw, again, *len)))
+        rc = error_msg("the passwords do not match: nothing changed");
+    explicit_bzero(again, sizeof again);
+    for (size_t i = 0; i < TTY_NSIGNALS; i++)
+        sigaction(tty_signals[i], &old[i], NULL);
+    return rc;
+}
+
+/* cmd_mailbox_password - set (asked for) or clear the password of alias. */
+static int cmd_mailbox_password(reg_ctx *reg, directory *d, const char *alias, bool clear)
+{
+    dir_err e;
+    if (clear)
+        return dir_password_clear(d, alias, &e) ? dir_failed(&e) : EXIT_OK;
+    int rc = passwords_account_ok(reg);
+    if (rc)
+        return rc;
+    /* Refused before the password is asked for: no such mailbox, no write access. */
+    dir_mailbox m;
+    if (dir_mailbox_show(d, alias, &m, &e))
+        return dir_failed(&e);
+    dir_mailbox_free(&m);
+    char pw[DIR_MAX_PASSWORD + 2];
+    size_t len = 0;
+    if (isatty(STDIN_FILENO)) {
+        rc = password_from_terminal(pw, &len);
+    } else {
+        int r = read_line(STDIN_FILENO, pw, &len, false);
+        rc = r ? line_failed(r, "standard input") : EXIT_OK;
+    }
+    if (!rc && !dir_password_valid(pw, len)) {
+        e = (dir_err){.reason = DIR_BAD_PASSWORD};
+        rc = dir_failed(&e);
+    }
+    if (!rc && dir_password_set(d, alias, pw, &e))
+        rc = dir_failed(&e);
+    explicit_bzero(pw, sizeof pw);
+    return rc;
+}
+
 /* --- commands ------------------------------------------------------------------------- */
 
 /* print_names - one a line. */
@@ -218,6 +399,7 @@ typedef struct mailbox_args {
     const char **remove;
     size_t nremove;
     const char *primary;
+    bool clear; /* password --clear */
 } mailbox_args;
 
 static int cmd_mailbox_show(directory *d, const char *alias)
@@ -232,6 +414,7 @@ static int cmd_mailbox_show(directory *d, const char *alias)
     for (size_t i = 0; i < m.nsecondary; i++)
         printf("Secondary:    %s\n", m.secondary[i]);
     printf("Maildir:      %s\n", m.maildir);
+    printf("Password:     %s\n", m.password ? "set" : "none");
     dir_mailbox_free(&m);
     return EXIT_OK;
 }
@@ -252,6 +435,8 @@ static int cmd_mailbox(reg_ctx *reg, directory *d, const char *verb, const char 
     }
     if (!strcmp(verb, "show"))
         return cmd_mailbox_show(d, alias);
+    if (!strcmp(verb, "password"))
+        return cmd_mailbox_password(reg, d, alias, a->clear);
     if (!strcmp(verb, "remove"))
         return dir_mailbox_remove(d, alias, &e) ? dir_failed(&e) : EXIT_OK;
     if (!strcmp(verb, "set")) {
@@ -273,11 +458,19 @@ static int cmd_mailbox(reg_ctx *reg, directory *d, const char *verb, const char 
 
 /* --- arguments ------------------------------------------------------------------------ */
 
-enum { OPT_ADDRESS, OPT_NAME, OPT_ADD_ADDRESS, OPT_REMOVE_ADDRESS, OPT_PRIMARY, OPT_COUNT };
+enum {
+    OPT_ADDRESS,
+    OPT_NAME,
+    OPT_ADD_ADDRESS,
+    OPT_REMOVE_ADDRESS,
+    OPT_PRIMARY,
+    OPT_CLEAR,
+    OPT_COUNT
+};
 static const char *const option_names[OPT_COUNT] = {
     [OPT_ADDRESS] = "address",         [OPT_NAME] = "name",
     [OPT_ADD_ADDRESS] = "add-address", [OPT_REMOVE_ADDRESS] = "remove-address",
-    [OPT_PRIMARY] = "primary",
+    [OPT_PRIMARY] = "primary",         [OPT_CLEAR] = "clear",
 };
 #define BIT(o) (1u << (o))
 
@@ -297,6 +490,7 @@ static const command commands[] = {
      BIT(OPT_NAME) | BIT(OPT_ADD_ADDRESS) | BIT(OPT_REMOVE_ADDRESS) | BIT(OPT_PRIMARY)},
     {"mailbox", "remove", true, 0},
     {"mailbox", "show", true, 0},
+    {"mailbox", "password", true, BIT(OPT_CLEAR)},
     {"mailbox", "list", false, 0},
 };
 
@@ -331,6 +525,13 @@ static int parse_args(const command *c, int argc, char **argv, const char **oper
         if (!repeatable && (seen & BIT(opt)))
             return usage_error("%s %s: --%s given twice", c->object, c->verb, option_names[opt]);
         seen |= BIT(opt);
+        if (opt == OPT_CLEAR) { /* a switch: no value */
+            if (eq)
+                return usage_error("%s %s: --%s takes no value", c->object, c->verb,
+                                   option_names[opt]);
+            a->clear = true;
+            continue;
+        }
         const char *value;
         if (eq)
             value = eq + 1;
@@ -356,6 +557,8 @@ static int parse_args(const command *c, int argc, char **argv, const char **oper
             break;
         case OPT_PRIMARY:
             a->primary = value;
+            break;
+        case OPT_CLEAR:
             break;
         }
     }
@@ -421,6 +624,14 @@ int main(int argc, char **argv)
         rc = error_msg("cannot make IMS_ROOT absolute: %s", strerror(e));
     if (!rc && (e = reg_ctx_open(NULL, &reg)))
         rc = error_msg("cannot open the registry under %s: %s", base_state_root(), reg_strerror(e));
+    /* As root, HKCU is the service account's: where the service reads the passwords. */
+    if (!rc && geteuid() == 0) {
+        account acct;
+        account_load(reg, &acct);
+        if (acct.known && acct.uid != 0 && (e = reg_ctx_set_user(reg, acct.uid)))
+            rc = error_msg("cannot use the registry of the service account %s: %s", acct.name,
+                           reg_strerror(e));
+    }
     if (!rc && (e = dir_open(reg, &d)))
         rc = error_msg("cannot read the directory: %s", strerror(e));
     if (!rc)

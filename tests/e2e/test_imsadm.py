@@ -1,14 +1,23 @@
 """End-to-end tests of the imsadm command: domains and mailboxes (success and error paths, exit
 codes and messages), the registry layout under HKLM\\Software\\IMS\\Directory as reg query shows
 it, refused changes leaving the registry and the store as they were, the Maildirs (made, kept,
-given to the service account when root runs imsadm), and a user without write access."""
+given to the service account when root runs imsadm), a user without write access, and the
+mailboxes' passwords (from standard input and from a terminal, where they are kept, who can
+read them, that they never appear in clear text)."""
 
 import os
+import pty
 import pwd
+import re
+import select
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
+import termios
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -104,6 +113,7 @@ def test_help(ok):
     out = ok("--help")
     assert out.startswith("Usage: imsadm domain add|remove DOMAIN\n")
     for word in ("mailbox add ALIAS --address ADDRESS...", "mailbox set ALIAS", "IMS_ROOT",
+                 "mailbox password ALIAS [--clear]",
                  "Exit status: 0 done, 1 failed, 2 usage error."):
         assert word in out
     assert ok("mailbox", "add", "--help") == out
@@ -133,6 +143,12 @@ def test_help(ok):
     (("mailbox", "show"), "mailbox show: ALIAS is missing"),
     (("mailbox", "show", "bob", "carol"), 'unexpected argument "carol"'),
     (("mailbox", "list", "bob"), 'unexpected argument "bob"'),
+    (("mailbox", "password"), "mailbox password: ALIAS is missing"),
+    # Never a password on the command line.
+    (("mailbox", "password", "bob", "secret"), 'unexpected argument "secret"'),
+    (("mailbox", "password", "bob", "--clear=yes"), "--clear takes no value"),
+    (("mailbox", "password", "bob", "--clear", "--clear"), "--clear given twice"),
+    (("mailbox", "password", "bob", "--password", "x"), 'unknown option "--password"'),
 ])
 def test_usage_errors(adm, reg, ims_root, args, fragment):
     usage(adm(*args), fragment)
@@ -199,13 +215,15 @@ def test_mailbox_lifecycle(ok, adm, reg, ims_root):
         "Display name: Bob Smith\n"
         "Primary:      Bob@Example.com\n"
         "Secondary:    bob.smith@example.org\n"
-        f"Maildir:      {maildir}\n")
+        f"Maildir:      {maildir}\n"
+        "Password:     none\n")
     assert ok("mailbox", "show", "AL") == (
         "Alias:        al\n"
         "Display name: al\n"
         "Primary:      al@example.com\n"
         "Secondary:    al2@example.org\n"
-        f"Maildir:      {ims_root / 'store' / 'al'}\n")
+        f"Maildir:      {ims_root / 'store' / 'al'}\n"
+        "Password:     none\n")
     for sub in ("cur", "new", "tmp"):
         assert (maildir / sub).is_dir()
     assert stat.S_IMODE(maildir.stat().st_mode) == 0o700
@@ -239,7 +257,8 @@ def test_mailbox_lifecycle(ok, adm, reg, ims_root):
         "Primary:      robert@example.org\n"
         "Secondary:    Bob@Example.com\n"
         "Secondary:    rs@example.com\n"
-        f"Maildir:      {maildir}\n")
+        f"Maildir:      {maildir}\n"
+        "Password:     none\n")
 
     # remove: gone from the directory, the Maildir and its mail stay.
     (maildir / "new" / "1.eml").write_bytes(b"Subject: kept\r\n\r\nbody\r\n")
@@ -401,3 +420,336 @@ def test_service_account_runs_imsadm(shared_root):
     assert (rc, out) == (0, "")
     assert err.startswith("imsadm: warning: the Maildir ") and \
         "not to the service account root" in err
+
+
+# --- passwords -----------------------------------------------------------------------------
+
+with warnings.catch_warnings():  # deprecated in Python 3.11, still the simplest crypt(3)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt  # noqa: E402
+
+PASSWORDS = r"Software\IMS\Directory\Passwords"
+PTY_TIMEOUT = 30  # seconds for one imsadm on a terminal
+MAX_PASSWORD = 511
+
+
+def run_input(argv, env, data, user=None):
+    """argv with data (bytes) on standard input: (rc, stdout, stderr)."""
+    if user:
+        argv = ["runuser", "-u", user, "--", *argv]
+    p = subprocess.run(argv, env=env, input=data, capture_output=True, timeout=RUN_TIMEOUT)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def run_on_pty(argv, env, answers):
+    """Run argv on a new pseudo-terminal; each time the next prompt of answers (a list of
+    (prompt, line)) shows, type its line. Returns (exit status, everything the terminal
+    showed). Killed, and the test failed, after PTY_TIMEOUT seconds."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec or die, never return into pytest
+        try:
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    deadline = time.monotonic() + PTY_TIMEOUT
+    screen, seen, pending = b"", 0, list(answers)
+    try:
+        while time.monotonic() < deadline:
+            if pending and pending[0][0].encode() in screen[seen:]:
+                seen = screen.index(pending[0][0].encode(), seen) + len(pending[0][0])
+                os.write(fd, pending.pop(0)[1].encode() + b"\n")
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                pid = 0
+                try:  # what is still buffered
+                    while select.select([fd], [], [], 0.1)[0]:
+                        screen += os.read(fd, 65536)
+                except OSError:
+                    pass
+                return os.waitstatus_to_exitcode(status), screen.decode("utf-8", "replace")
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:  # EIO: the other end is closed, it is exiting
+                    time.sleep(0.05)
+        pytest.fail(f"imsadm on a terminal did not finish; it showed {screen!r}")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def all_bytes(root):
+    """The contents of every file under root, for searching."""
+    return [(p, p.read_bytes()) for p in Path(root).rglob("*") if p.is_file()]
+
+
+def assert_nowhere(root, secret):
+    """secret appears in no file under root, in UTF-8 or UTF-16LE (the registry's strings)."""
+    forms = (secret.encode(), secret.encode("utf-16-le"))
+    for path, data in all_bytes(root):
+        for f in forms:
+            assert f not in data, f"the password is in clear text in {path}"
+
+
+@pytest.fixture
+def service(reg, ok):
+    """The service account (ObjectName) is nobody, example.com is accepted, mailbox bob (and
+    carol) exist; returns nobody's passwd entry."""
+    if not IS_ROOT:
+        pytest.skip("root sets passwords into the service account's hive")
+    assert reg("add", SERVICE, "/v", "ObjectName", "/d", "nobody", "/f")[0] == 0
+    ok("domain", "add", "example.com")
+    ok("mailbox", "add", "bob", "--address", "bob@example.com", "b.smith@example.com")
+    ok("mailbox", "add", "carol", "--address", "carol@example.com")
+    return pwd.getpwnam("nobody")
+
+
+def password_id(reg, alias):
+    """The mailbox's PasswordId as reg query shows it (upper-case hex), None when not set."""
+    rc, out, err = reg("query", rf"{DIRECTORY}\Mailboxes\{alias}", "/v", "PasswordId")
+    if rc:
+        return None
+    m = re.search(r"PasswordId\s+REG_BINARY\s+([0-9A-F]+)", out)
+    assert m, out
+    return m.group(1)
+
+
+def stored_hashes(reg, uid):
+    """{value name: data} of the Passwords key in the hive of uid."""
+    rc, out, err = reg("query", rf"HKU\S-1-22-1-{uid}\{PASSWORDS}")
+    if rc:
+        return {}
+    return dict(re.findall(r"^\s+(\S+)\s+REG_SZ\s+(\S+)\s*$", out, re.M))
+
+
+def the_hash(reg, uid, alias):
+    """The hash of alias's password: the value its PasswordId names (the only one kept)."""
+    pid = password_id(reg, alias)
+    assert pid, f"{alias} has no PasswordId"
+    hashes = stored_hashes(reg, uid)
+    assert list(hashes) == [pid.lower()], (pid, hashes)
+    return hashes[pid.lower()]
+
+
+def set_password(env, workdir, alias, data, user=None):
+    return run_input([IMSADM, "mailbox", "password", alias], env, data, user)
+
+
+def test_password_from_stdin(service, env, workdir, reg, ok, ims_root):
+    nobody = service
+    secret = "Tr0ub4dor&3 long enough"
+    assert set_password(env, workdir, "BOB", secret.encode() + b"\n") == (0, "", "")
+    assert ok("mailbox", "show", "bob").endswith("Password:     set\n")
+    assert ok("mailbox", "show", "carol").endswith("Password:     none\n")
+    h = the_hash(reg, nobody.pw_uid, "bob")
+    # A yescrypt hash of the password, as crypt(3) (here through Python) checks it.
+    assert h.startswith("$y$")
+    assert crypt.crypt(secret, h) == h
+    assert crypt.crypt(secret + " ", h) != h
+    # HKLM, which every user can read, has the id only; the hash is in nobody's hive, 0600
+    # in a 0700 directory of nobody's.
+    assert "$y$" not in query(reg)
+    hive = ims_root / "registry" / "HKU" / f"S-1-22-1-{nobody.pw_uid}"
+    st = hive.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o700)
+    for f in ("data.mdb", "lock.mdb"):
+        st = (hive / f).stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o600), f
+    # The password itself is nowhere: not in the registry files, not in an export.
+    export = workdir / "hklm.reg"
+    assert reg("export", "HKLM", str(export), "/y")[0] == 0
+    assert_nowhere(ims_root, secret)
+    assert_nowhere(workdir, secret)
+    assert h.encode("utf-16-le") not in export.read_bytes()
+    # The same password again: a new salt, a new hash; the old one is gone.
+    assert set_password(env, workdir, "bob", secret.encode() + b"\n") == (0, "", "")
+    h2 = the_hash(reg, nobody.pw_uid, "bob")
+    assert h2 != h and crypt.crypt(secret, h2) == h2
+    # A last line without a newline, and one ending in CR LF, are the password without them.
+    assert set_password(env, workdir, "bob", b"no newline") == (0, "", "")
+    h3 = the_hash(reg, nobody.pw_uid, "bob")
+    assert crypt.crypt("no newline", h3) == h3
+    assert set_password(env, workdir, "bob", b"crlf\r\nnext line\n") == (0, "", "")
+    h4 = the_hash(reg, nobody.pw_uid, "bob")
+    assert crypt.crypt("crlf", h4) == h4
+    # The longest password; UTF-8 is kept as its bytes.
+    longest = "x" * MAX_PASSWORD
+    assert set_password(env, workdir, "carol", longest.encode() + b"\r\n") == (0, "", "")
+    hashes = stored_hashes(reg, nobody.pw_uid)
+    hc = hashes[password_id(reg, "carol").lower()]
+    assert crypt.crypt(longest, hc) == hc
+    assert set_password(env, workdir, "carol", "pässwörd\n".encode()) == (0, "", "")
+    hashes = stored_hashes(reg, nobody.pw_uid)
+    hc = hashes[password_id(reg, "carol").lower()]
+    assert crypt.crypt("pässwörd", hc) == hc
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs other users")
+def test_password_other_users_cannot_read(shared_root):
+    """Another local user reads the directory, but not the hashes."""
+    root, bindir = shared_root
+    env = dict(os.environ, IMS_ROOT=root)
+    imsadm, regp = os.path.join(bindir, "imsadm"), os.path.join(bindir, "reg")
+    nobody = pwd.getpwnam("nobody")
+    assert _run([regp, "add", SERVICE, "/v", "ObjectName", "/d", "nobody", "/f"], env)[0] == 0
+    assert _run([imsadm, "domain", "add", "example.com"], env)[0] == 0
+    assert _run([imsadm, "mailbox", "add", "bob", "--address", "bob@example.com"], env)[0] == 0
+    assert run_input([imsadm, "mailbox", "password", "bob"], env, b"hidden-pw\n") == (0, "", "")
+    hive = rf"HKU\S-1-22-1-{nobody.pw_uid}\{PASSWORDS}"
+    rc, out, err = _run([regp, "query", hive], env)  # root can
+    assert rc == 0 and "$y$" in out, (rc, out, err)
+    rc, out, err = _run([regp, "query", rf"{DIRECTORY}\Mailboxes\bob"], env, user="daemon")
+    assert rc == 0 and "PasswordId" in out and "$y$" not in out, (rc, out, err)
+    rc, out, err = _run([regp, "query", hive], env, user="daemon")
+    assert (rc, out) == (1, "") and "Access is denied" in err, (rc, out, err)
+    rc, out, err = _run([imsadm, "mailbox", "show", "bob"], env, user="daemon")
+    assert rc == 0 and out.endswith("Password:     set\n"), (rc, out, err)
+
+
+@pytest.mark.parametrize("data,fragment", [
+    (b"", "no password given (end of input on standard input)"),
+    (b"\n", "invalid password: 1 to 511 bytes, without NUL bytes"),
+    (b"a\0b\n", "invalid password: 1 to 511 bytes, without NUL bytes"),
+    (b"y" * (MAX_PASSWORD + 1) + b"\n", "the password is longer than 511 bytes"),
+    (b"y" * (MAX_PASSWORD + 1) + b"\r\n", "the password is longer than 511 bytes"),
+    (b"y" * 5000, "the password is longer than 511 bytes"),
+], ids=["empty-input", "empty-line", "nul", "512", "512-crlf", "5000"])
+def test_password_refused(service, env, workdir, reg, ims_root, data, fragment):
+    before = query(reg)
+    failed(set_password(env, workdir, "bob", data), fragment)
+    assert query(reg) == before
+    assert stored_hashes(reg, service.pw_uid) == {}
+
+
+def test_password_unknown_mailbox(service, env, workdir, reg, ims_root):
+    before = query(reg)
+    failed(set_password(env, workdir, "dave", b"pw\n"), 'no mailbox "dave"')
+    failed(set_password(env, workdir, "../x", b"pw\n"), 'invalid alias "../x"')
+    failed(run_input([IMSADM, "mailbox", "password", "dave", "--clear"], env, b""),
+           'no mailbox "dave"')
+    assert query(reg) == before
+    # Refused before anything is written: not even the service account's hive is made.
+    assert not (ims_root / "registry" / "HKU" / f"S-1-22-1-{service.pw_uid}").exists()
+
+
+def test_password_clear(service, env, workdir, reg, ok, adm):
+    assert set_password(env, workdir, "bob", b"to be cleared\n")[0] == 0
+    assert set_password(env, workdir, "carol", b"stays\n")[0] == 0
+    assert ok("mailbox", "password", "Bob", "--clear") == ""
+    assert ok("mailbox", "show", "bob").endswith("Password:     none\n")
+    assert password_id(reg, "bob") is None
+    carol = password_id(reg, "carol").lower()
+    assert list(stored_hashes(reg, service.pw_uid)) == [carol]
+    # Clearing again is no error; nothing changes.
+    assert ok("mailbox", "password", "bob", "--clear") == ""
+    # Removing a mailbox removes its hash; a new mailbox of that alias has no password.
+    ok("mailbox", "remove", "carol")
+    assert stored_hashes(reg, service.pw_uid) == {}
+    ok("mailbox", "add", "carol", "--address", "carol@example.com")
+    assert ok("mailbox", "show", "carol").endswith("Password:     none\n")
+
+
+def test_password_on_terminal(service, env, reg, ims_root):
+    secret = "typed-on-a-tty"
+    rc, screen = run_on_pty([IMSADM, "mailbox", "password", "bob"], env,
+                            [("New password: ", secret), ("Retype new password: ", secret)])
+    assert rc == 0, screen
+    assert "New password: " in screen and "Retype new password: " in screen
+    assert secret not in screen  # echo was off
+    h = the_hash(reg, service.pw_uid, "bob")
+    assert crypt.crypt(secret, h) == h
+    assert_nowhere(ims_root, secret)
+
+
+def test_password_on_terminal_mismatch(service, env, reg):
+    before = query(reg)
+    rc, screen = run_on_pty([IMSADM, "mailbox", "password", "bob"], env,
+                            [("New password: ", "first-try"), ("Retype new password: ", "other")])
+    assert rc == EXIT_FAIL, screen
+    assert "imsadm: the passwords do not match: nothing changed" in screen
+    assert "first-try" not in screen and "other" not in screen
+    assert query(reg) == before
+    assert stored_hashes(reg, service.pw_uid) == {}
+
+
+def test_password_terminal_end_of_input(service, env, reg):
+    """Ctrl-D at the prompt: nothing set, and the terminal's echo is back on afterwards."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(IMSADM, [IMSADM, "mailbox", "password", "bob"], env)
+        finally:
+            os._exit(127)
+    try:
+        screen = b""
+        deadline = time.monotonic() + PTY_TIMEOUT
+        while b"New password: " not in screen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                screen += os.read(fd, 4096)
+        assert b"New password: " in screen, screen
+        # Echo is off while imsadm waits (it turns it off right after the prompt).
+        for _ in range(PTY_TIMEOUT * 10):
+            if not termios.tcgetattr(fd)[3] & termios.ECHO:
+                break
+            time.sleep(0.1)
+        assert not termios.tcgetattr(fd)[3] & termios.ECHO
+        os.write(fd, b"\x04")
+        status = None
+        while status is None and time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status, pid = os.waitstatus_to_exitcode(st), 0
+            elif select.select([fd], [], [], 0.1)[0]:
+                try:
+                    screen += os.read(fd, 4096)
+                except OSError:
+                    time.sleep(0.05)
+        assert status == EXIT_FAIL, screen
+        assert b"no password given (end of input on the terminal)" in screen
+        # The master side reports the terminal's settings: echo is on again.
+        assert termios.tcgetattr(fd)[3] & termios.ECHO
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert password_id(reg, "bob") is None
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="root and the service account")
+def test_password_needs_the_service_account(ok, adm, reg, env, workdir):
+    ok("domain", "add", "example.com")
+    ok("mailbox", "add", "bob", "--address", "bob@example.com", warn=True)
+    failed(set_password(env, workdir, "bob", b"pw\n"), "no service account is set")
+    assert reg("add", SERVICE, "/v", "ObjectName", "/d", "no-such-user-ims", "/f")[0] == 0
+    failed(set_password(env, workdir, "bob", b"pw\n"),
+           'the service account "no-such-user-ims" is not a user')
+    assert password_id(reg, "bob") is None
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs another user")
+def test_service_account_sets_passwords(shared_root):
+    """The service account, owner of the state root, sets passwords into its own hive; a
+    user who is not the service account is told to run imsadm as it."""
+    root, bindir = shared_root
+    nobody = pwd.getpwnam("nobody")
+    os.chown(root, nobody.pw_uid, nobody.pw_gid)
+    env = dict(os.environ, IMS_ROOT=root)
+    imsadm, regp = os.path.join(bindir, "imsadm"), os.path.join(bindir, "reg")
+    adm = lambda *a: _run([imsadm, *a], env, user="nobody")  # noqa: E731
+    assert adm("domain", "add", "example.com") == (0, "", "")
+    assert adm("mailbox", "add", "bob", "--address", "bob@example.com") == (0, "", "")
+    assert run_input([imsadm, "mailbox", "password", "bob"], env, b"mine\n", "nobody") == \
+        (0, "", "")
+    rc, out, _ = _run([regp, "query", rf"HKCU\{PASSWORDS}"], env, user="nobody")
+    assert rc == 0
+    (h,) = re.findall(r"REG_SZ\s+(\S+)", out)
+    assert crypt.crypt("mine", h) == h
+    # As the service account names another user now, nobody is sent to it.
+    assert _run([regp, "add", SERVICE, "/v", "ObjectName", "/d", "daemon", "/f"], env,
+                user="nobody")[0] == 0
+    failed(run_input([imsadm, "mailbox", "password", "bob"], env, b"x\n", "nobody"),
+           "kept in the registry hive of the service account daemon",
+           "run imsadm as root or as daemon")

@@ -1,6 +1,7 @@
 /* directory_test.c - unit tests of the directory of recipients (lib/store directory.c,
- * address.c): the rules, every change and its errors, the registry layout, lookups and the
- * index following changes made by other processes. */
+ * address.c, password.c): the rules, every change and its errors, the registry layout, lookups
+ * and the index following changes made by other processes; passwords: hashing, verifying,
+ * where the hashes are kept, logins. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -935,6 +936,445 @@ static void test_read_only(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* --- passwords ------------------------------------------------------------------------- */
+
+/* Hashes made by Python's crypt module (libcrypt through another caller), not by the code
+ * under test. */
+#define PW_RIGHT "correct horse battery staple"
+#define PW_HASH "$y$j9T$WBQN2m0Tn/8teyAGRFeyC0$l6ZBzu0x.ybXuTHvVJ4K.zt5J/cwjqaGEJjIqQ1Q42C"
+#define PW_HASH_UTF8 "$y$j9T$WBQN2m0Tn/8teyAGRFeyC0$YlLHgm2N1jIT50s0ONSU.QEgYDkJjRZR4WC.n30d6S3"
+#define PW_DES "abhfCpXqd4GrI" /* crypt(PW_RIGHT, "ab"): traditional DES, not accepted */
+
+static bool verify(const char *hash, const char *pw)
+{
+    return dir_password_verify(hash, pw, strlen(pw));
+}
+
+static void test_password_verify(void **state)
+{
+    (void)state;
+    assert_true(verify(PW_HASH, PW_RIGHT));
+    assert_true(verify(PW_HASH_UTF8, "p\xc3\xa4ssw\xc3\xb6rd"));
+    assert_false(verify(PW_HASH, "correct horse battery stapl"));
+    assert_false(verify(PW_HASH, "correct horse battery staple "));
+    assert_false(verify(PW_HASH, "Correct horse battery staple"));
+    /* Only as many bytes as len says count: the password need not be NUL-terminated. */
+    assert_true(dir_password_verify(PW_HASH, PW_RIGHT "xyz", strlen(PW_RIGHT)));
+    assert_false(dir_password_verify(PW_HASH, PW_RIGHT, strlen(PW_RIGHT) - 1));
+    /* The unknown account: false, and still a hash's work (not measured here). */
+    assert_false(verify(NULL, PW_RIGHT));
+    assert_false(verify(NULL, ""));
+    /* Hashes of other kinds, cut short or edited: false. */
+    assert_false(verify(PW_DES, PW_RIGHT));
+    assert_false(verify("", PW_RIGHT));
+    assert_false(verify("*0", PW_RIGHT));
+    assert_false(verify("$y$j9T$WBQN2m0Tn/8teyAGRFeyC0$", PW_RIGHT));
+    char edited[] = PW_HASH;
+    edited[sizeof edited - 2] = edited[sizeof edited - 2] == 'C' ? 'D' : 'C';
+    assert_false(verify(edited, PW_RIGHT));
+    /* Passwords the directory refuses never match. */
+    assert_false(dir_password_verify(PW_HASH, "", 0));
+    assert_false(dir_password_verify(PW_HASH, NULL, 0));
+    assert_false(dir_password_verify(PW_HASH, "correct\0horse", 13));
+    char *big = malloc(DIR_MAX_PASSWORD + 2);
+    assert_non_null(big);
+    memset(big, 'a', DIR_MAX_PASSWORD + 1);
+    big[DIR_MAX_PASSWORD + 1] = '\0';
+    assert_false(dir_password_verify(PW_HASH, big, DIR_MAX_PASSWORD + 1));
+    free(big);
+}
+
+static void test_password_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pw;
+        size_t len;
+        bool ok;
+    } cases[] = {
+        {"a", 1, true},     {"", 0, false},
+        {"a\0b", 3, false}, {"\x01\t \xff\r", 5, true}, /* any byte but NUL */
+        {NULL, 0, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (dir_password_valid(cases[i].pw, cases[i].len) != cases[i].ok)
+            fail_msg("case %zu: got %d want %d", i, !cases[i].ok, cases[i].ok);
+    char *p = malloc(DIR_MAX_PASSWORD + 1);
+    assert_non_null(p);
+    memset(p, 'x', DIR_MAX_PASSWORD + 1);
+    assert_true(dir_password_valid(p, DIR_MAX_PASSWORD));
+    assert_false(dir_password_valid(p, DIR_MAX_PASSWORD + 1));
+    free(p);
+}
+
+/* auth - "alias|hash" of a login, "-" for ENOENT, "error N" otherwise. */
+static char *auth(struct fx *fx, const char *login)
+{
+    char alias[DIR_MAX_ALIAS + 1], hash[DIR_MAX_HASH + 1], out[DIR_MAX_ALIAS + DIR_MAX_HASH + 16];
+    int rc = dir_auth_lookup(fx->d, login, alias, hash, sizeof hash);
+    if (rc) {
+        assert_string_equal(alias, "");
+        assert_string_equal(hash, "");
+    }
+    if (rc == ENOENT)
+        snprintf(out, sizeof out, "-");
+    else if (rc)
+        snprintf(out, sizeof out, "error %d", rc);
+    else
+        snprintf(out, sizeof out, "%s|%s", alias, hash);
+    return strdup(out);
+}
+
+static void assert_no_account(struct fx *fx, const char *login)
+{
+    char *got = auth(fx, login);
+    if (strcmp(got, "-"))
+        fail_msg("login %s: got \"%s\" want no account", login, got);
+    free(got);
+}
+
+/* account_hash - the hash of a login's account (which must be alias), malloc'd. */
+static char *account_hash(struct fx *fx, const char *login, const char *alias)
+{
+    char *got = auth(fx, login);
+    size_t n = strlen(alias);
+    if (strncmp(got, alias, n) || got[n] != '|')
+        fail_msg("login %s: got \"%s\" want account %s", login, got, alias);
+    char *h = strdup(got + n + 1);
+    free(got);
+    return h;
+}
+
+/* stored_hashes - the values of the Passwords key in HKCU (the context's user): "" when the
+ * key does not exist, else "name=data,..." in creation order. */
+struct hv {
+    buf b;
+};
+static int collect_hash(void *arg, const char *name, uint32_t type, const uint8_t *data, size_t len)
+{
+    struct hv *h = arg;
+    assert_int_equal(type, REG_SZ);
+    buf s = BUF_INIT;
+    assert_int_equal(base_utf16_to_utf8(data, len / 2, &s), 0);
+    buf_printf(&h->b, "%s%s=%.*s", h->b.len ? "," : "", name, (int)strnlen((char *)s.data, s.len),
+               (char *)s.data);
+    buf_free(&s);
+    return 0;
+}
+
+static char *stored_hashes(struct fx *fx)
+{
+    struct hv h = {BUF_INIT};
+    reg_key *k;
+    if (reg_key_open_path(fx->reg, "HKCU\\" DIR_PASSWORDS_KEY, REG_READ, &k) == 0) {
+        assert_int_equal(reg_key_enum_values(k, collect_hash, &h), 0);
+        reg_key_close(k);
+    }
+    char *s = buf_detach(&h.b, NULL);
+    assert_non_null(s);
+    return s;
+}
+
+/* pwid_hex - the PasswordId of a mailbox key as lowercase hex, "" when none. */
+static void pwid_hex(struct fx *fx, const char *alias, char out[2 * DIR_PASSWORD_ID_BYTES + 1])
+{
+    char path[256];
+    snprintf(path, sizeof path, "HKLM\\%s\\%s", DIR_MAILBOXES_KEY, alias);
+    reg_key *k;
+    assert_int_equal(reg_key_open_path(fx->reg, path, REG_READ, &k), 0);
+    buf b = BUF_INIT;
+    uint32_t type;
+    out[0] = '\0';
+    if (reg_value_get(k, DIR_PASSWORD_ID_VALUE, &type, &b) == 0) {
+        assert_int_equal(type, REG_BINARY);
+        assert_int_equal(b.len, DIR_PASSWORD_ID_BYTES);
+        for (size_t i = 0; i < b.len; i++)
+            sprintf(out + 2 * i, "%02x", b.data[i]);
+    }
+    buf_free(&b);
+    reg_key_close(k);
+}
+
+static bool shows_password(struct fx *fx, const char *alias)
+{
+    dir_mailbox m;
+    dir_err e;
+    check(alias, dir_mailbox_show(fx->d, alias, &m, &e), 0, &e, DIR_OK);
+    bool set = m.password;
+    dir_mailbox_free(&m);
+    return set;
+}
+
+static void test_passwords(void **state)
+{
+    struct fx *fx = *state;
+    dir_err e;
+    static const char *const doms[] = {"example.com", "example.org"};
+    add_domains(fx, doms, 2);
+    static const char *const bob[] = {"Bob@Example.com", "b.smith@example.org"};
+    add_mailbox(fx, "Bob", NULL, bob, 2);
+    static const char *const carol[] = {"carol@example.com"};
+    add_mailbox(fx, "carol", NULL, carol, 1);
+    char *before = export_dir(fx);
+
+    /* Refused: nothing is written anywhere. */
+    check("empty", dir_password_set(fx->d, "bob", "", &e), EINVAL, &e, DIR_BAD_PASSWORD);
+    check("null", dir_password_set(fx->d, "bob", NULL, &e), EINVAL, &e, DIR_BAD_PASSWORD);
+    char *big = malloc(DIR_MAX_PASSWORD + 2);
+    assert_non_null(big);
+    memset(big, 'p', DIR_MAX_PASSWORD + 1);
+    big[DIR_MAX_PASSWORD + 1] = '\0';
+    check("long", dir_password_set(fx->d, "bob", big, &e), EINVAL, &e, DIR_BAD_PASSWORD);
+    check("bad alias", dir_password_set(fx->d, "../x", "pw", &e), EINVAL, &e, DIR_BAD_ALIAS);
+    check("unknown", dir_password_set(fx->d, "dave", "pw", &e), ENOENT, &e, DIR_NO_SUCH_MAILBOX);
+    assert_string_equal(e.subject, "dave");
+    char *after = export_dir(fx);
+    assert_string_equal(after, before);
+    free(after);
+    char *hashes = stored_hashes(fx);
+    assert_string_equal(hashes, "");
+    free(hashes);
+    assert_false(shows_password(fx, "bob"));
+    assert_no_account(fx, "bob");
+
+    /* Set: a "$y$" hash in HKCU under the id HKLM holds; any login of the mailbox finds it. */
+    check("set", dir_password_set(fx->d, "BOB", PW_RIGHT, &e), 0, &e, DIR_OK);
+    assert_true(shows_password(fx, "bob"));
+    assert_false(shows_password(fx, "carol"));
+    char id1[2 * DIR_PASSWORD_ID_BYTES + 1];
+    pwid_hex(fx, "Bob", id1);
+    assert_int_equal(strlen(id1), 2 * DIR_PASSWORD_ID_BYTES);
+    char *h1 = account_hash(fx, "bob", "Bob");
+    assert_true(strncmp(h1, "$y$", 3) == 0);
+    assert_true(strlen(h1) <= DIR_MAX_HASH);
+    hashes = stored_hashes(fx);
+    char want[512];
+    snprintf(want, sizeof want, "%s=%s", id1, h1);
+    assert_string_equal(hashes, want);
+    free(hashes);
+    static const char *const logins[] = {"BOB", "bob@example.com", "BOB@EXAMPLE.COM",
+                                         "b.smith@example.org", "B.Smith@Example.ORG"};
+    for (size_t i = 0; i < sizeof logins / sizeof logins[0]; i++) {
+        char *h = account_hash(fx, logins[i], "Bob");
+        assert_string_equal(h, h1);
+        free(h);
+    }
+    assert_true(verify(h1, PW_RIGHT));
+    assert_false(verify(h1, "wrong"));
+    /* The hash is not in HKLM, which every local user can read. */
+    after = export_dir(fx);
+    assert_null(strstr(after, h1));
+    assert_null(strstr(after, "$y$"));
+    free(after);
+
+    /* Not accounts: other names, a mailbox without a password, an address of nobody. */
+    assert_no_account(fx, "carol");
+    assert_no_account(fx, "carol@example.com");
+    assert_no_account(fx, "dave");
+    assert_no_account(fx, "bob@example.net");
+    assert_no_account(fx, "");
+    assert_no_account(fx, NULL);
+    assert_no_account(fx, ALIAS65 ALIAS65 ALIAS65 ALIAS65 "@example.com");
+    char alias[DIR_MAX_ALIAS + 1], small[16];
+    assert_int_equal(dir_auth_lookup(fx->d, "bob", alias, small, sizeof small), ERANGE);
+
+    /* The same password again: a new salt, a new hash, a new id; the old hash is gone. */
+    check("again", dir_password_set(fx->d, "bob", PW_RIGHT, &e), 0, &e, DIR_OK);
+    char id2[2 * DIR_PASSWORD_ID_BYTES + 1];
+    pwid_hex(fx, "Bob", id2);
+    assert_string_not_equal(id1, id2);
+    char *h2 = account_hash(fx, "bob", "Bob");
+    assert_string_not_equal(h1, h2);
+    assert_true(verify(h2, PW_RIGHT));
+    hashes = stored_hashes(fx);
+    snprintf(want, sizeof want, "%s=%s", id2, h2);
+    assert_string_equal(hashes, want);
+    free(hashes);
+
+    /* The longest password. */
+    big[DIR_MAX_PASSWORD] = '\0';
+    check("longest", dir_password_set(fx->d, "carol", big, &e), 0, &e, DIR_OK);
+    char *hc = account_hash(fx, "carol@example.com", "carol");
+    assert_true(dir_password_verify(hc, big, DIR_MAX_PASSWORD));
+    big[0] = 'q';
+    assert_false(dir_password_verify(hc, big, DIR_MAX_PASSWORD));
+    free(hc);
+    free(big);
+
+    /* Clear: no account any more, the hash deleted; clearing again does nothing. */
+    check("clear", dir_password_clear(fx->d, "BOB", &e), 0, &e, DIR_OK);
+    assert_false(shows_password(fx, "bob"));
+    assert_no_account(fx, "bob");
+    pwid_hex(fx, "Bob", id2);
+    assert_string_equal(id2, "");
+    hashes = stored_hashes(fx);
+    assert_null(strstr(hashes, h2));
+    free(hashes);
+    check("clear again", dir_password_clear(fx->d, "bob", &e), 0, &e, DIR_OK);
+    check("clear unknown", dir_password_clear(fx->d, "dave", &e), ENOENT, &e, DIR_NO_SUCH_MAILBOX);
+    check("clear bad", dir_password_clear(fx->d, "../x", &e), EINVAL, &e, DIR_BAD_ALIAS);
+
+    /* A removed mailbox takes its hash with it, and a new one of that alias has none. */
+    check("set", dir_password_set(fx->d, "bob", "second", &e), 0, &e, DIR_OK);
+    check("remove", dir_mailbox_remove(fx->d, "bob", &e), 0, &e, DIR_OK);
+    assert_no_account(fx, "bob");
+    check("remove carol", dir_mailbox_remove(fx->d, "carol", &e), 0, &e, DIR_OK);
+    hashes = stored_hashes(fx);
+    assert_string_equal(hashes, "");
+    free(hashes);
+    add_mailbox(fx, "bob", NULL, bob, 2);
+    assert_false(shows_password(fx, "bob"));
+    assert_no_account(fx, "bob");
+    free(h1);
+    free(h2);
+    free(before);
+}
+
+/* The hashes are kept in the context user's hive, which only that user (and root) can read,
+ * and found only through the id HKLM holds: a hash left behind opens nothing. */
+static void test_password_store(void **state)
+{
+    struct fx *fx = *state;
+    dir_err e;
+    static const char *const doms[] = {"example.com"};
+    add_domains(fx, doms, 1);
+    static const char *const bob[] = {"bob@example.com"};
+    add_mailbox(fx, "bob", NULL, bob, 1);
+    check("set", dir_password_set(fx->d, "bob", PW_RIGHT, &e), 0, &e, DIR_OK);
+    char hive[128];
+    snprintf(hive, sizeof hive, "%s/registry/HKU/%s", fx->dir, reg_ctx_user_sid(fx->reg));
+    struct stat st;
+    assert_int_equal(stat(hive, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(st.st_uid, geteuid());
+    char data[160];
+    snprintf(data, sizeof data, "%s/data.mdb", hive);
+    assert_int_equal(stat(data, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    /* A hash of a known password planted under another id, and the id of bob pointed at a
+     * hash that is missing: neither opens the account. */
+    reg_key *k;
+    assert_int_equal(
+        reg_key_open_path(fx->reg, "HKCU\\" DIR_PASSWORDS_KEY, REG_READ | REG_WRITE, &k), 0);
+    assert_int_equal(reg_value_set_sz(k, "00000000000000000000000000000000", REG_SZ, PW_HASH), 0);
+    reg_key_close(k);
+    static const uint8_t zero[DIR_PASSWORD_ID_BYTES] = {1};
+    assert_int_equal(
+        reg_key_open_path(fx->reg, "HKLM\\" DIR_MAILBOXES_KEY "\\bob", REG_READ | REG_WRITE, &k),
+        0);
+    assert_int_equal(reg_value_set(k, DIR_PASSWORD_ID_VALUE, REG_BINARY, zero, sizeof zero), 0);
+    reg_key_close(k);
+    assert_int_equal(dir_refresh(fx->d), 0);
+    assert_true(shows_password(fx, "bob")); /* the id says so; the login finds no hash */
+    assert_no_account(fx, "bob");
+
+    /* A PasswordId of the wrong form is no password. */
+    assert_int_equal(
+        reg_key_open_path(fx->reg, "HKLM\\" DIR_MAILBOXES_KEY "\\bob", REG_READ | REG_WRITE, &k),
+        0);
+    assert_int_equal(reg_value_set_sz(k, DIR_PASSWORD_ID_VALUE, REG_SZ, "00"), 0);
+    reg_key_close(k);
+    assert_false(shows_password(fx, "bob"));
+    assert_no_account(fx, "bob");
+    /* Setting again repairs it. */
+    check("set", dir_password_set(fx->d, "bob", PW_RIGHT, &e), 0, &e, DIR_OK);
+    char *h = account_hash(fx, "bob", "bob");
+    assert_true(verify(h, PW_RIGHT));
+    free(h);
+}
+
+static void child_set_password(directory *d, reg_ctx *reg)
+{
+    (void)reg;
+    if (dir_password_set(d, "carol", PW_RIGHT, NULL))
+        _exit(1);
+}
+
+/* A password set by another process (imsadm) is seen by the open directory (imsd). */
+static void test_password_other_process(void **state)
+{
+    struct fx *fx = *state;
+    in_child(fx, child_add_carol);
+    wait_lookup(fx, "carol@example.com", "carol");
+    assert_no_account(fx, "carol");
+    in_child(fx, child_set_password);
+    char *got = NULL;
+    for (int i = 0; i < POLL_ROUNDS; i++) {
+        free(got);
+        got = auth(fx, "CAROL");
+        if (strcmp(got, "-"))
+            break;
+        poll(NULL, 0, POLL_MS);
+    }
+    assert_true(strncmp(got, "carol|$y$", 9) == 0);
+    assert_true(verify(got + 6, PW_RIGHT));
+    free(got);
+}
+
+/* child_auth - in a child that becomes uid:gid: the login "bob" gives want_rc, and with 0 a
+ * hash that PW_RIGHT matches. Exits 0 when so. */
+static void child_auth(const char *dir, uid_t uid, gid_t gid, int want_rc)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reg_ctx *reg;
+        directory *d;
+        char alias[DIR_MAX_ALIAS + 1], hash[DIR_MAX_HASH + 1];
+        if (setgid(gid) || setuid(uid))
+            _exit(100);
+        if (reg_ctx_open(dir, &reg) || dir_open(reg, &d))
+            _exit(101);
+        int rc = dir_auth_lookup(d, "bob@example.com", alias, hash, sizeof hash);
+        if (rc != want_rc)
+            _exit(102);
+        if (!rc && (strcmp(alias, "bob") || !dir_password_verify(hash, PW_RIGHT, strlen(PW_RIGHT))))
+            _exit(103);
+        dir_close(d);
+        reg_ctx_close(reg);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* As imsadm run by root does: the context's user is the service account, whose hive gets the
+ * hash (made and given to it by root); the service, running as that account, finds it;
+ * another user reads the directory but no hash. */
+static void test_password_service_account(void **state)
+{
+    struct fx *fx = *state;
+    if (geteuid() != 0)
+        skip();
+    struct passwd *o = getpwnam("daemon");
+    if (!o)
+        skip();
+    uid_t other_uid = o->pw_uid;
+    gid_t other_gid = o->pw_gid;
+    struct passwd *pw = getpwnam("nobody");
+    if (!pw)
+        skip();
+    assert_int_equal(chmod(fx->dir, 0755), 0);
+    static const char *const doms[] = {"example.com"};
+    add_domains(fx, doms, 1);
+    static const char *const bob[] = {"bob@example.com"};
+    add_mailbox(fx, "bob", NULL, bob, 1);
+    assert_int_equal(reg_ctx_set_user(fx->reg, pw->pw_uid), 0);
+    dir_err e;
+    check("set", dir_password_set(fx->d, "bob", PW_RIGHT, &e), 0, &e, DIR_OK);
+    char hive[128];
+    snprintf(hive, sizeof hive, "%s/registry/HKU/S-1-22-1-%u", fx->dir, (unsigned)pw->pw_uid);
+    struct stat st;
+    assert_int_equal(stat(hive, &st), 0);
+    assert_int_equal(st.st_uid, pw->pw_uid);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    child_auth(fx->dir, pw->pw_uid, pw->pw_gid, 0);
+    child_auth(fx->dir, other_uid, other_gid, ENOENT);
+}
+
 static void test_messages(void **state)
 {
     (void)state;
@@ -953,6 +1393,9 @@ static void test_messages(void **state)
          "registry: Access is denied (error 5)"},
         {{.reason = DIR_MAILDIR, .subject = "bob", .sys_error = ENOSPC},
          "cannot make the Maildir of \"bob\": No space left on device"},
+        {{.reason = DIR_BAD_PASSWORD}, "invalid password: 1 to 511 bytes, without NUL bytes"},
+        {{.reason = DIR_HASH, .sys_error = EINVAL},
+         "cannot hash the password (libcrypt, yescrypt): Invalid argument"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[512];
@@ -991,6 +1434,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+        cmocka_unit_test(test_password_verify),
+        cmocka_unit_test(test_password_rules),
+        cmocka_unit_test_setup_teardown(test_passwords, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_other_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_service_account, setup, teardown),
         cmocka_unit_test(test_messages),
     };
     return cmocka_run_group_tests_name("directory", tests, NULL, NULL);
