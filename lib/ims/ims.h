@@ -942,6 +942,11 @@ int ims_tracking_open(const char *dir, ims_tracking **out);
 int ims_tracking_write(ims_tracking *t, time_t when, unsigned event, const char *queue_id,
                        const char *sender, const char *rcpt, uint64_t size, const char *client_ip,
                        const char *host);
+/* ims_tracking_write_tls - the same with one more field at the end: how the message left
+ * ("TLSv1.3 TLS_AES_256_GCM_SHA384" or "plain"); NULL: none (ims_tracking_write's line). */
+int ims_tracking_write_tls(ims_tracking *t, time_t when, unsigned event, const char *queue_id,
+                           const char *sender, const char *rcpt, uint64_t size,
+                           const char *client_ip, const char *host, const char *tls);
 void ims_tracking_close(ims_tracking *t);
 
 /* --- time and the scheduler ------------------------------------------------------------ */
@@ -1124,6 +1129,7 @@ void ims_spool_close(ims_spool *sp);
                                 * (or until its next retry, when that is sooner) */
 #define IMS_OUTQ_MAX_HOPS 30   /* Received fields beyond which a message loops */
 #define IMS_OUTQ_HOST_TEXT 280 /* bytes of a remote MTA's name ("[ip]" or a name) */
+#define IMS_TRACK_TLS_MAX 96   /* bytes of a tracking line's TLS field, NUL included */
 
 typedef struct ims_outq ims_outq;
 typedef struct ims_outq_dest ims_outq_dest;
@@ -1201,6 +1207,10 @@ void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const 
 /* ims_outq_job_peer_dsn - the peer offered DSN (RFC 3461): receipts are its business; else
  * a recipient with NOTIFY=SUCCESS gets a "relayed" report from us. */
 void ims_outq_job_peer_dsn(ims_outq_job *j, bool offered);
+/* ims_outq_job_tls - the job went under TLS: "<protocol> <cipher>" ("TLSv1.3
+ * TLS_AES_256_GCM_SHA384"), written as the last field of its 1011 and 1016 tracking lines
+ * ("plain" when this is not called or tls is NULL or ""). */
+void ims_outq_job_tls(ims_outq_job *j, const char *tls);
 /* ims_outq_job_finish - every recipient has its result: the records are made durable, then
  * done(arg) is called from ims_outq_dispatch and the job is gone. Recipients without a result
  * are deferred ("4.4.2 not attempted"). */
