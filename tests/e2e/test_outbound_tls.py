@@ -5,6 +5,7 @@ self-signed certificate) -- and authenticates with PLAIN or LOGIN from the crede
 never in plain text. What the peer saw (TLS version, AUTH user, the commands) and what imsd
 recorded (the tracking log's TLS field, the queue file's defer records) are asserted."""
 import os
+import pwd
 import shutil
 import sys
 import tempfile
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import REPO
 from outbound_world import message, send, tracked, wait_out_empty, world  # noqa: F401
-from test_smtp import wait_for
+from test_smtp import run, wait_for
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from tls_certs import make_pki  # noqa: E402
@@ -166,7 +167,6 @@ def test_routing_entry_policy_overrides(world, pki):
     svc = world.service(dns=False, retry=FAST_RETRY, params=[("TlsPolicy", "REG_SZ", "none")])
     svc.stop()
     key = ROUTING + r"\remote.test"
-    from test_smtp import run
     for name, data in (("Host", "[%s]:%d" % (HOST, world.outport)), ("TlsPolicy", "verify"),
                        ("TlsCaFile", pki.ca)):
         run("reg", "add", key, "/v", name, "/t", "REG_SZ", "/d", data, "/f", env=svc.env)
@@ -183,8 +183,7 @@ def write_creds(svc, text, mode=0o600):
     with open(path, "w") as f:
         f.write(text)
     os.chmod(path, mode)
-    if os.geteuid() == 0:
-        import pwd
+    if os.geteuid() == 0:  # the service account reads it: imsd runs as nobody
         os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
     return path
 
@@ -250,3 +249,51 @@ def test_credentials_file_open_to_others_refused(world, pki):
     finally:
         err = svc.stop_console(p)
     assert "4161" in err and "chmod 600" in err, err
+
+
+# --- by MX, and against another implementation -----------------------------------------------
+
+
+def test_verify_by_mx_name(world, pki):
+    # DNS route: the name checked (and sent as SNI) is the exchanger's, mail.example.test,
+    # which the good certificate has; mx1.other.test is not in it.
+    world.dns("remote.test MX 10 mail.example.test\nmail.example.test A 127.0.0.2\n"
+              "other.test MX 10 mx1.other.test\nmx1.other.test A 127.0.0.3\n")
+    good = world.peer("127.0.0.2", tls=(pki.chain, pki.key))
+    other = world.peer("127.0.0.3", tls=(pki.chain, pki.key))
+    svc = world.service(retry=FAST_RETRY, params=[("TlsPolicy", "REG_SZ", "verify"),
+                                                  ("TlsCaFile", "REG_SZ", pki.ca)])
+    send(svc, "alice@example.com", ["x@remote.test", "y@other.test"], message("by mx"))
+    [m] = good.wait_messages(1)
+    assert m["tls"] == "TLSv1.3" and m["rcpts"] == ["x@remote.test"]
+    wait_for(lambda: "hostname mismatch" in queue_text(svc), "y@other.test deferred")
+    assert mail_commands(other) == []
+
+
+def test_aiosmtpd_peer(world, pki):
+    """The same with aiosmtpd's STARTTLS (python3-aiosmtpd): another TLS server than ours."""
+    import ssl
+    from aiosmtpd.controller import Controller
+
+    got = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append((envelope.rcpt_tos, bool(session.ssl)))
+            return "250 2.0.0 OK"
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki.chain, pki.key)
+    ctl = Controller(Handler(), hostname=HOST, port=world.outport, tls_context=ctx,
+                     require_starttls=True)
+    ctl.start()
+    try:
+        svc = smart(world, "verify", [("TlsCaFile", "REG_SZ", pki.ca)])
+        send(svc, "alice@example.com", ["x@remote.test"], message("aiosmtpd"))
+        wait_for(lambda: got, "the message at aiosmtpd")
+        assert got == [(["x@remote.test"], True)]
+        wait_out_empty(svc)
+        wait_for(lambda: tls_field(svc, "x@remote.test"), "a 1011 tracking line")
+        assert tls_field(svc, "x@remote.test")[0].startswith("TLSv1.")
+    finally:
+        ctl.stop()
