@@ -1057,7 +1057,9 @@ void smtp_client_free(smtp_client *c)
 {
     if (!c)
         return;
-    buf_free(&c->out); /* AUTH lines were in it: wiped below only as far as still held */
+    if (c->has_auth && c->out.data)
+        explicit_bzero(c->out.data, c->out.cap); /* AUTH's lines passed through it */
+    buf_free(&c->out);
     free(c->rst);
     free(c->rbuf);
     explicit_bzero(c, sizeof *c);

@@ -797,7 +797,9 @@ const char *smtp_reply_status_name(smtp_reply_status st);
  * authenticates before the first MAIL -- only under TLS, and so never after a failed or
  * refused STARTTLS: AUTH PLAIN with the initial response (RFC 4954 4, RFC 4616: "\0user\0pass"
  * in base64) when PLAIN is offered, else AUTH LOGIN (the user name and the password each
- * answering a 334). 235 goes on. A peer that offers no AUTH gets the mail without it. The
+ * answering a 334). 235 goes on. A peer that offers AUTH to a session without TLS, or only
+ * other mechanisms, gets no mail (4.7.0, see the table); one that offers no AUTH gets the
+ * mail without it. The
  * trace callback never sees the credentials: it gets "AUTH PLAIN <credentials>" and
  * "<credentials>" in their place. */
 
