@@ -69,7 +69,7 @@ $(BIN)/$(1): $(patsubst %.c,$(OBJ)/%.o,$(wildcard src/$(1)/*.c)) $(LIBFILES)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS_$(1)) $(LDLIBS)
 endef
 # Programs that need more than the common libraries say so here.
-LDLIBS_imsd := -levent
+LDLIBS_imsd := -levent -levent_openssl -lssl -lcrypto
 $(foreach p,$(PROGS),$(eval $(call PROG_RULE,$(p))))
 
 $(BUILD)/tests/%_test: $(OBJ)/tests/unit/%_test.o $(LIBFILES)

@@ -40,16 +40,26 @@ peer.violations): pipelining without PIPELINING, a bare CR or LF, a data line ov
 octets with its CRLF (RFC 5321 4.5.3.1.6), 8-bit data without BODY=8BITMIME. Parameters that
 were not advertised (SIZE, BODY, DSN's RET/ENVID/NOTIFY/ORCPT, any other) get 555.
 
+TLS and AUTH (module use only): tls=(certfile, keyfile) offers STARTTLS (Python's ssl module;
+bytes pipelined after STARTTLS are discarded, the session starts again as RFC 3207 says);
+tls_break=True closes the connection right after the 220 instead (a failed handshake).
+auth={"user": "password"} offers AUTH with auth_mechs (PLAIN LOGIN) (only under TLS when auth_tls_only);
+auth_required refuses MAIL without it (530 5.7.0). The .json gets "tls" (the protocol version,
+or null) and "auth" (the user name, or null).
+
 Everything is bounded: command lines (--max-line), messages (--max-message, then 552),
 connections at once (--max-connections, then 421), idle time (--timeout, then 421).
 """
 import argparse
+import base64
+import binascii
 import json
 import os
 import re
 import select
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -114,10 +124,13 @@ class _Conn:
             if left <= 0:
                 self.send("421 4.4.2 Timeout, closing")
                 raise _Closed()
-            r, _, _ = select.select([self.sock], [], [], min(0.2, left))
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            r = [self.sock] if pending else select.select([self.sock], [], [], min(0.2, left))[0]
             if r:
                 try:
                     data = self.sock.recv(65536)
+                except ssl.SSLWantReadError:
+                    continue
                 except OSError:
                     raise _Closed()
                 if not data:
@@ -172,12 +185,19 @@ class Peer:
                  helo_only=False, pipelining=True, eightbitmime=True, size=None, dsn=True,
                  enhancedstatuscodes=True, rules=(), drop_after_data=0, stall=None,
                  close_421=None, max_connections=20, max_line=2048, max_message=64 << 20,
-                 timeout=60.0, name="peer.test"):
+                 timeout=60.0, name="peer.test", tls=None, tls_break=False, auth=None,
+                 auth_tls_only=True, auth_required=False, auth_mechs=("PLAIN", "LOGIN")):
         """Bind and start serving. directory: where messages go (a new temporary one if None).
         drop_after_data: drop the connection after the data of the first N transactions
         (-1: always). stall: a stage at which to stall, always. close_421: a stage answered
         421 (the connection then closed). greeting: 220, or 421/554 for every connection."""
         self.address, self.name = address, name
+        self.tls_ctx = None
+        if tls:
+            self.tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_ctx.load_cert_chain(*tls)
+        self.tls_break, self.auth, self.auth_tls_only = tls_break, auth, auth_tls_only
+        self.auth_required, self.auth_mechs = auth_required, tuple(auth_mechs)
         self.helo_only, self.pipelining, self.eightbitmime = helo_only, pipelining, eightbitmime
         self.size, self.dsn, self.enhancedstatuscodes = size, dsn, enhancedstatuscodes
         self.max_connections, self.max_line = max_connections, max_line
@@ -390,7 +410,7 @@ class Peer:
         self._act(conn, action, greeting)
 
         st = {"helo": None, "ehlo": False, "mail": None, "mail_params": [], "rcpts": [],
-              "rcpt_params": [], "found": []}
+              "rcpt_params": [], "found": [], "tls": None, "auth": None}
         while True:
             line = conn.line(self.max_line)
             if line is None:
@@ -430,9 +450,73 @@ class Peer:
             lines.append("DSN")
         if self.enhancedstatuscodes:
             lines.append("ENHANCEDSTATUSCODES")
+        if (self.tls_ctx or self.tls_break) and not st["tls"]:
+            lines.append("STARTTLS")
+        if self.auth and not st["auth"] and (st["tls"] or not self.auth_tls_only):
+            lines.append("AUTH " + " ".join(self.auth_mechs))
         if self._act(conn, action, "\n".join(lines)):
             self._reset(st)
             st.update(helo=arg, ehlo=True)
+
+    def _cmd_starttls(self, conn, st, arg):
+        if not (self.tls_ctx or self.tls_break) or st["tls"] or not st["ehlo"]:
+            conn.send("503 %sSTARTTLS not possible now" % self._esc("5.5.1"))
+            return
+        conn.send("220 %sReady to start TLS" % self._esc("2.0.0"))
+        if self.tls_break:
+            raise _Closed()
+        conn.buf.clear()  # RFC 3207 5: what was pipelined after STARTTLS is not trusted
+        raw = conn.sock
+        raw.settimeout(10)
+        try:
+            conn.sock = self.tls_ctx.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            self._log(conn.number, "+", "TLS handshake failed: %s" % e)
+            raise _Closed()
+        conn.sock.settimeout(None)
+        self._log(conn.number, "+", "TLS %s %s" % (conn.sock.version(), conn.sock.cipher()[0]))
+        self._reset(st)
+        st.update(helo=None, ehlo=False, tls=conn.sock.version())
+
+    def _cmd_auth(self, conn, st, arg):
+        offered = self.auth and (st["tls"] or not self.auth_tls_only)
+        if not offered or st["auth"] or st["mail"] is not None:
+            conn.send("503 %sAUTH not possible now" % self._esc("5.5.1"))
+            return
+        mech, _, initial = arg.partition(" ")
+        mech = mech.upper()
+        if mech not in self.auth_mechs:
+            conn.send("504 %sUnrecognized authentication type" % self._esc("5.5.4"))
+            return
+
+        def b64(text):
+            try:
+                return base64.b64decode(text, validate=True).decode("utf-8", "replace")
+            except (binascii.Error, ValueError):
+                return None
+
+        def answer(prompt):
+            conn.send("334 " + prompt)
+            line = conn.line(self.max_line)
+            text = (line or b"").rstrip(b"\r\n").decode("latin-1")
+            self._log(conn.number, "C", "<credentials>")
+            return text
+
+        if mech == "PLAIN":
+            raw = b64(initial if initial else answer(""))
+            parts = raw.split("\0") if raw is not None else []
+            user, password = (parts[1], parts[2]) if len(parts) == 3 else (None, None)
+        elif mech == "LOGIN":
+            user = b64(answer("VXNlcm5hbWU6"))
+            password = b64(answer("UGFzc3dvcmQ6"))
+        else:
+            conn.send("504 %sUnrecognized authentication type" % self._esc("5.5.4"))
+            return
+        if user is not None and self.auth.get(user) == password:
+            st["auth"] = user
+            conn.send("235 %sAuthentication successful" % self._esc("2.7.0"))
+        else:
+            conn.send("535 %sAuthentication credentials invalid" % self._esc("5.7.8"))
 
     def _cmd_helo(self, conn, st, arg):
         if self._act(conn, self._rule("helo"), "250 %s" % self.name):
@@ -470,6 +554,9 @@ class Peer:
             return
         if not m or m.group(1).upper() != "FROM":
             conn.send("501 %sSyntax: MAIL FROM:<address>" % self._esc("5.5.4"))
+            return
+        if self.auth_required and not st["auth"]:
+            conn.send("530 %sAuthentication required" % self._esc("5.7.0"))
             return
         params = self._params(conn, st, m.group(3), self._mail_param)
         if params is None:
@@ -562,7 +649,8 @@ class Peer:
         meta = {"helo": st["helo"], "ehlo": st["ehlo"], "mail_from": st["mail"],
                 "mail_params": st["mail_params"], "rcpts": st["rcpts"],
                 "rcpt_params": st["rcpt_params"], "peer": conn.addr,
-                "connection": conn.number, "acked": acked, "violations": found}
+                "connection": conn.number, "acked": acked, "violations": found,
+                "tls": st["tls"], "auth": st["auth"]}
         base = os.path.join(self.directory, str(n))
         for suffix, content in ((".eml", data), (".json", json.dumps(meta).encode())):
             tmp = base + suffix + ".tmp"

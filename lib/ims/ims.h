@@ -193,6 +193,12 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
 #define IMS_DEFAULT_MESSAGES_PER_CONN 100  /* MaxMessagesPerConnection, 0 = no limit */
 #define IMS_MESSAGES_PER_CONN_LIMIT 100000 /* its largest */
 #define IMS_DNS_MAX_SERVERS 16             /* lines of DnsServers taken */
+/* Outbound TLS and AUTH (docs/ims.md, "TLS and authentication"). */
+#define IMS_TLS_POLICY_TEXT 16 /* bytes of a TlsPolicy value's text, NUL included */
+#define IMS_TLS_INHERIT 0xff   /* a routing entry without TlsPolicy: Parameters' applies */
+#define IMS_CA_FILE_MAX 256    /* bytes of a TlsCaFile path, NUL included */
+#define IMS_DEFAULT_TLS_POLICY "may"
+#define IMS_CREDS_NAME "ClientCredentials" /* ClientCredentialsFile's default, under IMS_ROOT */
 
 typedef struct ims_listen {
     char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
@@ -253,11 +259,18 @@ typedef struct ims_settings {
     uint32_t admin_ndr_copy;                 /* AdminNdrCopy: 0 (ambiguous address only), 1 all */
     char dns_servers[IMS_DNS_MAX_SERVERS][IMS_RELAY_LINE_MAX]; /* DnsServers lines, valid */
     size_t ndns_servers;
+    char tls_policy_text[IMS_TLS_POLICY_TEXT]; /* TlsPolicy: none, may, encrypt, verify */
+    uint8_t tls_policy;                        /* ... parsed: smtp_tls_policy, SMTP_TLS_MAY */
+    char tls_ca_file[IMS_CA_FILE_MAX];         /* TlsCaFile: "" = the system's trust store */
+    char
+        client_credentials_file[PATH_MAX]; /* ClientCredentialsFile: <IMS_ROOT>/ClientCredentials */
     struct ims_route_entry {
         char domain[256];        /* the subkey's name: this domain and its sub-domains */
         char host[IMS_HOST_MAX]; /* IMS_ROUTING_INBOUND, IMS_ROUTING_DNS or a host spec */
         uint8_t family;          /* AddressFamily: 0 any, 1 ipv4, 2 ipv6 (ims_dns_family) */
-    } routes[IMS_MAX_ROUTES];    /* Parameters\Routing\<domain>, value Host */
+        uint8_t tls_policy;      /* TlsPolicy: smtp_tls_policy, or IMS_TLS_INHERIT */
+        char tls_ca_file[IMS_CA_FILE_MAX]; /* TlsCaFile: "" = Parameters' TlsCaFile */
+    } routes[IMS_MAX_ROUTES];              /* Parameters\Routing\<domain>, value Host */
     size_t nroutes;
     uint8_t levels[IMS_CAT_COUNT]; /* the Diagnostics key: None unless set */
 } ims_settings;
@@ -351,6 +364,62 @@ int ims_router_route(ims_router *r, const char *address, ims_route *out);
  * "[192.0.2.1]:port", "[IPv6:2001:db8::1]:port") (its dest). store_dir is used for LOCAL only.
  * Writes at most n bytes to out. Returns 0 or ENAMETOOLONG (out too small). */
 int ims_route_dest(const ims_route *rt, const char *store_dir, char *out, size_t n);
+
+/* ims_tls_policy_parse - "none", "may", "encrypt" or "verify" (any case) into *out. Returns 0
+ * or -1. */
+int ims_tls_policy_parse(const char *text, smtp_tls_policy *out);
+/* ims_tls_policy_name - the policy's name ("none", ...; "?" for another value). */
+const char *ims_tls_policy_name(smtp_tls_policy p);
+
+/* ims_dest_tls - what TLS an outbound destination gets. */
+typedef struct ims_dest_tls {
+    smtp_tls_policy policy;
+    const char *ca_file; /* into the settings: "" = the system's default trust store */
+} ims_dest_tls;
+/* ims_settings_dest_tls - the TLS policy and CA file of an outbound destination (kind and
+ * name as ims_outq_dest_route and _name give them) from s, which must outlive out: a DNS
+ * destination takes those of the most specific routing entry matching its domain; a smart
+ * host those of the routing entries whose Host names it (the strictest policy when several
+ * do); what an entry does not say, and a destination no entry names (SmartHost's), comes
+ * from Parameters' TlsPolicy and TlsCaFile. */
+void ims_settings_dest_tls(const ims_settings *s, ims_route_kind kind, const char *name,
+                           ims_dest_tls *out);
+/* ims_host_same - a and b are host specs naming the same host and port ("mx.example" and
+ * "MX.example:25", "[IPv6:::1]:26" and "[::1]:26"). */
+bool ims_host_same(const char *a, const char *b);
+
+/* --- client credentials ----------------------------------------------------------------- */
+
+/* The file ClientCredentialsFile names: one "<destination> <user name> <password>" a line
+ * (blanks between the first two fields and before the password; the password is the rest of
+ * the line, blanks included; empty lines and lines starting with '#' are skipped). destination
+ * is a domain (its mail routed by DNS or a routing entry, sub-domains included, the most
+ * specific line winning) or a host spec as SmartHost or a routing entry's Host writes it. */
+#define IMS_CREDS_MAX 256       /* lines with credentials taken */
+#define IMS_CREDS_LINE_MAX 1024 /* bytes of one line */
+#define IMS_CREDS_FILE_MAX (64 * 1024)
+
+typedef struct ims_creds ims_creds;
+
+/* ims_creds_load - read path, as ssh reads a key: it must be a regular file (no symbolic
+ * link), owned by root or by the calling user (the service account), and neither group nor
+ * others may read or write it. Returns 0 with *out (free with ims_creds_free); ENOENT when
+ * there is no file (no credentials; *out NULL); EPERM (ownership or mode), EINVAL (a
+ * malformed line, a field over SMTP_AUTH_FIELD_MAX bytes, more than IMS_CREDS_MAX lines),
+ * EFBIG (over IMS_CREDS_FILE_MAX bytes), ENOMEM or the errno of the open or read, with *out
+ * NULL and why (n bytes) saying what, never a password. Thread-safe; allocates *out only. */
+int ims_creds_load(const char *path, ims_creds **out, char *why, size_t n);
+/* ims_creds_free - wipe the credentials from memory and free them. NULL is fine. */
+void ims_creds_free(ims_creds *c);
+/* ims_creds_count - the lines taken. */
+size_t ims_creds_count(const ims_creds *c);
+/* ims_creds_find - the credentials for an outbound destination (kind and name as
+ * ims_outq_dest_route and _name give them): a smart host by its spec, or by the domain of a
+ * routing entry whose Host names it (s's routing table); a DNS destination by its domain or
+ * the nearest parent domain with a line. *user and *pass point into c. Returns true when
+ * found. */
+bool ims_creds_find(const ims_creds *c, const ims_settings *s, ims_route_kind kind,
+                    const char *name, const char **user, const char **pass);
 
 /* ims_listen_parse - "address:port" ("[v6]:port" for IPv6). Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);
@@ -873,6 +942,11 @@ int ims_tracking_open(const char *dir, ims_tracking **out);
 int ims_tracking_write(ims_tracking *t, time_t when, unsigned event, const char *queue_id,
                        const char *sender, const char *rcpt, uint64_t size, const char *client_ip,
                        const char *host);
+/* ims_tracking_write_tls - the same with one more field at the end: how the message left
+ * ("TLSv1.3 TLS_AES_256_GCM_SHA384" or "plain"); NULL: none (ims_tracking_write's line). */
+int ims_tracking_write_tls(ims_tracking *t, time_t when, unsigned event, const char *queue_id,
+                           const char *sender, const char *rcpt, uint64_t size,
+                           const char *client_ip, const char *host, const char *tls);
 void ims_tracking_close(ims_tracking *t);
 
 /* --- time and the scheduler ------------------------------------------------------------ */
@@ -1038,6 +1112,8 @@ void ims_spool_close(ims_spool *sp);
 #define IMS_EV_OUT_QUEUED 1004      /* outbound queue recovered at start (ours) */
 #define IMS_EV_OUT_HOST_FAILED 4002 /* a destination could not be reached (Diagnostics) */
 #define IMS_EV_OUT_NDR_FAILED 4120  /* an NDR of an NDR, or to the null sender: to Bad */
+#define IMS_EV_OUT_CREDENTIALS 4161 /* ClientCredentialsFile refused: no AUTH (ours) */
+#define IMS_EV_OUT_TLS 4162         /* the outbound TLS context or a CA file unusable (ours) */
 
 #define IMS_TRACK_QUEUED_OUTBOUND 1010
 #define IMS_TRACK_TRANSFERRED_OUTBOUND 1011
@@ -1053,6 +1129,7 @@ void ims_spool_close(ims_spool *sp);
                                 * (or until its next retry, when that is sooner) */
 #define IMS_OUTQ_MAX_HOPS 30   /* Received fields beyond which a message loops */
 #define IMS_OUTQ_HOST_TEXT 280 /* bytes of a remote MTA's name ("[ip]" or a name) */
+#define IMS_TRACK_TLS_MAX 96   /* bytes of a tracking line's TLS field, NUL included */
 
 typedef struct ims_outq ims_outq;
 typedef struct ims_outq_dest ims_outq_dest;
@@ -1130,6 +1207,10 @@ void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const 
 /* ims_outq_job_peer_dsn - the peer offered DSN (RFC 3461): receipts are its business; else
  * a recipient with NOTIFY=SUCCESS gets a "relayed" report from us. */
 void ims_outq_job_peer_dsn(ims_outq_job *j, bool offered);
+/* ims_outq_job_tls - the job went under TLS: "<protocol> <cipher>" ("TLSv1.3
+ * TLS_AES_256_GCM_SHA384"), written as the last field of its 1011 and 1016 tracking lines
+ * ("plain" when this is not called or tls is NULL or ""). */
+void ims_outq_job_tls(ims_outq_job *j, const char *tls);
 /* ims_outq_job_finish - every recipient has its result: the records are made durable, then
  * done(arg) is called from ims_outq_dispatch and the job is gone. Recipients without a result
  * are deferred ("4.4.2 not attempted"). */

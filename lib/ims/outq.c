@@ -78,8 +78,9 @@ struct ims_outq_job {
     size_t n;
     smtp_client_msg msg;
     smtp_client_rcpt *rc;
-    size_t off;    /* read position in the content */
-    bool peer_dsn; /* the peer offered DSN: it sends the receipts, not we */
+    size_t off;                  /* read position in the content */
+    bool peer_dsn;               /* the peer offered DSN: it sends the receipts, not we */
+    char tls[IMS_TRACK_TLS_MAX]; /* "TLSv1.3 <cipher>" when sent under TLS, else "" */
     struct oq_res {
         bool have;
         smtp_result r;
@@ -109,8 +110,9 @@ typedef struct oq_task {
     oq_kind kind;
     char id[IMS_QUEUE_ID_LEN + 1];
     oq_msg *m;
-    buf recs;        /* T_COMMIT: status records to append */
-    oq_track *track; /* T_COMMIT: tracking lines to write */
+    buf recs;                    /* T_COMMIT: status records to append */
+    oq_track *track;             /* T_COMMIT: tracking lines to write */
+    char tls[IMS_TRACK_TLS_MAX]; /* T_COMMIT of a job: its TLS protocol and cipher, or "" */
     size_t ntrack;
     void (*done)(void *arg);
     void *arg;
@@ -468,10 +470,14 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
             continue;
         const ims_spool_file *f = &t->m->f;
         for (size_t j = 0; j < t->ntrack; j++)
-            ims_tracking_write(q->tracking, time(NULL), t->track[j].event, f->id, f->sender,
-                               t->track[j].rcpt < f->nrcpt ? f->rcpts[t->track[j].rcpt].address
-                                                           : f->sender,
-                               f->content_len, f->client_ip, f->host);
+            ims_tracking_write_tls(q->tracking, time(NULL), t->track[j].event, f->id, f->sender,
+                                   t->track[j].rcpt < f->nrcpt ? f->rcpts[t->track[j].rcpt].address
+                                                               : f->sender,
+                                   f->content_len, f->client_ip, f->host,
+                                   t->track[j].event == IMS_TRACK_TRANSFERRED_OUTBOUND ||
+                                           t->track[j].event == IMS_TRACK_REPORT_OUT
+                                       ? (t->tls[0] ? t->tls : "plain")
+                                       : NULL);
     }
     free(fds);
     free(errs);
@@ -1715,6 +1721,11 @@ void ims_outq_job_peer_dsn(ims_outq_job *j, bool offered)
     j->peer_dsn = offered;
 }
 
+void ims_outq_job_tls(ims_outq_job *j, const char *tls)
+{
+    snprintf(j->tls, sizeof j->tls, "%s", tls ? tls : "");
+}
+
 void ims_outq_job_result(ims_outq_job *j, size_t i, const smtp_result *r, const char *remote)
 {
     if (i >= j->n)
@@ -1787,6 +1798,7 @@ void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), 
     if (nrelayed)
         report_post(q, m, fails + nfails, nrelayed, IMS_REPORT_RELAYED);
     t->job = j;
+    memcpy(t->tls, j->tls, sizeof t->tls);
     t->done = done;
     t->arg = arg;
     t->unlink = !nfails && finishes(m, j->u);

@@ -221,3 +221,61 @@ int ims_route_dest(const ims_route *rt, const char *store_dir, char *out, size_t
     }
     return k < 0 || (size_t)k >= n ? ENAMETOOLONG : 0;
 }
+
+bool ims_host_same(const char *a, const char *b)
+{
+    char ha[SMTP_DOMAIN_MAX + 1], hb[SMTP_DOMAIN_MAX + 1];
+    bool la, lb;
+    uint16_t pa, pb;
+    if (ims_host_parse(a, ha, &la, &pa) || ims_host_parse(b, hb, &lb, &pb))
+        return false;
+    if (la != lb || pa != pb)
+        return false;
+    if (!la)
+        return !strcasecmp(ha, hb);
+    /* Addresses compare by value: "::1" and "0:0::1" are one host. */
+    uint8_t ba[16], bb[16];
+    int fa = strchr(ha, ':') ? AF_INET6 : AF_INET, fb = strchr(hb, ':') ? AF_INET6 : AF_INET;
+    return fa == fb && inet_pton(fa, ha, ba) == 1 && inet_pton(fb, hb, bb) == 1 &&
+           !memcmp(ba, bb, fa == AF_INET6 ? 16 : 4);
+}
+
+/* best_entry - the index of the most specific routing entry of s matching domain, or -1. */
+static long best_entry(const ims_settings *s, const char *domain)
+{
+    const char *names[IMS_MAX_ROUTES];
+    for (size_t i = 0; i < s->nroutes; i++)
+        names[i] = s->routes[i].domain;
+    return s->nroutes ? smtp_domain_best(names, s->nroutes, domain) : -1;
+}
+
+void ims_settings_dest_tls(const ims_settings *s, ims_route_kind kind, const char *name,
+                           ims_dest_tls *out)
+{
+    out->policy = (smtp_tls_policy)s->tls_policy;
+    out->ca_file = s->tls_ca_file;
+    const struct ims_route_entry *pick = NULL;
+    if (kind == IMS_ROUTE_DNS) {
+        long i = best_entry(s, name);
+        if (i >= 0)
+            pick = &s->routes[i];
+    } else {
+        /* Several domains may share a smart host: the strictest of their policies. */
+        for (size_t i = 0; i < s->nroutes; i++) {
+            const struct ims_route_entry *e = &s->routes[i];
+            if (e->tls_policy == IMS_TLS_INHERIT && !e->tls_ca_file[0])
+                continue;
+            if (!ims_host_same(e->host, name))
+                continue;
+            uint8_t have = pick && pick->tls_policy != IMS_TLS_INHERIT ? pick->tls_policy : 0;
+            if (!pick || (e->tls_policy != IMS_TLS_INHERIT && e->tls_policy > have))
+                pick = e;
+        }
+    }
+    if (!pick)
+        return;
+    if (pick->tls_policy != IMS_TLS_INHERIT)
+        out->policy = (smtp_tls_policy)pick->tls_policy;
+    if (pick->tls_ca_file[0])
+        out->ca_file = pick->tls_ca_file;
+}

@@ -78,6 +78,13 @@ static bool retry_valid(const char *text)
     return ims_retry_parse(text, ms, &n) == 0;
 }
 
+/* tls_policy_valid - a TlsPolicy value. */
+static bool tls_policy_valid(const char *text)
+{
+    smtp_tls_policy p;
+    return ims_tls_policy_parse(text, &p) == 0;
+}
+
 /* dns_server_valid - a DnsServers line (ims_dns_server_parse). */
 static bool dns_server_valid(const char *text)
 {
@@ -138,7 +145,34 @@ static const ims_setting settings_table[] = {
     DWORD("OutboundPort", outbound_port, 25, 1, 65535),
     DWORD("AdminNdrCopy", admin_ndr_copy, 0, 0, 1),
     LINES("DnsServers", dns_servers, ndns_servers, IMS_DNS_MAX_SERVERS, dns_server_valid),
+    /* Outbound TLS and AUTH. */
+    STRING("TlsPolicy", tls_policy_text, tls_policy_valid),
+    {"TlsCaFile", IMS_SETTING_STRING, offsetof(ims_settings, tls_ca_file),
+     sizeof((ims_settings *)0)->tls_ca_file, 0, 0, 0, NULL, true},
+    STRING("ClientCredentialsFile", client_credentials_file, NULL),
 };
+
+static const char *const tls_policy_names[] = {
+    [SMTP_TLS_NONE] = "none",
+    [SMTP_TLS_MAY] = "may",
+    [SMTP_TLS_ENCRYPT] = "encrypt",
+    [SMTP_TLS_VERIFY] = "verify",
+};
+
+int ims_tls_policy_parse(const char *text, smtp_tls_policy *out)
+{
+    for (size_t i = 0; i < sizeof tls_policy_names / sizeof tls_policy_names[0]; i++)
+        if (!strcasecmp(text, tls_policy_names[i])) {
+            *out = (smtp_tls_policy)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *ims_tls_policy_name(smtp_tls_policy p)
+{
+    return (unsigned)p <= SMTP_TLS_VERIFY ? tls_policy_names[p] : "?";
+}
 
 const ims_setting *ims_settings_table(size_t *n)
 {
@@ -167,6 +201,10 @@ void ims_settings_defaults(ims_settings *s, const char *root)
              IMS_DEFAULT_ADMIN_MAILBOX);
     snprintf(s->retry_interval, sizeof s->retry_interval, "%s", IMS_DEFAULT_RETRY);
     ims_retry_parse(s->retry_interval, s->retry_ms, &s->nretry);
+    snprintf(s->tls_policy_text, sizeof s->tls_policy_text, "%s", IMS_DEFAULT_TLS_POLICY);
+    s->tls_policy = SMTP_TLS_MAY;
+    snprintf(s->client_credentials_file, sizeof s->client_credentials_file, "%s/%s", root,
+             IMS_CREDS_NAME);
     size_t n;
     const ims_setting *t = ims_settings_table(&n);
     for (size_t i = 0; i < n; i++)
@@ -472,7 +510,20 @@ static int load_route(void *arg, const char *name)
     load_string(sub, k, "Host", e->host, sizeof e->host, false, w->log);
     char fam[16] = "";
     load_string(sub, k, "AddressFamily", fam, sizeof fam, false, w->log);
+    char tls[IMS_TLS_POLICY_TEXT] = "";
+    load_string(sub, k, "TlsPolicy", tls, sizeof tls, false, w->log);
+    e->tls_ca_file[0] = 0;
+    load_string(sub, k, "TlsCaFile", e->tls_ca_file, sizeof e->tls_ca_file, true, w->log);
     reg_key_close(sub);
+    smtp_tls_policy tp;
+    e->tls_policy = IMS_TLS_INHERIT;
+    if (tls[0] && ims_tls_policy_parse(tls, &tp) == 0) {
+        e->tls_policy = (uint8_t)tp;
+    } else if (tls[0]) {
+        char what[300];
+        snprintf(what, sizeof what, "%.255s\\TlsPolicy", name);
+        invalid(w->log, k, what, "not none, may, encrypt or verify", "(Parameters' TlsPolicy)");
+    }
     e->family = IMS_DNS_ANY;
     if (!strcasecmp(fam, "ipv4"))
         e->family = IMS_DNS_IPV4;
@@ -520,6 +571,9 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
             snprintf(s->retry_interval, sizeof s->retry_interval, "%s", IMS_DEFAULT_RETRY);
             ims_retry_parse(s->retry_interval, s->retry_ms, &s->nretry);
         }
+        smtp_tls_policy tp = SMTP_TLS_MAY;
+        ims_tls_policy_parse(s->tls_policy_text, &tp); /* it passed tls_policy_valid */
+        s->tls_policy = (uint8_t)tp;
         struct routes_walk w = {NULL, s, log};
         if (reg_key_open(par, "Routing", 0, &w.routing) == ERROR_SUCCESS) {
             reg_key_enum_subkeys(w.routing, load_route, &w);

@@ -13,7 +13,7 @@
 
 #include "base/base.h"
 
-#define TRACKING_LINE_MAX 8192  /* bytes of one line; longer fields are cut */
+#define TRACKING_LINE_MAX 8448  /* bytes of one line (8 fields, the TLS one short) */
 #define TRACKING_FIELD_MAX 1024 /* bytes kept of one text field */
 
 struct ims_tracking {
@@ -86,6 +86,14 @@ int ims_tracking_write(ims_tracking *t, time_t when, unsigned event, const char 
                        const char *sender, const char *rcpt, uint64_t size, const char *client_ip,
                        const char *host)
 {
+    return ims_tracking_write_tls(t, when, event, queue_id, sender, rcpt, size, client_ip, host,
+                                  NULL);
+}
+
+int ims_tracking_write_tls(ims_tracking *t, time_t when, unsigned event, const char *queue_id,
+                           const char *sender, const char *rcpt, uint64_t size,
+                           const char *client_ip, const char *host, const char *tls)
+{
     struct tm tm;
     if (!gmtime_r(&when, &tm))
         return EINVAL;
@@ -103,6 +111,10 @@ int ims_tracking_write(ims_tracking *t, time_t when, unsigned event, const char 
     n += put_field(line + n, sizeof line - n, client_ip);
     line[n++] = '\t';
     n += put_field(line + n, sizeof line - n, host);
+    if (tls) {
+        line[n++] = '\t';
+        n += put_field(line + n, sizeof line - n, tls);
+    }
     line[n++] = '\n';
 
     pthread_mutex_lock(&t->lock);

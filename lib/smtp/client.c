@@ -1,11 +1,13 @@
 /* client.c - the SMTP client session: a state machine that reads the peer's replies, sends
- * EHLO/HELO and transactions (RFC 5321, RFC 2920 pipelining, SIZE, 8BITMIME, DSN), writes
- * message data dot-stuffed and folded, and gives every recipient one classified result. */
+ * EHLO/HELO, STARTTLS and AUTH as its policy says, and transactions (RFC 5321, RFC 2920
+ * pipelining, SIZE, 8BITMIME, DSN), writes message data dot-stuffed and folded, and gives
+ * every recipient one classified result. */
 #include "smtp/client_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "reg/reg.h"
 
@@ -158,6 +160,7 @@ smtp_reply_status smtp_reply_parse(const char *p, size_t n, smtp_reply *out)
 
 static const char *const stage_names[] = {
     [SMTP_STAGE_GREETING] = "greeting", [SMTP_STAGE_EHLO] = "EHLO",
+    [SMTP_STAGE_STARTTLS] = "STARTTLS", [SMTP_STAGE_AUTH] = "AUTH",
     [SMTP_STAGE_MAIL] = "MAIL",         [SMTP_STAGE_RCPT] = "RCPT",
     [SMTP_STAGE_DATA] = "DATA",         [SMTP_STAGE_DOT] = "end of data",
     [SMTP_STAGE_RSET] = "RSET",         [SMTP_STAGE_QUIT] = "QUIT",
@@ -185,6 +188,9 @@ typedef enum cl_state {
     CL_GREETING, /* waiting for the greeting */
     CL_EHLO,     /* EHLO sent */
     CL_HELO,     /* HELO sent (EHLO got 5xx) */
+    CL_STARTTLS, /* STARTTLS sent */
+    CL_TLS,      /* the caller's handshake (smtp_client_tls_wanted) */
+    CL_AUTH,     /* AUTH sent (PLAIN with its response, or LOGIN's steps) */
     CL_IDLE,     /* between transactions */
     CL_TRANS,    /* MAIL, RCPTs and DATA sent (all of them, or one at a time) */
     CL_DATA,     /* sending message data */
@@ -223,6 +229,15 @@ struct smtp_client {
     bool dot_ignore; /* the "." of RFC 2920 3.1: its reply decides nothing */
     bool quit;       /* smtp_client_quit was called: QUIT once idle */
 
+    /* STARTTLS and AUTH. */
+    bool tls_tried;     /* STARTTLS was sent: never again on this connection */
+    bool tls_active;    /* the handshake succeeded */
+    bool has_auth;      /* credentials were given */
+    bool authed;        /* 235 */
+    bool auth_login;    /* AUTH LOGIN (else PLAIN) */
+    unsigned auth_step; /* LOGIN: 334s answered */
+    char user[SMTP_AUTH_FIELD_MAX + 1], pass[SMTP_AUTH_FIELD_MAX + 1];
+
     /* Message data. */
     char *rbuf; /* SMTP_CLIENT_READ_MAX */
     bool convert;
@@ -254,6 +269,15 @@ static void cl_cmd(smtp_client *c, const char *line)
     out_add(c, "\r\n", 2);
 }
 
+/* cl_cmd_secret - send a line that holds credentials; the trace sees `shown` instead. */
+static void cl_cmd_secret(smtp_client *c, const char *line, const char *shown)
+{
+    if (c->cb.trace)
+        c->cb.trace(c->cb.arg, SMTP_TRACE_COMMAND, shown, strlen(shown));
+    out_add(c, line, strlen(line));
+    out_add(c, "\r\n", 2);
+}
+
 /* --- results ------------------------------------------------------------------------------ */
 
 static smtp_stage cl_stage(const smtp_client *c)
@@ -264,6 +288,11 @@ static smtp_stage cl_stage(const smtp_client *c)
     case CL_EHLO:
     case CL_HELO:
         return SMTP_STAGE_EHLO;
+    case CL_STARTTLS:
+    case CL_TLS:
+        return SMTP_STAGE_STARTTLS;
+    case CL_AUTH:
+        return SMTP_STAGE_AUTH;
     case CL_IDLE:
         return SMTP_STAGE_MAIL;
     case CL_TRANS:
@@ -392,6 +421,89 @@ static void cl_idle(smtp_client *c)
         c->state = CL_QUIT;
         cl_cmd(c, "QUIT");
     }
+}
+
+/* cl_refuse - the session cannot carry mail under its policy: every recipient gets a local
+ * transient result, and the client says QUIT (the peer did nothing wrong). */
+static void cl_refuse(smtp_client *c, const char *enh, const char *text)
+{
+    smtp_result r;
+    res_local(&r, SMTP_TRANSIENT, cl_stage(c), enh, text);
+    cl_over(c, &r);
+    c->state = CL_QUIT;
+    cl_cmd(c, "QUIT");
+}
+
+/* cl_auth_start - AUTH with the credentials: PLAIN with the initial response, else LOGIN. */
+static void cl_auth_start(smtp_client *c)
+{
+    c->state = CL_AUTH;
+    c->auth_step = 0;
+    if (!c->ext.auth_plain) {
+        c->auth_login = true;
+        cl_cmd(c, "AUTH LOGIN");
+        return;
+    }
+    c->auth_login = false;
+    /* RFC 4616: [authzid] NUL authcid NUL passwd; no authorization identity. */
+    char raw[2 * SMTP_AUTH_FIELD_MAX + 2];
+    size_t un = strlen(c->user), pn = strlen(c->pass);
+    raw[0] = '\0';
+    memcpy(raw + 1, c->user, un);
+    raw[1 + un] = '\0';
+    memcpy(raw + 2 + un, c->pass, pn);
+    char line[sizeof "AUTH PLAIN " + BASE_B64_LEN(sizeof raw)];
+    memcpy(line, "AUTH PLAIN ", 11);
+    base_b64_encode(raw, 2 + un + pn, line + 11, sizeof line - 11);
+    cl_cmd_secret(c, line, "AUTH PLAIN <credentials>");
+    explicit_bzero(raw, sizeof raw);
+    explicit_bzero(line, sizeof line);
+}
+
+/* cl_auth_step - a 334 to AUTH LOGIN: the user name first, then the password. */
+static void cl_auth_step(smtp_client *c)
+{
+    const char *v = c->auth_step == 0 ? c->user : c->pass;
+    char line[BASE_B64_LEN(SMTP_AUTH_FIELD_MAX) + 1];
+    base_b64_encode(v, strlen(v), line, sizeof line);
+    cl_cmd_secret(c, line, "<credentials>");
+    explicit_bzero(line, sizeof line);
+    c->auth_step++;
+}
+
+/* cl_ready - EHLO (or HELO) was answered: STARTTLS and AUTH as the policy says, then mail. */
+static void cl_ready(smtp_client *c)
+{
+    if (c->cfg.tls != SMTP_TLS_NONE && !c->tls_tried) {
+        if (c->ext.starttls) {
+            c->tls_tried = true;
+            c->state = CL_STARTTLS;
+            cl_cmd(c, "STARTTLS");
+            return;
+        }
+        if (c->cfg.tls >= SMTP_TLS_ENCRYPT) {
+            c->state = CL_STARTTLS; /* the stage of the result */
+            cl_refuse(c, "4.7.4",
+                      "TLS is required by policy but the server does not offer STARTTLS");
+            return;
+        }
+    }
+    if (c->has_auth && !c->authed && c->ext.auth) {
+        c->state = CL_AUTH;
+        if (!c->tls_active) {
+            cl_refuse(c, "4.7.0",
+                      "the server offers AUTH but the session is not encrypted (no TLS): "
+                      "credentials are never sent in plain text");
+            return;
+        }
+        if (!c->ext.auth_plain && !c->ext.auth_login) {
+            cl_refuse(c, "4.7.0", "the server offers no AUTH mechanism we use (PLAIN or LOGIN)");
+            return;
+        }
+        cl_auth_start(c);
+        return;
+    }
+    cl_idle(c);
 }
 
 /* cl_trans_end - the transaction is over: the message is done, after an RSET when it failed. */
@@ -660,6 +772,20 @@ static void ext_line(smtp_client *c, const char *t, size_t n)
         e->enhanced = true;
     } else if (!strcmp(kw, "STARTTLS")) {
         e->starttls = true;
+    } else if (!strcmp(kw, "AUTH")) {
+        /* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN" some servers still send. */
+        e->auth = true;
+        for (size_t i = k; i < n;) {
+            while (i < n && (t[i] == ' ' || t[i] == '='))
+                i++;
+            size_t w = i;
+            while (i < n && t[i] != ' ')
+                i++;
+            if (i - w == 5 && !strncasecmp(t + w, "PLAIN", 5))
+                e->auth_plain = true;
+            else if (i - w == 5 && !strncasecmp(t + w, "LOGIN", 5))
+                e->auth_login = true;
+        }
     }
 }
 
@@ -762,7 +888,7 @@ static void cl_reply(smtp_client *c)
         if (cls == 2) {
             c->ext = c->ext_tmp;
             c->ext.esmtp = true;
-            cl_idle(c);
+            cl_ready(c);
         } else if (cls == 5) {
             char line[SMTP_DOMAIN_MAX + 8];
             snprintf(line, sizeof line, "HELO %s", c->helo);
@@ -777,11 +903,45 @@ static void cl_reply(smtp_client *c)
     case CL_HELO:
         if (cls == 2) {
             memset(&c->ext, 0, sizeof c->ext);
-            cl_idle(c);
+            cl_ready(c);
         } else if (cls == 3) {
             cl_unexpected(c);
         } else {
             cl_over_reply(c);
+        }
+        break;
+    case CL_STARTTLS:
+        if (cls == 2) {
+            c->state = CL_TLS; /* the caller's turn: smtp_client_tls_wanted */
+        } else if (cls == 3) {
+            cl_unexpected(c);
+        } else if (c->cfg.tls >= SMTP_TLS_ENCRYPT) {
+            smtp_result pr;
+            char text[SMTP_REPLY_TEXT_MAX + 1];
+            res_reply(c, &pr, SMTP_STAGE_STARTTLS);
+            snprintf(text, sizeof text,
+                     "TLS is required by policy but the server refused STARTTLS: %u %s %.900s",
+                     pr.code, pr.enh, pr.text);
+            cl_refuse(c, "4.7.4", text);
+        } else {
+            cl_ready(c); /* policy may: plain text here (and so no AUTH) */
+        }
+        break;
+    case CL_AUTH:
+        if (cls == 2) {
+            c->authed = true;
+            cl_idle(c);
+        } else if (cls == 3 && c->auth_login && c->auth_step < 2) {
+            cl_auth_step(c);
+        } else if (cls == 3) {
+            cl_unexpected(c);
+        } else {
+            /* 535 and its kin: transient, the peer's words kept (credentials can be fixed). */
+            res_reply(c, &r, SMTP_STAGE_AUTH);
+            r.outcome = SMTP_TRANSIENT;
+            cl_over(c, &r);
+            c->state = CL_QUIT;
+            cl_cmd(c, "QUIT");
         }
         break;
     case CL_TRANS:
@@ -860,6 +1020,12 @@ int smtp_client_new(const smtp_client_config *cfg, const smtp_client_callbacks *
     if (hn > SMTP_DOMAIN_MAX ||
         !(smtp_domain_valid(cfg->helo, hn, false) || smtp_literal_valid(cfg->helo, hn)))
         return ERROR_INVALID_PARAMETER;
+    if ((unsigned)cfg->tls > SMTP_TLS_VERIFY || !cfg->auth_user != !cfg->auth_pass)
+        return ERROR_INVALID_PARAMETER;
+    size_t un = cfg->auth_user ? strnlen(cfg->auth_user, SMTP_AUTH_FIELD_MAX + 1) : 0;
+    size_t pn = cfg->auth_pass ? strnlen(cfg->auth_pass, SMTP_AUTH_FIELD_MAX + 1) : 0;
+    if (cfg->auth_user && (!un || !pn || un > SMTP_AUTH_FIELD_MAX || pn > SMTP_AUTH_FIELD_MAX))
+        return ERROR_INVALID_PARAMETER;
     smtp_client *c = calloc(1, sizeof *c);
     if (!c)
         return ERROR_NOT_ENOUGH_MEMORY;
@@ -868,6 +1034,12 @@ int smtp_client_new(const smtp_client_config *cfg, const smtp_client_callbacks *
         c->cfg.max_recipients = SMTP_CLIENT_RCPT_DEFAULT;
     memcpy(c->helo, cfg->helo, hn + 1);
     c->cfg.helo = c->helo;
+    if (cfg->auth_user) {
+        memcpy(c->user, cfg->auth_user, un + 1);
+        memcpy(c->pass, cfg->auth_pass, pn + 1);
+        c->has_auth = true;
+    }
+    c->cfg.auth_user = c->cfg.auth_pass = NULL; /* only the wiped copies are kept */
     if (cb)
         c->cb = *cb;
     c->rst = calloc(c->cfg.max_recipients, 1);
@@ -885,9 +1057,12 @@ void smtp_client_free(smtp_client *c)
 {
     if (!c)
         return;
+    if (c->has_auth && c->out.data)
+        explicit_bzero(c->out.data, c->out.cap); /* AUTH's lines passed through it */
     buf_free(&c->out);
     free(c->rst);
     free(c->rbuf);
+    explicit_bzero(c, sizeof *c);
     free(c);
 }
 
@@ -981,7 +1156,8 @@ void smtp_client_quit(smtp_client *c)
 int smtp_client_input(smtp_client *c, const char *p, size_t n)
 {
     size_t i = 0;
-    while (i < n && c->state != CL_OVER && !c->oom) {
+    /* In CL_TLS, what came after the 2xx to STARTTLS is dropped (RFC 3207 5). */
+    while (i < n && c->state != CL_OVER && c->state != CL_TLS && !c->oom) {
         const char *lf = memchr(p + i, '\n', n - i);
         size_t end = lf ? (size_t)(lf - p) : n, k = end - i;
         if (c->line_len + k > SMTP_REPLY_LINE_MAX - 1) {
@@ -999,6 +1175,8 @@ int smtp_client_input(smtp_client *c, const char *p, size_t n)
             len--;
         cl_line(c, c->line, len);
     }
+    if (c->state == CL_TLS)
+        c->line_len = 0;
     return c->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;
 }
 
@@ -1036,6 +1214,8 @@ static void cl_end(smtp_client *c, const char *what)
     char text[128];
     if (c->state == CL_DATA)
         snprintf(text, sizeof text, "%s while sending the message data", what);
+    else if (c->state == CL_TLS)
+        snprintf(text, sizeof text, "%s during the TLS handshake", what);
     else if (c->state == CL_IDLE)
         snprintf(text, sizeof text, "%s while idle", what);
     else
@@ -1062,6 +1242,12 @@ unsigned smtp_client_timeout_secs(const smtp_client *c)
     case CL_EHLO:
     case CL_HELO:
         return SMTP_TIMEOUT_HELO;
+    case CL_STARTTLS:
+        return SMTP_TIMEOUT_STARTTLS;
+    case CL_TLS:
+        return SMTP_TIMEOUT_TLS;
+    case CL_AUTH:
+        return SMTP_TIMEOUT_AUTH;
     case CL_TRANS:
         if (c->step_ans == 0)
             return SMTP_TIMEOUT_MAIL;
@@ -1077,6 +1263,43 @@ unsigned smtp_client_timeout_secs(const smtp_client *c)
     default:
         return 0;
     }
+}
+
+bool smtp_client_tls_wanted(const smtp_client *c)
+{
+    return c->state == CL_TLS;
+}
+
+void smtp_client_tls_done(smtp_client *c, bool ok, const char *why)
+{
+    if (c->state != CL_TLS)
+        return;
+    if (!ok) {
+        char text[SMTP_REPLY_TEXT_MAX + 1];
+        snprintf(text, sizeof text, "TLS handshake failed: %.900s",
+                 why && *why ? why : "no reason given");
+        cl_over_local(c, SMTP_TRANSIENT, "4.7.5", text);
+        return;
+    }
+    /* RFC 3207 4.2: discard all knowledge obtained from the server before TLS. */
+    c->tls_active = true;
+    memset(&c->ext, 0, sizeof c->ext);
+    memset(&c->ext_tmp, 0, sizeof c->ext_tmp);
+    c->line_len = 0;
+    char line[SMTP_DOMAIN_MAX + 8];
+    snprintf(line, sizeof line, "EHLO %s", c->helo);
+    c->state = CL_EHLO;
+    cl_cmd(c, line);
+}
+
+bool smtp_client_tls_active(const smtp_client *c)
+{
+    return c->tls_active;
+}
+
+bool smtp_client_authenticated(const smtp_client *c)
+{
+    return c->authed;
 }
 
 const smtp_client_ext *smtp_client_extensions(const smtp_client *c)

@@ -863,7 +863,39 @@ const char *smtp_reply_status_name(smtp_reply_status st);
  *    NUL, or an unexpected class: a 3xx
  *    where 2xx is due, 2xx to DATA)
  *
- * "Connection over" failures before any message are kept: smtp_client_error. */
+ *   STARTTLS not offered, policy       transient  4.7.4  local; QUIT (RFC 3207 4: no plain
+ *    encrypt or verify                                    text when TLS is required)
+ *   STARTTLS 4xx/5xx, encrypt/verify   transient  4.7.4  local, the reply in the text; QUIT
+ *   STARTTLS 4xx/5xx, policy may       -- the session goes on in plain text
+ *   handshake failed (tls_done false)  transient  4.7.5  local, connection over (the caller
+ *                                                        retries in plain text under may)
+ *   AUTH offered, credentials given,   transient  4.7.0  local; QUIT (credentials are never
+ *    but no TLS or no PLAIN/LOGIN                         sent in plain text)
+ *   AUTH 4xx / 5xx (535 5.7.8)         transient  peer   the peer's code and text (the
+ *                                                        credentials may be fixed); QUIT
+ *
+ * "Connection over" failures before any message are kept: smtp_client_error.
+ *
+ * STARTTLS (RFC 3207) and AUTH (RFC 4954). With smtp_client_config.tls other than
+ * SMTP_TLS_NONE and STARTTLS in the EHLO reply, the client sends STARTTLS (alone, never
+ * pipelined); on its 2xx it wants TLS: smtp_client_tls_wanted turns true, the client reads
+ * nothing more (bytes the peer sent after the 220 are discarded: they were sent in plain text
+ * and could be an attacker's, RFC 3207 5) and waits for smtp_client_tls_done. The caller does
+ * the handshake (and, for SMTP_TLS_VERIFY, checks the certificate and the name) and reports
+ * it; on success the client forgets everything the first EHLO told (RFC 3207 4.2) and sends
+ * EHLO again. A failed handshake ends the connection (see the table): the client never goes
+ * on in plain text on a connection where a handshake was tried. Under SMTP_TLS_MAY a peer that
+ * does not offer STARTTLS, or refuses it with 4xx/5xx, gets the mail in plain text on the same
+ * connection; under SMTP_TLS_ENCRYPT and SMTP_TLS_VERIFY it gets none.
+ * With credentials (auth_user, auth_pass) and AUTH in the EHLO reply, the client
+ * authenticates before the first MAIL -- only under TLS, and so never after a failed or
+ * refused STARTTLS: AUTH PLAIN with the initial response (RFC 4954 4, RFC 4616: "\0user\0pass"
+ * in base64) when PLAIN is offered, else AUTH LOGIN (the user name and the password each
+ * answering a 334). 235 goes on. A peer that offers AUTH to a session without TLS, or only
+ * other mechanisms, gets no mail (4.7.0, see the table); one that offers no AUTH gets the
+ * mail without it. The
+ * trace callback never sees the credentials: it gets "AUTH PLAIN <credentials>" and
+ * "<credentials>" in their place. */
 
 #define SMTP_CLIENT_RCPT_DEFAULT 100 /* MaxRecipients' default */
 #define SMTP_CLIENT_RCPT_LIMIT 10000 /* the largest max_recipients accepted */
@@ -887,11 +919,19 @@ const char *smtp_reply_status_name(smtp_reply_status st);
 #define SMTP_TIMEOUT_DATA_TERM 600  /* 4.5.3.2.6 the reply to "." */
 #define SMTP_TIMEOUT_RSET 300
 #define SMTP_TIMEOUT_QUIT 300
+/* STARTTLS's reply, the handshake and AUTH: 5 minutes, Postfix's smtp_starttls_timeout. */
+#define SMTP_TIMEOUT_STARTTLS 300
+#define SMTP_TIMEOUT_TLS 300 /* the caller's handshake (smtp_client_tls_wanted) */
+#define SMTP_TIMEOUT_AUTH 300
+
+#define SMTP_AUTH_FIELD_MAX 255 /* bytes of a user name or a password (RFC 4616 says 255) */
 
 /* Where a result was decided. */
 typedef enum smtp_stage {
     SMTP_STAGE_GREETING, /* connecting and the greeting */
     SMTP_STAGE_EHLO,     /* EHLO or HELO */
+    SMTP_STAGE_STARTTLS, /* STARTTLS, the TLS handshake, the policy's checks */
+    SMTP_STAGE_AUTH,     /* AUTH (RFC 4954) */
     SMTP_STAGE_MAIL,     /* MAIL FROM (and the SIZE check before it) */
     SMTP_STAGE_RCPT,     /* RCPT TO */
     SMTP_STAGE_DATA,     /* DATA, waiting for the 354 */
@@ -920,8 +960,8 @@ typedef struct smtp_result {
 /* smtp_result_format - "<code> <enh> <text>" (or "<enh> <text>" for a local result) into out
  * (size bytes, always terminated, cut to fit). Returns out. */
 char *smtp_result_format(const smtp_result *r, char *out, size_t size);
-/* smtp_stage_name - "greeting", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "RSET",
- * "QUIT". */
+/* smtp_stage_name - "greeting", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
+ * "end of data", "RSET", "QUIT". */
 const char *smtp_stage_name(smtp_stage st);
 
 /* What the peer's EHLO reply offered (all false after HELO). Keywords are matched without
@@ -931,11 +971,25 @@ typedef struct smtp_client_ext {
     bool size;         /* SIZE */
     uint64_t size_max; /* SIZE's number; 0: none given or 0 (no fixed limit, RFC 1870 4) */
     bool pipelining, eightbitmime, dsn, enhanced, starttls;
+    bool auth;                   /* AUTH (or the old "AUTH=" form) */
+    bool auth_plain, auth_login; /* ... with the PLAIN, LOGIN mechanism among its words */
 } smtp_client_ext;
+
+/* smtp_tls_policy - what a connection does about TLS (docs/ims.md's TlsPolicy). */
+typedef enum smtp_tls_policy {
+    SMTP_TLS_NONE,    /* never STARTTLS */
+    SMTP_TLS_MAY,     /* STARTTLS when offered; else, or when refused, plain text */
+    SMTP_TLS_ENCRYPT, /* STARTTLS or no mail; any certificate */
+    SMTP_TLS_VERIFY,  /* STARTTLS or no mail; the caller verifies certificate and name */
+} smtp_tls_policy;
 
 typedef struct smtp_client_config {
     const char *helo;        /* our name for EHLO/HELO: a domain or address literal; required */
     unsigned max_recipients; /* per transaction; 0: SMTP_CLIENT_RCPT_DEFAULT */
+    smtp_tls_policy tls;     /* SMTP_TLS_NONE (0) unless said */
+    /* AUTH credentials, both or neither (NULL: no AUTH); at most SMTP_AUTH_FIELD_MAX bytes,
+     * no NUL inside of course; copied, and wiped from memory at smtp_client_free. */
+    const char *auth_user, *auth_pass;
 } smtp_client_config;
 
 /* smtp_client_rcpt - one recipient of a submission. Strings are the caller's and must live
@@ -981,9 +1035,10 @@ typedef struct smtp_client_callbacks {
 typedef struct smtp_client smtp_client;
 
 /* smtp_client_new - a client for a connection just opened; it waits for the greeting. cfg and
- * cb are copied (cfg->helo too). Returns ERROR_SUCCESS, ERROR_INVALID_PARAMETER (no or bad
- * helo name, max_recipients over SMTP_CLIENT_RCPT_LIMIT) or ERROR_NOT_ENOUGH_MEMORY; *out is
- * NULL on error. Free with smtp_client_free. */
+ * cb are copied (cfg->helo and the credentials too). Returns ERROR_SUCCESS,
+ * ERROR_INVALID_PARAMETER (no or bad helo name, max_recipients over SMTP_CLIENT_RCPT_LIMIT, an
+ * unknown tls policy, only one of the credentials, one empty or over SMTP_AUTH_FIELD_MAX) or
+ * ERROR_NOT_ENOUGH_MEMORY; *out is NULL on error. Free with smtp_client_free. */
 int smtp_client_new(const smtp_client_config *cfg, const smtp_client_callbacks *cb,
                     smtp_client **out);
 /* smtp_client_free - release everything. A message still in flight gets no more callbacks:
@@ -1034,7 +1089,22 @@ unsigned smtp_client_timeout_secs(const smtp_client *c);
  * transiently (4.4.2, "timeout"), and the client wants to close. */
 void smtp_client_timeout(smtp_client *c);
 
-/* smtp_client_extensions - what EHLO offered (valid for the client's life). */
+/* smtp_client_tls_wanted - the peer said 2xx to STARTTLS: start the handshake on the
+ * connection now (nothing waits in smtp_client_output; discard whatever was read from the
+ * peer and not yet given to smtp_client_input), then call smtp_client_tls_done. */
+bool smtp_client_tls_wanted(const smtp_client *c);
+/* smtp_client_tls_done - the handshake smtp_client_tls_wanted asked for is over. ok: EHLO is
+ * sent again (output). Not ok: every recipient without a result fails transiently (4.7.5,
+ * "TLS handshake failed: <why>", why a short reason of the caller's or NULL) and the client is
+ * over. Ignored when no handshake was wanted. Callbacks may run from here. */
+void smtp_client_tls_done(smtp_client *c, bool ok, const char *why);
+/* smtp_client_tls_active - the session runs under TLS (a handshake succeeded). */
+bool smtp_client_tls_active(const smtp_client *c);
+/* smtp_client_authenticated - AUTH succeeded (235). */
+bool smtp_client_authenticated(const smtp_client *c);
+
+/* smtp_client_extensions - what EHLO offered (valid for the client's life; after STARTTLS,
+ * what the EHLO under TLS offered). */
 const smtp_client_ext *smtp_client_extensions(const smtp_client *c);
 /* smtp_client_error - why the connection is over (greeting, EHLO/HELO or RSET refused, 421,
  * lost, timeout, malformed reply, abandoned transfer), or NULL while it is not (and after an

@@ -1,7 +1,8 @@
 /* outbound.c - the outbound side on imsd's event loop: the outbound queue's descriptor and
  * timer, c-ares's sockets, and SMTP client connections (lib/smtp's client on bufferevents)
  * to each destination's hosts, with limits per host and in total, reuse, and a concurrency
- * that grows while deliveries succeed and shrinks when a host pushes back. */
+ * that grows while deliveries succeed and shrinks when a host pushes back; STARTTLS through
+ * OpenSSL filter bufferevents under each destination's TlsPolicy, and AUTH credentials. */
 #include "imsd.h"
 
 #include <arpa/inet.h>
@@ -15,7 +16,11 @@
 
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "ims/ims.h"
 #include "smtp/smtp.h"
@@ -26,6 +31,12 @@
 #define OB_MAX_DNS_FDS 64   /* c-ares sockets watched at once */
 #define OB_READ_CHUNK 65536
 #define OB_OUTPUT_HIGH (256 * 1024) /* bytes queued on a socket before pulling more data */
+/* A host whose TLS handshake failed under TlsPolicy "may" gets plain text for this long (as
+ * Postfix retries such a delivery without TLS), so a broken TLS stack cannot hold mail up. */
+#define OB_TLS_PLAIN_MS (60 * 60 * 1000)
+#define OB_TLS_PLAIN_MAX 256           /* hosts remembered; the oldest is forgotten first */
+#define OB_CA_MAX (IMS_MAX_ROUTES + 1) /* TLS contexts: one per distinct TlsCaFile */
+#define OB_TLS_TEXT IMS_TRACK_TLS_MAX
 
 typedef struct ob_dest ob_dest;
 typedef struct ob_conn ob_conn;
@@ -60,8 +71,24 @@ struct ob_conn {
     bool backed_off; /* this connection made its window smaller (once) */
     unsigned sent;   /* messages on this connection */
     char remote[IMS_OUTQ_HOST_TEXT];
-    ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
+    ims_protolog_conn *plc;     /* this connection's protocol log, or NULL */
+    smtp_tls_policy tls;        /* this connection's policy (may became none: a failed host) */
+    SSL_CTX *ctx;               /* the context its policy and CA file choose (not owned) */
+    bool tls_started;           /* the filter is on: its CONNECTED is the handshake's end */
+    bool plain_retry;           /* the handshake failed under may: the same host in plain text */
+    char tls_text[OB_TLS_TEXT]; /* "TLSv1.3 <cipher>" once under TLS */
 };
+
+typedef struct ob_plain_host {
+    smtp_ip ip;
+    uint16_t port;
+    uint64_t until; /* ims_clock_ms */
+} ob_plain_host;
+
+typedef struct ob_ca {
+    char path[IMS_CA_FILE_MAX]; /* "" : the system's trust store */
+    SSL_CTX *ctx;               /* NULL: the file could not be used (event 4162) */
+} ob_ca;
 
 typedef struct ob_dns_fd {
     int fd;
@@ -86,6 +113,10 @@ struct imsd_outbound {
     ims_protolog *plog; /* NULL: no protocol log */
     uint64_t *conn_ids; /* the connection numbers imsd's sessions share */
     uint64_t *stats_out;
+    ob_ca cas[OB_CA_MAX]; /* TLS client contexts, made at start */
+    size_t ncas;
+    ob_plain_host plain[OB_TLS_PLAIN_MAX];
+    ims_creds *creds; /* ClientCredentialsFile, or NULL */
 };
 
 static void arm_queue_timer(imsd_outbound *ob);
@@ -259,6 +290,85 @@ static void resolve(ob_dest *od)
     dns_arm(ob);
 }
 
+/* --- TLS ---------------------------------------------------------------------------------- */
+
+/* tls_ctx_new - a client context: TLS 1.2 or later, forward-secret AEAD suites for 1.2
+ * (OpenSSL 3's defaults for 1.3), no compression, no renegotiation; trusting ca_file, or the
+ * system's store when it is "". NULL with why on failure. */
+static SSL_CTX *tls_ctx_new(const char *ca_file, char *why, size_t n)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    bool ok = ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) &&
+              SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
+    if (ok) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* "verify" sets it per connection */
+        ok = ca_file[0] ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) == 1
+                        : SSL_CTX_set_default_verify_paths(ctx) == 1;
+    }
+    if (ok)
+        return ctx;
+    unsigned long e = ERR_get_error();
+    snprintf(why, n, "%s", e ? ERR_reason_error_string(e) : "out of memory");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* tls_ca_add - a context for ca_file, once per distinct file (made at start: no disk later). */
+static void tls_ca_add(imsd_outbound *ob, const char *ca_file)
+{
+    for (size_t i = 0; i < ob->ncas; i++)
+        if (!strcmp(ob->cas[i].path, ca_file))
+            return;
+    if (ob->ncas == OB_CA_MAX)
+        return;
+    ob_ca *c = &ob->cas[ob->ncas++];
+    snprintf(c->path, sizeof c->path, "%s", ca_file);
+    char why[256];
+    c->ctx = tls_ctx_new(ca_file, why, sizeof why);
+    if (!c->ctx)
+        ims_log_event(ob->log, IMS_EV_OUT_TLS, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "The outbound TLS context for %s cannot be made (%s): mail that needs it "
+                      "waits (4.7.5)",
+                      ca_file[0] ? ca_file : "the system's trust store", why);
+}
+
+static SSL_CTX *tls_ctx_for(const imsd_outbound *ob, const char *ca_file)
+{
+    for (size_t i = 0; i < ob->ncas; i++)
+        if (!strcmp(ob->cas[i].path, ca_file))
+            return ob->cas[i].ctx;
+    return NULL;
+}
+
+/* plain_host - the host at ip:port failed a handshake under "may" not long ago. */
+static ob_plain_host *plain_host(imsd_outbound *ob, const smtp_ip *ip, uint16_t port)
+{
+    uint64_t now = ims_clock_ms();
+    for (size_t i = 0; i < OB_TLS_PLAIN_MAX; i++) {
+        ob_plain_host *h = &ob->plain[i];
+        if (h->until > now && h->port == port && h->ip.family == ip->family &&
+            !memcmp(h->ip.a, ip->a, ip->family == 6 ? 16 : 4))
+            return h;
+    }
+    return NULL;
+}
+
+static void plain_remember(imsd_outbound *ob, const smtp_ip *ip, uint16_t port)
+{
+    ob_plain_host *h = plain_host(ob, ip, port);
+    if (!h) {
+        h = &ob->plain[0]; /* the oldest (an unused slot is oldest of all) */
+        for (size_t i = 1; i < OB_TLS_PLAIN_MAX; i++)
+            if (ob->plain[i].until < h->until)
+                h = &ob->plain[i];
+    }
+    h->ip = *ip;
+    h->port = port;
+    h->until = ims_clock_ms() + OB_TLS_PLAIN_MS;
+}
+
 /* --- connections --------------------------------------------------------------------------- */
 
 static void conn_arm(ob_conn *k)
@@ -308,6 +418,72 @@ static void conn_event(struct bufferevent *bev, short what, void *arg);
 static void conn_read(struct bufferevent *bev, void *arg);
 static void conn_write(struct bufferevent *bev, void *arg);
 static int conn_connect(ob_conn *k);
+static void conn_after(ob_conn *k);
+
+/* conn_start_tls - the peer said 220 to STARTTLS: a client SSL over the socket's bufferevent,
+ * SNI and (for "verify") the name to check set. The handshake runs on the loop without
+ * blocking it; its end is conn_event's. */
+static void conn_start_tls(ob_conn *k)
+{
+    k->tls_started = true;
+    /* Bytes after the 220 came in plain text: dropped (RFC 3207 5; lib/smtp drops its own). */
+    struct evbuffer *in = bufferevent_get_input(k->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    const ims_dns_target *t = &k->od->targets->v[k->ti];
+    SSL *ssl = k->ctx ? SSL_new(k->ctx) : NULL;
+    if (!ssl) {
+        smtp_client_tls_done(k->c, false,
+                             k->ctx ? "out of memory" : "no TLS context (see event 4162)");
+        conn_after(k);
+        return;
+    }
+    smtp_ip lit;
+    bool literal = smtp_ip_parse(t->name, &lit) == 0;
+    if (!literal)
+        SSL_set_tlsext_host_name(ssl, t->name); /* SNI: never an address (RFC 6066 3) */
+    if (k->tls == SMTP_TLS_VERIFY) {
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+        if (literal) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t->name);
+        } else {
+            SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            SSL_set1_host(ssl, t->name);
+        }
+    }
+    struct bufferevent *f = bufferevent_openssl_filter_new(
+        k->ob->base, k->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!f) {
+        SSL_free(ssl);
+        smtp_client_tls_done(k->c, false, "out of memory");
+        conn_after(k);
+        return;
+    }
+    k->bev = f; /* freeing it frees the socket's bufferevent and the SSL */
+    bufferevent_setcb(f, conn_read, conn_write, conn_event, k);
+    bufferevent_enable(f, EV_READ | EV_WRITE);
+    conn_arm(k);
+}
+
+/* tls_why - why the handshake on bev failed, for the result. */
+static void tls_why(const ob_conn *k, struct bufferevent *bev, char *out, size_t n)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    unsigned long e = 0, x;
+    while ((x = bufferevent_get_openssl_error(bev)))
+        if (!e)
+            e = x;
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    if (k->tls == SMTP_TLS_VERIFY && vr != X509_V_OK)
+        snprintf(out, n, "the server certificate was not verified: %s",
+                 X509_verify_cert_error_string(vr));
+    else if (reason)
+        snprintf(out, n, "%s", reason);
+    else
+        snprintf(out, n, "the connection closed during the handshake");
+    ERR_clear_error();
+}
+
 
 /* pushes_back - a reply that says "fewer connections, or slower": 421, or a transient
  * refusal that names too many connections or a rate. */
@@ -371,11 +547,17 @@ static void msg_done(void *arg, const smtp_client_msg *m)
     if (!j)
         return;
     const smtp_result *err = smtp_client_error(k->c);
-    if (!k->greeted && err && err->stage <= SMTP_STAGE_EHLO && k->od->targets &&
-        k->ti + 1 < k->od->targets->n) {
-        k->retry = true; /* RFC 5321 5.1: the next exchanger first (conn_read moves on) */
+    if (k->plain_retry && err) {
+        k->retry = true; /* "may" and a failed handshake: this host again, in plain text */
         return;
     }
+    /* A greeting, EHLO, or TLS policy or AUTH refusal: a matter of this host. */
+    if (!k->greeted && err && err->stage <= SMTP_STAGE_AUTH && k->od->targets &&
+        k->ti + 1 < k->od->targets->n) {
+        k->retry = true; /* RFC 5321 5.1: the next exchanger first (conn_after moves on) */
+        return;
+    }
+    ims_outq_job_tls(j, k->tls_text);
     k->sent++;
     k->committing = true;
     const smtp_client_ext *x = smtp_client_extensions(k->c);
@@ -385,11 +567,12 @@ static void msg_done(void *arg, const smtp_client_msg *m)
     ims_outq_job_finish(k->ob->q, j, committed, k);
 }
 
-/* conn_next_target - this host could not be used (no connection, greeting or EHLO refused,
- * dropped before a transaction): the next address, the next exchanger. */
-static bool conn_next_target(ob_conn *k)
+/* conn_move - a new connection `step` targets on: 1 when this host could not be used (no
+ * connection, greeting, EHLO, TLS or AUTH refused, dropped before a transaction): the next
+ * address, the next exchanger; 0 for the same host again (in plain text, plain_retry). */
+static bool conn_move(ob_conn *k, size_t step)
 {
-    if (!k->od->targets || k->ti + 1 >= k->od->targets->n)
+    if (!k->od->targets || k->ti + step >= k->od->targets->n)
         return false;
     smtp_client_free(k->c);
     k->c = NULL;
@@ -397,8 +580,13 @@ static bool conn_next_target(ob_conn *k)
         bufferevent_free(k->bev);
     k->bev = NULL;
     k->connected = false;
-    k->ti++;
+    k->ti += step;
     return conn_connect(k) == 0;
+}
+
+static bool conn_next_target(ob_conn *k)
+{
+    return conn_move(k, 1);
 }
 
 /* conn_gone - the connection ended (error, close, time-out). */
@@ -547,19 +735,27 @@ static void conn_read(struct bufferevent *bev, void *arg)
             conn_gone(k, "out of memory");
             return;
         }
-        if (!k->greeted) {
-            const smtp_client_ext *x = smtp_client_extensions(k->c);
-            smtp_stage st = smtp_client_stage(k->c);
-            if ((x && x->esmtp) || st > SMTP_STAGE_EHLO)
-                k->greeted = true;
-        }
+        /* Greeted: past EHLO, STARTTLS and AUTH, a host that works. */
+        if (!k->greeted && !smtp_client_error(k->c) && smtp_client_stage(k->c) >= SMTP_STAGE_MAIL)
+            k->greeted = true;
     }
+    conn_after(k);
+}
+
+/* conn_after - the client took input or a handshake's end: start TLS when it asks, move to
+ * another host when the job is to be tried again, or send what it has. */
+static void conn_after(ob_conn *k)
+{
     if (!k->c)
         return;
+    if (smtp_client_tls_wanted(k->c) && !k->tls_started) {
+        conn_start_tls(k);
+        return;
+    }
     const smtp_result *err = smtp_client_error(k->c);
     if (k->retry) {
         k->retry = false;
-        if (!conn_next_target(k)) {
+        if (!conn_move(k, k->plain_retry ? 0 : 1)) {
             k->committing = true;
             ims_outq_job_finish(k->ob->q, k->job, committed, k);
             if (k->bev)
@@ -585,9 +781,30 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     ob_conn *k = arg;
+    bool handshake = k->tls_started && k->c && smtp_client_tls_wanted(k->c);
+    if ((what & BEV_EVENT_CONNECTED) && handshake) {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        snprintf(k->tls_text, sizeof k->tls_text, "%s %s", SSL_get_version(ssl),
+                 SSL_get_cipher_name(ssl));
+        smtp_client_tls_done(k->c, true, NULL);
+        conn_after(k);
+        return;
+    }
     if (what & BEV_EVENT_CONNECTED) {
         k->connected = true;
         conn_flush(k);
+        return;
+    }
+    if ((what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) && handshake) {
+        char why[300];
+        tls_why(k, bev, why, sizeof why);
+        if (k->tls == SMTP_TLS_MAY) {
+            /* The connection is gone; the next one to this host goes in plain text. */
+            plain_remember(k->ob, &k->od->targets->v[k->ti].ip, dest_port(k->od));
+            k->plain_retry = true;
+        }
+        smtp_client_tls_done(k->c, false, why);
+        conn_after(k);
         return;
     }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
@@ -603,6 +820,24 @@ static int conn_connect(ob_conn *k)
     smtp_client_config cfg = {.helo = ob->helo, .max_recipients = ob->s->max_recipients};
     if (cfg.max_recipients > SMTP_CLIENT_RCPT_LIMIT)
         cfg.max_recipients = SMTP_CLIENT_RCPT_LIMIT;
+    ob_dest *od = k->od;
+    ims_dest_tls dt;
+    ims_settings_dest_tls(ob->s, ims_outq_dest_route(od->d), ims_outq_dest_name(od->d), &dt);
+    k->tls = dt.policy;
+    k->ctx = tls_ctx_for(ob, dt.ca_file);
+    k->tls_started = false;
+    k->tls_text[0] = 0;
+    if (k->tls == SMTP_TLS_MAY &&
+        (k->plain_retry || plain_host(ob, &od->targets->v[k->ti].ip, dest_port(od))))
+        k->tls = SMTP_TLS_NONE;
+    k->plain_retry = false;
+    cfg.tls = k->tls;
+    const char *user, *pass;
+    if (ims_creds_find(ob->creds, ob->s, ims_outq_dest_route(od->d), ims_outq_dest_name(od->d),
+                       &user, &pass)) {
+        cfg.auth_user = user;
+        cfg.auth_pass = pass;
+    }
     smtp_client_callbacks cb = {.arg = k, .rcpt_done = rcpt_done, .msg_done = msg_done};
     if (ob->plog) {
         cb.trace = trace;
@@ -655,8 +890,9 @@ static void conn_free(ob_conn *k)
     k->od->nconn--;
     if (k->timer)
         event_free(k->timer);
-    char summary[64];
-    snprintf(summary, sizeof summary, "Closed: %u message(s) sent", k->sent);
+    char summary[64 + OB_TLS_TEXT];
+    snprintf(summary, sizeof summary, "Closed: %u message(s) sent%s%s", k->sent,
+             k->tls_text[0] ? ", under " : "", k->tls_text);
     ims_protolog_end(k->plc, summary);
     smtp_client_free(k->c);
     if (k->bev)
@@ -809,6 +1045,17 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
                       servers[0] ? servers : "/etc/resolv.conf");
         ob->dns = NULL;
     }
+    /* TLS contexts for every CA file a destination may use, and the credentials: read now,
+     * so the loop never waits for the disk. */
+    tls_ca_add(ob, "");
+    tls_ca_add(ob, s->tls_ca_file);
+    for (size_t i = 0; i < s->nroutes; i++)
+        tls_ca_add(ob, s->routes[i].tls_ca_file);
+    char why[PATH_MAX + 128];
+    e = ims_creds_load(s->client_credentials_file, &ob->creds, why, sizeof why);
+    if (e && e != ENOENT)
+        ims_log_event(log, IMS_EV_OUT_CREDENTIALS, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "The client credentials file is not used, so no AUTH is done: %s", why);
     e = 0;
     ob->q_ev = event_new(base, ims_outq_fd(ob->q), EV_READ | EV_PERSIST, queue_io, ob);
     ob->q_timer = evtimer_new(base, queue_io, ob);
@@ -889,5 +1136,8 @@ void imsd_outbound_free(imsd_outbound *ob)
         ims_dns_result_free(od->targets);
         free(od);
     }
+    for (size_t i = 0; i < ob->ncas; i++)
+        SSL_CTX_free(ob->cas[i].ctx);
+    ims_creds_free(ob->creds);
     free(ob);
 }

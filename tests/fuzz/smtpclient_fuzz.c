@@ -3,7 +3,9 @@
  * the message data, then what the peer sends. Whatever the peer says, every recipient gets
  * exactly one result and every message one msg_done, results carry clean text, the output
  * never has a bare CR or LF or a line over 1000 octets, carries no 8-bit byte to a peer
- * without 8BITMIME, and waits in bounded amounts. */
+ * without 8BITMIME, and waits in bounded amounts. The low bits of the fourth byte choose the
+ * TLS policy, credentials and whether the handshake fails: AUTH is only ever sent under TLS,
+ * and no message goes in plain text when the policy requires TLS. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,8 @@ struct fuzz {
     size_t line; /* octets of the current output line */
     bool cr;     /* the last output byte was a CR */
     bool eight;  /* an 8-bit byte was sent */
+    smtp_client *c;
+    smtp_tls_policy tls;
 };
 
 static void fz_rcpt(void *arg, const smtp_client_msg *m, size_t i, const smtp_result *r)
@@ -63,9 +67,15 @@ static void fz_done(void *arg, const smtp_client_msg *m)
 
 static void fz_trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
 {
-    (void)arg;
-    (void)kind;
+    struct fuzz *f = arg;
     CHECK(n <= SMTP_REPLY_LINE_MAX);
+    if (kind == SMTP_TRACE_COMMAND && f->c) {
+        bool tls = smtp_client_tls_active(f->c);
+        if (n >= 4 && !memcmp(p, "AUTH", 4))
+            CHECK(tls);
+        if (n >= 4 && !memcmp(p, "MAIL", 4) && f->tls >= SMTP_TLS_ENCRYPT)
+            CHECK(tls);
+    }
     for (size_t i = 0; i < n; i++)
         CHECK(p[i] >= 0x20 && p[i] <= 0x7e);
 }
@@ -127,7 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
     if (n < FUZZ_HEADER)
         return 0;
-    uint8_t sel = d[0], cut = d[1];
+    uint8_t sel = d[0], cut = d[1], opt = d[3] & 0xf;
     size_t dlen = ((size_t)d[2] << 4 | d[3] >> 4);
     d += FUZZ_HEADER, n -= FUZZ_HEADER;
     if (dlen > n)
@@ -159,10 +169,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
                                  &f};
     size_t nmsg = 1 + (cut & 1);
 
-    smtp_client_config cfg = {"client.example", 3};
+    f.tls = (smtp_tls_policy)(opt & 3);
+    bool creds = opt & 4, tls_fails = opt & 8;
+    smtp_client_config cfg = {"client.example", 3, f.tls, creds ? "user" : NULL,
+                              creds ? "secret" : NULL};
     smtp_client_callbacks cb = {&f, fz_rcpt, fz_done, fz_trace};
     smtp_client *c;
     CHECK(smtp_client_new(&cfg, &cb, &c) == 0);
+    f.c = c;
     size_t sent = 0;
     uint32_t rng = cut * 2654435761u + 7;
     size_t off = 0;
@@ -190,6 +204,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
             step = npeer - off;
         CHECK(smtp_client_input(c, (const char *)peer + off, step) == 0);
         off += step;
+        if (smtp_client_tls_wanted(c))
+            smtp_client_tls_done(c, !tls_fails, "fuzz");
         CHECK(smtp_client_timeout_secs(c) <= SMTP_TIMEOUT_DATA_TERM);
     }
     if (cut & 8)

@@ -290,6 +290,142 @@ static void test_router_family(void **state)
     dir_close(d);
 }
 
+/* set_route_sz - another REG_SZ value of a routing entry. */
+static void set_route_sz(reg_ctx *reg, const char *domain, const char *name, const char *v)
+{
+    char path[512];
+    snprintf(path, sizeof path, "HKLM\\%s\\%s", IMS_ROUTING_KEY, domain);
+    reg_key *k;
+    assert_int_equal(reg_key_open_path(reg, path, 0, &k), 0);
+    assert_int_equal(reg_value_set_sz(k, name, REG_SZ, v), 0);
+    reg_key_close(k);
+}
+
+/* TlsPolicy and TlsCaFile: Parameters' for DNS routes and SmartHost, a routing entry's for its
+ * domain and its host (the strictest of several), a bad value event 4086. */
+static void test_dest_tls(void **state)
+{
+    struct fx *fx = *state;
+    set_route(fx->reg, "sea.com", "[192.0.2.25]:2525");
+    set_route_sz(fx->reg, "sea.com", "TlsPolicy", "Verify");
+    set_route_sz(fx->reg, "sea.com", "TlsCaFile", "/etc/sea.pem");
+    set_route(fx->reg, "lake.com", "[IPv6:2001:db8::1]:26");
+    set_route_sz(fx->reg, "lake.com", "TlsPolicy", "none");
+    set_route(fx->reg, "pond.com", "[2001:db8:0::1]:26");
+    set_route_sz(fx->reg, "pond.com", "TlsPolicy", "encrypt");
+    set_route(fx->reg, "bad.com", "<dns>");
+    set_route_sz(fx->reg, "bad.com", "TlsPolicy", "always");
+    set_route(fx->reg, "plain.com", "<dns>");
+    set_route_sz(fx->reg, "plain.com", "TlsPolicy", "none");
+    ims_settings s;
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    assert_string_equal(fx->events, "4086;");     /* bad.com's TlsPolicy */
+    assert_int_equal(s.tls_policy, SMTP_TLS_MAY); /* the default */
+    ims_dest_tls t;
+    ims_settings_dest_tls(&s, IMS_ROUTE_DNS, "example.net", &t);
+    assert_int_equal(t.policy, SMTP_TLS_MAY);
+    assert_string_equal(t.ca_file, "");
+    ims_settings_dest_tls(&s, IMS_ROUTE_DNS, "mx.plain.com", &t);
+    assert_int_equal(t.policy, SMTP_TLS_NONE);
+    ims_settings_dest_tls(&s, IMS_ROUTE_DNS, "bad.com", &t);
+    assert_int_equal(t.policy, SMTP_TLS_MAY);
+    ims_settings_dest_tls(&s, IMS_ROUTE_SMARTHOST, "[192.0.2.25]:2525", &t);
+    assert_int_equal(t.policy, SMTP_TLS_VERIFY);
+    assert_string_equal(t.ca_file, "/etc/sea.pem");
+    /* lake.com and pond.com name one host: the stricter policy. */
+    ims_settings_dest_tls(&s, IMS_ROUTE_SMARTHOST, "[IPv6:2001:db8::1]:26", &t);
+    assert_int_equal(t.policy, SMTP_TLS_ENCRYPT);
+    ims_settings_dest_tls(&s, IMS_ROUTE_SMARTHOST, "other.example:25", &t);
+    assert_int_equal(t.policy, SMTP_TLS_MAY);
+    assert_true(ims_host_same("mx.example", "MX.example:25"));
+    assert_false(ims_host_same("mx.example", "mx.example:26"));
+    assert_false(ims_host_same("[192.0.2.1]", "192.0.2.1"));
+    /* Parameters' TlsPolicy applies where no entry says. */
+    reg_key *par;
+    assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_PARAMETERS_KEY, 0, &par), 0);
+    assert_int_equal(reg_value_set_sz(par, "TlsPolicy", REG_SZ, "encrypt"), 0);
+    assert_int_equal(reg_value_set_sz(par, "TlsCaFile", REG_SZ, "/etc/ca.pem"), 0);
+    reg_key_close(par);
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    ims_settings_dest_tls(&s, IMS_ROUTE_DNS, "example.net", &t);
+    assert_int_equal(t.policy, SMTP_TLS_ENCRYPT);
+    assert_string_equal(t.ca_file, "/etc/ca.pem");
+    ims_settings_dest_tls(&s, IMS_ROUTE_SMARTHOST, "[192.0.2.25]:2525", &t);
+    assert_string_equal(t.ca_file, "/etc/sea.pem");
+    assert_int_equal(ims_tls_policy_parse("MAY", &t.policy), 0);
+    assert_int_equal(ims_tls_policy_parse("", &t.policy), -1);
+    assert_string_equal(ims_tls_policy_name(SMTP_TLS_VERIFY), "verify");
+}
+
+/* write_creds - the credentials file in fx's root with mode. */
+static void write_creds(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* The credentials file: its checks (mode, type, lines), and the lookup by smart host spec,
+ * routing domain and DNS domain. */
+static void test_creds(void **state)
+{
+    struct fx *fx = *state;
+    char path[128], why[512];
+    snprintf(path, sizeof path, "%s/ClientCredentials", fx->dir);
+    ims_creds *c = (ims_creds *)1;
+    assert_int_equal(ims_creds_load(path, &c, why, sizeof why), ENOENT);
+    assert_null(c);
+    write_creds(path,
+                "# comment\n\n[192.0.2.25]:2525 relay pass with spaces\r\n"
+                "  example.net\tnetuser\tnetpass\n"
+                "sub.example.net subuser subpass\n"
+                "sea.com seauser seapass\n",
+                0644);
+    assert_int_equal(ims_creds_load(path, &c, why, sizeof why), EPERM);
+    assert_non_null(strstr(why, "chmod 600"));
+    assert_null(strstr(why, "pass"));
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(ims_creds_load(path, &c, why, sizeof why), 0);
+    assert_int_equal(ims_creds_count(c), 4);
+    set_route(fx->reg, "sea.com", "relay.sea.com:587");
+    ims_settings s;
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    const char *u, *p;
+    assert_true(ims_creds_find(c, &s, IMS_ROUTE_SMARTHOST, "[192.0.2.25]:2525", &u, &p));
+    assert_string_equal(u, "relay");
+    assert_string_equal(p, "pass with spaces");
+    assert_false(ims_creds_find(c, &s, IMS_ROUTE_SMARTHOST, "[192.0.2.25]:25", &u, &p));
+    assert_true(ims_creds_find(c, &s, IMS_ROUTE_SMARTHOST, "RELAY.sea.com:587", &u, &p));
+    assert_string_equal(u, "seauser");
+    assert_true(ims_creds_find(c, &s, IMS_ROUTE_DNS, "mx.example.net", &u, &p));
+    assert_string_equal(u, "netuser");
+    assert_true(ims_creds_find(c, &s, IMS_ROUTE_DNS, "a.sub.example.net", &u, &p));
+    assert_string_equal(u, "subuser");
+    assert_false(ims_creds_find(c, &s, IMS_ROUTE_DNS, "badexample.net", &u, &p));
+    assert_false(ims_creds_find(NULL, &s, IMS_ROUTE_DNS, "example.net", &u, &p));
+    ims_creds_free(c);
+    /* Malformed lines, symbolic links, directories. */
+    static const char *const bad[] = {"onlyone\n", "dest user\n", "dest user \n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_creds(path, bad[i], 0600);
+        assert_int_equal(ims_creds_load(path, &c, why, sizeof why), EINVAL);
+        assert_non_null(strstr(why, "line 1"));
+        assert_null(c);
+    }
+    char link[160];
+    snprintf(link, sizeof link, "%s/link", fx->dir);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(ims_creds_load(link, &c, why, sizeof why), EPERM);
+    assert_int_equal(ims_creds_load(fx->dir, &c, why, sizeof why), EPERM);
+    /* A password over the limit. */
+    char big[SMTP_AUTH_FIELD_MAX + 32];
+    snprintf(big, sizeof big, "d u %0*d\n", SMTP_AUTH_FIELD_MAX + 1, 0);
+    write_creds(path, big, 0600);
+    assert_int_equal(ims_creds_load(path, &c, why, sizeof why), EINVAL);
+}
+
 /* The router: local mailboxes, postmaster, the routing table (most specific whole-label
  * match), SmartHost and DNS; bad routing entries are events, and skipped. */
 static void test_router(void **state)
@@ -813,6 +949,8 @@ int main(void)
         cmocka_unit_test(test_sched),
         cmocka_unit_test_setup_teardown(test_router, setup, teardown),
         cmocka_unit_test_setup_teardown(test_router_family, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dest_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_creds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_start_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_failed_start, setup, teardown),

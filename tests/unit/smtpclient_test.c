@@ -139,6 +139,10 @@ struct tcase {
     bool quit;       /* QUIT once every message is done */
     int end;         /* after the last turn: 0 nothing, 'e' eof, 't' timeout */
     bool want_close; /* at the end */
+    smtp_tls_policy tls;
+    bool tls_fail;           /* the handshake fails */
+    const char *user, *pass; /* AUTH credentials */
+    bool tls_hang;           /* the handshake never ends (tls_done is not called) */
 };
 
 struct run {
@@ -214,7 +218,7 @@ static void run_case(const struct tcase *tc, size_t in_step, size_t read_step)
 {
     struct run run = {BUF_INIT, BUF_INIT, {NULL, NULL}, {{0}}, {0, 0}, read_step, 0};
     struct reader read_arg[2] = {{&run, 0}, {&run, 1}};
-    smtp_client_config cfg = {"client.test", 0};
+    smtp_client_config cfg = {"client.test", 0, tc->tls, tc->user, tc->pass};
     smtp_client_callbacks cb = {&run, cb_rcpt_done, cb_msg_done, NULL};
     smtp_client *c;
     assert_int_equal(smtp_client_new(&cfg, &cb, &c), 0);
@@ -245,6 +249,14 @@ static void run_case(const struct tcase *tc, size_t in_step, size_t read_step)
             assert_int_equal(smtp_client_input(c, p + i, k), 0);
         }
         p += n + (bar ? 1 : 0);
+        /* The caller's handshake, once the turn is read (the rest of it is discarded). */
+        if (smtp_client_tls_wanted(c) && !tc->tls_hang) {
+            assert_int_equal(smtp_client_timeout_secs(c), SMTP_TIMEOUT_TLS);
+            buf_printf(&run.events, "TLS\n");
+            smtp_client_tls_done(c, !tc->tls_fail, "certificate verify failed");
+            assert_false(smtp_client_tls_wanted(c));
+            assert_true(smtp_client_tls_active(c) == !tc->tls_fail);
+        }
     }
     if (tc->end == 'e')
         smtp_client_eof(c);
@@ -790,6 +802,322 @@ static const struct tcase cases[] = {
      true},
 };
 
+#define EXT_TLS "250-mx.example hello\r\n250-SIZE 10\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+#define EXT_TLS_BIG "250-mx.example hello\r\n250-SIZE 1000\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+#define TLS_GO "220 2.0.0 Ready to start TLS\r\n"
+#define EXT_AFTER "250-mx.example hello again\r\n250 SIZE\r\n"
+#define EXT_AUTH "250-mx.example hello again\r\n250-SIZE\r\n250 AUTH PLAIN LOGIN\r\n"
+#define PLAIN_MAIL                                                                                 \
+    EHLO "MAIL FROM:<s@a.test> SIZE=21\r\nRCPT TO:<r1@b.test>\r\nDATA\r\n" DATA_A ".\r\n"
+/* "\0user\0pass" in base64, and "user" and "pass" */
+#define PLAIN_B64 "AHVzZXIAcGFzcw=="
+
+static const struct tcase tls_cases[] = {
+    {"may, STARTTLS offered: TLS, then EHLO again; the first EHLO's SIZE limit is forgotten",
+     GREET "|" EXT_TLS "|" TLS_GO "|" EXT_AFTER "|" MAIL_OK "|" RCPT_OK "|" GO "|" QUEUED "|" BYE,
+     EHLO "STARTTLS\r\n" PLAIN_MAIL "QUIT\r\n",
+     "TLS\n" DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_MAY},
+    {"may: bytes after the 220 to STARTTLS are plain text and dropped (RFC 3207 5)",
+     GREET "|" EXT_TLS "|" TLS_GO "250 2.1.0 injected\r\n250 2.1.5 injected\r\n|" EXT_AFTER
+           "|" MAIL_OK "|" RCPT_OK "|" GO "|" QUEUED "|" BYE,
+     EHLO "STARTTLS\r\n" PLAIN_MAIL "QUIT\r\n",
+     "TLS\n" DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_MAY},
+    {"may, STARTTLS refused: plain text on the same connection",
+     GREET "|" EXT_TLS_BIG "|454 4.7.0 TLS not available\r\n|" MAIL_OK RCPT_OK GO "|" QUEUED
+           "|" BYE,
+     EHLO "STARTTLS\r\nMAIL FROM:<s@a.test> SIZE=21\r\nRCPT TO:<r1@b.test>\r\nDATA\r\n" DATA_A
+          ".\r\nQUIT\r\n",
+     DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_MAY},
+    {"may, STARTTLS not offered: plain text",
+     GREET "|" EXT_PLAIN "|" MAIL_OK "|" RCPT_OK "|" GO "|" QUEUED "|" BYE,
+     PLAIN_MAIL "QUIT\r\n",
+     DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_MAY},
+    {"none, STARTTLS offered: not used",
+     GREET "|" EXT_TLS_BIG "|" MAIL_OK RCPT_OK GO "|" QUEUED "|" BYE,
+     EHLO "MAIL FROM:<s@a.test> SIZE=21\r\nRCPT TO:<r1@b.test>\r\nDATA\r\n" DATA_A ".\r\nQUIT\r\n",
+     DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_NONE},
+    {"encrypt, STARTTLS not offered: transient 4.7.4, QUIT, nothing sent in clear",
+     GREET "|" EXT_PLAIN "|" BYE,
+     EHLO "QUIT\r\n",
+     "R0:T:STARTTLS:0:4.7.4:TLS is required by policy but the server does not offer STARTTLS\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_ENCRYPT},
+    {"verify, STARTTLS refused: transient 4.7.4 with the reply, QUIT",
+     GREET "|" EXT_TLS "|454 4.7.0 TLS not available\r\n|" BYE,
+     EHLO "STARTTLS\r\nQUIT\r\n",
+     "R0:T:STARTTLS:0:4.7.4:TLS is required by policy but the server refused STARTTLS: 454 "
+     "4.7.0 TLS not available\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_VERIFY},
+    {"verify, the handshake fails: transient 4.7.5, connection over",
+     GREET "|" EXT_TLS "|" TLS_GO,
+     EHLO "STARTTLS\r\n",
+     "TLS\nR0:T:STARTTLS:0:4.7.5:TLS handshake failed: certificate verify failed\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_VERIFY,
+     true},
+    {"may, the handshake fails: the same (the caller retries in plain text)",
+     GREET "|" EXT_TLS "|" TLS_GO,
+     EHLO "STARTTLS\r\n",
+     "TLS\nR0:T:STARTTLS:0:4.7.5:TLS handshake failed: certificate verify failed\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     true},
+    {"STARTTLS answered 354: a protocol error",
+     GREET "|" EXT_TLS "|354 what\r\n",
+     EHLO "STARTTLS\r\n",
+     "R0:T:STARTTLS:0:4.5.0:protocol error during STARTTLS: unexpected reply \"354 what\"\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_MAY},
+    {"AUTH PLAIN under TLS, with the initial response",
+     GREET "|" EXT_TLS "|" TLS_GO "|" EXT_AUTH "|235 2.7.0 ok\r\n|" MAIL_OK "|" RCPT_OK "|" GO
+           "|" QUEUED "|" BYE,
+     EHLO "STARTTLS\r\n" EHLO "AUTH PLAIN " PLAIN_B64 "\r\nMAIL FROM:<s@a.test> SIZE=21\r\n"
+          "RCPT TO:<r1@b.test>\r\nDATA\r\n" DATA_A ".\r\nQUIT\r\n",
+     "TLS\n" DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     false,
+     "user",
+     "pass"},
+    {"AUTH LOGIN (the old form AUTH=) under TLS",
+     GREET "|" EXT_TLS "|" TLS_GO "|250-mx\r\n250 AUTH=LOGIN\r\n|334 VXNlcm5hbWU6\r\n|"
+           "334 UGFzc3dvcmQ6\r\n|235 2.7.0 ok\r\n|" MAIL_OK "|" RCPT_OK "|" GO "|" QUEUED "|" BYE,
+     EHLO "STARTTLS\r\n" EHLO "AUTH LOGIN\r\ndXNlcg==\r\ncGFzcw==\r\nMAIL FROM:<s@a.test>\r\n"
+          "RCPT TO:<r1@b.test>\r\nDATA\r\n" DATA_A ".\r\nQUIT\r\n",
+     "TLS\n" DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_ENCRYPT,
+     false,
+     "user",
+     "pass"},
+    {"AUTH 535: transient with the peer's reply, QUIT",
+     GREET "|" EXT_TLS "|" TLS_GO "|" EXT_AUTH
+           "|535 5.7.8 Authentication credentials invalid\r\n|" BYE,
+     EHLO "STARTTLS\r\n" EHLO "AUTH PLAIN " PLAIN_B64 "\r\nQUIT\r\n",
+     "TLS\nR0:T:AUTH:535:5.7.8:Authentication credentials invalid\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     false,
+     "user",
+     "pass"},
+    {"AUTH 454: transient",
+     GREET "|" EXT_TLS "|" TLS_GO "|" EXT_AUTH
+           "|454 4.7.0 Temporary authentication failure\r\n|" BYE,
+     EHLO "STARTTLS\r\n" EHLO "AUTH PLAIN " PLAIN_B64 "\r\nQUIT\r\n",
+     "TLS\nR0:T:AUTH:454:4.7.0:Temporary authentication failure\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     false,
+     "user",
+     "pass"},
+    {"AUTH offered without STARTTLS: no AUTH in plain text, transient 4.7.0",
+     GREET "|250-mx\r\n250 AUTH PLAIN LOGIN\r\n|" BYE,
+     EHLO "QUIT\r\n",
+     "R0:T:AUTH:0:4.7.0:the server offers AUTH but the session is not encrypted (no TLS): "
+     "credentials are never sent in plain text\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     false,
+     "user",
+     "pass"},
+    {"STARTTLS refused: no AUTH after it",
+     GREET "|250-mx\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n|502 5.5.1 no\r\n|" BYE,
+     EHLO "STARTTLS\r\nQUIT\r\n",
+     "R0:T:AUTH:0:4.7.0:the server offers AUTH but the session is not encrypted (no TLS): "
+     "credentials are never sent in plain text\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     false,
+     "user",
+     "pass"},
+    {"credentials, TLS, no AUTH offered: the mail goes without",
+     GREET "|" EXT_TLS "|" TLS_GO "|" EXT_AFTER "|" MAIL_OK "|" RCPT_OK "|" GO "|" QUEUED "|" BYE,
+     EHLO "STARTTLS\r\n" PLAIN_MAIL "QUIT\r\n",
+     "TLS\n" DONE_A,
+     {MSG_A},
+     1,
+     true,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     false,
+     "user",
+     "pass"},
+    {"AUTH with no mechanism we use: transient 4.7.0",
+     GREET "|" EXT_TLS "|" TLS_GO "|250-mx\r\n250 AUTH CRAM-MD5 XOAUTH2\r\n|" BYE,
+     EHLO "STARTTLS\r\n" EHLO "QUIT\r\n",
+     "TLS\nR0:T:AUTH:0:4.7.0:the server offers no AUTH mechanism we use (PLAIN or LOGIN)\nM\n",
+     {MSG_A},
+     1,
+     false,
+     0,
+     true,
+     SMTP_TLS_MAY,
+     false,
+     "user",
+     "pass"},
+    {"lost during the handshake wait",
+     GREET "|" EXT_TLS "|" TLS_GO,
+     EHLO "STARTTLS\r\n",
+     "R0:T:STARTTLS:0:4.4.2:lost connection during the TLS handshake\nM\n",
+     {MSG_A},
+     1,
+     false,
+     'e',
+     true,
+     SMTP_TLS_MAY,
+     false,
+     NULL,
+     NULL,
+     true},
+};
+
+static void test_tls_auth(void **state)
+{
+    (void)state;
+    static const size_t modes[][2] = {{SIZE_MAX, SMTP_CLIENT_READ_MAX}, {1, 1}, {7, 13}};
+    for (size_t i = 0; i < N(tls_cases); i++)
+        for (size_t k = 0; k < N(modes); k++)
+            run_case(&tls_cases[i], modes[k][0], modes[k][1]);
+}
+
+static void trace_cb(void *arg, smtp_trace_kind kind, const char *p, size_t n)
+{
+    buf_printf(arg, "%c %.*s\n", kind == SMTP_TRACE_COMMAND ? '>' : '<', (int)n, p);
+}
+
+/* The protocol log never sees the credentials; bad credentials are refused at once. */
+static void test_auth_secret(void **state)
+{
+    (void)state;
+    buf tr = BUF_INIT;
+    smtp_client_config cfg = {"client.test", 0, SMTP_TLS_MAY, "user", "pass"};
+    smtp_client_callbacks cb = {&tr, NULL, NULL, trace_cb};
+    smtp_client *c;
+    assert_int_equal(smtp_client_new(&cfg, &cb, &c), 0);
+    const char *turns[] = {GREET,
+                           EXT_TLS,
+                           TLS_GO,
+                           "250-mx\r\n250 AUTH LOGIN\r\n",
+                           "334 VXNlcm5hbWU6\r\n",
+                           "334 UGFzc3dvcmQ6\r\n",
+                           "235 ok\r\n"};
+    buf out = BUF_INIT;
+    for (size_t i = 0; i < N(turns); i++) {
+        assert_int_equal(smtp_client_input(c, turns[i], strlen(turns[i])), 0);
+        if (smtp_client_tls_wanted(c))
+            smtp_client_tls_done(c, true, NULL);
+        drain(c, &out);
+    }
+    assert_true(smtp_client_authenticated(c));
+    assert_non_null(strstr(buf_cstr(&out), "dXNlcg==\r\ncGFzcw==\r\n"));
+    const char *t = buf_cstr(&tr);
+    assert_non_null(strstr(t, "> AUTH LOGIN\n"));
+    const char *first = strstr(t, "> <credentials>\n");
+    assert_non_null(first);
+    assert_non_null(strstr(first + 1, "> <credentials>\n"));
+    assert_null(strstr(t, "dXNlcg"));
+    assert_null(strstr(t, "cGFzcw"));
+    smtp_client_free(c);
+    buf_free(&tr);
+    buf_free(&out);
+
+    smtp_client_config bad[] = {
+        {"client.test", 0, SMTP_TLS_MAY, "user", NULL},
+        {"client.test", 0, SMTP_TLS_MAY, NULL, "pass"},
+        {"client.test", 0, SMTP_TLS_MAY, "", "pass"},
+        {"client.test", 0, SMTP_TLS_MAY, "user", ""},
+        {"client.test", 0, (smtp_tls_policy)9, NULL, NULL},
+    };
+    for (size_t i = 0; i < N(bad); i++) {
+        assert_int_equal(smtp_client_new(&bad[i], NULL, &c), ERROR_INVALID_PARAMETER);
+        assert_null(c);
+    }
+    char longer[SMTP_AUTH_FIELD_MAX + 2];
+    memset(longer, 'u', sizeof longer - 1);
+    longer[sizeof longer - 1] = 0;
+    smtp_client_config big = {"client.test", 0, SMTP_TLS_MAY, longer, "pass"};
+    assert_int_equal(smtp_client_new(&big, NULL, &c), ERROR_INVALID_PARAMETER);
+    longer[SMTP_AUTH_FIELD_MAX] = 0; /* exactly the limit */
+    assert_int_equal(smtp_client_new(&big, NULL, &c), 0);
+    smtp_client_free(c);
+}
+
 static void test_conversations(void **state)
 {
     (void)state;
@@ -1233,7 +1561,8 @@ int main(void)
         cmocka_unit_test(test_qp_long_line),      cmocka_unit_test(test_over_long_reply),
         cmocka_unit_test(test_timeouts),          cmocka_unit_test(test_extensions),
         cmocka_unit_test(test_send_checks),       cmocka_unit_test(test_result_format),
-        cmocka_unit_test(test_reply_during_data),
+        cmocka_unit_test(test_reply_during_data), cmocka_unit_test(test_tls_auth),
+        cmocka_unit_test(test_auth_secret),
     };
     return cmocka_run_group_tests_name("smtpclient", tests, NULL, NULL);
 }
