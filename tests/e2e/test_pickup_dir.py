@@ -13,6 +13,7 @@ import tempfile
 import pytest
 
 from conftest import IMS_BIN, REPO
+from outbound_world import wait_out_empty, world  # noqa: F401  (world: the fixture)
 from test_smtp import WAIT, Service, free_port, wait_for
 
 SENDMAIL = os.path.join(IMS_BIN, "ims-sendmail")
@@ -201,3 +202,19 @@ def test_make_install_sendmail(tmp_path):
     r = install(SENDMAIL="yes")
     assert r.returncode != 0 and "not ims-sendmail" in r.stderr
     assert (dest / "usr/sbin/sendmail").read_text() == "another MTA\n"
+
+
+def test_remote_recipient_goes_out(world):
+    """A dropped file with a local and a remote recipient: alice's Maildir and the remote
+    domain's exchanger (a recording peer found by MX), as SMTP mail is routed."""
+    world.dns("remote.test MX 10 mx1.remote.test\nmx1.remote.test A 127.0.0.2\n")
+    peer = world.peer("127.0.0.2")
+    svc = world.service()
+    drop(svc, "out1", b"From: alice@example.com\nTo: x@remote.test, alice@example.com\n"
+                      b"Subject: out\n\nto the world\n")
+    [m] = peer.wait_messages(1)
+    assert m["mail_from"] == "alice@example.com" and m["rcpts"] == ["x@remote.test"]
+    assert b"IMS Pickup directory, file out1" in m["data"]
+    assert m["data"].endswith(b"Subject: out\r\n\r\nto the world\r\n")
+    svc.wait_mail("alice", 1)
+    wait_out_empty(svc)
