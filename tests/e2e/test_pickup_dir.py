@@ -218,3 +218,36 @@ def test_remote_recipient_goes_out(world):
     assert m["data"].endswith(b"Subject: out\r\n\r\nto the world\r\n")
     svc.wait_mail("alice", 1)
     wait_out_empty(svc)
+
+
+def test_kill9_exactly_once(svc):
+    """Many files, kill -9 while they are taken, restart: each reaches alice exactly once."""
+    import signal
+    import time
+    from test_smtp import dead
+    n = 500
+    pid = svc.pid()
+    for i in range(n):
+        drop(svc, f"k{i:04d}", b"From: boss@example.org\nTo: alice@example.com\n"
+                               + f"Subject: load {i}\n\nmessage {i}\n".encode())
+    wait_for(lambda: len(svc.mail("alice")) >= n // 20, "a part delivered")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: dead(pid), "imsd gone")
+    assert len(svc.mail("alice")) < n, "the kill came too late to test anything"
+    svc.start()
+
+    def subjects():
+        out = []
+        for p in svc.mail("alice"):
+            for line in read(p).split(b"\n"):
+                if line.startswith(b"Subject: "):
+                    out.append(line.decode())
+                    break
+        return out
+
+    deadline = time.monotonic() + WAIT * 3
+    while time.monotonic() < deadline and len(subjects()) < n:
+        time.sleep(0.1)
+    wait_for(lambda: not os.listdir(os.path.join(pickup(svc), ".taking")), "claims gone")
+    time.sleep(0.5)
+    assert sorted(subjects()) == sorted(f"Subject: load {i}" for i in range(n))
