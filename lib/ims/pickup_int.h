@@ -1,5 +1,6 @@
-/* pickup_int.h - lib/ims's private contract between pickup.c and its unit tests: the
- * envelope of an MTS-OUT file and the conversion of its content to CRLF lines. */
+/* pickup_int.h - lib/ims's private contract between pickup.c (the engine of MTS-OUT and the
+ * Pickup directory), dropdir.c and their unit tests: the envelope of an MTS-OUT file, the
+ * conversion of content to CRLF lines, the engine's set-up and a dropped file's head. */
 #ifndef IMS_PICKUP_INT_H
 #define IMS_PICKUP_INT_H
 
