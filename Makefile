@@ -3,7 +3,7 @@
 #   make            build everything into build/ (make SAN=1: ASan+UBSan build into build/san/)
 #   make test       unit tests (cmocka), end-to-end tests (pytest), a short fuzz run
 #   make run        install missing Debian packages, build, run imsd on ./var
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (SENDMAIL=yes: also /usr/sbin/sendmail -> ims-sendmail)
 #   make deps       install the Debian packages the build and the tests need
 
 PREFIX  ?= /usr/local
@@ -143,9 +143,22 @@ run: deps all
 	    $$( [ "$$(id -u)" = 0 ] && echo --account $${IMS_ACCOUNT:-nobody} )
 	IMS_ROOT=$(CURDIR)/var exec $(BIN)/imsd -console
 
+# ims-sendmail goes to sbin; /usr/sbin/sendmail points to it only with SENDMAIL=yes, and never
+# replaces another MTA's sendmail (a file there that is not a link to ours stops the install).
+SENDMAIL ?= no
+SENDMAIL_LINK := $(DESTDIR)/usr/sbin/sendmail
 install: $(PROGFILES)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/ims
-	install -m 0755 $(PROGFILES) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/ims
+	install -m 0755 $(filter-out $(BIN)/ims-sendmail,$(PROGFILES)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/ims-sendmail $(DESTDIR)$(PREFIX)/sbin/ims-sendmail
+	@if [ "$(SENDMAIL)" = yes ]; then \
+	  if [ -e "$(SENDMAIL_LINK)" ] || [ -L "$(SENDMAIL_LINK)" ]; then \
+	    if [ "$$(readlink "$(SENDMAIL_LINK)")" != "$(PREFIX)/sbin/ims-sendmail" ]; then \
+	      echo "install: $(SENDMAIL_LINK) exists and is not ims-sendmail (another MTA's?): left alone" >&2; \
+	      exit 1; fi; \
+	  else install -d "$(dir $(SENDMAIL_LINK))" && \
+	    ln -s "$(PREFIX)/sbin/ims-sendmail" "$(SENDMAIL_LINK)" && \
+	    echo "install: $(SENDMAIL_LINK) -> $(PREFIX)/sbin/ims-sendmail"; fi; fi
 	install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 data/mapisvc.inf $(DESTDIR)$(PREFIX)/share/ims/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8
@@ -157,7 +170,8 @@ install: $(PROGFILES)
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(PREFIX)/share/man/man8/
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(PROGS))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(PROGS)) $(DESTDIR)$(PREFIX)/sbin/ims-sendmail
+	@if [ "$$(readlink "$(SENDMAIL_LINK)" 2>/dev/null)" = "$(PREFIX)/sbin/ims-sendmail" ]; then rm -f "$(SENDMAIL_LINK)"; fi
 	rm -f $(DESTDIR)$(PREFIX)/lib/systemd/system/msexchangeimc.service
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man1/,$(notdir $(wildcard docs/man/*.1)))
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man8/,$(notdir $(wildcard docs/man/*.8)))

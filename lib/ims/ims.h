@@ -924,6 +924,14 @@ typedef struct ims_envelope {
      * name, not starting with '.'), removed once the message is durable; NULL for other
      * mail. Kept in the spool file ("pickup <name>"). */
     const char *pickup;
+    /* The Pickup directory: the name of the message's claim file in the spool's
+     * dropdir_claim_dir, as pickup is for MTS-OUT (at most one of the two). Kept in the
+     * spool file ("dropdir <name>"). */
+    const char *dropdir;
+    /* What the tracking log's received lines show in the client column instead of the
+     * client's address (the Pickup directory: "pickup uid 1001 alice"); NULL: client_ip.
+     * Not kept in the spool file. */
+    const char *origin;
 } ims_envelope;
 
 /* --- the tracking log ------------------------------------------------------------------- */
@@ -1028,6 +1036,10 @@ typedef struct ims_spool_options {
      * (found by its "pickup" line) is unlinked the same way: what is left there was never
      * committed. */
     const char *pickup_dir;
+    /* The Pickup directory's claim directory (ims_dropdir_claim_dir), which must exist
+     * (ims_dropdir_prepare makes it); NULL: none. Its claims are released and settled as
+     * pickup_dir's are, by the envelope's dropdir name. */
+    const char *dropdir_claim_dir;
     /* Receipts (RFC 3461 NOTIFY=SUCCESS) for recipients delivered into a mailbox: with
      * report_names set, the delivery thread builds a "delivered" report (report.c) for each
      * such recipient of a message from a non-null sender and hands it to receipt(arg, sender,
@@ -1312,5 +1324,121 @@ void ims_pickup_get_stats(ims_pickup *p, ims_pickup_stats *st);
  * runs (ims_spool_dispatch or ims_spool_close), is harmless, and its claim goes (committed)
  * or stays for the next start (failed). Call before ims_spool_close. NULL is fine. */
 void ims_pickup_stop(ims_pickup *p);
+
+/* --- the Pickup directory -------------------------------------------------------------
+ * RootDir\Pickup (KB Q201314, Q250441): any local user drops an RFC 5322 message there
+ * (ims-sendmail does; docs/ims.md, "The Pickup directory"), written elsewhere or under a
+ * name starting with '.' and renamed to its final name. Its envelope: X-Sender:/X-Receiver:
+ * lines before the header section (removed), else the Sender: (or From:) field and the
+ * To:, Cc: and Bcc: fields; Bcc: fields are always removed. The message gets a Received:
+ * field naming the file's owner (fstat: the kernel's word, not a header), and Date:,
+ * Message-ID: and From: (the envelope sender) when it has none; the tracking log's received
+ * lines name the owner too. A file that cannot be parsed (no sender, no recipient, a header
+ * section over IMS_DROPDIR_HEADER_MAX, a bare CR or a NUL, unreadable) moves to
+ * Pickup\Archive with event 4164, one over the size limit (InboundSizeLimit) with event
+ * 4165; recipients without a route are skipped with event 4057, as MTS-OUT's.
+ *
+ * It runs on the MTS-OUT engine (its thread, claims, exactly-once through the spool, inotify
+ * and a scan at start): the claim is Pickup/.taking/<name>, settled by the spool's
+ * dropdir_claim_dir. ims_pickup_fd, _dispatch, _get_stats and _stop serve it as they serve
+ * MTS-OUT.
+ *
+ * Permissions (the service runs as its account, users drop files without privileges):
+ * RootDir gets o+x (others may pass, not list; its other folders stay 0750); Pickup is owned
+ * by the account and its group, mode 3733 (write and search for all, not listable, sticky:
+ * a user cannot rename or delete another's file; setgid: a file made in it gets the
+ * account's group, so a file of mode 0640 is readable by the service and by nobody else);
+ * Archive and .taking are 0700. */
+#define IMS_EV_DROPDIR_NO_ROUTE IMS_EV_PICKUP_NO_ROUTE /* a recipient without a route: 4057 */
+#define IMS_EV_DROPDIR_BAD 4164     /* a Pickup file cannot be parsed: moved to Archive */
+#define IMS_EV_DROPDIR_TOO_BIG 4165 /* a Pickup file over the size limit: to Archive (ours) */
+#define IMS_EV_DROPDIR_OFF 4166     /* the Pickup directory cannot be used: it is off (ours) */
+#define IMS_EV_DROPDIR_STUCK 4167   /* a Pickup file cannot be moved: skipped (ours) */
+
+#define IMS_DROPDIR_CLAIM_DIR ".taking"   /* under Pickup */
+#define IMS_DROPDIR_ARCHIVE "Archive"     /* under Pickup */
+#define IMS_DROPDIR_HEADER_MAX (1u << 20) /* bytes of envelope lines and header section */
+#define IMS_DROPDIR_MODE 03733            /* Pickup: see above */
+#define IMS_DROPDIR_FILE_MODE 0640        /* what a writer gives its file */
+#define IMS_DROPDIR_ORIGIN_MAX 128        /* bytes of the origin text ("pickup uid ...") */
+
+/* One recipient of a dropped file. */
+typedef struct ims_dropdir_rcpt {
+    char *address; /* the mailbox ("local@domain"); when bad, the text as written with
+                    * control characters as '?' (for the event; ims-sendmail qualifies a
+                    * bare local part) */
+    bool bad;      /* not an address a route can be found for (syntax, a literal domain) */
+} ims_dropdir_rcpt;
+
+/* A byte range of the file to leave out (a Bcc: field, with its folded lines). */
+typedef struct ims_dropdir_cut {
+    size_t off, len;
+} ims_dropdir_cut;
+
+/* What ims_dropdir_parse found. Offsets are into the bytes given. */
+typedef struct ims_dropdir_msg {
+    char *sender;      /* the reverse-path's mailbox ("" the null sender: X-Sender: <> only) */
+    bool sender_given; /* from X-Sender (else from Sender:/From:) */
+    ims_dropdir_rcpt *rcpts;
+    size_t nrcpt;
+    bool rcpts_given;      /* from X-Receiver (else from To:/Cc:/Bcc:) */
+    size_t content_off;    /* where the message starts (after the envelope lines) */
+    size_t header_end;     /* where the body starts (after the empty line; n at eof without) */
+    ims_dropdir_cut *cuts; /* in order, within [content_off, header_end) */
+    size_t ncut;
+    bool has_date, has_message_id, has_from;
+} ims_dropdir_msg;
+
+/* ims_dropdir_parse flags. */
+#define IMS_DROPDIR_NO_ENVELOPE                                                                    \
+    1u /* X-Sender/X-Receiver lines are no envelope: they are                                      \
+        * fields to cut wherever they are (ims-sendmail's input) */
+#define IMS_DROPDIR_NO_HEADERS                                                                     \
+    2u /* no sender or recipient from the header fields: leave                                     \
+        * sender NULL / nrcpt 0 rather than fail (ims-sendmail) */
+
+/* ims_dropdir_parse - the envelope and the header section at the start of p[0..n) (eof: n
+ * is the whole file). Lines end in LF or CRLF; a field goes on over lines starting with a
+ * blank (folding); names are case-insensitive. X-Sender/X-Receiver lines at the very start
+ * are the envelope: at most one X-Sender ("<addr>", a bare addr or "<>"), X-Receiver values
+ * are address lists. Without X-Sender the sender is Sender:'s first mailbox, else From:'s;
+ * without X-Receiver the recipients are those of every To:, Cc: and Bcc: field (RFC 5322
+ * address lists: display names, quoted strings, comments, groups). Each address is checked
+ * as a path; bad ones are kept with bad set (the caller's event), duplicates too. Returns 0
+ * (*out filled: free with ims_dropdir_msg_free), EAGAIN (the header section may go on past
+ * n: call again with more), EBADMSG (*why: a static text: two X-Sender lines, an X-Sender
+ * that is no address, no sender, no recipient, more than IMS_SPOOL_MAX_RCPTS, a header
+ * section over IMS_DROPDIR_HEADER_MAX, a NUL in it) or ENOMEM. *out is empty on failure. */
+int ims_dropdir_parse(const char *p, size_t n, bool eof, unsigned flags, ims_dropdir_msg *out,
+                      const char **why);
+void ims_dropdir_msg_free(ims_dropdir_msg *m);
+
+/* ims_dropdir_origin - "pickup uid <uid> <name>" into out (n bytes; name NULL: no name;
+ * characters other than [A-Za-z0-9._-] of name as '?'): the tracking log's client column. */
+void ims_dropdir_origin(unsigned long uid, const char *name, char *out, size_t n);
+
+typedef struct ims_dropdir_options {
+    const char *dir;       /* RootDir\Pickup, prepared by ims_dropdir_prepare; required */
+    const char *store_dir; /* <IMS_ROOT>/store; required */
+    const char *host;      /* our name; required */
+    ims_spool *spool;      /* opened with dropdir_claim_dir = ims_dropdir_claim_dir(dir) */
+    ims_router *router;    /* required */
+    ims_log *log;          /* NULL: none */
+    uint64_t max_size;     /* bytes of a file (InboundSizeLimit); 0 or more: IMS_PICKUP_SIZE_MAX */
+    unsigned retry_ms;     /* 0: IMS_PICKUP_RETRY_MS */
+} ims_dropdir_options;
+
+/* ims_dropdir_claim_dir - "<dir>/.taking" into out (n bytes). 0 or ENAMETOOLONG. */
+int ims_dropdir_claim_dir(const char *dir, char *out, size_t n);
+/* ims_dropdir_prepare - make dir (Pickup), its Archive and .taking when missing and set
+ * their modes (above), and RootDir (dir's parent) o+x. Each must be a directory (not a
+ * link) owned by the calling process's user: EPERM when one is another's (a user made it
+ * first: the feature must stay off), ENOTDIR when one is not a directory, else an errno
+ * value. 0: ready. */
+int ims_dropdir_prepare(const char *dir);
+/* ims_dropdir_start - take files from dir as ims_pickup_start does from MTS-OUT: claims
+ * left are spooled again, then a scan, then inotify. *out: stop with ims_pickup_stop.
+ * Returns 0, EINVAL or an errno value. */
+int ims_dropdir_start(const ims_dropdir_options *opt, ims_pickup **out);
 
 #endif

@@ -1,7 +1,8 @@
 /* pickup.c - MTS-OUT: the organisation's mail handed to the service in the gateway mailbox's
- * MTS-OUT folder, taken exactly once into the spool (ims.h, "MTS-OUT pickup"). One thread
- * does all the file work; the spool's done callbacks and the program's dispatch only pass
- * results and events across under a lock. */
+ * MTS-OUT folder, taken exactly once into the spool (ims.h, "MTS-OUT pickup"); the same
+ * engine takes the Pickup directory's files (dropdir.c has their parser). One thread does
+ * all the file work; the spool's done callbacks and the program's dispatch only pass results
+ * and events across under a lock. */
 #include "ims/pickup_int.h"
 #include "ims/spool_int.h"
 
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -56,8 +59,7 @@ static bool header_value(const char *p, size_t n, const char *name, const char *
     return true;
 }
 
-/* parse_addr - "<addr>" or "addr" as a path of kind. 0 or -1. */
-static int parse_addr(const char *v, size_t n, smtp_path_kind kind, smtp_path *path)
+int ims_pickup_path(const char *v, size_t n, smtp_path_kind kind, smtp_path *path)
 {
     char tmp[SMTP_PATH_MAX + 4];
     if (n > SMTP_PATH_MAX)
@@ -86,22 +88,23 @@ static char *printable_copy(const char *v, size_t n)
     return c;
 }
 
-static int add_rcpt(ims_pickup_env *e, const char *v, size_t n)
+int ims_pickup_rcpt_add(ims_pickup_rcpt **rcpts, size_t *nrcpt, const char *v, size_t n)
 {
-    if ((e->nrcpt & (e->nrcpt - 1)) == 0) { /* grow at powers of two */
-        ims_pickup_rcpt *r = realloc(e->rcpts, (e->nrcpt ? e->nrcpt * 2 : 1) * sizeof *r);
+    size_t k = *nrcpt;
+    if ((k & (k - 1)) == 0) { /* grow at powers of two */
+        ims_pickup_rcpt *r = realloc(*rcpts, (k ? k * 2 : 1) * sizeof *r);
         if (!r)
             return ENOMEM;
-        e->rcpts = r;
+        *rcpts = r;
     }
-    ims_pickup_rcpt *r = &e->rcpts[e->nrcpt];
+    ims_pickup_rcpt *r = &(*rcpts)[k];
     smtp_path path;
-    r->bad = parse_addr(v, n, SMTP_PATH_FORWARD, &path) ||
+    r->bad = ims_pickup_path(v, n, SMTP_PATH_FORWARD, &path) ||
              (path.flags & (SMTP_PATH_LITERAL | SMTP_PATH_TRAILING_DOT));
     r->address = r->bad ? printable_copy(v, n) : strdup(path.mailbox);
     if (!r->address)
         return ENOMEM;
-    e->nrcpt++;
+    ++*nrcpt;
     return 0;
 }
 
@@ -158,7 +161,7 @@ int ims_pickup_parse(const char *p, size_t n, bool eof, ims_pickup_env *out, con
                 rc = EBADMSG, *why = "more than one X-Sender";
                 break;
             }
-            if (parse_addr(v, vn, SMTP_PATH_REVERSE, &path)) {
+            if (ims_pickup_path(v, vn, SMTP_PATH_REVERSE, &path)) {
                 rc = EBADMSG, *why = "the X-Sender is not an address";
                 break;
             }
@@ -169,7 +172,7 @@ int ims_pickup_parse(const char *p, size_t n, bool eof, ims_pickup_env *out, con
         } else if (out->nrcpt >= IMS_SPOOL_MAX_RCPTS) {
             rc = EBADMSG, *why = "more X-Receiver lines than a message may have recipients";
             break;
-        } else if ((rc = add_rcpt(out, v, vn))) {
+        } else if ((rc = ims_pickup_rcpt_add(&out->rcpts, &out->nrcpt, v, vn))) {
             break;
         }
         off = nl ? end + 1 : n;
@@ -350,7 +353,11 @@ struct ims_pickup {
     pk_core *core;
     pthread_t thread;
     bool running;
-    char *mts_out, *bad, *store_dir, *host;
+    bool dropdir;      /* the Pickup directory (else MTS-OUT) */
+    const char *label; /* "MTS-OUT" or "Pickup", first in every event */
+    unsigned ev_bad;   /* the event of a file moved to bad: 4116 or 4164 */
+    char *watch, *claim, *bad, *store_dir, *host; /* watch: new/ or Pickup; bad: Bad's new/
+                                                   * or Pickup/Archive */
     ims_spool *spool;
     ims_router *router;
     ims_log *log;
@@ -395,7 +402,7 @@ static pk_name *name_new(ims_pickup *p, const char *name, bool claimed)
     pk_name *n = calloc(1, sizeof *n);
     if (!n) {
         pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                     "MTS-OUT: out of memory: the file %s is taken at the next start", name);
+                     "%s: out of memory: the file %s is taken at the next start", p->label, name);
         return NULL;
     }
     snprintf(n->name, sizeof n->name, "%s", name);
@@ -431,8 +438,8 @@ static void scan(ims_pickup *p, int dir_fd, bool claimed)
         if (dfd >= 0)
             close(dfd);
         pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                     "MTS-OUT: unable to read the folder %s/%s: %s", p->mts_out,
-                     claimed ? IMS_PICKUP_CLAIM_DIR : "new", strerror(errno));
+                     "%s: unable to read the folder %s: %s", p->label,
+                     claimed ? p->claim : p->watch, strerror(errno));
         return;
     }
     rewinddir(d);
@@ -443,8 +450,9 @@ static void scan(ims_pickup *p, int dir_fd, bool claimed)
     closedir(d);
 }
 
-/* to_bad - the claim goes to Bad's new/ (its name, or name.<k> when taken), event 4116. */
-static void to_bad(ims_pickup *p, const char *name, const char *why)
+/* to_bad - the claim goes to Bad's new/ or Pickup/Archive (its name, or name.<k> when
+ * taken), event ev (4116, 4164, 4165). */
+static void to_bad(ims_pickup *p, const char *name, const char *why, unsigned ev)
 {
     char target[NAME_MAX + 1];
     int err = 0;
@@ -473,20 +481,24 @@ static void to_bad(ims_pickup *p, const char *name, const char *why)
     p->core->stats.bad++;
     pthread_mutex_unlock(&p->core->lock);
     if (err)
-        pk_event_fmt(p, IMS_EV_PICKUP_BAD, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                     "MTS-OUT: the file %s cannot be sent (%s) and could not be moved to the Bad "
-                     "folder %s: %s; it stays in %s/%s",
-                     name, why, p->bad, strerror(err), p->mts_out, IMS_PICKUP_CLAIM_DIR);
+        pk_event_fmt(p, ev, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                     "%s: the file %s cannot be sent (%s) and could not be moved to the folder "
+                     "%s: %s; it stays in %s",
+                     p->label, name, why, p->bad, strerror(err), p->claim);
     else
-        pk_event_fmt(p, IMS_EV_PICKUP_BAD, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                     "MTS-OUT: the file %s cannot be sent (%s); it was moved to the Bad folder "
-                     "as %s/new/%s",
-                     name, why, p->bad, target);
+        pk_event_fmt(p, ev, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                     "%s: the file %s cannot be sent (%s); it was moved to %s/%s", p->label, name,
+                     why, p->bad, target);
 }
 
 /* claim - new/<name> into the claim directory. true when it is there now. */
 static bool claim(ims_pickup *p, const char *name)
 {
+    struct stat st;
+    /* The Pickup directory holds Archive, .taking, and whatever users put there: only files
+     * are taken (a link or a FIFO moves, and is refused as no file; a directory stays). */
+    if (fstatat(p->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+        return false;
     if (renameat2(p->new_fd, name, p->claim_fd, name, RENAME_NOREPLACE) == 0)
         return true;
     int err = errno;
@@ -504,8 +516,16 @@ static bool claim(ims_pickup *p, const char *name)
         retry_later(p, name, false);
         return false;
     }
+    if (p->dropdir && (err == EACCES || err == EPERM || err == EROFS)) {
+        /* KB Q201314: a file the service cannot move is skipped (never sent twice); a new
+         * event about it (a rename in) or the next start tries again. */
+        pk_event_fmt(p, IMS_EV_DROPDIR_STUCK, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                     "%s: unable to move the file %s/%s: %s; it is skipped", p->label, p->watch,
+                     name, strerror(err));
+        return false;
+    }
     pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                 "MTS-OUT: unable to take the file %s/new/%s: %s; tried again later", p->mts_out,
+                 "%s: unable to take the file %s/%s: %s; tried again later", p->label, p->watch,
                  name, strerror(err));
     retry_later(p, name, false);
     return false;
@@ -513,6 +533,8 @@ static bool claim(ims_pickup *p, const char *name)
 
 typedef struct pk_msg {
     ims_pickup_env env;
+    ims_dropdir_msg dm; /* the Pickup directory: what its parser found (env took its
+                         * sender and recipients) */
     ims_rcpt *rcpts;
     char **dests;
     size_t n;
@@ -525,6 +547,7 @@ static void pk_msg_free(pk_msg *m)
     free(m->dests);
     free(m->rcpts);
     ims_pickup_env_free(&m->env);
+    ims_dropdir_msg_free(&m->dm);
 }
 
 /* route_all - the receivers with a route into m->rcpts; the others are events. 0 or ENOMEM
@@ -548,9 +571,9 @@ static int route_all(ims_pickup *p, const char *name, pk_msg *m)
         if (e == ENOENT || e == EINVAL) {
             failed++;
             pk_event_fmt(p, IMS_EV_PICKUP_NO_ROUTE, IMS_SEV_WARNING, IMS_LEVEL_NONE,
-                         "MTS-OUT: the receiver <%s> of the file %s from <%s> %s; it is "
+                         "%s: the receiver <%s> of the file %s from <%s> %s; it is "
                          "skipped (a non-delivery report is to come)",
-                         r->address, name, m->env.sender,
+                         p->label, r->address, name, m->env.sender,
                          e == ENOENT ? "is no mailbox of ours" : "is not an address");
             continue;
         }
@@ -591,7 +614,34 @@ static int read_at(int fd, uint64_t off, buf *b, size_t *got)
     }
 }
 
-typedef enum pk_outcome { PK_SUBMITTED, PK_BAD, PK_RETRY, PK_GONE } pk_outcome;
+typedef enum pk_outcome { PK_SUBMITTED, PK_BAD, PK_TOO_BIG, PK_RETRY, PK_GONE } pk_outcome;
+
+/* parse_dropdir - the Pickup directory's parser on b, its sender and recipients moved into
+ * m->env (so that routing is MTS-OUT's). As ims_dropdir_parse. */
+static int parse_dropdir(const buf *b, bool eof, pk_msg *m, const char **why)
+{
+    int rc = ims_dropdir_parse((const char *)b->data, b->len, eof, 0, &m->dm, why);
+    if (rc)
+        return rc;
+    m->env.sender = m->dm.sender;
+    m->env.rcpts = m->dm.rcpts;
+    m->env.nrcpt = m->dm.nrcpt;
+    m->env.content_off = m->dm.content_off;
+    m->dm.sender = NULL;
+    m->dm.rcpts = NULL;
+    m->dm.nrcpt = 0;
+    return 0;
+}
+
+/* owner_name - the user name of uid into out (n bytes); "" when it has none. */
+static void owner_name(uid_t uid, char *out, size_t n)
+{
+    char tmp[4096];
+    struct passwd pw, *res = NULL;
+    out[0] = 0;
+    if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) == 0 && res)
+        snprintf(out, n, "%s", res->pw_name);
+}
 
 /* submit - take the claimed file: envelope, routes, content into the spool, commit. */
 static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int *err)
@@ -607,6 +657,10 @@ static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int 
             *why = "it is not a file";
             return PK_BAD;
         }
+        if (p->dropdir && *err == EACCES) {
+            *why = "the service may not read it (its mode)";
+            return PK_BAD;
+        }
         return PK_RETRY;
     }
     struct stat st;
@@ -620,10 +674,16 @@ static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int 
         *why = "it is not a file";
         return PK_BAD;
     }
+    if (p->dropdir && st.st_nlink != 1) {
+        /* A hard link to a file elsewhere would mail what its owner never dropped. */
+        close(fd);
+        *why = "it has other links";
+        return PK_BAD;
+    }
     if ((uint64_t)st.st_size > p->max_size) {
         close(fd);
         *why = "it is over the size limit";
-        return PK_BAD;
+        return p->dropdir ? PK_TOO_BIG : PK_BAD;
     }
     buf b = BUF_INIT;
     pk_msg m = {0};
@@ -638,7 +698,8 @@ static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int 
             goto done;
         off += got;
         eof = got == 0;
-        rc = ims_pickup_parse((const char *)b.data, b.len, eof, &m.env, why);
+        rc = p->dropdir ? parse_dropdir(&b, eof, &m, why)
+                        : ims_pickup_parse((const char *)b.data, b.len, eof, &m.env, why);
         if (rc != EAGAIN)
             break;
     }
@@ -660,8 +721,31 @@ static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int 
     env.client_ip = NULL; /* "unknown": it came from no network client */
     env.helo = p->host;
     env.host = p->host;
-    env.pickup = name;
-    if ((rc = ims_spool_begin(p->spool, &env, &sm))) {
+    char origin[IMS_DROPDIR_ORIGIN_MAX], user[256];
+    buf head = BUF_INIT;
+    if (p->dropdir) {
+        owner_name(st.st_uid, user, sizeof user);
+        ims_dropdir_origin((unsigned long)st.st_uid, user[0] ? user : NULL, origin, sizeof origin);
+        env.dropdir = name;
+        env.origin = origin;
+        rc = ims_dropdir_head(&m.dm, m.env.sender, (unsigned long)st.st_uid, user[0] ? user : NULL,
+                              p->host, name, time(NULL), &head);
+        if (rc) {
+            buf_free(&head);
+            goto done;
+        }
+    } else {
+        env.pickup = name;
+    }
+    rc = ims_spool_begin(p->spool, &env, &sm);
+    if (!rc && head.len)
+        rc = ims_spool_write(sm, head.data, head.len);
+    buf_free(&head);
+    if (rc && sm) {
+        ims_spool_abort(sm);
+        goto done;
+    }
+    if (rc) {
         if (rc == EINVAL) {
             *why = "its envelope cannot be spooled";
             out = PK_BAD;
@@ -672,9 +756,16 @@ static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int 
     ims_pickup_conv conv = {0};
     buf cv = BUF_INIT;
     size_t from = m.env.content_off;
-    for (;;) {
+    for (bool first = true;; first = false) {
         cv.len = 0;
-        rc = ims_pickup_crlf(&conv, (const char *)b.data + from, b.len - from, &cv);
+        rc = 0;
+        /* The fields to leave out (Bcc) are all in the first read: the parser saw them. */
+        for (size_t k = 0; first && !rc && k < m.dm.ncut; k++) {
+            rc = ims_pickup_crlf(&conv, (const char *)b.data + from, m.dm.cuts[k].off - from, &cv);
+            from = m.dm.cuts[k].off + m.dm.cuts[k].len;
+        }
+        if (!rc)
+            rc = ims_pickup_crlf(&conv, (const char *)b.data + from, b.len - from, &cv);
         if (!rc && eof)
             rc = ims_pickup_crlf_end(&conv, &cv);
         if (!rc && conv.out > p->max_size + (p->max_size >> 1) + 2)
@@ -697,7 +788,7 @@ static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int 
         if (rc == EBADMSG || rc == EFBIG) {
             *why = rc == EFBIG ? "it is over the size limit"
                                : "its content has a CR without LF or a NUL";
-            out = PK_BAD;
+            out = rc == EFBIG && p->dropdir ? PK_TOO_BIG : PK_BAD;
         }
         goto done;
     }
@@ -733,12 +824,15 @@ static void take(ims_pickup *p, const char *name)
     case PK_GONE:
         break;
     case PK_BAD:
-        to_bad(p, name, why);
+        to_bad(p, name, why, p->ev_bad);
+        break;
+    case PK_TOO_BIG:
+        to_bad(p, name, why, IMS_EV_DROPDIR_TOO_BIG);
         break;
     case PK_RETRY:
         pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                     "MTS-OUT: unable to spool the file %s/%s/%s: %s; tried again later",
-                     p->mts_out, IMS_PICKUP_CLAIM_DIR, name, strerror(err));
+                     "%s: unable to spool the file %s/%s: %s; tried again later", p->label,
+                     p->claim, name, strerror(err));
         pthread_mutex_lock(&p->core->lock);
         p->core->stats.retried++;
         pthread_mutex_unlock(&p->core->lock);
@@ -772,9 +866,8 @@ static void work(ims_pickup *p)
         bool synced = !claimed_some || (fsync(p->new_fd) == 0 && fsync(p->claim_fd) == 0);
         if (!synced)
             pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                         "MTS-OUT: unable to flush the folder %s/new: %s; its files are taken "
-                         "later",
-                         p->mts_out, strerror(errno));
+                         "%s: unable to flush the folder %s: %s; its files are taken later",
+                         p->label, p->watch, strerror(errno));
         for (size_t i = 0; i < n; i++) {
             if (synced)
                 take(p, batch[i]->name);
@@ -801,8 +894,8 @@ static bool results(ims_pickup *p)
             p->in_flight--;
         if (j->err) {
             pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                         "MTS-OUT: the file %s/%s/%s could not be spooled: %s; tried again later",
-                         p->mts_out, IMS_PICKUP_CLAIM_DIR, j->name, strerror(j->err));
+                         "%s: the file %s/%s could not be spooled: %s; tried again later", p->label,
+                         p->claim, j->name, strerror(j->err));
             retry_later(p, j->name, true);
         }
         free(j);
@@ -888,11 +981,8 @@ int ims_pickup_claim_dir(const char *mts_out, char *out, size_t n)
     return k < 0 || (size_t)k >= n ? ENAMETOOLONG : 0;
 }
 
-static int open_sub(const char *dir, const char *sub, bool make, int *fd)
+static int open_dir(const char *path, bool make, int *fd)
 {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/%s", dir, sub) >= (int)sizeof path)
-        return ENAMETOOLONG;
     if (make && mkdir(path, 0750) && errno != EEXIST)
         return errno;
     *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -911,7 +1001,8 @@ static void pickup_free(ims_pickup *p)
             *l = n->next;
             free(n);
         }
-    free(p->mts_out);
+    free(p->watch);
+    free(p->claim);
     free(p->bad);
     free(p->store_dir);
     free(p->host);
@@ -920,11 +1011,11 @@ static void pickup_free(ims_pickup *p)
     free(p);
 }
 
-int ims_pickup_start(const ims_pickup_options *opt, ims_pickup **out)
+int ims_pickup_start_config(const ims_pickup_config *cf, ims_pickup **out)
 {
     *out = NULL;
-    if (!opt || !opt->mts_out || !opt->bad || !opt->store_dir || !opt->host || !opt->spool ||
-        !opt->router || !ims_spool_field_ok(opt->host, false))
+    if (!cf->watch || !cf->claim || !cf->bad || !cf->store_dir || !cf->host || !cf->spool ||
+        !cf->router || !ims_spool_field_ok(cf->host, false))
         return EINVAL;
     ims_pickup *p = calloc(1, sizeof *p);
     pk_core *c = calloc(1, sizeof *c);
@@ -942,37 +1033,39 @@ int ims_pickup_start(const ims_pickup_options *opt, ims_pickup **out)
     c->events_tail = &c->events;
     c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->out_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    p->spool = opt->spool;
-    p->router = opt->router;
-    p->log = opt->log;
+    p->dropdir = cf->dropdir;
+    p->label = cf->dropdir ? "Pickup" : "MTS-OUT";
+    p->ev_bad = cf->dropdir ? IMS_EV_DROPDIR_BAD : IMS_EV_PICKUP_BAD;
+    p->spool = cf->spool;
+    p->router = cf->router;
+    p->log = cf->log;
     p->max_size =
-        opt->max_size && opt->max_size < IMS_PICKUP_SIZE_MAX ? opt->max_size : IMS_PICKUP_SIZE_MAX;
-    p->retry_ms = opt->retry_ms ? opt->retry_ms : IMS_PICKUP_RETRY_MS;
-    p->mts_out = strdup(opt->mts_out);
-    p->bad = strdup(opt->bad);
-    p->store_dir = strdup(opt->store_dir);
-    p->host = strdup(opt->host);
+        cf->max_size && cf->max_size < IMS_PICKUP_SIZE_MAX ? cf->max_size : IMS_PICKUP_SIZE_MAX;
+    p->retry_ms = cf->retry_ms ? cf->retry_ms : IMS_PICKUP_RETRY_MS;
+    p->watch = strdup(cf->watch);
+    p->claim = strdup(cf->claim);
+    p->bad = strdup(cf->bad);
+    p->store_dir = strdup(cf->store_dir);
+    p->host = strdup(cf->host);
     int rc = 0;
     if (c->wake_fd < 0 || c->out_fd < 0)
         rc = errno;
-    else if (!p->mts_out || !p->bad || !p->store_dir || !p->host)
+    else if (!p->watch || !p->claim || !p->bad || !p->store_dir || !p->host)
         rc = ENOMEM;
     if (!rc)
-        rc = open_sub(p->mts_out, "new", false, &p->new_fd);
+        rc = open_dir(p->watch, false, &p->new_fd);
+    /* The Pickup directory's claim directory is made, and checked, by ims_dropdir_prepare. */
     if (!rc)
-        rc = open_sub(p->mts_out, IMS_PICKUP_CLAIM_DIR, true, &p->claim_fd);
+        rc = open_dir(p->claim, !cf->dropdir, &p->claim_fd);
     if (!rc)
-        rc = open_sub(p->bad, "new", false, &p->bad_fd);
+        rc = open_dir(p->bad, false, &p->bad_fd);
     if (!rc && (p->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
         rc = errno;
-    if (!rc) {
-        /* The watch before the scan: a file arriving in between is seen twice (harmless:
-         * the second claim finds it gone), never missed. */
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/new", p->mts_out);
-        if (inotify_add_watch(p->ino_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR) < 0)
-            rc = errno;
-    }
+    /* The watch before the scan: a file arriving in between is seen twice (harmless: the
+     * second claim finds it gone), never missed. */
+    if (!rc &&
+        inotify_add_watch(p->ino_fd, p->watch, IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR) < 0)
+        rc = errno;
     if (!rc) {
         rc = pthread_create(&p->thread, NULL, pickup_main, p);
         p->running = !rc;
@@ -983,6 +1076,31 @@ int ims_pickup_start(const ims_pickup_options *opt, ims_pickup **out)
     }
     *out = p;
     return 0;
+}
+
+int ims_pickup_start(const ims_pickup_options *opt, ims_pickup **out)
+{
+    *out = NULL;
+    if (!opt || !opt->mts_out || !opt->bad)
+        return EINVAL;
+    char watch[PATH_MAX], claim[PATH_MAX], bad[PATH_MAX];
+    if (snprintf(watch, sizeof watch, "%s/new", opt->mts_out) >= (int)sizeof watch ||
+        ims_pickup_claim_dir(opt->mts_out, claim, sizeof claim) ||
+        snprintf(bad, sizeof bad, "%s/new", opt->bad) >= (int)sizeof bad)
+        return ENAMETOOLONG;
+    ims_pickup_config cf = {
+        .watch = watch,
+        .claim = claim,
+        .bad = bad,
+        .store_dir = opt->store_dir,
+        .host = opt->host,
+        .spool = opt->spool,
+        .router = opt->router,
+        .log = opt->log,
+        .max_size = opt->max_size,
+        .retry_ms = opt->retry_ms,
+    };
+    return ims_pickup_start_config(&cf, out);
 }
 
 int ims_pickup_fd(const ims_pickup *p)
@@ -1012,7 +1130,7 @@ size_t ims_pickup_dispatch(ims_pickup *p)
     }
     if (dropped)
         ims_log_event(p->log, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_WARNING, IMS_LEVEL_NONE,
-                      "%zu MTS-OUT events were not logged (too many at once)", dropped);
+                      "%zu %s events were not logged (too many at once)", dropped, p->label);
     return count;
 }
 

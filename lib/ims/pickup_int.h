@@ -1,15 +1,23 @@
-/* pickup_int.h - lib/ims's private contract between pickup.c and its unit tests: the
- * envelope of an MTS-OUT file and the conversion of its content to CRLF lines. */
+/* pickup_int.h - lib/ims's private contract between pickup.c (the engine of MTS-OUT and the
+ * Pickup directory), dropdir.c and their unit tests: the envelope of an MTS-OUT file, the
+ * conversion of content to CRLF lines, the engine's set-up and a dropped file's head. */
 #ifndef IMS_PICKUP_INT_H
 #define IMS_PICKUP_INT_H
 
+#include <time.h>
+
+#include "base/base.h"
 #include "ims/ims.h"
 
-typedef struct ims_pickup_rcpt {
-    char *address; /* the mailbox ("local@domain", "postmaster"); when bad, the value as
-                    * written with control characters as '?' (for the event) */
-    bool bad;      /* not an address a route can be found for (syntax, a literal domain) */
-} ims_pickup_rcpt;
+/* A receiver: the Pickup directory's type (ims.h). */
+typedef ims_dropdir_rcpt ims_pickup_rcpt;
+
+/* ims_pickup_path - v[0..n), "<addr>" or a bare "addr", as a path of kind. 0 or -1. */
+int ims_pickup_path(const char *v, size_t n, smtp_path_kind kind, smtp_path *path);
+/* ims_pickup_rcpt_add - v[0..n) appended to *rcpts (*nrcpt of them, grown at powers of two):
+ * its mailbox, or, when it is no path a route can be found for, the text with bad set.
+ * 0 or ENOMEM. */
+int ims_pickup_rcpt_add(ims_pickup_rcpt **rcpts, size_t *nrcpt, const char *v, size_t n);
 
 typedef struct ims_pickup_env {
     char *sender; /* the reverse-path's mailbox; "" is the null sender */
@@ -39,5 +47,31 @@ typedef struct ims_pickup_conv {
 int ims_pickup_crlf(ims_pickup_conv *c, const char *in, size_t n, buf *out);
 /* ims_pickup_crlf_end - the end of the content. 0, EBADMSG (a CR last) or ENOMEM. */
 int ims_pickup_crlf_end(ims_pickup_conv *c, buf *out);
+
+/* How the engine (pickup.c) is set up: MTS-OUT (ims_pickup_start) or the Pickup directory
+ * (ims_dropdir_start). Strings are copied. */
+typedef struct ims_pickup_config {
+    bool dropdir;          /* the Pickup directory: dropdir.c's parser, head, events */
+    const char *watch;     /* where files arrive: MTS-OUT's new/, or Pickup */
+    const char *claim;     /* the claim directory (same file system as watch) */
+    const char *bad;       /* where bad files go: Bad's new/, or Pickup/Archive */
+    const char *store_dir; /* as ims_pickup_options' */
+    const char *host;
+    ims_spool *spool;
+    ims_router *router;
+    ims_log *log;
+    uint64_t max_size;
+    unsigned retry_ms;
+} ims_pickup_config;
+
+/* ims_pickup_start_config - start the engine as cf says. As ims_pickup_start. */
+int ims_pickup_start_config(const ims_pickup_config *cf, ims_pickup **out);
+
+/* ims_dropdir_head - what goes before a dropped file's message (CRLF lines, appended to out):
+ * our Received field, naming the file's owner (uid, and user when not NULL) and its name,
+ * dated now; then Date (now), Message-ID (random, @host) and From (sender, when not empty)
+ * for those m lacks. 0 or ENOMEM. */
+int ims_dropdir_head(const ims_dropdir_msg *m, const char *sender, unsigned long uid,
+                     const char *user, const char *host, const char *file, time_t now, buf *out);
 
 #endif

@@ -46,7 +46,8 @@ struct ims_spool_msg {
     time_t time;
     buf track; /* for the 1012 lines: sender, client ip, host, then each recipient, NUL-ended */
     size_t nrcpt;
-    char *pickup; /* MTS-OUT's claim name, or NULL */
+    char *pickup;  /* MTS-OUT's claim name, or NULL */
+    char *dropdir; /* the Pickup directory's claim name, or NULL */
 };
 
 typedef struct spool_event {
@@ -63,6 +64,7 @@ struct ims_spool {
     char host[SPOOL_HOST_MAX];
     int in_fd, work_fd, efd; /* work_fd carries the lock that keeps a second spool out */
     int pickup_fd;           /* MTS-OUT's claim directory, or -1 */
+    int dropdir_fd;          /* the Pickup directory's claim directory, or -1 */
     ims_log *log;
     unsigned window_us;
     ims_tracking *tracking;
@@ -202,7 +204,9 @@ static int envelope_check(const ims_envelope *env)
         (env->client_ip && smtp_ip_parse(env->client_ip, &ip)) ||
         (env->helo && !ims_spool_field_ok(env->helo, false)) ||
         (env->host && !ims_spool_field_ok(env->host, false)) || !opt_ok(env->envid) ||
-        !opt_ok(env->ret) || (env->pickup && !ims_spool_pickup_name_ok(env->pickup)))
+        !opt_ok(env->ret) || (env->pickup && !ims_spool_pickup_name_ok(env->pickup)) ||
+        (env->dropdir && !ims_spool_pickup_name_ok(env->dropdir)) ||
+        (env->pickup && env->dropdir) || (env->origin && !ims_spool_field_ok(env->origin, false)))
         return EINVAL;
     for (size_t i = 0; i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
@@ -234,6 +238,8 @@ static int format_envelope(ims_spool_msg *m, const ims_envelope *env, const char
         rc = buf_printf(b, "ret %s\n", env->ret);
     if (!rc && env->pickup)
         rc = buf_printf(b, "pickup %s\n", env->pickup);
+    if (!rc && env->dropdir)
+        rc = buf_printf(b, "dropdir %s\n", env->dropdir);
     for (size_t i = 0; !rc && i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
         rc = buf_printf(b, "rcpt %s\t%s\t%s\t%s%s\n", or_dash(r->notify), or_dash(r->orcpt),
@@ -250,7 +256,8 @@ static int format_envelope(ims_spool_msg *m, const ims_envelope *env, const char
         rc = buf_printf(b, "%0*d\n\n", SPOOL_SIZE_DIGITS, 0);
     /* What the tracking lines need once the message is committed. */
     rc = rc ? rc : buf_add(&m->track, env->sender, strlen(env->sender) + 1);
-    const char *ip = env->client_ip ? env->client_ip : "unknown";
+    /* The Pickup directory's messages name their origin (the file's owner) there instead. */
+    const char *ip = env->origin ? env->origin : env->client_ip ? env->client_ip : "unknown";
     rc = rc ? rc : buf_add(&m->track, ip, strlen(ip) + 1);
     rc = rc ? rc : buf_add(&m->track, host, strlen(host) + 1);
     for (size_t i = 0; !rc && i < env->nrcpt; i++)
@@ -266,6 +273,7 @@ static void msg_free(ims_spool_msg *m)
     buf_free(&m->data);
     buf_free(&m->track);
     free(m->pickup);
+    free(m->dropdir);
     free(m);
 }
 
@@ -320,6 +328,7 @@ int ims_spool_begin(ims_spool *sp, const ims_envelope *env, ims_spool_msg **out)
     m->time = env->time ? env->time : time(NULL);
     new_id(sp, m->id);
     if ((env->pickup && !(m->pickup = strdup(env->pickup))) ||
+        (env->dropdir && !(m->dropdir = strdup(env->dropdir))) ||
         (rc = format_envelope(m, env, env->host ? env->host : sp->host))) {
         rc = rc ? rc : ENOMEM;
         msg_free(m);
@@ -457,33 +466,47 @@ static void track_received(ims_spool *sp, const ims_spool_msg *m)
                            m->content_len, ip, host);
 }
 
-/* release_claims - MTS-OUT's claims of the round's durable messages unlinked, and that made
- * durable, before any of them may be delivered (and its spool file leave In). false when
- * that failed: their messages then wait in In for the next open, which settles the claims
- * before delivery starts. */
+/* claim_name - m's claim file of kind k (0: MTS-OUT, 1: the Pickup directory), or NULL. */
+static const char *claim_name(const ims_spool_msg *m, int k)
+{
+    return k == 0 ? m->pickup : m->dropdir;
+}
+
+/* release_claims - the claims (MTS-OUT's, the Pickup directory's) of the round's durable
+ * messages unlinked, and that made durable, before any of them may be delivered (and its
+ * spool file leave In). false when that failed: their messages then wait in In for the next
+ * open, which settles the claims before delivery starts. */
 static bool release_claims(ims_spool *sp, ims_spool_msg **ms, size_t n)
 {
-    if (sp->pickup_fd < 0)
-        return true;
-    size_t gone = 0;
-    int err = 0;
-    const char *which = "";
-    for (size_t i = 0; i < n; i++) {
-        if (ms[i]->err || !ms[i]->pickup)
+    static const char *const what[] = {"MTS-OUT", "Pickup directory"};
+    int fds[] = {sp->pickup_fd, sp->dropdir_fd};
+    bool ok = true;
+    for (int k = 0; k < 2; k++) {
+        if (fds[k] < 0)
             continue;
-        if (unlinkat(sp->pickup_fd, ms[i]->pickup, 0) == 0)
-            gone++;
-        else if (errno != ENOENT && !err)
-            err = errno, which = ms[i]->pickup;
+        size_t gone = 0;
+        int err = 0;
+        const char *which = "";
+        for (size_t i = 0; i < n; i++) {
+            const char *c = claim_name(ms[i], k);
+            if (ms[i]->err || !c)
+                continue;
+            if (unlinkat(fds[k], c, 0) == 0)
+                gone++;
+            else if (errno != ENOENT && !err)
+                err = errno, which = c;
+        }
+        if (!err && gone && fsync(fds[k]))
+            err = errno, which = ".";
+        if (err) {
+            spool_event_fmt(sp, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                            "Unable to remove the %s claim %s of a spooled message: %s; the "
+                            "round's %s messages are delivered at the next start",
+                            what[k], which, strerror(err), what[k]);
+            ok = false;
+        }
     }
-    if (!err && gone && fsync(sp->pickup_fd))
-        err = errno, which = ".";
-    if (err)
-        spool_event_fmt(sp, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
-                        "Unable to remove the MTS-OUT claim %s of a spooled message: %s; the "
-                        "round's MTS-OUT messages are delivered at the next start",
-                        which, strerror(err));
-    return err == 0;
+    return ok;
 }
 
 /* commit_round - make a round of written messages durable: fdatasync them together (in the
@@ -542,7 +565,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         }
         if (sp->tracking)
             track_received(sp, m);
-        if (m->pickup && !claims_gone)
+        if ((m->pickup || m->dropdir) && !claims_gone)
             continue; /* stays in In, undelivered, till the next open settles its claim */
         if (sp->deliverer && ims_deliverer_enqueue(sp->deliverer, m->id, false))
             spool_event_fmt(sp, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_WARNING, IMS_LEVEL_NONE,
@@ -678,6 +701,8 @@ static void spool_free(ims_spool *sp)
         close(sp->in_fd);
     if (sp->pickup_fd >= 0)
         close(sp->pickup_fd);
+    if (sp->dropdir_fd >= 0)
+        close(sp->dropdir_fd);
     if (sp->work_fd >= 0)
         close(sp->work_fd);
     ims_tracking_close(sp->tracking);
@@ -720,7 +745,7 @@ static int open_dir(const char *root, const char *sub, int *fd)
 
 static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_options *opt)
 {
-    sp->in_fd = sp->work_fd = sp->efd = sp->pickup_fd = -1;
+    sp->in_fd = sp->work_fd = sp->efd = sp->pickup_fd = sp->dropdir_fd = -1;
     pthread_mutex_init(&sp->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -764,6 +789,13 @@ static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_optio
         if ((sp->pickup_fd = open(opt->pickup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
             return errno;
     }
+    if (opt->dropdir_claim_dir) {
+        /* Made by ims_dropdir_start, which checks whose it is: only opened here. */
+        sp->dropdir_fd =
+            open(opt->dropdir_claim_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sp->dropdir_fd < 0)
+            return errno;
+    }
     sp->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sp->efd < 0)
         return errno;
@@ -796,10 +828,11 @@ static time_t id_time(const char *id)
  * Only spool files whose id's time is at least 2 s before the oldest claim's ctime (the
  * rename that made the claim set it; 2 s for coarse timestamps) are read: a message spooled
  * before its claim was made cannot be its. */
-static int settle_claims(ims_spool *sp, const ims_id_list *ids, size_t *settled)
+static int settle_claims(ims_spool *sp, int claim_fd, int kind, const ims_id_list *ids,
+                         size_t *settled)
 {
     *settled = 0;
-    int dfd = dup(sp->pickup_fd);
+    int dfd = dup(claim_fd);
     DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
     if (!d) {
         if (dfd >= 0)
@@ -813,7 +846,7 @@ static int settle_claims(ims_spool *sp, const ims_id_list *ids, size_t *settled)
     struct dirent *e;
     while (!rc && (e = readdir(d))) {
         struct stat st;
-        if (e->d_name[0] == '.' || fstatat(sp->pickup_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+        if (e->d_name[0] == '.' || fstatat(claim_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
             !S_ISREG(st.st_mode))
             continue;
         if (n == cap) {
@@ -850,13 +883,13 @@ static int settle_claims(ims_spool *sp, const ims_id_list *ids, size_t *settled)
             rc = ENOMEM;
         if (r)
             continue;
-        claim key = {.name = f.pickup};
-        claim *c = f.pickup ? bsearch(&key, v, n, sizeof *v, claim_cmp) : NULL;
-        if (c && t + 2 >= c->ctime && unlinkat(sp->pickup_fd, c->name, 0) == 0)
+        claim key = {.name = kind == 0 ? f.pickup : f.dropdir};
+        claim *c = key.name ? bsearch(&key, v, n, sizeof *v, claim_cmp) : NULL;
+        if (c && t + 2 >= c->ctime && unlinkat(claim_fd, c->name, 0) == 0)
             (*settled)++;
         ims_spool_file_free(&f);
     }
-    if (!rc && *settled && fsync(sp->pickup_fd))
+    if (!rc && *settled && fsync(claim_fd))
         rc = errno;
     for (size_t i = 0; i < n; i++)
         free(v[i].name);
@@ -879,9 +912,11 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
     if (!rc)
         rc =
             ims_spool_recover(sp->work_fd, sp->in_fd, sp->root, sp->log, &ids, &removed, &archived);
-    size_t settled = 0;
+    size_t settled = 0, settled_dropdir = 0;
     if (!rc && sp->pickup_fd >= 0)
-        rc = settle_claims(sp, &ids, &settled);
+        rc = settle_claims(sp, sp->pickup_fd, 0, &ids, &settled);
+    if (!rc && sp->dropdir_fd >= 0)
+        rc = settle_claims(sp, sp->dropdir_fd, 1, &ids, &settled_dropdir);
     if (!rc && opt->mts_in) {
         ims_deliver_config dc = {
             .root_dir = root_dir,
@@ -919,6 +954,12 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
                       "Spool recovery in %s: %zu MTS-OUT claims in %s removed (their messages "
                       "are in In)",
                       root_dir, settled, opt->pickup_dir);
+    if (!rc && settled_dropdir)
+        ims_log_event(sp->log, IMS_EV_SPOOL_RECOVERED, IMS_CAT_INIT_TERM, IMS_SEV_INFO,
+                      IMS_LEVEL_MINIMUM,
+                      "Spool recovery in %s: %zu Pickup directory claims in %s removed (their "
+                      "messages are in In)",
+                      root_dir, settled_dropdir, opt->dropdir_claim_dir);
     free(ids.ids);
     if (rc) {
         if (sp->deliverer)

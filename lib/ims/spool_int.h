@@ -12,6 +12,8 @@
  *   id <queue id>           time <unix seconds>      client <ip>     helo <name>
  *   host <our name>         from <reverse-path>      [envid <x>]     [ret <x>]
  *   [pickup <name>]         (MTS-OUT: the message's claim file, ims_envelope's pickup)
+ *   [dropdir <name>]        (the Pickup directory's claim file, ims_envelope's dropdir; a
+ *                            file has at most one of pickup and dropdir)
  *   rcpt <notify|->\t<orcpt|->\t<address>\t<route>   (one per recipient, in order); route:
  *        /<maildir>          a mailbox of ours (IMS_ROUTE_LOCAL)
  *        dns:<domain>        the domain's mail exchangers (IMS_ROUTE_DNS)
@@ -60,7 +62,8 @@ typedef struct ims_spool_file {
     char id[IMS_QUEUE_ID_LEN + 1];
     time_t time;
     char *sender, *client_ip, *helo, *host, *envid, *ret;
-    char *pickup; /* MTS-OUT's claim name, or NULL */
+    char *pickup;  /* MTS-OUT's claim name, or NULL */
+    char *dropdir; /* the Pickup directory's claim name, or NULL */
     ims_spool_rcpt_rec *rcpts;
     size_t nrcpt;
     uint64_t content_off, content_len; /* where the content is in the file */

@@ -45,6 +45,7 @@ bool ims_spool_pickup_name_ok(const char *name)
 void ims_spool_file_free(ims_spool_file *f)
 {
     free(f->pickup);
+    free(f->dropdir);
     free(f->sender);
     free(f->client_ip);
     free(f->helo);
@@ -188,7 +189,9 @@ static int parse_line(ims_spool_file *f, char *line, bool *have_time, bool *have
     if (!strcmp(line, "rcpt"))
         return parse_rcpt(f, v);
     if (!strcmp(line, "pickup") && f->version >= 2)
-        return ims_spool_pickup_name_ok(v) ? set_once(&f->pickup, v) : EBADMSG;
+        return ims_spool_pickup_name_ok(v) && !f->dropdir ? set_once(&f->pickup, v) : EBADMSG;
+    if (!strcmp(line, "dropdir") && f->version >= 2)
+        return ims_spool_pickup_name_ok(v) && !f->pickup ? set_once(&f->dropdir, v) : EBADMSG;
     return EBADMSG; /* versions 1 and 2 have no other keys */
 }
 

@@ -36,6 +36,8 @@ struct imsd_mail {
     ims_tracking *out_tracking;
     ims_pickup *pickup; /* MTS-OUT */
     struct event *pickup_ev;
+    ims_pickup *dropdir; /* RootDir/Pickup; NULL: off (event 4166) */
+    struct event *dropdir_ev;
     smtp_relay_policy relay;
     smtp_config cfg;
     ims_protolog *plog; /* NULL: protocol logging off */
@@ -529,6 +531,55 @@ static void pickup_ready(evutil_socket_t fd, short what, void *arg)
     ims_pickup_dispatch(m->pickup);
 }
 
+static void dropdir_ready(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct imsd_mail *m = arg;
+    ims_pickup_dispatch(m->dropdir);
+}
+
+/* dropdir_off - the Pickup directory cannot be used: the feature is off (KB Q201314). */
+static void dropdir_off(struct imsd_mail *m, const char *dir, int e)
+{
+    ims_log_event(m->srv->log, IMS_EV_DROPDIR_OFF, IMS_CAT_INIT_TERM, IMS_SEV_WARNING,
+                  IMS_LEVEL_NONE,
+                  "The Pickup directory %s cannot be used (%s): files dropped there are not "
+                  "taken until a start finds it usable",
+                  dir,
+                  e == EPERM     ? "it, its Archive or its .taking belongs to another user"
+                  : e == ENOTDIR ? "it, its Archive or its .taking is not a directory"
+                                 : strerror(e));
+}
+
+/* dropdir_start - the Pickup directory's thread (after MTS-OUT's: the router is shared). */
+static void dropdir_start(struct imsd_mail *m, const char *dir)
+{
+    ims_dropdir_options o = {0};
+    o.dir = dir;
+    o.store_dir = m->store_dir;
+    o.host = m->fqdn;
+    o.spool = m->spool;
+    o.router = m->router;
+    o.log = m->srv->log;
+    o.max_size = m->srv->settings->inbound_size_limit;
+    int e = ims_dropdir_start(&o, &m->dropdir);
+    if (!e) {
+        m->dropdir_ev = event_new(m->srv->base, ims_pickup_fd(m->dropdir), EV_READ | EV_PERSIST,
+                                  dropdir_ready, m);
+        if (!m->dropdir_ev || event_add(m->dropdir_ev, NULL))
+            e = ENOMEM;
+    }
+    if (e) {
+        if (m->dropdir_ev)
+            event_free(m->dropdir_ev);
+        m->dropdir_ev = NULL;
+        ims_pickup_stop(m->dropdir);
+        m->dropdir = NULL;
+        dropdir_off(m, dir, e);
+    }
+}
+
 /* pickup_start - MTS-OUT's thread, once the router is no longer used here but through it. */
 static int pickup_start(struct imsd_mail *m, const char *gateway, const char *mts_out)
 {
@@ -574,6 +625,11 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         e = ims_router_new(s, m->dir, &m->router);
     }
     char mts_in[PATH_MAX], tracking[PATH_MAX], mts_out[PATH_MAX], claims[PATH_MAX];
+    char dropdir[PATH_MAX], drop_claims[PATH_MAX];
+    bool dropdir_on = false;
+    if (snprintf(dropdir, sizeof dropdir, "%s/Pickup", s->root_dir) >= (int)sizeof dropdir ||
+        ims_dropdir_claim_dir(dropdir, drop_claims, sizeof drop_claims))
+        e = ENAMETOOLONG;
     snprintf(mts_in, sizeof mts_in, "%s/.MTS-IN", gateway);
     snprintf(mts_out, sizeof mts_out, "%s/.MTS-OUT", gateway);
     if (ims_pickup_claim_dir(mts_out, claims, sizeof claims))
@@ -613,6 +669,12 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         opt.host = m->fqdn;
         opt.log = srv->log;
         opt.pickup_dir = claims;
+        /* The Pickup directory's folders and modes before the spool settles its claims. */
+        int de = ims_dropdir_prepare(dropdir);
+        if (de)
+            dropdir_off(m, dropdir, de);
+        dropdir_on = de == 0;
+        opt.dropdir_claim_dir = dropdir_on ? drop_claims : NULL;
         what = "the spool";
         e = ims_spool_open(s->root_dir, &opt, &m->spool);
     }
@@ -698,6 +760,8 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         imsd_mail_close(srv);
         return IMS_EV_INTERNAL;
     }
+    if (dropdir_on)
+        dropdir_start(m, dropdir);
     return IMS_OK;
 }
 
@@ -709,6 +773,9 @@ void imsd_mail_close(imsd_server *srv)
     if (m->pickup_ev)
         event_free(m->pickup_ev);
     ims_pickup_stop(m->pickup); /* before the spool closes */
+    if (m->dropdir_ev)
+        event_free(m->dropdir_ev);
+    ims_pickup_stop(m->dropdir);
     if (m->spool_ev)
         event_free(m->spool_ev);
     imsd_outbound_stop(m->outbound); /* before the spool: no more reports into it */
