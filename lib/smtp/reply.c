@@ -80,8 +80,9 @@ static const reply_row reply_table[SMTP_R_COUNT] = {
     [SMTP_R_AUTH_ALREADY] = {503, "5.5.1", false, "Already authenticated"},
     [SMTP_R_NEED_TLS] = {530, "5.7.0", false, "Must issue a STARTTLS command first"},
     [SMTP_R_NEED_AUTH] = {530, "5.7.0", false, "Authentication required"},
-    [SMTP_R_AUTH_TOO_MANY] = {421, "4.7.0", true,
-                              "Too many failed authentication attempts, closing transmission channel"},
+    [SMTP_R_AUTH_TOO_MANY] =
+        {421, "4.7.0", true,
+         "Too many failed authentication attempts, closing transmission channel"},
     [SMTP_R_SENDER_NOT_LOCAL] = {550, "5.7.1", false,
                                  "Sender mailbox is not local: clients can only submit if homed "
                                  "on this server"},

@@ -461,10 +461,11 @@ typedef struct smtp_config {
 } smtp_config;
 
 /* AUTH limits. */
-#define SMTP_AUTH_LINE_MAX 12288  /* RFC 4954 4: an AUTH line, initial response and CRLF included */
-#define SMTP_AUTH_USER_MAX 255    /* bytes of an authentication identity (an address fits) */
-#define SMTP_AUTH_PASS_MAX 1024   /* bytes of a password */
-#define SMTP_AUTH_FAILURES_MAX 5  /* failed AUTHs in one session: the fifth ends it (421) */
+#define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4: an AUTH line, initial response and CRLF included   \
+                                  */
+#define SMTP_AUTH_USER_MAX 255   /* bytes of an authentication identity (an address fits) */
+#define SMTP_AUTH_PASS_MAX 1024  /* bytes of a password */
+#define SMTP_AUTH_FAILURES_MAX 5 /* failed AUTHs in one session: the fifth ends it (421) */
 
 /* smtp_sasl_creds - what a client's SASL response said. */
 typedef struct smtp_sasl_creds {

@@ -484,7 +484,6 @@ static void tls_why(const ob_conn *k, struct bufferevent *bev, char *out, size_t
     ERR_clear_error();
 }
 
-
 /* pushes_back - a reply that says "fewer connections, or slower": 421, or a transient
  * refusal that names too many connections or a rate. */
 static bool pushes_back(const smtp_result *r)
