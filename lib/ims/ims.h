@@ -200,10 +200,22 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
 #define IMS_DEFAULT_TLS_POLICY "may"
 #define IMS_CREDS_NAME "ClientCredentials" /* ClientCredentialsFile's default, under IMS_ROOT */
 
+/* What a listener is for (a ListenAddresses line's optional second word). */
+typedef enum ims_listen_kind {
+    IMS_LISTEN_SMTP,        /* "smtp" (the default): mail from the Internet, STARTTLS offered */
+    IMS_LISTEN_SUBMISSION,  /* "submission" (RFC 6409, port 587): AUTH before MAIL */
+    IMS_LISTEN_SUBMISSIONS, /* "submissions" or "smtps" (RFC 8314, port 465): TLS from the
+                             * first byte, then as submission */
+} ims_listen_kind;
+
 typedef struct ims_listen {
     char host[64]; /* numeric IPv4 or IPv6 address ("0.0.0.0", "::1") */
     uint16_t port;
+    uint8_t kind; /* ims_listen_kind */
 } ims_listen;
+
+/* Server TLS and AUTH (docs/ims.md, "TLS and authentication"). */
+#define IMS_TLS_FILE_MAX 256 /* bytes of a TlsCertificateFile or TlsKeyFile path, NUL included */
 
 /* ims_settings - the service key's and Parameters' values, each with its documented default
  * (docs/ims.md lists them). */
@@ -264,6 +276,12 @@ typedef struct ims_settings {
     char tls_ca_file[IMS_CA_FILE_MAX];         /* TlsCaFile: "" = the system's trust store */
     char
         client_credentials_file[PATH_MAX]; /* ClientCredentialsFile: <IMS_ROOT>/ClientCredentials */
+    char tls_certificate_file[IMS_TLS_FILE_MAX]; /* TlsCertificateFile: "" = no server TLS */
+    char tls_key_file[IMS_TLS_FILE_MAX];         /* TlsKeyFile: "" = the certificate file's */
+    uint32_t allow_auth_without_tls;             /* AllowAuthWithoutTls: 0 */
+    uint32_t disable_auth;                       /* DisableAuth: 0 */
+    uint32_t client_submit_homed_only;           /* ClientSubmitHomedOnly: 0 */
+    uint32_t client_submit_match_account;        /* ClientSubmitMatchAccount: 0 */
     struct ims_route_entry {
         char domain[256];        /* the subkey's name: this domain and its sub-domains */
         char host[IMS_HOST_MAX]; /* IMS_ROUTING_INBOUND, IMS_ROUTING_DNS or a host spec */
@@ -421,8 +439,12 @@ size_t ims_creds_count(const ims_creds *c);
 bool ims_creds_find(const ims_creds *c, const ims_settings *s, ims_route_kind kind,
                     const char *name, const char **user, const char **pass);
 
-/* ims_listen_parse - "address:port" ("[v6]:port" for IPv6). Returns 0 or -1. */
+/* ims_listen_parse - "address:port" ("[v6]:port" for IPv6), optionally followed by blanks
+ * and the listener's kind: smtp (the default), submission, submissions or smtps (any case).
+ * Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);
+/* ims_listen_kind_name - "smtp", "submission", "submissions" ("?" for another value). */
+const char *ims_listen_kind_name(ims_listen_kind k);
 
 /* ims_install - write the service key (DisplayName, ImagePath, ObjectName, Start, Type,
  * ErrorControl, DependOnService) and Parameters (RootDir, ListenAddresses, SiteDN,
@@ -1354,6 +1376,11 @@ void ims_pickup_stop(ims_pickup *p);
 #define IMS_EV_DROPDIR_TOO_BIG 4165 /* a Pickup file over the size limit: to Archive (ours) */
 #define IMS_EV_DROPDIR_OFF 4166     /* the Pickup directory cannot be used: it is off (ours) */
 #define IMS_EV_DROPDIR_STUCK 4167   /* a Pickup file cannot be moved: skipped (ours) */
+
+/* The SMTP server's TLS and AUTH (docs/ims.md, "TLS and authentication"). */
+#define IMS_EV_TLS_SERVER 4168   /* TlsCertificateFile/TlsKeyFile unusable: no STARTTLS (ours) */
+#define IMS_EV_TLS_RELOADED 4169 /* the server certificate was read again after a change (ours) */
+#define IMS_EV_AUTH_FAILED 4183  /* AUTH failed: client address and account (KB Q235627) */
 
 #define IMS_DROPDIR_CLAIM_DIR ".taking"   /* under Pickup */
 #define IMS_DROPDIR_ARCHIVE "Archive"     /* under Pickup */

@@ -85,6 +85,12 @@ static bool tls_policy_valid(const char *text)
     return ims_tls_policy_parse(text, &p) == 0;
 }
 
+/* path_valid - a file named by its absolute path (the service reads it after chdir("/")). */
+static bool path_valid(const char *text)
+{
+    return text[0] == '/';
+}
+
 /* dns_server_valid - a DnsServers line (ims_dns_server_parse). */
 static bool dns_server_valid(const char *text)
 {
@@ -150,6 +156,15 @@ static const ims_setting settings_table[] = {
     {"TlsCaFile", IMS_SETTING_STRING, offsetof(ims_settings, tls_ca_file),
      sizeof((ims_settings *)0)->tls_ca_file, 0, 0, 0, NULL, true},
     STRING("ClientCredentialsFile", client_credentials_file, NULL),
+    /* Server TLS and AUTH. */
+    {"TlsCertificateFile", IMS_SETTING_STRING, offsetof(ims_settings, tls_certificate_file),
+     sizeof((ims_settings *)0)->tls_certificate_file, 0, 0, 0, path_valid, true},
+    {"TlsKeyFile", IMS_SETTING_STRING, offsetof(ims_settings, tls_key_file),
+     sizeof((ims_settings *)0)->tls_key_file, 0, 0, 0, path_valid, true},
+    DWORD("AllowAuthWithoutTls", allow_auth_without_tls, 0, 0, 1),
+    DWORD("DisableAuth", disable_auth, 0, 0, 1),
+    DWORD("ClientSubmitHomedOnly", client_submit_homed_only, 0, 0, 1),
+    DWORD("ClientSubmitMatchAccount", client_submit_match_account, 0, 0, 1),
 };
 
 static const char *const tls_policy_names[] = {
@@ -212,8 +227,57 @@ void ims_settings_defaults(ims_settings *s, const char *root)
             *(uint32_t *)((char *)s + t[i].field) = t[i].dflt;
 }
 
-int ims_listen_parse(const char *text, ims_listen *out)
+static const char *const listen_kind_names[] = {
+    [IMS_LISTEN_SMTP] = "smtp",
+    [IMS_LISTEN_SUBMISSION] = "submission",
+    [IMS_LISTEN_SUBMISSIONS] = "submissions",
+};
+
+const char *ims_listen_kind_name(ims_listen_kind k)
 {
+    return (unsigned)k <= IMS_LISTEN_SUBMISSIONS ? listen_kind_names[k] : "?";
+}
+
+/* listen_kind_parse - the word after the address ("" is smtp). Returns 0 or -1. */
+static int listen_kind_parse(const char *word, uint8_t *out)
+{
+    if (!*word) {
+        *out = IMS_LISTEN_SMTP;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof listen_kind_names / sizeof listen_kind_names[0]; i++)
+        if (!strcasecmp(word, listen_kind_names[i])) {
+            *out = (uint8_t)i;
+            return 0;
+        }
+    if (!strcasecmp(word, "smtps")) { /* the name port 465 had before RFC 8314 */
+        *out = IMS_LISTEN_SUBMISSIONS;
+        return 0;
+    }
+    return -1;
+}
+
+int ims_listen_parse(const char *line, ims_listen *out)
+{
+    /* "address:port kind": the kind is cut off first, then the address parsed alone. */
+    char text[sizeof out->host + 32];
+    size_t alen = strcspn(line, " \t");
+    if (alen >= sizeof text)
+        return -1;
+    memcpy(text, line, alen);
+    text[alen] = 0;
+    const char *word = line + alen + strspn(line + alen, " \t");
+    size_t wlen = strcspn(word, " \t");
+    if (word[wlen + strspn(word + wlen, " \t")])
+        return -1; /* a third word */
+    char kindword[16];
+    if (wlen >= sizeof kindword)
+        return -1;
+    memcpy(kindword, word, wlen);
+    kindword[wlen] = 0;
+    uint8_t kind;
+    if (listen_kind_parse(kindword, &kind))
+        return -1;
     char host[sizeof out->host];
     const char *port;
     if (text[0] == '[') {
@@ -245,6 +309,7 @@ int ims_listen_parse(const char *text, ims_listen *out)
         return -1;
     snprintf(out->host, sizeof out->host, "%s", host);
     out->port = (uint16_t)p;
+    out->kind = kind;
     return 0;
 }
 

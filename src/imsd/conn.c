@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+
 #define ACCEPT_PAUSE_SECONDS 1 /* after accept() fails (EMFILE...): wait before retrying */
 /* Bytes read from a client and not yet taken by its session, beyond which libevent stops
  * reading the socket: a client that sends without end is held back by TCP, not our memory. */
@@ -22,6 +25,10 @@ struct imsd_conn {
     void *session;
     bool closing;   /* close once the output is sent */
     bool lingering; /* output sent, write side shut: awaiting the peer's close */
+    bool tls_wait;  /* STARTTLS answered: start TLS once the 220 is sent */
+    bool tls;       /* the bufferevent is OpenSSL's (the handshake may still be running) */
+    bool tls_up;    /* ... and the handshake is done */
+    uint8_t kind;   /* the listener's ims_listen_kind */
     char peer[IMSD_ADDR_MAX];
 };
 
@@ -56,6 +63,14 @@ static void conn_linger(imsd_conn *c)
 {
     c->lingering = true;
     bufferevent_disable(c->bev, EV_WRITE);
+    if (c->tls_up) {
+        /* TLS's own end first (RFC 8446 6.1): a client must be able to tell our close from
+         * a truncation. The socket is non-blocking; a close_notify that does not fit is lost,
+         * which the client sees as the TCP close it is anyway. */
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl)
+            SSL_shutdown(ssl);
+    }
     if (c->srv->stopping || shutdown(bufferevent_getfd(c->bev), SHUT_WR))
         conn_free(c);
 }
@@ -71,9 +86,16 @@ static void conn_read(struct bufferevent *bev, void *arg)
     imsd_session_input(c, in);
 }
 
+static void conn_tls_switch(imsd_conn *c);
+
 static void conn_write(struct bufferevent *bev, void *arg)
 {
     imsd_conn *c = arg;
+    if (c->tls_wait && !c->closing) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_tls_switch(c);
+        return;
+    }
     if (c->closing) {
         if (!c->lingering && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             conn_linger(c);
@@ -85,6 +107,11 @@ static void conn_write(struct bufferevent *bev, void *arg)
 static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     imsd_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) { /* only OpenSSL's: the handshake is done */
+        c->tls_up = true;
+        imsd_session_tls_ready(c);
+        return;
+    }
     /* The peer stopped sending but may still read: finish the reply first. */
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->closing && !c->lingering &&
         evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
@@ -117,12 +144,30 @@ void imsd_addr_text(const struct sockaddr *sa, int salen, char *out, size_t size
         snprintf(out, size, "unknown");
 }
 
+/* conn_tls_bev - an OpenSSL bufferevent that answers a handshake on fd (closed with it), or
+ * NULL (fd is then not closed). */
+static struct bufferevent *conn_tls_bev(imsd_server *srv, evutil_socket_t fd)
+{
+    SSL_CTX *ctx = imsd_tls_ctx(srv->tls);
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    return bev;
+}
+
 static void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                         int salen, void *arg)
 {
-    (void)l;
     imsd_server *srv = arg;
     srv->stats->conn_in_total++;
+    uint8_t kind = IMS_LISTEN_SMTP;
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        if (srv->listeners[i] == l)
+            kind = srv->kinds[i];
     imsd_conn *c = calloc(1, sizeof *c);
     if (!c) {
         srv->stats->conn_in_rejected++;
@@ -130,8 +175,16 @@ static void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct soc
         return;
     }
     c->srv = srv;
+    c->kind = kind;
     imsd_addr_text(sa, salen, c->peer, sizeof c->peer);
-    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (kind == IMS_LISTEN_SUBMISSIONS) {
+        /* RFC 8314: TLS from the first byte; without a usable certificate nothing can be
+         * said (event 4168 told the administrator at start or at the failed reload). */
+        c->bev = conn_tls_bev(srv, fd);
+        c->tls = c->bev != NULL;
+    } else {
+        c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!c->bev) {
         srv->stats->conn_in_rejected++;
         close(fd);
@@ -209,6 +262,7 @@ int imsd_server_init(imsd_server *srv, struct event_base *base, const ims_settin
             close(bound[i].fd); /* ours now, even on failure */
         } else {
             evconnlistener_set_error_cb(l, accept_error);
+            srv->kinds[srv->nlisteners] = bound[i].kind;
             srv->listeners[srv->nlisteners++] = l;
         }
         bound[i].fd = -1;
@@ -303,6 +357,8 @@ struct evbuffer *imsd_conn_input(imsd_conn *c)
 
 void imsd_conn_reading(imsd_conn *c, bool on)
 {
+    if (c->tls_wait)
+        return; /* nothing is read until TLS is on */
     if (on)
         bufferevent_enable(c->bev, EV_READ);
     else
@@ -329,6 +385,70 @@ void imsd_conn_close_when_sent(imsd_conn *c)
 void imsd_conn_close(imsd_conn *c)
 {
     conn_free(c);
+}
+
+/* conn_tls_switch - the 220 to STARTTLS is sent: the same socket gets an OpenSSL
+ * bufferevent that answers the client's handshake. Whatever the client sent after its
+ * STARTTLS line is thrown away, unread by anyone (RFC 3207 5, CVE-2011-0411): bytes still in
+ * the kernel would be taken for the handshake and end it. */
+static void conn_tls_switch(imsd_conn *c)
+{
+    c->tls_wait = false;
+    struct bufferevent *old = c->bev;
+    evutil_socket_t fd = bufferevent_getfd(old);
+    struct evbuffer *in = bufferevent_get_input(old);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    struct bufferevent *bev = conn_tls_bev(c->srv, fd);
+    if (!bev) {
+        conn_free(c); /* closes fd with the old bufferevent */
+        return;
+    }
+    /* The old one lets go of the socket without closing it; libevent frees it once its
+     * callback (we may be in it) returns. */
+    bufferevent_setcb(old, NULL, NULL, NULL, NULL);
+    bufferevent_disable(old, EV_READ | EV_WRITE);
+    bufferevent_setfd(old, -1);
+    bufferevent_free(old);
+    c->bev = bev;
+    c->tls = true;
+    bufferevent_setcb(bev, conn_read, conn_write, conn_event, c);
+    bufferevent_setwatermark(bev, EV_READ, 0, CONN_INPUT_MAX);
+    if (bufferevent_enable(bev, EV_READ | EV_WRITE))
+        conn_free(c);
+}
+
+int imsd_conn_start_tls(imsd_conn *c)
+{
+    if (c->tls || !imsd_tls_ctx(c->srv->tls))
+        return -1;
+    c->tls_wait = true;
+    bufferevent_disable(c->bev, EV_READ);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    /* Never switch from here: the caller's session must not be freed under it. */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        bufferevent_trigger(c->bev, EV_WRITE, BEV_OPT_DEFER_CALLBACKS);
+    return 0;
+}
+
+bool imsd_conn_tls(const imsd_conn *c)
+{
+    return c->tls_up;
+}
+
+void imsd_conn_tls_text(const imsd_conn *c, char *out, size_t size)
+{
+    if (!c->tls_up) {
+        if (size)
+            out[0] = 0;
+        return;
+    }
+    imsd_tls_describe(bufferevent_openssl_get_ssl(c->bev), out, size);
+}
+
+unsigned imsd_conn_kind(const imsd_conn *c)
+{
+    return c->kind;
 }
 
 int imsd_conn_set_deadline(imsd_conn *c, unsigned seconds)

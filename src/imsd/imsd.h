@@ -100,6 +100,7 @@ typedef struct imsd_account {
 
 typedef struct imsd_bound {
     int fd;                   /* listening, non-blocking, close-on-exec */
+    uint8_t kind;             /* ims_listen_kind */
     char name[IMSD_ADDR_MAX]; /* the address bound, "127.0.0.1:2525", "[::1]:2525" */
 } imsd_bound;
 
@@ -139,6 +140,56 @@ void imsd_stats_init(imsd_stats *st);
 /* imsd_stats_print - the console's statistics block, a fixed layout. */
 void imsd_stats_print(const imsd_stats *st, FILE *f);
 
+/* --- tls.c: the server's certificate --------------------------------------------------- */
+
+#define IMSD_TLS_LOOK_SECONDS 5 /* how often the certificate and key files are looked at */
+
+typedef struct imsd_tls imsd_tls;
+typedef struct ssl_st SSL;
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* imsd_tls_open - read TlsCertificateFile and TlsKeyFile (as root, before the drop). *out is
+ * NULL when no certificate is configured; otherwise a handle, whose context may be NULL (the
+ * files are unusable: event IMS_EV_TLS_SERVER logged; a later change is read again). Returns
+ * 0 or ENOMEM. imsd_tls_free frees it. */
+int imsd_tls_open(const ims_settings *s, ims_log *log, imsd_tls **out);
+/* imsd_tls_watch - look at the files every `seconds` on base and read them again when they
+ * change (event IMS_EV_TLS_RELOADED; a bad new pair keeps the old one, event IMS_EV_TLS_SERVER).
+ * t may be NULL (nothing to do). Returns 0 or ENOMEM. */
+int imsd_tls_watch(imsd_tls *t, struct event_base *base, unsigned seconds);
+/* imsd_tls_ctx - the context for a new TLS session, NULL when there is none (t may be NULL).
+ * Not owned: SSL_new takes its own reference. */
+SSL_CTX *imsd_tls_ctx(const imsd_tls *t);
+void imsd_tls_free(imsd_tls *t);
+/* imsd_tls_describe - "TLSv1.3 TLS_AES_256_GCM_SHA384" for an established session. */
+void imsd_tls_describe(SSL *ssl, char *out, size_t size);
+
+/* --- auth.c: password checks off the loop ---------------------------------------------- */
+
+#define IMSD_AUTH_THREADS 2    /* checks at once (each about 30 ms of CPU and 16 MiB) */
+#define IMSD_AUTH_QUEUE_MAX 64 /* checks waiting or running; more are answered 454 */
+
+typedef struct imsd_auth imsd_auth;
+typedef enum imsd_auth_result {
+    IMSD_AUTH_MATCH,
+    IMSD_AUTH_NO_MATCH,
+    IMSD_AUTH_CANCELLED, /* the service is stopping: no answer was made */
+} imsd_auth_result;
+/* done - called on the loop's thread (or from imsd_auth_free), once per check. */
+typedef void (*imsd_auth_done_fn)(void *arg, imsd_auth_result r);
+
+/* imsd_auth_new - the worker threads, answering on base. Returns 0 or an errno value. */
+int imsd_auth_new(struct event_base *base, imsd_auth **out);
+/* imsd_auth_check - check the len bytes of pass against hash (from dir_auth_lookup; NULL for
+ * an unknown account: the same work against a dummy, and no match). Both are copied (and
+ * wiped after use). Returns 0 (done follows), EAGAIN (IMSD_AUTH_QUEUE_MAX checks wait:
+ * answer 454), EINVAL or ENOMEM. */
+int imsd_auth_check(imsd_auth *a, const char *hash, const char *pass, size_t len,
+                    imsd_auth_done_fn done, void *arg);
+/* imsd_auth_free - finish the checks running, cancel the rest (done gets
+ * IMSD_AUTH_CANCELLED), stop the threads. */
+void imsd_auth_free(imsd_auth *a);
+
 /* --- conn.c: inbound connections ------------------------------------------------------ */
 
 typedef struct imsd_conn imsd_conn;
@@ -149,7 +200,9 @@ typedef struct imsd_server {
     ims_log *log;
     imsd_stats *stats;
     struct evconnlistener *listeners[IMS_MAX_LISTENERS];
+    uint8_t kinds[IMS_MAX_LISTENERS]; /* each listener's ims_listen_kind */
     size_t nlisteners;
+    imsd_tls *tls;    /* the certificate (NULL: none configured); not owned */
     imsd_conn *conns; /* every open connection */
     bool stopping;
     struct event *drain;    /* the shutdown bound, armed at stop */
@@ -190,6 +243,17 @@ size_t imsd_conn_output_len(imsd_conn *c);
 void imsd_conn_close_when_sent(imsd_conn *c);
 /* imsd_conn_close - close now; c is freed (imsd_session_closed is called first). */
 void imsd_conn_close(imsd_conn *c);
+/* imsd_conn_start_tls - the 220 to STARTTLS is queued: once it is sent, throw away what the
+ * client sent meanwhile and answer its handshake on the same socket; imsd_session_tls_ready
+ * follows, or the connection closes. Nothing is read until then. Never frees c. Returns 0,
+ * or -1 (no certificate now, or TLS already on: the caller closes). */
+int imsd_conn_start_tls(imsd_conn *c);
+/* imsd_conn_tls - the handshake is done: everything from now on is under TLS. */
+bool imsd_conn_tls(const imsd_conn *c);
+/* imsd_conn_tls_text - "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" before TLS. */
+void imsd_conn_tls_text(const imsd_conn *c, char *out, size_t size);
+/* imsd_conn_kind - the ims_listen_kind of the listener that accepted c. */
+unsigned imsd_conn_kind(const imsd_conn *c);
 /* imsd_conn_set_deadline - seconds from now, the session's imsd_session_timeout is called
  * (once the connection is closing: it is closed, whatever it is doing). */
 int imsd_conn_set_deadline(imsd_conn *c, unsigned seconds);
@@ -248,6 +312,9 @@ void imsd_session_stopping(imsd_conn *c);
 void imsd_session_drained(imsd_conn *c);
 /* imsd_session_timeout - the deadline passed: say so and close. */
 void imsd_session_timeout(imsd_conn *c);
+/* imsd_session_tls_ready - the TLS handshake finished (after STARTTLS, or at the start of a
+ * submissions connection). */
+void imsd_session_tls_ready(imsd_conn *c);
 /* imsd_session_closed - the connection is going away: free the session's state. */
 void imsd_session_closed(imsd_conn *c);
 

@@ -51,6 +51,7 @@ typedef struct imsd {
     imsd_account account;
     imsd_bound bound[IMS_MAX_LISTENERS];
     size_t nbound;
+    imsd_tls *tls; /* the server certificate, read before root is given up; NULL: none */
     reg_ctx *reg;
     mapisvc *catalogue; /* MAPISVC.INF, read before root is given up; the service takes it */
     ims_service *svc;
@@ -151,6 +152,9 @@ static int loop_setup(imsd *d)
     d->server_up = true;
     if (e)
         return e;
+    d->server.tls = d->tls;
+    if (imsd_tls_watch(d->tls, d->base, IMSD_TLS_LOOK_SECONDS))
+        return ENOMEM;
     /* Nothing is accepted before the loop runs, so the SMTP side is ready by then. */
     if (imsd_mail_open(&d->server, d->reg, ims_service_gateway(d->svc)))
         return EIO;
@@ -182,6 +186,8 @@ static void loop_free(imsd *d)
         imsd_server_free(&d->server);
     d->server_up = false;
     imsd_mail_close(&d->server); /* after the sessions: pending commits still finish */
+    imsd_tls_free(d->tls);       /* its timer is on the base */
+    d->tls = NULL;
     if (d->base)
         event_base_free(d->base);
     d->base = NULL;
@@ -192,6 +198,8 @@ static void loop_free(imsd *d)
 /* start_failed - the event is logged; tell the supervisor (and the terminal) its text. */
 static int start_failed(imsd *d)
 {
+    imsd_tls_free(d->tls); /* a failed start may have read the certificate */
+    d->tls = NULL;
     const char *text = d->sink.last_error[0] ? d->sink.last_error : "The start failed";
     imsd_notify_sendf(&d->notify, "STATUS=%s", text);
     /* The console has shown the event already; otherwise it went to syslog only, and whoever
@@ -259,6 +267,9 @@ static int become_account(imsd *d)
         rc = imsd_listeners_bind(&d->settings, &d->log, d->bound, &d->nbound);
     if (!rc && d->account.drop)
         rc = imsd_dirs_prepare(&d->settings, d->root, &d->run, &d->account, &d->log);
+    /* The key is read while imsd may still read what only root can (/etc/ssl/private). */
+    if (!rc && imsd_tls_open(&d->settings, &d->log, &d->tls))
+        rc = IMS_EV_INTERNAL;
     if (!rc)
         rc = imsd_privs_drop(&d->account, &d->log);
     if (rc)

@@ -155,6 +155,7 @@ static int listen_one(const ims_listen *l, ims_log *log, imsd_bound *out)
         snprintf(serv, sizeof serv, "%u", (unsigned)l->port);
     }
     out->fd = fd;
+    out->kind = l->kind;
     listen_format(host, (unsigned)strtoul(serv, NULL, 10), ss.ss_family == AF_INET6, out->name,
                   sizeof out->name);
     return 0;

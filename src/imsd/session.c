@@ -25,6 +25,20 @@
 /* Free space on RootDir's file system is looked at when a transaction starts, at most this
  * often (the original looked every 15 s whether mail came or not). */
 #define DISK_CHECK_MS 1000
+/* Failed AUTHs remembered per client address: after AUTH_SLOW_AFTER failures each further
+ * attempt from that address waits 1, 2, 4... seconds (at most AUTH_DELAY_MAX) before it is
+ * checked; an address without a failure for AUTH_FORGET seconds starts afresh. The table is
+ * bounded: a full one forgets its oldest entry. */
+#define AUTH_TABLE_SIZE 256
+#define AUTH_SLOW_AFTER 3
+#define AUTH_DELAY_MAX 16
+#define AUTH_FORGET 900
+
+typedef struct auth_failures {
+    char ip[64]; /* "" : a free entry */
+    unsigned count;
+    time_t last;
+} auth_failures;
 
 struct imsd_mail {
     imsd_server *srv;
@@ -39,7 +53,9 @@ struct imsd_mail {
     ims_pickup *dropdir; /* RootDir/Pickup; NULL: off (event 4166) */
     struct event *dropdir_ev;
     smtp_relay_policy relay;
-    smtp_config cfg;
+    smtp_config cfg[IMS_LISTEN_SUBMISSIONS + 1]; /* one per listener kind */
+    imsd_auth *auth;                             /* password checks; NULL: AUTH is off */
+    auth_failures failures[AUTH_TABLE_SIZE];
     ims_protolog *plog; /* NULL: protocol logging off */
     uint64_t next_conn_id;
     bool flush_mode;       /* free space under DiskSpaceLowWaterMark: no new mail */
@@ -54,9 +70,18 @@ typedef struct mail_session {
     imsd_server *srv;
     smtp_session *s;
     ims_spool_msg *msg;
-    bool committing; /* a commit is pending: its callback must find us, or know we left */
-    bool throttled;  /* reading stopped until the client takes the replies queued for it */
-    bool gone;       /* the connection closed while committing */
+    bool committing;   /* a commit is pending: its callback must find us, or know we left */
+    bool throttled;    /* reading stopped until the client takes the replies queued for it */
+    bool gone;         /* the connection closed while committing or authenticating */
+    bool authing;      /* a password check is pending: its callback must find us, or know we left */
+    bool tls_asked;    /* STARTTLS was answered 220: the switch is under way */
+    bool auth_waiting; /* an AUTH from a slowed-down address waits for auth_delay */
+    struct event *auth_delay;               /* a slowed-down AUTH waits for it */
+    char auth_user[SMTP_AUTH_USER_MAX + 1]; /* what the client gave, for the event */
+    char auth_alias[DIR_MAX_ALIAS + 1];     /* the account it named ("" : none) */
+    char auth_hash[DIR_MAX_HASH + 1];       /* its hash while the check waits */
+    char auth_pass[SMTP_AUTH_PASS_MAX + 1]; /* the password while a delay runs; wiped */
+    size_t auth_pass_len;
     char client_ip[64];
     uint64_t id; /* the connection's number: in its events and its protocol log records, the
                   * one id of a transaction before DATA gives it a queue id */
@@ -65,6 +90,10 @@ typedef struct mail_session {
 
 static void session_free(mail_session *ms)
 {
+    if (ms->auth_delay)
+        event_free(ms->auth_delay);
+    smtp_wipe(ms->auth_pass, sizeof ms->auth_pass);
+    smtp_wipe(ms->auth_hash, sizeof ms->auth_hash);
     free(ms);
 }
 
@@ -80,8 +109,15 @@ static void flush(mail_session *ms)
         }
         smtp_session_output_drain(ms->s, len);
     }
-    if (smtp_session_want_close(ms->s))
+    if (smtp_session_want_close(ms->s)) {
         imsd_conn_close_when_sent(ms->c);
+        return;
+    }
+    if (smtp_session_want_tls(ms->s) && !ms->tls_asked) {
+        ms->tls_asked = true;
+        if (imsd_conn_start_tls(ms->c)) /* the certificate went away since EHLO */
+            imsd_conn_close_when_sent(ms->c);
+    }
 }
 
 /* arm_deadline - the client has this long to send its next bytes: RFC 5321's server timeout
@@ -338,10 +374,13 @@ static void relay_denied(void *arg, const smtp_path *rcpt, smtp_refusal why)
     bool trick = why != SMTP_REFUSE_NONE;
     ims_log_event(ms->srv->log, IMS_EV_RELAY_DENIED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
                   IMS_LEVEL_MINIMUM,
-                  "Relaying was denied: session %llu, client %s (HELO %s), not "
-                  "authenticated, recipient <%s>%s%s%s",
-                  (unsigned long long)ms->id, ms->client_ip, helo[0] ? helo : "none", rcpt->mailbox,
-                  trick ? " (" : "", trick ? smtp_refusal_name(why) : "", trick ? ")" : "");
+                  "Relaying was denied: session %llu, client %s (HELO %s), %s%s%s, "
+                  "recipient <%s>%s%s%s",
+                  (unsigned long long)ms->id, ms->client_ip, helo[0] ? helo : "none",
+                  smtp_session_account(ms->s)[0] ? "authenticated as \"" : "not authenticated",
+                  smtp_session_account(ms->s), smtp_session_account(ms->s)[0] ? "\"" : "",
+                  rcpt->mailbox, trick ? " (" : "", trick ? smtp_refusal_name(why) : "",
+                  trick ? ")" : "");
 }
 
 static void trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
@@ -351,6 +390,179 @@ static void trace(void *arg, smtp_trace_kind kind, const char *p, size_t n)
         ims_protolog_command(ms->plc, p, n);
     else
         ims_protolog_reply(ms->plc, p, n);
+}
+
+/* --- AUTH (RFC 4954) and the submission restrictions ----------------------------------- */
+
+/* failures_find - the table's entry for ip, forgetting a stale count; with make, a new one
+ * (the oldest entry's place when the table is full). NULL when absent and not made. */
+static auth_failures *failures_find(struct imsd_mail *m, const char *ip, bool make)
+{
+    time_t now = time(NULL);
+    auth_failures *oldest = &m->failures[0], *free_slot = NULL;
+    for (size_t i = 0; i < AUTH_TABLE_SIZE; i++) {
+        auth_failures *f = &m->failures[i];
+        if (!f->ip[0]) {
+            if (!free_slot)
+                free_slot = f;
+            continue;
+        }
+        if (now - f->last > AUTH_FORGET) {
+            f->ip[0] = 0;
+            if (!free_slot)
+                free_slot = f;
+            continue;
+        }
+        if (!strcmp(f->ip, ip))
+            return f;
+        if (f->last < oldest->last)
+            oldest = f;
+    }
+    if (!make)
+        return NULL;
+    auth_failures *f = free_slot ? free_slot : oldest;
+    snprintf(f->ip, sizeof f->ip, "%s", ip);
+    f->count = 0;
+    f->last = now;
+    return f;
+}
+
+/* auth_delay_for - how long an attempt from ip waits before it is checked. */
+static unsigned auth_delay_for(struct imsd_mail *m, const char *ip)
+{
+    auth_failures *f = failures_find(m, ip, false);
+    if (!f || f->count < AUTH_SLOW_AFTER)
+        return 0;
+    unsigned shift = f->count - AUTH_SLOW_AFTER;
+    return shift >= 5                       ? AUTH_DELAY_MAX
+           : (1u << shift) < AUTH_DELAY_MAX ? 1u << shift
+                                            : AUTH_DELAY_MAX;
+}
+
+/* auth_answer - the check's result goes to the session (and the event, when it failed).
+ * async: called from the loop, not from inside lib/smtp's auth_check, so the replies are sent
+ * and input is read again here. */
+static void auth_answer(mail_session *ms, smtp_auth_result r, bool async)
+{
+    struct imsd_mail *m = ms->srv->mail;
+    if (r == SMTP_AUTH_OK) {
+        auth_failures *f = failures_find(m, ms->client_ip, false);
+        if (f)
+            f->ip[0] = 0; /* the address's owner knows a password: start afresh */
+    } else if (r == SMTP_AUTH_FAILED) {
+        auth_failures *f = failures_find(m, ms->client_ip, true);
+        f->count++;
+        f->last = time(NULL);
+        unsigned wait = auth_delay_for(m, ms->client_ip);
+        char slow[64] = "";
+        if (wait)
+            snprintf(slow, sizeof slow, "; its next attempt waits %u s", wait);
+        ims_log_event(ms->srv->log, IMS_EV_AUTH_FAILED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                      IMS_LEVEL_NONE,
+                      "AUTH failed: session %llu, client %s, account \"%s\" (%u failures from "
+                      "this address%s)",
+                      (unsigned long long)ms->id, ms->client_ip, ms->auth_user, f->count, slow);
+    }
+    smtp_wipe(ms->auth_hash, sizeof ms->auth_hash);
+    int rc = smtp_session_auth_done(ms->s, r, r == SMTP_AUTH_OK ? ms->auth_alias : NULL);
+    if (!async)
+        return; /* the feed loop that called auth_check sends the reply */
+    if (rc == ERROR_NOT_ENOUGH_MEMORY) {
+        imsd_conn_close(ms->c);
+        return;
+    }
+    flush(ms);
+    feed(ms);
+}
+
+static void auth_checked(void *arg, imsd_auth_result r)
+{
+    mail_session *ms = arg;
+    ms->authing = false;
+    if (ms->gone) {
+        session_free(ms);
+        return;
+    }
+    auth_answer(ms,
+                r == IMSD_AUTH_MATCH      ? SMTP_AUTH_OK
+                : r == IMSD_AUTH_NO_MATCH ? SMTP_AUTH_FAILED
+                                          : SMTP_AUTH_TEMP,
+                true);
+}
+
+/* auth_submit - give the check to the workers (the password is wiped here either way). */
+static void auth_submit(mail_session *ms, bool async)
+{
+    struct imsd_mail *m = ms->srv->mail;
+    int e = imsd_auth_check(m->auth, ms->auth_alias[0] ? ms->auth_hash : NULL, ms->auth_pass,
+                            ms->auth_pass_len, auth_checked, ms);
+    smtp_wipe(ms->auth_pass, sizeof ms->auth_pass);
+    ms->auth_pass_len = 0;
+    if (e) {
+        auth_answer(ms, SMTP_AUTH_TEMP, async); /* 454: the workers are all busy */
+        return;
+    }
+    ms->authing = true;
+}
+
+static void auth_delayed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mail_session *ms = arg;
+    ms->auth_waiting = false;
+    auth_submit(ms, true);
+}
+
+/* auth_check - lib/smtp's callback: the account is looked up here (an index in memory), the
+ * hash is made on a worker; the session reads nothing until auth_answer. */
+static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds)
+{
+    (void)mech;
+    mail_session *ms = arg;
+    struct imsd_mail *m = ms->srv->mail;
+    snprintf(ms->auth_user, sizeof ms->auth_user, "%s", creds->user);
+    int e =
+        dir_auth_lookup(m->dir, creds->user, ms->auth_alias, ms->auth_hash, sizeof ms->auth_hash);
+    if (e && e != ENOENT) {
+        auth_answer(ms, SMTP_AUTH_TEMP, false);
+        return;
+    }
+    if (e)
+        ms->auth_alias[0] = 0;
+    memcpy(ms->auth_pass, creds->pass, creds->passlen);
+    ms->auth_pass_len = creds->passlen;
+    unsigned delay = auth_delay_for(m, ms->client_ip);
+    if (delay && !ms->auth_delay)
+        ms->auth_delay = evtimer_new(ms->srv->base, auth_delayed, ms);
+    struct timeval tv = {(time_t)delay, 0};
+    if (!delay || !ms->auth_delay || evtimer_add(ms->auth_delay, &tv)) {
+        auth_submit(ms, false);
+        return;
+    }
+    ms->auth_waiting = true;
+}
+
+/* sender_check - the original's two client submission restrictions (KB Q188250), for an
+ * authenticated session's MAIL FROM. The null sender is not an address anybody owns. */
+static smtp_reply_id sender_check(void *arg, const char *account, const smtp_path *from)
+{
+    mail_session *ms = arg;
+    struct imsd_mail *m = ms->srv->mail;
+    const ims_settings *s = ms->srv->settings;
+    if (!from->mailbox[0] || (!s->client_submit_homed_only && !s->client_submit_match_account))
+        return SMTP_R_NONE;
+    char *alias = NULL;
+    int e = dir_lookup(m->dir, from->mailbox, &alias);
+    if (e && e != ENOENT)
+        return SMTP_R_LOCAL_ERROR;
+    smtp_reply_id r = SMTP_R_NONE;
+    if (e == ENOENT)
+        r = s->client_submit_match_account ? SMTP_R_SENDER_NOT_OWNED : SMTP_R_SENDER_NOT_LOCAL;
+    else if (s->client_submit_match_account && strcasecmp(alias, account))
+        r = SMTP_R_SENDER_NOT_OWNED;
+    free(alias);
+    return r;
 }
 
 /* --- the connection's life -------------------------------------------------------------- */
@@ -366,7 +578,7 @@ static void refuse_busy(imsd_conn *c)
                   "(MaxInboundConnections)",
                   imsd_conn_peer(c), srv->stats->conn_in_current - 1);
     buf b = BUF_INIT;
-    if (smtp_reply_append(&b, SMTP_R_TOO_MANY_CONN, srv->mail->cfg.advertise_extensions,
+    if (smtp_reply_append(&b, SMTP_R_TOO_MANY_CONN, srv->mail->cfg[0].advertise_extensions,
                           srv->mail->fqdn) ||
         imsd_conn_write(c, b.data, b.len)) {
         buf_free(&b);
@@ -414,9 +626,25 @@ void imsd_session_open(imsd_conn *c)
                           IMS_LEVEL_MINIMUM, "Unable to open the SMTP protocol log: %s",
                           strerror(e));
     }
-    smtp_callbacks cb = {ms,         rcpt_check, data_begin, data_chunk,   data_end,
-                         data_abort, trace,      mail_check, relay_denied, rcpt_release};
-    if (smtp_session_new(&srv->mail->cfg, &cb, &client, &local, &ms->s)) {
+    smtp_callbacks cb = {
+        .arg = ms,
+        .rcpt_check = rcpt_check,
+        .data_begin = data_begin,
+        .data_chunk = data_chunk,
+        .data_end = data_end,
+        .data_abort = data_abort,
+        .trace = trace,
+        .mail_check = mail_check,
+        .relay_denied = relay_denied,
+        .rcpt_release = rcpt_release,
+        .auth_check = m->auth ? auth_check : NULL,
+        .sender_check = sender_check,
+    };
+    unsigned kind = imsd_conn_kind(c);
+    smtp_config cfg = m->cfg[kind <= IMS_LISTEN_SUBMISSIONS ? kind : IMS_LISTEN_SMTP];
+    /* STARTTLS is offered while a usable certificate is loaded (it may come and go). */
+    cfg.starttls = !cfg.tls && imsd_tls_ctx(srv->tls) != NULL;
+    if (smtp_session_new(&cfg, &cb, &client, &local, &ms->s)) {
         ims_protolog_end(ms->plc, "Closed: out of memory");
         session_free(ms);
         imsd_conn_close(c);
@@ -469,8 +697,8 @@ void imsd_session_timeout(imsd_conn *c)
         imsd_conn_close(c);
         return;
     }
-    if (smtp_session_committing(ms->s)) {
-        arm_deadline(ms); /* our own wait: the commit answers soon */
+    if (smtp_session_committing(ms->s) || ms->authing || ms->auth_waiting) {
+        arm_deadline(ms); /* our own wait: the commit or the password check answers soon */
         return;
     }
     if (smtp_session_timeout(ms->s)) {
@@ -506,11 +734,31 @@ void imsd_session_closed(imsd_conn *c)
     log_end(ms);
     smtp_session_free(ms->s); /* aborts an unfinished DATA through data_abort */
     ms->s = NULL;
-    if (ms->committing) {
-        ms->gone = true; /* the commit's callback frees us */
+    if (ms->committing || ms->authing) {
+        ms->gone = true; /* the commit's or the check's callback frees us */
         return;
     }
     session_free(ms);
+}
+
+void imsd_session_tls_ready(imsd_conn *c)
+{
+    mail_session *ms = imsd_conn_session(c);
+    if (!ms)
+        return;
+    char text[128];
+    imsd_conn_tls_text(c, text, sizeof text);
+    if (ms->plc) {
+        char line[160];
+        int n = snprintf(line, sizeof line, "TLS started: %s", text);
+        ims_protolog_reply(ms->plc, line, n > 0 ? (size_t)n : 0);
+    }
+    if (ms->tls_asked && smtp_session_tls_started(ms->s)) {
+        imsd_conn_close(c);
+        return;
+    }
+    flush(ms);
+    feed(ms);
 }
 
 /* --- the shared state ------------------------------------------------------------------- */
@@ -728,22 +976,41 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
                               IMS_LEVEL_NONE,
                               "The line \"%s\" of %s is not net;mask: it is skipped",
                               lists[l].lines[i], lists[l].name);
-    smtp_config_defaults(&m->cfg);
-    m->cfg.fqdn = m->fqdn;
-    m->cfg.advertise_extensions = s->advertise_smtp_extensions != 0;
-    m->cfg.max_size = s->inbound_size_limit;
-    m->cfg.max_recipients = s->inbound_recipient_limit;
-    m->cfg.max_errors = s->max_errors_per_session;
-    m->cfg.max_line = s->max_line_length;
+    smtp_config base;
+    smtp_config_defaults(&base);
+    base.fqdn = m->fqdn;
+    base.advertise_extensions = s->advertise_smtp_extensions != 0;
+    base.max_size = s->inbound_size_limit;
+    base.max_recipients = s->inbound_recipient_limit;
+    base.max_errors = s->max_errors_per_session;
+    base.max_line = s->max_line_length;
     static const smtp_transfer_mode modes[] = {[IMS_TRANSFER_INOUT] = SMTP_TRANSFER_INOUT,
                                                [IMS_TRANSFER_IN] = SMTP_TRANSFER_IN,
                                                [IMS_TRANSFER_OUT] = SMTP_TRANSFER_OUT,
                                                [IMS_TRANSFER_NONE] = SMTP_TRANSFER_NONE};
-    m->cfg.mode =
+    base.mode =
         s->transfer_mode <= IMS_TRANSFER_NONE ? modes[s->transfer_mode] : SMTP_TRANSFER_INOUT;
-    m->cfg.relay = &m->relay;
-    m->cfg.is_local = is_local;
-    m->cfg.is_local_arg = m;
+    base.relay = &m->relay;
+    base.is_local = is_local;
+    base.is_local_arg = m;
+    /* AUTH: port 25's listeners as the original (DisableAuth, AllowAuthWithoutTls); the
+     * submission ports always offer it, require it before MAIL and relay for whoever has
+     * logged on (RFC 6409 4.3); submissions is under TLS from its first byte. */
+    base.auth_without_tls = s->allow_auth_without_tls != 0;
+    for (unsigned k = IMS_LISTEN_SMTP; k <= IMS_LISTEN_SUBMISSIONS; k++) {
+        smtp_config *c = &m->cfg[k];
+        *c = base;
+        bool submission = k != IMS_LISTEN_SMTP;
+        c->auth = submission || !s->disable_auth;
+        c->auth_required = submission;
+        c->auth_relay = submission;
+        c->tls = k == IMS_LISTEN_SUBMISSIONS;
+    }
+    if (imsd_auth_new(srv->base, &m->auth)) {
+        ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "Unable to start the threads that check passwords: AUTH is not offered");
+        m->auth = NULL;
+    }
     disk_check(m); /* a start on a full disk says so at once */
     dir_mailbox admin = {0};
     dir_err derr;
@@ -778,6 +1045,7 @@ void imsd_mail_close(imsd_server *srv)
     ims_pickup_stop(m->dropdir);
     if (m->spool_ev)
         event_free(m->spool_ev);
+    imsd_auth_free(m->auth);         /* answers checks still waiting: their sessions are gone */
     imsd_outbound_stop(m->outbound); /* before the spool: no more reports into it */
     if (m->spool)
         ims_spool_close(m->spool); /* finishes pending commits and runs their callbacks */
