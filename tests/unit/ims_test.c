@@ -54,8 +54,38 @@ static void test_listen_parse(void **state)
         if (!rc) {
             assert_string_equal(l.host, cases[i].host);
             assert_int_equal(l.port, cases[i].port);
+            assert_int_equal(l.kind, IMS_LISTEN_SMTP);
         }
     }
+    /* The kind word after the address. */
+    static const struct {
+        const char *in;
+        int rc;
+        ims_listen_kind kind;
+        uint16_t port;
+    } kinds[] = {
+        {"127.0.0.1:587 submission", 0, IMS_LISTEN_SUBMISSION, 587},
+        {"127.0.0.1:465\tSUBMISSIONS", 0, IMS_LISTEN_SUBMISSIONS, 465},
+        {"[::1]:465  smtps", 0, IMS_LISTEN_SUBMISSIONS, 465},
+        {"0.0.0.0:25 smtp", 0, IMS_LISTEN_SMTP, 25},
+        {"0.0.0.0:25 ", 0, IMS_LISTEN_SMTP, 25},
+        {"0.0.0.0:25 lmtp", -1, 0, 0},
+        {"0.0.0.0:25 smtp extra", -1, 0, 0},
+        {"0.0.0.0:25 submissionsxxxxxxxxxxxxx", -1, 0, 0},
+        {" 0.0.0.0:25", -1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        ims_listen l;
+        int rc = ims_listen_parse(kinds[i].in, &l);
+        if (rc != kinds[i].rc)
+            fail_msg("parse \"%s\": got %d, want %d", kinds[i].in, rc, kinds[i].rc);
+        if (!rc) {
+            assert_int_equal(l.kind, kinds[i].kind);
+            assert_int_equal(l.port, kinds[i].port);
+        }
+    }
+    assert_string_equal(ims_listen_kind_name(IMS_LISTEN_SUBMISSION), "submission");
+    assert_string_equal(ims_listen_kind_name((ims_listen_kind)9), "?");
 }
 
 static void test_settings(void **state)
