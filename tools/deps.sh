@@ -13,10 +13,11 @@ set -eu
 # systemd (systemd-analyze), strace and python3-seccomp: tests/e2e/test_unit_hardening.py rates
 # data/msexchangeimc.service's confinement, then runs imsd inside it (its system call filter
 # through libseccomp) under strace. Only the programs: nothing is started.
+# libnet-ssleay-perl and libio-socket-ssl-perl: swaks --tls (tests/e2e/test_submission.py).
 PKGS="make gcc clang pkg-config liblmdb-dev lmdb-utils libevent-dev libssl-dev libc-ares-dev
 libcrypt-dev libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
 postfix nmap dovecot-core mutt python3-dnslib openssl python3-aiosmtpd bsd-mailx
-systemd strace python3-seccomp"
+systemd strace python3-seccomp libnet-ssleay-perl libio-socket-ssl-perl"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

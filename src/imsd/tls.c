@@ -97,7 +97,10 @@ static SSL_CTX *ctx_load(imsd_tls *t, char *why, size_t n)
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
-        ssl_why(why, n, "the key file is not a readable PEM private key");
+        bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+        ssl_why(why, n,
+                mismatch ? "the private key does not belong to the certificate"
+                         : "the key file is not a readable PEM private key");
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
