@@ -279,12 +279,12 @@ static int headers(const dl_msg *m, buf *out)
         snprintf(ip, sizeof ip, "[IPv6:%s]", f->client_ip);
     else
         snprintf(ip, sizeof ip, "[%s]", f->client_ip);
-    return buf_printf(out,
-                      "Return-Path: <%s>%s"
-                      "Received: from %s (%s)%s"
-                      "\tby %s with ESMTP id %s;%s"
-                      "\t%s%s",
-                      f->sender, eol, f->helo, ip, eol, f->host, f->id, eol, date, eol);
+    int rc = buf_printf(out, "Return-Path: <%s>%sReceived: from %s (%s)%s", f->sender, eol, f->helo,
+                        ip, eol);
+    rc = rc ? rc : ims_spool_received_tls(f, eol, out);
+    return rc ? rc
+              : buf_printf(out, "\tby %s with %s id %s;%s\t%s%s", f->host,
+                           ims_spool_received_with(f), f->id, eol, date, eol);
 }
 
 /* --- one round ------------------------------------------------------------------------- */

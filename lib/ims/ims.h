@@ -942,6 +942,16 @@ typedef struct ims_envelope {
     time_t time;           /* when the message was received; 0: now */
     const char *envid;     /* DSN ENVID=, or NULL */
     const char *ret;       /* DSN RET= (FULL or HDRS), or NULL */
+    /* How the client's connection was protected, RFC 3848's TLS: the protocol and the cipher
+     * as the TLS library names them, one space between ("TLSv1.3 TLS_AES_256_GCM_SHA384"),
+     * each printable ASCII without spaces or parentheses; NULL or "": plain text. Kept in the
+     * spool file ("tls <text>"); Received says "with ESMTPS" and "(using <protocol> with
+     * cipher <cipher>)". */
+    const char *tls;
+    /* The account the client authenticated as (SMTP AUTH, RFC 4954); NULL or "": none. Kept
+     * in the spool file ("auth <account>"); Received says "with ESMTPA" (ESMTPSA with tls)
+     * but not the account's name (privacy, as Postfix by default). */
+    const char *auth;
     /* MTS-OUT: the name of the message's claim file in the spool's pickup_dir (a plain file
      * name, not starting with '.'), removed once the message is durable; NULL for other
      * mail. Kept in the spool file ("pickup <name>"). */

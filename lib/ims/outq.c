@@ -326,8 +326,11 @@ static int received(const ims_spool_file *f, buf *out)
         snprintf(ip, sizeof ip, "[IPv6:%s]", f->client_ip);
     else
         snprintf(ip, sizeof ip, "[%s]", f->client_ip);
-    return buf_printf(out, "Received: from %s (%s)\r\n\tby %s with ESMTP id %s;\r\n\t%s\r\n",
-                      f->helo, ip, f->host, f->id, date);
+    int rc = buf_printf(out, "Received: from %s (%s)\r\n", f->helo, ip);
+    rc = rc ? rc : ims_spool_received_tls(f, "\r\n", out);
+    return rc ? rc
+              : buf_printf(out, "\tby %s with %s id %s;\r\n\t%s\r\n", f->host,
+                           ims_spool_received_with(f), f->id, date);
 }
 
 /* hops - Received fields in the header section h[0..n) (RFC 5321 6.3's loop count). */

@@ -206,7 +206,9 @@ static int envelope_check(const ims_envelope *env)
         (env->host && !ims_spool_field_ok(env->host, false)) || !opt_ok(env->envid) ||
         !opt_ok(env->ret) || (env->pickup && !ims_spool_pickup_name_ok(env->pickup)) ||
         (env->dropdir && !ims_spool_pickup_name_ok(env->dropdir)) ||
-        (env->pickup && env->dropdir) || (env->origin && !ims_spool_field_ok(env->origin, false)))
+        (env->pickup && env->dropdir) || (env->origin && !ims_spool_field_ok(env->origin, false)) ||
+        (env->tls && *env->tls && !ims_spool_tls_ok(env->tls)) ||
+        (env->auth && !ims_spool_field_ok(env->auth, true)))
         return EINVAL;
     for (size_t i = 0; i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
@@ -240,6 +242,10 @@ static int format_envelope(ims_spool_msg *m, const ims_envelope *env, const char
         rc = buf_printf(b, "pickup %s\n", env->pickup);
     if (!rc && env->dropdir)
         rc = buf_printf(b, "dropdir %s\n", env->dropdir);
+    if (!rc && env->tls && *env->tls)
+        rc = buf_printf(b, "tls %s\n", env->tls);
+    if (!rc && env->auth && *env->auth)
+        rc = buf_printf(b, "auth %s\n", env->auth);
     for (size_t i = 0; !rc && i < env->nrcpt; i++) {
         const ims_rcpt *r = &env->rcpts[i];
         rc = buf_printf(b, "rcpt %s\t%s\t%s\t%s%s\n", or_dash(r->notify), or_dash(r->orcpt),

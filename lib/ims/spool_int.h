@@ -14,6 +14,9 @@
  *   [pickup <name>]         (MTS-OUT: the message's claim file, ims_envelope's pickup)
  *   [dropdir <name>]        (the Pickup directory's claim file, ims_envelope's dropdir; a
  *                            file has at most one of pickup and dropdir)
+ *   [tls <protocol> <cipher>]  (the message came under TLS, ims_envelope's tls:
+ *                            "tls TLSv1.3 TLS_AES_256_GCM_SHA384"; ims_spool_tls_ok's form)
+ *   [auth <account>]        (the client had authenticated as account, ims_envelope's auth)
  *   rcpt <notify|->\t<orcpt|->\t<address>\t<route>   (one per recipient, in order); route:
  *        /<maildir>          a mailbox of ours (IMS_ROUTE_LOCAL)
  *        dns:<domain>        the domain's mail exchangers (IMS_ROUTE_DNS)
@@ -29,7 +32,9 @@
  * A defer or fail text is "<remote MTA>|<reply or reason>" (the remote part may be empty): the
  * report needs both.
  * A final state is not undone by a later record. Version 1 is version 2 with only mailboxes
- * and only done records; it is read as such. */
+ * and only done records; it is read as such. The optional keys (envid, ret, pickup, dropdir,
+ * tls, auth) appear at most once each; a file written before tls and auth existed has
+ * neither and reads as plain text without AUTH. */
 typedef enum ims_rcpt_state {
     IMS_RCPT_PENDING,  /* nothing recorded yet */
     IMS_RCPT_DEFERRED, /* failed for now: attempts, next_try and last say how */
@@ -64,6 +69,8 @@ typedef struct ims_spool_file {
     char *sender, *client_ip, *helo, *host, *envid, *ret;
     char *pickup;  /* MTS-OUT's claim name, or NULL */
     char *dropdir; /* the Pickup directory's claim name, or NULL */
+    char *tls;     /* "<protocol> <cipher>" when it came under TLS, or NULL */
+    char *auth;    /* the authenticated account, or NULL */
     ims_spool_rcpt_rec *rcpts;
     size_t nrcpt;
     uint64_t content_off, content_len; /* where the content is in the file */
@@ -83,6 +90,19 @@ bool ims_spool_field_ok(const char *s, bool may_be_empty);
 /* ims_spool_pickup_name_ok - name can be a claim file's name: a field, not empty, no '/',
  * not starting with '.'. */
 bool ims_spool_pickup_name_ok(const char *name);
+
+/* ims_spool_tls_ok - s can be the tls field: "<protocol> <cipher>", two words of printable
+ * ASCII, one space between, none of '(', ')' and '\\' in them (Received puts them in a
+ * comment, RFC 5322 3.2.2), at most IMS_SPOOL_MAX_FIELD bytes. */
+bool ims_spool_tls_ok(const char *s);
+
+/* ims_spool_received_with - the protocol Received names for f (RFC 3848): "ESMTP", "ESMTPS"
+ * (tls), "ESMTPA" (auth) or "ESMTPSA" (both). */
+const char *ims_spool_received_with(const ims_spool_file *f);
+/* ims_spool_received_tls - append Received's line about TLS for f, as Postfix writes it
+ * between the from and the by clauses: "\t(using TLSv1.3 with cipher
+ * TLS_AES_256_GCM_SHA384)" and eol. Nothing when f came in plain text. 0 or ENOMEM. */
+int ims_spool_received_tls(const ims_spool_file *f, const char *eol, buf *out);
 
 /* ims_spool_file_read - parse the spool file open on fd. EBADMSG when it is not a spool file
  * of a known version or is cut short; an errno value for a read error. */

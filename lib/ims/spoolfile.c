@@ -46,6 +46,8 @@ void ims_spool_file_free(ims_spool_file *f)
 {
     free(f->pickup);
     free(f->dropdir);
+    free(f->tls);
+    free(f->auth);
     free(f->sender);
     free(f->client_ip);
     free(f->helo);
@@ -62,6 +64,43 @@ void ims_spool_file_free(ims_spool_file *f)
     }
     free(f->rcpts);
     memset(f, 0, sizeof *f);
+}
+
+bool ims_spool_tls_ok(const char *s)
+{
+    if (!ims_spool_field_ok(s, false))
+        return false;
+    size_t words = 1, len = 0;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == ' ') {
+            if (len == 0 || ++words > 2)
+                return false;
+            len = 0;
+        } else if (c < 0x21 || c > 0x7e || c == '(' || c == ')' || c == '\\') {
+            return false;
+        } else {
+            len++;
+        }
+    }
+    return words == 2 && len > 0;
+}
+
+const char *ims_spool_received_with(const ims_spool_file *f)
+{
+    bool tls = f->tls && *f->tls, auth = f->auth && *f->auth;
+    return tls && auth ? "ESMTPSA" : tls ? "ESMTPS" : auth ? "ESMTPA" : "ESMTP";
+}
+
+int ims_spool_received_tls(const ims_spool_file *f, const char *eol, buf *out)
+{
+    if (!f->tls || !*f->tls)
+        return 0;
+    const char *sp = strchr(f->tls, ' ');
+    if (!sp) /* not from a file the reader accepted; say what there is */
+        return buf_printf(out, "\t(using %s)%s", f->tls, eol);
+    return buf_printf(out, "\t(using %.*s with cipher %s)%s", (int)(sp - f->tls), f->tls, sp + 1,
+                      eol);
 }
 
 /* set_once - a string field that may appear once, under the writer's rules for fields (a file
@@ -192,6 +231,10 @@ static int parse_line(ims_spool_file *f, char *line, bool *have_time, bool *have
         return ims_spool_pickup_name_ok(v) && !f->dropdir ? set_once(&f->pickup, v) : EBADMSG;
     if (!strcmp(line, "dropdir") && f->version >= 2)
         return ims_spool_pickup_name_ok(v) && !f->pickup ? set_once(&f->dropdir, v) : EBADMSG;
+    if (!strcmp(line, "tls") && f->version >= 2)
+        return ims_spool_tls_ok(v) ? set_once(&f->tls, v) : EBADMSG;
+    if (!strcmp(line, "auth") && f->version >= 2)
+        return *v ? set_once(&f->auth, v) : EBADMSG;
     return EBADMSG; /* versions 1 and 2 have no other keys */
 }
 

@@ -171,16 +171,26 @@ static void read_first(const char *dir, char *text, size_t n)
     fclose(f);
 }
 
-static void submit(struct oq *o, const char *from, const char *to)
+/* submit_how - a message as it came: under TLS (tls: "<protocol> <cipher>") and AUTH (auth:
+ * the account), each NULL when not. */
+static void submit_how(struct oq *o, const char *from, const char *to, const char *tls,
+                       const char *auth)
 {
     ims_rcpt r = {.address = to, .route = IMS_ROUTE_DNS, .dest = strchr(to, '@') + 1};
     ims_envelope e = {.sender = from,
                       .rcpts = &r,
                       .nrcpt = 1,
                       .client_ip = "192.0.2.9",
-                      .helo = "client.example"};
+                      .helo = "client.example",
+                      .tls = tls,
+                      .auth = auth};
     const char *msg = "Subject: hello\r\nFrom: <a@ims.test>\r\n\r\nbody\r\n";
     assert_int_equal(ims_spool_submit(o->spool, &e, msg, strlen(msg), NULL, NULL), 0);
+}
+
+static void submit(struct oq *o, const char *from, const char *to)
+{
+    submit_how(o, from, to, NULL, NULL);
 }
 
 static char *read_job(ims_outq_job *j, size_t *len)
@@ -234,6 +244,58 @@ static void test_delivered(void **state)
     ims_outq_get_stats(o.q, &st);
     assert_int_equal(st.delivered, 1);
     assert_int_equal(st.messages, 0);
+    teardown_oq(&o);
+}
+
+/* The Received field on what leaves says how the message came (RFC 3848's ESMTP, ESMTPS,
+ * ESMTPA, ESMTPSA; the cipher line as Postfix writes it), never the account, CRLF. */
+static void test_received_protocols(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    static const struct {
+        const char *tls, *auth, *want;
+    } cases[] = {
+        {NULL, NULL,
+         "Received: from client.example ([192.0.2.9])\r\n"
+         "\tby gw.ims.test with ESMTP id "},
+        {"TLSv1.3 TLS_AES_256_GCM_SHA384", NULL,
+         "Received: from client.example ([192.0.2.9])\r\n"
+         "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n"
+         "\tby gw.ims.test with ESMTPS id "},
+        {NULL, "carol",
+         "Received: from client.example ([192.0.2.9])\r\n"
+         "\tby gw.ims.test with ESMTPA id "},
+        {"TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384", "carol",
+         "Received: from client.example ([192.0.2.9])\r\n"
+         "\t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384)\r\n"
+         "\tby gw.ims.test with ESMTPSA id "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        o.done = 0;
+        submit_how(&o, "alice@ims.test", "bob@remote.test", cases[i].tls, cases[i].auth);
+        assert_true(pump(&o, has_ready));
+        ims_outq_job *j = ims_outq_take(o.q, o.ready);
+        assert_non_null(j);
+        size_t len;
+        char *data = read_job(j, &len);
+        if (strncmp(data, cases[i].want, strlen(cases[i].want)))
+            fail_msg("case %zu: got\n%s\nwant it to start with\n%s", i, data, cases[i].want);
+        /* then the id, the date on its own line, and the content */
+        const char *p = data + strlen(cases[i].want);
+        assert_int_equal(strspn(p, "0123456789ABCDEF"), 16);
+        assert_int_equal(strncmp(p + 16, ";\r\n\t", 4), 0);
+        const char *end = strstr(p, "\r\nSubject: hello\r\n");
+        assert_non_null(end);
+        assert_true(strstr(p + 20, "\r\n") == end); /* the date line is the field's last */
+        assert_null(strstr(data, "carol"));
+        free(data);
+        smtp_result ok = reply(SMTP_DELIVERED, 250, "2.0.0", "ok");
+        ims_outq_job_result(j, 0, &ok, "[127.0.0.2]");
+        ims_outq_job_finish(o.q, j, on_done, &o);
+        assert_true(pump(&o, one_done));
+        assert_true(pump(&o, out_empty));
+    }
     teardown_oq(&o);
 }
 
@@ -337,6 +399,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_received_protocols, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_then_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_ndr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_failed, setup, teardown),

@@ -473,6 +473,40 @@ static void test_envelope_invalid(void **state)
         if (m)
             ims_spool_abort(m);
     }
+    /* tls: "<protocol> <cipher>", it goes into a comment of Received; auth: a field. */
+    static const struct {
+        const char *tls, *auth;
+        int want;
+    } how[] = {
+        {"TLSv1.3 TLS_AES_256_GCM_SHA384", "alice", 0},
+        {"TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384", NULL, 0},
+        {"", "", 0},
+        {NULL, "Alice Smith", 0},
+        {"TLSv1.3", NULL, EINVAL},
+        {"TLSv1.3 ", NULL, EINVAL},
+        {" TLSv1.3 X", NULL, EINVAL},
+        {"TLSv1.3  X", NULL, EINVAL},
+        {"TLSv1.3 X Y", NULL, EINVAL},
+        {"TLSv1.3\tX", NULL, EINVAL},
+        {"TLSv1.3 X\r\nBcc: a@b", NULL, EINVAL},
+        {"TLSv1.3 X)(", NULL, EINVAL},
+        {"TLSv1.3 X\\", NULL, EINVAL},
+        {"TLSv1.3 \xc3\xa9", NULL, EINVAL},
+        {NULL, "al\nice", EINVAL},
+        {NULL, "al\tice", EINVAL},
+    };
+    for (size_t i = 0; i < sizeof how / sizeof how[0]; i++) {
+        ims_rcpt r = {"c@d", "/x/y", NULL, NULL};
+        ims_envelope env = envelope(&r, 1, "a@b");
+        env.tls = how[i].tls;
+        env.auth = how[i].auth;
+        ims_spool_msg *m = NULL;
+        int rc = ims_spool_begin(sp, &env, &m);
+        if (rc != how[i].want)
+            fail_msg("tls/auth case %zu: got %d, want %d", i, rc, how[i].want);
+        if (m)
+            ims_spool_abort(m);
+    }
     /* The other routes: a domain for DNS, a host spec for a smart host, nothing else. */
     static const struct {
         ims_route_kind route;
@@ -553,6 +587,7 @@ static void test_delivery(void **state)
     static const struct {
         const char *sender, *ip, *body, *want_head, *want_body;
         bool archive;
+        const char *tls, *auth;
     } cases[] = {
         {"sender@example.org", "192.0.2.1", "Subject: hi\r\n\r\nbody\r\n",
          "Return-Path: <sender@example.org>\n"
@@ -572,6 +607,27 @@ static void test_delivery(void **state)
          "\tby " HOST " with ESMTP id %s;\n"
          "\tWed, 1 May 2024 13:45:07 +0000\n",
          "Subject: cr\n\na\rb\r\n\r", false},
+        /* RFC 3848's protocols; the TLS line as Postfix writes it; never the account. */
+        {"s@example.org", "192.0.2.1", "Subject: tls\r\n\r\nx\r\n",
+         "Return-Path: <s@example.org>\n"
+         "Received: from client.example ([192.0.2.1])\n"
+         "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\n"
+         "\tby " HOST " with ESMTPS id %s;\n"
+         "\tWed, 1 May 2024 13:45:07 +0000\n",
+         "Subject: tls\n\nx\n", false, "TLSv1.3 TLS_AES_256_GCM_SHA384", NULL},
+        {"s@example.org", "192.0.2.1", "Subject: auth\r\n\r\nx\r\n",
+         "Return-Path: <s@example.org>\n"
+         "Received: from client.example ([192.0.2.1])\n"
+         "\tby " HOST " with ESMTPA id %s;\n"
+         "\tWed, 1 May 2024 13:45:07 +0000\n",
+         "Subject: auth\n\nx\n", false, "", "alice"},
+        {"s@example.org", "2001:db8::1", "Subject: both\r\n\r\nx\r\n",
+         "Return-Path: <s@example.org>\n"
+         "Received: from client.example ([IPv6:2001:db8::1])\n"
+         "\t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384)\n"
+         "\tby " HOST " with ESMTPSA id %s;\n"
+         "\tWed, 1 May 2024 13:45:07 +0000\n",
+         "Subject: both\n\nx\n", true, "TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384", "alice"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         ims_spool_options o = opts(fx, true);
@@ -584,6 +640,8 @@ static void test_delivery(void **state)
                          {"postmaster@ims.test", fx->alice, NULL, NULL}};
         ims_envelope env = envelope(r, 3, cases[k].sender);
         env.client_ip = cases[k].ip;
+        env.tls = cases[k].tls;
+        env.auth = cases[k].auth;
         struct ack a = {0};
         size_t len = strlen(cases[k].body);
         assert_int_equal(ims_spool_submit(sp, &env, cases[k].body, len, on_done, &a), 0);
@@ -625,6 +683,14 @@ static void test_delivery(void **state)
             assert_int_equal(ims_spool_file_read(fd, &f), 0);
             for (size_t i = 0; i < 3; i++)
                 assert_true(f.rcpts[i].done);
+            if (cases[k].tls && *cases[k].tls)
+                assert_string_equal(f.tls, cases[k].tls);
+            else
+                assert_null(f.tls);
+            if (cases[k].auth && *cases[k].auth)
+                assert_string_equal(f.auth, cases[k].auth);
+            else
+                assert_null(f.auth);
             ims_spool_file_free(&f);
             close(fd);
         }
@@ -1073,6 +1139,119 @@ static void test_version1_file(void **state)
     close(fd);
 }
 
+/* read_with - a version 2 file with extra envelope lines, read into f (freed by the reader
+ * when it fails): 0 or EBADMSG. */
+static int read_with(struct fx *fx, const char *extra, ims_spool_file *f)
+{
+    char p[512], text[2048];
+    snprintf(p, sizeof p, "%s/with-extra", fx->dir);
+    snprintf(text, sizeof text,
+             "IMS-SPOOL 2\nid 00000000000000C1\ntime 1\nclient 192.0.2.1\nhelo h\nhost h\n"
+             "from \n%srcpt -\t-\ta@b\tdns:example.com\nsize %020d\n\n",
+             extra, 0);
+    write_text(p, text);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    int rc = ims_spool_file_read(fd, f);
+    close(fd);
+    return rc;
+}
+
+/* The envelope's tls and auth: written as optional lines only when set, read back; files
+ * without them (older versions) read as before; a damaged or repeated line is refused. */
+static void test_tls_auth_keys(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    static const struct {
+        const char *tls, *auth, *want_lines;
+    } cases[] = {
+        {"TLSv1.3 TLS_AES_256_GCM_SHA384", "alice",
+         "\ntls TLSv1.3 TLS_AES_256_GCM_SHA384\nauth alice\nrcpt "},
+        {"TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256", NULL,
+         "\ntls TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256\nrcpt "},
+        {NULL, "Bob Smith", "\nauth Bob Smith\nrcpt "},
+        {"", "", "\nfrom s@example.org\nrcpt "},
+        {NULL, NULL, "\nfrom s@example.org\nrcpt "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ims_envelope env = envelope(&r, 1, "s@example.org");
+        env.tls = cases[i].tls;
+        env.auth = cases[i].auth;
+        struct ack a = {0};
+        assert_int_equal(ims_spool_submit(sp, &env, "x\r\n", 3, on_done, &a), 0);
+        struct acks all = {&a, 1};
+        assert_true(pump(sp, acks_done, &all));
+        assert_int_equal(a.err, 0);
+        char p[512];
+        snprintf(p, sizeof p, "%s/In/%s", fx->root, a.id);
+        char *text = read_text(p);
+        if (!strstr(text, cases[i].want_lines))
+            fail_msg("case %zu: the spool file lacks \"%s\":\n%s", i, cases[i].want_lines, text);
+        free(text);
+        ims_spool_file f;
+        read_in(fx, a.id, &f);
+        if (cases[i].tls && *cases[i].tls)
+            assert_string_equal(f.tls, cases[i].tls);
+        else
+            assert_null(f.tls);
+        if (cases[i].auth && *cases[i].auth)
+            assert_string_equal(f.auth, cases[i].auth);
+        else
+            assert_null(f.auth);
+        ims_spool_file_free(&f);
+    }
+    ims_spool_close(sp);
+
+    /* Hand-written files: what is read and what is refused. */
+    static const struct {
+        const char *extra, *tls, *auth;
+        int want;
+    } files[] = {
+        {"", NULL, NULL, 0}, /* as written before tls and auth existed */
+        {"tls TLSv1.3 TLS_AES_128_GCM_SHA256\n", "TLSv1.3 TLS_AES_128_GCM_SHA256", NULL, 0},
+        {"auth carol\n", NULL, "carol", 0},
+        {"auth carol\ntls TLSv1.3 X\n", "TLSv1.3 X", "carol", 0},
+        {"tls TLSv1.3\n", NULL, NULL, EBADMSG},
+        {"tls \n", NULL, NULL, EBADMSG},
+        {"tls TLSv1.3 (X)\n", NULL, NULL, EBADMSG},
+        {"tls TLSv1.3 X\ntls TLSv1.3 X\n", NULL, NULL, EBADMSG},
+        {"auth \n", NULL, NULL, EBADMSG},
+        {"auth a\nauth b\n", NULL, NULL, EBADMSG},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        ims_spool_file f;
+        int rc = read_with(fx, files[i].extra, &f);
+        if (rc != files[i].want)
+            fail_msg("file case %zu (\"%s\"): got %d, want %d", i, files[i].extra, rc,
+                     files[i].want);
+        if (rc)
+            continue;
+        if (files[i].tls)
+            assert_string_equal(f.tls, files[i].tls);
+        else
+            assert_null(f.tls);
+        if (files[i].auth)
+            assert_string_equal(f.auth, files[i].auth);
+        else
+            assert_null(f.auth);
+        ims_spool_file_free(&f);
+    }
+    /* Version 1 never had them. */
+    char p[512];
+    snprintf(p, sizeof p, "%s/v1-tls", fx->dir);
+    write_text(p, "IMS-SPOOL 1\nid 00000000000000C2\ntime 1\nclient 192.0.2.1\nhelo h\nhost h\n"
+                  "from \ntls TLSv1.3 X\nrcpt -\t-\ta@b\t/x\nsize 00000000000000000000\n\n");
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ims_spool_file f;
+    assert_int_equal(ims_spool_file_read(fd, &f), EBADMSG);
+    close(fd);
+}
+
 /* --- the I/O pool ---------------------------------------------------------------------- */
 
 #define POOL_ITEMS 500
@@ -1346,6 +1525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes_and_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version1_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_auth_keys, setup, teardown),
         cmocka_unit_test(test_pool),
         cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),
     };
