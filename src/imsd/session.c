@@ -308,6 +308,10 @@ static int data_begin(void *arg, const smtp_envelope *env)
     e.ret = env->mail->ret == SMTP_RET_FULL   ? "FULL"
             : env->mail->ret == SMTP_RET_HDRS ? "HDRS"
                                               : NULL;
+    char tls[128];
+    imsd_conn_tls_text(ms->c, tls, sizeof tls);
+    e.tls = tls[0] ? tls : NULL;
+    e.auth = env->account && env->account[0] ? env->account : NULL;
     int rc = ims_spool_begin(m->spool, &e, &ms->msg);
     free(r);
     free(notify);
