@@ -1,7 +1,8 @@
 /* spoolfile_fuzz.c - libFuzzer target for what the queue reads back: a spool file (version 1
  * or 2, status records included) of any bytes, a message's header section for its priority,
  * and RetryInterval's text. The first byte picks which. A file that reads must be one the
- * queue can trust: recipients with a valid route, content inside the file, known states. */
+ * queue can trust: recipients with a valid route, content inside the file, known states, and
+ * tls and auth that Received can show (one line, a well-formed comment). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,6 +39,21 @@ static void spool_file(const uint8_t *d, size_t n)
     CHECK(f.sender && f.client_ip && f.helo && f.host);
     CHECK(!strpbrk(f.sender, "\r\n\t") && !strpbrk(f.helo, "\r\n\t") &&
           !strpbrk(f.host, "\r\n\t") && !strpbrk(f.client_ip, "\r\n\t"));
+    /* How it came: what Received is made of must make one line of it and a comment. */
+    CHECK(!f.tls || (f.version == 2 && ims_spool_tls_ok(f.tls)));
+    CHECK(!f.auth || (f.version == 2 && f.auth[0] && !strpbrk(f.auth, "\r\n\t")));
+    const char *with = ims_spool_received_with(&f);
+    CHECK(!strcmp(with, f.tls ? (f.auth ? "ESMTPSA" : "ESMTPS") : f.auth ? "ESMTPA" : "ESMTP"));
+    buf line = BUF_INIT;
+    CHECK(ims_spool_received_tls(&f, "\r\n", &line) == 0);
+    if (f.tls) {
+        const char *t = buf_cstr(&line);
+        CHECK(t && line.len > 4 && !strncmp(t, "\t(using ", 8) && strstr(t, " with cipher "));
+        CHECK(!strcmp(t + line.len - 3, ")\r\n") && strcspn(t, "\r\n") == line.len - 2);
+    } else {
+        CHECK(line.len == 0);
+    }
+    buf_free(&line);
     for (size_t i = 0; i < f.nrcpt; i++) {
         const ims_spool_rcpt_rec *r = &f.rcpts[i];
         CHECK(r->address && r->address[0]);
