@@ -69,8 +69,9 @@ struct smtp_session {
     bool auth_login;  /* LOGIN (else PLAIN) */
     bool auth_passwd; /* LOGIN: the user name came, the password is next */
     char auth_user[SMTP_AUTH_USER_MAX + 1];
-    bool enhanced; /* extensions advertised: enhanced status codes in replies */
-    bool oom;      /* a reply could not be stored: the session is unusable */
+    bool enhanced;      /* extensions advertised: enhanced status codes in replies */
+    bool oom;           /* a reply could not be stored: the session is unusable */
+    bool in_auth_check; /* inside cb.auth_check: its caller traces the replies */
     sess_state state;
     unsigned errors;
     buf out;
@@ -514,7 +515,9 @@ static void sess_auth_wipe(smtp_session *s)
 static void sess_auth_check(smtp_session *s, smtp_sasl_creds *cr)
 {
     s->state = ST_AUTHING;
+    s->in_auth_check = true;
     s->cb.auth_check(s->cb.arg, s->auth_login ? "LOGIN" : "PLAIN", cr);
+    s->in_auth_check = false;
     smtp_wipe(cr, sizeof *cr);
     sess_auth_wipe(s);
 }
@@ -1178,7 +1181,8 @@ int smtp_session_auth_done(smtp_session *s, smtp_auth_result r, const char *acco
         return ERROR_INVALID_PARAMETER;
     size_t from = s->out.len;
     sess_auth_result(s, r, account);
-    sess_trace_out(s, from);
+    if (!s->in_auth_check) /* else sess_command_line traces it with the AUTH line's replies */
+        sess_trace_out(s, from);
     return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;
 }
 
