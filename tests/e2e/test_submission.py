@@ -493,3 +493,34 @@ def test_protocol_log_hides_credentials(make, pki):
     assert "TLS started: TLSv1.3" in logs, logs
     assert "AUTH PLAIN *" in logs, logs
     assert secret not in logs and PASSWORD not in logs
+
+
+def test_idle_tls_sessions_do_not_block_plain_mail(make, pki):
+    """Sessions that finished a handshake and went quiet, and connections that never start
+    theirs, hold no thread and block nothing: plain mail and new TLS sessions go on."""
+    svc = make(params=[("MaxInboundConnections", "REG_DWORD", "1000")])
+    held = []
+    try:
+        for _ in range(150):
+            c = client(svc)
+            c.ehlo("idle.test")
+            c.starttls(context=context(pki))
+            c.ehlo("idle.test")
+            held.append(c)
+        for _ in range(50):  # a TCP connection to 465 that never sends its ClientHello
+            held.append(socket.create_connection(("127.0.0.1", svc.subs), timeout=WAIT))
+        with client(svc) as c:
+            assert c.sendmail("s@remote.test", ["bob@example.com"],
+                              b"Subject: beside idle\r\n\r\nx\r\n") == {}
+        with smtplib.SMTP_SSL("127.0.0.1", svc.subs, timeout=WAIT, context=context(pki)) as c:
+            c.login("alice", PASSWORD)
+            c.sendmail("alice@example.com", ["bob@example.com"], b"Subject: tls beside\r\n\r\ny\r\n")
+        svc.wait_mail("bob", 2)
+        for c in held[:150]:  # and the idle ones still work
+            assert c.noop()[0] == 250
+    finally:
+        for c in held:
+            try:
+                c.close()
+            except OSError:
+                pass
