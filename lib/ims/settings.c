@@ -50,6 +50,12 @@ void ims_settings_fqdn(const ims_settings *s, char *out, size_t n)
         name, IMS_SETTING_STRING, offsetof(ims_settings, field), sizeof((ims_settings *)0)->field, \
             0, 0, 0, valid                                                                         \
     }
+/* A string that may be empty (nothing configured). */
+#define STRING_OPT(name, field, valid)                                                             \
+    {                                                                                              \
+        name, IMS_SETTING_STRING, offsetof(ims_settings, field), sizeof((ims_settings *)0)->field, \
+            0, 0, 0, valid, true                                                                   \
+    }
 #define LINES(name, field, count, max, valid)                                                      \
     {                                                                                              \
         name, IMS_SETTING_LINES, offsetof(ims_settings, field), offsetof(ims_settings, count), 0,  \
@@ -106,8 +112,7 @@ static const ims_setting settings_table[] = {
     STRING("HomeDSA", home_dsa, NULL),
     STRING("SiteDomain", site_domain, NULL),
     STRING("AdministratorMailbox", administrator_mailbox, alias_valid),
-    {"SmartHost", IMS_SETTING_STRING, offsetof(ims_settings, smart_host),
-     sizeof((ims_settings *)0)->smart_host, 0, 0, 0, host_valid, true},
+    STRING_OPT("SmartHost", smart_host, host_valid),
     DWORD("DisplayErrsOnConsole", display_errs_on_console, 0, 0, 0xffffffff),
     DWORD("ConsoleStatFrequency", console_stat_frequency, 14, 1, 86400),
     DWORD("InboundSizeLimit", inbound_size_limit, 0, 0, 0xffffffff),
@@ -153,14 +158,11 @@ static const ims_setting settings_table[] = {
     LINES("DnsServers", dns_servers, ndns_servers, IMS_DNS_MAX_SERVERS, dns_server_valid),
     /* Outbound TLS and AUTH. */
     STRING("TlsPolicy", tls_policy_text, tls_policy_valid),
-    {"TlsCaFile", IMS_SETTING_STRING, offsetof(ims_settings, tls_ca_file),
-     sizeof((ims_settings *)0)->tls_ca_file, 0, 0, 0, NULL, true},
+    STRING_OPT("TlsCaFile", tls_ca_file, NULL),
     STRING("ClientCredentialsFile", client_credentials_file, NULL),
     /* Server TLS and AUTH. */
-    {"TlsCertificateFile", IMS_SETTING_STRING, offsetof(ims_settings, tls_certificate_file),
-     sizeof((ims_settings *)0)->tls_certificate_file, 0, 0, 0, path_valid, true},
-    {"TlsKeyFile", IMS_SETTING_STRING, offsetof(ims_settings, tls_key_file),
-     sizeof((ims_settings *)0)->tls_key_file, 0, 0, 0, path_valid, true},
+    STRING_OPT("TlsCertificateFile", tls_certificate_file, path_valid),
+    STRING_OPT("TlsKeyFile", tls_key_file, path_valid),
     DWORD("AllowAuthWithoutTls", allow_auth_without_tls, 0, 0, 1),
     DWORD("DisableAuth", disable_auth, 0, 0, 1),
     DWORD("ClientSubmitHomedOnly", client_submit_homed_only, 0, 0, 1),
