@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -176,6 +178,10 @@ static void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct soc
     }
     c->srv = srv;
     c->kind = kind;
+    /* Replies are whole lines written at once: Nagle would only hold one back for the
+     * client's delayed ACK (40 ms after a TLS handshake, whose tickets go out first). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     imsd_addr_text(sa, salen, c->peer, sizeof c->peer);
     if (kind == IMS_LISTEN_SUBMISSIONS) {
         /* RFC 8314: TLS from the first byte; without a usable certificate nothing can be

@@ -92,6 +92,9 @@ static SSL_CTX *ctx_load(imsd_tls *t, char *why, size_t n)
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* One TLS 1.3 session ticket, not OpenSSL's two: a mail client resumes one session at a
+     * time, and each ticket costs a write and CPU at every handshake. */
+    SSL_CTX_set_num_tickets(ctx, 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1) {
         ssl_why(why, n, "the certificate file is not a readable PEM certificate chain");
         goto fail;
