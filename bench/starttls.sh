@@ -13,6 +13,9 @@ fi
 BIN=$(cd "$1" && pwd)
 BENCH=$(cd "${2:-$1/../bench}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
+ME=starttls.sh
+# shellcheck source=bench/servers.sh
+. "$HERE/servers.sh"
 REPO=$(dirname "$HERE")
 IDLE=${IMS_BENCH_IDLE:-1000} # idle TLS sessions held open against each server
 ACCOUNT=nobody               # imsd's service account; Postfix's virtual(8) delivers as it too
@@ -49,9 +52,6 @@ PKI="$WORK/pki"
 UID_NOBODY=$(id -u "$ACCOUNT")
 GID_NOBODY=$(id -g "$ACCOUNT")
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # --- the certificate: tests/tls_certs.py's PKI, an EC P-256 key, the chain with its CA ------
 pki_setup() {
@@ -65,18 +65,6 @@ pki_setup() {
 }
 
 # --- imsd ---------------------------------------------------------------------------------
-imsd_pid() {
-    cat "$IMS_ROOT/run/imsd.pid" 2>/dev/null || true
-}
-
-imsd_stop() {
-    [ -d "$IMS_ROOT/run" ] || return 0
-    pid=$(imsd_pid)
-    "$BIN/imsctl" stop >/dev/null 2>&1 || true
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-}
 
 imsd_setup() {
     mkdir -m 0755 "$IMS_ROOT"
@@ -90,41 +78,6 @@ imsd_setup() {
     "$BIN/reg" add "$params" /v TlsCertificateFile /t REG_SZ /d "$CHAIN" /f >/dev/null
     "$BIN/reg" add "$params" /v TlsKeyFile /t REG_SZ /d "$KEY" /f >/dev/null
     "$BIN/imsctl" start >/dev/null
-}
-
-# --- Postfix: a private instance, nothing shared with a system one but the programs ----------
-pf_alive() { # is any process of the instance (process group $1, not a zombie) left?
-    ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
-}
-
-pf_stop() {
-    [ -f "$PF/spool/pid/master.pid" ] || return 0
-    mpid=$(tr -d ' \n' <"$PF/spool/pid/master.pid")
-    [ -n "$mpid" ] || return 0
-    postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
-    i=0
-    while pf_alive "$mpid" && [ $i -lt 100 ]; do # bounded: 10 s
-        sleep 0.1
-        i=$((i + 1))
-    done
-    # The master runs in a process group of its own, with all its children: end what is left.
-    if pf_alive "$mpid"; then
-        kill -9 -- "-$mpid" 2>/dev/null || true
-    fi
-    rm -f "$PF/spool/pid/master.pid"
-}
-
-pf_start() {
-    postfix -c "$PF/etc" start >/dev/null 2>&1 || {
-        echo "starttls.sh: postfix did not start; its log:" >&2
-        tail -n 20 "$PF/maillog" >&2 || true
-        exit 1
-    }
-    i=0
-    while [ ! -s "$PF/spool/pid/master.pid" ] && [ $i -lt 100 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
 }
 
 pf_setup() {
