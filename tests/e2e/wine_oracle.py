@@ -94,11 +94,14 @@ class WinePrefix:
     def reg(self, *args, check=True):
         """Run `wine reg ARGS`; the result's stdout is Wine's raw bytes (CRLF, code page 437)."""
         # Under load Wine sometimes fails to start the program at all (its loader prints
-        # "Application could not be started"): reg.exe never ran, so that is no answer of
-        # the oracle's. Tried again, a bounded number of times.
+        # "Application could not be started", or nothing): reg.exe never ran, so that is no
+        # answer of the oracle's. Tried again, a bounded number of times.
         for attempt in range(WINE_LAUNCH_TRIES):
             p = self._run(["wine", "reg", *[str(a) for a in args]])
-            if b"Application could not be started" not in p.stdout + p.stderr:
+            said = p.stdout + p.stderr
+            # A reg.exe that ran says why it failed; a failure with no word at all is the
+            # loader's too (seen under load: rc 1, nothing printed).
+            if b"Application could not be started" not in said and (p.returncode == 0 or said):
                 break
             time.sleep(0.5 * (attempt + 1))
         if check and p.returncode != 0:
