@@ -86,13 +86,12 @@ static void auth_dispatch(evutil_socket_t fd, short what, void *arg)
     auth_job *list = a->done;
     a->done = NULL;
     a->done_tail = &a->done;
+    for (auth_job *j = list; j; j = j->next)
+        a->pending--;
     pthread_mutex_unlock(&a->lock);
     while (list) {
         auth_job *j = list;
         list = j->next;
-        pthread_mutex_lock(&a->lock);
-        a->pending--;
-        pthread_mutex_unlock(&a->lock);
         j->done(j->arg, j->match ? IMSD_AUTH_MATCH : IMSD_AUTH_NO_MATCH);
         job_wipe_free(j);
     }
@@ -133,11 +132,6 @@ int imsd_auth_check(imsd_auth *a, const char *hash, const char *pass, size_t len
 {
     if (len > SMTP_AUTH_PASS_MAX || (hash && strlen(hash) > DIR_MAX_HASH))
         return EINVAL;
-    pthread_mutex_lock(&a->lock);
-    bool full = a->pending >= IMSD_AUTH_QUEUE_MAX;
-    pthread_mutex_unlock(&a->lock);
-    if (full)
-        return EAGAIN;
     auth_job *j = calloc(1, sizeof *j);
     if (!j)
         return ENOMEM;
@@ -149,6 +143,11 @@ int imsd_auth_check(imsd_auth *a, const char *hash, const char *pass, size_t len
     memcpy(j->pass, pass, len);
     j->len = len;
     pthread_mutex_lock(&a->lock);
+    if (a->pending >= IMSD_AUTH_QUEUE_MAX) {
+        pthread_mutex_unlock(&a->lock);
+        job_wipe_free(j);
+        return EAGAIN;
+    }
     *a->queue_tail = j;
     a->queue_tail = &j->next;
     a->pending++;

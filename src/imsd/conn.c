@@ -437,11 +437,6 @@ int imsd_conn_start_tls(imsd_conn *c)
     return 0;
 }
 
-bool imsd_conn_tls(const imsd_conn *c)
-{
-    return c->tls_up;
-}
-
 void imsd_conn_tls_text(const imsd_conn *c, char *out, size_t size)
 {
     if (!c->tls_up) {

@@ -248,8 +248,6 @@ void imsd_conn_close(imsd_conn *c);
  * follows, or the connection closes. Nothing is read until then. Never frees c. Returns 0,
  * or -1 (no certificate now, or TLS already on: the caller closes). */
 int imsd_conn_start_tls(imsd_conn *c);
-/* imsd_conn_tls - the handshake is done: everything from now on is under TLS. */
-bool imsd_conn_tls(const imsd_conn *c);
 /* imsd_conn_tls_text - "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" before TLS. */
 void imsd_conn_tls_text(const imsd_conn *c, char *out, size_t size);
 /* imsd_conn_kind - the ims_listen_kind of the listener that accepted c. */

@@ -26,12 +26,12 @@
  * often (the original looked every 15 s whether mail came or not). */
 #define DISK_CHECK_MS 1000
 /* Failed AUTHs remembered per client address: after AUTH_SLOW_AFTER failures each further
- * attempt from that address waits 1, 2, 4... seconds (at most AUTH_DELAY_MAX) before it is
- * checked; an address without a failure for AUTH_FORGET seconds starts afresh. The table is
+ * attempt from that address waits 1, 2, 4... seconds (at most 1 << AUTH_DELAY_MAX_SHIFT) before it
+ * is checked; an address without a failure for AUTH_FORGET seconds starts afresh. The table is
  * bounded: a full one forgets its oldest entry. */
 #define AUTH_TABLE_SIZE 256
 #define AUTH_SLOW_AFTER 3
-#define AUTH_DELAY_MAX 16
+#define AUTH_DELAY_MAX_SHIFT 4 /* the longest wait: 16 s */
 #define AUTH_FORGET 900
 
 typedef struct auth_failures {
@@ -437,10 +437,8 @@ static unsigned auth_delay_for(struct imsd_mail *m, const char *ip)
     auth_failures *f = failures_find(m, ip, false);
     if (!f || f->count < AUTH_SLOW_AFTER)
         return 0;
-    unsigned shift = f->count - AUTH_SLOW_AFTER;
-    return shift >= 5                       ? AUTH_DELAY_MAX
-           : (1u << shift) < AUTH_DELAY_MAX ? 1u << shift
-                                            : AUTH_DELAY_MAX;
+    unsigned shift = f->count - AUTH_SLOW_AFTER; /* 0, 1, 2...: 1, 2, 4... seconds */
+    return 1u << (shift < AUTH_DELAY_MAX_SHIFT ? shift : AUTH_DELAY_MAX_SHIFT);
 }
 
 /* auth_answer - the check's result goes to the session (and the event, when it failed).
@@ -532,8 +530,6 @@ static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds
         auth_answer(ms, SMTP_AUTH_TEMP, false);
         return;
     }
-    if (e)
-        ms->auth_alias[0] = 0;
     memcpy(ms->auth_pass, creds->pass, creds->passlen);
     ms->auth_pass_len = creds->passlen;
     unsigned delay = auth_delay_for(m, ms->client_ip);

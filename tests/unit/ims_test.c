@@ -71,7 +71,7 @@ static void test_listen_parse(void **state)
         {"0.0.0.0:25 ", 0, IMS_LISTEN_SMTP, 25},
         {"0.0.0.0:25 lmtp", -1, 0, 0},
         {"0.0.0.0:25 smtp extra", -1, 0, 0},
-        {"0.0.0.0:25 submissionsxxxxxxxxxxxxx", -1, 0, 0},
+        {"0.0.0.0:25 submissionsubmission", -1, 0, 0}, /* longer than any kind */
         {" 0.0.0.0:25", -1, 0, 0},
     };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -652,6 +652,38 @@ static void test_sched(void **state)
 
 /* The Parameters table of docs/ims.md and the settings table agree: every value is documented,
  * every documented value exists, and each REG_DWORD's documented default is the real one. */
+/* The server's TLS and AUTH values: a relative certificate path, an out-of-range flag and a
+ * listener of an unknown kind are each event 4086 and their default; the good ones are taken,
+ * listener kinds included. */
+static void test_settings_tls(void **state)
+{
+    struct fx *fx = *state;
+    ims_settings s;
+    reg_key *k;
+    assert_int_equal(ims_install(fx->reg, "/usr/bin/imsd", "mail", NULL, 0, NULL), ERROR_SUCCESS);
+    assert_int_equal(reg_key_open_path(fx->reg, "HKLM\\" IMS_PARAMETERS_KEY, 0, &k), 0);
+    assert_int_equal(reg_value_set_sz(k, "TlsCertificateFile", REG_SZ, "certs/mail.pem"), 0);
+    assert_int_equal(reg_value_set_sz(k, "TlsKeyFile", REG_SZ, "/etc/ssl/private/mail.key"), 0);
+    assert_int_equal(reg_value_set_dword(k, "AllowAuthWithoutTls", 2), 0);
+    assert_int_equal(reg_value_set_dword(k, "ClientSubmitMatchAccount", 1), 0);
+    const char *listen[] = {"127.0.0.1:2525", "127.0.0.1:2587 submission", "127.0.0.1:2465 smtps",
+                            "127.0.0.1:2526 lmtp"};
+    assert_int_equal(reg_value_set_multi_sz(k, "ListenAddresses", listen, 4), 0);
+    reg_key_close(k);
+    fx->events[0] = 0;
+    assert_int_equal(ims_settings_load(fx->reg, &fx->log, &s), IMS_OK);
+    assert_string_equal(fx->events, "4086;4086;4086;");
+    assert_string_equal(s.tls_certificate_file, "");
+    assert_string_equal(s.tls_key_file, "/etc/ssl/private/mail.key");
+    assert_int_equal(s.allow_auth_without_tls, 0);
+    assert_int_equal(s.client_submit_match_account, 1);
+    assert_int_equal(s.disable_auth, 0);
+    assert_int_equal(s.nlisten, 3);
+    assert_int_equal(s.listen[0].kind, IMS_LISTEN_SMTP);
+    assert_int_equal(s.listen[1].kind, IMS_LISTEN_SUBMISSION);
+    assert_int_equal(s.listen[2].kind, IMS_LISTEN_SUBMISSIONS);
+}
+
 static void test_settings_documented(void **state)
 {
     (void)state;
@@ -974,6 +1006,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_parse),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings_tls, setup, teardown),
         cmocka_unit_test(test_settings_documented),
         cmocka_unit_test(test_host_parse),
         cmocka_unit_test(test_sched),
