@@ -1163,6 +1163,11 @@ void ims_spool_close(ims_spool *sp);
 #define IMS_TRACK_TRANSFERRED_OUTBOUND 1011
 #define IMS_TRACK_REPORT_OUT 1016
 #define IMS_TRACK_REPORT_GENERATED 1017
+/* The administrator's actions on a queued message (ours; the actor is the line's last field). */
+#define IMS_TRACK_ADMIN_HELD 1030
+#define IMS_TRACK_ADMIN_RELEASED 1031
+#define IMS_TRACK_ADMIN_RETRY 1032
+#define IMS_TRACK_ADMIN_DELETED 1033
 
 #define IMS_OUTQ_LOAD_BUDGET (64u << 20) /* bytes of message content held in memory at once */
 #define IMS_OUTQ_PRELOAD_MAX                                                                       \
@@ -1269,6 +1274,77 @@ typedef struct ims_outq_stats {
     uint64_t reports; /* NDRs and delay notices spooled */
 } ims_outq_stats;
 void ims_outq_get_stats(const ims_outq *q, ims_outq_stats *st);
+/* --- the queues as the administrator sees them (imsctl queues, the admin page) ----------
+ * A view of one message and its recipients. Strings point into the queue's memory and stay
+ * valid until the next call on the iterator (or the queue) that produced the view. */
+#define IMS_EV_QUEUE_ACTION 1005 /* an administrator acted on a queued message (ours) */
+#define IMS_QUEUE_DELETED_TEXT "5.3.2 Message deleted from the queue by the administrator"
+
+typedef enum ims_queue_rcpt_state {
+    IMS_QRCPT_WAITING, /* not tried yet, or deferred: next_try says when */
+    IMS_QRCPT_SENDING, /* in a connection now */
+    IMS_QRCPT_HELD,    /* the message is held: not tried until released */
+    IMS_QRCPT_DONE,    /* delivered (shown until the message leaves the queue) */
+    IMS_QRCPT_FAILED,  /* failed for good: its report is on its way */
+} ims_queue_rcpt_state;
+
+typedef struct ims_queue_rcpt {
+    const char *address;
+    ims_route_kind route;
+    const char *dest; /* DNS: the domain; SMARTHOST: the host spec; LOCAL: the Maildir */
+    ims_queue_rcpt_state state;
+    unsigned attempts; /* failed tries so far */
+    time_t next_try;   /* WAITING: not before (unix seconds); 0: as soon as possible */
+    /* last - the last reply or reason as recorded, "<remote MTA>|<reply>" (the remote part
+     * may be empty; remote_len is its length), NULL when nothing was tried yet. */
+    const char *last;
+    size_t remote_len;
+} ims_queue_rcpt;
+
+typedef struct ims_queue_msg {
+    const char *id;     /* the queue id (Out, In: the spool file's name) */
+    const char *sender; /* the reverse-path, "" for the null sender */
+    time_t arrival;     /* when it was received (unix seconds) */
+    uint64_t size;      /* bytes of the content */
+    bool held;
+    const ims_queue_rcpt *rcpts;
+    size_t nrcpt;
+} ims_queue_msg;
+
+typedef enum ims_queue_action {
+    IMS_QA_HOLD,       /* not tried until released (recorded: survives a restart) */
+    IMS_QA_RELEASE,    /* tried again now */
+    IMS_QA_RETRY,      /* waiting recipients are tried now, their destinations too */
+    IMS_QA_DELETE,     /* recipients not final fail without a report, and the file goes */
+    IMS_QA_DELETE_NDR, /* the same with a non-delivery report to the sender */
+} ims_queue_action;
+
+/* What an action did: recipients changed, recipients that were final already, and (delete)
+ * recipients that were being sent and got delivered instead of deleted. */
+typedef struct ims_queue_outcome {
+    size_t changed, unchanged, delivered;
+} ims_queue_outcome;
+
+/* ims_outq_iter_new - walk the queue's messages (newest first); a message removed while the
+ * walk is paused is skipped, never touched. *out: free with ims_outq_iter_free (before
+ * ims_outq_close). Returns 0 or ENOMEM. */
+typedef struct ims_outq_iter ims_outq_iter;
+int ims_outq_iter_new(ims_outq *q, ims_outq_iter **out);
+/* ims_outq_iter_next - the next message into *view (valid until the next call or the free),
+ * now being ims_clock_ms for the next tries. Returns false at the end (or out of memory). */
+bool ims_outq_iter_next(ims_outq_iter *it, uint64_t now, ims_queue_msg *view);
+void ims_outq_iter_free(ims_outq_iter *it);
+
+/* ims_outq_action - apply act to the message qid for actor (who asked, for the event and the
+ * tracking log: "root (uid 0)"). done(arg, err, outcome) follows from ims_outq_dispatch once
+ * what changed is durable: a delete of recipients in a connection now waits for the
+ * connection's results, so each is delivered or deleted, never both. Returns 0 (done
+ * follows), ENOENT (no such message; no callback), EALREADY (release of a message not held,
+ * hold of a held one), EBUSY (retry of a held message), ENOMEM. */
+typedef void (*ims_outq_action_fn)(void *arg, int err, const ims_queue_outcome *o);
+int ims_outq_action(ims_outq *q, const char *qid, ims_queue_action act, const char *actor,
+                    uint64_t now, ims_outq_action_fn done, void *arg);
+
 /* ims_outq_stop - let the thread finish the commits posted (their done callbacks are not
  * called), make no more reports (the next start makes them), and stop it. Then close the
  * spool (its callbacks may still answer the queue), then ims_outq_close. */

@@ -29,6 +29,20 @@
 typedef struct oq_msg oq_msg;
 typedef struct oq_unit oq_unit;
 
+#define OQ_ACTOR_MAX 128 /* bytes of who asked for an administrator's action */
+
+/* An administrator's action in progress: done once each of its parts (commits, connections
+ * a delete waits for) is over. */
+typedef struct oq_action {
+    ims_outq_action_fn done;
+    void *arg;
+    unsigned parts;
+    int err;
+    ims_queue_outcome o;
+    bool ndr;
+    char actor[OQ_ACTOR_MAX];
+} oq_action;
+
 /* A message's recipients for one destination: they are scheduled and sent together. */
 struct oq_unit {
     ims_sched_node node; /* due (ims_clock_ms) while waiting */
@@ -36,7 +50,7 @@ struct oq_unit {
     ims_outq_dest *d;
     size_t *ri; /* indices into m->f.rcpts */
     size_t nri;
-    enum { U_WAIT, U_LOADING, U_READY, U_BUSY, U_FINAL } st;
+    enum { U_WAIT, U_LOADING, U_READY, U_BUSY, U_FINAL, U_HELD } st;
     size_t taken; /* U_READY/U_BUSY: recipients of the pending list handed out */
     size_t *pend; /* U_READY/U_BUSY: the recipients of this attempt (not final) */
     size_t npend;
@@ -56,7 +70,19 @@ struct oq_msg {
     bool removing; /* every recipient final: its file is going */
     unsigned busy; /* units ready or busy, reports and commits in flight */
     unsigned reports;
+    bool held;          /* the administrator's hold: no unit is scheduled */
+    oq_action *del;     /* a delete waiting for units in a connection now */
+    unsigned del_units; /* ... this many */
     oq_msg *prev, *next;
+};
+
+struct ims_outq_iter {
+    ims_outq *q;
+    oq_msg *at; /* the next message to show; NULL: the end */
+    bool started;
+    ims_queue_rcpt *rc;
+    size_t caprc;
+    ims_outq_iter *next; /* the queue's list of walks: a message's removal moves them on */
 };
 
 struct ims_outq_dest {
@@ -117,6 +143,8 @@ typedef struct oq_task {
     void (*done)(void *arg);
     void *arg;
     ims_outq_job *job; /* T_COMMIT of a job: freed on completion */
+    oq_action *act;    /* T_COMMIT of an administrator's action: one of its parts */
+    char actor[OQ_ACTOR_MAX];
     /* T_REPORT */
     ims_report_rcpt *rr;
     size_t nrr;
@@ -173,6 +201,7 @@ struct ims_outq {
     size_t nloadq, caploadq;
     ims_outq_stats st;
     atomic_uint_least32_t report_seq;
+    ims_outq_iter *iters;
 
     /* shared with the thread */
     pthread_mutex_t lock;
@@ -472,15 +501,18 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
         if (t->err || !q->tracking)
             continue;
         const ims_spool_file *f = &t->m->f;
-        for (size_t j = 0; j < t->ntrack; j++)
-            ims_tracking_write_tls(q->tracking, time(NULL), t->track[j].event, f->id, f->sender,
+        for (size_t j = 0; j < t->ntrack; j++) {
+            unsigned ev = t->track[j].event;
+            const char *last = NULL;
+            if (ev == IMS_TRACK_TRANSFERRED_OUTBOUND || ev == IMS_TRACK_REPORT_OUT)
+                last = t->tls[0] ? t->tls : "plain";
+            else if (ev >= IMS_TRACK_ADMIN_HELD && ev <= IMS_TRACK_ADMIN_DELETED)
+                last = t->actor;
+            ims_tracking_write_tls(q->tracking, time(NULL), ev, f->id, f->sender,
                                    t->track[j].rcpt < f->nrcpt ? f->rcpts[t->track[j].rcpt].address
                                                                : f->sender,
-                                   f->content_len, f->client_ip, f->host,
-                                   t->track[j].event == IMS_TRACK_TRANSFERRED_OUTBOUND ||
-                                           t->track[j].event == IMS_TRACK_REPORT_OUT
-                                       ? (t->tls[0] ? t->tls : "plain")
-                                       : NULL);
+                                   f->content_len, f->client_ip, f->host, last);
+        }
     }
     free(fds);
     free(errs);
@@ -805,6 +837,10 @@ static void unit_defer_dead(ims_outq *q, oq_unit *u, uint64_t now);
 static void unit_ready(ims_outq *q, oq_unit *u, uint64_t now)
 {
     ims_outq_dest *d = u->d;
+    if (u->m->held) {
+        u->st = unit_is_final(u) ? U_FINAL : U_HELD;
+        return;
+    }
     if (d->dead_until > now) {
         unit_defer_dead(q, u, now);
         return;
@@ -1037,6 +1073,7 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
     m->f = t->f;
     memset(&t->f, 0, sizeof t->f);
     m->prio = t->prio;
+    m->held = m->f.held;
     if (t->content) {
         m->content = t->content;
         m->clen = t->clen;
@@ -1137,6 +1174,8 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
         }
         if (unit_is_final(u))
             u->st = U_FINAL;
+        else if (m->held)
+            u->st = U_HELD;
         else
             unit_schedule(q, u, due);
     }
@@ -1256,6 +1295,361 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
     post(q, t);
 }
 
+/* --- the administrator's actions and views ------------------------------------------------- */
+
+static void action_part_done(oq_action *a, int err)
+{
+    if (err && !a->err)
+        a->err = err;
+    if (--a->parts)
+        return;
+    if (a->done)
+        a->done(a->arg, a->err, &a->o);
+    free(a);
+}
+
+/* ready_unlink - take u off its destination's ready list (it is on it). */
+static void ready_unlink(ims_outq_dest *d, oq_unit *u)
+{
+    for (oq_unit **pp = &d->ready; *pp; pp = &(*pp)->next) {
+        if (*pp != u)
+            continue;
+        *pp = u->next;
+        if (d->ready_tail == &u->next)
+            d->ready_tail = pp;
+        d->nready--;
+        return;
+    }
+}
+
+/* action_commit - a commit of recs and track lines that is one part of a. The task owns the
+ * buffers from now on, also when it cannot be made (then a gets ENOMEM). */
+static void action_commit(ims_outq *q, oq_msg *m, oq_action *a, buf *recs, oq_track *track,
+                          size_t ntrack)
+{
+    oq_task *t = task_new(T_COMMIT, m);
+    a->parts++;
+    if (!t) {
+        buf_free(recs);
+        free(track);
+        action_part_done(a, ENOMEM);
+        return;
+    }
+    t->recs = *recs;
+    *recs = (buf)BUF_INIT;
+    t->track = track;
+    t->ntrack = ntrack;
+    t->act = a;
+    snprintf(t->actor, sizeof t->actor, "%s", a->actor);
+    m->busy++;
+    post(q, t);
+}
+
+/* unit_delete - the recipients of u not final fail as deleted by a (with their reports when
+ * a->ndr); counted into a->o; u is final afterwards. Its records are one part of a. */
+static void unit_delete(ims_outq *q, oq_unit *u, oq_action *a)
+{
+    oq_msg *m = u->m;
+    buf recs = BUF_INIT;
+    oq_track *track = calloc(u->nri ? u->nri : 1, sizeof *track);
+    size_t *fails = calloc(u->nri ? u->nri : 1, sizeof *fails), nfails = 0, ntrack = 0;
+    char text[SPOOL_STATUS_TEXT_MAX];
+    snprintf(text, sizeof text, "|%s (%s)", IMS_QUEUE_DELETED_TEXT, a->actor);
+    bool silent = !a->ndr || !m->f.sender[0]; /* nobody to tell about mail from <> */
+    for (size_t i = 0; track && fails && i < u->nri; i++) {
+        ims_spool_rcpt_rec *r = &m->f.rcpts[u->ri[i]];
+        if (final(r))
+            continue;
+        char *copy = strdup(text);
+        if (!copy)
+            break;
+        free(r->last);
+        r->last = copy;
+        r->state = IMS_RCPT_FAILED;
+        ims_spool_status_format(&recs, u->ri[i], IMS_RCPT_FAILED, 0, 0, text);
+        if (silent) {
+            r->reported = true;
+            buf_printf(&recs, "reported %zu\n", u->ri[i]);
+        } else {
+            fails[nfails++] = u->ri[i];
+        }
+        track[ntrack++] = (oq_track){IMS_TRACK_ADMIN_DELETED, u->ri[i]};
+        q->st.failed++;
+        q->st.rcpts--;
+        a->o.changed++;
+    }
+    u->st = U_FINAL;
+    if (ntrack) {
+        action_commit(q, m, a, &recs, track, ntrack);
+    } else {
+        buf_free(&recs); /* nothing was left to delete: no record, no commit */
+        free(track);
+    }
+    if (nfails)
+        report_post(q, m, fails, nfails, IMS_REPORT_FAILED);
+    free(fails);
+}
+
+/* attempt_over_admin - u's connection is done with it, and meanwhile its message was deleted
+ * (what was delivered stays delivered, the rest is deleted) or held. */
+static void attempt_over_admin(ims_outq *q, oq_unit *u)
+{
+    oq_msg *m = u->m;
+    if (m->del) {
+        oq_action *a = m->del;
+        for (size_t k = 0; k < u->taken; k++)
+            if (m->f.rcpts[u->pend[k]].state == IMS_RCPT_DONE)
+                a->o.delivered++;
+        if (--m->del_units == 0)
+            m->del = NULL;
+        unit_delete(q, u, a);
+        action_part_done(a, 0); /* the wait for this unit */
+        return;
+    }
+    u->st = unit_is_final(u) ? U_FINAL : U_HELD;
+}
+
+static oq_msg *msg_find(ims_outq *q, const char *qid)
+{
+    for (oq_msg *m = q->msgs; m; m = m->next)
+        if (!strcmp(m->id, qid))
+            return m;
+    return NULL;
+}
+
+/* unit_stop - u is not to be tried any more for now: out of the scheduler or its
+ * destination's ready list. Returns false when it is in a connection now (U_BUSY: then the
+ * recipients not yet handed out are cut from the attempt). */
+static bool unit_stop(ims_outq *q, oq_unit *u)
+{
+    switch (u->st) {
+    case U_WAIT:
+        ims_sched_remove(&q->sched, &u->node);
+        return true;
+    case U_READY:
+        ready_unlink(u->d, u);
+        u->m->busy--;
+        return true;
+    case U_BUSY:
+        if (u->taken < u->npend) {
+            ready_unlink(u->d, u);
+            u->npend = u->taken;
+        }
+        return false;
+    case U_LOADING: /* the content's arrival looks at the message's state */
+    case U_FINAL:
+    case U_HELD:
+        return true;
+    }
+    return true;
+}
+
+static size_t unit_open_rcpts(const oq_unit *u)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < u->nri; i++)
+        n += !final(&u->m->f.rcpts[u->ri[i]]);
+    return n;
+}
+
+int ims_outq_action(ims_outq *q, const char *qid, ims_queue_action act, const char *actor,
+                    uint64_t now, ims_outq_action_fn done, void *arg)
+{
+    oq_msg *m = msg_find(q, qid);
+    if (!m || m->removing)
+        return ENOENT;
+    if (m->del)
+        return EALREADY; /* being deleted */
+    if ((act == IMS_QA_HOLD && m->held) || (act == IMS_QA_RELEASE && !m->held))
+        return EALREADY;
+    if (act == IMS_QA_RETRY && m->held)
+        return EBUSY;
+    oq_action *a = calloc(1, sizeof *a);
+    oq_track *track = calloc(1, sizeof *track);
+    if (!a || !track) {
+        free(a);
+        free(track);
+        return ENOMEM;
+    }
+    a->done = done;
+    a->arg = arg;
+    a->ndr = act == IMS_QA_DELETE_NDR;
+    snprintf(a->actor, sizeof a->actor, "%s", actor && *actor ? actor : "unknown");
+    a->parts = 1; /* this call's own, dropped at the end */
+    buf recs = BUF_INIT;
+    unsigned ev = IMS_TRACK_ADMIN_RETRY;
+    const char *what = "retried now";
+    for (size_t k = 0; k < m->nunits; k++) {
+        oq_unit *u = &m->units[k];
+        size_t open = unit_open_rcpts(u);
+        if (!open) {
+            a->o.unchanged += u->nri;
+            continue;
+        }
+        a->o.unchanged += u->nri - open;
+        switch (act) {
+        case IMS_QA_HOLD:
+            if (unit_stop(q, u) && u->st != U_LOADING)
+                u->st = U_HELD;
+            a->o.changed += open;
+            break;
+        case IMS_QA_RELEASE:
+            if (u->st == U_HELD)
+                unit_schedule(q, u, now);
+            a->o.changed += open;
+            break;
+        case IMS_QA_RETRY:
+            u->d->dead_until = 0;
+            if (u->st == U_WAIT) {
+                ims_sched_remove(&q->sched, &u->node);
+                unit_schedule(q, u, now);
+                a->o.changed += open;
+            } else {
+                a->o.unchanged += open; /* being tried already */
+            }
+            break;
+        case IMS_QA_DELETE:
+        case IMS_QA_DELETE_NDR:
+            if (unit_stop(q, u)) {
+                unit_delete(q, u, a);
+            } else {
+                /* In a connection now: its results come first (attempt_over_admin). */
+                a->parts++;
+                m->del = a;
+                m->del_units++;
+            }
+            break;
+        }
+    }
+    switch (act) {
+    case IMS_QA_HOLD:
+        m->held = true;
+        buf_printf(&recs, "hold\n");
+        ev = IMS_TRACK_ADMIN_HELD;
+        what = "held";
+        break;
+    case IMS_QA_RELEASE:
+        m->held = false;
+        buf_printf(&recs, "release\n");
+        ev = IMS_TRACK_ADMIN_RELEASED;
+        what = "released";
+        break;
+    case IMS_QA_RETRY:
+        break;
+    case IMS_QA_DELETE:
+        what = "deleted without a non-delivery report";
+        break;
+    case IMS_QA_DELETE_NDR:
+        what = "deleted with a non-delivery report to the sender";
+        break;
+    }
+    size_t ntrack = 0;
+    if (act != IMS_QA_DELETE && act != IMS_QA_DELETE_NDR)
+        track[ntrack++] = (oq_track){ev, SIZE_MAX};
+    action_commit(q, m, a, &recs, track, ntrack);
+    ims_log_event(q->log, IMS_EV_QUEUE_ACTION, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_INFO,
+                  IMS_LEVEL_NONE, "Message %s from <%s> in the outbound queue was %s by %s", m->id,
+                  m->f.sender, what, a->actor);
+    action_part_done(a, 0);
+    msg_check_done(q, m);
+    return 0;
+}
+
+int ims_outq_iter_new(ims_outq *q, ims_outq_iter **out)
+{
+    ims_outq_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return ENOMEM;
+    it->q = q;
+    it->next = q->iters;
+    q->iters = it;
+    *out = it;
+    return 0;
+}
+
+static ims_queue_rcpt_state view_state(const oq_msg *m, size_t i)
+{
+    const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+    if (r->state == IMS_RCPT_DONE)
+        return IMS_QRCPT_DONE;
+    if (r->state == IMS_RCPT_FAILED)
+        return IMS_QRCPT_FAILED;
+    if (m->held)
+        return IMS_QRCPT_HELD;
+    for (size_t k = 0; k < m->nunits; k++) {
+        const oq_unit *u = &m->units[k];
+        for (size_t j = 0; j < u->taken && u->st == U_BUSY; j++)
+            if (u->pend[j] == i)
+                return IMS_QRCPT_SENDING;
+    }
+    return IMS_QRCPT_WAITING;
+}
+
+bool ims_outq_iter_next(ims_outq_iter *it, uint64_t now, ims_queue_msg *view)
+{
+    if (!it->started) {
+        it->at = it->q->msgs;
+        it->started = true;
+    }
+    oq_msg *m = it->at;
+    if (!m)
+        return false;
+    if (m->f.nrcpt > it->caprc) {
+        ims_queue_rcpt *v = realloc(it->rc, m->f.nrcpt * sizeof *v);
+        if (!v)
+            return false;
+        it->rc = v;
+        it->caprc = m->f.nrcpt;
+    }
+    it->at = m->next;
+    time_t wnow = time(NULL);
+    size_t n = 0;
+    for (size_t i = 0; i < m->f.nrcpt; i++) {
+        const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
+        if (r->route == IMS_ROUTE_LOCAL)
+            continue; /* delivered into its mailbox before the message came here */
+        ims_queue_rcpt *v = &it->rc[n++];
+        v->address = r->address;
+        v->route = r->route;
+        v->dest = r->dest;
+        v->state = view_state(m, i);
+        v->attempts = r->attempts;
+        v->last = r->last;
+        const char *bar = r->last ? strchr(r->last, '|') : NULL;
+        v->remote_len = bar ? (size_t)(bar - r->last) : 0;
+        v->next_try = 0;
+        for (size_t k = 0; k < m->nunits && v->state == IMS_QRCPT_WAITING; k++) {
+            const oq_unit *u = &m->units[k];
+            if (u->st != U_WAIT)
+                continue;
+            for (size_t j = 0; j < u->nri; j++)
+                if (u->ri[j] == i && u->node.due > now)
+                    v->next_try = wnow + (time_t)((u->node.due - now + 999) / 1000);
+        }
+    }
+    view->id = m->id;
+    view->sender = m->f.sender;
+    view->arrival = m->f.time;
+    view->size = m->f.content_len;
+    view->held = m->held;
+    view->rcpts = it->rc;
+    view->nrcpt = n;
+    return true;
+}
+
+void ims_outq_iter_free(ims_outq_iter *it)
+{
+    if (!it)
+        return;
+    for (ims_outq_iter **pp = &it->q->iters; *pp; pp = &(*pp)->next)
+        if (*pp == it) {
+            *pp = it->next;
+            break;
+        }
+    free(it->rc);
+    free(it);
+}
+
 /* --- answers ------------------------------------------------------------------------------ */
 
 static void job_free(ims_outq_job *j)
@@ -1271,6 +1665,9 @@ static void job_free(ims_outq_job *j)
 /* msg_gone - its file is removed: the message leaves the queue. */
 static void msg_gone(ims_outq *q, oq_msg *m)
 {
+    for (ims_outq_iter *it = q->iters; it; it = it->next)
+        if (it->at == m)
+            it->at = m->next;
     for (size_t i = 0; i < m->nunits; i++)
         ims_sched_remove(&q->sched, &m->units[i].node);
     msg_unlink(q, m);
@@ -1323,7 +1720,12 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
         ims_outq_job *j = t->job;
         if (j) {
             oq_unit *u = j->u;
-            if (--u->jobs == 0 && u->taken >= u->npend) {
+            if (--u->jobs == 0 && u->taken >= u->npend && (m->del || m->held)) {
+                /* The attempt is over, and the administrator acted meanwhile. */
+                m->busy--;
+                attempt_over_admin(q, u);
+                content_drop(q, m);
+            } else if (u->jobs == 0 && u->taken >= u->npend) {
                 /* The attempt is over: what is not final waits for its next try. */
                 m->busy--;
                 uint64_t due = UINT64_MAX;
@@ -1362,6 +1764,8 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
         } else {
             m->busy--;
         }
+        if (t->act)
+            action_part_done(t->act, t->err);
         if (t->unlink) {
             if (!t->err) {
                 msg_gone(q, m);

@@ -29,6 +29,9 @@
  *   fail <index>\t<text>                                 a permanent failure (final)
  *   reported <index>     after fail: its non-delivery report is in the spool (no second one)
  *   delayed <index>      its sender got the delay notice (DelayNotification: once)
+ *   hold                 the administrator held the message: nothing is tried
+ *   release              ... until this (the last of the two tells; readers before these
+ *                        records existed skip both, a line without an index)
  * A defer or fail text is "<remote MTA>|<reply or reason>" (the remote part may be empty): the
  * report needs both.
  * A final state is not undone by a later record. Version 1 is version 2 with only mailboxes
@@ -71,6 +74,7 @@ typedef struct ims_spool_file {
     char *dropdir; /* the Pickup directory's claim name, or NULL */
     char *tls;     /* "<protocol> <cipher>" when it came under TLS, or NULL */
     char *auth;    /* the authenticated account, or NULL */
+    bool held;     /* the last of "hold" and "release" was hold */
     ims_spool_rcpt_rec *rcpts;
     size_t nrcpt;
     uint64_t content_off, content_len; /* where the content is in the file */

@@ -271,6 +271,10 @@ static int read_envelope(int fd, buf *b, size_t *len)
  * the copy already there (EEXIST) and records it again, a transport tries again. */
 static void status_line(ims_spool_file *f, char *line)
 {
+    if (!strcmp(line, "hold") || !strcmp(line, "release")) {
+        f->held = line[0] == 'h';
+        return;
+    }
     char *sp = strchr(line, ' ');
     if (!sp)
         return;

@@ -112,6 +112,16 @@ static bool pump(struct oq *o, bool (*pred)(struct oq *))
     return false;
 }
 
+/* pump_n - n rounds of both sides' dispatch, 5 ms apart: time for what is not to happen. */
+static void pump_n(struct oq *o, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ims_spool_dispatch(o->spool);
+        ims_outq_dispatch(o->q, ims_clock_ms());
+        usleep(5000);
+    }
+}
+
 static bool has_ready(struct oq *o)
 {
     return o->ready && ims_outq_dest_ready(o->ready) > 0;
@@ -395,6 +405,256 @@ static void test_dest_failed(void **state)
     teardown_oq(&o);
 }
 
+/* --- the administrator's actions ---------------------------------------------------------- */
+
+struct act_res {
+    int calls, err;
+    ims_queue_outcome o;
+};
+
+static void on_action(void *arg, int err, const ims_queue_outcome *oc)
+{
+    struct act_res *r = arg;
+    r->calls++;
+    r->err = err;
+    r->o = *oc;
+}
+
+static bool one_message(struct oq *o)
+{
+    ims_outq_stats st;
+    ims_outq_get_stats(o->q, &st);
+    return st.messages == 1;
+}
+
+static struct act_res *g_act; /* the result pump's predicate looks at */
+static bool act_done(struct oq *o)
+{
+    (void)o;
+    return g_act->calls > 0;
+}
+
+/* first_id - the queue id of the (newest) message in the queue, through the view. */
+static void first_view(struct oq *o, char *id, ims_queue_rcpt *rcpt)
+{
+    ims_outq_iter *it;
+    assert_int_equal(ims_outq_iter_new(o->q, &it), 0);
+    ims_queue_msg v;
+    assert_true(ims_outq_iter_next(it, ims_clock_ms(), &v));
+    snprintf(id, IMS_QUEUE_ID_LEN + 1, "%s", v.id);
+    assert_int_equal(v.nrcpt, 1);
+    if (rcpt)
+        *rcpt = v.rcpts[0];
+    ims_outq_iter_free(it);
+}
+
+static void act(struct oq *o, const char *id, ims_queue_action a, struct act_res *r)
+{
+    memset(r, 0, sizeof *r);
+    g_act = r;
+    assert_int_equal(ims_outq_action(o->q, id, a, "tester (uid 7)", ims_clock_ms(), on_action, r),
+                     0);
+    assert_true(pump(o, act_done));
+    assert_int_equal(r->calls, 1);
+    assert_int_equal(r->err, 0);
+}
+
+static void defer_once(struct oq *o)
+{
+    assert_true(pump(o, has_ready));
+    ims_outq_job *j = ims_outq_take(o->q, o->ready);
+    assert_non_null(j);
+    smtp_result busy = reply(SMTP_TRANSIENT, 451, "4.3.0", "greylisted, try later");
+    ims_outq_job_result(j, 0, &busy, "[127.0.0.2]");
+    o->done = 0;
+    ims_outq_job_finish(o->q, j, on_done, o);
+    assert_true(pump(o, one_done));
+}
+
+/* Held: nothing is given out, the hold is in the file and survives a restart; released, the
+ * message goes. The view shows the recipient's last reply verbatim. */
+static void test_hold_release(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    o.s.retry_ms[0] = 60000;
+    oq_close(&o);
+    oq_open(&o);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    defer_once(&o);
+    char id[IMS_QUEUE_ID_LEN + 1];
+    ims_queue_rcpt rc;
+    first_view(&o, id, &rc);
+    assert_int_equal(rc.state, IMS_QRCPT_WAITING);
+    assert_int_equal(rc.attempts, 1);
+    assert_string_equal(rc.last, "[127.0.0.2]|451 4.3.0 greylisted, try later");
+    assert_int_equal(rc.remote_len, strlen("[127.0.0.2]"));
+    assert_true(rc.next_try > time(NULL) + 30);
+    struct act_res r;
+    act(&o, id, IMS_QA_HOLD, &r);
+    assert_int_equal(r.o.changed, 1);
+    assert_int_equal(ims_outq_action(o.q, id, IMS_QA_HOLD, "x", ims_clock_ms(), on_action, &r),
+                     EALREADY);
+    assert_int_equal(ims_outq_action(o.q, id, IMS_QA_RETRY, "x", ims_clock_ms(), on_action, &r),
+                     EBUSY);
+    first_view(&o, id, &rc);
+    assert_int_equal(rc.state, IMS_QRCPT_HELD);
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/Out", o.root);
+    static char text[65536];
+    read_first(dir, text, sizeof text);
+    assert_non_null(strstr(text, "\nhold\n"));
+    /* a restart keeps it held */
+    oq_close(&o);
+    o.ready = NULL;
+    oq_open(&o);
+    pump_n(&o, 40);
+    first_view(&o, id, &rc);
+    assert_int_equal(rc.state, IMS_QRCPT_HELD);
+    assert_true(o.ready == NULL || ims_outq_dest_ready(o.ready) == 0);
+    act(&o, id, IMS_QA_RELEASE, &r);
+    assert_int_equal(r.o.changed, 1);
+    assert_true(pump(&o, has_ready));
+    ims_outq_job *j = ims_outq_take(o.q, o.ready);
+    assert_non_null(j);
+    smtp_result ok = reply(SMTP_DELIVERED, 250, "2.0.0", "ok");
+    ims_outq_job_result(j, 0, &ok, "[127.0.0.2]");
+    o.done = 0;
+    ims_outq_job_finish(o.q, j, on_done, &o);
+    assert_true(pump(&o, out_empty));
+    assert_int_equal(ims_outq_action(o.q, id, IMS_QA_HOLD, "x", ims_clock_ms(), on_action, &r),
+                     ENOENT);
+    teardown_oq(&o);
+}
+
+/* Retry now: a recipient deferred for a minute is given out at once. */
+static void test_retry_now(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    o.s.retry_ms[0] = 600000;
+    oq_close(&o);
+    oq_open(&o);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    defer_once(&o);
+    assert_int_equal(ims_outq_dest_ready(o.ready), 0);
+    char id[IMS_QUEUE_ID_LEN + 1];
+    first_view(&o, id, NULL);
+    struct act_res r;
+    act(&o, id, IMS_QA_RETRY, &r);
+    assert_int_equal(r.o.changed, 1);
+    assert_true(pump(&o, has_ready));
+    teardown_oq(&o);
+}
+
+/* Deleted with an NDR: exactly one report reaches the sender, saying so; without: none. */
+static void test_delete(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    o.s.retry_ms[0] = 600000;
+    oq_close(&o);
+    oq_open(&o);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    defer_once(&o);
+    char id[IMS_QUEUE_ID_LEN + 1];
+    first_view(&o, id, NULL);
+    struct act_res r;
+    act(&o, id, IMS_QA_DELETE_NDR, &r);
+    assert_int_equal(r.o.changed, 1);
+    assert_true(pump(&o, alice_has_mail));
+    assert_true(pump(&o, out_empty));
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/alice/new", o.store);
+    assert_int_equal(count_files(dir), 1);
+    static char text[65536];
+    read_first(dir, text, sizeof text);
+    assert_non_null(strstr(text, "Subject: Undeliverable: hello"));
+    assert_non_null(strstr(text, "Status: 5.3.2"));
+    assert_non_null(strstr(text, "Message deleted from the queue by"));
+
+    submit(&o, "alice@ims.test", "carol@remote.test");
+    o.ready = NULL;
+    defer_once(&o);
+    first_view(&o, id, NULL);
+    act(&o, id, IMS_QA_DELETE, &r);
+    assert_int_equal(r.o.changed, 1);
+    assert_true(pump(&o, out_empty));
+    pump_n(&o, 40); /* a report, were one made, would have time to arrive */
+    assert_int_equal(count_files(dir), 1);
+    teardown_oq(&o);
+}
+
+/* A message deleted while a connection sends it: the peer's 250 wins for that recipient
+ * (delivered, not deleted, no report); the action answers only after the results. */
+static void test_delete_while_sending(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    assert_true(pump(&o, has_ready));
+    ims_outq_job *j = ims_outq_take(o.q, o.ready);
+    assert_non_null(j);
+    char id[IMS_QUEUE_ID_LEN + 1];
+    ims_queue_rcpt rc;
+    first_view(&o, id, &rc);
+    assert_int_equal(rc.state, IMS_QRCPT_SENDING);
+    struct act_res r;
+    memset(&r, 0, sizeof r);
+    g_act = &r;
+    assert_int_equal(
+        ims_outq_action(o.q, id, IMS_QA_DELETE_NDR, "tester", ims_clock_ms(), on_action, &r), 0);
+    pump_n(&o, 20);
+    assert_int_equal(r.calls, 0); /* waits for the connection */
+    smtp_result ok = reply(SMTP_DELIVERED, 250, "2.0.0", "ok");
+    ims_outq_job_result(j, 0, &ok, "[127.0.0.2]");
+    o.done = 0;
+    ims_outq_job_finish(o.q, j, on_done, &o);
+    assert_true(pump(&o, act_done));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.o.delivered, 1);
+    assert_int_equal(r.o.changed, 0);
+    assert_true(pump(&o, out_empty));
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/alice/new", o.store);
+    assert_int_equal(count_files(dir), 0);
+    teardown_oq(&o);
+}
+
+/* A walk paused while a message it has not reached leaves the queue skips it safely. */
+static void test_iter_removal(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    o.s.retry_ms[0] = 600000;
+    oq_close(&o);
+    oq_open(&o);
+    submit(&o, "alice@ims.test", "bob@remote.test");
+    defer_once(&o);
+    submit(&o, "alice@ims.test", "carol@remote.test");
+    defer_once(&o);
+    ims_outq_iter *it;
+    assert_int_equal(ims_outq_iter_new(o.q, &it), 0);
+    ims_queue_msg v;
+    assert_true(ims_outq_iter_next(it, ims_clock_ms(), &v));
+    assert_string_equal(v.rcpts[0].address, "carol@remote.test"); /* newest first */
+    /* the next one (bob's) goes while the walk waits */
+    ims_outq_iter *it2;
+    assert_int_equal(ims_outq_iter_new(o.q, &it2), 0);
+    assert_true(ims_outq_iter_next(it2, ims_clock_ms(), &v));
+    assert_true(ims_outq_iter_next(it2, ims_clock_ms(), &v));
+    char id[IMS_QUEUE_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", v.id);
+    ims_outq_iter_free(it2);
+    struct act_res r;
+    act(&o, id, IMS_QA_DELETE, &r);
+    assert_true(pump(&o, one_message));
+    if (ims_outq_iter_next(it, ims_clock_ms(), &v))
+        fail_msg("the walk showed %s (%s) after it left", v.id, v.rcpts[0].address);
+    ims_outq_iter_free(it);
+    teardown_oq(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +663,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_then_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_ndr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_while_sending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iter_removal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
