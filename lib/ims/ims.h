@@ -989,6 +989,115 @@ int ims_tracking_write_tls(ims_tracking *t, time_t when, unsigned event, const c
                            const char *client_ip, const char *host, const char *tls);
 void ims_tracking_close(ims_tracking *t);
 
+/* The extended line (tracking.c): after the eight fields above come, in this order, the TLS
+ * field, the remote MTA ("mx.example.net[192.0.2.7]"), the remote's reply ("250 2.0.0 Ok"),
+ * the message's Message-ID (the header's value, "<a@b>"), the related queue id (on 1017: the
+ * report's own queue id) and the actor (administrator actions: "root (uid 0)"). Trailing
+ * empty fields are left off, so a line without the new fields is the old line: readers take
+ * 8 or more fields. */
+#define IMS_TRACK_FIELDS 14      /* fields of a full line */
+#define IMS_TRACK_FIELD_MAX 1024 /* bytes kept of one text field (longer ones are cut) */
+#define IMS_TRACK_LINE_MAX (IMS_TRACK_FIELDS * (IMS_TRACK_FIELD_MAX + 1) + 64)
+#define IMS_TRACK_MSGID_SCAN 16384 /* bytes of a message's header searched for Message-ID */
+
+/* IMS's own event numbers (not the original's: its numbers stop at 1017 and later Exchange
+ * versions used 1018 to 1036 for other things, so ours start at 1100). */
+#define IMS_TRACK_DEFERRED 1100          /* delivery attempt failed, will retry (remote, reply) */
+#define IMS_TRACK_ADMIN_DELETED_NDR 1101 /* deleted by the administrator, NDR to the sender */
+#define IMS_TRACK_ADMIN_DELETED 1102     /* deleted by the administrator without an NDR */
+#define IMS_TRACK_ADMIN_HELD 1103        /* held by the administrator */
+#define IMS_TRACK_ADMIN_RELEASED 1104    /* released by the administrator */
+#define IMS_TRACK_ADMIN_RETRY 1105       /* retry requested by the administrator */
+
+/* ims_track_line - one line's fields. For writing, NULL and "" mean empty; for reading
+ * (ims_track_parse) every string points into the parsed buffer, "" when absent. */
+typedef struct ims_track_line {
+    time_t when;            /* GMT */
+    unsigned event;         /* IMS_TRACK_* */
+    const char *qid;        /* queue id */
+    const char *sender;     /* "<>" (writing: "" too) for the null sender */
+    const char *rcpt;       /* recipient */
+    uint64_t size;          /* bytes of content */
+    const char *client;     /* client IP, or the origin ("pickup uid 1001 alice") */
+    const char *host;       /* our host */
+    const char *tls;        /* how it left ("TLSv1.3 <cipher>" or "plain") */
+    const char *remote;     /* the remote MTA */
+    const char *reply;      /* the remote's reply, verbatim (first line) */
+    const char *message_id; /* the Message-ID header's value */
+    const char *ref;        /* a related queue id: on 1017 the report's */
+    const char *actor;      /* who did it (administrator actions): "root (uid 0)" */
+} ims_track_line;
+
+/* ims_tracking_put - append l as one line (one write(), as ims_tracking_write). Tabs and line
+ * breaks in the fields are written as spaces; each text field is cut at IMS_TRACK_FIELD_MAX
+ * bytes. Thread-safe. 0 or an errno value. */
+int ims_tracking_put(ims_tracking *t, const ims_track_line *l);
+/* ims_tracking_admin - the line of an administrator's action (IMS_TRACK_ADMIN_*) on qid's
+ * recipient rcpt (NULL: the message), now, by actor (ims_tracking_actor's text). */
+int ims_tracking_admin(ims_tracking *t, unsigned event, const char *qid, const char *sender,
+                       const char *rcpt, const char *actor);
+/* ims_tracking_actor - "name (uid N)" for uid into out (size bytes; "uid N" alone when the
+ * user database does not know it). Returns out. */
+char *ims_tracking_actor(uid_t uid, char *out, size_t size);
+/* ims_track_message_id - the Message-ID field's value in a message's header (the first n
+ * bytes of the content, CRLF or LF line ends; folded lines unfolded, outer blanks dropped)
+ * into out (size bytes, cut to fit). Looks no further than the header's end. Returns whether
+ * the header had one. */
+bool ims_track_message_id(const char *head, size_t n, char *out, size_t size);
+/* ims_track_event_name - "Received inbound", ... for an event number; "Event" when unknown. */
+const char *ims_track_event_name(unsigned event);
+
+/* ims_track_parse - split line (n bytes, without its line end; modified in place: tabs become
+ * NULs) into l. EBADMSG when it is not a tracking line (fewer than 8 fields, a bad time or
+ * number); fields beyond IMS_TRACK_FIELDS are ignored. */
+int ims_track_parse(char *line, size_t n, ims_track_line *l);
+
+/* --- reading the tracking log (trackread.c) ---------------------------------------------
+ * A query finds the lines that match all its criteria in the day files of its time range,
+ * then the whole life of each message so found: every line with its queue id, and those of
+ * the reports its 1017 lines name, from the first day of the range to IMS_TRACK_LIFE_DAYS
+ * after the last. A sidecar index per day file (<dir>/.index/yyyymmdd.idx, hashes of the
+ * queue id, Message-ID, sender and recipient to line offsets) makes that fast; it is built
+ * when missing, extended when the log grew (the log is append-only) and rebuilt when it does
+ * not match; deleting it is always safe. When the index cannot be written (permissions), the
+ * day file is read whole instead. Made by root, it is given to the owner of dir. */
+#define IMS_TRACK_LIFE_DAYS 7        /* days after the range searched for a message's life */
+#define IMS_TRACK_MAX_MESSAGES 10000 /* messages one query returns at most (truncated) */
+#define IMS_TRACK_MAX_EVENTS 100000  /* lines of one message kept at most */
+#define IMS_TRACK_INDEX_DIR ".index"
+
+typedef struct ims_track_query {
+    const char *qid;        /* NULL: any */
+    const char *message_id; /* with or without <>; NULL: any */
+    const char *sender;     /* address, case-insensitive; "<>" the null sender; NULL: any */
+    const char *rcpt;       /* address, case-insensitive; NULL: any */
+    time_t since, until;    /* matching lines have since <= when <= until */
+    bool no_index;          /* read the files whole (tests, benchmarks) */
+} ims_track_query;
+
+typedef struct ims_track_msg {
+    const char *qid;
+    const char *message_id; /* "" when no line had one */
+    const char *sender;
+    ims_track_line *events; /* in time order (file order among equal times) */
+    size_t nevents;
+} ims_track_msg;
+
+typedef struct ims_track_result {
+    ims_track_msg *msgs; /* in the order of their first event */
+    size_t nmsgs;
+    bool truncated;     /* more than IMS_TRACK_MAX_MESSAGES (or events) matched */
+    size_t files_read;  /* day files read whole (no usable index) */
+    size_t index_built; /* index files built or extended */
+    void *priv;         /* the strings' storage */
+} ims_track_result;
+
+/* ims_track_find - run q over the tracking log in dir into *out (the caller's, freed with
+ * ims_track_result_free even on failure). 0 (also when nothing matched: nmsgs 0), ENOENT
+ * when dir does not exist, or an errno value. */
+int ims_track_find(const char *dir, const ims_track_query *q, ims_track_result *out);
+void ims_track_result_free(ims_track_result *r);
+
 /* --- time and the scheduler ------------------------------------------------------------ */
 
 /* ims_clock_ms - now, in milliseconds of CLOCK_MONOTONIC: the one clock that schedules and

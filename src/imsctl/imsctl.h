@@ -110,4 +110,9 @@ int ic_cmd_stop(unsigned timeout, bool force);
 int ic_cmd_restart(unsigned timeout, bool force);
 int ic_cmd_status(void);
 
+/* --- track (track.c) ------------------------------------------------------------------ */
+
+/* ic_cmd_track - `imsctl track` with its arguments (after the command word). */
+int ic_cmd_track(int argc, char **argv);
+
 #endif

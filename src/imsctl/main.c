@@ -28,6 +28,11 @@ static const char usage_text[] =
     "  restart [--timeout S] [--force]\n"
     "                           stop (when running), then start\n"
     "  status                   running or not: pid, profile, uptime, listeners, account\n"
+    "  track [--id QID] [--message-id ID] [--sender ADDR] [--recipient ADDR]\n"
+    "        [--since DATE] [--until DATE] [--json]\n"
+    "                           a message's life from the tracking log, every event in\n"
+    "                           time order; DATE is YYYY-MM-DD or \"YYYY-MM-DD HH:MM:SS\"\n"
+    "                           (GMT), default the last 30 days; exit 1: nothing matched\n"
     "\n"
     "install options:\n"
     "  --account USER           the service account (ObjectName): imsd runs as USER. Root\n"
@@ -238,6 +243,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(commands[i].name, argv[1]))
             c = &commands[i];
+    if (!c && !strcmp(argv[1], "track")) /* its own options (track.c) */
+        return absolute_env("IMS_ROOT") ? ic_error("cannot make IMS_ROOT absolute")
+                                        : ic_cmd_track(argc - 2, argv + 2);
     if (!c)
         return ic_usage_error("unknown command \"%s\"", argv[1]);
     for (int i = 2; i < argc; i++)

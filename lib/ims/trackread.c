@@ -1,0 +1,739 @@
+/* trackread.c - reading the message tracking log: queries over the day files by queue id,
+ * Message-ID, sender, recipient and time, with a per-day sidecar index that is only a cache. */
+#include "ims/ims.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+#define TR_MAGIC "IMSTIDX1"       /* index format; bump when the layout or the hash changes */
+#define TR_HEAD 32                /* magic, covered size, inode, entry count */
+#define TR_CHUNK (1u << 20)       /* bytes read at once when a file is read whole */
+#define TR_MAX_FILES 100000       /* day files considered by one query */
+#define TR_INDEX_MAX (1ull << 32) /* a day file this big is not indexed (32-bit offsets) */
+#define TR_ROUNDS 3               /* life passes: the messages, their reports, theirs */
+#define TR_DAY 86400
+
+/* Index keys: the hash covers the kind and the key folded to lower case. */
+enum { K_QID = 'q', K_MSGID = 'm', K_SENDER = 's', K_RCPT = 'r' };
+
+typedef struct tr_entry {
+    uint32_t hash;
+    uint32_t off; /* where the line starts */
+} tr_entry;
+
+typedef struct tr_day {
+    long day;
+    char name[16]; /* yyyymmdd.log */
+} tr_day;
+
+/* One message being collected. */
+typedef struct tr_msg {
+    char *qid;
+    size_t first; /* discovery order */
+    struct tr_ev {
+        ims_track_line l;
+        uint64_t seq; /* file order */
+    } * ev;
+    size_t nev, cap;
+    bool searched; /* its life was looked for */
+} tr_msg;
+
+typedef struct tr_state {
+    const char *dir;
+    const ims_track_query *q;
+    ims_track_result *res;
+    tr_msg *msgs;
+    size_t nmsgs, cap;
+    uint32_t *table; /* open addressing over msgs: index + 1, 0 empty */
+    size_t tsize;    /* power of two, at least twice the most messages */
+    char **lines;    /* every kept line's text (the results' strings point into them) */
+    size_t nlines, lcap;
+    uint64_t seq;
+} tr_state;
+
+/* hash_key - FNV-1a over the kind and key (case folded); Message-IDs without <>. */
+static uint32_t hash_key(int kind, const char *s)
+{
+    size_t n = strlen(s);
+    if (kind == K_MSGID) {
+        while (n && (*s == '<' || *s == ' ')) {
+            s++;
+            n--;
+        }
+        while (n && (s[n - 1] == '>' || s[n - 1] == ' '))
+            n--;
+    }
+    uint32_t h = 2166136261u;
+    h = (h ^ (uint8_t)kind) * 16777619u;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c - 'A' + 'a');
+        h = (h ^ c) * 16777619u;
+    }
+    return h;
+}
+
+/* msgid_equal - a and b the same Message-ID, either with or without <> (case-insensitive). */
+static bool msgid_equal(const char *a, const char *b)
+{
+    size_t na, nb;
+    while (*a == '<' || *a == ' ')
+        a++;
+    while (*b == '<' || *b == ' ')
+        b++;
+    for (na = strlen(a); na && (a[na - 1] == '>' || a[na - 1] == ' '); na--)
+        ;
+    for (nb = strlen(b); nb && (b[nb - 1] == '>' || b[nb - 1] == ' '); nb--)
+        ;
+    return na == nb && !strncasecmp(a, b, na);
+}
+
+static bool addr_equal(const char *query, const char *field)
+{
+    if (!strcmp(query, "<>") || !*query)
+        return !strcmp(field, "<>") || !*field;
+    size_t n = strlen(query);
+    if (query[0] == '<' && n > 2 && query[n - 1] == '>')
+        return strlen(field) == n - 2 && !strncasecmp(query + 1, field, n - 2);
+    return !strcasecmp(query, field);
+}
+
+/* matches - l meets every criterion of q. */
+static bool matches(const ims_track_query *q, const ims_track_line *l)
+{
+    return l->when >= q->since && l->when <= q->until && (!q->qid || !strcmp(q->qid, l->qid)) &&
+           (!q->message_id || (*l->message_id && msgid_equal(q->message_id, l->message_id))) &&
+           (!q->sender || addr_equal(q->sender, l->sender)) &&
+           (!q->rcpt || addr_equal(q->rcpt, l->rcpt));
+}
+
+/* --- the messages ---------------------------------------------------------------------- */
+
+static uint32_t str_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* msg_find - the message with queue id qid, or NULL. */
+static tr_msg *msg_find(tr_state *st, const char *qid)
+{
+    for (size_t i = str_hash(qid) & (st->tsize - 1);; i = (i + 1) & (st->tsize - 1)) {
+        uint32_t k = st->table[i];
+        if (!k)
+            return NULL;
+        if (!strcmp(st->msgs[k - 1].qid, qid))
+            return &st->msgs[k - 1];
+    }
+}
+
+/* msg_add - the message qid, added when new; NULL when full (truncated) or out of memory. */
+static tr_msg *msg_add(tr_state *st, const char *qid, int *err)
+{
+    tr_msg *m = msg_find(st, qid);
+    if (m)
+        return m;
+    if (st->nmsgs == IMS_TRACK_MAX_MESSAGES) {
+        st->res->truncated = true;
+        return NULL;
+    }
+    if (st->nmsgs == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 16;
+        tr_msg *p = realloc(st->msgs, cap * sizeof *p);
+        if (!p) {
+            *err = ENOMEM;
+            return NULL;
+        }
+        st->msgs = p;
+        st->cap = cap;
+    }
+    m = &st->msgs[st->nmsgs];
+    *m = (tr_msg){.qid = strdup(qid), .first = st->nmsgs};
+    if (!m->qid) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    size_t i = str_hash(qid) & (st->tsize - 1);
+    while (st->table[i])
+        i = (i + 1) & (st->tsize - 1);
+    st->table[i] = (uint32_t)++st->nmsgs;
+    return m;
+}
+
+/* keep - a copy of the line text in st (the events point into it); NULL: no memory. */
+static char *keep(tr_state *st, const char *text, size_t n)
+{
+    if (st->nlines == st->lcap) {
+        size_t cap = st->lcap ? st->lcap * 2 : 64;
+        char **p = realloc(st->lines, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        st->lines = p;
+        st->lcap = cap;
+    }
+    char *c = malloc(n + 1);
+    if (!c)
+        return NULL;
+    memcpy(c, text, n);
+    c[n] = 0;
+    st->lines[st->nlines++] = c;
+    return c;
+}
+
+/* add_event - line (parsed into l, in a scratch buffer) to message m: copied and parsed again
+ * in st's storage. */
+static int add_event(tr_state *st, tr_msg *m, const char *text, size_t n)
+{
+    if (m->nev == IMS_TRACK_MAX_EVENTS) {
+        st->res->truncated = true;
+        return 0;
+    }
+    if (m->nev == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 8;
+        struct tr_ev *p = realloc(m->ev, cap * sizeof *p);
+        if (!p)
+            return ENOMEM;
+        m->ev = p;
+        m->cap = cap;
+    }
+    char *c = keep(st, text, n);
+    if (!c)
+        return ENOMEM;
+    if (ims_track_parse(c, n, &m->ev[m->nev].l))
+        return 0; /* cannot happen: it parsed before */
+    m->ev[m->nev++].seq = st->seq++;
+    return 0;
+}
+
+/* --- reading day files ----------------------------------------------------------------- */
+
+/* line_fn - one complete line (without its LF) at offset off; nonzero stops the scan. */
+typedef int (*line_fn)(void *arg, const char *line, size_t n, uint64_t off);
+
+/* scan - every complete line of fd from offset from; *end gets the offset after the last
+ * one. Lines longer than IMS_TRACK_LINE_MAX are skipped (not a writer's). */
+static int scan(int fd, uint64_t from, uint64_t *end, line_fn fn, void *arg)
+{
+    char *b = malloc(TR_CHUNK + IMS_TRACK_LINE_MAX);
+    if (!b)
+        return ENOMEM;
+    size_t have = 0;      /* bytes in b not yet consumed */
+    uint64_t base = from; /* file offset of b[0] */
+    bool skipping = false;
+    int rc = 0;
+    for (;;) {
+        ssize_t r = pread(fd, b + have, TR_CHUNK, (off_t)(base + have));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = errno;
+            break;
+        }
+        if (r == 0)
+            break;
+        have += (size_t)r;
+        size_t pos = 0;
+        for (;;) {
+            char *nl = memchr(b + pos, '\n', have - pos);
+            if (!nl)
+                break;
+            size_t n = (size_t)(nl - (b + pos));
+            if (!skipping && n <= IMS_TRACK_LINE_MAX && (rc = fn(arg, b + pos, n, base + pos)))
+                goto out;
+            skipping = false;
+            pos += n + 1;
+        }
+        if (have - pos > IMS_TRACK_LINE_MAX) { /* an endless line: drop what we have */
+            skipping = true;
+            pos = have;
+        }
+        memmove(b, b + pos, have - pos);
+        base += pos;
+        have -= pos;
+    }
+out:
+    *end = base; /* a line cut short at the end is not covered yet */
+    free(b);
+    return rc;
+}
+
+/* read_line - the line at off into b (IMS_TRACK_LINE_MAX + 1 bytes); its length, or -1. */
+static ssize_t read_line(int fd, uint64_t off, char *b)
+{
+    size_t have = 0;
+    while (have < IMS_TRACK_LINE_MAX + 1) {
+        size_t want = have ? IMS_TRACK_LINE_MAX + 1 - have : 1024;
+        ssize_t r = pread(fd, b + have, want, (off_t)(off + have));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        char *nl = memchr(b + have, '\n', (size_t)r);
+        if (nl)
+            return nl - b;
+        have += (size_t)r;
+    }
+    return -1;
+}
+
+/* --- the index ------------------------------------------------------------------------- */
+
+typedef struct tr_index {
+    tr_entry *e;
+    size_t n, cap;
+    int err;
+} tr_index;
+
+static int index_push(tr_index *x, uint32_t hash, uint64_t off)
+{
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 4096;
+        tr_entry *p = realloc(x->e, cap * sizeof *p);
+        if (!p)
+            return ENOMEM;
+        x->e = p;
+        x->cap = cap;
+    }
+    x->e[x->n++] = (tr_entry){hash, (uint32_t)off};
+    return 0;
+}
+
+/* index_line - the keys of one line into the index. */
+static int index_line(void *arg, const char *line, size_t n, uint64_t off)
+{
+    char tmp[IMS_TRACK_LINE_MAX + 1];
+    memcpy(tmp, line, n);
+    ims_track_line l;
+    if (ims_track_parse(tmp, n, &l))
+        return 0;
+    tr_index *x = arg;
+    int rc = index_push(x, hash_key(K_QID, l.qid), off);
+    uint32_t hs = hash_key(K_SENDER, l.sender), hr = hash_key(K_RCPT, l.rcpt);
+    rc = rc ? rc : index_push(x, hs, off);
+    if (!rc && hr != hs)
+        rc = index_push(x, hr, off);
+    if (!rc && *l.message_id)
+        rc = index_push(x, hash_key(K_MSGID, l.message_id), off);
+    return rc;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* index_save - x (covering `covered` bytes of the log with inode ino) to path, atomically;
+ * given to the owner of the log's folder when we are root, so the service can extend it. */
+static int index_save(const char *dir, const char *path, const tr_index *x, uint64_t covered,
+                      uint64_t ino)
+{
+    char idir[PATH_MAX], tmp[PATH_MAX];
+    struct stat ds;
+    if (stat(dir, &ds))
+        return errno;
+    snprintf(idir, sizeof idir, "%s/%s", dir, IMS_TRACK_INDEX_DIR);
+    if (mkdir(idir, 0750) == 0) {
+        if (geteuid() == 0 && chown(idir, ds.st_uid, ds.st_gid))
+            return errno;
+    } else if (errno != EEXIST) {
+        return errno;
+    }
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
+        return ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return errno;
+    uint8_t head[TR_HEAD];
+    memcpy(head, TR_MAGIC, 8);
+    put64(head + 8, covered);
+    put64(head + 16, ino);
+    put64(head + 24, x->n);
+    int rc = base_write_all(fd, head, sizeof head);
+    rc = rc ? rc : base_write_all(fd, x->e, x->n * sizeof *x->e);
+    if (!rc && geteuid() == 0 && fchown(fd, ds.st_uid, ds.st_gid))
+        rc = errno;
+    if (close(fd) && !rc)
+        rc = errno;
+    if (!rc && rename(tmp, path))
+        rc = errno;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+/* index_load - the index of the log open on fd (size and inode in ls), read, extended or
+ * built; saved when it changed (failure to save is not an error: the entries serve this
+ * query). *x is the caller's to free. */
+static int index_load(tr_state *st, const char *name, int fd, const struct stat *ls, tr_index *x)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s/%.8s.idx", st->dir, IMS_TRACK_INDEX_DIR, name) >=
+        (int)sizeof path)
+        return ENAMETOOLONG;
+    uint64_t covered = 0;
+    int ifd = open(path, O_RDONLY | O_CLOEXEC);
+    if (ifd >= 0) {
+        uint8_t head[TR_HEAD];
+        struct stat is;
+        if (pread(ifd, head, sizeof head, 0) == (ssize_t)sizeof head &&
+            !memcmp(head, TR_MAGIC, 8) && !fstat(ifd, &is) &&
+            get64(head + 16) == (uint64_t)ls->st_ino && get64(head + 8) <= (uint64_t)ls->st_size &&
+            get64(head + 24) < SIZE_MAX / sizeof(tr_entry) &&
+            (uint64_t)is.st_size == TR_HEAD + get64(head + 24) * sizeof(tr_entry)) {
+            size_t n = (size_t)get64(head + 24);
+            x->e = malloc(n ? n * sizeof *x->e : 1);
+            if (!x->e) {
+                close(ifd);
+                return ENOMEM;
+            }
+            x->cap = n ? n : 1;
+            size_t got = 0;
+            while (got < n * sizeof *x->e) {
+                ssize_t r =
+                    pread(ifd, (char *)x->e + got, n * sizeof *x->e - got, (off_t)(TR_HEAD + got));
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+            }
+            if (got == n * sizeof *x->e) {
+                x->n = n;
+                covered = get64(head + 8);
+            }
+        }
+        close(ifd);
+    }
+    if (covered == (uint64_t)ls->st_size)
+        return 0;
+    if (!covered)
+        x->n = 0; /* stale or missing: built again */
+    uint64_t end;
+    int rc = scan(fd, covered, &end, index_line, x);
+    if (rc)
+        return rc;
+    st->res->index_built++;
+    index_save(st->dir, path, x, end, (uint64_t)ls->st_ino); /* a cache: failure is fine */
+    return 0;
+}
+
+/* --- the query ------------------------------------------------------------------------- */
+
+static int cmp_day(const void *a, const void *b)
+{
+    long x = ((const tr_day *)a)->day, y = ((const tr_day *)b)->day;
+    return (x > y) - (x < y);
+}
+
+/* list_days - the day files of dir between days lo and hi, in order. */
+static int list_days(const char *dir, long lo, long hi, tr_day **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno;
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && *n < TR_MAX_FILES) {
+        int y, m, dd, used = 0;
+        if (strlen(e->d_name) != 12 || strcmp(e->d_name + 8, ".log") ||
+            sscanf(e->d_name, "%4d%2d%2d.log%n", &y, &m, &dd, &used) != 3 || used != 12 ||
+            strspn(e->d_name, "0123456789") != 8)
+            continue;
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = dd};
+        long day = (long)(timegm(&tm) / TR_DAY);
+        if (day < lo || day > hi)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            tr_day *p = realloc(*out, cap * sizeof *p);
+            if (!p) {
+                rc = ENOMEM;
+                break;
+            }
+            *out = p;
+        }
+        (*out)[*n].day = day;
+        snprintf((*out)[*n].name, sizeof(*out)[*n].name, "%s", e->d_name);
+        (*n)++;
+    }
+    closedir(d);
+    if (!rc && *n)
+        qsort(*out, *n, sizeof **out, cmp_day);
+    return rc;
+}
+
+/* A pass over one day file: phase 0 finds the matching lines, phase 1 the lives. */
+typedef struct tr_pass {
+    tr_state *st;
+    int phase;
+    size_t from, upto; /* phase 1: the messages whose lives this pass collects */
+    int err;
+} tr_pass;
+
+/* take_line - one candidate line: matched (phase 0) or kept for its message (phase 1). */
+static int take_line(void *arg, const char *line, size_t n, uint64_t off)
+{
+    (void)off;
+    tr_pass *p = arg;
+    tr_state *st = p->st;
+    char tmp[IMS_TRACK_LINE_MAX + 1];
+    memcpy(tmp, line, n);
+    ims_track_line l;
+    if (ims_track_parse(tmp, n, &l))
+        return 0;
+    if (p->phase == 0) {
+        if (matches(st->q, &l) && !msg_add(st, l.qid, &p->err) && p->err)
+            return p->err;
+        return 0;
+    }
+    tr_msg *m = msg_find(st, l.qid);
+    if (!m || (size_t)(m - st->msgs) < p->from || (size_t)(m - st->msgs) >= p->upto)
+        return 0;
+    int rc = add_event(st, m, line, n);
+    /* A report's own queue id: its life is looked for in the next pass. */
+    if (!rc && l.event == IMS_TRACK_REPORT_GENERATED && *l.ref && !msg_add(st, l.ref, &rc) && rc)
+        return rc;
+    return rc;
+}
+
+/* query_key - the index key for phase 0: the most selective criterion, or 0 (none). */
+static uint32_t query_key(const ims_track_query *q, bool *have)
+{
+    *have = true;
+    if (q->qid)
+        return hash_key(K_QID, q->qid);
+    if (q->message_id)
+        return hash_key(K_MSGID, q->message_id);
+    if (q->rcpt)
+        return hash_key(K_RCPT, q->rcpt);
+    if (q->sender)
+        return hash_key(K_SENDER, strcmp(q->sender, "") ? q->sender : "<>");
+    *have = false;
+    return 0;
+}
+
+/* in_wanted - entry hash h is the qid key of a message whose life is being looked for. */
+static bool in_wanted(const uint32_t *set, size_t size, uint32_t h)
+{
+    for (size_t i = h & (size - 1);; i = (i + 1) & (size - 1)) {
+        if (set[i] == h)
+            return true;
+        if (!set[i])
+            return false;
+    }
+}
+
+/* day_pass - pass p over day file name: through its index when it has one, else whole. */
+static int day_pass(tr_pass *p, const char *name, const uint32_t *set, size_t setsize)
+{
+    tr_state *st = p->st;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", st->dir, name) >= (int)sizeof path)
+        return ENAMETOOLONG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : errno;
+    struct stat ls;
+    bool have_key = p->phase == 1;
+    uint32_t key = p->phase == 0 ? query_key(st->q, &have_key) : 0;
+    int rc = fstat(fd, &ls) ? errno : 0;
+    tr_index x = {0};
+    bool indexed = !rc && have_key && !st->q->no_index && (uint64_t)ls.st_size < TR_INDEX_MAX;
+    if (indexed && (rc = index_load(st, name, fd, &ls, &x)))
+        indexed = false;
+    if (!rc && indexed) {
+        char *b = malloc(IMS_TRACK_LINE_MAX + 1);
+        rc = b ? 0 : ENOMEM;
+        uint32_t last = UINT32_MAX;
+        for (size_t i = 0; !rc && i < x.n; i++) {
+            tr_entry *e = &x.e[i];
+            if (e->off == last) /* one line's second key */
+                continue;
+            if (p->phase == 0 ? e->hash != key : !in_wanted(set, setsize, e->hash))
+                continue;
+            last = e->off;
+            ssize_t n = read_line(fd, e->off, b);
+            if (n >= 0)
+                rc = take_line(p, b, (size_t)n, e->off);
+        }
+        free(b);
+    } else if (!rc) {
+        uint64_t end;
+        st->res->files_read++;
+        rc = scan(fd, 0, &end, take_line, p);
+    }
+    free(x.e);
+    close(fd);
+    return rc ? rc : p->err;
+}
+
+static int cmp_ev(const void *a, const void *b)
+{
+    const struct tr_ev *x = a, *y = b;
+    if (x->l.when != y->l.when)
+        return x->l.when < y->l.when ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int cmp_msg(const void *a, const void *b)
+{
+    const ims_track_msg *x = a, *y = b;
+    time_t tx = x->nevents ? x->events[0].when : 0, ty = y->nevents ? y->events[0].when : 0;
+    if (tx != ty)
+        return tx < ty ? -1 : 1;
+    return strcmp(x->qid, y->qid);
+}
+
+/* finish - the collected messages as the result (those with events), sorted. */
+static int finish(tr_state *st)
+{
+    ims_track_result *r = st->res;
+    r->msgs = calloc(st->nmsgs ? st->nmsgs : 1, sizeof *r->msgs);
+    if (!r->msgs)
+        return ENOMEM;
+    for (size_t i = 0; i < st->nmsgs; i++) {
+        tr_msg *m = &st->msgs[i];
+        if (!m->nev)
+            continue;
+        qsort(m->ev, m->nev, sizeof *m->ev, cmp_ev);
+        ims_track_line *ev = malloc(m->nev * sizeof *ev);
+        if (!ev)
+            return ENOMEM;
+        ims_track_msg *o = &r->msgs[r->nmsgs++];
+        *o = (ims_track_msg){.qid = m->qid, .message_id = "", .events = ev, .nevents = m->nev};
+        for (size_t k = 0; k < m->nev; k++) {
+            ev[k] = m->ev[k].l;
+            if (!*o->message_id && *ev[k].message_id)
+                o->message_id = ev[k].message_id;
+        }
+        o->sender = ev[0].sender;
+    }
+    qsort(r->msgs, r->nmsgs, sizeof *r->msgs, cmp_msg);
+    return 0;
+}
+
+/* The result's storage: the state's message array and lines live on in priv. */
+typedef struct tr_priv {
+    tr_msg *msgs;
+    size_t nmsgs;
+    char **lines;
+    size_t nlines;
+} tr_priv;
+
+int ims_track_find(const char *dir, const ims_track_query *q, ims_track_result *out)
+{
+    memset(out, 0, sizeof *out);
+    tr_state st = {.dir = dir, .q = q, .res = out};
+    tr_priv *pv = calloc(1, sizeof *pv);
+    if (!pv)
+        return ENOMEM;
+    out->priv = pv;
+    st.tsize = 1;
+    while (st.tsize < 2 * (size_t)IMS_TRACK_MAX_MESSAGES)
+        st.tsize <<= 1;
+    st.table = calloc(st.tsize, sizeof *st.table);
+    if (!st.table)
+        return ENOMEM;
+    long lo = (long)(q->since / TR_DAY), hi = (long)(q->until / TR_DAY);
+    tr_day *days = NULL;
+    size_t ndays = 0;
+    int rc =
+        q->since > q->until ? EINVAL : list_days(dir, lo, hi + IMS_TRACK_LIFE_DAYS, &days, &ndays);
+    tr_pass p = {.st = &st};
+    for (size_t i = 0; !rc && i < ndays && days[i].day <= hi; i++)
+        rc = day_pass(&p, days[i].name, NULL, 0);
+    /* The lives: each pass collects the messages not yet searched (the previous pass may
+     * have added reports). */
+    uint32_t *set = NULL;
+    size_t setsize = 1;
+    for (int round = 0; !rc && round < TR_ROUNDS; round++) {
+        size_t from = 0;
+        while (from < st.nmsgs && st.msgs[from].searched)
+            from++;
+        if (from == st.nmsgs)
+            break;
+        size_t upto = st.nmsgs;
+        while (setsize < 2 * (upto - from) + 2)
+            setsize <<= 1;
+        free(set);
+        set = calloc(setsize, sizeof *set);
+        if (!set) {
+            rc = ENOMEM;
+            break;
+        }
+        for (size_t k = from; k < upto; k++) {
+            uint32_t h = hash_key(K_QID, st.msgs[k].qid);
+            size_t j = h & (setsize - 1);
+            while (set[j] && set[j] != h)
+                j = (j + 1) & (setsize - 1);
+            set[j] = h;
+        }
+        /* A hash of 0 would read as an empty slot: such a message is found by a whole read. */
+        bool zero = false;
+        for (size_t k = from; k < upto; k++)
+            zero |= hash_key(K_QID, st.msgs[k].qid) == 0;
+        p = (tr_pass){.st = &st, .phase = 1, .from = from, .upto = upto};
+        ims_track_query whole = *q;
+        whole.no_index = q->no_index || zero;
+        st.q = &whole;
+        for (size_t i = 0; !rc && i < ndays; i++)
+            rc = day_pass(&p, days[i].name, set, setsize);
+        st.q = q;
+        for (size_t k = from; k < upto; k++)
+            st.msgs[k].searched = true;
+    }
+    free(set);
+    free(days);
+    free(st.table);
+    if (!rc)
+        rc = finish(&st);
+    pv->msgs = st.msgs;
+    pv->nmsgs = st.nmsgs;
+    pv->lines = st.lines;
+    pv->nlines = st.nlines;
+    return rc;
+}
+
+void ims_track_result_free(ims_track_result *r)
+{
+    tr_priv *pv = r->priv;
+    for (size_t i = 0; i < r->nmsgs; i++)
+        free(r->msgs[i].events);
+    free(r->msgs);
+    if (pv) {
+        for (size_t i = 0; i < pv->nmsgs; i++) {
+            free(pv->msgs[i].qid);
+            free(pv->msgs[i].ev);
+        }
+        free(pv->msgs);
+        for (size_t i = 0; i < pv->nlines; i++)
+            free(pv->lines[i]);
+        free(pv->lines);
+        free(pv);
+    }
+    memset(r, 0, sizeof *r);
+}
