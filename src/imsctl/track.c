@@ -142,7 +142,7 @@ static void print_text(FILE *o, const ims_track_result *r)
             const ims_track_line *e = &m->events[k];
             fputs("  ", o);
             put_time(o, e->when);
-            fprintf(o, "  %u %-34s %s", e->event, ims_track_event_name(e->event), e->rcpt);
+            fprintf(o, " GMT  %u %-34s %s", e->event, ims_track_event_name(e->event), e->rcpt);
             if (e->event == IMS_TRACK_RECEIVED_INBOUND && *e->client)
                 fprintf(o, "  from %s", e->client);
             if (*e->remote)
