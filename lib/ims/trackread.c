@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -290,11 +291,45 @@ static ssize_t read_line(int fd, uint64_t off, char *b)
 
 /* --- the index ------------------------------------------------------------------------- */
 
+/* A day's index: entries sorted by hash, then offset (lookups are binary searches). Either
+ * mapped from its file (map) or built in memory (e). */
 typedef struct tr_index {
     tr_entry *e;
     size_t n, cap;
-    int err;
+    void *map; /* the mapped file, or NULL */
+    size_t maplen;
 } tr_index;
+
+static void index_free(tr_index *x)
+{
+    if (x->map)
+        munmap(x->map, x->maplen);
+    else
+        free(x->e);
+    memset(x, 0, sizeof *x);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const tr_entry *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+/* index_find - the first entry of x with hash h or above. */
+static size_t index_find(const tr_index *x, uint32_t h)
+{
+    size_t lo = 0, hi = x->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (x->e[mid].hash < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
 
 static int index_push(tr_index *x, uint32_t hash, uint64_t off)
 {
@@ -382,9 +417,9 @@ static int index_save(const char *dir, const char *path, const tr_index *x, uint
     return rc;
 }
 
-/* index_load - the index of the log open on fd (size and inode in ls), read, extended or
- * built; saved when it changed (failure to save is not an error: the entries serve this
- * query). *x is the caller's to free. */
+/* index_load - the index of the log open on fd (size and inode in ls): mapped when it covers
+ * the whole log, else extended by the log's tail or built again, sorted, and saved (failure to
+ * save is not an error: the entries serve this query). index_free(x) afterwards. */
 static int index_load(tr_state *st, const char *name, int fd, const struct stat *ls, tr_index *x)
 {
     char path[PATH_MAX];
@@ -399,40 +434,44 @@ static int index_load(tr_state *st, const char *name, int fd, const struct stat 
         if (pread(ifd, head, sizeof head, 0) == (ssize_t)sizeof head &&
             !memcmp(head, TR_MAGIC, 8) && !fstat(ifd, &is) &&
             get64(head + 16) == (uint64_t)ls->st_ino && get64(head + 8) <= (uint64_t)ls->st_size &&
-            get64(head + 24) < SIZE_MAX / sizeof(tr_entry) &&
+            get64(head + 24) < SIZE_MAX / sizeof(tr_entry) / 2 &&
             (uint64_t)is.st_size == TR_HEAD + get64(head + 24) * sizeof(tr_entry)) {
             size_t n = (size_t)get64(head + 24);
-            x->e = malloc(n ? n * sizeof *x->e : 1);
-            if (!x->e) {
-                close(ifd);
-                return ENOMEM;
-            }
-            x->cap = n ? n : 1;
-            size_t got = 0;
-            while (got < n * sizeof *x->e) {
-                ssize_t r =
-                    pread(ifd, (char *)x->e + got, n * sizeof *x->e - got, (off_t)(TR_HEAD + got));
-                if (r < 0 && errno == EINTR)
-                    continue;
-                if (r <= 0)
-                    break;
-                got += (size_t)r;
-            }
-            if (got == n * sizeof *x->e) {
-                x->n = n;
+            void *map = mmap(NULL, (size_t)is.st_size, PROT_READ, MAP_SHARED, ifd, 0);
+            if (map != MAP_FAILED) {
                 covered = get64(head + 8);
+                x->map = map;
+                x->maplen = (size_t)is.st_size;
+                x->e = (tr_entry *)((char *)map + TR_HEAD);
+                x->n = n;
             }
         }
         close(ifd);
     }
-    if (covered == (uint64_t)ls->st_size)
-        return 0;
-    if (!covered)
-        x->n = 0; /* stale or missing: built again */
+    if (x->map && covered == (uint64_t)ls->st_size)
+        return 0; /* the usual case: read nothing but the pages a lookup touches */
+    /* The log grew since (or there is none): the old entries copied, the tail added. */
+    tr_index b = {0};
+    if (x->map && x->n) {
+        b.e = malloc(x->n * 2 * sizeof *b.e);
+        if (!b.e) {
+            index_free(x);
+            return ENOMEM;
+        }
+        memcpy(b.e, x->e, x->n * sizeof *b.e);
+        b.n = x->n;
+        b.cap = x->n * 2;
+    }
+    index_free(x);
     uint64_t end;
-    int rc = scan(fd, covered, &end, index_line, x);
-    if (rc)
+    int rc = scan(fd, covered, &end, index_line, &b);
+    if (rc) {
+        index_free(&b);
         return rc;
+    }
+    if (b.n)
+        qsort(b.e, b.n, sizeof *b.e, cmp_entry);
+    *x = b;
     st->res->index_built++;
     index_save(st->dir, path, x, end, (uint64_t)ls->st_ino); /* a cache: failure is fine */
     return 0;
@@ -477,7 +516,7 @@ static int list_days(const char *dir, long lo, long hi, tr_day **out, size_t *n)
             *out = p;
         }
         (*out)[*n].day = day;
-        snprintf((*out)[*n].name, sizeof(*out)[*n].name, "%s", e->d_name);
+        memcpy((*out)[*n].name, e->d_name, 13); /* checked above: 12 bytes and the NUL */
         (*n)++;
     }
     closedir(d);
@@ -520,6 +559,22 @@ static int take_line(void *arg, const char *line, size_t n, uint64_t off)
     return rc;
 }
 
+/* addr_key - the key of an address as the query gives it: "<a@b>" is a@b, "" and "<>" the
+ * null sender (written "<>"). */
+static uint32_t addr_key(int kind, const char *a)
+{
+    char b[IMS_TRACK_FIELD_MAX + 1];
+    size_t n = strlen(a);
+    if (!n || !strcmp(a, "<>"))
+        return hash_key(kind, "<>");
+    if (a[0] == '<' && n > 2 && a[n - 1] == '>' && n - 2 < sizeof b) {
+        memcpy(b, a + 1, n - 2);
+        b[n - 2] = 0;
+        return hash_key(kind, b);
+    }
+    return hash_key(kind, a);
+}
+
 /* query_key - the index key for phase 0: the most selective criterion, or 0 (none). */
 static uint32_t query_key(const ims_track_query *q, bool *have)
 {
@@ -529,26 +584,56 @@ static uint32_t query_key(const ims_track_query *q, bool *have)
     if (q->message_id)
         return hash_key(K_MSGID, q->message_id);
     if (q->rcpt)
-        return hash_key(K_RCPT, q->rcpt);
+        return addr_key(K_RCPT, q->rcpt);
     if (q->sender)
-        return hash_key(K_SENDER, strcmp(q->sender, "") ? q->sender : "<>");
+        return addr_key(K_SENDER, q->sender);
     *have = false;
     return 0;
 }
 
-/* in_wanted - entry hash h is the qid key of a message whose life is being looked for. */
-static bool in_wanted(const uint32_t *set, size_t size, uint32_t h)
+static int cmp_u32(const void *a, const void *b)
 {
-    for (size_t i = h & (size - 1);; i = (i + 1) & (size - 1)) {
-        if (set[i] == h)
-            return true;
-        if (!set[i])
-            return false;
-    }
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
 }
 
-/* day_pass - pass p over day file name: through its index when it has one, else whole. */
-static int day_pass(tr_pass *p, const char *name, const uint32_t *set, size_t setsize)
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* lookup - the offsets of the lines of x whose entries have one of the hashes want[0..nwant),
+ * in file order, each once (a line's several keys), into *out (the caller's to free). */
+static int lookup(const tr_index *x, const uint32_t *want, size_t nwant, uint64_t **out, size_t *n)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (size_t w = 0; w < nwant; w++)
+        for (size_t i = index_find(x, want[w]); i < x->n && x->e[i].hash == want[w]; i++) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                uint64_t *p = realloc(*out, cap * sizeof *p);
+                if (!p)
+                    return ENOMEM;
+                *out = p;
+            }
+            (*out)[(*n)++] = x->e[i].off;
+        }
+    if (*n)
+        qsort(*out, *n, sizeof **out, cmp_u64);
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!k || (*out)[k - 1] != (*out)[i])
+            (*out)[k++] = (*out)[i];
+    *n = k;
+    return 0;
+}
+
+/* day_pass - pass p over day file name: through its index for the hashes want[0..nwant)
+ * (sorted), else the file read whole (nwant 0: no key; no_index; no usable index). */
+static int day_pass(tr_pass *p, const char *name, const uint32_t *want, size_t nwant)
 {
     tr_state *st = p->st;
     char path[PATH_MAX];
@@ -558,35 +643,29 @@ static int day_pass(tr_pass *p, const char *name, const uint32_t *set, size_t se
     if (fd < 0)
         return errno == ENOENT ? 0 : errno;
     struct stat ls;
-    bool have_key = p->phase == 1;
-    uint32_t key = p->phase == 0 ? query_key(st->q, &have_key) : 0;
     int rc = fstat(fd, &ls) ? errno : 0;
     tr_index x = {0};
-    bool indexed = !rc && have_key && !st->q->no_index && (uint64_t)ls.st_size < TR_INDEX_MAX;
-    if (indexed && (rc = index_load(st, name, fd, &ls, &x)))
-        indexed = false;
+    bool indexed = !rc && nwant && !st->q->no_index && (uint64_t)ls.st_size < TR_INDEX_MAX;
+    if (indexed && index_load(st, name, fd, &ls, &x))
+        indexed = false; /* read whole instead */
     if (!rc && indexed) {
+        uint64_t *offs = NULL;
+        size_t n = 0;
         char *b = malloc(IMS_TRACK_LINE_MAX + 1);
-        rc = b ? 0 : ENOMEM;
-        uint32_t last = UINT32_MAX;
-        for (size_t i = 0; !rc && i < x.n; i++) {
-            tr_entry *e = &x.e[i];
-            if (e->off == last) /* one line's second key */
-                continue;
-            if (p->phase == 0 ? e->hash != key : !in_wanted(set, setsize, e->hash))
-                continue;
-            last = e->off;
-            ssize_t n = read_line(fd, e->off, b);
-            if (n >= 0)
-                rc = take_line(p, b, (size_t)n, e->off);
+        rc = b ? lookup(&x, want, nwant, &offs, &n) : ENOMEM;
+        for (size_t i = 0; !rc && i < n; i++) {
+            ssize_t len = read_line(fd, offs[i], b);
+            if (len >= 0)
+                rc = take_line(p, b, (size_t)len, offs[i]);
         }
+        free(offs);
         free(b);
     } else if (!rc) {
         uint64_t end;
         st->res->files_read++;
         rc = scan(fd, 0, &end, take_line, p);
     }
-    free(x.e);
+    index_free(&x);
     close(fd);
     return rc ? rc : p->err;
 }
@@ -664,49 +743,39 @@ int ims_track_find(const char *dir, const ims_track_query *q, ims_track_result *
     int rc =
         q->since > q->until ? EINVAL : list_days(dir, lo, hi + IMS_TRACK_LIFE_DAYS, &days, &ndays);
     tr_pass p = {.st = &st};
+    bool have_key;
+    uint32_t key = query_key(q, &have_key);
     for (size_t i = 0; !rc && i < ndays && days[i].day <= hi; i++)
-        rc = day_pass(&p, days[i].name, NULL, 0);
+        rc = day_pass(&p, days[i].name, &key, have_key ? 1 : 0);
     /* The lives: each pass collects the messages not yet searched (the previous pass may
-     * have added reports). */
-    uint32_t *set = NULL;
-    size_t setsize = 1;
+     * have added reports), by their queue ids' hashes. */
+    uint32_t *want = NULL;
     for (int round = 0; !rc && round < TR_ROUNDS; round++) {
         size_t from = 0;
         while (from < st.nmsgs && st.msgs[from].searched)
             from++;
         if (from == st.nmsgs)
             break;
-        size_t upto = st.nmsgs;
-        while (setsize < 2 * (upto - from) + 2)
-            setsize <<= 1;
-        free(set);
-        set = calloc(setsize, sizeof *set);
-        if (!set) {
+        size_t upto = st.nmsgs, nwant = 0;
+        free(want);
+        if (!(want = malloc((upto - from) * sizeof *want))) {
             rc = ENOMEM;
             break;
         }
-        for (size_t k = from; k < upto; k++) {
-            uint32_t h = hash_key(K_QID, st.msgs[k].qid);
-            size_t j = h & (setsize - 1);
-            while (set[j] && set[j] != h)
-                j = (j + 1) & (setsize - 1);
-            set[j] = h;
-        }
-        /* A hash of 0 would read as an empty slot: such a message is found by a whole read. */
-        bool zero = false;
         for (size_t k = from; k < upto; k++)
-            zero |= hash_key(K_QID, st.msgs[k].qid) == 0;
+            want[nwant++] = hash_key(K_QID, st.msgs[k].qid);
+        qsort(want, nwant, sizeof *want, cmp_u32);
+        size_t u = 0;
+        for (size_t k = 0; k < nwant; k++)
+            if (!u || want[u - 1] != want[k])
+                want[u++] = want[k];
         p = (tr_pass){.st = &st, .phase = 1, .from = from, .upto = upto};
-        ims_track_query whole = *q;
-        whole.no_index = q->no_index || zero;
-        st.q = &whole;
         for (size_t i = 0; !rc && i < ndays; i++)
-            rc = day_pass(&p, days[i].name, set, setsize);
-        st.q = q;
+            rc = day_pass(&p, days[i].name, want, u);
         for (size_t k = from; k < upto; k++)
             st.msgs[k].searched = true;
     }
-    free(set);
+    free(want);
     free(days);
     free(st.table);
     if (!rc)

@@ -268,6 +268,8 @@ static void test_queries(void **state)
         {{.rcpt = "BOB@remote.test"}, "R:1012,1010,1011;B:1012,1010,1100,1017;N:1012,1013"},
         {{.sender = "carol@x"}, bounce},
         {{.sender = "<>"}, "N:1012,1013"},
+        {{.sender = "<Carol@x>"}, bounce}, /* with <>, any case */
+        {{.sender = ""}, "N:1012,1013"},
         {{.sender = "carol@x", .rcpt = "bob@remote.test"}, bounce},
         {{.sender = "alice@x", .message_id = "<b@x>"}, ""},
         {{.message_id = "<nothing@x>"}, ""},
