@@ -74,15 +74,17 @@ static void put_time(FILE *o, time_t t)
             tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* json_str - s as a JSON string (control characters escaped; bytes >= 0x80 as they are). */
+/* json_str - s as a JSON string: control characters escaped; a field that is not UTF-8 (a
+ * raw 8-bit address) has its bytes >= 0x80 escaped as Latin-1, so the output always parses. */
 static void json_str(FILE *o, const char *s)
 {
+    bool utf8 = base_utf8_valid(s, strlen(s));
     fputc('"', o);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
             fprintf(o, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
+        else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8))
             fprintf(o, "\\u%04x", c);
         else
             fputc(c, o);

@@ -103,6 +103,11 @@ def test_track_delivered_relayed_bounced(world):
     # The index is a cache: deleted, the answer is the same.
     idx = os.path.join(svc.root, "Tracking.log", ".index")
     assert os.listdir(idx)
+    # Whoever ran imsctl track (root here, when the tests run as root), the index belongs to
+    # the owner of Tracking.log: the service account.
+    owner = os.stat(os.path.join(svc.root, "Tracking.log")).st_uid
+    for f in [idx] + [os.path.join(idx, n) for n in os.listdir(idx)]:
+        assert os.stat(f).st_uid == owner, f
     for f in os.listdir(idx):
         os.unlink(os.path.join(idx, f))
     assert life(svc, "--message-id", "<bounce@client.test>") == ms
@@ -128,3 +133,31 @@ def test_track_no_match_and_usage(world):
         assert "imsctl: track" in p.stderr or "imsctl:" in p.stderr, p.stderr
     p = track(svc, "--help")
     assert "Usage: imsctl track" in p.stdout
+
+
+def test_track_old_lines_and_odd_bytes(ims_root, env):
+    """Lines as written before the new fields (8 and 9 fields) are read; a field with a quote,
+    a backslash and 8-bit bytes still gives JSON that parses. No service: the files alone."""
+    d = ims_root / "Tracking.log"
+    d.mkdir()
+    with open(d / "20240501.log", "wb") as f:
+        f.write(b"2024-05-01 13:45:07 GMT\t1012\tOLD1\ta@b\tc@remote\t42\t192.0.2.1\th.test\n"
+                b"2024-05-01 13:45:08 GMT\t1010\tOLD1\ta@b\tc@remote\t42\t192.0.2.1\th.test\n"
+                b"2024-05-01 13:45:09 GMT\t1011\tOLD1\ta@b\tc@remote\t42\t192.0.2.1\th.test"
+                b"\tplain\n"
+                b"not a tracking line\n"
+                b"2024-05-01 13:46:00 GMT\t1012\tODD\tq\"\\\xe9@b\tc@d\t1\tip\th\t\t\t\t<o@x>\n")
+    p = run("imsctl", "track", "--id", "OLD1", "--since", "2024-05-01", "--until", "2024-05-01",
+            "--json", env=env)
+    [m] = json.loads(p.stdout)
+    assert [e["event"] for e in m["events"]] == [1012, 1010, 1011]
+    assert m["message_id"] == "" and m["events"][2]["tls"] == "plain"
+    p = run("imsctl", "track", "--message-id", "o@x", "--since", "2024-05-01", "--until",
+            "2024-05-02", "--json", env=env)
+    [m] = json.loads(p.stdout)
+    assert m["sender"] == 'q"\\\xe9@b', m
+    p = run("imsctl", "track", "--id", "OLD1", "--since", "2024-05-01 13:45:08",
+            "--until", "2024-05-01 13:45:08", env=env)
+    # One second of range matches one line; the life printed is whole.
+    assert p.stdout.startswith("Message OLD1\n") and p.stdout.count(" GMT  10") == 3, p.stdout
+    assert "(none)" in p.stdout and "1011 Transferred outbound" in p.stdout

@@ -382,19 +382,55 @@ static void test_index_cache(void **state)
     ims_track_result_free(&r);
     ims_tracking_close(t);
 
-    /* An index that cannot be written: the files are read, the answer is the same. */
-    if (geteuid() != 0) {
-        char idir[160];
-        snprintf(idir, sizeof idir, "%s/.index", fx->dir);
-        assert_int_equal(unlink(idx), 0);
-        assert_int_equal(chmod(idir, 0500), 0);
-        find(fx->dir, "<t@x>", &r);
-        assert_int_equal(r.nmsgs, 1);
-        assert_string_equal(r.msgs[0].qid, "T");
-        ims_track_result_free(&r);
-        assert_int_equal(access(idx, F_OK), -1);
-        assert_int_equal(chmod(idir, 0700), 0);
-    }
+    /* An index that cannot be written (its folder is a file: as root too): the files are
+     * read, the answer is the same. */
+    char idir[160];
+    snprintf(idir, sizeof idir, "%s/.index", fx->dir);
+    assert_int_equal(unlink(idx), 0);
+    char other[192];
+    snprintf(other, sizeof other, "%s/.index/20240502.idx", fx->dir);
+    unlink(other);
+    assert_int_equal(rmdir(idir), 0);
+    FILE *f = fopen(idir, "w");
+    assert_non_null(f);
+    fclose(f);
+    find(fx->dir, "<t@x>", &r);
+    assert_int_equal(r.nmsgs, 1);
+    assert_string_equal(r.msgs[0].qid, "T");
+    assert_true(r.index_built > 0); /* built in memory each time, never saved */
+    ims_track_result_free(&r);
+    find(fx->dir, "<t@x>", &r);
+    assert_int_equal(r.nmsgs, 1);
+    assert_true(r.index_built > 0);
+    ims_track_result_free(&r);
+    assert_int_equal(unlink(idir), 0);
+}
+
+/* Made by root, the index belongs to the log folder's owner (the service account), so the
+ * service's own imsctl track can extend it later. */
+static void test_index_owner(void **state)
+{
+    struct fx *fx = *state;
+    if (geteuid() != 0)
+        skip();
+    ims_tracking *t;
+    assert_int_equal(ims_tracking_open(fx->dir, &t), 0);
+    write_world(t);
+    ims_tracking_close(t);
+    assert_int_equal(chown(fx->dir, 65534, 65534), 0);
+    ims_track_result r;
+    find(fx->dir, "<r@x>", &r);
+    assert_int_equal(r.nmsgs, 1);
+    ims_track_result_free(&r);
+    char p[192];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/.index", fx->dir);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_uid, 65534);
+    snprintf(p, sizeof p, "%s/.index/20240501.idx", fx->dir);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_uid, 65534);
+    assert_int_equal(st.st_gid, 65534);
 }
 
 static void test_admin_and_names(void **state)
@@ -431,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_message_id),
         cmocka_unit_test_setup_teardown(test_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_and_names, setup, teardown),
     };
     return cmocka_run_group_tests_name("tracking", tests, NULL, NULL);
