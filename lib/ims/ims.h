@@ -1055,13 +1055,14 @@ int ims_track_parse(char *line, size_t n, ims_track_line *l);
 /* --- reading the tracking log (trackread.c) ---------------------------------------------
  * A query finds the lines that match all its criteria in the day files of its time range,
  * then the whole life of each message so found: every line with its queue id, and those of
- * the reports its 1017 lines name, from the first day of the range to IMS_TRACK_LIFE_DAYS
- * after the last. A sidecar index per day file (<dir>/.index/yyyymmdd.idx, hashes of the
- * queue id, Message-ID, sender and recipient to line offsets) makes that fast; it is built
- * when missing, extended when the log grew (the log is append-only) and rebuilt when it does
- * not match; deleting it is always safe. When the index cannot be written (permissions), the
- * day file is read whole instead. Made by root, it is given to the owner of dir. */
-#define IMS_TRACK_LIFE_DAYS 7        /* days after the range searched for a message's life */
+ * the reports its 1017 lines name, from IMS_TRACK_LIFE_DAYS before the range's first day to
+ * IMS_TRACK_LIFE_DAYS after its last. A sidecar index per day file (<dir>/.index/
+ * yyyymmdd.idx: hashes of the queue id, Message-ID, sender and recipient to line offsets,
+ * sorted) makes that fast; it is built when missing, extended when the log grew (the log is
+ * append-only) and built again when it does not match; deleting it is always safe. When it
+ * cannot be saved (permissions), each query builds it in memory. Made by root, it is given
+ * to the owner of dir (the service account). */
+#define IMS_TRACK_LIFE_DAYS 7        /* days either side of the range searched for a life */
 #define IMS_TRACK_MAX_MESSAGES 10000 /* messages one query returns at most (truncated) */
 #define IMS_TRACK_MAX_EVENTS 100000  /* lines of one message kept at most */
 #define IMS_TRACK_INDEX_DIR ".index"

@@ -352,6 +352,8 @@ static void keep_head(ims_spool_msg *m, const void *data, size_t n)
 {
     size_t old = m->head.len;
     size_t take = IMS_TRACK_MSGID_SCAN - old < n ? IMS_TRACK_MSGID_SCAN - old : n;
+    if (!take)
+        return;
     if (buf_add(&m->head, data, take)) {
         m->head_end = true; /* no memory: the line goes without its Message-ID */
         return;

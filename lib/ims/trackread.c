@@ -740,13 +740,15 @@ int ims_track_find(const char *dir, const ims_track_query *q, ims_track_result *
     long lo = (long)(q->since / TR_DAY), hi = (long)(q->until / TR_DAY);
     tr_day *days = NULL;
     size_t ndays = 0;
-    int rc =
-        q->since > q->until ? EINVAL : list_days(dir, lo, hi + IMS_TRACK_LIFE_DAYS, &days, &ndays);
+    int rc = q->since > q->until ? EINVAL
+                                 : list_days(dir, lo - IMS_TRACK_LIFE_DAYS,
+                                             hi + IMS_TRACK_LIFE_DAYS, &days, &ndays);
     tr_pass p = {.st = &st};
     bool have_key;
     uint32_t key = query_key(q, &have_key);
     for (size_t i = 0; !rc && i < ndays && days[i].day <= hi; i++)
-        rc = day_pass(&p, days[i].name, &key, have_key ? 1 : 0);
+        if (days[i].day >= lo)
+            rc = day_pass(&p, days[i].name, &key, have_key ? 1 : 0);
     /* The lives: each pass collects the messages not yet searched (the previous pass may
      * have added reports), by their queue ids' hashes. */
     uint32_t *want = NULL;

@@ -293,6 +293,9 @@ static void test_queries(void **state)
     check_query(fx->dir, &q, "L:1012,1013");
     q = (ims_track_query){.qid = "R", .since = DAY1 + 10 * DAY, .until = DAY1 + 11 * DAY};
     check_query(fx->dir, &q, "");
+    /* A match on the second day: the life from the first day too. */
+    q = (ims_track_query){.qid = "B", .since = DAY1 + DAY - 10, .until = hi};
+    check_query(fx->dir, &q, bounce);
 
     /* The details of one event come through. */
     ims_track_result r;
