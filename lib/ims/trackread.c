@@ -437,7 +437,12 @@ static int index_load(tr_state *st, const char *name, int fd, const struct stat 
             get64(head + 24) < SIZE_MAX / sizeof(tr_entry) / 2 &&
             (uint64_t)is.st_size == TR_HEAD + get64(head + 24) * sizeof(tr_entry)) {
             size_t n = (size_t)get64(head + 24);
-            void *map = mmap(NULL, (size_t)is.st_size, PROT_READ, MAP_SHARED, ifd, 0);
+            /* The index ends at a line's end: a log written again in place rarely does. */
+            char last = '\n';
+            uint64_t c = get64(head + 8);
+            void *map = c && (pread(fd, &last, 1, (off_t)(c - 1)) != 1 || last != '\n')
+                            ? MAP_FAILED
+                            : mmap(NULL, (size_t)is.st_size, PROT_READ, MAP_SHARED, ifd, 0);
             if (map != MAP_FAILED) {
                 covered = get64(head + 8);
                 x->map = map;

@@ -409,6 +409,37 @@ static void test_index_cache(void **state)
     assert_int_equal(unlink(idir), 0);
 }
 
+/* A day file written again in place (same inode, no longer ending where the index does) is
+ * indexed again: the new line before the old end is found. */
+static void test_index_rewritten(void **state)
+{
+    struct fx *fx = *state;
+    ims_tracking *t;
+    assert_int_equal(ims_tracking_open(fx->dir, &t), 0);
+    write_world(t);
+    ims_tracking_close(t);
+    ims_track_result r;
+    find(fx->dir, "<r@x>", &r);
+    assert_int_equal(r.nmsgs, 1);
+    ims_track_result_free(&r);
+    char log[128];
+    snprintf(log, sizeof log, "%s/20240501.log", fx->dir);
+    FILE *f = fopen(log, "r+"); /* the same inode */
+    assert_non_null(f);
+    fputs("2024-05-01 13:50:00 GMT\t1012\tW\ta@b\tc@d\t1\tip\th\t\t\t\t<w@x>\n", f);
+    for (int i = 0; i < 4096; i++)
+        fputc('x', f);
+    fputc('\n', f);
+    fclose(f);
+    find(fx->dir, "<w@x>", &r);
+    assert_int_equal(r.nmsgs, 1);
+    assert_string_equal(r.msgs[0].qid, "W");
+    ims_track_result_free(&r);
+    find(fx->dir, "<r@x>", &r);
+    assert_int_equal(r.nmsgs, 0);
+    ims_track_result_free(&r);
+}
+
 /* Made by root, the index belongs to the log folder's owner (the service account), so the
  * service's own imsctl track can extend it later. */
 static void test_index_owner(void **state)
@@ -470,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_message_id),
         cmocka_unit_test_setup_teardown(test_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_rewritten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_and_names, setup, teardown),
     };
