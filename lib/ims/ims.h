@@ -1068,7 +1068,7 @@ int ims_track_parse(char *line, size_t n, ims_track_line *l);
 #define IMS_TRACK_INDEX_DIR ".index"
 
 typedef struct ims_track_query {
-    const char *qid;        /* NULL: any */
+    const char *qid;        /* NULL: any; upper or lower case */
     const char *message_id; /* with or without <>; NULL: any */
     const char *sender;     /* address, case-insensitive; "<>" the null sender; NULL: any */
     const char *rcpt;       /* address, case-insensitive; NULL: any */

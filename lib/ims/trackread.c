@@ -112,7 +112,7 @@ static bool addr_equal(const char *query, const char *field)
 /* matches - l meets every criterion of q. */
 static bool matches(const ims_track_query *q, const ims_track_line *l)
 {
-    return l->when >= q->since && l->when <= q->until && (!q->qid || !strcmp(q->qid, l->qid)) &&
+    return l->when >= q->since && l->when <= q->until && (!q->qid || !strcasecmp(q->qid, l->qid)) &&
            (!q->message_id || (*l->message_id && msgid_equal(q->message_id, l->message_id))) &&
            (!q->sender || addr_equal(q->sender, l->sender)) &&
            (!q->rcpt || addr_equal(q->rcpt, l->rcpt));

@@ -265,6 +265,7 @@ static void test_queries(void **state)
         {{.message_id = "<b@x>"}, bounce},
         {{.qid = "B"}, bounce},
         {{.qid = "N"}, "N:1012,1013"},
+        {{.qid = "n"}, "N:1012,1013"},
         {{.rcpt = "BOB@remote.test"}, "R:1012,1010,1011;B:1012,1010,1100,1017;N:1012,1013"},
         {{.sender = "carol@x"}, bounce},
         {{.sender = "<>"}, "N:1012,1013"},
