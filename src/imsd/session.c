@@ -56,7 +56,7 @@ struct imsd_mail {
     smtp_config cfg[IMS_LISTEN_SUBMISSIONS + 1]; /* one per listener kind */
     imsd_auth *auth;                             /* password checks; NULL: AUTH is off */
     auth_failures failures[AUTH_TABLE_SIZE];
-    ims_protolog *plog; /* NULL: protocol logging off */
+    ims_protolog *plog; /* the protocol log (at level None: off) */
     uint64_t next_conn_id;
     bool flush_mode;       /* free space under DiskSpaceLowWaterMark: no new mail */
     uint64_t disk_checked; /* CLOCK_MONOTONIC ms of the last look; 0: never */
@@ -940,14 +940,16 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         imsd_mail_close(srv);
         return IMS_EV_INTERNAL;
     }
+    /* The log exists at None too: the level may be raised while the service runs. */
     unsigned level = s->levels[IMS_CAT_SMTP_PROTOCOL_LOG];
+    char logdir[PATH_MAX];
+    int n = snprintf(logdir, sizeof logdir, "%s/Log", s->root_dir);
+    if (n < 0 || (size_t)n >= sizeof logdir || ims_protolog_create(logdir, level, &m->plog)) {
+        imsd_mail_close(srv);
+        return IMS_EV_INTERNAL;
+    }
+    imsd_outbound_set_protolog(m->outbound, m->plog, &m->next_conn_id);
     if (level > IMS_LEVEL_NONE) {
-        char logdir[PATH_MAX];
-        int n = snprintf(logdir, sizeof logdir, "%s/Log", s->root_dir);
-        if (n < 0 || (size_t)n >= sizeof logdir || ims_protolog_open(logdir, level, &m->plog)) {
-            imsd_mail_close(srv);
-            return IMS_EV_INTERNAL;
-        }
         ims_log_event(srv->log, IMS_EV_PROTOCOL_LOG, IMS_CAT_SMTP_PROTOCOL_LOG, IMS_SEV_INFO,
                       IMS_LEVEL_NONE,
                       "SMTP protocol logging is enabled at level %s: one file per connection "
@@ -956,7 +958,6 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
                       : level >= IMS_LEVEL_MEDIUM ? "Medium"
                                                   : "Minimum",
                       logdir);
-        imsd_outbound_set_protolog(m->outbound, m->plog, &m->next_conn_id);
     }
     /* The relay policy: a line that does not parse is logged (a skipped deny line would make
      * the policy more permissive than the administrator meant). */
@@ -1030,6 +1031,17 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     if (dropdir_on)
         dropdir_start(m, dropdir);
     return IMS_OK;
+}
+
+ims_router *imsd_mail_router(const imsd_server *srv)
+{
+    return srv->mail ? srv->mail->router : NULL;
+}
+
+void imsd_mail_protolog_level(imsd_server *srv, unsigned level)
+{
+    if (srv->mail)
+        ims_protolog_set_level(srv->mail->plog, level);
 }
 
 void imsd_mail_close(imsd_server *srv)
