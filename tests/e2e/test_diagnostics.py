@@ -101,6 +101,9 @@ class Live:
             self.proc.wait()
         self.reader.join(timeout=WAIT)
         shutil.rmtree(self.root, ignore_errors=True)
+        # A clean stop (under SAN=1 also: no sanitizer report on stderr).
+        assert self.proc.returncode == 0, self.text()
+        assert "Sanitizer" not in self.text(), self.text()
 
 
 @pytest.fixture
