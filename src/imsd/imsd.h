@@ -29,8 +29,8 @@
 #define IMSD_EXIT_RUNNING 3 /* another imsd holds the pid lock */
 
 /* SIGHUP asks for a reload, which the original never did: settings take effect at the next
- * start (the Diagnostics levels and the logging values apply at once, diag.c). No original
- * event ID is known for this: ours, next to IMS_EV_STARTED. */
+ * start (the Diagnostics levels and the logging values apply at once: diagwatch.c). No
+ * original event ID is known for this: ours, next to IMS_EV_STARTED. */
 
 #define IMSD_CONSOLE_LEVEL 10 /* DisplayErrsOnConsole from this on: console mode (Q181950) */
 
@@ -193,7 +193,7 @@ int imsd_auth_check(imsd_auth *a, const char *hash, const char *pass, size_t len
  * IMSD_AUTH_CANCELLED), stop the threads. */
 void imsd_auth_free(imsd_auth *a);
 
-/* --- diag.c: the Diagnostics levels and the logging values, live ---------------------- */
+/* --- diagwatch.c: the Diagnostics levels and the logging values, live ----------------- */
 
 typedef struct imsd_diag imsd_diag;
 typedef struct imsd_diag_options {

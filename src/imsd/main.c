@@ -120,7 +120,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     imsd *d = arg;
     if (sig == SIGHUP) {
         /* The original read its settings only at start; so do we, but for the logging
-         * ones, which follow the registry's change notification (diag.c) without a signal. */
+         * ones, which follow the registry's change notification (diagwatch.c) without a signal. */
         ims_log_event(&d->log, IMS_EV_RELOAD_IGNORED, IMS_CAT_INIT_TERM, IMS_SEV_INFO,
                       IMS_LEVEL_NONE,
                       "Settings changes take effect at the next start; the Diagnostics levels, "

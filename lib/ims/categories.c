@@ -1,4 +1,4 @@
-/* diag.c - the Diagnostics Logging vocabulary: categories by value name or alias, levels by
+/* categories.c - the Diagnostics Logging vocabulary: categories by value name or alias, levels by
  * name or number, as `imsctl diagnostics` and the live reload's events write them. */
 #include "ims/ims.h"
 

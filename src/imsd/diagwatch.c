@@ -1,4 +1,4 @@
-/* diag.c - the Diagnostics levels and Parameters' logging values, live: a change notification
+/* diagwatch.c - the Diagnostics levels and Parameters' logging values, live: a change notification
  * on the service key wakes the loop, which reads them again and applies what changed (the
  * event log's levels, the SMTP protocol log's, console mode and its statistics) without a
  * restart, logging one event that says what changed. The original needed a restart. */
