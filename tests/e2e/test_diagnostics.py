@@ -23,28 +23,33 @@ PAR_KEY = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters"
 
 
 class Live:
-    """A running imsd -console whose stderr lines collect in self.lines."""
+    """A running imsd (-console unless console=False) whose stderr lines collect in
+    self.lines and stdout lines in self.out."""
 
-    def __init__(self):
+    def __init__(self, console=True):
         self.root = tempfile.mkdtemp(prefix="ims-diag-")
         os.chmod(self.root, 0o755)
         self.svc = Service(self.root, free_port(), start=False)
         self.lines = []
+        self.out = []
         self.lock = threading.Lock()
-        self.proc = subprocess.Popen([os.path.join(IMS_BIN, "imsd"), "-console"],
-                                     env=self.svc.env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        args = [os.path.join(IMS_BIN, "imsd")] + (["-console"] if console else [])
+        self.proc = subprocess.Popen(args, env=self.svc.env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.readers = [threading.Thread(target=self._read, args=(self.proc.stderr, self.lines),
+                                         daemon=True),
+                        threading.Thread(target=self._read, args=(self.proc.stdout, self.out),
+                                         daemon=True)]
+        for r in self.readers:
+            r.start()
         status = os.path.join(self.root, "run", "imsd.status")
         wait_for(lambda: os.path.exists(status) or self.proc.poll() is not None, "imsd ready")
         assert self.proc.poll() is None, self.text()
 
-    def _read(self):
-        for line in self.proc.stderr:  # ends at EOF, when imsd has exited
+    def _read(self, stream, into):
+        for line in stream:  # ends at EOF, when imsd has exited
             with self.lock:
-                self.lines.append(line.rstrip("\n"))
+                into.append(line.rstrip("\n"))
 
     def text(self):
         with self.lock:
@@ -92,14 +97,19 @@ class Live:
             if message is not None:
                 c.sendmail("sender@remote.test", ["alice@example.com"], message)
 
-    def close(self):
+    def stop(self):
+        """Stop imsd and read what it wrote to the end."""
         self.svc.stop()
         try:
             self.proc.wait(timeout=WAIT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.reader.join(timeout=WAIT)
+        for r in self.readers:
+            r.join(timeout=WAIT)
+
+    def close(self):
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
         # A clean stop (under SAN=1 also: no sanitizer report on stderr).
         assert self.proc.returncode == 0, self.text()
@@ -109,6 +119,16 @@ class Live:
 @pytest.fixture
 def live():
     lv = Live()
+    try:
+        yield lv
+    finally:
+        lv.close()
+
+
+@pytest.fixture
+def quiet():
+    """imsd without -console: events go to syslog only, until DisplayErrsOnConsole says."""
+    lv = Live(console=False)
     try:
         yield lv
     finally:
@@ -205,3 +225,29 @@ def test_logging_parameters_live(live):
     # Other Parameters still wait for a start; SIGHUP says which ones do not.
     live.proc.send_signal(1)
     live.wait_event(1002, "take effect at the next start", "apply at once")
+
+
+def test_console_mode_follows_display_errs(quiet):
+    assert quiet.text() == ""  # no console: nothing on stderr
+    quiet.reg_add(PAR_KEY, "ConsoleStatFrequency", "REG_DWORD", "1")
+    quiet.reg_add(PAR_KEY, "DisplayErrsOnConsole", "REG_DWORD", "10")
+    # Console mode on: the event that says so is the first on stderr, and statistics follow
+    # every ConsoleStatFrequency seconds.
+    quiet.wait_event(1005, "DisplayErrsOnConsole 0 -> 10")
+    def stats():
+        with quiet.lock:
+            return any("statistics at" in l for l in quiet.out)
+    wait_for(stats, "the console's statistics on stdout")
+
+    # Off again: later events go to syslog only. The protocol log's level is a barrier: it
+    # is applied on the loop, with its event, before the next session runs.
+    quiet.reg_add(PAR_KEY, "DisplayErrsOnConsole", "REG_DWORD", "0")
+    wait_for(lambda: quiet.imsctl("diagnostics", "protolog", "minimum").returncode == 0, "set")
+    def logged():
+        quiet.session("barrier.test")
+        return "\t+\t" in quiet.log_text()
+    wait_for(logged, "a session logged at Minimum")
+    quiet.stop()
+    assert "DisplayErrsOnConsole 10 -> 0" not in quiet.text()
+    assert "SMTP Protocol Log" not in quiet.text()
+    assert "Event 1001" not in quiet.text()  # the stop, too, went to syslog only
