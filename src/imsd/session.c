@@ -516,6 +516,29 @@ static void auth_delayed(evutil_socket_t fd, short what, void *arg)
     auth_submit(ms, true);
 }
 
+/* A directory call made under the router's lock: the pickup threads use the directory (and
+ * its reg_ctx) through the router, and a lookup may reload the index. */
+struct dir_call {
+    directory *dir;
+    const char *name; /* the login or the address */
+    char *alias;      /* auth: DIR_MAX_ALIAS + 1 bytes */
+    char *hash;       /* auth */
+    size_t hashsize;  /* auth */
+    char *found;      /* lookup: the alias, malloc'd */
+};
+
+static int auth_lookup_locked(void *arg)
+{
+    struct dir_call *c = arg;
+    return dir_auth_lookup(c->dir, c->name, c->alias, c->hash, c->hashsize);
+}
+
+static int lookup_locked(void *arg)
+{
+    struct dir_call *c = arg;
+    return dir_lookup(c->dir, c->name, &c->found);
+}
+
 /* auth_check - lib/smtp's callback: the account is looked up here (an index in memory), the
  * hash is made on a worker; the session reads nothing until auth_answer. */
 static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds)
@@ -524,8 +547,12 @@ static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
     snprintf(ms->auth_user, sizeof ms->auth_user, "%s", creds->user);
-    int e =
-        dir_auth_lookup(m->dir, creds->user, ms->auth_alias, ms->auth_hash, sizeof ms->auth_hash);
+    struct dir_call dc = {.dir = m->dir,
+                          .name = creds->user,
+                          .alias = ms->auth_alias,
+                          .hash = ms->auth_hash,
+                          .hashsize = sizeof ms->auth_hash};
+    int e = ims_router_locked(m->router, auth_lookup_locked, &dc);
     if (e && e != ENOENT) {
         auth_answer(ms, SMTP_AUTH_TEMP, false);
         return;
@@ -552,8 +579,9 @@ static smtp_reply_id sender_check(void *arg, const char *account, const smtp_pat
     const ims_settings *s = ms->srv->settings;
     if (!from->mailbox[0] || (!s->client_submit_homed_only && !s->client_submit_match_account))
         return SMTP_R_NONE;
-    char *alias = NULL;
-    int e = dir_lookup(m->dir, from->mailbox, &alias);
+    struct dir_call dc = {.dir = m->dir, .name = from->mailbox};
+    int e = ims_router_locked(m->router, lookup_locked, &dc);
+    char *alias = dc.found;
     if (e && e != ENOENT)
         return SMTP_R_LOCAL_ERROR;
     smtp_reply_id r = SMTP_R_NONE;
