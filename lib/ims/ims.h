@@ -11,6 +11,7 @@
 #define IMS_IMS_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +41,7 @@
 #define IMS_EV_SHUTDOWN 1001         /* shut down successfully */
 #define IMS_EV_STARTED 1000          /* started (no original ID is known: ours) */
 #define IMS_EV_RELOAD_IGNORED 1002   /* SIGHUP: settings apply at the next start (ours) */
+#define IMS_EV_DIAG_CHANGED 1005     /* Diagnostics levels or logging values applied live */
 #define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
 #define IMS_EV_INBOUND_REFUSED 2020  /* an inbound connection over the limit refused (ours) */
 #define IMS_EV_RELAY_DENIED 2040     /* a recipient refused for relaying (KB Q193922; ours) */
@@ -84,15 +86,38 @@ typedef struct ims_event {
 
 typedef void (*ims_log_fn)(void *arg, const ims_event *ev);
 
+/* The levels are atomic: the loop's thread changes them while the service runs (the registry's
+ * change notification) and every other thread that logs reads them; a relaxed load or store
+ * of one byte is never torn. Use ims_log_level and ims_log_set_level. */
 typedef struct ims_log {
     ims_log_fn fn; /* where events go (syslog, console: the program's) */
     void *arg;
-    uint8_t levels[IMS_CAT_COUNT]; /* Diagnostics Logging levels */
+    _Atomic uint8_t levels[IMS_CAT_COUNT]; /* Diagnostics Logging levels */
 } ims_log;
+
+/* ims_log_level - the level of category c now (IMS_LEVEL_NONE for NULL or a bad c). */
+unsigned ims_log_level(const ims_log *log, ims_category c);
+/* ims_log_set_level - set it (any thread; relaxed: events logged meanwhile may see either). */
+void ims_log_set_level(ims_log *log, ims_category c, unsigned level);
+/* ims_log_set_levels - all of them from levels[IMS_CAT_COUNT]. */
+void ims_log_set_levels(ims_log *log, const uint8_t *levels);
 
 /* ims_category_name - "Initialization/Termination" and the like (the value names under the
  * Diagnostics key, too). */
 const char *ims_category_name(ims_category c);
+/* ims_category_parse - a category by its value name ("SMTP Protocol Log") or an alias
+ * ("smtp-protocol-log", "protocol-log"), in any case. Returns 0 or -1. */
+int ims_category_parse(const char *text, ims_category *out);
+/* ims_category_aliases - the aliases of c, separated by ", " (static text; "" for a bad c). */
+const char *ims_category_aliases(ims_category c);
+/* The highest Diagnostics value the registry may hold (1-2 act as Minimum, 3-4 as Medium). */
+#define IMS_LEVEL_HIGHEST 5
+/* ims_level_parse - "none", "minimum" ("min"), "medium", "maximum" ("max"), any case, or one
+ * digit 0 to 5 into *out. Returns 0 or -1. */
+int ims_level_parse(const char *text, unsigned *out);
+/* ims_level_name - "None", "Minimum", "Medium", "Maximum" for 0, 1, 3, 5; "Minimum (2)" and
+ * "Medium (4)" for the values between; "Invalid" above 5. Static text. */
+const char *ims_level_name(unsigned level);
 /* ims_severity_name - "Error", "Warning", "Information". */
 const char *ims_severity_name(ims_severity s);
 /* ims_log_event - format and deliver an event if its level passes the category's. */
@@ -121,12 +146,21 @@ typedef struct ims_protolog_conn ims_protolog_conn;
  * returns 0, so callers simply skip logging). dir must exist. Returns 0 or ENOMEM. Not
  * thread-safe: one event loop uses it. */
 int ims_protolog_open(const char *dir, unsigned level, ims_protolog **out);
+/* ims_protolog_create - as ims_protolog_open, but a log is made at None too: its connections
+ * are then NULL (unlogged) until ims_protolog_set_level raises the level. */
+int ims_protolog_create(const char *dir, unsigned level, ims_protolog **out);
+/* ims_protolog_set_level - the level of the connections begun from now on; those already
+ * begun keep the level they began with (a session's log is written at one level). */
+void ims_protolog_set_level(ims_protolog *pl, unsigned level);
+/* ims_protolog_level - the level new connections get (None for NULL). */
+unsigned ims_protolog_level(const ims_protolog *pl);
 /* ims_protolog_close - free; every connection must have ended. NULL is fine. */
 void ims_protolog_close(ims_protolog *pl);
 /* ims_protolog_begin - a connection from `peer` to `local` (texts such as "192.0.2.1:4711"):
- * take a file and write the "+" line. *out is NULL (and 0 returned) when pl is NULL or every
- * number is taken; otherwise free it with ims_protolog_end. Returns 0, or an errno value when
- * the file cannot be opened (the connection then goes unlogged: the caller reports it). */
+ * take a file and write the "+" line. *out is NULL (and 0 returned) when pl is NULL, its level
+ * is None, or every number is taken; otherwise free it with ims_protolog_end. Returns 0, or an
+ * errno value when the file cannot be opened (the connection then goes unlogged: the caller reports
+ * it). */
 int ims_protolog_begin(ims_protolog *pl, uint64_t conn_id, const char *peer, const char *local,
                        ims_protolog_conn **out);
 /* ims_protolog_begin_out - an outbound connection to `remote` ("192.0.2.1:25"): its "+"
@@ -330,6 +364,29 @@ void ims_settings_defaults(ims_settings *s, const char *root);
  * IMS_EV_SETTING_INVALID (warning) naming the value; unknown values are ignored. Returns
  * IMS_OK, or IMS_EV_SETTING_INVALID when the registry cannot be read at all. */
 int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s);
+/* What may change while the service runs, applied on the registry's change notification
+ * (docs/ims.md, "Diagnostics logging"): the Diagnostics levels and Parameters' logging values.
+ * Everything else in ims_settings takes effect at the next start. */
+#define IMS_DIAG_NVALUES (IMS_CAT_COUNT + 2) /* the values ims_diag_load reads */
+typedef struct ims_diag {
+    uint8_t levels[IMS_CAT_COUNT];    /* the Diagnostics key */
+    uint32_t display_errs_on_console; /* Parameters DisplayErrsOnConsole */
+    uint32_t console_stat_frequency;  /* Parameters ConsoleStatFrequency */
+    /* Invalid values already reported (so each is logged once, not at every change of the
+     * service key): bad[i] is set while value i is invalid, raw[i] the data seen then. */
+    bool bad[IMS_DIAG_NVALUES];
+    uint32_t raw[IMS_DIAG_NVALUES];
+} ims_diag;
+
+/* ims_diag_from_settings - the live values as a start loaded them into s. */
+void ims_diag_from_settings(const ims_settings *s, ims_diag *d);
+/* ims_diag_load - read the live values again into *d, which holds those in use: a missing
+ * value (or key) takes its default, as at a start; an invalid one (wrong type, out of range)
+ * keeps the value in use and logs IMS_EV_SETTING_INVALID (warning) the first time it is seen
+ * so (log may be NULL: nothing logged). Returns IMS_OK, or IMS_EV_SETTING_INVALID when HKLM
+ * cannot be read (nothing changed; not logged). */
+int ims_diag_load(reg_ctx *reg, ims_log *log, ims_diag *d);
+
 /* ims_host_parse - a host spec as SmartHost and the routing table give it: "name",
  * "name:port", "[192.0.2.1]", "[192.0.2.1]:port", "[IPv6:2001:db8::1]:port" (RFC 5321's
  * literal) or "[2001:db8::1]:port". host gets the name or the bare address, *literal whether
@@ -366,6 +423,10 @@ typedef struct ims_router ims_router;
  * process is no way out: LMDB must not have one environment open twice in a process. */
 int ims_router_new(const ims_settings *s, directory *d, ims_router **out);
 void ims_router_free(ims_router *r);
+/* ims_router_locked - run fn(arg) holding the router's lock and return what it returns: fn
+ * may then use the directory and the reg_ctx it was opened on, which the threads sharing the
+ * router use too (imsd's loop reads the service key's changes so). */
+int ims_router_locked(ims_router *r, int (*fn)(void *arg), void *arg);
 /* ims_router_is_local - domain is ours: an accepted domain of the directory, or routed
  * IMS_ROUTING_INBOUND by the most specific routing entry that matches it. */
 bool ims_router_is_local(ims_router *r, const char *domain);
