@@ -11,6 +11,7 @@
 #define IMS_IMS_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +41,7 @@
 #define IMS_EV_SHUTDOWN 1001         /* shut down successfully */
 #define IMS_EV_STARTED 1000          /* started (no original ID is known: ours) */
 #define IMS_EV_RELOAD_IGNORED 1002   /* SIGHUP: settings apply at the next start (ours) */
+#define IMS_EV_DIAG_CHANGED 1005     /* Diagnostics levels or logging values applied live */
 #define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
 #define IMS_EV_INBOUND_REFUSED 2020  /* an inbound connection over the limit refused (ours) */
 #define IMS_EV_RELAY_DENIED 2040     /* a recipient refused for relaying (KB Q193922; ours) */
@@ -84,15 +86,38 @@ typedef struct ims_event {
 
 typedef void (*ims_log_fn)(void *arg, const ims_event *ev);
 
+/* The levels are atomic: the loop's thread changes them while the service runs (the registry's
+ * change notification) and every other thread that logs reads them; a relaxed load or store
+ * of one byte is never torn. Use ims_log_level and ims_log_set_level. */
 typedef struct ims_log {
     ims_log_fn fn; /* where events go (syslog, console: the program's) */
     void *arg;
-    uint8_t levels[IMS_CAT_COUNT]; /* Diagnostics Logging levels */
+    _Atomic uint8_t levels[IMS_CAT_COUNT]; /* Diagnostics Logging levels */
 } ims_log;
+
+/* ims_log_level - the level of category c now (IMS_LEVEL_NONE for NULL or a bad c). */
+unsigned ims_log_level(const ims_log *log, ims_category c);
+/* ims_log_set_level - set it (any thread; relaxed: events logged meanwhile may see either). */
+void ims_log_set_level(ims_log *log, ims_category c, unsigned level);
+/* ims_log_set_levels - all of them from levels[IMS_CAT_COUNT]. */
+void ims_log_set_levels(ims_log *log, const uint8_t *levels);
 
 /* ims_category_name - "Initialization/Termination" and the like (the value names under the
  * Diagnostics key, too). */
 const char *ims_category_name(ims_category c);
+/* ims_category_parse - a category by its value name ("SMTP Protocol Log") or an alias
+ * ("smtp-protocol-log", "protocol-log"), in any case. Returns 0 or -1. */
+int ims_category_parse(const char *text, ims_category *out);
+/* ims_category_aliases - the aliases of c, separated by ", " (static text; "" for a bad c). */
+const char *ims_category_aliases(ims_category c);
+/* The highest Diagnostics value the registry may hold (1-2 act as Minimum, 3-4 as Medium). */
+#define IMS_LEVEL_HIGHEST 5
+/* ims_level_parse - "none", "minimum" ("min"), "medium", "maximum" ("max"), any case, or one
+ * digit 0 to 5 into *out. Returns 0 or -1. */
+int ims_level_parse(const char *text, unsigned *out);
+/* ims_level_name - "None", "Minimum", "Medium", "Maximum" for 0, 1, 3, 5; "Minimum (2)" and
+ * "Medium (4)" for the values between; "Invalid" above 5. Static text. */
+const char *ims_level_name(unsigned level);
 /* ims_severity_name - "Error", "Warning", "Information". */
 const char *ims_severity_name(ims_severity s);
 /* ims_log_event - format and deliver an event if its level passes the category's. */
@@ -121,12 +146,21 @@ typedef struct ims_protolog_conn ims_protolog_conn;
  * returns 0, so callers simply skip logging). dir must exist. Returns 0 or ENOMEM. Not
  * thread-safe: one event loop uses it. */
 int ims_protolog_open(const char *dir, unsigned level, ims_protolog **out);
+/* ims_protolog_create - as ims_protolog_open, but a log is made at None too: its connections
+ * are then NULL (unlogged) until ims_protolog_set_level raises the level. */
+int ims_protolog_create(const char *dir, unsigned level, ims_protolog **out);
+/* ims_protolog_set_level - the level of the connections begun from now on; those already
+ * begun keep the level they began with (a session's log is written at one level). */
+void ims_protolog_set_level(ims_protolog *pl, unsigned level);
+/* ims_protolog_level - the level new connections get (None for NULL). */
+unsigned ims_protolog_level(const ims_protolog *pl);
 /* ims_protolog_close - free; every connection must have ended. NULL is fine. */
 void ims_protolog_close(ims_protolog *pl);
 /* ims_protolog_begin - a connection from `peer` to `local` (texts such as "192.0.2.1:4711"):
- * take a file and write the "+" line. *out is NULL (and 0 returned) when pl is NULL or every
- * number is taken; otherwise free it with ims_protolog_end. Returns 0, or an errno value when
- * the file cannot be opened (the connection then goes unlogged: the caller reports it). */
+ * take a file and write the "+" line. *out is NULL (and 0 returned) when pl is NULL, its level
+ * is None, or every number is taken; otherwise free it with ims_protolog_end. Returns 0, or an
+ * errno value when the file cannot be opened (the connection then goes unlogged: the caller reports
+ * it). */
 int ims_protolog_begin(ims_protolog *pl, uint64_t conn_id, const char *peer, const char *local,
                        ims_protolog_conn **out);
 /* ims_protolog_begin_out - an outbound connection to `remote` ("192.0.2.1:25"): its "+"
@@ -330,6 +364,29 @@ void ims_settings_defaults(ims_settings *s, const char *root);
  * IMS_EV_SETTING_INVALID (warning) naming the value; unknown values are ignored. Returns
  * IMS_OK, or IMS_EV_SETTING_INVALID when the registry cannot be read at all. */
 int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s);
+/* What may change while the service runs, applied on the registry's change notification
+ * (docs/ims.md, "Diagnostics logging"): the Diagnostics levels and Parameters' logging values.
+ * Everything else in ims_settings takes effect at the next start. */
+#define IMS_DIAG_NVALUES (IMS_CAT_COUNT + 2) /* the values ims_diag_load reads */
+typedef struct ims_diag {
+    uint8_t levels[IMS_CAT_COUNT];    /* the Diagnostics key */
+    uint32_t display_errs_on_console; /* Parameters DisplayErrsOnConsole */
+    uint32_t console_stat_frequency;  /* Parameters ConsoleStatFrequency */
+    /* Invalid values already reported (so each is logged once, not at every change of the
+     * service key): bad[i] is set while value i is invalid, raw[i] the data seen then. */
+    bool bad[IMS_DIAG_NVALUES];
+    uint32_t raw[IMS_DIAG_NVALUES];
+} ims_diag;
+
+/* ims_diag_from_settings - the live values as a start loaded them into s. */
+void ims_diag_from_settings(const ims_settings *s, ims_diag *d);
+/* ims_diag_load - read the live values again into *d, which holds those in use: a missing
+ * value (or key) takes its default, as at a start; an invalid one (wrong type, out of range)
+ * keeps the value in use and logs IMS_EV_SETTING_INVALID (warning) the first time it is seen
+ * so (log may be NULL: nothing logged). Returns IMS_OK, or IMS_EV_SETTING_INVALID when HKLM
+ * cannot be read (nothing changed; not logged). */
+int ims_diag_load(reg_ctx *reg, ims_log *log, ims_diag *d);
+
 /* ims_host_parse - a host spec as SmartHost and the routing table give it: "name",
  * "name:port", "[192.0.2.1]", "[192.0.2.1]:port", "[IPv6:2001:db8::1]:port" (RFC 5321's
  * literal) or "[2001:db8::1]:port". host gets the name or the bare address, *literal whether
@@ -366,6 +423,10 @@ typedef struct ims_router ims_router;
  * process is no way out: LMDB must not have one environment open twice in a process. */
 int ims_router_new(const ims_settings *s, directory *d, ims_router **out);
 void ims_router_free(ims_router *r);
+/* ims_router_locked - run fn(arg) holding the router's lock and return what it returns: fn
+ * may then use the directory and the reg_ctx it was opened on, which the threads sharing the
+ * router use too (imsd's loop reads the service key's changes so). */
+int ims_router_locked(ims_router *r, int (*fn)(void *arg), void *arg);
 /* ims_router_is_local - domain is ours: an accepted domain of the directory, or routed
  * IMS_ROUTING_INBOUND by the most specific routing entry that matches it. */
 bool ims_router_is_local(ims_router *r, const char *domain);
@@ -989,6 +1050,116 @@ int ims_tracking_write_tls(ims_tracking *t, time_t when, unsigned event, const c
                            const char *client_ip, const char *host, const char *tls);
 void ims_tracking_close(ims_tracking *t);
 
+/* The extended line (tracking.c): after the eight fields above come, in this order, the TLS
+ * field, the remote MTA ("mx.example.net[192.0.2.7]"), the remote's reply ("250 2.0.0 Ok"),
+ * the message's Message-ID (the header's value, "<a@b>"), the related queue id (on 1017: the
+ * report's own queue id) and the actor (administrator actions: "root (uid 0)"). Trailing
+ * empty fields are left off, so a line without the new fields is the old line: readers take
+ * 8 or more fields. */
+#define IMS_TRACK_FIELDS 14      /* fields of a full line */
+#define IMS_TRACK_FIELD_MAX 1024 /* bytes kept of one text field (longer ones are cut) */
+#define IMS_TRACK_LINE_MAX (IMS_TRACK_FIELDS * (IMS_TRACK_FIELD_MAX + 1) + 64)
+#define IMS_TRACK_MSGID_SCAN 16384 /* bytes of a message's header searched for Message-ID */
+
+/* IMS's own event numbers (not the original's: its numbers stop at 1017 and later Exchange
+ * versions used 1018 to 1036 for other things, so ours start at 1100). */
+#define IMS_TRACK_DEFERRED 1100          /* delivery attempt failed, will retry (remote, reply) */
+#define IMS_TRACK_ADMIN_DELETED_NDR 1101 /* deleted by the administrator, NDR to the sender */
+#define IMS_TRACK_ADMIN_DELETED 1102     /* deleted by the administrator without an NDR */
+#define IMS_TRACK_ADMIN_HELD 1103        /* held by the administrator */
+#define IMS_TRACK_ADMIN_RELEASED 1104    /* released by the administrator */
+#define IMS_TRACK_ADMIN_RETRY 1105       /* retry requested by the administrator */
+
+/* ims_track_line - one line's fields. For writing, NULL and "" mean empty; for reading
+ * (ims_track_parse) every string points into the parsed buffer, "" when absent. */
+typedef struct ims_track_line {
+    time_t when;            /* GMT */
+    unsigned event;         /* IMS_TRACK_* */
+    const char *qid;        /* queue id */
+    const char *sender;     /* "<>" (writing: "" too) for the null sender */
+    const char *rcpt;       /* recipient */
+    uint64_t size;          /* bytes of content */
+    const char *client;     /* client IP, or the origin ("pickup uid 1001 alice") */
+    const char *host;       /* our host */
+    const char *tls;        /* how it left ("TLSv1.3 <cipher>" or "plain") */
+    const char *remote;     /* the remote MTA */
+    const char *reply;      /* the remote's reply, verbatim (first line) */
+    const char *message_id; /* the Message-ID header's value */
+    const char *ref;        /* a related queue id: on 1017 the report's */
+    const char *actor;      /* who did it (administrator actions): "root (uid 0)" */
+} ims_track_line;
+
+/* ims_tracking_put - append l as one line (one write(), as ims_tracking_write). Tabs and line
+ * breaks in the fields are written as spaces; each text field is cut at IMS_TRACK_FIELD_MAX
+ * bytes. Thread-safe. 0 or an errno value. */
+int ims_tracking_put(ims_tracking *t, const ims_track_line *l);
+/* ims_tracking_admin - the line of an administrator's action (IMS_TRACK_ADMIN_*) on qid's
+ * recipient rcpt (NULL: the message), now, by actor (ims_tracking_actor's text). */
+int ims_tracking_admin(ims_tracking *t, unsigned event, const char *qid, const char *sender,
+                       const char *rcpt, const char *actor);
+/* ims_tracking_actor - "name (uid N)" for uid into out (size bytes; "uid N" alone when the
+ * user database does not know it). Returns out. */
+char *ims_tracking_actor(uid_t uid, char *out, size_t size);
+/* ims_track_message_id - the Message-ID field's value in a message's header (the first n
+ * bytes of the content, CRLF or LF line ends; folded lines unfolded, outer blanks dropped)
+ * into out (size bytes, cut to fit). Looks no further than the header's end. Returns whether
+ * the header had one. */
+bool ims_track_message_id(const char *head, size_t n, char *out, size_t size);
+/* ims_track_event_name - "Received inbound", ... for an event number; "Event" when unknown. */
+const char *ims_track_event_name(unsigned event);
+
+/* ims_track_parse - split line (n bytes, without its line end; modified in place: tabs become
+ * NULs) into l. EBADMSG when it is not a tracking line (fewer than 8 fields, a bad time or
+ * number); fields beyond IMS_TRACK_FIELDS are ignored. */
+int ims_track_parse(char *line, size_t n, ims_track_line *l);
+
+/* --- reading the tracking log (trackread.c) ---------------------------------------------
+ * A query finds the lines that match all its criteria in the day files of its time range,
+ * then the whole life of each message so found: every line with its queue id, and those of
+ * the reports its 1017 lines name, from IMS_TRACK_LIFE_DAYS before the range's first day to
+ * IMS_TRACK_LIFE_DAYS after its last. A sidecar index per day file (<dir>/.index/
+ * yyyymmdd.idx: hashes of the queue id, Message-ID, sender and recipient to line offsets,
+ * sorted) makes that fast; it is built when missing, extended when the log grew (the log is
+ * append-only) and built again when it does not match; deleting it is always safe. When it
+ * cannot be saved (permissions), each query builds it in memory. Made by root, it is given
+ * to the owner of dir (the service account). */
+#define IMS_TRACK_LIFE_DAYS 7        /* days either side of the range searched for a life */
+#define IMS_TRACK_MAX_MESSAGES 10000 /* messages one query returns at most (truncated) */
+#define IMS_TRACK_MAX_EVENTS 100000  /* lines of one message kept at most */
+#define IMS_TRACK_INDEX_DIR ".index"
+
+typedef struct ims_track_query {
+    const char *qid;        /* NULL: any; upper or lower case */
+    const char *message_id; /* with or without <>; NULL: any */
+    const char *sender;     /* address, case-insensitive; "<>" the null sender; NULL: any */
+    const char *rcpt;       /* address, case-insensitive; NULL: any */
+    time_t since, until;    /* matching lines have since <= when <= until */
+    bool no_index;          /* read the files whole (tests, benchmarks) */
+} ims_track_query;
+
+typedef struct ims_track_msg {
+    const char *qid;
+    const char *message_id; /* "" when no line had one */
+    const char *sender;
+    ims_track_line *events; /* in time order (file order among equal times) */
+    size_t nevents;
+} ims_track_msg;
+
+typedef struct ims_track_result {
+    ims_track_msg *msgs; /* in the order of their first event */
+    size_t nmsgs;
+    bool truncated;     /* more than IMS_TRACK_MAX_MESSAGES (or events) matched */
+    size_t files_read;  /* day files read whole (no usable index) */
+    size_t index_built; /* index files built or extended */
+    void *priv;         /* the strings' storage */
+} ims_track_result;
+
+/* ims_track_find - run q over the tracking log in dir into *out (the caller's, freed with
+ * ims_track_result_free even on failure). 0 (also when nothing matched: nmsgs 0), ENOENT
+ * when dir does not exist, or an errno value. */
+int ims_track_find(const char *dir, const ims_track_query *q, ims_track_result *out);
+void ims_track_result_free(ims_track_result *r);
+
 /* --- time and the scheduler ------------------------------------------------------------ */
 
 /* ims_clock_ms - now, in milliseconds of CLOCK_MONOTONIC: the one clock that schedules and
@@ -1163,11 +1334,6 @@ void ims_spool_close(ims_spool *sp);
 #define IMS_TRACK_TRANSFERRED_OUTBOUND 1011
 #define IMS_TRACK_REPORT_OUT 1016
 #define IMS_TRACK_REPORT_GENERATED 1017
-/* The administrator's actions on a queued message (ours; the actor is the line's last field). */
-#define IMS_TRACK_ADMIN_HELD 1030
-#define IMS_TRACK_ADMIN_RELEASED 1031
-#define IMS_TRACK_ADMIN_RETRY 1032
-#define IMS_TRACK_ADMIN_DELETED 1033
 
 #define IMS_OUTQ_LOAD_BUDGET (64u << 20) /* bytes of message content held in memory at once */
 #define IMS_OUTQ_PRELOAD_MAX                                                                       \
@@ -1277,7 +1443,7 @@ void ims_outq_get_stats(const ims_outq *q, ims_outq_stats *st);
 /* --- the queues as the administrator sees them (imsctl queues, the admin page) ----------
  * A view of one message and its recipients. Strings point into the queue's memory and stay
  * valid until the next call on the iterator (or the queue) that produced the view. */
-#define IMS_EV_QUEUE_ACTION 1005 /* an administrator acted on a queued message (ours) */
+#define IMS_EV_QUEUE_ACTION 1006 /* an administrator acted on a queued message (ours) */
 #define IMS_QUEUE_DELETED_TEXT "5.3.2 Message deleted from the queue by the administrator"
 
 typedef enum ims_queue_rcpt_state {

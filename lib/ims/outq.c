@@ -129,7 +129,25 @@ typedef enum oq_kind {
 typedef struct oq_track {
     unsigned event;
     size_t rcpt;
+    char *detail; /* the remote, NUL, its reply, NUL, a related queue id, NUL; or NULL */
 } oq_track;
+
+/* track_detail - what an oq_track's detail holds (NULL when out of memory: the line goes
+ * without them). */
+static char *track_detail(const char *remote, const char *reply, const char *ref)
+{
+    remote = remote ? remote : "";
+    reply = reply ? reply : "";
+    ref = ref ? ref : "";
+    size_t a = strlen(remote) + 1, b = strlen(reply) + 1, c = strlen(ref) + 1;
+    char *d = malloc(a + b + c);
+    if (d) {
+        memcpy(d, remote, a);
+        memcpy(d + a, reply, b);
+        memcpy(d + a + b, ref, c);
+    }
+    return d;
+}
 
 typedef struct oq_task {
     struct oq_task *next;
@@ -140,6 +158,7 @@ typedef struct oq_task {
     oq_track *track;             /* T_COMMIT: tracking lines to write */
     char tls[IMS_TRACK_TLS_MAX]; /* T_COMMIT of a job: its TLS protocol and cipher, or "" */
     size_t ntrack;
+    char report_qid[IMS_QUEUE_ID_LEN + 1]; /* T_REPORT: the spooled report's queue id */
     void (*done)(void *arg);
     void *arg;
     ims_outq_job *job; /* T_COMMIT of a job: freed on completion */
@@ -252,6 +271,8 @@ static oq_task *task_new(oq_kind kind, oq_msg *m)
 static void task_free(oq_task *t)
 {
     buf_free(&t->recs);
+    for (size_t i = 0; t->track && i < t->ntrack; i++)
+        free(t->track[i].detail);
     free(t->track);
     free(t->rr);
     free(t->rr_idx);
@@ -502,16 +523,29 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
             continue;
         const ims_spool_file *f = &t->m->f;
         for (size_t j = 0; j < t->ntrack; j++) {
-            unsigned ev = t->track[j].event;
-            const char *last = NULL;
-            if (ev == IMS_TRACK_TRANSFERRED_OUTBOUND || ev == IMS_TRACK_REPORT_OUT)
-                last = t->tls[0] ? t->tls : "plain";
-            else if (ev >= IMS_TRACK_ADMIN_HELD && ev <= IMS_TRACK_ADMIN_DELETED)
-                last = t->actor;
-            ims_tracking_write_tls(q->tracking, time(NULL), ev, f->id, f->sender,
-                                   t->track[j].rcpt < f->nrcpt ? f->rcpts[t->track[j].rcpt].address
-                                                               : f->sender,
-                                   f->content_len, f->client_ip, f->host, last);
+            const oq_track *tr = &t->track[j];
+            const char *d = tr->detail;
+            ims_track_line l = {
+                .when = time(NULL),
+                .event = tr->event,
+                .qid = f->id,
+                .sender = f->sender,
+                .rcpt = tr->rcpt < f->nrcpt ? f->rcpts[tr->rcpt].address : f->sender,
+                .size = f->content_len,
+                .client = f->client_ip,
+                .host = f->host,
+                .tls =
+                    tr->event == IMS_TRACK_TRANSFERRED_OUTBOUND || tr->event == IMS_TRACK_REPORT_OUT
+                        ? (t->tls[0] ? t->tls : "plain")
+                        : NULL,
+                .remote = d,
+                .reply = d ? d + strlen(d) + 1 : NULL,
+            };
+            if (d)
+                l.ref = l.reply + strlen(l.reply) + 1;
+            if (tr->event >= IMS_TRACK_ADMIN_DELETED_NDR && tr->event <= IMS_TRACK_ADMIN_RETRY)
+                l.actor = t->actor;
+            ims_tracking_put(q->tracking, &l);
         }
     }
     free(fds);
@@ -740,8 +774,9 @@ static void *outq_main(void *arg)
 
 static void report_spooled(void *arg, int err, const char *qid)
 {
-    (void)qid;
     oq_task *t = arg;
+    if (!err && qid) /* for the tracking lines: the report's own id */
+        snprintf(t->report_qid, sizeof t->report_qid, "%s", qid);
     /* In ims_spool_dispatch's thread (the loop's, or the closing one): only queued. */
     t->err = err;
     t->spooled = !err;
@@ -1373,7 +1408,8 @@ static void unit_delete(ims_outq *q, oq_unit *u, oq_action *a)
         } else {
             fails[nfails++] = u->ri[i];
         }
-        track[ntrack++] = (oq_track){IMS_TRACK_ADMIN_DELETED, u->ri[i]};
+        track[ntrack++] =
+            (oq_track){silent ? IMS_TRACK_ADMIN_DELETED : IMS_TRACK_ADMIN_DELETED_NDR, u->ri[i]};
         q->st.failed++;
         q->st.rcpts--;
         a->o.changed++;
@@ -1801,11 +1837,13 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
             oq_task *c = task_new(T_COMMIT, m);
             if (c) {
                 c->recs = recs;
-                c->track = calloc(1, sizeof *c->track);
-                if (c->track) {
-                    c->track[0] = (oq_track){IMS_TRACK_REPORT_GENERATED, SIZE_MAX};
-                    c->ntrack = 1;
-                }
+                /* One 1017 per recipient reported on: its last remote and reply, and the
+                 * report's queue id (a bounce can be followed to its report). */
+                c->track = calloc(t->nrr ? t->nrr : 1, sizeof *c->track);
+                for (size_t i = 0; c->track && i < t->nrr; i++)
+                    c->track[c->ntrack++] =
+                        (oq_track){IMS_TRACK_REPORT_GENERATED, t->rr_idx[i],
+                                   track_detail(t->rt[i].remote, t->rt[i].diag, t->report_qid)};
                 m->busy++;
                 post(q, c);
             } else {
@@ -1965,7 +2003,8 @@ static void apply(ims_outq *q, oq_msg *m, size_t i, const smtp_result *r, const 
         rec->last = strdup(text); /* for a relayed receipt */
         ims_spool_status_format(recs, i, IMS_RCPT_DONE, 0, 0, NULL);
         track[(*ntrack)++] =
-            (oq_track){m->f.sender[0] ? IMS_TRACK_TRANSFERRED_OUTBOUND : IMS_TRACK_REPORT_OUT, i};
+            (oq_track){m->f.sender[0] ? IMS_TRACK_TRANSFERRED_OUTBOUND : IMS_TRACK_REPORT_OUT, i,
+                       track_detail(remote, res, NULL)};
         q->st.delivered++;
         q->st.rcpts--;
         return;
@@ -1989,6 +2028,7 @@ static void apply(ims_outq *q, oq_msg *m, size_t i, const smtp_result *r, const 
     rec->attempts = attempts;
     rec->next_try = wnow + (time_t)((delay + 999) / 1000);
     ims_spool_status_format(recs, i, IMS_RCPT_DEFERRED, attempts, rec->next_try, text);
+    track[(*ntrack)++] = (oq_track){IMS_TRACK_DEFERRED, i, track_detail(remote, res, NULL)};
     q->st.deferred++;
 }
 

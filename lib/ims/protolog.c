@@ -22,6 +22,7 @@ struct ims_protolog {
 
 struct ims_protolog_conn {
     ims_protolog *pl;
+    unsigned level; /* the log's when the connection began: one level a session */
     size_t slot;
     int fd;
     uint64_t id;
@@ -36,6 +37,12 @@ int ims_protolog_open(const char *dir, unsigned level, ims_protolog **out)
     *out = NULL;
     if (level == IMS_LEVEL_NONE)
         return 0;
+    return ims_protolog_create(dir, level, out);
+}
+
+int ims_protolog_create(const char *dir, unsigned level, ims_protolog **out)
+{
+    *out = NULL;
     ims_protolog *pl = calloc(1, sizeof *pl);
     if (!pl || !(pl->dir = strdup(dir))) {
         free(pl);
@@ -44,6 +51,17 @@ int ims_protolog_open(const char *dir, unsigned level, ims_protolog **out)
     pl->level = level;
     *out = pl;
     return 0;
+}
+
+void ims_protolog_set_level(ims_protolog *pl, unsigned level)
+{
+    if (pl)
+        pl->level = level;
+}
+
+unsigned ims_protolog_level(const ims_protolog *pl)
+{
+    return pl ? pl->level : IMS_LEVEL_NONE;
 }
 
 void ims_protolog_close(ims_protolog *pl)
@@ -109,7 +127,7 @@ static int begin(ims_protolog *pl, uint64_t conn_id, const char *text, size_t n,
                  ims_protolog_conn **out)
 {
     *out = NULL;
-    if (!pl)
+    if (!pl || pl->level == IMS_LEVEL_NONE)
         return 0;
     size_t slot = slot_take(pl);
     if (slot == SIZE_MAX)
@@ -129,6 +147,7 @@ static int begin(ims_protolog *pl, uint64_t conn_id, const char *text, size_t n,
         return e;
     }
     c->pl = pl;
+    c->level = pl->level;
     c->slot = slot;
     c->fd = fd;
     c->id = conn_id;
@@ -156,7 +175,7 @@ int ims_protolog_begin_out(ims_protolog *pl, uint64_t conn_id, const char *remot
 
 void ims_protolog_command(ims_protolog_conn *c, const char *p, size_t n)
 {
-    if (c && c->pl->level >= IMS_LEVEL_MEDIUM)
+    if (c && c->level >= IMS_LEVEL_MEDIUM)
         record(c, '<', p, n);
 }
 
@@ -186,13 +205,13 @@ static void lines(ims_protolog_conn *c, char mark, char *pend, size_t *plen, con
 
 void ims_protolog_reply(ims_protolog_conn *c, const char *p, size_t n)
 {
-    if (c && c->pl->level >= IMS_LEVEL_MEDIUM)
+    if (c && c->level >= IMS_LEVEL_MEDIUM)
         lines(c, '>', c->cmdbuf, &c->cmdlen, p, n);
 }
 
 void ims_protolog_content(ims_protolog_conn *c, const char *p, size_t n)
 {
-    if (c && c->pl->level >= IMS_LEVEL_MAXIMUM)
+    if (c && c->level >= IMS_LEVEL_MAXIMUM)
         lines(c, 'D', c->databuf, &c->datalen, p, n);
 }
 

@@ -107,6 +107,14 @@ void ims_router_free(ims_router *r)
     free(r);
 }
 
+int ims_router_locked(ims_router *r, int (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&r->lock);
+    int rc = fn(arg);
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
 /* entry_for - the Host of the most specific routing entry for domain, or NULL. */
 static const char *entry_for(const ims_router *r, const char *domain)
 {

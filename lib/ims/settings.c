@@ -650,17 +650,115 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
     if (reg_key_open(lm, IMS_DIAGNOSTICS_KEY, 0, &diag) == ERROR_SUCCESS) {
         for (int c = 0; c < IMS_CAT_COUNT; c++) {
             uint32_t v = 0;
-            load_dword(diag, IMS_DIAGNOSTICS_KEY, ims_category_name((ims_category)c), &v, 0, 5,
-                       log);
+            load_dword(diag, IMS_DIAGNOSTICS_KEY, ims_category_name((ims_category)c), &v,
+                       IMS_LEVEL_NONE, IMS_LEVEL_HIGHEST, log);
             s->levels[c] = (uint8_t)v;
         }
     }
     if (log)
-        memcpy(log->levels, s->levels, sizeof s->levels);
+        ims_log_set_levels(log, s->levels);
     reg_key_close(diag);
     reg_key_close(par);
     reg_key_close(svc);
     reg_key_close(lm);
+    return IMS_OK;
+}
+
+/* --- the live values ------------------------------------------------------------------ */
+
+/* The Parameters rows ims_diag holds, after the categories in ims_diag's bad[] and raw[]. */
+static const char *const diag_params[] = {"DisplayErrsOnConsole", "ConsoleStatFrequency"};
+_Static_assert(IMS_CAT_COUNT + sizeof diag_params / sizeof diag_params[0] == IMS_DIAG_NVALUES,
+               "ims_diag's slots");
+
+void ims_diag_from_settings(const ims_settings *s, ims_diag *d)
+{
+    memset(d, 0, sizeof *d);
+    memcpy(d->levels, s->levels, sizeof d->levels);
+    d->display_errs_on_console = s->display_errs_on_console;
+    d->console_stat_frequency = s->console_stat_frequency;
+}
+
+/* setting_row - the table's row of a Parameters value (NULL: none). */
+static const ims_setting *setting_row(const char *name)
+{
+    for (size_t i = 0; i < sizeof settings_table / sizeof settings_table[0]; i++)
+        if (!strcmp(settings_table[i].name, name))
+            return &settings_table[i];
+    return NULL;
+}
+
+/* diag_value - value `name` of k (k NULL: the key is gone) into *v: missing gives dflt; an
+ * invalid one keeps *v and is logged once while its data stays the same (slot i of d). */
+static void diag_value(reg_key *k, const char *key, const char *name, uint32_t *v, uint32_t dflt,
+                       uint32_t min, uint32_t max, ims_diag *d, size_t i, ims_log *log)
+{
+    uint32_t type, got = 0;
+    buf b = BUF_INIT;
+    if (!k || reg_value_get(k, name, &type, &b)) {
+        buf_free(&b);
+        *v = dflt;
+        d->bad[i] = false;
+        return;
+    }
+    const char *why = NULL;
+    uint32_t raw = 0;
+    if (type != REG_DWORD || b.len != 4) {
+        why = "not a REG_DWORD";
+        raw = UINT32_MAX - type; /* another type is another invalid value */
+    } else {
+        memcpy(&got, b.data, 4);
+        raw = got;
+        if (got < min || got > max)
+            why = "out of range";
+    }
+    buf_free(&b);
+    if (!why) {
+        *v = got;
+        d->bad[i] = false;
+        return;
+    }
+    if (!d->bad[i] || d->raw[i] != raw) {
+        char in_use[32];
+        snprintf(in_use, sizeof in_use, "%u", *v);
+        ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_WARNING,
+                      IMS_LEVEL_NONE,
+                      "The registry value %s of HKLM\\%s is not valid (%s); the value in use, "
+                      "%s, stays",
+                      name, key, why, in_use);
+    }
+    d->bad[i] = true;
+    d->raw[i] = raw;
+}
+
+int ims_diag_load(reg_ctx *reg, ims_log *log, ims_diag *d)
+{
+    reg_key *lm, *par = NULL, *diag = NULL;
+    int rc = reg_key_open_root(reg, REG_ROOT_HKLM, &lm);
+    if (rc && rc != ERROR_FILE_NOT_FOUND)
+        return IMS_EV_SETTING_INVALID;
+    if (!rc) {
+        reg_key_open(lm, IMS_PARAMETERS_KEY, 0, &par);
+        reg_key_open(lm, IMS_DIAGNOSTICS_KEY, 0, &diag);
+    }
+    for (int c = 0; c < IMS_CAT_COUNT; c++) {
+        uint32_t v = d->levels[c];
+        diag_value(diag, IMS_DIAGNOSTICS_KEY, ims_category_name((ims_category)c), &v,
+                   IMS_LEVEL_NONE, IMS_LEVEL_NONE, IMS_LEVEL_HIGHEST, d, (size_t)c, log);
+        d->levels[c] = (uint8_t)v;
+    }
+    uint32_t *fields[] = {&d->display_errs_on_console, &d->console_stat_frequency};
+    for (size_t i = 0; i < sizeof diag_params / sizeof diag_params[0]; i++) {
+        const ims_setting *t = setting_row(diag_params[i]);
+        if (!t)
+            continue; /* cannot happen: both are rows of the table */
+        diag_value(par, IMS_PARAMETERS_KEY, t->name, fields[i], t->dflt, t->min, t->max, d,
+                   IMS_CAT_COUNT + i, log);
+    }
+    reg_key_close(diag);
+    reg_key_close(par);
+    if (!rc)
+        reg_key_close(lm);
     return IMS_OK;
 }
 

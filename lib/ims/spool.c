@@ -44,7 +44,9 @@ struct ims_spool_msg {
     ims_spool_done_fn done;
     void *arg;
     time_t time;
-    buf track; /* for the 1012 lines: sender, client ip, host, then each recipient, NUL-ended */
+    buf track;     /* for the 1012 lines: sender, client ip, host, then each recipient, NUL-ended */
+    buf head;      /* the content's first bytes, up to the header's end (the 1012's Message-ID) */
+    bool head_end; /* head holds the whole header or IMS_TRACK_MSGID_SCAN bytes */
     size_t nrcpt;
     char *pickup;  /* MTS-OUT's claim name, or NULL */
     char *dropdir; /* the Pickup directory's claim name, or NULL */
@@ -278,6 +280,7 @@ static void msg_free(ims_spool_msg *m)
         close(m->fd);
     buf_free(&m->data);
     buf_free(&m->track);
+    buf_free(&m->head);
     free(m->pickup);
     free(m->dropdir);
     free(m);
@@ -344,6 +347,25 @@ int ims_spool_begin(ims_spool *sp, const ims_envelope *env, ims_spool_msg **out)
     return 0;
 }
 
+/* keep_head - the header's bytes kept for the tracking line (bounded; the rest not copied). */
+static void keep_head(ims_spool_msg *m, const void *data, size_t n)
+{
+    size_t old = m->head.len;
+    size_t take = IMS_TRACK_MSGID_SCAN - old < n ? IMS_TRACK_MSGID_SCAN - old : n;
+    if (!take)
+        return;
+    if (buf_add(&m->head, data, take)) {
+        m->head_end = true; /* no memory: the line goes without its Message-ID */
+        return;
+    }
+    size_t from = old > 3 ? old - 3 : 0;
+    const char *h = (const char *)m->head.data;
+    if (m->head.len == IMS_TRACK_MSGID_SCAN || (old == 0 && (h[0] == '\n' || h[0] == '\r')) ||
+        memmem(h + from, m->head.len - from, "\n\n", 2) ||
+        memmem(h + from, m->head.len - from, "\n\r\n", 3))
+        m->head_end = true;
+}
+
 /* append - add content; may_flush false keeps it all in memory (submit: the caller's thread
  * then never touches the disk, the committer writes). */
 static int append(ims_spool_msg *m, const void *data, size_t n, bool may_flush)
@@ -351,6 +373,8 @@ static int append(ims_spool_msg *m, const void *data, size_t n, bool may_flush)
     if (m->err)
         return m->err;
     m->content_len += n;
+    if (!m->head_end && m->sp->tracking)
+        keep_head(m, data, n);
     int rc = 0;
     if (!may_flush || m->data.len + n <= SPOOL_BUF_BYTES) {
         rc = buf_add(&m->data, data, n);
@@ -467,9 +491,21 @@ static void track_received(ims_spool *sp, const ims_spool_msg *m)
     const char *ip = sender + strlen(sender) + 1;
     const char *host = ip + strlen(ip) + 1;
     const char *r = host + strlen(host) + 1;
-    for (size_t i = 0; i < m->nrcpt; i++, r += strlen(r) + 1)
-        ims_tracking_write(sp->tracking, time(NULL), IMS_TRACK_RECEIVED_INBOUND, m->id, sender, r,
-                           m->content_len, ip, host);
+    char msgid[IMS_TRACK_FIELD_MAX];
+    if (!ims_track_message_id((const char *)m->head.data, m->head.len, msgid, sizeof msgid))
+        msgid[0] = 0;
+    ims_track_line l = {.when = time(NULL),
+                        .event = IMS_TRACK_RECEIVED_INBOUND,
+                        .qid = m->id,
+                        .sender = sender,
+                        .size = m->content_len,
+                        .client = ip,
+                        .host = host,
+                        .message_id = msgid};
+    for (size_t i = 0; i < m->nrcpt; i++, r += strlen(r) + 1) {
+        l.rcpt = r;
+        ims_tracking_put(sp->tracking, &l);
+    }
 }
 
 /* claim_name - m's claim file of kind k (0: MTS-OUT, 1: the Pickup directory), or NULL. */

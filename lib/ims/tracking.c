@@ -1,20 +1,22 @@
 /* tracking.c - message tracking (KB Q173364): Tracking.log/yyyymmdd.log, named by GMT date,
- * one tab-separated line per event and recipient, all times in GMT. */
+ * one tab-separated line per event and recipient, all times in GMT; writing and parsing one
+ * line. */
 #include "ims/spool_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "base/base.h"
 
-#define TRACKING_LINE_MAX 8448  /* bytes of one line (8 fields, the TLS one short) */
-#define TRACKING_FIELD_MAX 1024 /* bytes kept of one text field */
+#define TRACKING_PWBUF 4096 /* getpwuid_r's buffer */
 
 struct ims_tracking {
     pthread_mutex_t lock; /* guards fd and day: the committer and the deliverer both log */
@@ -58,7 +60,7 @@ static size_t put_field(char *p, size_t room, const char *s)
     size_t n = 0;
     if (!s)
         s = "";
-    for (; *s && n + 1 < room && n < TRACKING_FIELD_MAX; s++)
+    for (; *s && n + 1 < room && n < IMS_TRACK_FIELD_MAX; s++)
         p[n++] = (*s == '\t' || *s == '\n' || *s == '\r') ? ' ' : *s;
     return n;
 }
@@ -94,31 +96,51 @@ int ims_tracking_write_tls(ims_tracking *t, time_t when, unsigned event, const c
                            const char *sender, const char *rcpt, uint64_t size,
                            const char *client_ip, const char *host, const char *tls)
 {
+    ims_track_line l = {.when = when,
+                        .event = event,
+                        .qid = queue_id,
+                        .sender = sender,
+                        .rcpt = rcpt,
+                        .size = size,
+                        .client = client_ip,
+                        .host = host,
+                        .tls = tls};
+    return ims_tracking_put(t, &l);
+}
+
+int ims_tracking_put(ims_tracking *t, const ims_track_line *l)
+{
     struct tm tm;
-    if (!gmtime_r(&when, &tm))
+    if (!gmtime_r(&l->when, &tm))
         return EINVAL;
-    char line[TRACKING_LINE_MAX];
+    char line[IMS_TRACK_LINE_MAX];
     size_t n = (size_t)snprintf(line, sizeof line, "%04d-%02d-%02d %02d:%02d:%02d GMT\t%u\t",
                                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                                tm.tm_sec, event);
-    /* Each field takes at most TRACKING_FIELD_MAX bytes and a tab: the line always fits. */
-    n += put_field(line + n, sizeof line - n, queue_id);
+                                tm.tm_sec, l->event);
+    /* Each field takes at most IMS_TRACK_FIELD_MAX bytes and a tab: the line always fits. */
+    n += put_field(line + n, sizeof line - n, l->qid);
     line[n++] = '\t';
-    n += put_field(line + n, sizeof line - n, sender && *sender ? sender : "<>");
+    n += put_field(line + n, sizeof line - n, l->sender && *l->sender ? l->sender : "<>");
     line[n++] = '\t';
-    n += put_field(line + n, sizeof line - n, rcpt);
-    n += (size_t)snprintf(line + n, sizeof line - n, "\t%llu\t", (unsigned long long)size);
-    n += put_field(line + n, sizeof line - n, client_ip);
+    n += put_field(line + n, sizeof line - n, l->rcpt);
+    n += (size_t)snprintf(line + n, sizeof line - n, "\t%llu\t", (unsigned long long)l->size);
+    n += put_field(line + n, sizeof line - n, l->client);
     line[n++] = '\t';
-    n += put_field(line + n, sizeof line - n, host);
-    if (tls) {
+    n += put_field(line + n, sizeof line - n, l->host);
+    /* The new fields, up to the last one that is not empty (an old reader's line stays as
+     * it was when they are all empty). */
+    const char *more[] = {l->tls, l->remote, l->reply, l->message_id, l->ref, l->actor};
+    size_t nmore = sizeof more / sizeof more[0];
+    while (nmore && (!more[nmore - 1] || !*more[nmore - 1]))
+        nmore--;
+    for (size_t i = 0; i < nmore; i++) {
         line[n++] = '\t';
-        n += put_field(line + n, sizeof line - n, tls);
+        n += put_field(line + n, sizeof line - n, more[i]);
     }
     line[n++] = '\n';
 
     pthread_mutex_lock(&t->lock);
-    int rc = day_fd(t, (long)(when / 86400), &tm);
+    int rc = day_fd(t, (long)(l->when / 86400), &tm);
     if (!rc) {
         /* One write per line: O_APPEND places it whole at the end of the file. */
         ssize_t w = write(t->fd, line, n);
@@ -129,4 +151,162 @@ int ims_tracking_write_tls(ims_tracking *t, time_t when, unsigned event, const c
     }
     pthread_mutex_unlock(&t->lock);
     return rc;
+}
+
+int ims_tracking_admin(ims_tracking *t, unsigned event, const char *qid, const char *sender,
+                       const char *rcpt, const char *actor)
+{
+    ims_track_line l = {.when = time(NULL),
+                        .event = event,
+                        .qid = qid,
+                        .sender = sender,
+                        .rcpt = rcpt,
+                        .actor = actor && *actor ? actor : "unknown"};
+    return ims_tracking_put(t, &l);
+}
+
+char *ims_tracking_actor(uid_t uid, char *out, size_t size)
+{
+    struct passwd pw, *res = NULL;
+    char pwbuf[TRACKING_PWBUF];
+    if (getpwuid_r(uid, &pw, pwbuf, sizeof pwbuf, &res) == 0 && res)
+        snprintf(out, size, "%s (uid %lu)", res->pw_name, (unsigned long)uid);
+    else
+        snprintf(out, size, "uid %lu", (unsigned long)uid);
+    return out;
+}
+
+const char *ims_track_event_name(unsigned event)
+{
+    static const struct {
+        unsigned event;
+        const char *name;
+    } names[] = {
+        {IMS_TRACK_QUEUED_OUTBOUND, "Queued outbound"},
+        {IMS_TRACK_TRANSFERRED_OUTBOUND, "Transferred outbound"},
+        {IMS_TRACK_RECEIVED_INBOUND, "Received inbound"},
+        {IMS_TRACK_TRANSFERRED_INBOUND, "Transferred inbound"},
+        {1014, "Message rerouted"},
+        {1015, "Report transferred in"},
+        {IMS_TRACK_REPORT_OUT, "Report transferred out"},
+        {IMS_TRACK_REPORT_GENERATED, "Report generated"},
+        {IMS_TRACK_DEFERRED, "Deferred, will retry"},
+        {IMS_TRACK_ADMIN_DELETED_NDR, "Deleted by administrator, NDR sent"},
+        {IMS_TRACK_ADMIN_DELETED, "Deleted by administrator, no NDR"},
+        {IMS_TRACK_ADMIN_HELD, "Held by administrator"},
+        {IMS_TRACK_ADMIN_RELEASED, "Released by administrator"},
+        {IMS_TRACK_ADMIN_RETRY, "Retry requested by administrator"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].event == event)
+            return names[i].name;
+    return "Event";
+}
+
+bool ims_track_message_id(const char *head, size_t n, char *out, size_t size)
+{
+    static const char name[] = "message-id:";
+    size_t i = 0;
+    while (i < n) {
+        size_t eol = i;
+        while (eol < n && head[eol] != '\n')
+            eol++;
+        size_t len = eol - i;
+        if (len && head[i + len - 1] == '\r')
+            len--;
+        if (!len)
+            return false; /* the header ends */
+        if (len >= sizeof name - 1 && !strncasecmp(head + i, name, sizeof name - 1)) {
+            /* The value, with its continuation lines (folded: start with a blank). */
+            size_t o = 0;
+            size_t p = i + sizeof name - 1;
+            for (;;) {
+                for (; p < eol; p++) {
+                    char c = head[p] == '\t' || head[p] == '\r' ? ' ' : head[p];
+                    if ((c == ' ' && (!o || out[o - 1] == ' ')) || o + 1 >= size)
+                        continue;
+                    out[o++] = c;
+                }
+                if (eol + 1 >= n || (head[eol + 1] != ' ' && head[eol + 1] != '\t'))
+                    break;
+                p = eol + 1;
+                for (eol = p; eol < n && head[eol] != '\n'; eol++)
+                    ;
+            }
+            while (o && out[o - 1] == ' ')
+                o--;
+            if (size)
+                out[o] = 0;
+            return o > 0;
+        }
+        i = eol + 1;
+    }
+    return false;
+}
+
+/* parse_time - "yyyy-mm-dd hh:mm:ss GMT" as seconds since the epoch; -1 when it is not. */
+static time_t parse_time(const char *s)
+{
+    int y, mo, d, h, mi, se, used = 0;
+    if (sscanf(s, "%4d-%2d-%2d %2d:%2d:%2d GMT%n", &y, &mo, &d, &h, &mi, &se, &used) != 6 ||
+        (size_t)used != strlen(s) || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+        mi > 59 || se > 60 || h < 0 || mi < 0 || se < 0)
+        return -1;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = se};
+    return timegm(&tm);
+}
+
+/* parse_num - a decimal number of at most 20 digits, all of s. */
+static bool parse_num(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!*s || strlen(s) > 20)
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (max - (uint64_t)(*s - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int ims_track_parse(char *line, size_t n, ims_track_line *l)
+{
+    char *f[IMS_TRACK_FIELDS];
+    size_t nf = 0;
+    char *p = line, *end = line + n;
+    f[nf++] = p;
+    for (; p < end; p++) {
+        if (*p == '\t') {
+            *p = 0;
+            if (nf == IMS_TRACK_FIELDS)
+                break; /* a later version's fields */
+            f[nf++] = p + 1;
+        } else if (!*p) {
+            return EBADMSG;
+        }
+    }
+    *end = 0;
+    if (nf < 8)
+        return EBADMSG;
+    for (size_t i = nf; i < IMS_TRACK_FIELDS; i++)
+        f[i] = end;
+    uint64_t ev;
+    memset(l, 0, sizeof *l);
+    if ((l->when = parse_time(f[0])) < 0 || !parse_num(f[1], 1000000, &ev) ||
+        !parse_num(f[5], UINT64_MAX, &l->size))
+        return EBADMSG;
+    l->event = (unsigned)ev;
+    const char **dst[] = {&l->qid, &l->sender, &l->rcpt,  NULL,           &l->client, &l->host,
+                          &l->tls, &l->remote, &l->reply, &l->message_id, &l->ref,    &l->actor};
+    for (size_t i = 0; i < sizeof dst / sizeof dst[0]; i++)
+        if (dst[i])
+            *dst[i] = f[i + 2];
+    return 0;
 }

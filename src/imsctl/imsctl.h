@@ -90,7 +90,8 @@ int ic_image_default(char *out, size_t n);
  * Win32 error (other than a missing key). */
 int ic_image_path(reg_ctx *reg, bool *installed, char *out, size_t n);
 
-/* --- commands (install.c, control.c) ------------------------------------------------------ */
+/* --- commands (install.c, control.c, diag.c)
+ * ------------------------------------------------------ */
 
 #define IC_MAX_DOMAINS 16 /* --domain given at most this often */
 
@@ -109,5 +110,13 @@ int ic_cmd_start(unsigned timeout);
 int ic_cmd_stop(unsigned timeout, bool force);
 int ic_cmd_restart(unsigned timeout, bool force);
 int ic_cmd_status(void);
+/* ic_cmd_diagnostics - no argument: list the levels; CATEGORY: its level; CATEGORY LEVEL: set
+ * it (diag.c). */
+int ic_cmd_diagnostics(int argc, char **argv);
+
+/* --- track (track.c) ------------------------------------------------------------------ */
+
+/* ic_cmd_track - `imsctl track` with its arguments (after the command word). */
+int ic_cmd_track(int argc, char **argv);
 
 #endif

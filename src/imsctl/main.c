@@ -28,6 +28,14 @@ static const char usage_text[] =
     "  restart [--timeout S] [--force]\n"
     "                           stop (when running), then start\n"
     "  status                   running or not: pid, profile, uptime, listeners, account\n"
+    "  track [--id QID] [--message-id ID] [--sender ADDR] [--recipient ADDR]\n"
+    "        [--since DATE] [--until DATE] [--json]\n"
+    "                           a message's life from the tracking log, every event in\n"
+    "                           time order; DATE is YYYY-MM-DD or \"YYYY-MM-DD HH:MM:SS\"\n"
+    "                           (GMT), default the last 30 days; exit 1: nothing matched\n"
+    "  diagnostics [CATEGORY [LEVEL]]\n"
+    "                           list the Diagnostics Logging levels, or set CATEGORY's to\n"
+    "                           LEVEL; the running service applies it at once\n"
     "\n"
     "install options:\n"
     "  --account USER           the service account (ObjectName): imsd runs as USER. Root\n"
@@ -39,6 +47,13 @@ static const char usage_text[] =
     "  --domain NAME            accept mail for NAME (repeatable), and make the\n"
     "                           administrator's mailbox (AdministratorMailbox, default\n"
     "                           postmaster: postmaster@NAME) when it does not exist\n"
+    "\n"
+    "diagnostics arguments:\n"
+    "  CATEGORY                 the value name (\"SMTP Protocol Log\") or an alias:\n"
+    "                           init, addressing, transfer, interface, internal,\n"
+    "                           conversion, protocol-log, archival (and the value name in\n"
+    "                           lower case with dashes, smtp-protocol-log); any case\n"
+    "  LEVEL                    none, minimum, medium, maximum, or 0 to 5\n"
     "\n"
     "Environment: IMS_ROOT (the state root, default " BASE_DEFAULT_ROOT ").\n"
     "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status) stopped.\n";
@@ -108,6 +123,7 @@ static const command commands[] = {
     {"stop", BIT(OPT_TIMEOUT) | BIT(OPT_FORCE)},
     {"restart", BIT(OPT_TIMEOUT) | BIT(OPT_FORCE)},
     {"status", 0},
+    {"diagnostics", 0}, /* positional arguments: ic_cmd_diagnostics parses them */
 };
 
 /* parsed - what the options said. */
@@ -229,7 +245,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2)
         return ic_usage_error("a command is needed (install, uninstall, start, stop, restart, "
-                              "status)");
+                              "status, track, diagnostics)");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, stdout);
         return IC_EXIT_OK;
@@ -238,6 +254,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(commands[i].name, argv[1]))
             c = &commands[i];
+    if (!c && !strcmp(argv[1], "track")) /* its own options (track.c) */
+        return absolute_env("IMS_ROOT") ? ic_error("cannot make IMS_ROOT absolute")
+                                        : ic_cmd_track(argc - 2, argv + 2);
     if (!c)
         return ic_usage_error("unknown command \"%s\"", argv[1]);
     for (int i = 2; i < argc; i++)
@@ -251,6 +270,8 @@ int main(int argc, char **argv)
         if (e)
             return ic_error("cannot make %s absolute: %s", path_vars[i], strerror(e));
     }
+    if (!strcmp(c->name, "diagnostics"))
+        return ic_cmd_diagnostics(argc - 2, argv + 2);
     parsed p = {0};
     int rc = parse_options(c, argc - 2, argv + 2, &p);
     if (rc)

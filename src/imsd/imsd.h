@@ -29,7 +29,10 @@
 #define IMSD_EXIT_RUNNING 3 /* another imsd holds the pid lock */
 
 /* SIGHUP asks for a reload, which the original never did: settings take effect at the next
- * start. No original event ID is known for this: ours, next to IMS_EV_STARTED. */
+ * start (the Diagnostics levels and the logging values apply at once: diagwatch.c). No
+ * original event ID is known for this: ours, next to IMS_EV_STARTED. */
+
+#define IMSD_CONSOLE_LEVEL 10 /* DisplayErrsOnConsole from this on: console mode (Q181950) */
 
 #define IMSD_ADDR_MAX 80 /* "[v6 address%scope]:port" and NUL */
 /* Descriptors kept for everything but connections: listeners, the registry, the spool and its
@@ -41,7 +44,7 @@
 #define IMSD_EVENT_TEXT_MAX 1024
 
 typedef struct imsd_sink {
-    bool console;                         /* also to stderr, with a timestamp */
+    _Atomic bool console;                 /* also to stderr, with a timestamp (changed live) */
     unsigned last_error_id;               /* the last error event, for STATUS= */
     char last_error[IMSD_EVENT_TEXT_MAX]; /* its text */
 } imsd_sink;
@@ -190,6 +193,29 @@ int imsd_auth_check(imsd_auth *a, const char *hash, const char *pass, size_t len
  * IMSD_AUTH_CANCELLED), stop the threads. */
 void imsd_auth_free(imsd_auth *a);
 
+/* --- diagwatch.c: the Diagnostics levels and the logging values, live ----------------- */
+
+typedef struct imsd_diag imsd_diag;
+typedef struct imsd_diag_options {
+    struct event_base *base;
+    reg_ctx *reg;               /* the service's context, used only under the router's lock */
+    struct imsd_server *server; /* its router (after imsd_mail_open) and protocol log */
+    ims_log *log;               /* its levels follow the Diagnostics key */
+    ims_settings *settings;  /* levels, DisplayErrsOnConsole, ConsoleStatFrequency kept current */
+    imsd_sink *sink;         /* console mode follows DisplayErrsOnConsole */
+    bool console_arg;        /* -console: console mode whatever the registry says */
+    const imsd_stats *stats; /* printed every ConsoleStatFrequency seconds in console mode */
+} imsd_diag_options;
+
+/* imsd_diag_start - console mode as the settings say, then follow the service key: each
+ * change of its Diagnostics levels or of Parameters' DisplayErrsOnConsole and
+ * ConsoleStatFrequency is applied on base's loop (event IMS_EV_DIAG_CHANGED says what
+ * changed; an invalid value keeps the one in use, event IMS_EV_SETTING_INVALID). o is copied;
+ * what it points to must outlive the handle. Returns 0 or ENOMEM. */
+int imsd_diag_start(const imsd_diag_options *o, imsd_diag **out);
+/* imsd_diag_free - stop following (before imsd_mail_close: the router's lock is used). */
+void imsd_diag_free(imsd_diag *g);
+
 /* --- conn.c: inbound connections ------------------------------------------------------ */
 
 typedef struct imsd_conn imsd_conn;
@@ -298,6 +324,10 @@ void imsd_outbound_free(imsd_outbound *ob);
  * (logged). imsd_mail_close undoes it (pending commits finish first). */
 int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway);
 void imsd_mail_close(imsd_server *srv);
+/* imsd_mail_router - the router every source of mail shares (NULL before imsd_mail_open). */
+ims_router *imsd_mail_router(const imsd_server *srv);
+/* imsd_mail_protolog_level - the SMTP protocol log's level for connections from now on. */
+void imsd_mail_protolog_level(imsd_server *srv, unsigned level);
 /* imsd_session_open - a connection was accepted; the session owns what happens on it. */
 void imsd_session_open(imsd_conn *c);
 /* imsd_session_input - bytes arrived in `in`. */

@@ -14,7 +14,6 @@
 
 #include "base/base.h"
 
-#define IMSD_CONSOLE_LEVEL 10 /* DisplayErrsOnConsole from this on: console mode (Q181950) */
 #define IMSD_LISTENERS_TEXT_MAX (IMS_MAX_LISTENERS * (IMSD_ADDR_MAX + 2))
 #define IMSD_NSIGNALS 3 /* SIGTERM, SIGINT, SIGHUP */
 
@@ -60,7 +59,7 @@ typedef struct imsd {
     imsd_server server;
     bool server_up;
     struct event *signals[IMSD_NSIGNALS];
-    struct event *console_timer;
+    imsd_diag *diag; /* the Diagnostics levels and logging values, live; console mode */
     char listeners[IMSD_LISTENERS_TEXT_MAX];       /* "a b", for the status file */
     char listeners_event[IMSD_LISTENERS_TEXT_MAX]; /* "a, b", for event 1000 */
 } imsd;
@@ -120,9 +119,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     imsd *d = arg;
     if (sig == SIGHUP) {
-        /* The original read its settings only at start; so do we. */
+        /* The original read its settings only at start; so do we, but for the logging
+         * ones, which follow the registry's change notification (diagwatch.c) without a signal. */
         ims_log_event(&d->log, IMS_EV_RELOAD_IGNORED, IMS_CAT_INIT_TERM, IMS_SEV_INFO,
-                      IMS_LEVEL_NONE, "Settings changes take effect at the next start");
+                      IMS_LEVEL_NONE,
+                      "Settings changes take effect at the next start; the Diagnostics levels, "
+                      "DisplayErrsOnConsole and ConsoleStatFrequency apply at once");
         return;
     }
     if (!d->server.stopping)
@@ -130,16 +132,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     imsd_server_stop(&d->server, d->settings.shutdown_timeout);
 }
 
-static void on_console_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    imsd *d = arg;
-    imsd_stats_print(&d->stats, stdout);
-}
-
-/* loop_setup - the event base, the listeners, the signals, the console's timer. Returns 0
- * or an errno value. */
+/* loop_setup - the event base, the listeners, the signals, the live diagnostics (with the
+ * console's timer). Returns 0 or an errno value. */
 static int loop_setup(imsd *d)
 {
     d->base = event_base_new();
@@ -163,20 +157,21 @@ static int loop_setup(imsd *d)
         if (!d->signals[i] || evsignal_add(d->signals[i], NULL))
             return ENOMEM;
     }
-    if (d->console && d->settings.console_stat_frequency > 0) {
-        d->console_timer = event_new(d->base, -1, EV_PERSIST, on_console_tick, d);
-        struct timeval tv = {(time_t)d->settings.console_stat_frequency, 0};
-        if (!d->console_timer || event_add(d->console_timer, &tv))
-            return ENOMEM;
-    }
-    return 0;
+    imsd_diag_options dopt = {.base = d->base,
+                              .reg = d->reg,
+                              .server = &d->server,
+                              .log = &d->log,
+                              .settings = &d->settings,
+                              .sink = &d->sink,
+                              .console_arg = d->console,
+                              .stats = &d->stats};
+    return imsd_diag_start(&dopt, &d->diag);
 }
 
 static void loop_free(imsd *d)
 {
-    if (d->console_timer)
-        event_free(d->console_timer);
-    d->console_timer = NULL;
+    imsd_diag_free(d->diag); /* before the mail state: it uses the router's lock */
+    d->diag = NULL;
     for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
         if (d->signals[i])
             event_free(d->signals[i]);
@@ -226,9 +221,9 @@ static int load_settings(imsd *d)
     d->reg = NULL;
     if (rc)
         return rc;
-    memcpy(d->log.levels, d->settings.levels, sizeof d->log.levels);
+    ims_log_set_levels(&d->log, d->settings.levels);
     if (d->settings.display_errs_on_console >= IMSD_CONSOLE_LEVEL)
-        d->console = d->sink.console = true;
+        d->sink.console = true; /* d->console stays what the command line said */
     return IMS_OK;
 }
 

@@ -110,7 +110,7 @@ struct imsd_outbound {
     bool stopping;
     char helo[256];
     ims_dns_self self;
-    ims_protolog *plog; /* NULL: no protocol log */
+    ims_protolog *plog; /* NULL or at level None: no protocol log */
     uint64_t *conn_ids; /* the connection numbers imsd's sessions share */
     uint64_t *stats_out;
     ob_ca cas[OB_CA_MAX]; /* TLS client contexts, made at start */
@@ -838,12 +838,13 @@ static int conn_connect(ob_conn *k)
         cfg.auth_pass = pass;
     }
     smtp_client_callbacks cb = {.arg = k, .rcpt_done = rcpt_done, .msg_done = msg_done};
-    if (ob->plog) {
+    /* The level may have changed since the last host (the Diagnostics key is live). */
+    ims_protolog_end(k->plc, "Closed: trying the next host");
+    k->plc = NULL;
+    if (ims_protolog_level(ob->plog) > IMS_LEVEL_NONE) { /* off: no number used */
         cb.trace = trace;
         char where[IMS_OUTQ_HOST_TEXT + 8];
         snprintf(where, sizeof where, "%s:%u", k->remote, dest_port(k->od));
-        ims_protolog_end(k->plc, "Closed: trying the next host");
-        k->plc = NULL;
         ims_protolog_begin_out(ob->plog, ++*ob->conn_ids, where, &k->plc);
     }
     if (smtp_client_new(&cfg, &cb, &k->c))

@@ -56,7 +56,7 @@ struct imsd_mail {
     smtp_config cfg[IMS_LISTEN_SUBMISSIONS + 1]; /* one per listener kind */
     imsd_auth *auth;                             /* password checks; NULL: AUTH is off */
     auth_failures failures[AUTH_TABLE_SIZE];
-    ims_protolog *plog; /* NULL: protocol logging off */
+    ims_protolog *plog; /* the protocol log (at level None: off) */
     uint64_t next_conn_id;
     bool flush_mode;       /* free space under DiskSpaceLowWaterMark: no new mail */
     uint64_t disk_checked; /* CLOCK_MONOTONIC ms of the last look; 0: never */
@@ -516,6 +516,29 @@ static void auth_delayed(evutil_socket_t fd, short what, void *arg)
     auth_submit(ms, true);
 }
 
+/* A directory call made under the router's lock: the pickup threads use the directory (and
+ * its reg_ctx) through the router, and a lookup may reload the index. */
+struct dir_call {
+    directory *dir;
+    const char *name; /* the login or the address */
+    char *alias;      /* auth: DIR_MAX_ALIAS + 1 bytes */
+    char *hash;       /* auth */
+    size_t hashsize;  /* auth */
+    char *found;      /* lookup: the alias, malloc'd */
+};
+
+static int auth_lookup_locked(void *arg)
+{
+    struct dir_call *c = arg;
+    return dir_auth_lookup(c->dir, c->name, c->alias, c->hash, c->hashsize);
+}
+
+static int lookup_locked(void *arg)
+{
+    struct dir_call *c = arg;
+    return dir_lookup(c->dir, c->name, &c->found);
+}
+
 /* auth_check - lib/smtp's callback: the account is looked up here (an index in memory), the
  * hash is made on a worker; the session reads nothing until auth_answer. */
 static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds)
@@ -524,8 +547,12 @@ static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
     snprintf(ms->auth_user, sizeof ms->auth_user, "%s", creds->user);
-    int e =
-        dir_auth_lookup(m->dir, creds->user, ms->auth_alias, ms->auth_hash, sizeof ms->auth_hash);
+    struct dir_call dc = {.dir = m->dir,
+                          .name = creds->user,
+                          .alias = ms->auth_alias,
+                          .hash = ms->auth_hash,
+                          .hashsize = sizeof ms->auth_hash};
+    int e = ims_router_locked(m->router, auth_lookup_locked, &dc);
     if (e && e != ENOENT) {
         auth_answer(ms, SMTP_AUTH_TEMP, false);
         return;
@@ -552,8 +579,9 @@ static smtp_reply_id sender_check(void *arg, const char *account, const smtp_pat
     const ims_settings *s = ms->srv->settings;
     if (!from->mailbox[0] || (!s->client_submit_homed_only && !s->client_submit_match_account))
         return SMTP_R_NONE;
-    char *alias = NULL;
-    int e = dir_lookup(m->dir, from->mailbox, &alias);
+    struct dir_call dc = {.dir = m->dir, .name = from->mailbox};
+    int e = ims_router_locked(m->router, lookup_locked, &dc);
+    char *alias = dc.found;
     if (e && e != ENOENT)
         return SMTP_R_LOCAL_ERROR;
     smtp_reply_id r = SMTP_R_NONE;
@@ -940,14 +968,16 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         imsd_mail_close(srv);
         return IMS_EV_INTERNAL;
     }
+    /* The log exists at None too: the level may be raised while the service runs. */
     unsigned level = s->levels[IMS_CAT_SMTP_PROTOCOL_LOG];
+    char logdir[PATH_MAX];
+    int n = snprintf(logdir, sizeof logdir, "%s/Log", s->root_dir);
+    if (n < 0 || (size_t)n >= sizeof logdir || ims_protolog_create(logdir, level, &m->plog)) {
+        imsd_mail_close(srv);
+        return IMS_EV_INTERNAL;
+    }
+    imsd_outbound_set_protolog(m->outbound, m->plog, &m->next_conn_id);
     if (level > IMS_LEVEL_NONE) {
-        char logdir[PATH_MAX];
-        int n = snprintf(logdir, sizeof logdir, "%s/Log", s->root_dir);
-        if (n < 0 || (size_t)n >= sizeof logdir || ims_protolog_open(logdir, level, &m->plog)) {
-            imsd_mail_close(srv);
-            return IMS_EV_INTERNAL;
-        }
         ims_log_event(srv->log, IMS_EV_PROTOCOL_LOG, IMS_CAT_SMTP_PROTOCOL_LOG, IMS_SEV_INFO,
                       IMS_LEVEL_NONE,
                       "SMTP protocol logging is enabled at level %s: one file per connection "
@@ -956,7 +986,6 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
                       : level >= IMS_LEVEL_MEDIUM ? "Medium"
                                                   : "Minimum",
                       logdir);
-        imsd_outbound_set_protolog(m->outbound, m->plog, &m->next_conn_id);
     }
     /* The relay policy: a line that does not parse is logged (a skipped deny line would make
      * the policy more permissive than the administrator meant). */
@@ -1030,6 +1059,17 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
     if (dropdir_on)
         dropdir_start(m, dropdir);
     return IMS_OK;
+}
+
+ims_router *imsd_mail_router(const imsd_server *srv)
+{
+    return srv->mail ? srv->mail->router : NULL;
+}
+
+void imsd_mail_protolog_level(imsd_server *srv, unsigned level)
+{
+    if (srv->mail)
+        ims_protolog_set_level(srv->mail->plog, level);
 }
 
 void imsd_mail_close(imsd_server *srv)

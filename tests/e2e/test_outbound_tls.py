@@ -43,8 +43,8 @@ def smart(world, policy, params=(), **kw):
 
 
 def tls_field(svc, addr):
-    """The TLS field (the last) of addr's 1011 tracking lines."""
-    return [l.split("\t")[-1] for l in tracked(svc, 1011, addr)]
+    """The TLS field (the ninth) of addr's 1011 tracking lines."""
+    return [l.split("\t")[8] for l in tracked(svc, 1011, addr)]
 
 
 def queue_text(svc):
