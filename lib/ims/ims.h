@@ -1511,6 +1511,34 @@ typedef void (*ims_outq_action_fn)(void *arg, int err, const ims_queue_outcome *
 int ims_outq_action(ims_outq *q, const char *qid, ims_queue_action act, const char *actor,
                     uint64_t now, ims_outq_action_fn done, void *arg);
 
+/* The four queues (the original's Queues page): inbound awaiting conversion (RootDir\In),
+ * inbound awaiting delivery (the gateway's MTS-IN), outbound awaiting conversion (MTS-OUT),
+ * outbound awaiting delivery (RootDir\Out, the outbound queue). */
+typedef enum ims_queue_kind {
+    IMS_QUEUE_IN,
+    IMS_QUEUE_MTS_IN,
+    IMS_QUEUE_MTS_OUT,
+    IMS_QUEUE_OUT,
+} ims_queue_kind;
+#define IMS_QUEUE_KINDS 4
+/* ims_queue_name - "In", "MTS-IN", "MTS-OUT", "Out". */
+const char *ims_queue_name(ims_queue_kind kind);
+/* ims_queue_parse - a queue by name, any case ("in", "mts-in", "mts-out", "out"): 0 or EINVAL. */
+int ims_queue_parse(const char *name, ims_queue_kind *kind);
+
+/* ims_queue_dir_open - a walk over one of the queues that are directories (IMS_QUEUE_IN,
+ * _MTS_IN, _MTS_OUT) of root_dir (RootDir) and gateway (the gateway's mailbox). Read-only;
+ * files that vanish or cannot be read during the walk are skipped. *out: free with
+ * ims_queue_dir_close. Returns 0, EINVAL (IMS_QUEUE_OUT: ims_outq_iter_new), ENAMETOOLONG,
+ * ENOMEM. */
+typedef struct ims_queue_dir ims_queue_dir;
+int ims_queue_dir_open(ims_queue_kind kind, const char *root_dir, const char *gateway,
+                       ims_queue_dir **out);
+/* ims_queue_dir_next - the next message into *view (valid until the next call or the close):
+ * 1, 0 at the end, or ENOMEM. */
+int ims_queue_dir_next(ims_queue_dir *w, ims_queue_msg *view);
+void ims_queue_dir_close(ims_queue_dir *w);
+
 /* ims_outq_stop - let the thread finish the commits posted (their done callbacks are not
  * called), make no more reports (the next start makes them), and stop it. Then close the
  * spool (its callbacks may still answer the queue), then ims_outq_close. */
