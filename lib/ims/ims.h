@@ -891,6 +891,38 @@ const char *ims_service_gateway(const ims_service *svc);
 /* ims_service_stop - log off, delete the profile, log IMS_EV_SHUTDOWN, free everything. */
 void ims_service_stop(ims_service *svc);
 
+/* --- the control socket's wire format (imsd's run/control, imsctl) ----------------------
+ * A request is one line of words separated by TAB, ended by LF; the answer is body lines
+ * (one starting with '.' gets another '.' in front, as SMTP's DATA), then ".OK" or
+ * ".ERR <text>". Pure functions, shared by both ends. */
+
+#define IMS_CTL_REQUEST_MAX (64 * 1024) /* bytes of a request line, LF included */
+#define IMS_CTL_ARGS_MAX 4096           /* words in one request */
+
+/* ims_ctl_request - append the request line for argv[0..argc-1] to out. Returns 0, EINVAL
+ * (no words, an empty command, or a word holding TAB, CR or LF), E2BIG (longer than
+ * IMS_CTL_REQUEST_MAX or more than IMS_CTL_ARGS_MAX words) or ENOMEM. */
+int ims_ctl_request(buf *out, int argc, const char *const *argv);
+/* ims_ctl_split - split a request line (len bytes without its LF; one trailing CR is dropped)
+ * into words at TABs, in place (TABs become NULs; line[len] must be writable and becomes NUL).
+ * argv gets the words and a NULL after them, so it must hold max + 1 pointers. Returns the
+ * number of words (0 for an empty line), or -1 when there are more than max. */
+int ims_ctl_split(char *line, size_t len, char **argv, int max);
+/* ims_ctl_stuff - append len bytes of body to out, a '.' put before each line that starts
+ * with '.'. *bol says whether the next byte starts a line (true before the first call) and is
+ * kept up to date, so a line may come in pieces. Returns 0 or ENOMEM. */
+int ims_ctl_stuff(buf *out, const void *data, size_t len, bool *bol);
+
+typedef enum ims_ctl_kind {
+    IMS_CTL_BODY, /* a body line */
+    IMS_CTL_OK,   /* the final ".OK" */
+    IMS_CTL_ERR,  /* the final ".ERR <text>" */
+    IMS_CTL_BAD,  /* a line starting with '.' that is none of these */
+} ims_ctl_kind;
+/* ims_ctl_parse - what a received line (len bytes without its LF) is; *text and *n point into
+ * line: the body line without its stuffing dot, or the error text (may be empty). */
+ims_ctl_kind ims_ctl_parse(const char *line, size_t len, const char **text, size_t *n);
+
 /* === the inbound spool ===================================================================
  * RootDir\In with group commit, delivery from it into the recipients' Maildirs through the
  * gateway's MTS-IN, and the message tracking log. Functions return 0 or an errno value. The

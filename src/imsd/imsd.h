@@ -140,6 +140,62 @@ void imsd_stats_init(imsd_stats *st);
 /* imsd_stats_print - the console's statistics block, a fixed layout. */
 void imsd_stats_print(const imsd_stats *st, FILE *f);
 
+/* --- control.c: the control socket ($IMS_ROOT/run/control) ------------------------------
+ * imsctl's way into the running service: AF_UNIX, mode 0600, root and the service account
+ * only (SO_PEERCRED). A client sends one request line (TAB-separated words, LF); the answer is
+ * body lines, dot-stuffed, then ".OK" or ".ERR <text>", then the server closes (lib/ims's
+ * ims_ctl_* functions are the wire format). Everything runs on the loop and never blocks it. */
+
+#define IMSD_CTL_FILE "control"                  /* under the run directory */
+#define IMSD_CTL_REQUEST_MAX IMS_CTL_REQUEST_MAX /* bytes of the request line */
+#define IMSD_CTL_CLIENTS_MAX 16                  /* clients at once; more are refused */
+#define IMSD_CTL_COMMANDS_MAX 64                 /* commands registered */
+#define IMSD_CTL_COMMAND_NAME_MAX 32             /* bytes of a command's name */
+#define IMSD_CTL_IDLE_SECONDS 30  /* to send the request; for the output to move on */
+#define IMSD_CTL_STREAM_LOW 16384 /* a stream's more() is called below this much output */
+#define IMSD_CTL_STREAM_CALLS 64  /* more() calls in one turn of the loop */
+
+typedef struct imsd_control imsd_control;
+typedef struct imsd_ctl_req imsd_ctl_req;
+/* A handler gets the request's words (argv[0] is the command) and answers through r, now or
+ * later (asynchronously, e.g. after a commit): it must call imsd_ctl_end exactly once (or
+ * hand r to imsd_ctl_stream). argv lives as long as r. */
+typedef void (*imsd_ctl_fn)(void *arg, imsd_ctl_req *r, int argc, char **argv);
+/* Streaming: more(arg, r) is called whenever the client's output has room (below a
+ * watermark); it writes some rows and returns true when it has written everything (then the
+ * framework ends the request with OK), false to be called again. It may instead end the
+ * request itself with imsd_ctl_end (an error): its return value is then ignored. */
+typedef bool (*imsd_ctl_more_fn)(void *arg, imsd_ctl_req *r);
+
+/* imsd_control_open - the socket at path (a stale one is replaced), listening on base.
+ * allowed_uid: the account allowed besides root. Returns 0 or an errno value (logged). */
+int imsd_control_open(struct event_base *base, const char *path, uid_t allowed_uid, ims_log *log,
+                      imsd_control **out);
+/* imsd_control_register - command (at most IMSD_CTL_COMMAND_NAME_MAX - 1 bytes) calls fn with
+ * arg. Returns 0, EEXIST, EINVAL or ENOSPC (IMSD_CTL_COMMANDS_MAX). */
+int imsd_control_register(imsd_control *c, const char *command, imsd_ctl_fn fn, void *arg);
+/* imsd_ctl_write - body bytes (whole lines; stuffed here). */
+void imsd_ctl_write(imsd_ctl_req *r, const void *data, size_t len);
+/* imsd_ctl_printf - body text. */
+void imsd_ctl_printf(imsd_ctl_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* imsd_ctl_stream - from now on the framework owns r and calls more until it is done; when
+ * the client goes away first, cancel(arg) (may be NULL) is called instead and r is freed, from
+ * within this call when it is already gone. */
+void imsd_ctl_stream(imsd_ctl_req *r, imsd_ctl_more_fn more, void *arg, void (*cancel)(void *arg));
+/* imsd_ctl_end - the final line: status 0 is ".OK", else ".ERR error_text" (NULL: "failed").
+ * r is freed (once its output is sent): do not use it after. */
+void imsd_ctl_end(imsd_ctl_req *r, int status, const char *error_text);
+/* imsd_ctl_gone - the client hung up (answering is harmless). */
+bool imsd_ctl_gone(const imsd_ctl_req *r);
+/* imsd_ctl_uid - the client's uid (SO_PEERCRED). */
+uid_t imsd_ctl_uid(const imsd_ctl_req *r);
+/* imsd_ctl_who - "root (uid 0)", "ims (uid 998)", for tracking and events. */
+const char *imsd_ctl_who(const imsd_ctl_req *r);
+/* imsd_control_close - stop listening, remove the socket file, end every client: streams get
+ * their cancel; a request still with its handler is detached (it stays valid, answers go
+ * nowhere) until its imsd_ctl_end frees it. c may be NULL. */
+void imsd_control_close(imsd_control *c);
+
 /* --- tls.c: the server's certificate --------------------------------------------------- */
 
 #define IMSD_TLS_LOOK_SECONDS 5 /* how often the certificate and key files are looked at */

@@ -61,6 +61,7 @@ typedef struct imsd {
     bool server_up;
     struct event *signals[IMSD_NSIGNALS];
     struct event *console_timer;
+    imsd_control *control;                         /* run/control: imsctl's requests */
     char listeners[IMSD_LISTENERS_TEXT_MAX];       /* "a b", for the status file */
     char listeners_event[IMSD_LISTENERS_TEXT_MAX]; /* "a, b", for event 1000 */
 } imsd;
@@ -158,6 +159,12 @@ static int loop_setup(imsd *d)
     /* Nothing is accepted before the loop runs, so the SMTP side is ready by then. */
     if (imsd_mail_open(&d->server, d->reg, ims_service_gateway(d->svc)))
         return EIO;
+    char ctl_path[PATH_MAX];
+    if (snprintf(ctl_path, sizeof ctl_path, "%s/%s", d->run.dir, IMSD_CTL_FILE) >=
+        (int)sizeof ctl_path)
+        return ENAMETOOLONG;
+    if ((e = imsd_control_open(d->base, ctl_path, d->account.uid, &d->log, &d->control)))
+        return e;
     for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
         d->signals[i] = evsignal_new(d->base, stop_signals[i], on_signal, d);
         if (!d->signals[i] || evsignal_add(d->signals[i], NULL))
@@ -174,6 +181,8 @@ static int loop_setup(imsd *d)
 
 static void loop_free(imsd *d)
 {
+    imsd_control_close(d->control); /* first: its commands look at what follows */
+    d->control = NULL;
     if (d->console_timer)
         event_free(d->console_timer);
     d->console_timer = NULL;
