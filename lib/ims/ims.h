@@ -923,6 +923,45 @@ typedef enum ims_ctl_kind {
  * line: the body line without its stuffing dot, or the error text (may be empty). */
 ims_ctl_kind ims_ctl_parse(const char *line, size_t len, const char **text, size_t *n);
 
+/* --- the Prometheus text exposition format (version 0.0.4) --------------------------------
+ * Pure writers into a buf: imsd's /metrics and their unit test. Names must match
+ * [a-zA-Z_:][a-zA-Z0-9_:]* (the callers' constants); label values and help texts are escaped
+ * here. Each returns 0, EINVAL (a bad name) or ENOMEM. */
+
+/* ims_latency - a histogram of delivery latencies (arrival in the spool to final delivery of
+ * one recipient), in fixed buckets of IMS_LATENCY_BOUNDS seconds (upper bounds, inclusive, as
+ * Prometheus' le), the last count for larger ones. Counts per bucket, not cumulative. Arrival
+ * times are whole seconds (the spool's), so a latency is known to the second. */
+#define IMS_LATENCY_BUCKETS 11
+#define IMS_LATENCY_BOUNDS                                                                         \
+    {                                                                                              \
+        1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 432000                                     \
+    }
+typedef struct ims_latency {
+    uint64_t count[IMS_LATENCY_BUCKETS + 1]; /* [IMS_LATENCY_BUCKETS]: above the last bound */
+    uint64_t sum;                            /* seconds, all observations */
+} ims_latency;
+/* ims_latency_add - one observation of seconds (negative: 0). */
+void ims_latency_add(ims_latency *h, int64_t seconds);
+/* ims_latency_bound - bucket i's upper bound in seconds (i < IMS_LATENCY_BUCKETS). */
+unsigned ims_latency_bound(size_t i);
+
+typedef enum ims_metric_type {
+    IMS_METRIC_COUNTER,
+    IMS_METRIC_GAUGE,
+    IMS_METRIC_HISTOGRAM,
+} ims_metric_type;
+
+/* ims_metric_head - "# HELP name help" and "# TYPE name type": once per metric family,
+ * before its samples. */
+int ims_metric_head(buf *out, const char *name, const char *help, ims_metric_type type);
+/* ims_metric_sample - "name{k="v",...} value": labels is NULL or pairs k, v ending in NULL. */
+int ims_metric_sample(buf *out, const char *name, const char *const *labels, uint64_t value);
+/* ims_metric_histogram - the histogram's samples: name_bucket{...,le="b"} for each bound
+ * (cumulative) and le="+Inf", then name_sum and name_count. */
+int ims_metric_histogram(buf *out, const char *name, const char *const *labels,
+                         const ims_latency *h);
+
 /* === the inbound spool ===================================================================
  * RootDir\In with group commit, delivery from it into the recipients' Maildirs through the
  * gateway's MTS-IN, and the message tracking log. Functions return 0 or an errno value. The
@@ -1152,15 +1191,19 @@ int ims_spool_fd(const ims_spool *sp);
 size_t ims_spool_dispatch(ims_spool *sp);
 
 typedef struct ims_spool_stats {
-    uint64_t committed;  /* messages made durable */
-    uint64_t failed;     /* commits that failed */
-    uint64_t rounds;     /* commit rounds (one directory fsync each) */
-    uint64_t file_syncs; /* fdatasync calls on spool files */
-    uint64_t dir_syncs;  /* fsync calls on In */
-    uint64_t delivered;  /* recipients delivered (or found delivered) */
-    uint64_t deferred;   /* recipient deliveries that failed and wait for a retry */
-    uint64_t finished;   /* messages delivered to all recipients and removed from In */
-    uint64_t queued;     /* messages now waiting for (or in) delivery */
+    uint64_t committed;        /* messages made durable */
+    uint64_t failed;           /* commits that failed */
+    uint64_t rounds;           /* commit rounds (one directory fsync each) */
+    uint64_t file_syncs;       /* fdatasync calls on spool files */
+    uint64_t dir_syncs;        /* fsync calls on In */
+    uint64_t delivered;        /* recipients delivered (or found delivered) */
+    uint64_t deferred;         /* recipient deliveries that failed and wait for a retry */
+    uint64_t finished;         /* messages delivered to all recipients and removed from In */
+    uint64_t queued;           /* messages now waiting for (or in) delivery */
+    uint64_t mts_in_entered;   /* copies written into the gateway's MTS-IN */
+    uint64_t mts_in_queued;    /* copies in MTS-IN now (until all their recipients are done) */
+    uint64_t mts_in_bytes;     /* their bytes */
+    ims_latency latency_local; /* recipients delivered into mailboxes */
 } ims_spool_stats;
 
 /* ims_spool_get_stats - counters since open. Thread-safe. */
@@ -1298,7 +1341,10 @@ typedef struct ims_outq_stats {
     uint64_t delivered; /* since open */
     uint64_t deferred;
     uint64_t failed;
-    uint64_t reports; /* NDRs and delay notices spooled */
+    uint64_t reports;           /* NDRs and delay notices spooled */
+    uint64_t ndrs;              /* of them: non-delivery reports */
+    uint64_t delays;            /* of them: delay notices */
+    ims_latency latency_remote; /* recipients delivered to a remote server */
 } ims_outq_stats;
 void ims_outq_get_stats(const ims_outq *q, ims_outq_stats *st);
 /* ims_outq_stop - let the thread finish the commits posted (their done callbacks are not
@@ -1365,6 +1411,9 @@ typedef struct ims_pickup_stats {
     uint64_t rcpt_failed; /* receivers skipped: no route */
     uint64_t retried;     /* submissions that failed and were (or will be) tried again */
     uint64_t in_flight;   /* messages submitted whose commit has not answered yet */
+    uint64_t entered;     /* files taken into the claim directory (claimed) */
+    uint64_t left;        /* of them: spooled, moved to Bad, or gone */
+    uint64_t bytes;       /* bytes of the claimed files not yet left */
 } ims_pickup_stats;
 
 /* ims_pickup_claim_dir - "<mts_out>/.taking" into out (n bytes): the spool's pickup_dir.

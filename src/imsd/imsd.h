@@ -121,25 +121,6 @@ int imsd_dirs_prepare(const ims_settings *s, const char *root, const imsd_run *r
  * IMS_EV_ACCOUNT (logged). */
 int imsd_privs_drop(const imsd_account *a, ims_log *log);
 
-/* --- stats.c: counters and the console's statistics ------------------------------------ */
-
-typedef struct imsd_stats {
-    struct timespec started; /* CLOCK_MONOTONIC */
-    unsigned conn_in_current;
-    uint64_t conn_in_total;
-    uint64_t conn_in_rejected;
-    uint64_t msg_in; /* messages received from the Internet (issue 6 on) */
-    uint64_t msg_out;
-    unsigned queued_mts_in; /* queue sizes (issue 6 on) */
-    unsigned queued_mts_out;
-    unsigned queued_in;
-    unsigned queued_out;
-} imsd_stats;
-
-void imsd_stats_init(imsd_stats *st);
-/* imsd_stats_print - the console's statistics block, a fixed layout. */
-void imsd_stats_print(const imsd_stats *st, FILE *f);
-
 /* --- control.c: the control socket ($IMS_ROOT/run/control) ------------------------------
  * imsctl's way into the running service: AF_UNIX, mode 0600, root and the service account
  * only (SO_PEERCRED). A client sends one request line (TAB-separated words, LF); the answer is
@@ -195,6 +176,62 @@ const char *imsd_ctl_who(const imsd_ctl_req *r);
  * their cancel; a request still with its handler is detached (it stays valid, answers go
  * nowhere) until its imsd_ctl_end frees it. c may be NULL. */
 void imsd_control_close(imsd_control *c);
+
+typedef struct imsd_server imsd_server;
+
+/* --- stats.c: counters, their history, the console's statistics, `stats`, /metrics ------ */
+
+#define IMSD_STATS_HISTORY 300     /* one-second samples kept (rates, the stats-history command) */
+#define IMSD_SESSION_STATES_MAX 16 /* distinct inbound session states counted */
+
+/* imsd_stats - the counters the loop's thread keeps itself (conn.c, session.c, outbound.c);
+ * the libraries' (spool, outbound queue, pickups) are read when a snapshot is made. */
+typedef struct imsd_stats {
+    struct timespec started; /* CLOCK_MONOTONIC */
+    unsigned conn_in_current;
+    uint64_t conn_in_total;
+    uint64_t conn_in_rejected;
+    uint64_t msg_in;                   /* messages received over SMTP (committed) */
+    uint64_t bytes_in;                 /* their bytes */
+    uint64_t ndr_in;                   /* of them: reports (from the null sender <>) */
+    uint64_t tls_in_ok, tls_in_failed; /* inbound handshakes completed, failed */
+    unsigned conn_out_current;         /* open or opening */
+    uint64_t conn_out_total;           /* connections opened to remote servers */
+    uint64_t conn_out_failed; /* of them: never got past the greeting (refused, timed out) */
+    uint64_t msg_out;         /* messages a remote server took for at least one recipient */
+    uint64_t bytes_out;       /* their bytes */
+    uint64_t tls_out_ok, tls_out_failed;
+    uint64_t dns_failures; /* lookups of a destination that failed (transient or permanent) */
+    struct imsd_stats_ring *ring; /* the history; NULL until imsd_stats_start */
+} imsd_stats;
+
+/* imsd_snap - everything at one moment, each a plain number (stats.c's table names them). */
+typedef struct imsd_snap {
+    uint64_t uptime;
+    imsd_stats own; /* the loop's counters */
+    ims_spool_stats spool;
+    ims_outq_stats outq;
+    ims_pickup_stats mts_out; /* MTS-OUT's pickup */
+    ims_pickup_stats pickup;  /* RootDir/Pickup's */
+    uint64_t mts_out_queued;  /* mts_out.entered - mts_out.left */
+    size_t nstates;
+    const char *state_name[IMSD_SESSION_STATES_MAX];
+    uint64_t state_count[IMSD_SESSION_STATES_MAX];
+} imsd_snap;
+
+void imsd_stats_init(imsd_stats *st);
+/* imsd_stats_start - sample the counters every second into the history (on base); answer
+ * the control commands "stats" and "stats-history" on ctl (NULL: none). Returns 0 or ENOMEM. */
+int imsd_stats_start(imsd_stats *st, imsd_server *srv, imsd_control *ctl);
+/* imsd_stats_stop - the sampling's timer and history go. */
+void imsd_stats_stop(imsd_stats *st);
+/* imsd_stats_snapshot - every counter now. */
+void imsd_stats_snapshot(imsd_server *srv, imsd_snap *out);
+/* imsd_stats_print - the console's statistics block, a fixed layout. */
+void imsd_stats_print(imsd_server *srv, FILE *f);
+/* imsd_stats_metrics - the Prometheus exposition of every counter into out. Returns 0 or
+ * ENOMEM. */
+int imsd_stats_metrics(imsd_server *srv, buf *out);
 
 /* --- tls.c: the server's certificate --------------------------------------------------- */
 
@@ -270,6 +307,8 @@ typedef struct imsd_server {
  * on failure). Returns 0 or an errno value. */
 int imsd_server_init(imsd_server *srv, struct event_base *base, const ims_settings *s, ims_log *log,
                      imsd_stats *st, imsd_bound *bound, size_t nbound);
+/* imsd_server_states - the inbound sessions by state (imsd_session_state) into out. */
+void imsd_server_states(imsd_server *srv, imsd_snap *out);
 /* imsd_server_stop - stop accepting (close the listeners); let the sessions in flight finish
  * within timeout seconds, then close them; break the loop when none is left. A second call
  * closes them at once. */
@@ -326,6 +365,7 @@ typedef struct imsd_outbound_options {
     const char *bad_dir;    /* the gateway's Bad folder */
     const char *store_dir;  /* <IMS_ROOT>/store */
     int64_t time_offset;    /* IMS_TIME_OFFSET: seconds the queue adds to the clock's ages */
+    imsd_stats *stats;      /* the outbound counters go here; required */
 } imsd_outbound_options;
 
 /* imsd_outbound_new - open the outbound queue (its recovery starts in its thread) and the
@@ -344,6 +384,8 @@ void imsd_outbound_receipt(void *ob, const char *sender, const void *data, size_
 /* imsd_outbound_stop - end every connection (what was in flight is deferred and recorded) and
  * stop the queue's thread; then close the spool, then imsd_outbound_free. */
 void imsd_outbound_stop(imsd_outbound *ob);
+/* imsd_outbound_queue_stats - the outbound queue's counters. */
+void imsd_outbound_queue_stats(const imsd_outbound *ob, ims_outq_stats *st);
 void imsd_outbound_free(imsd_outbound *ob);
 
 /* --- session.c: what happens on a connection (issue 6: the SMTP server) ---------------- */
@@ -354,6 +396,12 @@ void imsd_outbound_free(imsd_outbound *ob);
  * (logged). imsd_mail_close undoes it (pending commits finish first). */
 int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway);
 void imsd_mail_close(imsd_server *srv);
+/* imsd_mail_stats - the spool's, the outbound queue's and the pickups' counters into out
+ * (zeros for what is not open). */
+void imsd_mail_stats(imsd_server *srv, imsd_snap *out);
+/* imsd_session_state - what c's session is doing: lib/smtp's state name ("greeted", "data",
+ * "committing", ...), or "tls-handshake" while TLS is being set up. A static string. */
+const char *imsd_session_state(imsd_conn *c);
 /* imsd_session_open - a connection was accepted; the session owns what happens on it. */
 void imsd_session_open(imsd_conn *c);
 /* imsd_session_input - bytes arrived in `in`. */

@@ -136,7 +136,7 @@ static void on_console_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     imsd *d = arg;
-    imsd_stats_print(&d->stats, stdout);
+    imsd_stats_print(&d->server, stdout);
 }
 
 /* loop_setup - the event base, the listeners, the signals, the console's timer. Returns 0
@@ -165,6 +165,8 @@ static int loop_setup(imsd *d)
         return ENAMETOOLONG;
     if ((e = imsd_control_open(d->base, ctl_path, d->account.uid, &d->log, &d->control)))
         return e;
+    if ((e = imsd_stats_start(&d->stats, &d->server, d->control)))
+        return e;
     for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
         d->signals[i] = evsignal_new(d->base, stop_signals[i], on_signal, d);
         if (!d->signals[i] || evsignal_add(d->signals[i], NULL))
@@ -183,6 +185,7 @@ static void loop_free(imsd *d)
 {
     imsd_control_close(d->control); /* first: its commands look at what follows */
     d->control = NULL;
+    imsd_stats_stop(&d->stats);
     if (d->console_timer)
         event_free(d->console_timer);
     d->console_timer = NULL;
