@@ -214,6 +214,8 @@ typedef struct ims_listen {
     uint8_t kind; /* ims_listen_kind */
 } ims_listen;
 
+#define IMS_METRICS_ADDRESS_MAX 80 /* bytes of MetricsAddress, "[v6 address]:port" and NUL */
+
 /* Server TLS and AUTH (docs/ims.md, "TLS and authentication"). */
 #define IMS_TLS_FILE_MAX 256 /* bytes of a TlsCertificateFile or TlsKeyFile path, NUL included */
 
@@ -282,6 +284,8 @@ typedef struct ims_settings {
     uint32_t disable_auth;                       /* DisableAuth: 0 */
     uint32_t client_submit_homed_only;           /* ClientSubmitHomedOnly: 0 */
     uint32_t client_submit_match_account;        /* ClientSubmitMatchAccount: 0 */
+    char metrics_address[IMS_METRICS_ADDRESS_MAX]; /* MetricsAddress (ours): "host:port" of the
+                                                    * Prometheus endpoint; "" = none */
     struct ims_route_entry {
         char domain[256];        /* the subkey's name: this domain and its sub-domains */
         char host[IMS_HOST_MAX]; /* IMS_ROUTING_INBOUND, IMS_ROUTING_DNS or a host spec */
@@ -443,6 +447,9 @@ bool ims_creds_find(const ims_creds *c, const ims_settings *s, ims_route_kind ki
  * and the listener's kind: smtp (the default), submission, submissions or smtps (any case).
  * Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);
+/* ims_metrics_address_parse - MetricsAddress: "address:port" ("[v6]:port"), a numeric
+ * address, no listener kind. Returns 0 or -1. */
+int ims_metrics_address_parse(const char *text, ims_listen *out);
 /* ims_listen_kind_name - "smtp", "submission", "submissions" ("?" for another value). */
 const char *ims_listen_kind_name(ims_listen_kind k);
 

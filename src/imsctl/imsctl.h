@@ -129,5 +129,7 @@ int ic_cmd_start(unsigned timeout);
 int ic_cmd_stop(unsigned timeout, bool force);
 int ic_cmd_restart(unsigned timeout, bool force);
 int ic_cmd_status(void);
+/* ic_cmd_stats - stats.c: the counters of the running service (exit 3: not running). */
+int ic_cmd_stats(bool json);
 
 #endif

@@ -28,6 +28,8 @@ static const char usage_text[] =
     "  restart [--timeout S] [--force]\n"
     "                           stop (when running), then start\n"
     "  status                   running or not: pid, profile, uptime, listeners, account\n"
+    "  stats [--json]           the running service's performance counters (exit 3: it\n"
+    "                           is not running); --json for scripts\n"
     "\n"
     "install options:\n"
     "  --account USER           the service account (ObjectName): imsd runs as USER. Root\n"
@@ -41,7 +43,7 @@ static const char usage_text[] =
     "                           postmaster: postmaster@NAME) when it does not exist\n"
     "\n"
     "Environment: IMS_ROOT (the state root, default " BASE_DEFAULT_ROOT ").\n"
-    "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status) stopped.\n";
+    "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status, stats) stopped.\n";
 
 int ic_error(const char *fmt, ...)
 {
@@ -83,6 +85,7 @@ enum {
     OPT_TIMEOUT,
     OPT_FORCE,
     OPT_DOMAIN,
+    OPT_JSON,
     OPT_COUNT,
 };
 static const struct {
@@ -92,6 +95,7 @@ static const struct {
     [OPT_ACCOUNT] = {"account", true},   [OPT_LISTEN] = {"listen", true},
     [OPT_ROOT_DIR] = {"root-dir", true}, [OPT_TIMEOUT] = {"timeout", true},
     [OPT_FORCE] = {"force", false},      [OPT_DOMAIN] = {"domain", true},
+    [OPT_JSON] = {"json", false},
 };
 
 #define BIT(o) (1u << (o))
@@ -108,6 +112,7 @@ static const command commands[] = {
     {"stop", BIT(OPT_TIMEOUT) | BIT(OPT_FORCE)},
     {"restart", BIT(OPT_TIMEOUT) | BIT(OPT_FORCE)},
     {"status", 0},
+    {"stats", BIT(OPT_JSON)},
 };
 
 /* parsed - what the options said. */
@@ -116,6 +121,7 @@ typedef struct parsed {
     bool has_timeout;
     unsigned timeout;
     bool force;
+    bool json;
 } parsed;
 
 static int parse_timeout(const char *text, unsigned *out)
@@ -201,6 +207,9 @@ static int parse_options(const command *c, int argc, char **argv, parsed *p)
         case OPT_FORCE:
             p->force = true;
             break;
+        case OPT_JSON:
+            p->json = true;
+            break;
         }
         if (rc)
             return rc;
@@ -229,7 +238,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2)
         return ic_usage_error("a command is needed (install, uninstall, start, stop, restart, "
-                              "status)");
+                              "status, stats)");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, stdout);
         return IC_EXIT_OK;
@@ -267,5 +276,7 @@ int main(int argc, char **argv)
         return ic_cmd_stop(p.has_timeout ? p.timeout : IC_STOP_TIMEOUT, p.force);
     if (!strcmp(c->name, "restart"))
         return ic_cmd_restart(p.has_timeout ? p.timeout : 0, p.force);
+    if (!strcmp(c->name, "stats"))
+        return ic_cmd_stats(p.json);
     return ic_cmd_status();
 }

@@ -111,6 +111,9 @@ int imsd_account_resolve(const ims_settings *s, ims_log *log, imsd_account *a);
  * stays open. Returns IMS_OK or IMS_EV_LISTEN_FAILED (logged). */
 int imsd_listeners_bind(const ims_settings *s, ims_log *log, imsd_bound *out, size_t *nout);
 void imsd_listeners_close(imsd_bound *b, size_t n);
+/* imsd_listen_one - one listening socket on l (as imsd_listeners_bind makes them). Returns
+ * IMS_OK or IMS_EV_LISTEN_FAILED (logged). */
+int imsd_listen_one(const ims_listen *l, ims_log *log, imsd_bound *out);
 /* imsd_listeners_text - "a b c" (sep " ") or "a, b, c" into out. */
 void imsd_listeners_text(const imsd_bound *b, size_t n, const char *sep, char *out, size_t size);
 /* imsd_dirs_prepare - as root: <root>/run, <root>/store and RootDir exist and belong to the
@@ -232,6 +235,36 @@ void imsd_stats_print(imsd_server *srv, FILE *f);
 /* imsd_stats_metrics - the Prometheus exposition of every counter into out. Returns 0 or
  * ENOMEM. */
 int imsd_stats_metrics(imsd_server *srv, buf *out);
+typedef struct imsd_http imsd_http;
+/* imsd_stats_serve - route GET /metrics on h to imsd_stats_metrics. Returns 0 or an errno. */
+int imsd_stats_serve(imsd_http *h, imsd_server *srv);
+
+/* --- http.c: the HTTP endpoint (MetricsAddress): /metrics, and what else is routed ------- */
+
+#define IMSD_HTTP_HEADERS_MAX 8192   /* bytes of a request's headers */
+#define IMSD_HTTP_BODY_MAX 4096      /* bytes of a request's body (GET has none) */
+#define IMSD_HTTP_TIMEOUT 10         /* seconds to send a request, or to take the answer */
+#define IMSD_HTTP_CONNECTIONS_MAX 16 /* connections served at once; requests on more: 503 */
+#define IMSD_HTTP_ROUTES_MAX 16
+#define IMSD_HTTP_PATH_MAX 128
+
+typedef struct imsd_http imsd_http;
+struct evhttp_request;
+/* A route's handler answers req (evhttp_send_reply or evhttp_send_error) before returning. */
+typedef void (*imsd_http_fn)(void *arg, struct evhttp_request *req);
+
+/* imsd_http_bind - as root, before the privilege drop: the MetricsAddress socket into out
+ * (fd -1 when MetricsAddress is empty); an address that is not loopback gets a warning event.
+ * Returns IMS_OK or IMS_EV_LISTEN_FAILED (logged: a start failure). */
+int imsd_http_bind(const ims_settings *s, ims_log *log, imsd_bound *out);
+/* imsd_http_open - serve HTTP on the bound socket (taken over, closed on failure too) on
+ * base: GET and HEAD only, bounded by the IMSD_HTTP_* limits. Returns 0 or ENOMEM. */
+int imsd_http_open(struct event_base *base, imsd_bound *bound, ims_log *log, imsd_http **out);
+/* imsd_http_route - GET path (exactly, without the query) is answered by fn. Returns 0,
+ * EEXIST, EINVAL or ENOSPC. */
+int imsd_http_route(imsd_http *h, const char *path, imsd_http_fn fn, void *arg);
+/* imsd_http_free - close the socket and every connection. h may be NULL. */
+void imsd_http_free(imsd_http *h);
 
 /* --- tls.c: the server's certificate --------------------------------------------------- */
 

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <stddef.h>
+
+#include <event2/http.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -697,4 +699,27 @@ int imsd_stats_metrics(imsd_server *srv, buf *out)
         rc = ims_metric_histogram(out, "ims_delivery_latency_seconds", remote,
                                   &s.outq.latency_remote);
     return rc;
+}
+
+/* metrics_get - GET /metrics: the Prometheus text exposition format, version 0.0.4. */
+static void metrics_get(void *arg, struct evhttp_request *req)
+{
+    imsd_server *srv = arg;
+    buf b = BUF_INIT;
+    struct evbuffer *body = evbuffer_new();
+    if (!body || imsd_stats_metrics(srv, &b) || evbuffer_add(body, b.data, b.len)) {
+        evhttp_send_error(req, HTTP_INTERNAL, "Out of memory");
+    } else {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "text/plain; version=0.0.4; charset=utf-8");
+        evhttp_send_reply(req, HTTP_OK, "OK", body);
+    }
+    if (body)
+        evbuffer_free(body);
+    buf_free(&b);
+}
+
+int imsd_stats_serve(imsd_http *h, imsd_server *srv)
+{
+    return imsd_http_route(h, "/metrics", metrics_get, srv);
 }
