@@ -311,3 +311,135 @@ def test_metrics_address_taken_fails_the_start():
         holder.close()
         run("imsctl", "stop", env=dict(os.environ, IMS_ROOT=root), check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+ZONE2 = """
+remote.test      MX 10 mx1.remote.test
+mx1.remote.test  A  127.0.0.2
+dead.test        MX 10 mx1.dead.test
+mx1.dead.test    A  127.0.0.6
+"""
+
+
+@pytest.fixture(scope="module")
+def pki():
+    import sys
+    from conftest import REPO
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from tls_certs import make_pki
+    d = tempfile.mkdtemp(prefix="ims-pki-")
+    os.chmod(d, 0o755)  # the service account (nobody, under root) reads the key
+    try:
+        yield make_pki(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def smtp_session(svc):
+    import smtplib
+    return smtplib.SMTP("127.0.0.1", svc.port, timeout=WAIT)
+
+
+def test_every_other_counter_moves(world, pki):
+    """Each counter the first test leaves at zero moves here by what was done: TLS in and out
+    (a failed handshake too), a report received, a DNS failure with its NDR, a refused outbound
+    connection, MTS-OUT and the Pickup directory, sessions by state, a refused connection."""
+    import smtplib
+    import ssl
+    world.dns(ZONE2)
+    peer = world.peer("127.0.0.2", tls=(pki.chain, pki.key))
+    mport = free_port()
+    svc = world.service(params=metrics_params(mport) + [
+        ("TlsCertificateFile", "REG_SZ", pki.chain), ("TlsKeyFile", "REG_SZ", pki.key),
+        ("MaxInboundConnections", "REG_DWORD", "3"), ("RetryInterval", "REG_SZ", "1")])
+    m0 = parse_metrics(fetch(mport))
+
+    # Inbound STARTTLS: one handshake that works, one that fails (garbage for a ClientHello).
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    ctx.check_hostname = False
+    with smtp_session(svc) as c:
+        c.ehlo("client.test")
+        c.starttls(context=ctx)
+        c.ehlo("client.test")
+        c.sendmail("bob@example.com", ["alice@example.com"], local_message(0))
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=WAIT) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO client.test\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        s.sendall(b"STARTTLS\r\n")
+        assert f.readline().startswith(b"220")
+        s.sendall(b"this is no ClientHello\r\n" * 4)
+        try:
+            f.read()  # until imsd closes (an alert, or a reset for the bytes it left unread)
+        except ConnectionResetError:
+            pass
+    # A report received: from the null sender.
+    send(svc, "", ["alice@example.com"], local_message(1))
+    # Out: over TLS to the peer; to a domain DNS does not know (failed for good: an NDR);
+    # to an exchanger nobody listens on (refused: deferred).
+    send(svc, "alice@example.com", ["x@remote.test"], message("tls out"))
+    send(svc, "alice@example.com", ["y@nowhere.test"], message("no such domain"))
+    send(svc, "alice@example.com", ["z@dead.test"], message("nobody home"))
+    # MTS-OUT and the Pickup directory.
+    mts = os.path.join(svc.root, "store", "MSExchangeIMC", ".MTS-OUT")
+    with open(os.path.join(mts, "tmp", "m1"), "wb") as f:
+        f.write(b"X-Sender: <boss@example.org>\nX-Receiver: <alice@example.com>\n"
+                b"Subject: from MTS-OUT\n\nHello.\n")
+    os.rename(os.path.join(mts, "tmp", "m1"), os.path.join(mts, "new", "m1"))
+    pick = os.path.join(svc.root, "imcdata", "Pickup")
+    with open(os.path.join(pick, ".p1"), "wb") as f:
+        f.write(b"From: Boss <boss@example.org>\nTo: Alice <alice@example.com>\n"
+                b"Subject: from Pickup\n\nHello.\n")
+    os.chmod(os.path.join(pick, ".p1"), 0o644)
+    os.rename(os.path.join(pick, ".p1"), os.path.join(pick, "p1"))
+
+    def settled():
+        m = parse_metrics(fetch(mport))
+        done = (delta(m, m0, "ims_ndrs_sent_total") >= 1 and
+                delta(m, m0, "ims_connections_outbound_failed_total") >= 1 and
+                delta(m, m0, "ims_messages_sent_total") >= 1 and
+                delta(m, m0, "ims_mts_out_messages_left_total") >= 1 and
+                delta(m, m0, "ims_pickup_messages_total") >= 1)
+        return m if done else None
+    m1 = wait_for(settled, "the outbound results, MTS-OUT and Pickup counted")
+    want = {
+        'ims_tls_handshakes_total{direction="inbound"}': 1,
+        'ims_tls_handshakes_failed_total{direction="inbound"}': 1,
+        'ims_tls_handshakes_total{direction="outbound"}': 1,
+        'ims_tls_handshakes_failed_total{direction="outbound"}': 0,
+        "ims_ndrs_received_total": 1,
+        "ims_messages_sent_total": 1,
+        "ims_ndrs_sent_total": 1,
+        'ims_recipients_failed_total{route="remote"}': 1,
+        "ims_mts_out_messages_entered_total": 1,
+        "ims_mts_out_messages_left_total": 1,
+        "ims_pickup_messages_total": 1,
+    }
+    for key, n in want.items():
+        assert delta(m1, m0, key) == n, (key, m0.get(key), m1.get(key))
+    assert delta(m1, m0, "ims_dns_failures_total") >= 1  # nowhere.test (looked up per try)
+    assert delta(m1, m0, 'ims_recipients_deferred_total{route="remote"}') >= 1  # dead.test
+    assert m1['ims_queue_messages{queue="mts-out"}'] == 0
+    assert m1['ims_queue_bytes{queue="mts-out"}'] == 0
+
+    # Sessions by state, and the connection MaxInboundConnections (3) turns away.
+    held = []
+    try:
+        for _ in range(3):
+            c = smtplib.SMTP("127.0.0.1", svc.port, timeout=WAIT)
+            c.ehlo("client.test")
+            held.append(c)
+        m2 = parse_metrics(fetch(mport))
+        assert m2['ims_sessions_inbound{state="greeted"}'] == 3, m2
+        assert m2["ims_connections_inbound"] == 3
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=WAIT) as s:
+            assert s.makefile("rb").readline().startswith(b"421")
+        m3 = wait_for(lambda: (lambda m: m if delta(m, m2, "ims_connections_rejected_total") == 1
+                               else None)(parse_metrics(fetch(mport))), "the refusal counted")
+        assert delta(m3, m2, "ims_connections_inbound_total") == 1
+    finally:
+        for c in held:
+            c.close()
+    promtool_check(fetch(mport))
