@@ -335,18 +335,19 @@ static void who_text(uid_t uid, char *out, size_t size)
     struct passwd pw, *res = NULL;
     char tmp[4096];
     if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) || !res)
-        snprintf(out, size, "uid %lu (uid %lu)", (unsigned long)uid, (unsigned long)uid);
+        snprintf(out, size, "uid %lu", (unsigned long)uid); /* no name: the number alone */
     else
         snprintf(out, size, "%s (uid %lu)", pw.pw_name, (unsigned long)uid);
 }
 
-/* ping - the built-in command: proves the socket works end to end. */
+/* ping - the built-in command: proves the socket works end to end, and says who asked. */
 static void ctl_ping(void *arg, imsd_ctl_req *r, int argc, char **argv)
 {
     (void)arg;
     (void)argc;
     (void)argv;
-    imsd_ctl_printf(r, "imsd %s pid %ld\n", IMSD_VERSION, (long)getpid());
+    imsd_ctl_printf(r, "imsd %s pid %ld\nclient %s\n", IMSD_VERSION, (long)getpid(),
+                    imsd_ctl_who(r));
     imsd_ctl_end(r, 0, NULL);
 }
 

@@ -66,6 +66,9 @@ def test_socket_mode_and_ping(svc):
     assert lines[-1] == ".OK", out
     assert lines[0].startswith("imsd "), out
     assert f"pid {svc.pid()}" in lines[0]
+    import pwd
+    me = os.geteuid()
+    assert lines[1] == f"client {pwd.getpwuid(me).pw_name} (uid {me})", out
 
 
 def test_unknown_and_malformed(svc):
