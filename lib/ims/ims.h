@@ -278,12 +278,12 @@ typedef struct ims_settings {
     char tls_ca_file[IMS_CA_FILE_MAX];         /* TlsCaFile: "" = the system's trust store */
     char
         client_credentials_file[PATH_MAX]; /* ClientCredentialsFile: <IMS_ROOT>/ClientCredentials */
-    char tls_certificate_file[IMS_TLS_FILE_MAX]; /* TlsCertificateFile: "" = no server TLS */
-    char tls_key_file[IMS_TLS_FILE_MAX];         /* TlsKeyFile: "" = the certificate file's */
-    uint32_t allow_auth_without_tls;             /* AllowAuthWithoutTls: 0 */
-    uint32_t disable_auth;                       /* DisableAuth: 0 */
-    uint32_t client_submit_homed_only;           /* ClientSubmitHomedOnly: 0 */
-    uint32_t client_submit_match_account;        /* ClientSubmitMatchAccount: 0 */
+    char tls_certificate_file[IMS_TLS_FILE_MAX];   /* TlsCertificateFile: "" = no server TLS */
+    char tls_key_file[IMS_TLS_FILE_MAX];           /* TlsKeyFile: "" = the certificate file's */
+    uint32_t allow_auth_without_tls;               /* AllowAuthWithoutTls: 0 */
+    uint32_t disable_auth;                         /* DisableAuth: 0 */
+    uint32_t client_submit_homed_only;             /* ClientSubmitHomedOnly: 0 */
+    uint32_t client_submit_match_account;          /* ClientSubmitMatchAccount: 0 */
     char metrics_address[IMS_METRICS_ADDRESS_MAX]; /* MetricsAddress (ours): "host:port" of the
                                                     * Prometheus endpoint; "" = none */
     struct ims_route_entry {
@@ -447,6 +447,8 @@ bool ims_creds_find(const ims_creds *c, const ims_settings *s, ims_route_kind ki
  * and the listener's kind: smtp (the default), submission, submissions or smtps (any case).
  * Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);
+/* ims_listen_loopback - l's address is a loopback one (127.0.0.0/8, ::1, ::ffff:127.x.x.x). */
+bool ims_listen_loopback(const ims_listen *l);
 /* ims_metrics_address_parse - MetricsAddress: "address:port" ("[v6]:port"), a numeric
  * address, no listener kind. Returns 0 or -1. */
 int ims_metrics_address_parse(const char *text, ims_listen *out);

@@ -268,6 +268,17 @@ static int listen_kind_parse(const char *word, uint8_t *out)
     return -1;
 }
 
+bool ims_listen_loopback(const ims_listen *l)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, l->host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, l->host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
 int ims_metrics_address_parse(const char *text, ims_listen *out)
 {
     /* A listener's syntax without the kind word: an endpoint that speaks HTTP, not SMTP. */

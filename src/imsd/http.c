@@ -3,7 +3,6 @@
  * (/metrics is stats.c's; the administrator's page may add more). */
 #include "imsd.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,21 +27,6 @@ struct imsd_http {
     size_t nconns;
 };
 
-static bool loopback(const ims_listen *l)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, l->host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, l->host, &a6) == 1) {
-        if (IN6_IS_ADDR_LOOPBACK(&a6))
-            return true;
-        /* ::ffff:127.x.x.x */
-        return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
-    }
-    return false;
-}
-
 int imsd_http_bind(const ims_settings *s, ims_log *log, imsd_bound *out)
 {
     out->fd = -1;
@@ -59,7 +43,7 @@ int imsd_http_bind(const ims_settings *s, ims_log *log, imsd_bound *out)
     int rc = imsd_listen_one(&l, log, out);
     if (rc)
         return rc;
-    if (!loopback(&l))
+    if (!ims_listen_loopback(&l))
         ims_log_event(log, IMS_EV_INTERNAL, IMS_CAT_INIT_TERM, IMS_SEV_WARNING, IMS_LEVEL_NONE,
                       "The metrics endpoint listens on %s, which is not a loopback address: "
                       "anyone who can reach it reads the service's counters",

@@ -150,3 +150,23 @@ def test_stranger_refused(svc):
         out = f.read()
     os.waitpid(pid, 0)
     assert out == b".ERR permission denied\n"
+
+
+def test_hang_up_mid_answer(svc):
+    """A client that goes away while a stream (stats-history) or an answer is under way costs
+    the service nothing: the next request is answered, and the clients' slots came back."""
+    for _ in range(CLIENTS_MAX + 4):  # more than the slots: each one must be given back
+        with connect(svc.root) as s:
+            s.sendall(b"stats-history\n")
+            s.recv(1)
+        with connect(svc.root) as s:
+            s.sendall(b"stats\n")
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        out = call(svc.root, b"ping\n")
+        if out.endswith(b".OK\n"):
+            break
+        time.sleep(0.05)
+    assert out.endswith(b".OK\n"), out
+    out = call(svc.root, b"stats-history\n")
+    assert out.startswith(b"time\t") and out.endswith(b"\n.OK\n"), out[-200:]

@@ -1,6 +1,6 @@
 /* metrics_test.c - unit tests of lib/ims metrics.c: the latency histogram's buckets, the
  * Prometheus text format's HELP/TYPE lines, label and help escaping, cumulative buckets; and
- * MetricsAddress's syntax (settings.c). */
+ * MetricsAddress's syntax and the loopback test (settings.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -136,13 +136,33 @@ static void test_metrics_address(void **state)
     }
 }
 
+static void test_loopback(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        bool loopback;
+    } cases[] = {
+        {"127.0.0.1:1", true},  {"127.1.2.3:1", true},
+        {"[::1]:1", true},      {"[::ffff:127.0.0.1]:1", true},
+        {"0.0.0.0:1", false},   {"192.0.2.1:1", false},
+        {"[::]:1", false},      {"[2001:db8::1]:1", false},
+        {"128.0.0.1:1", false},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        ims_listen l;
+        assert_int_equal(ims_metrics_address_parse(cases[i].text, &l), 0);
+        if (ims_listen_loopback(&l) != cases[i].loopback)
+            fail_msg("%s: got %d", cases[i].text, !cases[i].loopback);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_latency),
-        cmocka_unit_test(test_head_and_samples),
-        cmocka_unit_test(test_histogram),
-        cmocka_unit_test(test_metrics_address),
+        cmocka_unit_test(test_latency),   cmocka_unit_test(test_head_and_samples),
+        cmocka_unit_test(test_histogram), cmocka_unit_test(test_metrics_address),
+        cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
