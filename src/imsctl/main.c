@@ -43,7 +43,8 @@ static const char usage_text[] =
     "                           postmaster: postmaster@NAME) when it does not exist\n"
     "\n"
     "Environment: IMS_ROOT (the state root, default " BASE_DEFAULT_ROOT ").\n"
-    "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status, stats) stopped.\n";
+    "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status, stats)\n"
+    "stopped.\n";
 
 int ic_error(const char *fmt, ...)
 {
