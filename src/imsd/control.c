@@ -176,12 +176,16 @@ static void req_run(imsd_ctl_req *r, char *line, size_t len)
 {
     imsd_control *c = r->ctl;
     r->line = line;
-    r->argv = calloc(IMS_CTL_ARGS_MAX + 1, sizeof *r->argv);
+    size_t words = 1;
+    for (size_t i = 0; i < len; i++)
+        words += line[i] == '\t';
+    int max = words > IMS_CTL_ARGS_MAX ? IMS_CTL_ARGS_MAX : (int)words;
+    r->argv = calloc((size_t)max + 1, sizeof *r->argv);
     if (!r->argv) {
         req_final(r, ENOMEM, "out of memory");
         return;
     }
-    int argc = ims_ctl_split(line, len, r->argv, IMS_CTL_ARGS_MAX);
+    int argc = ims_ctl_split(line, len, r->argv, max);
     if (argc < 0) {
         req_final(r, E2BIG, "too many words in the request");
         return;

@@ -76,6 +76,11 @@ def test_unknown_and_malformed(svc):
     assert call(svc.root, b"\n") == b".ERR empty request\n"
     # CRLF is taken as LF
     assert call(svc.root, b"ping\r\n").endswith(b".OK\n")
+    # at most 4096 words (IMS_CTL_ARGS_MAX)
+    assert call(svc.root, b"\t".join([b"ping"] * 4097) + b"\n") == \
+        b".ERR too many words in the request\n"
+    assert call(svc.root, b"\t".join([b"nosuch"] * 4096) + b"\n") == \
+        b".ERR unknown command nosuch\n"
 
 
 def test_request_too_long(svc):
