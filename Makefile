@@ -143,11 +143,16 @@ bench-outbound: all
 # the mailbox postmaster. As root the service runs as "nobody" (the network side never runs
 # as root); install stops at once, saying why, when that account cannot reach ./var.
 RUN_DOMAINS = localhost $(filter %.%,$(shell hostname -f 2>/dev/null))
+# ... and the counters in Prometheus' text format at http://127.0.0.1:9125/metrics.
+RUN_METRICS = 127.0.0.1:9125
+RUN_PARAMETERS = HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters
 run: deps all
 	@mkdir -p var && chmod 0755 var
 	IMS_ROOT=$(CURDIR)/var $(BIN)/imsctl install --listen 127.0.0.1:2525 \
 	    $(addprefix --domain ,$(RUN_DOMAINS)) \
 	    $$( [ "$$(id -u)" = 0 ] && echo --account $${IMS_ACCOUNT:-nobody} )
+	IMS_ROOT=$(CURDIR)/var $(BIN)/reg add '$(RUN_PARAMETERS)' /v MetricsAddress /t REG_SZ \
+	    /d $(RUN_METRICS) /f >/dev/null
 	IMS_ROOT=$(CURDIR)/var exec $(BIN)/imsd -console
 
 # ims-sendmail goes to sbin; /usr/sbin/sendmail points to it only with SENDMAIL=yes, and never

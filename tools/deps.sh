@@ -14,10 +14,12 @@ set -eu
 # data/msexchangeimc.service's confinement, then runs imsd inside it (its system call filter
 # through libseccomp) under strace. Only the programs: nothing is started.
 # libnet-ssleay-perl and libio-socket-ssl-perl: swaks --tls (tests/e2e/test_submission.py).
+# prometheus: for promtool, which checks imsd's /metrics (tests/e2e/test_metrics.py). Only the
+# program: no Prometheus server is started.
 PKGS="make gcc clang pkg-config liblmdb-dev lmdb-utils libevent-dev libssl-dev libc-ares-dev
 libcrypt-dev libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
 postfix nmap dovecot-core mutt python3-dnslib openssl python3-aiosmtpd bsd-mailx
-systemd strace python3-seccomp libnet-ssleay-perl libio-socket-ssl-perl"
+systemd strace python3-seccomp libnet-ssleay-perl libio-socket-ssl-perl prometheus"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -52,6 +54,10 @@ case " $missing " in
 *" dovecot-core "*) new_dovecot=1 ;;
 *) new_dovecot=0 ;;
 esac
+case " $missing " in
+*" prometheus "*) new_prometheus=1 ;;
+*) new_prometheus=0 ;;
+esac
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
@@ -63,6 +69,15 @@ if [ "$new_postfix" = 1 ]; then
     fi
     if /usr/sbin/postfix status >/dev/null 2>&1; then
         /usr/sbin/postfix stop >/dev/null 2>&1 || true
+    fi
+fi
+if [ "$new_prometheus" = 1 ]; then
+    # Only promtool is wanted: the postinst may start the Prometheus server (port 9090).
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        update-rc.d prometheus disable >/dev/null 2>&1 || true
     fi
 fi
 if [ "$new_dovecot" = 1 ]; then

@@ -55,6 +55,8 @@ typedef struct dl_item {
     bool recovered; /* look in cur/ too: an earlier copy may have been read and moved there */
     bool finished;  /* set by the round: nothing left to do */
     unsigned attempts;
+    bool mts_counted;  /* its MTS-IN copy is in the counters (mts_in_queued, _bytes) */
+    uint64_t mts_size; /* ... with this size */
 } dl_item;
 
 struct ims_deliverer {
@@ -82,6 +84,8 @@ struct ims_deliverer {
     size_t queued;
     bool stopping;
     uint64_t delivered, deferred, finished;
+    uint64_t mts_entered, mts_queued, mts_bytes;
+    ims_latency latency;
     pthread_t thread;
     bool running;
 };
@@ -355,6 +359,34 @@ static bool locals_done(const dl_msg *m)
     return true;
 }
 
+/* mts_count - m's copy is in MTS-IN/new (entered: written now, not found from before). */
+static void mts_count(ims_deliverer *d, dl_msg *m, bool entered)
+{
+    pthread_mutex_lock(&d->lock);
+    if (entered)
+        d->mts_entered++;
+    if (!m->item->mts_counted) {
+        m->item->mts_counted = true;
+        m->item->mts_size = m->size;
+        d->mts_queued++;
+        d->mts_bytes += m->size;
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* mts_remove - m's copy leaves MTS-IN. */
+static void mts_remove(ims_deliverer *d, dl_msg *m)
+{
+    unlinkat(d->mts_new_fd, m->name, 0);
+    pthread_mutex_lock(&d->lock);
+    if (m->item->mts_counted) {
+        m->item->mts_counted = false;
+        d->mts_queued--;
+        d->mts_bytes -= m->item->mts_size;
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
 /* start_mts - make sure MTS-IN/new has the message, or start writing it in MTS-IN/tmp. */
 static void start_mts(ims_deliverer *d, dl_msg *m)
 {
@@ -362,6 +394,7 @@ static void start_mts(ims_deliverer *d, dl_msg *m)
     if (fstatat(d->mts_new_fd, m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         m->in_mts = true;
         m->size = (uint64_t)st.st_size;
+        mts_count(d, m, false);
         return;
     }
     m->tmp_fd = openat(d->mts_tmp_fd, m->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -457,10 +490,12 @@ static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
         if (!rc && linkat(d->mts_tmp_fd, m->name, d->mts_new_fd, m->name, 0) && errno != EEXIST)
             rc = errno;
         unlinkat(d->mts_tmp_fd, m->name, 0);
-        if (rc)
+        if (rc) {
             fail(m, rc, SIZE_MAX);
-        else
+        } else {
             m->in_mts = true;
+            mts_count(d, m, true);
+        }
     }
 }
 
@@ -703,6 +738,9 @@ static void mark_done(ims_deliverer *d, dl_msg *m, uint64_t *delivered)
             continue;
         m->f.rcpts[i].done = true;
         (*delivered)++;
+        pthread_mutex_lock(&d->lock);
+        ims_latency_add(&d->latency, (int64_t)(now - m->f.time));
+        pthread_mutex_unlock(&d->lock);
         if (d->tracking)
             ims_tracking_write(d->tracking, now, IMS_TRACK_TRANSFERRED_INBOUND, m->f.id,
                                m->f.sender, m->f.rcpts[i].address, m->f.content_len, m->f.client_ip,
@@ -766,7 +804,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
 static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *finished)
 {
     if (m->parsed && !m->failed && all_done(m)) {
-        unlinkat(d->mts_new_fd, m->name, 0);
+        mts_remove(d, m);
         unlinkat(d->mts_tmp_fd, m->name, 0);
         int rc = d->archive ? renameat(d->in_fd, m->f.id, d->archive_fd, m->f.id)
                             : unlinkat(d->in_fd, m->f.id, 0);
@@ -797,7 +835,7 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
             }
             d->handover(d->handover_arg, m->f.id);
         }
-        unlinkat(d->mts_new_fd, m->name, 0);
+        mts_remove(d, m);
         unlinkat(d->mts_tmp_fd, m->name, 0);
         m->item->finished = true;
         return;
@@ -965,6 +1003,10 @@ void ims_deliverer_stats(ims_deliverer *d, ims_spool_stats *st)
     st->deferred = d->deferred;
     st->finished = d->finished;
     st->queued = d->queued;
+    st->mts_in_entered = d->mts_entered;
+    st->mts_in_queued = d->mts_queued;
+    st->mts_in_bytes = d->mts_bytes;
+    st->latency_local = d->latency;
     pthread_mutex_unlock(&d->lock);
 }
 

@@ -248,6 +248,8 @@ typedef struct ims_listen {
     uint8_t kind; /* ims_listen_kind */
 } ims_listen;
 
+#define IMS_METRICS_ADDRESS_MAX 80 /* bytes of MetricsAddress, "[v6 address]:port" and NUL */
+
 /* Server TLS and AUTH (docs/ims.md, "TLS and authentication"). */
 #define IMS_TLS_FILE_MAX 256 /* bytes of a TlsCertificateFile or TlsKeyFile path, NUL included */
 
@@ -310,12 +312,14 @@ typedef struct ims_settings {
     char tls_ca_file[IMS_CA_FILE_MAX];         /* TlsCaFile: "" = the system's trust store */
     char
         client_credentials_file[PATH_MAX]; /* ClientCredentialsFile: <IMS_ROOT>/ClientCredentials */
-    char tls_certificate_file[IMS_TLS_FILE_MAX]; /* TlsCertificateFile: "" = no server TLS */
-    char tls_key_file[IMS_TLS_FILE_MAX];         /* TlsKeyFile: "" = the certificate file's */
-    uint32_t allow_auth_without_tls;             /* AllowAuthWithoutTls: 0 */
-    uint32_t disable_auth;                       /* DisableAuth: 0 */
-    uint32_t client_submit_homed_only;           /* ClientSubmitHomedOnly: 0 */
-    uint32_t client_submit_match_account;        /* ClientSubmitMatchAccount: 0 */
+    char tls_certificate_file[IMS_TLS_FILE_MAX];   /* TlsCertificateFile: "" = no server TLS */
+    char tls_key_file[IMS_TLS_FILE_MAX];           /* TlsKeyFile: "" = the certificate file's */
+    uint32_t allow_auth_without_tls;               /* AllowAuthWithoutTls: 0 */
+    uint32_t disable_auth;                         /* DisableAuth: 0 */
+    uint32_t client_submit_homed_only;             /* ClientSubmitHomedOnly: 0 */
+    uint32_t client_submit_match_account;          /* ClientSubmitMatchAccount: 0 */
+    char metrics_address[IMS_METRICS_ADDRESS_MAX]; /* MetricsAddress (ours): "host:port" of the
+                                                    * Prometheus endpoint; "" = none */
     struct ims_route_entry {
         char domain[256];        /* the subkey's name: this domain and its sub-domains */
         char host[IMS_HOST_MAX]; /* IMS_ROUTING_INBOUND, IMS_ROUTING_DNS or a host spec */
@@ -504,6 +508,11 @@ bool ims_creds_find(const ims_creds *c, const ims_settings *s, ims_route_kind ki
  * and the listener's kind: smtp (the default), submission, submissions or smtps (any case).
  * Returns 0 or -1. */
 int ims_listen_parse(const char *text, ims_listen *out);
+/* ims_listen_loopback - l's address is a loopback one (127.0.0.0/8, ::1, ::ffff:127.x.x.x). */
+bool ims_listen_loopback(const ims_listen *l);
+/* ims_metrics_address_parse - MetricsAddress: "address:port" ("[v6]:port"), a numeric
+ * address, no listener kind. Returns 0 or -1. */
+int ims_metrics_address_parse(const char *text, ims_listen *out);
 /* ims_listen_kind_name - "smtp", "submission", "submissions" ("?" for another value). */
 const char *ims_listen_kind_name(ims_listen_kind k);
 
@@ -952,6 +961,77 @@ const char *ims_service_gateway(const ims_service *svc);
 /* ims_service_stop - log off, delete the profile, log IMS_EV_SHUTDOWN, free everything. */
 void ims_service_stop(ims_service *svc);
 
+/* --- the control socket's wire format (imsd's run/control, imsctl) ----------------------
+ * A request is one line of words separated by TAB, ended by LF; the answer is body lines
+ * (one starting with '.' gets another '.' in front, as SMTP's DATA), then ".OK" or
+ * ".ERR <text>". Pure functions, shared by both ends. */
+
+#define IMS_CTL_REQUEST_MAX (64 * 1024) /* bytes of a request line, LF included */
+#define IMS_CTL_ARGS_MAX 4096           /* words in one request */
+
+/* ims_ctl_request - append the request line for argv[0..argc-1] to out. Returns 0, EINVAL
+ * (no words, an empty command, or a word holding TAB, CR or LF), E2BIG (longer than
+ * IMS_CTL_REQUEST_MAX or more than IMS_CTL_ARGS_MAX words) or ENOMEM. */
+int ims_ctl_request(buf *out, int argc, const char *const *argv);
+/* ims_ctl_split - split a request line (len bytes without its LF; one trailing CR is dropped)
+ * into words at TABs, in place (TABs become NULs; line[len] must be writable and becomes NUL).
+ * argv gets the words and a NULL after them, so it must hold max + 1 pointers. Returns the
+ * number of words (0 for an empty line), or -1 when there are more than max. */
+int ims_ctl_split(char *line, size_t len, char **argv, int max);
+/* ims_ctl_stuff - append len bytes of body to out, a '.' put before each line that starts
+ * with '.'. *bol says whether the next byte starts a line (true before the first call) and is
+ * kept up to date, so a line may come in pieces. Returns 0 or ENOMEM. */
+int ims_ctl_stuff(buf *out, const void *data, size_t len, bool *bol);
+
+typedef enum ims_ctl_kind {
+    IMS_CTL_BODY, /* a body line */
+    IMS_CTL_OK,   /* the final ".OK" */
+    IMS_CTL_ERR,  /* the final ".ERR <text>" */
+    IMS_CTL_BAD,  /* a line starting with '.' that is none of these */
+} ims_ctl_kind;
+/* ims_ctl_parse - what a received line (len bytes without its LF) is; *text and *n point into
+ * line: the body line without its stuffing dot, or the error text (may be empty). */
+ims_ctl_kind ims_ctl_parse(const char *line, size_t len, const char **text, size_t *n);
+
+/* --- the Prometheus text exposition format (version 0.0.4) --------------------------------
+ * Pure writers into a buf: imsd's /metrics and their unit test. Names must match
+ * [a-zA-Z_:][a-zA-Z0-9_:]* (the callers' constants); label values and help texts are escaped
+ * here. Each returns 0, EINVAL (a bad name) or ENOMEM. */
+
+/* ims_latency - a histogram of delivery latencies (arrival in the spool to final delivery of
+ * one recipient), in fixed buckets of IMS_LATENCY_BOUNDS seconds (upper bounds, inclusive, as
+ * Prometheus' le), the last count for larger ones. Counts per bucket, not cumulative. Arrival
+ * times are whole seconds (the spool's), so a latency is known to the second. */
+#define IMS_LATENCY_BUCKETS 11
+#define IMS_LATENCY_BOUNDS                                                                         \
+    {                                                                                              \
+        1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 432000                                     \
+    }
+typedef struct ims_latency {
+    uint64_t count[IMS_LATENCY_BUCKETS + 1]; /* [IMS_LATENCY_BUCKETS]: above the last bound */
+    uint64_t sum;                            /* seconds, all observations */
+} ims_latency;
+/* ims_latency_add - one observation of seconds (negative: 0). */
+void ims_latency_add(ims_latency *h, int64_t seconds);
+/* ims_latency_bound - bucket i's upper bound in seconds (i < IMS_LATENCY_BUCKETS). */
+unsigned ims_latency_bound(size_t i);
+
+typedef enum ims_metric_type {
+    IMS_METRIC_COUNTER,
+    IMS_METRIC_GAUGE,
+    IMS_METRIC_HISTOGRAM,
+} ims_metric_type;
+
+/* ims_metric_head - "# HELP name help" and "# TYPE name type": once per metric family,
+ * before its samples. */
+int ims_metric_head(buf *out, const char *name, const char *help, ims_metric_type type);
+/* ims_metric_sample - "name{k="v",...} value": labels is NULL or pairs k, v ending in NULL. */
+int ims_metric_sample(buf *out, const char *name, const char *const *labels, uint64_t value);
+/* ims_metric_histogram - the histogram's samples: name_bucket{...,le="b"} for each bound
+ * (cumulative) and le="+Inf", then name_sum and name_count. */
+int ims_metric_histogram(buf *out, const char *name, const char *const *labels,
+                         const ims_latency *h);
+
 /* === the inbound spool ===================================================================
  * RootDir\In with group commit, delivery from it into the recipients' Maildirs through the
  * gateway's MTS-IN, and the message tracking log. Functions return 0 or an errno value. The
@@ -1291,15 +1371,19 @@ int ims_spool_fd(const ims_spool *sp);
 size_t ims_spool_dispatch(ims_spool *sp);
 
 typedef struct ims_spool_stats {
-    uint64_t committed;  /* messages made durable */
-    uint64_t failed;     /* commits that failed */
-    uint64_t rounds;     /* commit rounds (one directory fsync each) */
-    uint64_t file_syncs; /* fdatasync calls on spool files */
-    uint64_t dir_syncs;  /* fsync calls on In */
-    uint64_t delivered;  /* recipients delivered (or found delivered) */
-    uint64_t deferred;   /* recipient deliveries that failed and wait for a retry */
-    uint64_t finished;   /* messages delivered to all recipients and removed from In */
-    uint64_t queued;     /* messages now waiting for (or in) delivery */
+    uint64_t committed;        /* messages made durable */
+    uint64_t failed;           /* commits that failed */
+    uint64_t rounds;           /* commit rounds (one directory fsync each) */
+    uint64_t file_syncs;       /* fdatasync calls on spool files */
+    uint64_t dir_syncs;        /* fsync calls on In */
+    uint64_t delivered;        /* recipients delivered (or found delivered) */
+    uint64_t deferred;         /* recipient deliveries that failed and wait for a retry */
+    uint64_t finished;         /* messages delivered to all recipients and removed from In */
+    uint64_t queued;           /* messages now waiting for (or in) delivery */
+    uint64_t mts_in_entered;   /* copies written into the gateway's MTS-IN */
+    uint64_t mts_in_queued;    /* copies in MTS-IN now (until all their recipients are done) */
+    uint64_t mts_in_bytes;     /* their bytes */
+    ims_latency latency_local; /* recipients delivered into mailboxes */
 } ims_spool_stats;
 
 /* ims_spool_get_stats - counters since open. Thread-safe. */
@@ -1437,7 +1521,10 @@ typedef struct ims_outq_stats {
     uint64_t delivered; /* since open */
     uint64_t deferred;
     uint64_t failed;
-    uint64_t reports; /* NDRs and delay notices spooled */
+    uint64_t reports;           /* NDRs and delay notices spooled */
+    uint64_t ndrs;              /* of them: non-delivery reports */
+    uint64_t delays;            /* of them: delay notices */
+    ims_latency latency_remote; /* recipients delivered to a remote server */
 } ims_outq_stats;
 void ims_outq_get_stats(const ims_outq *q, ims_outq_stats *st);
 /* --- the queues as the administrator sees them (imsctl queues, the admin page) ----------
@@ -1603,6 +1690,9 @@ typedef struct ims_pickup_stats {
     uint64_t rcpt_failed; /* receivers skipped: no route */
     uint64_t retried;     /* submissions that failed and were (or will be) tried again */
     uint64_t in_flight;   /* messages submitted whose commit has not answered yet */
+    uint64_t entered;     /* files taken into the claim directory (claimed) */
+    uint64_t left;        /* of them: spooled, moved to Bad, or gone */
+    uint64_t bytes;       /* bytes of the claimed files not yet left */
 } ims_pickup_stats;
 
 /* ims_pickup_claim_dir - "<mts_out>/.taking" into out (n bytes): the spool's pickup_dir.

@@ -1828,6 +1828,10 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
             q->st.reports++;
         } else if (t->spooled) {
             q->st.reports++;
+            if (t->delayed)
+                q->st.delays++;
+            else
+                q->st.ndrs++;
             buf recs = BUF_INIT;
             for (size_t i = 0; i < t->nrr; i++) {
                 buf_printf(&recs, "%s %zu\n", t->delayed ? "delayed" : "reported", t->rr_idx[i]);
@@ -2007,6 +2011,7 @@ static void apply(ims_outq *q, oq_msg *m, size_t i, const smtp_result *r, const 
                        track_detail(remote, res, NULL)};
         q->st.delivered++;
         q->st.rcpts--;
+        ims_latency_add(&q->st.latency_remote, (int64_t)(wall_now(q) - m->f.time));
         return;
     }
     unsigned attempts = rec->attempts + 1;

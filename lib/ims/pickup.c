@@ -273,6 +273,7 @@ struct pk_job {
     pk_core *core;
     pk_job *next;
     int err;
+    uint64_t size; /* of the claimed file, for the counters */
     char name[NAME_MAX + 1];
 };
 
@@ -331,10 +332,13 @@ static void committed(void *arg, int err, const char *queue_id)
     c->results_tail = &j->next;
     if (c->stats.in_flight)
         c->stats.in_flight--;
-    if (err)
+    if (err) {
         c->stats.retried++;
-    else
+    } else {
         c->stats.taken++;
+        c->stats.left++;
+        c->stats.bytes -= j->size < c->stats.bytes ? j->size : c->stats.bytes;
+    }
     pthread_mutex_unlock(&c->lock);
     wake(c->wake_fd);
     core_unref(c);
@@ -429,6 +433,30 @@ static void retry_later(ims_pickup *p, const char *name, bool claimed)
     p->retry = n;
 }
 
+/* claim_size - the size of the claimed file name (0 when it cannot be seen). */
+static uint64_t claim_size(ims_pickup *p, const char *name)
+{
+    struct stat st;
+    return fstatat(p->claim_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* count_in, count_out - a claimed file enters or leaves the counters (MTS-OUT's queue). */
+static void count_in(ims_pickup *p, uint64_t size)
+{
+    pthread_mutex_lock(&p->core->lock);
+    p->core->stats.entered++;
+    p->core->stats.bytes += size;
+    pthread_mutex_unlock(&p->core->lock);
+}
+
+static void count_out(ims_pickup *p, uint64_t size)
+{
+    pthread_mutex_lock(&p->core->lock);
+    p->core->stats.left++;
+    p->core->stats.bytes -= size < p->core->stats.bytes ? size : p->core->stats.bytes;
+    pthread_mutex_unlock(&p->core->lock);
+}
+
 /* scan - every file of dir_fd (not starting with '.') into the queue. */
 static void scan(ims_pickup *p, int dir_fd, bool claimed)
 {
@@ -445,8 +473,11 @@ static void scan(ims_pickup *p, int dir_fd, bool claimed)
     rewinddir(d);
     struct dirent *e;
     while ((e = readdir(d)))
-        if (e->d_name[0] != '.' && (e->d_type == DT_REG || e->d_type == DT_UNKNOWN))
+        if (e->d_name[0] != '.' && (e->d_type == DT_REG || e->d_type == DT_UNKNOWN)) {
             enqueue(p, e->d_name, claimed);
+            if (claimed) /* left by the last run: in our hands from now on */
+                count_in(p, claim_size(p, e->d_name));
+        }
     closedir(d);
 }
 
@@ -499,12 +530,15 @@ static bool claim(ims_pickup *p, const char *name)
      * are taken (a link or a FIFO moves, and is refused as no file; a directory stays). */
     if (fstatat(p->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
         return false;
-    if (renameat2(p->new_fd, name, p->claim_fd, name, RENAME_NOREPLACE) == 0)
+    if (renameat2(p->new_fd, name, p->claim_fd, name, RENAME_NOREPLACE) == 0) {
+        count_in(p, claim_size(p, name));
         return true;
+    }
     int err = errno;
     if (err == EINVAL || err == ENOSYS) {
         if (linkat(p->new_fd, name, p->claim_fd, name, 0) == 0) {
             unlinkat(p->new_fd, name, 0);
+            count_in(p, claim_size(p, name));
             return true;
         }
         err = errno;
@@ -644,7 +678,7 @@ static void owner_name(uid_t uid, char *out, size_t n)
 }
 
 /* submit - take the claimed file: envelope, routes, content into the spool, commit. */
-static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int *err)
+static pk_outcome submit(ims_pickup *p, const char *name, uint64_t size, const char **why, int *err)
 {
     *why = NULL;
     *err = 0;
@@ -800,6 +834,7 @@ static pk_outcome submit(ims_pickup *p, const char *name, const char **why, int 
     }
     snprintf(j->name, sizeof j->name, "%s", name);
     j->core = p->core;
+    j->size = size;
     pthread_mutex_lock(&p->core->lock);
     p->core->refs++;
     p->core->stats.in_flight++;
@@ -819,15 +854,20 @@ static void take(ims_pickup *p, const char *name)
 {
     const char *why;
     int err;
-    switch (submit(p, name, &why, &err)) {
-    case PK_SUBMITTED:
+    uint64_t size = claim_size(p, name);
+    switch (submit(p, name, size, &why, &err)) {
+    case PK_SUBMITTED: /* leaves the counters when its commit answers */
+        break;
     case PK_GONE:
+        count_out(p, size);
         break;
     case PK_BAD:
         to_bad(p, name, why, p->ev_bad);
+        count_out(p, size);
         break;
     case PK_TOO_BIG:
         to_bad(p, name, why, IMS_EV_DROPDIR_TOO_BIG);
+        count_out(p, size);
         break;
     case PK_RETRY:
         pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,

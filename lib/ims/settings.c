@@ -104,6 +104,13 @@ static bool dns_server_valid(const char *text)
     return ims_dns_server_parse(text, canon, sizeof canon) == 0;
 }
 
+/* metrics_valid - MetricsAddress (ims_metrics_address_parse). */
+static bool metrics_valid(const char *text)
+{
+    ims_listen l;
+    return ims_metrics_address_parse(text, &l) == 0;
+}
+
 static const ims_setting settings_table[] = {
     STRING("RootDir", root_dir, NULL),
     {"ListenAddresses", IMS_SETTING_LISTEN, offsetof(ims_settings, listen), 0, 0, 0, 0, NULL},
@@ -167,6 +174,8 @@ static const ims_setting settings_table[] = {
     DWORD("DisableAuth", disable_auth, 0, 0, 1),
     DWORD("ClientSubmitHomedOnly", client_submit_homed_only, 0, 0, 1),
     DWORD("ClientSubmitMatchAccount", client_submit_match_account, 0, 0, 1),
+    /* Operating the gateway. */
+    STRING_OPT("MetricsAddress", metrics_address, metrics_valid),
 };
 
 static const char *const tls_policy_names[] = {
@@ -257,6 +266,25 @@ static int listen_kind_parse(const char *word, uint8_t *out)
         return 0;
     }
     return -1;
+}
+
+bool ims_listen_loopback(const ims_listen *l)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, l->host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, l->host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+int ims_metrics_address_parse(const char *text, ims_listen *out)
+{
+    /* A listener's syntax without the kind word: an endpoint that speaks HTTP, not SMTP. */
+    if (!text[0] || strpbrk(text, " \t"))
+        return -1;
+    return ims_listen_parse(text, out);
 }
 
 int ims_listen_parse(const char *line, ims_listen *out)

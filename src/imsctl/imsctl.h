@@ -80,6 +80,26 @@ typedef struct ic_status {
  * when it lacks pid=. */
 int ic_status_read(const ic_paths *p, ic_status *s);
 
+/* --- the control socket (ctlclient.c) ------------------------------------------------------ */
+
+#define IC_CONTROL_FILE "control" /* under the run directory: imsd's control socket */
+#define IC_CTL_TIMEOUT 30         /* seconds without a byte from the service: give up */
+#define IC_CTL_LINE_MAX (1 << 20) /* bytes of one answer line */
+
+/* ic_control_call - send argv[0..argc-1] to the running service's control socket and hand
+ * each body line (un-stuffed, without its LF, NUL-terminated at len) to line(arg, ...), which
+ * returns 0 to go on (anything else stops the call, which returns it). Returns 0 (.OK);
+ * ENOENT or ECONNREFUSED (the service is not running: ic_control_not_running); EPERM (not
+ * root nor the service account); EREMOTEIO (the service answered .ERR: its text in err);
+ * ETIMEDOUT, EPROTO (a cut or malformed answer), EINVAL/E2BIG (a bad request) or another
+ * errno value. err (errn bytes) always gets a message for a non-zero return. line may be
+ * NULL (the body is ignored). */
+int ic_control_call(const ic_paths *p, int argc, const char *const *argv,
+                    int (*line)(void *arg, const char *line, size_t len), void *arg, char *err,
+                    size_t errn);
+/* ic_control_not_running - rc from ic_control_call says the service is not running. */
+bool ic_control_not_running(int rc);
+
 /* --- registry helpers (install.c) -------------------------------------------------------- */
 
 /* ic_image_default - the imsd next to this program: dirname(realpath(/proc/self/exe))/imsd.
@@ -110,6 +130,8 @@ int ic_cmd_start(unsigned timeout);
 int ic_cmd_stop(unsigned timeout, bool force);
 int ic_cmd_restart(unsigned timeout, bool force);
 int ic_cmd_status(void);
+/* ic_cmd_stats - stats.c: the counters of the running service (exit 3: not running). */
+int ic_cmd_stats(bool json);
 /* ic_cmd_diagnostics - no argument: list the levels; CATEGORY: its level; CATEGORY LEVEL: set
  * it (diag.c). */
 int ic_cmd_diagnostics(int argc, char **argv);

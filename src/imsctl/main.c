@@ -36,6 +36,8 @@ static const char usage_text[] =
     "  diagnostics [CATEGORY [LEVEL]]\n"
     "                           list the Diagnostics Logging levels, or set CATEGORY's to\n"
     "                           LEVEL; the running service applies it at once\n"
+    "  stats [--json]           the running service's performance counters (exit 3: it\n"
+    "                           is not running); --json for scripts\n"
     "\n"
     "install options:\n"
     "  --account USER           the service account (ObjectName): imsd runs as USER. Root\n"
@@ -56,7 +58,8 @@ static const char usage_text[] =
     "  LEVEL                    none, minimum, medium, maximum, or 0 to 5\n"
     "\n"
     "Environment: IMS_ROOT (the state root, default " BASE_DEFAULT_ROOT ").\n"
-    "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status) stopped.\n";
+    "Exit status: 0 done (status: running), 1 failed, 2 usage error, 3 (status, stats)\n"
+    "stopped.\n";
 
 int ic_error(const char *fmt, ...)
 {
@@ -98,6 +101,7 @@ enum {
     OPT_TIMEOUT,
     OPT_FORCE,
     OPT_DOMAIN,
+    OPT_JSON,
     OPT_COUNT,
 };
 static const struct {
@@ -107,6 +111,7 @@ static const struct {
     [OPT_ACCOUNT] = {"account", true},   [OPT_LISTEN] = {"listen", true},
     [OPT_ROOT_DIR] = {"root-dir", true}, [OPT_TIMEOUT] = {"timeout", true},
     [OPT_FORCE] = {"force", false},      [OPT_DOMAIN] = {"domain", true},
+    [OPT_JSON] = {"json", false},
 };
 
 #define BIT(o) (1u << (o))
@@ -124,6 +129,7 @@ static const command commands[] = {
     {"restart", BIT(OPT_TIMEOUT) | BIT(OPT_FORCE)},
     {"status", 0},
     {"diagnostics", 0}, /* positional arguments: ic_cmd_diagnostics parses them */
+    {"stats", BIT(OPT_JSON)},
 };
 
 /* parsed - what the options said. */
@@ -132,6 +138,7 @@ typedef struct parsed {
     bool has_timeout;
     unsigned timeout;
     bool force;
+    bool json;
 } parsed;
 
 static int parse_timeout(const char *text, unsigned *out)
@@ -217,6 +224,9 @@ static int parse_options(const command *c, int argc, char **argv, parsed *p)
         case OPT_FORCE:
             p->force = true;
             break;
+        case OPT_JSON:
+            p->json = true;
+            break;
         }
         if (rc)
             return rc;
@@ -245,7 +255,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2)
         return ic_usage_error("a command is needed (install, uninstall, start, stop, restart, "
-                              "status, track, diagnostics)");
+                              "status, stats, queues, track, diagnostics)");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, stdout);
         return IC_EXIT_OK;
@@ -288,5 +298,7 @@ int main(int argc, char **argv)
         return ic_cmd_stop(p.has_timeout ? p.timeout : IC_STOP_TIMEOUT, p.force);
     if (!strcmp(c->name, "restart"))
         return ic_cmd_restart(p.has_timeout ? p.timeout : 0, p.force);
+    if (!strcmp(c->name, "stats"))
+        return ic_cmd_stats(p.json);
     return ic_cmd_status();
 }

@@ -111,6 +111,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
     imsd_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) { /* only OpenSSL's: the handshake is done */
         c->tls_up = true;
+        c->srv->stats->tls_in_ok++;
         imsd_session_tls_ready(c);
         return;
     }
@@ -120,8 +121,11 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_disable(bev, EV_READ);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (c->tls && !c->tls_up)
+            c->srv->stats->tls_in_failed++; /* ended before the handshake did */
         conn_free(c);
+    }
 }
 
 static void conn_deadline(evutil_socket_t fd, short what, void *arg)
@@ -445,6 +449,27 @@ void imsd_conn_tls_text(const imsd_conn *c, char *out, size_t size)
         return;
     }
     imsd_tls_describe(bufferevent_openssl_get_ssl(c->bev), out, size);
+}
+
+void imsd_server_states(imsd_server *srv, imsd_snap *out)
+{
+    out->nstates = 0;
+    for (imsd_conn *c = srv->conns; c; c = c->next) {
+        const char *name = c->tls_wait || (c->tls && !c->tls_up) ? "tls-handshake"
+                           : c->closing                          ? "closing"
+                                                                 : imsd_session_state(c);
+        size_t i = 0;
+        while (i < out->nstates && strcmp(out->state_name[i], name))
+            i++;
+        if (i == out->nstates) {
+            if (i == IMSD_SESSION_STATES_MAX)
+                continue; /* more names than lib/smtp has: not counted */
+            out->state_name[i] = name;
+            out->state_count[i] = 0;
+            out->nstates++;
+        }
+        out->state_count[i]++;
+    }
 }
 
 unsigned imsd_conn_kind(const imsd_conn *c)

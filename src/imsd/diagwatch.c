@@ -36,7 +36,7 @@ static void on_console_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     imsd_diag *g = arg;
-    imsd_stats_print(g->o.stats, stdout);
+    imsd_stats_print(g->o.server, stdout);
 }
 
 /* console_update - console mode is -console or DisplayErrsOnConsole >= IMSD_CONSOLE_LEVEL:

@@ -114,6 +114,9 @@ int imsd_account_resolve(const ims_settings *s, ims_log *log, imsd_account *a);
  * stays open. Returns IMS_OK or IMS_EV_LISTEN_FAILED (logged). */
 int imsd_listeners_bind(const ims_settings *s, ims_log *log, imsd_bound *out, size_t *nout);
 void imsd_listeners_close(imsd_bound *b, size_t n);
+/* imsd_listen_one - one listening socket on l (as imsd_listeners_bind makes them). Returns
+ * IMS_OK or IMS_EV_LISTEN_FAILED (logged). */
+int imsd_listen_one(const ims_listen *l, ims_log *log, imsd_bound *out);
 /* imsd_listeners_text - "a b c" (sep " ") or "a, b, c" into out. */
 void imsd_listeners_text(const imsd_bound *b, size_t n, const char *sep, char *out, size_t size);
 /* imsd_dirs_prepare - as root: <root>/run, <root>/store and RootDir exist and belong to the
@@ -124,24 +127,147 @@ int imsd_dirs_prepare(const ims_settings *s, const char *root, const imsd_run *r
  * IMS_EV_ACCOUNT (logged). */
 int imsd_privs_drop(const imsd_account *a, ims_log *log);
 
-/* --- stats.c: counters and the console's statistics ------------------------------------ */
+/* --- control.c: the control socket ($IMS_ROOT/run/control) ------------------------------
+ * imsctl's way into the running service: AF_UNIX, mode 0600, root and the service account
+ * only (SO_PEERCRED). A client sends one request line (TAB-separated words, LF); the answer is
+ * body lines, dot-stuffed, then ".OK" or ".ERR <text>", then the server closes (lib/ims's
+ * ims_ctl_* functions are the wire format). Everything runs on the loop and never blocks it. */
 
+#define IMSD_CTL_FILE "control"                  /* under the run directory */
+#define IMSD_CTL_REQUEST_MAX IMS_CTL_REQUEST_MAX /* bytes of the request line */
+#define IMSD_CTL_CLIENTS_MAX 16                  /* clients at once; more are refused */
+#define IMSD_CTL_COMMANDS_MAX 64                 /* commands registered */
+#define IMSD_CTL_COMMAND_NAME_MAX 32             /* bytes of a command's name */
+#define IMSD_CTL_IDLE_SECONDS 30  /* to send the request; for the output to move on */
+#define IMSD_CTL_STREAM_LOW 16384 /* a stream's more() is called below this much output */
+#define IMSD_CTL_STREAM_CALLS 64  /* more() calls in one turn of the loop */
+
+typedef struct imsd_control imsd_control;
+typedef struct imsd_ctl_req imsd_ctl_req;
+/* A handler gets the request's words (argv[0] is the command) and answers through r, now or
+ * later (asynchronously, e.g. after a commit): it must call imsd_ctl_end exactly once (or
+ * hand r to imsd_ctl_stream). argv lives as long as r. */
+typedef void (*imsd_ctl_fn)(void *arg, imsd_ctl_req *r, int argc, char **argv);
+/* Streaming: more(arg, r) is called whenever the client's output has room (below a
+ * watermark); it writes some rows and returns true when it has written everything (then the
+ * framework ends the request with OK), false to be called again. It may instead end the
+ * request itself with imsd_ctl_end (an error): its return value is then ignored. */
+typedef bool (*imsd_ctl_more_fn)(void *arg, imsd_ctl_req *r);
+
+/* imsd_control_open - the socket at path (a stale one is replaced), listening on base.
+ * allowed_uid: the account allowed besides root. Returns 0 or an errno value (logged). */
+int imsd_control_open(struct event_base *base, const char *path, uid_t allowed_uid, ims_log *log,
+                      imsd_control **out);
+/* imsd_control_register - command (at most IMSD_CTL_COMMAND_NAME_MAX - 1 bytes) calls fn with
+ * arg. Returns 0, EEXIST, EINVAL or ENOSPC (IMSD_CTL_COMMANDS_MAX). */
+int imsd_control_register(imsd_control *c, const char *command, imsd_ctl_fn fn, void *arg);
+/* imsd_ctl_write - body bytes (whole lines; stuffed here). */
+void imsd_ctl_write(imsd_ctl_req *r, const void *data, size_t len);
+/* imsd_ctl_printf - body text. */
+void imsd_ctl_printf(imsd_ctl_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* imsd_ctl_stream - from now on the framework owns r and calls more until it is done; when
+ * the client goes away first, cancel(arg) (may be NULL) is called instead and r is freed, from
+ * within this call when it is already gone. */
+void imsd_ctl_stream(imsd_ctl_req *r, imsd_ctl_more_fn more, void *arg, void (*cancel)(void *arg));
+/* imsd_ctl_end - the final line: status 0 is ".OK", else ".ERR error_text" (NULL: "failed").
+ * r is freed (once its output is sent): do not use it after. */
+void imsd_ctl_end(imsd_ctl_req *r, int status, const char *error_text);
+/* imsd_ctl_gone - the client hung up (answering is harmless). */
+bool imsd_ctl_gone(const imsd_ctl_req *r);
+/* imsd_ctl_uid - the client's uid (SO_PEERCRED). */
+uid_t imsd_ctl_uid(const imsd_ctl_req *r);
+/* imsd_ctl_who - "root (uid 0)", "ims (uid 998)", for tracking and events. */
+const char *imsd_ctl_who(const imsd_ctl_req *r);
+/* imsd_control_close - stop listening, remove the socket file, end every client: streams get
+ * their cancel; a request still with its handler is detached (it stays valid, answers go
+ * nowhere) until its imsd_ctl_end frees it. c may be NULL. */
+void imsd_control_close(imsd_control *c);
+
+typedef struct imsd_server imsd_server;
+
+/* --- stats.c: counters, their history, the console's statistics, `stats`, /metrics ------ */
+
+#define IMSD_STATS_HISTORY 300     /* one-second samples kept (rates, the stats-history command) */
+#define IMSD_SESSION_STATES_MAX 16 /* distinct inbound session states counted */
+
+/* imsd_stats - the counters the loop's thread keeps itself (conn.c, session.c, outbound.c);
+ * the libraries' (spool, outbound queue, pickups) are read when a snapshot is made. */
 typedef struct imsd_stats {
     struct timespec started; /* CLOCK_MONOTONIC */
     unsigned conn_in_current;
     uint64_t conn_in_total;
     uint64_t conn_in_rejected;
-    uint64_t msg_in; /* messages received from the Internet (issue 6 on) */
-    uint64_t msg_out;
-    unsigned queued_mts_in; /* queue sizes (issue 6 on) */
-    unsigned queued_mts_out;
-    unsigned queued_in;
-    unsigned queued_out;
+    uint64_t msg_in;                   /* messages received over SMTP (committed) */
+    uint64_t bytes_in;                 /* their bytes */
+    uint64_t ndr_in;                   /* of them: reports (from the null sender <>) */
+    uint64_t tls_in_ok, tls_in_failed; /* inbound handshakes completed, failed */
+    unsigned conn_out_current;         /* open or opening */
+    uint64_t conn_out_total;           /* connections opened to remote servers */
+    uint64_t conn_out_failed; /* of them: never got past the greeting (refused, timed out) */
+    uint64_t msg_out;         /* messages a remote server took for at least one recipient */
+    uint64_t bytes_out;       /* their bytes */
+    uint64_t tls_out_ok, tls_out_failed;
+    uint64_t dns_failures; /* lookups of a destination that failed (transient or permanent) */
+    struct imsd_stats_ring *ring; /* the history; NULL until imsd_stats_start */
 } imsd_stats;
 
+/* imsd_snap - everything at one moment, each a plain number (stats.c's table names them). */
+typedef struct imsd_snap {
+    uint64_t uptime;
+    imsd_stats own; /* the loop's counters */
+    ims_spool_stats spool;
+    ims_outq_stats outq;
+    ims_pickup_stats mts_out; /* MTS-OUT's pickup */
+    ims_pickup_stats pickup;  /* RootDir/Pickup's */
+    uint64_t mts_out_queued;  /* mts_out.entered - mts_out.left */
+    size_t nstates;
+    const char *state_name[IMSD_SESSION_STATES_MAX];
+    uint64_t state_count[IMSD_SESSION_STATES_MAX];
+} imsd_snap;
+
 void imsd_stats_init(imsd_stats *st);
+/* imsd_stats_start - sample the counters every second into the history (on base); answer
+ * the control commands "stats" and "stats-history" on ctl (NULL: none). Returns 0 or ENOMEM. */
+int imsd_stats_start(imsd_stats *st, imsd_server *srv, imsd_control *ctl);
+/* imsd_stats_stop - the sampling's timer and history go. */
+void imsd_stats_stop(imsd_stats *st);
+/* imsd_stats_snapshot - every counter now. */
+void imsd_stats_snapshot(imsd_server *srv, imsd_snap *out);
 /* imsd_stats_print - the console's statistics block, a fixed layout. */
-void imsd_stats_print(const imsd_stats *st, FILE *f);
+void imsd_stats_print(imsd_server *srv, FILE *f);
+/* imsd_stats_metrics - the Prometheus exposition of every counter into out. Returns 0 or
+ * ENOMEM. */
+int imsd_stats_metrics(imsd_server *srv, buf *out);
+typedef struct imsd_http imsd_http;
+/* imsd_stats_serve - route GET /metrics on h to imsd_stats_metrics. Returns 0 or an errno. */
+int imsd_stats_serve(imsd_http *h, imsd_server *srv);
+
+/* --- http.c: the HTTP endpoint (MetricsAddress): /metrics, and what else is routed ------- */
+
+#define IMSD_HTTP_HEADERS_MAX 8192   /* bytes of a request's headers */
+#define IMSD_HTTP_BODY_MAX 4096      /* bytes of a request's body (GET has none) */
+#define IMSD_HTTP_TIMEOUT 10         /* seconds to send a request, or to take the answer */
+#define IMSD_HTTP_CONNECTIONS_MAX 16 /* connections served at once; requests on more: 503 */
+#define IMSD_HTTP_ROUTES_MAX 16
+#define IMSD_HTTP_PATH_MAX 128
+
+typedef struct imsd_http imsd_http;
+struct evhttp_request;
+/* A route's handler answers req (evhttp_send_reply or evhttp_send_error) before returning. */
+typedef void (*imsd_http_fn)(void *arg, struct evhttp_request *req);
+
+/* imsd_http_bind - as root, before the privilege drop: the MetricsAddress socket into out
+ * (fd -1 when MetricsAddress is empty); an address that is not loopback gets a warning event.
+ * Returns IMS_OK or IMS_EV_LISTEN_FAILED (logged: a start failure). */
+int imsd_http_bind(const ims_settings *s, ims_log *log, imsd_bound *out);
+/* imsd_http_open - serve HTTP on the bound socket (taken over, closed on failure too) on
+ * base: GET and HEAD only, bounded by the IMSD_HTTP_* limits. Returns 0 or ENOMEM. */
+int imsd_http_open(struct event_base *base, imsd_bound *bound, ims_log *log, imsd_http **out);
+/* imsd_http_route - GET path (exactly, without the query) is answered by fn. Returns 0,
+ * EEXIST, EINVAL or ENOSPC. */
+int imsd_http_route(imsd_http *h, const char *path, imsd_http_fn fn, void *arg);
+/* imsd_http_free - close the socket and every connection. h may be NULL. */
+void imsd_http_free(imsd_http *h);
 
 /* --- tls.c: the server's certificate --------------------------------------------------- */
 
@@ -240,6 +366,8 @@ typedef struct imsd_server {
  * on failure). Returns 0 or an errno value. */
 int imsd_server_init(imsd_server *srv, struct event_base *base, const ims_settings *s, ims_log *log,
                      imsd_stats *st, imsd_bound *bound, size_t nbound);
+/* imsd_server_states - the inbound sessions by state (imsd_session_state) into out. */
+void imsd_server_states(imsd_server *srv, imsd_snap *out);
 /* imsd_server_stop - stop accepting (close the listeners); let the sessions in flight finish
  * within timeout seconds, then close them; break the loop when none is left. A second call
  * closes them at once. */
@@ -296,6 +424,7 @@ typedef struct imsd_outbound_options {
     const char *bad_dir;    /* the gateway's Bad folder */
     const char *store_dir;  /* <IMS_ROOT>/store */
     int64_t time_offset;    /* IMS_TIME_OFFSET: seconds the queue adds to the clock's ages */
+    imsd_stats *stats;      /* the outbound counters go here; required */
 } imsd_outbound_options;
 
 /* imsd_outbound_new - open the outbound queue (its recovery starts in its thread) and the
@@ -314,6 +443,8 @@ void imsd_outbound_receipt(void *ob, const char *sender, const void *data, size_
 /* imsd_outbound_stop - end every connection (what was in flight is deferred and recorded) and
  * stop the queue's thread; then close the spool, then imsd_outbound_free. */
 void imsd_outbound_stop(imsd_outbound *ob);
+/* imsd_outbound_queue_stats - the outbound queue's counters. */
+void imsd_outbound_queue_stats(const imsd_outbound *ob, ims_outq_stats *st);
 void imsd_outbound_free(imsd_outbound *ob);
 
 /* --- session.c: what happens on a connection (issue 6: the SMTP server) ---------------- */
@@ -328,6 +459,12 @@ void imsd_mail_close(imsd_server *srv);
 ims_router *imsd_mail_router(const imsd_server *srv);
 /* imsd_mail_protolog_level - the SMTP protocol log's level for connections from now on. */
 void imsd_mail_protolog_level(imsd_server *srv, unsigned level);
+/* imsd_mail_stats - the spool's, the outbound queue's and the pickups' counters into out
+ * (zeros for what is not open). */
+void imsd_mail_stats(imsd_server *srv, imsd_snap *out);
+/* imsd_session_state - what c's session is doing: lib/smtp's state name ("greeted", "data",
+ * "committing", ...), or "tls-handshake" while TLS is being set up. A static string. */
+const char *imsd_session_state(imsd_conn *c);
 /* imsd_session_open - a connection was accepted; the session owns what happens on it. */
 void imsd_session_open(imsd_conn *c);
 /* imsd_session_input - bytes arrived in `in`. */

@@ -59,7 +59,10 @@ typedef struct imsd {
     imsd_server server;
     bool server_up;
     struct event *signals[IMSD_NSIGNALS];
-    imsd_diag *diag; /* the Diagnostics levels and logging values, live; console mode */
+    imsd_diag *diag;       /* the Diagnostics levels and logging values, live; console mode */
+    imsd_control *control; /* run/control: imsctl's requests */
+    imsd_bound metrics;    /* MetricsAddress's socket until the loop serves it; fd -1: none */
+    imsd_http *http;       /* ... served */
     char listeners[IMSD_LISTENERS_TEXT_MAX];       /* "a b", for the status file */
     char listeners_event[IMSD_LISTENERS_TEXT_MAX]; /* "a, b", for event 1000 */
 } imsd;
@@ -152,6 +155,17 @@ static int loop_setup(imsd *d)
     /* Nothing is accepted before the loop runs, so the SMTP side is ready by then. */
     if (imsd_mail_open(&d->server, d->reg, ims_service_gateway(d->svc)))
         return EIO;
+    char ctl_path[PATH_MAX];
+    if (snprintf(ctl_path, sizeof ctl_path, "%s/%s", d->run.dir, IMSD_CTL_FILE) >=
+        (int)sizeof ctl_path)
+        return ENAMETOOLONG;
+    if ((e = imsd_control_open(d->base, ctl_path, d->account.uid, &d->log, &d->control)))
+        return e;
+    if ((e = imsd_stats_start(&d->stats, &d->server, d->control)))
+        return e;
+    if (d->metrics.fd >= 0 && ((e = imsd_http_open(d->base, &d->metrics, &d->log, &d->http)) ||
+                               (e = imsd_stats_serve(d->http, &d->server))))
+        return e;
     for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
         d->signals[i] = evsignal_new(d->base, stop_signals[i], on_signal, d);
         if (!d->signals[i] || evsignal_add(d->signals[i], NULL))
@@ -170,6 +184,11 @@ static int loop_setup(imsd *d)
 
 static void loop_free(imsd *d)
 {
+    imsd_control_close(d->control); /* first: its commands look at what follows */
+    d->control = NULL;
+    imsd_http_free(d->http);
+    d->http = NULL;
+    imsd_stats_stop(&d->stats);
     imsd_diag_free(d->diag); /* before the mail state: it uses the router's lock */
     d->diag = NULL;
     for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
@@ -260,6 +279,8 @@ static int become_account(imsd *d)
     int rc = imsd_account_resolve(&d->settings, &d->log, &d->account);
     if (!rc)
         rc = imsd_listeners_bind(&d->settings, &d->log, d->bound, &d->nbound);
+    if (!rc)
+        rc = imsd_http_bind(&d->settings, &d->log, &d->metrics);
     if (!rc && d->account.drop)
         rc = imsd_dirs_prepare(&d->settings, d->root, &d->run, &d->account, &d->log);
     /* The key is read while imsd may still read what only root can (/etc/ssl/private). */
@@ -405,6 +426,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < IMS_MAX_LISTENERS; i++)
         d->bound[i].fd = -1;
     d->run.lockfd = -1;
+    d->metrics.fd = -1;
     /* The run directory and the status file are shared with imsctl and other users at the
      * modes the protocol names (0755, 0644); an inherited umask must not narrow them. Private
      * state (store, hives) is made with explicit private modes. */
@@ -427,6 +449,7 @@ int main(int argc, char **argv)
     if (d->reg)
         reg_ctx_close(d->reg);
     imsd_listeners_close(d->bound, d->nbound);
+    imsd_listeners_close(&d->metrics, 1);
     imsd_run_close(&d->run);
     imsd_notify_close(&d->notify);
     imsd_sink_close(&d->sink);

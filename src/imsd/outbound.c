@@ -69,6 +69,8 @@ struct ob_conn {
     bool greeted;    /* got past EHLO/HELO: a host that works */
     bool retry;      /* refused before a transaction: the job goes to the next host */
     bool backed_off; /* this connection made its window smaller (once) */
+    bool attempted;  /* a socket to the current target was opened (counted) */
+    bool delivered;  /* the message in flight was taken for a recipient */
     unsigned sent;   /* messages on this connection */
     char remote[IMS_OUTQ_HOST_TEXT];
     ims_protolog_conn *plc;     /* this connection's protocol log, or NULL */
@@ -110,9 +112,9 @@ struct imsd_outbound {
     bool stopping;
     char helo[256];
     ims_dns_self self;
-    ims_protolog *plog; /* NULL or at level None: no protocol log */
-    uint64_t *conn_ids; /* the connection numbers imsd's sessions share */
-    uint64_t *stats_out;
+    ims_protolog *plog;   /* NULL or at level None: no protocol log */
+    uint64_t *conn_ids;   /* the connection numbers imsd's sessions share */
+    imsd_stats *stats;    /* the outbound counters */
     ob_ca cas[OB_CA_MAX]; /* TLS client contexts, made at start */
     size_t ncas;
     ob_plain_host plain[OB_TLS_PLAIN_MAX];
@@ -233,6 +235,7 @@ static void resolved(void *arg, ims_dns_result *r)
     if (r->status == IMS_DNS_OK && ob->s->disable_loopback_connections)
         ims_dns_drop_self(r, &ob->self, dest_port(od));
     if (r->status != IMS_DNS_OK) {
+        ob->stats->dns_failures++;
         dest_fail(od, r->status == IMS_DNS_PERMANENT ? SMTP_PERMANENT : SMTP_TRANSIENT, r->code,
                   r->text, NULL);
         ims_dns_result_free(r);
@@ -516,6 +519,8 @@ static void rcpt_done(void *arg, const smtp_client_msg *m, size_t i, const smtp_
         k->od->window--;
         k->backed_off = true; /* once per connection */
     }
+    if (r->outcome == SMTP_DELIVERED)
+        k->delivered = true;
     if (k->job)
         ims_outq_job_result(k->job, i, r, k->remote);
 }
@@ -540,8 +545,12 @@ static void committed(void *arg)
 
 static void msg_done(void *arg, const smtp_client_msg *m)
 {
-    (void)m;
     ob_conn *k = arg;
+    if (k->delivered) {
+        k->delivered = false;
+        k->ob->stats->msg_out++;
+        k->ob->stats->bytes_out += m->size;
+    }
     ims_outq_job *j = k->job;
     if (!j)
         return;
@@ -569,8 +578,18 @@ static void msg_done(void *arg, const smtp_client_msg *m)
 /* conn_move - a new connection `step` targets on: 1 when this host could not be used (no
  * connection, greeting, EHLO, TLS or AUTH refused, dropped before a transaction): the next
  * address, the next exchanger; 0 for the same host again (in plain text, plain_retry). */
+/* attempt_end - the current target's connection is over: a failure when it never got past
+ * the greeting. */
+static void attempt_end(ob_conn *k)
+{
+    if (k->attempted && !k->greeted)
+        k->ob->stats->conn_out_failed++;
+    k->attempted = false;
+}
+
 static bool conn_move(ob_conn *k, size_t step)
 {
+    attempt_end(k);
     if (!k->od->targets || k->ti + step >= k->od->targets->n)
         return false;
     smtp_client_free(k->c);
@@ -783,6 +802,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
     bool handshake = k->tls_started && k->c && smtp_client_tls_wanted(k->c);
     if ((what & BEV_EVENT_CONNECTED) && handshake) {
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        k->ob->stats->tls_out_ok++;
         snprintf(k->tls_text, sizeof k->tls_text, "%s %s", SSL_get_version(ssl),
                  SSL_get_cipher_name(ssl));
         smtp_client_tls_done(k->c, true, NULL);
@@ -796,6 +816,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
     }
     if ((what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) && handshake) {
         char why[300];
+        k->ob->stats->tls_out_failed++;
         tls_why(k, bev, why, sizeof why);
         if (k->tls == SMTP_TLS_MAY) {
             /* The connection is gone; the next one to this host goes in plain text. */
@@ -864,6 +885,8 @@ static int conn_connect(ob_conn *k)
         close(fd);
         return -1;
     }
+    ob->stats->conn_out_total++;
+    k->attempted = true;
     bufferevent_setcb(k->bev, conn_read, conn_write, conn_event, k);
     bufferevent_enable(k->bev, EV_READ | EV_WRITE);
     if (k->job && smtp_client_send(k->c, ims_outq_job_msg(k->job)))
@@ -879,6 +902,7 @@ static int conn_connect(ob_conn *k)
 static void conn_free(ob_conn *k)
 {
     imsd_outbound *ob = k->ob;
+    attempt_end(k);
     idle_remove(k);
     if (k->prev)
         k->prev->next = k->next;
@@ -887,6 +911,7 @@ static void conn_free(ob_conn *k)
     if (k->next)
         k->next->prev = k->prev;
     ob->nconn--;
+    ob->stats->conn_out_current = ob->nconn;
     k->od->nconn--;
     if (k->timer)
         event_free(k->timer);
@@ -921,6 +946,7 @@ static void conn_open(ob_dest *od)
         ob->conns->prev = k;
     ob->conns = k;
     ob->nconn++;
+    ob->stats->conn_out_current = ob->nconn;
     od->nconn++;
     k->job = ims_outq_take(ob->q, od->d);
     if (!k->job) {
@@ -1008,6 +1034,7 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
     ob->base = base;
     ob->s = s;
     ob->log = log;
+    ob->stats = o->stats;
     snprintf(ob->helo, sizeof ob->helo, "%s", o->fqdn);
     ob->router = o->router;
     ob->self.listen = s->listen;
@@ -1065,6 +1092,11 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
         return NULL;
     }
     return ob;
+}
+
+void imsd_outbound_queue_stats(const imsd_outbound *ob, ims_outq_stats *st)
+{
+    ims_outq_get_stats(ob->q, st);
 }
 
 void imsd_outbound_set_protolog(imsd_outbound *ob, ims_protolog *pl, uint64_t *conn_ids)

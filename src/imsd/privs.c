@@ -161,6 +161,11 @@ static int listen_one(const ims_listen *l, ims_log *log, imsd_bound *out)
     return 0;
 }
 
+int imsd_listen_one(const ims_listen *l, ims_log *log, imsd_bound *out)
+{
+    return listen_one(l, log, out) ? IMS_EV_LISTEN_FAILED : IMS_OK;
+}
+
 int imsd_listeners_bind(const ims_settings *s, ims_log *log, imsd_bound *out, size_t *nout)
 {
     *nout = 0;

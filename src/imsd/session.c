@@ -86,6 +86,8 @@ typedef struct mail_session {
     uint64_t id; /* the connection's number: in its events and its protocol log records, the
                   * one id of a transaction before DATA gives it a queue id */
     ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
+    uint64_t msg_bytes;     /* the message being committed: its size, for the counters */
+    bool msg_null_sender;   /* ... and whether it is a report (MAIL FROM:<>) */
 } mail_session;
 
 static void session_free(mail_session *ms)
@@ -339,8 +341,13 @@ static void committed(void *arg, int err, const char *queue_id)
         session_free(ms);
         return;
     }
-    if (!err)
-        ms->srv->stats->msg_in++;
+    if (!err) {
+        imsd_stats *st = ms->srv->stats;
+        st->msg_in++;
+        st->bytes_in += ms->msg_bytes;
+        if (ms->msg_null_sender)
+            st->ndr_in++;
+    }
     if (smtp_session_data_done(ms->s, err == 0, queue_id)) {
         imsd_conn_close(ms->c);
         return;
@@ -352,8 +359,9 @@ static void committed(void *arg, int err, const char *queue_id)
 
 static void data_end(void *arg, const smtp_envelope *env)
 {
-    (void)env;
     mail_session *ms = arg;
+    ms->msg_bytes = env->size;
+    ms->msg_null_sender = !env->from || !env->from->mailbox[0];
     ims_spool_msg *msg = ms->msg;
     ms->msg = NULL;
     ms->committing = true;
@@ -926,6 +934,7 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
             .bad_dir = bad,
             .store_dir = m->store_dir,
             .time_offset = off ? strtoll(off, NULL, 10) : 0,
+            .stats = srv->stats,
         };
         m->outbound = imsd_outbound_new(srv->base, s, srv->log, &oo);
         if (!m->outbound)
@@ -1097,4 +1106,29 @@ void imsd_mail_close(imsd_server *srv)
     smtp_relay_policy_free(&m->relay);
     free(m);
     srv->mail = NULL;
+}
+
+const char *imsd_session_state(imsd_conn *c)
+{
+    mail_session *ms = imsd_conn_session(c);
+    if (!ms || !ms->s)
+        return "connected";
+    if (ms->authing || ms->auth_waiting)
+        return "authenticating";
+    return smtp_session_state_name(ms->s);
+}
+
+void imsd_mail_stats(imsd_server *srv, imsd_snap *out)
+{
+    struct imsd_mail *m = srv->mail;
+    if (!m)
+        return;
+    if (m->spool)
+        ims_spool_get_stats(m->spool, &out->spool);
+    if (m->outbound)
+        imsd_outbound_queue_stats(m->outbound, &out->outq);
+    if (m->pickup)
+        ims_pickup_get_stats(m->pickup, &out->mts_out);
+    if (m->dropdir)
+        ims_pickup_get_stats(m->dropdir, &out->pickup);
 }

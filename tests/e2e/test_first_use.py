@@ -20,6 +20,7 @@ from test_smtp import WAIT, Service, free_port, run, wait_for
 
 IS_ROOT = os.geteuid() == 0
 RUN_PORT = 2525  # make run's embedded default
+RUN_METRICS = 9125  # ... and its MetricsAddress port
 BUILD_WAIT = 600  # a make run that must build first (2 cores, the suite running beside it)
 
 
@@ -77,7 +78,8 @@ def stop_make_run(p):
     return p.communicate()[0]
 
 
-@pytest.mark.skipif(port_busy(RUN_PORT), reason=f"something listens on 127.0.0.1:{RUN_PORT}")
+@pytest.mark.skipif(port_busy(RUN_PORT) or port_busy(RUN_METRICS),
+                    reason=f"something listens on 127.0.0.1:{RUN_PORT} or :{RUN_METRICS}")
 def test_make_run_default_accepts_postmaster(checkout):
     """The README's first steps: make run, then one swaks line to postmaster@localhost, and
     the message is a file in var/store/postmaster/new/."""
@@ -97,6 +99,11 @@ def test_make_run_default_accepts_postmaster(checkout):
         new = os.path.join(dest, "var", "store", "postmaster", "new")
         [f] = wait_for(lambda: glob.glob(os.path.join(new, "*")), "the message in postmaster")
         assert b"hello from the README" in open(f, "rb").read()
+        # The README's counters: MetricsAddress 127.0.0.1:9125 serves them.
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{RUN_METRICS}/metrics", timeout=WAIT) as r:
+            text = r.read().decode()
+        assert "\nims_messages_received_total 1\n" in text, text[:2000]
     finally:
         log = stop_make_run(p)
     assert "MSExchangeIMC" in log or "imsd" in log, log

@@ -254,6 +254,11 @@ static void test_delivered(void **state)
     ims_outq_get_stats(o.q, &st);
     assert_int_equal(st.delivered, 1);
     assert_int_equal(st.messages, 0);
+    assert_int_equal(st.ndrs, 0);
+    uint64_t observed = 0;
+    for (size_t i = 0; i <= IMS_LATENCY_BUCKETS; i++)
+        observed += st.latency_remote.count[i];
+    assert_int_equal(observed, 1); /* the delivery's latency */
     teardown_oq(&o);
 }
 
@@ -373,6 +378,8 @@ static void test_failed_ndr(void **state)
     ims_outq_get_stats(o.q, &st);
     assert_int_equal(st.failed, 1);
     assert_int_equal(st.reports, 1);
+    assert_int_equal(st.ndrs, 1);
+    assert_int_equal(st.delays, 0);
     teardown_oq(&o);
 }
 

@@ -971,6 +971,10 @@ static void test_retry(void **state)
     assert_true(st.deferred >= 2);
     assert_int_equal(st.delivered, 1);
     assert_int_equal(st.finished, 0);
+    /* The MTS-IN copy waits with carol: MTS-IN's queue holds one message, of its size. */
+    assert_int_equal(st.mts_in_entered, 1);
+    assert_int_equal(st.mts_in_queued, 1);
+    assert_true(st.mts_in_bytes > 7);
     assert_non_null(strstr(fx->events, "4182;"));
     assert_int_equal(count_sub(fx->bob, "new"), 1);
     make_maildir(carol);
@@ -978,6 +982,13 @@ static void test_retry(void **state)
     assert_true(pump(sp, delivered_all, &want));
     ims_spool_get_stats(sp, &st);
     assert_int_equal(st.delivered, 2);
+    assert_int_equal(st.mts_in_entered, 1); /* written once, reused by the retry */
+    assert_int_equal(st.mts_in_queued, 0);
+    assert_int_equal(st.mts_in_bytes, 0);
+    uint64_t observed = 0;
+    for (size_t i = 0; i <= IMS_LATENCY_BUCKETS; i++)
+        observed += st.latency_local.count[i];
+    assert_int_equal(observed, 2); /* one latency per recipient delivered */
     ims_spool_close(sp);
     assert_int_equal(count_sub(fx->bob, "new"), 1);
     assert_int_equal(count_sub(carol, "new"), 1);
