@@ -269,6 +269,59 @@ int imsd_http_route(imsd_http *h, const char *path, imsd_http_fn fn, void *arg);
 /* imsd_http_free - close the socket and every connection. h may be NULL. */
 void imsd_http_free(imsd_http *h);
 
+/* --- queues.c: the four queues for imsctl and the admin page ---------------------------- */
+
+#define IMSD_QUEUES_BATCH 64       /* messages one step of a walk writes (the loop goes on) */
+#define IMSD_QUEUES_ACT_MAX 4096   /* queue ids one action request may name */
+
+typedef struct imsd_queues imsd_queues;
+
+/* What a listing shows: every criterion given must hold (NULL or 0: any). */
+typedef struct imsd_queue_filter {
+    unsigned queues;    /* bits 1 << ims_queue_kind; 0: all four */
+    const char *id;     /* the queue id (any case) */
+    const char *sender; /* the sender's address, any case; "<>" is the null sender */
+    const char *rcpt;   /* a recipient's address, any case */
+    const char *domain; /* a recipient's domain, any case */
+    uint64_t min_age;   /* seconds since it arrived, at least */
+} imsd_queue_filter;
+
+/* imsd_queues_start - the `queues` and `queue-action` control commands (ctl may be NULL) over
+ * srv's mail (imsd_mail_open first) and the gateway mailbox's folders. Returns 0 or ENOMEM. */
+int imsd_queues_start(imsd_server *srv, imsd_control *ctl, const char *gateway,
+                      imsd_queues **out);
+void imsd_queues_free(imsd_queues *qs);
+
+/* imsd_queue_filter_parse - a filter from words "queue=out", "id=X", "sender=A",
+ * "rcpt=A", "domain=D", "age=SECONDS" (queue= repeatable). The strings point into words.
+ * Returns 0, or EINVAL with the bad word in *bad. */
+int imsd_queue_filter_parse(imsd_queue_filter *f, int n, char **words, const char **bad);
+
+/* A walk over the four queues (In, MTS-IN, MTS-OUT, Out, in that order): each step appends
+ * the next messages that match as JSON lines, one object per message:
+ *   {"queue":"Out","id":"...","sender":"...","arrival":<unix s>,"size":<bytes>,"held":false,
+ *    "recipients":[{"address":"...","route":"dns","destination":"...","state":"waiting",
+ *    "attempts":1,"next_try":<unix s or 0>,"remote":"[127.0.0.2]","reply":"451 4.3.0 ..."}]}
+ * (state: waiting, sending, held, done, failed; remote and reply "" when nothing was tried).
+ * The filter's strings must outlive the walk. Safe against messages leaving meanwhile. */
+typedef struct imsd_queue_walk imsd_queue_walk;
+int imsd_queue_walk_new(imsd_queues *qs, const imsd_queue_filter *f, imsd_queue_walk **out);
+/* imsd_queue_walk_step - at most max messages into out (JSON lines). Returns 1 (more may
+ * follow), 0 (the walk is over) or ENOMEM. */
+int imsd_queue_walk_step(imsd_queue_walk *w, size_t max, buf *out);
+void imsd_queue_walk_free(imsd_queue_walk *w);
+
+/* imsd_queue_act - act on message id (Out: every action; MTS-OUT: delete only, before the
+ * conversion took it) for actor (imsd_ctl_who's text). done(arg, id, err, text) follows on
+ * the loop once the change is durable, with a line for the administrator in text ("held: 1
+ * recipient", "deleted: 0 recipients; 1 was being sent and was delivered", or why not: "not
+ * in a queue", "only messages in Out can be held"). Returns 0 (done follows) or ENOMEM. */
+typedef void (*imsd_queue_act_fn)(void *arg, const char *id, int err, const char *text);
+int imsd_queue_act(imsd_queues *qs, ims_queue_action act, const char *id, const char *actor,
+                   imsd_queue_act_fn done, void *arg);
+/* imsd_queue_action_parse - "hold", "release", "retry", "delete", "delete-ndr": 0 or EINVAL. */
+int imsd_queue_action_parse(const char *word, ims_queue_action *act);
+
 /* --- tls.c: the server's certificate --------------------------------------------------- */
 
 #define IMSD_TLS_LOOK_SECONDS 5 /* how often the certificate and key files are looked at */
