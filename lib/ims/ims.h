@@ -1838,4 +1838,58 @@ int ims_dropdir_prepare(const char *dir);
  * Returns 0, EINVAL or an errno value. */
 int ims_dropdir_start(const ims_dropdir_options *opt, ims_pickup **out);
 
+/* --- the administrator's page: what its requests must pass (webadmin.c) ----------------
+ * Pure checks for imsd's admin.c, here so unit tests reach them. */
+#define IMS_WEB_NONCE_LEN 32    /* hex characters of a CSRF nonce (16 random bytes) */
+#define IMS_WEB_NONCES 64       /* nonces remembered: the pages opened most recently */
+#define IMS_WEB_NONCE_TTL 43200 /* seconds a page's nonce is accepted (12 hours) */
+#define IMS_WEB_ID_MAX 128      /* bytes of a queue id in an action request */
+#define IMS_WEB_ACTION_MAX 16   /* bytes of an action's name */
+#define IMS_WEB_SECRET_MAX 256  /* bytes of a password or token */
+
+/* ims_web_host_ok - the Host header names this listener ("127.0.0.1:9125", "[::1]:9125"):
+ * its own address, localhost, 127.0.0.1 or [::1], with the listener's port (or none when the
+ * port is 80). Anything else (a rebound DNS name, a missing header) is false. */
+bool ims_web_host_ok(const char *host, const char *listener);
+/* ims_web_origin_ok - a POST is our page's: Origin is "http://<host>" (host: the checked Host
+ * header), or, without Origin, Referer starts with "http://<host>/". Both NULL: false. */
+bool ims_web_origin_ok(const char *origin, const char *referer, const char *host);
+/* ims_web_loopback_peer - the peer address text ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+ * is a loopback address. */
+bool ims_web_loopback_peer(const char *addr);
+
+/* An action request: application/json {"id":..,"action":..,"csrf":..,"secret":..} (string
+ * values; no other keys) or application/x-www-form-urlencoded with the same names. */
+typedef struct ims_web_action {
+    char id[IMS_WEB_ID_MAX];
+    char action[IMS_WEB_ACTION_MAX];
+    char csrf[IMS_WEB_NONCE_LEN + 1];
+    char secret[IMS_WEB_SECRET_MAX]; /* the administrator's password or the token */
+    size_t secret_len;
+} ims_web_action;
+/* ims_web_action_parse - body (len bytes, need not be NUL-terminated) of content type ctype
+ * into out (zeroed first; the caller wipes secret). Returns 0; ENOTSUP (another content
+ * type or none); EMSGSIZE (a value too long); EINVAL (malformed, an unknown or repeated key,
+ * a NUL in a value, a missing field: every one of the four is required). */
+int ims_web_action_parse(const char *ctype, const char *body, size_t len, ims_web_action *out);
+
+/* The nonces of the pages served: a ring; nothing global. */
+typedef struct ims_web_nonces {
+    char v[IMS_WEB_NONCES][IMS_WEB_NONCE_LEN + 1];
+    uint64_t at[IMS_WEB_NONCES]; /* issued, seconds (any clock that only goes forward) */
+    size_t next;
+} ims_web_nonces;
+/* ims_web_nonce_issue - a new random nonce (kept, the oldest forgotten) into out. Returns 0
+ * or an errno value (no randomness). */
+int ims_web_nonce_issue(ims_web_nonces *n, uint64_t now, char out[IMS_WEB_NONCE_LEN + 1]);
+/* ims_web_nonce_ok - nonce was issued within IMS_WEB_NONCE_TTL seconds of now and is still
+ * remembered (compared in constant time). */
+bool ims_web_nonce_ok(const ims_web_nonces *n, const char *nonce, uint64_t now);
+/* ims_web_secret_eq - a (alen bytes) equals b (NUL-terminated) in time independent of where
+ * they differ. */
+bool ims_web_secret_eq(const char *a, size_t alen, const char *b);
+/* ims_json_string - s as a JSON string (quotes included) appended to b: control characters
+ * escaped, bytes that are not UTF-8 as U+FFFD. Returns 0 or ENOMEM. */
+int ims_json_string(buf *b, const char *s);
+
 #endif
