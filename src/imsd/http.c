@@ -1,6 +1,7 @@
 /* http.c - the service's HTTP endpoint on MetricsAddress: libevent's evhttp on imsd's loop,
- * bounded (headers, body, time, connections), GET and HEAD only, with a table of routes
- * (/metrics is stats.c's; the administrator's page may add more). */
+ * bounded (headers, body, time, connections), GET and HEAD, and POST on the routes made for
+ * it, with a table of routes (/metrics is stats.c's, the administrator's page admin.c's) and
+ * answers that may come later (deferred). */
 #include "imsd.h"
 
 #include <errno.h>
@@ -14,7 +15,15 @@ typedef struct http_route {
     char path[IMSD_HTTP_PATH_MAX];
     imsd_http_fn fn;
     void *arg;
+    bool post; /* POST only (else GET and HEAD) */
 } http_route;
+
+/* A request answered later; its connection may close meanwhile. */
+typedef struct http_deferred {
+    struct evhttp_request *req;
+    imsd_http_cancel_fn cancel;
+    void *arg;
+} http_deferred;
 
 struct imsd_http {
     struct evhttp *http;
@@ -25,6 +34,8 @@ struct imsd_http {
      * counted at its first request and forgotten when it closes. */
     struct evhttp_connection *conns[IMSD_HTTP_CONNECTIONS_MAX];
     size_t nconns;
+    http_deferred deferred[IMSD_HTTP_CONNECTIONS_MAX]; /* one request per connection at most */
+    size_t ndeferred;
 };
 
 int imsd_http_bind(const ims_settings *s, ims_log *log, imsd_bound *out)
@@ -51,9 +62,26 @@ int imsd_http_bind(const ims_settings *s, ims_log *log, imsd_bound *out)
     return IMS_OK;
 }
 
+/* cancel_deferred - the deferred requests on evcon (NULL: all) go: evhttp frees them. A
+ * request evhttp has already detached from its closed connection (it does so when the
+ * client goes away before the answer) has no connection and stays: answering frees it. */
+static void cancel_deferred(imsd_http *h, struct evhttp_connection *evcon)
+{
+    for (size_t i = 0; i < h->ndeferred;) {
+        http_deferred d = h->deferred[i];
+        if (evcon && evhttp_request_get_connection(d.req) != evcon) {
+            i++;
+            continue;
+        }
+        h->deferred[i] = h->deferred[--h->ndeferred];
+        d.cancel(d.arg);
+    }
+}
+
 static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
     imsd_http *h = arg;
+    cancel_deferred(h, evcon);
     for (size_t i = 0; i < h->nconns; i++)
         if (h->conns[i] == evcon) {
             h->conns[i] = h->conns[--h->nconns];
@@ -87,8 +115,15 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
     for (size_t i = 0; path && i < h->nroutes; i++)
         if (!strcmp(h->routes[i].path, path)) {
+            if (h->routes[i].post != (method == EVHTTP_REQ_POST)) {
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                                  h->routes[i].post ? "POST" : "GET, HEAD");
+                evhttp_send_error(req, 405, "Method Not Allowed");
+                return;
+            }
             h->routes[i].fn(h->routes[i].arg, req);
             return;
         }
@@ -114,13 +149,15 @@ int imsd_http_open(struct event_base *base, imsd_bound *bound, ims_log *log, ims
     evhttp_set_max_headers_size(h->http, IMSD_HTTP_HEADERS_MAX);
     evhttp_set_max_body_size(h->http, IMSD_HTTP_BODY_MAX);
     evhttp_set_timeout(h->http, IMSD_HTTP_TIMEOUT);
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    /* POST reaches only the routes made for it (on_request); its body is bounded above. */
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
     evhttp_set_gencb(h->http, on_request, h);
     *out = h;
     return 0;
 }
 
-int imsd_http_route(imsd_http *h, const char *path, imsd_http_fn fn, void *arg)
+/* route_add - path answered by fn, for POST or for GET and HEAD. */
+static int route_add(imsd_http *h, const char *path, imsd_http_fn fn, void *arg, bool post)
 {
     size_t n = strlen(path);
     if (path[0] != '/' || n >= IMSD_HTTP_PATH_MAX || !fn)
@@ -134,13 +171,42 @@ int imsd_http_route(imsd_http *h, const char *path, imsd_http_fn fn, void *arg)
     memcpy(r->path, path, n + 1);
     r->fn = fn;
     r->arg = arg;
+    r->post = post;
     return 0;
+}
+
+int imsd_http_route(imsd_http *h, const char *path, imsd_http_fn fn, void *arg)
+{
+    return route_add(h, path, fn, arg, false);
+}
+
+int imsd_http_route_post(imsd_http *h, const char *path, imsd_http_fn fn, void *arg)
+{
+    return route_add(h, path, fn, arg, true);
+}
+
+int imsd_http_defer(imsd_http *h, struct evhttp_request *req, imsd_http_cancel_fn cancel, void *arg)
+{
+    if (!cancel || h->ndeferred == IMSD_HTTP_CONNECTIONS_MAX)
+        return ENOSPC;
+    h->deferred[h->ndeferred++] = (http_deferred){req, cancel, arg};
+    return 0;
+}
+
+void imsd_http_undefer(imsd_http *h, struct evhttp_request *req)
+{
+    for (size_t i = 0; i < h->ndeferred; i++)
+        if (h->deferred[i].req == req) {
+            h->deferred[i] = h->deferred[--h->ndeferred];
+            return;
+        }
 }
 
 void imsd_http_free(imsd_http *h)
 {
     if (!h)
         return;
+    cancel_deferred(h, NULL);
     evhttp_free(h->http); /* closes the connections: conn_closed still finds h */
     free(h);
 }

@@ -5,6 +5,7 @@
 #define IMSD_IMSD_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,16 +43,34 @@
 /* --- log.c: the event sink ----------------------------------------------------------- */
 
 #define IMSD_EVENT_TEXT_MAX 1024
+#define IMSD_SINK_RECENT 200 /* the last events kept for the administrator's page */
+
+/* One event as the page shows it. */
+typedef struct imsd_recent_event {
+    uint64_t seq; /* 1, 2, ...: the page asks for those after the last it has */
+    time_t at;
+    unsigned id;
+    uint8_t category, severity;
+    char text[IMSD_EVENT_TEXT_MAX];
+} imsd_recent_event;
 
 typedef struct imsd_sink {
     _Atomic bool console;                 /* also to stderr, with a timestamp (changed live) */
     unsigned last_error_id;               /* the last error event, for STATUS= */
     char last_error[IMSD_EVENT_TEXT_MAX]; /* its text */
+    /* The last IMSD_SINK_RECENT events: events come from several threads, hence the lock. */
+    pthread_mutex_t lock;
+    imsd_recent_event recent[IMSD_SINK_RECENT];
+    uint64_t seq; /* the last event's */
 } imsd_sink;
 
 /* imsd_sink_open - open syslog as the MSExchangeIMC source and make log deliver to sink. */
 void imsd_sink_open(imsd_sink *sink, ims_log *log, bool console);
 void imsd_sink_close(imsd_sink *sink);
+/* imsd_sink_recent_json - the events kept with seq > since, oldest first, as a JSON array of
+ * {"seq":N,"time":<unix s>,"id":N,"category":"..","severity":"..","text":".."} appended to
+ * out. Returns 0 or ENOMEM. */
+int imsd_sink_recent_json(imsd_sink *sink, uint64_t since, buf *out);
 
 /* --- notify.c: systemd's readiness protocol ------------------------------------------- */
 
@@ -238,6 +257,10 @@ void imsd_stats_print(imsd_server *srv, FILE *f);
 /* imsd_stats_metrics - the Prometheus exposition of every counter into out. Returns 0 or
  * ENOMEM. */
 int imsd_stats_metrics(imsd_server *srv, buf *out);
+/* imsd_stats_history_json - the history as {"keys":[..],"samples":[[unix s, monotonic ms,
+ * value per key..],..]}, oldest first, only the samples taken after unix time since.
+ * Returns 0 or ENOMEM. */
+int imsd_stats_history_json(const imsd_stats *st, int64_t since, buf *out);
 typedef struct imsd_http imsd_http;
 /* imsd_stats_serve - route GET /metrics on h to imsd_stats_metrics. Returns 0 or an errno. */
 int imsd_stats_serve(imsd_http *h, imsd_server *srv);
@@ -253,20 +276,35 @@ int imsd_stats_serve(imsd_http *h, imsd_server *srv);
 
 typedef struct imsd_http imsd_http;
 struct evhttp_request;
-/* A route's handler answers req (evhttp_send_reply or evhttp_send_error) before returning. */
+/* A route's handler answers req (evhttp_send_reply or evhttp_send_error) before returning,
+ * or defers the answer (imsd_http_defer). */
 typedef void (*imsd_http_fn)(void *arg, struct evhttp_request *req);
+/* A deferred request's connection closed (or the endpoint is going): req is gone, forget it. */
+typedef void (*imsd_http_cancel_fn)(void *arg);
 
 /* imsd_http_bind - as root, before the privilege drop: the MetricsAddress socket into out
  * (fd -1 when MetricsAddress is empty); an address that is not loopback gets a warning event.
  * Returns IMS_OK or IMS_EV_LISTEN_FAILED (logged: a start failure). */
 int imsd_http_bind(const ims_settings *s, ims_log *log, imsd_bound *out);
 /* imsd_http_open - serve HTTP on the bound socket (taken over, closed on failure too) on
- * base: GET and HEAD only, bounded by the IMSD_HTTP_* limits. Returns 0 or ENOMEM. */
+ * base: GET and HEAD (POST on imsd_http_route_post's routes), bounded by the IMSD_HTTP_*
+ * limits. Returns 0 or ENOMEM. */
 int imsd_http_open(struct event_base *base, imsd_bound *bound, ims_log *log, imsd_http **out);
 /* imsd_http_route - GET path (exactly, without the query) is answered by fn. Returns 0,
  * EEXIST, EINVAL or ENOSPC. */
 int imsd_http_route(imsd_http *h, const char *path, imsd_http_fn fn, void *arg);
-/* imsd_http_free - close the socket and every connection. h may be NULL. */
+/* imsd_http_route_post - POST path is answered by fn (GET or HEAD there: 405). Returns as
+ * imsd_http_route. */
+int imsd_http_route_post(imsd_http *h, const char *path, imsd_http_fn fn, void *arg);
+/* imsd_http_defer - req (in its handler) is answered later: call imsd_http_undefer, then
+ * answer it, once the work is done; if its connection closes first, or the endpoint is freed,
+ * cancel(arg) is called instead and req must not be used. A request whose client went away
+ * may still be answered (evhttp then just frees it). Returns 0 or ENOSPC. */
+int imsd_http_defer(imsd_http *h, struct evhttp_request *req, imsd_http_cancel_fn cancel,
+                    void *arg);
+void imsd_http_undefer(imsd_http *h, struct evhttp_request *req);
+/* imsd_http_free - close the socket and every connection (deferred requests: cancelled). h may
+ * be NULL. */
 void imsd_http_free(imsd_http *h);
 
 /* --- queues.c: the four queues for imsctl and the admin page ---------------------------- */
@@ -515,6 +553,10 @@ void imsd_mail_protolog_level(imsd_server *srv, unsigned level);
 /* imsd_mail_stats - the spool's, the outbound queue's and the pickups' counters into out
  * (zeros for what is not open). */
 void imsd_mail_stats(imsd_server *srv, imsd_snap *out);
+/* imsd_mail_admin_hash - the password hash of the administrator's mailbox
+ * (AdministratorMailbox) into hash (hashsize bytes; "" unless 0 is returned), as
+ * dir_auth_lookup: 0, ENOENT (no such mailbox, or no password), or another errno value. */
+int imsd_mail_admin_hash(imsd_server *srv, char *hash, size_t hashsize);
 /* imsd_session_state - what c's session is doing: lib/smtp's state name ("greeted", "data",
  * "committing", ...), or "tls-handshake" while TLS is being set up. A static string. */
 const char *imsd_session_state(imsd_conn *c);

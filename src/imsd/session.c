@@ -1132,3 +1132,18 @@ void imsd_mail_stats(imsd_server *srv, imsd_snap *out)
     if (m->dropdir)
         ims_pickup_get_stats(m->dropdir, &out->pickup);
 }
+
+int imsd_mail_admin_hash(imsd_server *srv, char *hash, size_t hashsize)
+{
+    struct imsd_mail *m = srv->mail;
+    hash[0] = 0;
+    if (!m)
+        return ENOENT;
+    char alias[DIR_MAX_ALIAS + 1];
+    struct dir_call dc = {.dir = m->dir,
+                          .name = srv->settings->administrator_mailbox,
+                          .alias = alias,
+                          .hash = hash,
+                          .hashsize = hashsize};
+    return ims_router_locked(m->router, auth_lookup_locked, &dc);
+}

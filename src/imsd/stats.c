@@ -634,6 +634,34 @@ static void ctl_history(void *arg, imsd_ctl_req *r, int argc, char **argv)
     imsd_ctl_stream(r, history_more, h, history_cancel);
 }
 
+int imsd_stats_history_json(const imsd_stats *st, int64_t since, buf *out)
+{
+    const imsd_stats_ring *ring = st->ring;
+    int rc = buf_adds(out, "{\"keys\":[");
+    for (size_t i = 0; !rc && i < NDEFS; i++) {
+        if (i)
+            rc = buf_addc(out, ',');
+        if (!rc)
+            rc = ims_json_string(out, defs[i].key);
+    }
+    if (!rc)
+        rc = buf_adds(out, "],\"samples\":[");
+    bool first = true;
+    for (size_t k = ring ? ring->n : 0; !rc && k-- > 0;) {
+        const stats_sample *x = sample_at(ring, k);
+        if ((int64_t)x->wall <= since)
+            continue;
+        rc = buf_printf(out, "%s[%lld,%llu", first ? "" : ",", (long long)x->wall,
+                        (unsigned long long)x->mono);
+        for (size_t i = 0; !rc && i < NDEFS; i++)
+            rc = buf_printf(out, ",%llu", (unsigned long long)x->v[i]);
+        if (!rc)
+            rc = buf_addc(out, ']');
+        first = false;
+    }
+    return rc ? rc : buf_adds(out, "]}");
+}
+
 int imsd_stats_start(imsd_stats *st, imsd_server *srv, imsd_control *ctl)
 {
     imsd_stats_ring *r = calloc(1, sizeof *r);
