@@ -1588,6 +1588,7 @@ int ims_outq_action(ims_outq *q, const char *qid, ims_queue_action act, const ch
                   m->f.sender, what, a->actor);
     action_part_done(a, 0);
     msg_check_done(q, m);
+    wake_fd(q->efd); /* what is due now (a retry, a release) runs at the next dispatch */
     return 0;
 }
 

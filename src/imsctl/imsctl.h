@@ -130,6 +130,8 @@ int ic_cmd_start(unsigned timeout);
 int ic_cmd_stop(unsigned timeout, bool force);
 int ic_cmd_restart(unsigned timeout, bool force);
 int ic_cmd_status(void);
+/* ic_cmd_queues - `imsctl queues` with its arguments (after the command word): queues.c. */
+int ic_cmd_queues(int argc, char **argv);
 /* ic_cmd_stats - stats.c: the counters of the running service (exit 3: not running). */
 int ic_cmd_stats(bool json);
 /* ic_cmd_diagnostics - no argument: list the levels; CATEGORY: its level; CATEGORY LEVEL: set

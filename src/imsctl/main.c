@@ -28,6 +28,13 @@ static const char usage_text[] =
     "  restart [--timeout S] [--force]\n"
     "                           stop (when running), then start\n"
     "  status                   running or not: pid, profile, uptime, listeners, account\n"
+    "  queues [FILTER...] [--json | --summary]\n"
+    "                           the four queues (In, MTS-IN, MTS-OUT, Out): each message\n"
+    "                           with its recipients, their state, attempts, next try and\n"
+    "                           last reply; --summary: Out by destination domain\n"
+    "  queues ACTION (QUEUE-ID... | FILTER... | --all)\n"
+    "                           ACTION: hold, release, retry, delete, delete-ndr (delete\n"
+    "                           with a non-delivery report to the sender)\n"
     "  track [--id QID] [--message-id ID] [--sender ADDR] [--recipient ADDR]\n"
     "        [--since DATE] [--until DATE] [--json]\n"
     "                           a message's life from the tracking log, every event in\n"
@@ -49,6 +56,11 @@ static const char usage_text[] =
     "  --domain NAME            accept mail for NAME (repeatable), and make the\n"
     "                           administrator's mailbox (AdministratorMailbox, default\n"
     "                           postmaster: postmaster@NAME) when it does not exist\n"
+    "\n"
+    "queues filters (all must hold):\n"
+    "  --queue in|mts-in|mts-out|out   that queue (repeatable)\n"
+    "  --id QUEUE-ID, --sender ADDR ('<>': the null sender), --recipient ADDR,\n"
+    "  --domain DOMAIN (a recipient's), --older-than AGE (N, Ns, Nm, Nh, Nd)\n"
     "\n"
     "diagnostics arguments:\n"
     "  CATEGORY                 the value name (\"SMTP Protocol Log\") or an alias:\n"
@@ -264,6 +276,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(commands[i].name, argv[1]))
             c = &commands[i];
+    if (!c && !strcmp(argv[1], "queues")) /* its own options (queues.c) */
+        return absolute_env("IMS_ROOT") ? ic_error("cannot make IMS_ROOT absolute")
+                                        : ic_cmd_queues(argc - 2, argv + 2);
     if (!c && !strcmp(argv[1], "track")) /* its own options (track.c) */
         return absolute_env("IMS_ROOT") ? ic_error("cannot make IMS_ROOT absolute")
                                         : ic_cmd_track(argc - 2, argv + 2);

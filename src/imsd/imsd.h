@@ -324,7 +324,9 @@ typedef struct imsd_queue_filter {
     uint64_t min_age;   /* seconds since it arrived, at least */
 } imsd_queue_filter;
 
-/* imsd_queues_start - the `queues` and `queue-action` control commands (ctl may be NULL) over
+/* imsd_queues_start - the control commands `queues [FILTER...] [format=tsv]` (JSON lines, or
+ * queues.c's tab-separated lines for imsctl) and `queue-action ACTION ID...` (a line
+ * "id<TAB>ok|error<TAB>text" per id) (ctl may be NULL) over
  * srv's mail (imsd_mail_open first) and the gateway mailbox's folders. Returns 0 or ENOMEM. */
 int imsd_queues_start(imsd_server *srv, imsd_control *ctl, const char *gateway,
                       imsd_queues **out);
@@ -534,6 +536,8 @@ void imsd_outbound_receipt(void *ob, const char *sender, const void *data, size_
 /* imsd_outbound_stop - end every connection (what was in flight is deferred and recorded) and
  * stop the queue's thread; then close the spool, then imsd_outbound_free. */
 void imsd_outbound_stop(imsd_outbound *ob);
+/* imsd_outbound_queue - its queue (ob may be NULL: NULL). */
+ims_outq *imsd_outbound_queue(imsd_outbound *ob);
 /* imsd_outbound_queue_stats - the outbound queue's counters. */
 void imsd_outbound_queue_stats(const imsd_outbound *ob, ims_outq_stats *st);
 void imsd_outbound_free(imsd_outbound *ob);
@@ -550,6 +554,8 @@ void imsd_mail_close(imsd_server *srv);
 ims_router *imsd_mail_router(const imsd_server *srv);
 /* imsd_mail_protolog_level - the SMTP protocol log's level for connections from now on. */
 void imsd_mail_protolog_level(imsd_server *srv, unsigned level);
+/* imsd_mail_outq - the outbound queue (NULL before imsd_mail_open or when it did not open). */
+ims_outq *imsd_mail_outq(imsd_server *srv);
 /* imsd_mail_stats - the spool's, the outbound queue's and the pickups' counters into out
  * (zeros for what is not open). */
 void imsd_mail_stats(imsd_server *srv, imsd_snap *out);

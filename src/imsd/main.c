@@ -61,6 +61,7 @@ typedef struct imsd {
     struct event *signals[IMSD_NSIGNALS];
     imsd_diag *diag;       /* the Diagnostics levels and logging values, live; console mode */
     imsd_control *control; /* run/control: imsctl's requests */
+    imsd_queues *queues;   /* the queues' commands */
     imsd_bound metrics;    /* MetricsAddress's socket until the loop serves it; fd -1: none */
     imsd_http *http;       /* ... served */
     char listeners[IMSD_LISTENERS_TEXT_MAX];       /* "a b", for the status file */
@@ -163,6 +164,8 @@ static int loop_setup(imsd *d)
         return e;
     if ((e = imsd_stats_start(&d->stats, &d->server, d->control)))
         return e;
+    if ((e = imsd_queues_start(&d->server, d->control, ims_service_gateway(d->svc), &d->queues)))
+        return e;
     if (d->metrics.fd >= 0 && ((e = imsd_http_open(d->base, &d->metrics, &d->log, &d->http)) ||
                                (e = imsd_stats_serve(d->http, &d->server))))
         return e;
@@ -186,6 +189,8 @@ static void loop_free(imsd *d)
 {
     imsd_control_close(d->control); /* first: its commands look at what follows */
     d->control = NULL;
+    imsd_queues_free(d->queues);
+    d->queues = NULL;
     imsd_http_free(d->http);
     d->http = NULL;
     imsd_stats_stop(&d->stats);

@@ -1094,6 +1094,11 @@ imsd_outbound *imsd_outbound_new(struct event_base *base, const ims_settings *s,
     return ob;
 }
 
+ims_outq *imsd_outbound_queue(imsd_outbound *ob)
+{
+    return ob ? ob->q : NULL;
+}
+
 void imsd_outbound_queue_stats(const imsd_outbound *ob, ims_outq_stats *st)
 {
     ims_outq_get_stats(ob->q, st);

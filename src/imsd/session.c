@@ -1118,6 +1118,11 @@ const char *imsd_session_state(imsd_conn *c)
     return smtp_session_state_name(ms->s);
 }
 
+ims_outq *imsd_mail_outq(imsd_server *srv)
+{
+    return srv->mail ? imsd_outbound_queue(srv->mail->outbound) : NULL;
+}
+
 void imsd_mail_stats(imsd_server *srv, imsd_snap *out)
 {
     struct imsd_mail *m = srv->mail;
