@@ -71,6 +71,15 @@ endef
 # Programs that need more than the common libraries say so here.
 LDLIBS_imsd := -levent -levent_openssl -lssl -lcrypto
 $(foreach p,$(PROGS),$(eval $(call PROG_RULE,$(p))))
+# The administrator's page (data/admin) is compiled into imsd: nothing is read at run time.
+ADMIN_ASSETS := $(sort $(wildcard data/admin/*))
+$(BUILD)/gen/admin_assets.c: tools/embed_assets.py $(ADMIN_ASSETS)
+	@mkdir -p $(dir $@)
+	/usr/bin/python3 tools/embed_assets.py $@ $(ADMIN_ASSETS)
+$(OBJ)/gen/admin_assets.o: $(BUILD)/gen/admin_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Isrc/imsd $(CFLAGS) -MMD -MP -c -o $@ $<
+$(BIN)/imsd: $(OBJ)/gen/admin_assets.o
 
 $(BUILD)/tests/%_test: $(OBJ)/tests/unit/%_test.o $(LIBFILES)
 	@mkdir -p $(dir $@)

@@ -362,6 +362,46 @@ int imsd_queue_act(imsd_queues *qs, ims_queue_action act, const char *id, const 
 /* imsd_queue_action_parse - "hold", "release", "retry", "delete", "delete-ndr": 0 or EINVAL. */
 int imsd_queue_action_parse(const char *word, ims_queue_action *act);
 
+/* --- admin.c: the administrator's page (on the HTTP endpoint) --------------------------
+ * GET / (the page), /admin.css, /admin.js, /api/state, /api/queues, /api/stats, /api/events;
+ * POST /api/queue-action. Loopback clients only, Host checked; actions need the administrator
+ * mailbox's password or the token, a CSRF nonce from the page and our own Origin. */
+
+#define IMSD_ADMIN_TOKEN_FILE "admin.token" /* under the run directory, mode 0600 */
+#define IMSD_ADMIN_QUEUE_LIMIT 1000         /* messages /api/queues lists, at most */
+#define IMSD_ADMIN_TEXT_MAX 512             /* bytes of the profile's name, the listeners */
+#define IMSD_EV_ADMIN_REFUSED 1007 /* a page's action with a wrong password or token (ours) */
+
+/* The page's files (data/admin), embedded by tools/embed_assets.py into build/gen. */
+typedef struct imsd_asset {
+    const char *name; /* "index.html" */
+    const char *type; /* its Content-Type */
+    const unsigned char *data;
+    size_t len; /* data[len] is a NUL */
+} imsd_asset;
+extern const imsd_asset imsd_admin_assets[];
+extern const size_t imsd_admin_nassets;
+
+typedef struct imsd_admin imsd_admin;
+typedef struct imsd_admin_options {
+    imsd_http *http;      /* routes added here */
+    imsd_server *srv;     /* settings, log, counters, mail (the administrator's hash) */
+    imsd_sink *sink;      /* the last events */
+    imsd_queues *queues;  /* NULL: the queue views and actions answer 503 */
+    const char *listener; /* the endpoint's address ("127.0.0.1:9125"): Host's check */
+    const char *run_dir;  /* the token file goes here */
+    const char *profile, *listeners, *account; /* the service's state, as the status file */
+    time_t started;
+} imsd_admin_options;
+
+/* imsd_admin_start - the routes, a new token file (its failure is an event, not an error:
+ * the password still works) and the password checks' threads. Strings are copied. Returns 0
+ * or an errno value. */
+int imsd_admin_start(const imsd_admin_options *o, imsd_admin **out);
+/* imsd_admin_free - after imsd_http_free (which cancels the answers still owed); removes the
+ * token file. a may be NULL. */
+void imsd_admin_free(imsd_admin *a);
+
 /* --- tls.c: the server's certificate --------------------------------------------------- */
 
 #define IMSD_TLS_LOOK_SECONDS 5 /* how often the certificate and key files are looked at */

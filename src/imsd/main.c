@@ -64,6 +64,7 @@ typedef struct imsd {
     imsd_queues *queues;   /* the queues' commands */
     imsd_bound metrics;    /* MetricsAddress's socket until the loop serves it; fd -1: none */
     imsd_http *http;       /* ... served */
+    imsd_admin *admin;     /* the administrator's page on it */
     char listeners[IMSD_LISTENERS_TEXT_MAX];       /* "a b", for the status file */
     char listeners_event[IMSD_LISTENERS_TEXT_MAX]; /* "a, b", for event 1000 */
 } imsd;
@@ -169,6 +170,20 @@ static int loop_setup(imsd *d)
     if (d->metrics.fd >= 0 && ((e = imsd_http_open(d->base, &d->metrics, &d->log, &d->http)) ||
                                (e = imsd_stats_serve(d->http, &d->server))))
         return e;
+    if (d->http) {
+        imsd_admin_options ao = {.http = d->http,
+                                 .srv = &d->server,
+                                 .sink = &d->sink,
+                                 .queues = d->queues,
+                                 .listener = d->metrics.name,
+                                 .run_dir = d->run.dir,
+                                 .profile = ims_service_profile(d->svc),
+                                 .listeners = d->listeners,
+                                 .account = d->account.name,
+                                 .started = time(NULL)};
+        if ((e = imsd_admin_start(&ao, &d->admin)))
+            return e;
+    }
     for (size_t i = 0; i < IMSD_NSIGNALS; i++) {
         d->signals[i] = evsignal_new(d->base, stop_signals[i], on_signal, d);
         if (!d->signals[i] || evsignal_add(d->signals[i], NULL))
@@ -193,6 +208,8 @@ static void loop_free(imsd *d)
     d->queues = NULL;
     imsd_http_free(d->http);
     d->http = NULL;
+    imsd_admin_free(d->admin); /* after the endpoint: its answers owed are cancelled */
+    d->admin = NULL;
     imsd_stats_stop(&d->stats);
     imsd_diag_free(d->diag); /* before the mail state: it uses the router's lock */
     d->diag = NULL;
