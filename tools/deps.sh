@@ -16,10 +16,13 @@ set -eu
 # libnet-ssleay-perl and libio-socket-ssl-perl: swaks --tls (tests/e2e/test_submission.py).
 # prometheus: for promtool, which checks imsd's /metrics (tests/e2e/test_metrics.py). Only the
 # program: no Prometheus server is started.
+# chromium and chromium-driver: tests/e2e/test_admin_page.py drives headless Chromium over
+# WebDriver through the administrator's page. Nothing else uses them.
 PKGS="make gcc clang pkg-config liblmdb-dev lmdb-utils libevent-dev libssl-dev libc-ares-dev
 libcrypt-dev libcmocka-dev libhivex-dev libhivex-bin python3-hivex python3-pytest swaks wine wine64 clang-format
 postfix nmap dovecot-core mutt python3-dnslib openssl python3-aiosmtpd bsd-mailx
-systemd strace python3-seccomp libnet-ssleay-perl libio-socket-ssl-perl prometheus"
+systemd strace python3-seccomp libnet-ssleay-perl libio-socket-ssl-perl prometheus
+chromium chromium-driver"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
