@@ -20,8 +20,8 @@
 #include "store/store.h"
 
 #define ADMIN_NONCE_PLACEHOLDER "@CSRF_NONCE@" /* in index.html's meta tag */
-#define ADMIN_TOKEN_BYTES 32                    /* random bytes of the token (64 hex) */
-#define ADMIN_ACTOR_MAX (IMSD_ADDR_MAX + 32)    /* "web 127.0.0.1 (password)" */
+#define ADMIN_TOKEN_BYTES 32                   /* random bytes of the token (64 hex) */
+#define ADMIN_ACTOR_MAX (IMSD_ADDR_MAX + 32)   /* "web 127.0.0.1 (password)" */
 #define ADMIN_FAIL_DELAY_MAX 8 /* seconds a wrong credential's answer waits, at most */
 #define ADMIN_FAIL_FORGET 600  /* seconds after which the failures are forgotten */
 #define ADMIN_SINCE_MAX 20     /* digits of a since= value */
@@ -44,7 +44,7 @@ struct imsd_admin {
     char account[64];
     time_t started;
     ims_web_nonces nonces;
-    unsigned failures;  /* wrong credentials in a row (any client: loopback is one host) */
+    unsigned failures; /* wrong credentials in a row (any client: loopback is one host) */
     time_t last_failure;
 };
 
@@ -62,8 +62,8 @@ static void common_headers(struct evhttp_request *req, const char *type)
 }
 
 /* send_body - status with len bytes of type; 500 when memory runs out. */
-static void send_body(struct evhttp_request *req, int status, const char *reason,
-                      const char *type, const void *data, size_t len)
+static void send_body(struct evhttp_request *req, int status, const char *reason, const char *type,
+                      const void *data, size_t len)
 {
     struct evbuffer *body = evbuffer_new();
     if (!body || evbuffer_add(body, data, len)) {
@@ -239,8 +239,7 @@ static int setting_json(buf *b, const ims_setting *t, const ims_settings *s, con
         memcpy(&n, base + t->size, sizeof n);
         buf lines = BUF_INIT;
         for (size_t i = 0; !rc && i < n; i++)
-            rc = buf_printf(&lines, "%s%s", i ? " " : "",
-                            base + t->field + i * IMS_RELAY_LINE_MAX);
+            rc = buf_printf(&lines, "%s%s", i ? " " : "", base + t->field + i * IMS_RELAY_LINE_MAX);
         if (!rc)
             rc = buf_cstr(&lines) ? 0 : ENOMEM;
         if (!rc)
@@ -267,9 +266,12 @@ static void state_get(void *arg, struct evhttp_request *req)
                         (unsigned long long)snap.uptime);
     const struct {
         const char *key, *value;
-    } texts[] = {{"profile", a->profile},     {"listeners", a->listeners},
-                 {"account", a->account},     {"web", a->listener},
-                 {"token_file", a->token_path}, {"administrator", s->administrator_mailbox},
+    } texts[] = {{"profile", a->profile},
+                 {"listeners", a->listeners},
+                 {"account", a->account},
+                 {"web", a->listener},
+                 {"token_file", a->token_path},
+                 {"administrator", s->administrator_mailbox},
                  {"stopping", NULL}};
     for (size_t i = 0; !rc && texts[i].value; i++) {
         rc = buf_printf(&b, "\"%s\":", texts[i].key);
@@ -305,8 +307,7 @@ static void stats_get(void *arg, struct evhttp_request *req)
         return;
     uint64_t since = query_u64(req, "since");
     buf b = BUF_INIT;
-    if (imsd_stats_history_json(a->srv->stats, since > INT64_MAX ? INT64_MAX : (int64_t)since,
-                                &b))
+    if (imsd_stats_history_json(a->srv->stats, since > INT64_MAX ? INT64_MAX : (int64_t)since, &b))
         evhttp_send_error(req, HTTP_INTERNAL, "Out of memory");
     else
         send_json(req, HTTP_OK, "OK", &b);
@@ -395,8 +396,8 @@ static void list_step(evutil_socket_t fd, short what, void *arg)
     admin_list *l = arg;
     size_t want = IMSD_ADMIN_QUEUE_LIMIT - l->n;
     size_t before = l->lines.len;
-    int rc = imsd_queue_walk_step(l->w, want < IMSD_QUEUES_BATCH ? want : IMSD_QUEUES_BATCH,
-                                  &l->lines);
+    int rc =
+        imsd_queue_walk_step(l->w, want < IMSD_QUEUES_BATCH ? want : IMSD_QUEUES_BATCH, &l->lines);
     if (rc == ENOMEM) {
         imsd_http_undefer(l->a->http, l->req);
         evhttp_send_error(l->req, HTTP_INTERNAL, "Out of memory");
@@ -428,8 +429,7 @@ static void queues_get(void *arg, struct evhttp_request *req)
     if (!guard(a, req, &host))
         return;
     if (!a->queues) {
-        send_result(req, HTTP_SERVUNAVAIL, "Service Unavailable", false,
-                    "the queues are not open");
+        send_result(req, HTTP_SERVUNAVAIL, "Service Unavailable", false, "the queues are not open");
         return;
     }
     admin_list *l = calloc(1, sizeof *l);
@@ -581,7 +581,10 @@ static void action_post(void *arg, struct evhttp_request *req)
     int rc = ims_web_action_parse(evhttp_find_header(in, "Content-Type"), text, len, &w);
     explicit_bzero(text, sizeof text);
     if (rc) {
-        send_result(req, rc == ENOTSUP ? 415 : rc == EMSGSIZE ? 413 : HTTP_BADREQUEST,
+        send_result(req,
+                    rc == ENOTSUP    ? 415
+                    : rc == EMSGSIZE ? 413
+                                     : HTTP_BADREQUEST,
                     rc == ENOTSUP    ? "Unsupported Media Type"
                     : rc == EMSGSIZE ? "Payload Too Large"
                                      : "Bad Request",
@@ -635,8 +638,7 @@ static void action_post(void *arg, struct evhttp_request *req)
     /* Without a password (no mailbox, none set) the check runs against a dummy: the same
      * time, and no match. */
     int e = a->auth && w.secret_len
-                ? imsd_auth_check(a->auth, rc ? NULL : hash, w.secret, w.secret_len,
-                                  act_checked, p)
+                ? imsd_auth_check(a->auth, rc ? NULL : hash, w.secret, w.secret_len, act_checked, p)
                 : EINVAL;
     explicit_bzero(&w, sizeof w);
     explicit_bzero(hash, sizeof hash);

@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -24,7 +25,7 @@ import pytest
 
 from conftest import IMS_BIN, REPO
 from outbound_world import Rule, message, send, tracking, world  # noqa: F401
-from test_smtp import WAIT, free_port, run, wait_for
+from test_smtp import WAIT, Service, free_port, run, wait_for
 
 ZONE = """
 remote.test      MX 10 mx1.remote.test
@@ -380,3 +381,36 @@ def test_in_chromium_hold_through_the_page(world, browser, tmp_path):
     os.makedirs(out, exist_ok=True)
     shutil.copy(str(shot), os.path.join(out, "admin-page.png"))
     print("screenshot: %s (and %s)" % (shot, os.path.join(out, "admin-page.png")))
+
+
+def test_clients_that_go_away_before_their_answer():
+    """A wrong token's answer waits; a client that hangs up meanwhile (and one that hangs up
+    during a listing, or sends half a request) leaves nothing behind: the service answers the
+    next client and stops cleanly (exit 0; under SAN=1 no sanitizer report on its stderr)."""
+    root = tempfile.mkdtemp(prefix="ims-admin-")  # /tmp: the service account must enter it
+    os.chmod(root, 0o755)
+    port = free_port()
+    svc = Service(root, free_port(), extra_params=[("MetricsAddress", "REG_SZ",
+                                                     "127.0.0.1:%d" % port)], start=False)
+    p = svc.start_console()
+    try:
+        page = Page(svc, port)
+        nonce, host = page.nonce(), "127.0.0.1:%d" % port
+        body = json.dumps({"id": "X", "action": "hold", "csrf": nonce, "secret": "wrong"})
+        for request in (
+                "POST /api/queue-action HTTP/1.1\r\nHost: %s\r\nOrigin: http://%s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (host, host, len(body), body),
+                "GET /api/queues HTTP/1.1\r\nHost: %s\r\n\r\n" % host,
+                "POST /api/queue-action HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n{"
+                % host):
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
+                s.sendall(request.encode())
+        status, out = page.act("X", "hold", "still wrong")
+        assert status == 403
+        assert page.json("/api/state")["pid"] == svc.pid()
+    finally:
+        err = svc.stop_console(p)
+        shutil.rmtree(root, ignore_errors=True)
+    assert p.returncode == 0, err
+    assert "Sanitizer" not in err and "runtime error" not in err, err
