@@ -20,10 +20,11 @@
 
 #include "base/base.h"
 
-#define OQ_BUCKETS 4096   /* destinations hash: chained, so any number fits */
-#define OQ_SYNC_THREADS 8 /* a commit round's files synced together */
-#define OQ_EVENT_TEXT 512 /* bytes of one event's text */
-#define OQ_ROUND_MAX 1024 /* commits gathered into one round */
+#define OQ_BUCKETS 4096      /* destinations hash: chained, so any number fits */
+#define OQ_MSG_BUCKETS 65536 /* messages by queue id: chained */
+#define OQ_SYNC_THREADS 8    /* a commit round's files synced together */
+#define OQ_EVENT_TEXT 512    /* bytes of one event's text */
+#define OQ_ROUND_MAX 1024    /* commits gathered into one round */
 #define OQ_NOT_ATTEMPTED "4.4.2 not attempted (the connection ended first)"
 
 typedef struct oq_msg oq_msg;
@@ -74,6 +75,7 @@ struct oq_msg {
     oq_action *del;     /* a delete waiting for units in a connection now */
     unsigned del_units; /* ... this many */
     oq_msg *prev, *next;
+    oq_msg *hnext; /* in the queue's table by id */
 };
 
 struct ims_outq_iter {
@@ -215,6 +217,7 @@ struct ims_outq {
     ims_sched sched;
     ims_outq_dest *buckets[OQ_BUCKETS];
     oq_msg *msgs;
+    oq_msg *by_id[OQ_MSG_BUCKETS];
     size_t loaded_bytes;
     oq_msg **loadq; /* messages waiting for their content, beyond the budget */
     size_t nloadq, caploadq;
@@ -809,8 +812,29 @@ static void msg_free(oq_msg *m)
     free(m);
 }
 
+static uint32_t hash_id(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % OQ_MSG_BUCKETS;
+}
+
+static oq_msg *msg_find(ims_outq *q, const char *qid)
+{
+    for (oq_msg *m = q->by_id[hash_id(qid)]; m; m = m->hnext)
+        if (!strcmp(m->id, qid))
+            return m;
+    return NULL;
+}
+
 static void msg_unlink(ims_outq *q, oq_msg *m)
 {
+    for (oq_msg **pp = &q->by_id[hash_id(m->id)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == m) {
+            *pp = m->hnext;
+            break;
+        }
     if (m->prev)
         m->prev->next = m->next;
     else
@@ -1098,9 +1122,8 @@ static void fail_pending(ims_outq *q, oq_msg *m, const char *text)
 /* msg_add - a message read from Out: units by destination, scheduled by their records. */
 static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
 {
-    for (oq_msg *o = q->msgs; o; o = o->next)
-        if (!strcmp(o->id, t->id))
-            return; /* a handover of a file recovery found too */
+    if (msg_find(q, t->id))
+        return; /* a handover of a file recovery found too */
     oq_msg *m = calloc(1, sizeof *m);
     if (!m)
         return;
@@ -1158,6 +1181,9 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
     if (q->msgs)
         q->msgs->prev = m;
     q->msgs = m;
+    uint32_t h = hash_id(m->id);
+    m->hnext = q->by_id[h];
+    q->by_id[h] = m;
     q->st.messages++;
     if (ntrack && q->tracking) {
         oq_task *tt = task_new(T_COMMIT, m);
@@ -1443,14 +1469,6 @@ static void attempt_over_admin(ims_outq *q, oq_unit *u)
         return;
     }
     u->st = unit_is_final(u) ? U_FINAL : U_HELD;
-}
-
-static oq_msg *msg_find(ims_outq *q, const char *qid)
-{
-    for (oq_msg *m = q->msgs; m; m = m->next)
-        if (!strcmp(m->id, qid))
-            return m;
-    return NULL;
 }
 
 /* unit_stop - u is not to be tried any more for now: out of the scheduler or its
