@@ -271,8 +271,8 @@ void imsd_http_free(imsd_http *h);
 
 /* --- queues.c: the four queues for imsctl and the admin page ---------------------------- */
 
-#define IMSD_QUEUES_BATCH 64       /* messages one step of a walk writes (the loop goes on) */
-#define IMSD_QUEUES_ACT_MAX 4096   /* queue ids one action request may name */
+#define IMSD_QUEUES_BATCH 64     /* messages one step of a walk writes (the loop goes on) */
+#define IMSD_QUEUES_ACT_MAX 4096 /* queue ids one action request may name */
 
 typedef struct imsd_queues imsd_queues;
 
@@ -290,8 +290,7 @@ typedef struct imsd_queue_filter {
  * queues.c's tab-separated lines for imsctl) and `queue-action ACTION ID...` (a line
  * "id<TAB>ok|error<TAB>text" per id) (ctl may be NULL) over
  * srv's mail (imsd_mail_open first) and the gateway mailbox's folders. Returns 0 or ENOMEM. */
-int imsd_queues_start(imsd_server *srv, imsd_control *ctl, const char *gateway,
-                      imsd_queues **out);
+int imsd_queues_start(imsd_server *srv, imsd_control *ctl, const char *gateway, imsd_queues **out);
 void imsd_queues_free(imsd_queues *qs);
 
 /* imsd_queue_filter_parse - a filter from words "queue=out", "id=X", "sender=A",
