@@ -181,7 +181,11 @@ typedef struct oq_task {
     ims_report_action action;
     ims_rcpt to, to2; /* the sender; the administrator's copy (admin_copy) */
     bool admin_copy;
-    char to_dest[IMS_HOST_MAX], to_maildir[PATH_MAX], admin_maildir[PATH_MAX];
+    /* T_REPORT, T_RECEIPT: where the report goes, allocated for them only (every other task,
+     * a queue's start has one per message, stays small) */
+    struct oq_addrs {
+        char to_dest[IMS_HOST_MAX], to_maildir[PATH_MAX], admin_maildir[PATH_MAX];
+    } * ad;
     /* answers */
     int err;
     ims_spool_file f; /* T_ENV */
@@ -281,6 +285,7 @@ static void task_free(oq_task *t)
     free(t->rr_idx);
     free(t->rt);
     free(t->content);
+    free(t->ad);
     ims_spool_file_free(&t->f);
     free(t);
 }
@@ -646,17 +651,17 @@ static void th_bad(ims_outq *q, oq_task *t)
 }
 
 /* th_receipt - a report made elsewhere (the delivery thread's receipts): routed to its
- * sender and spooled from <>. t->content holds it, t->to_dest the sender. */
+ * sender and spooled from <>. t->content holds it, t->ad->to_dest the sender. */
 static void th_receipt(ims_outq *q, oq_task *t)
 {
     if (q->stopping || !q->spool)
         return;
     ims_route route;
     char where[PATH_MAX];
-    if (ims_router_route(q->router, t->to_dest, &route) ||
+    if (ims_router_route(q->router, t->ad->to_dest, &route) ||
         ims_route_dest(&route, q->store_dir, where, sizeof where))
         return; /* no such sender here: nobody to tell */
-    ims_rcpt r = {.address = t->to_dest, .route = route.kind};
+    ims_rcpt r = {.address = t->ad->to_dest, .route = route.kind};
     if (route.kind == IMS_ROUTE_LOCAL)
         r.maildir = where;
     else
@@ -1282,7 +1287,8 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
     t->rr = calloc(n, sizeof *t->rr);
     t->rr_idx = malloc(n * sizeof *t->rr_idx);
     t->rt = calloc(n, sizeof *t->rt);
-    if (!t->rr || !t->rr_idx || !t->rt) {
+    t->ad = calloc(1, sizeof *t->ad);
+    if (!t->rr || !t->rr_idx || !t->rt || !t->ad) {
         task_free(t);
         return;
     }
@@ -1301,16 +1307,17 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
     }
     t->to.address = m->f.sender;
     t->to.route = route.kind;
-    char *where = route.kind == IMS_ROUTE_LOCAL ? t->to_maildir : t->to_dest;
+    char *where = route.kind == IMS_ROUTE_LOCAL ? t->ad->to_maildir : t->ad->to_dest;
     if (ims_route_dest(&route, q->store_dir, where,
-                       route.kind == IMS_ROUTE_LOCAL ? sizeof t->to_maildir : sizeof t->to_dest)) {
+                       route.kind == IMS_ROUTE_LOCAL ? sizeof t->ad->to_maildir
+                                                     : sizeof t->ad->to_dest)) {
         task_free(t);
         return;
     }
     if (route.kind == IMS_ROUTE_LOCAL)
-        t->to.maildir = t->to_maildir;
+        t->to.maildir = t->ad->to_maildir;
     else
-        t->to.dest = t->to_dest;
+        t->to.dest = t->ad->to_dest;
     time_t now = time(NULL);
     for (size_t i = 0; i < n; i++) {
         ims_spool_rcpt_rec *r = &m->f.rcpts[idx[i]];
@@ -1343,11 +1350,11 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
     for (size_t i = 0; action == IMS_REPORT_FAILED && i < n && !copy; i++)
         copy = q->s.admin_ndr_copy || !strcmp(t->rt[i].enh + 1, ".1.4");
     if (copy && strcasecmp(m->f.sender, q->names.postmaster)) {
-        int w = snprintf(t->admin_maildir, sizeof t->admin_maildir, "%s/%s", q->store_dir,
+        int w = snprintf(t->ad->admin_maildir, sizeof t->ad->admin_maildir, "%s/%s", q->store_dir,
                          q->s.administrator_mailbox);
-        if (w > 0 && (size_t)w < sizeof t->admin_maildir) {
+        if (w > 0 && (size_t)w < sizeof t->ad->admin_maildir) {
             t->to2.address = q->names.postmaster;
-            t->to2.maildir = t->admin_maildir;
+            t->to2.maildir = t->ad->admin_maildir;
             t->to2.route = IMS_ROUTE_LOCAL;
             t->admin_copy = true;
         }
@@ -1949,13 +1956,17 @@ void ims_outq_receipt(void *arg, const char *sender, const void *data, size_t le
 {
     ims_outq *q = arg;
     oq_task *t = task_new(T_RECEIPT, NULL);
-    if (!t || strlen(sender) >= sizeof t->to_dest || !(t->content = malloc(len ? len : 1))) {
-        free(t);
+    if (t)
+        t->ad = calloc(1, sizeof *t->ad);
+    if (!t || !t->ad || strlen(sender) >= sizeof t->ad->to_dest ||
+        !(t->content = malloc(len ? len : 1))) {
+        if (t)
+            task_free(t);
         return; /* a receipt lost, as after a crash */
     }
     memcpy(t->content, data, len);
     t->clen = len;
-    snprintf(t->to_dest, sizeof t->to_dest, "%s", sender);
+    snprintf(t->ad->to_dest, sizeof t->ad->to_dest, "%s", sender);
     post(q, t);
 }
 
