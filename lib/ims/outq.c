@@ -20,10 +20,11 @@
 
 #include "base/base.h"
 
-#define OQ_BUCKETS 4096   /* destinations hash: chained, so any number fits */
-#define OQ_SYNC_THREADS 8 /* a commit round's files synced together */
-#define OQ_EVENT_TEXT 512 /* bytes of one event's text */
-#define OQ_ROUND_MAX 1024 /* commits gathered into one round */
+#define OQ_BUCKETS 4096      /* destinations hash: chained, so any number fits */
+#define OQ_MSG_BUCKETS 65536 /* messages by queue id: chained */
+#define OQ_SYNC_THREADS 8    /* a commit round's files synced together */
+#define OQ_EVENT_TEXT 512    /* bytes of one event's text */
+#define OQ_ROUND_MAX 1024    /* commits gathered into one round */
 #define OQ_NOT_ATTEMPTED "4.4.2 not attempted (the connection ended first)"
 
 typedef struct oq_msg oq_msg;
@@ -74,6 +75,7 @@ struct oq_msg {
     oq_action *del;     /* a delete waiting for units in a connection now */
     unsigned del_units; /* ... this many */
     oq_msg *prev, *next;
+    oq_msg *hnext; /* in the queue's table by id */
 };
 
 struct ims_outq_iter {
@@ -179,7 +181,11 @@ typedef struct oq_task {
     ims_report_action action;
     ims_rcpt to, to2; /* the sender; the administrator's copy (admin_copy) */
     bool admin_copy;
-    char to_dest[IMS_HOST_MAX], to_maildir[PATH_MAX], admin_maildir[PATH_MAX];
+    /* T_REPORT, T_RECEIPT: where the report goes, allocated for them only (every other task,
+     * a queue's start has one per message, stays small) */
+    struct oq_addrs {
+        char to_dest[IMS_HOST_MAX], to_maildir[PATH_MAX], admin_maildir[PATH_MAX];
+    } * ad;
     /* answers */
     int err;
     ims_spool_file f; /* T_ENV */
@@ -215,6 +221,7 @@ struct ims_outq {
     ims_sched sched;
     ims_outq_dest *buckets[OQ_BUCKETS];
     oq_msg *msgs;
+    oq_msg *by_id[OQ_MSG_BUCKETS];
     size_t loaded_bytes;
     oq_msg **loadq; /* messages waiting for their content, beyond the budget */
     size_t nloadq, caploadq;
@@ -278,6 +285,7 @@ static void task_free(oq_task *t)
     free(t->rr_idx);
     free(t->rt);
     free(t->content);
+    free(t->ad);
     ims_spool_file_free(&t->f);
     free(t);
 }
@@ -643,17 +651,17 @@ static void th_bad(ims_outq *q, oq_task *t)
 }
 
 /* th_receipt - a report made elsewhere (the delivery thread's receipts): routed to its
- * sender and spooled from <>. t->content holds it, t->to_dest the sender. */
+ * sender and spooled from <>. t->content holds it, t->ad->to_dest the sender. */
 static void th_receipt(ims_outq *q, oq_task *t)
 {
     if (q->stopping || !q->spool)
         return;
     ims_route route;
     char where[PATH_MAX];
-    if (ims_router_route(q->router, t->to_dest, &route) ||
+    if (ims_router_route(q->router, t->ad->to_dest, &route) ||
         ims_route_dest(&route, q->store_dir, where, sizeof where))
         return; /* no such sender here: nobody to tell */
-    ims_rcpt r = {.address = t->to_dest, .route = route.kind};
+    ims_rcpt r = {.address = t->ad->to_dest, .route = route.kind};
     if (route.kind == IMS_ROUTE_LOCAL)
         r.maildir = where;
     else
@@ -809,8 +817,29 @@ static void msg_free(oq_msg *m)
     free(m);
 }
 
+static uint32_t hash_id(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % OQ_MSG_BUCKETS;
+}
+
+static oq_msg *msg_find(ims_outq *q, const char *qid)
+{
+    for (oq_msg *m = q->by_id[hash_id(qid)]; m; m = m->hnext)
+        if (!strcmp(m->id, qid))
+            return m;
+    return NULL;
+}
+
 static void msg_unlink(ims_outq *q, oq_msg *m)
 {
+    for (oq_msg **pp = &q->by_id[hash_id(m->id)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == m) {
+            *pp = m->hnext;
+            break;
+        }
     if (m->prev)
         m->prev->next = m->next;
     else
@@ -1098,9 +1127,8 @@ static void fail_pending(ims_outq *q, oq_msg *m, const char *text)
 /* msg_add - a message read from Out: units by destination, scheduled by their records. */
 static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
 {
-    for (oq_msg *o = q->msgs; o; o = o->next)
-        if (!strcmp(o->id, t->id))
-            return; /* a handover of a file recovery found too */
+    if (msg_find(q, t->id))
+        return; /* a handover of a file recovery found too */
     oq_msg *m = calloc(1, sizeof *m);
     if (!m)
         return;
@@ -1158,6 +1186,9 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
     if (q->msgs)
         q->msgs->prev = m;
     q->msgs = m;
+    uint32_t h = hash_id(m->id);
+    m->hnext = q->by_id[h];
+    q->by_id[h] = m;
     q->st.messages++;
     if (ntrack && q->tracking) {
         oq_task *tt = task_new(T_COMMIT, m);
@@ -1256,7 +1287,8 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
     t->rr = calloc(n, sizeof *t->rr);
     t->rr_idx = malloc(n * sizeof *t->rr_idx);
     t->rt = calloc(n, sizeof *t->rt);
-    if (!t->rr || !t->rr_idx || !t->rt) {
+    t->ad = calloc(1, sizeof *t->ad);
+    if (!t->rr || !t->rr_idx || !t->rt || !t->ad) {
         task_free(t);
         return;
     }
@@ -1275,16 +1307,17 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
     }
     t->to.address = m->f.sender;
     t->to.route = route.kind;
-    char *where = route.kind == IMS_ROUTE_LOCAL ? t->to_maildir : t->to_dest;
+    char *where = route.kind == IMS_ROUTE_LOCAL ? t->ad->to_maildir : t->ad->to_dest;
     if (ims_route_dest(&route, q->store_dir, where,
-                       route.kind == IMS_ROUTE_LOCAL ? sizeof t->to_maildir : sizeof t->to_dest)) {
+                       route.kind == IMS_ROUTE_LOCAL ? sizeof t->ad->to_maildir
+                                                     : sizeof t->ad->to_dest)) {
         task_free(t);
         return;
     }
     if (route.kind == IMS_ROUTE_LOCAL)
-        t->to.maildir = t->to_maildir;
+        t->to.maildir = t->ad->to_maildir;
     else
-        t->to.dest = t->to_dest;
+        t->to.dest = t->ad->to_dest;
     time_t now = time(NULL);
     for (size_t i = 0; i < n; i++) {
         ims_spool_rcpt_rec *r = &m->f.rcpts[idx[i]];
@@ -1317,11 +1350,11 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
     for (size_t i = 0; action == IMS_REPORT_FAILED && i < n && !copy; i++)
         copy = q->s.admin_ndr_copy || !strcmp(t->rt[i].enh + 1, ".1.4");
     if (copy && strcasecmp(m->f.sender, q->names.postmaster)) {
-        int w = snprintf(t->admin_maildir, sizeof t->admin_maildir, "%s/%s", q->store_dir,
+        int w = snprintf(t->ad->admin_maildir, sizeof t->ad->admin_maildir, "%s/%s", q->store_dir,
                          q->s.administrator_mailbox);
-        if (w > 0 && (size_t)w < sizeof t->admin_maildir) {
+        if (w > 0 && (size_t)w < sizeof t->ad->admin_maildir) {
             t->to2.address = q->names.postmaster;
-            t->to2.maildir = t->admin_maildir;
+            t->to2.maildir = t->ad->admin_maildir;
             t->to2.route = IMS_ROUTE_LOCAL;
             t->admin_copy = true;
         }
@@ -1443,14 +1476,6 @@ static void attempt_over_admin(ims_outq *q, oq_unit *u)
         return;
     }
     u->st = unit_is_final(u) ? U_FINAL : U_HELD;
-}
-
-static oq_msg *msg_find(ims_outq *q, const char *qid)
-{
-    for (oq_msg *m = q->msgs; m; m = m->next)
-        if (!strcmp(m->id, qid))
-            return m;
-    return NULL;
 }
 
 /* unit_stop - u is not to be tried any more for now: out of the scheduler or its
@@ -1931,13 +1956,17 @@ void ims_outq_receipt(void *arg, const char *sender, const void *data, size_t le
 {
     ims_outq *q = arg;
     oq_task *t = task_new(T_RECEIPT, NULL);
-    if (!t || strlen(sender) >= sizeof t->to_dest || !(t->content = malloc(len ? len : 1))) {
-        free(t);
+    if (t)
+        t->ad = calloc(1, sizeof *t->ad);
+    if (!t || !t->ad || strlen(sender) >= sizeof t->ad->to_dest ||
+        !(t->content = malloc(len ? len : 1))) {
+        if (t)
+            task_free(t);
         return; /* a receipt lost, as after a crash */
     }
     memcpy(t->content, data, len);
     t->clen = len;
-    snprintf(t->to_dest, sizeof t->to_dest, "%s", sender);
+    snprintf(t->ad->to_dest, sizeof t->ad->to_dest, "%s", sender);
     post(q, t);
 }
 

@@ -15,10 +15,10 @@
 
 #include "base/base.h"
 
-#define QD_HEAD_MAX 16384   /* bytes of an MTS-IN or MTS-OUT file read for its envelope */
-#define QD_RCPTS_MAX 1024   /* recipients shown of one MTS-OUT file */
-#define QD_SUBDIRS_MAX 2    /* MTS-OUT: new/ and .taking/ */
-#define QD_FIELD_MAX 1024   /* bytes of an address shown */
+#define QD_HEAD_MAX 16384 /* bytes of an MTS-IN or MTS-OUT file read for its envelope */
+#define QD_RCPTS_MAX 1024 /* recipients shown of one MTS-OUT file */
+#define QD_SUBDIRS_MAX 2  /* MTS-OUT: new/ and .taking/ */
+#define QD_FIELD_MAX 1024 /* bytes of an address shown */
 
 struct ims_queue_dir {
     ims_queue_kind kind;

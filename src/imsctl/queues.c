@@ -12,10 +12,10 @@
 
 #include "base/base.h"
 
-#define QC_FILTER_WORDS 16  /* filter words a request carries at most */
-#define QC_WORD_MAX 1100    /* bytes of one filter word ("sender=" and an address) */
-#define QC_BATCH 512        /* queue ids one action request names */
-#define QC_FIELDS 9         /* fields of a listing line at most (an R line has 9) */
+#define QC_FILTER_WORDS 16    /* filter words a request carries at most */
+#define QC_WORD_MAX 1100      /* bytes of one filter word ("sender=" and an address) */
+#define QC_BATCH 512          /* queue ids one action request names */
+#define QC_FIELDS 9           /* fields of a listing line at most (an R line has 9) */
 #define QC_DOMAINS_MAX 100000 /* destinations the summary keeps */
 
 static const char queues_usage[] =
@@ -101,7 +101,7 @@ static int parse(int argc, char **argv, qc_args *a)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         static const struct {
             const char *opt, *key;
-        } valued[] = {{"--queue", "queue"},   {"--id", "id"},         {"--sender", "sender"},
+        } valued[] = {{"--queue", "queue"},    {"--id", "id"},         {"--sender", "sender"},
                       {"--recipient", "rcpt"}, {"--domain", "domain"}, {"--older-than", "age"}};
         bool done = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0] && !done; k++) {
@@ -215,7 +215,7 @@ typedef struct qc_dom {
 typedef struct qc_list {
     bool json, summary;
     size_t count[IMS_QUEUE_KINDS], rcpts[IMS_QUEUE_KINDS];
-    int cur;           /* the queue of the current message */
+    int cur; /* the queue of the current message */
     bool first_json;
     char cur_id[256];
     long long cur_arrival;
@@ -362,8 +362,7 @@ static int dom_cmp(const void *a, const void *b)
 static void print_summary(qc_list *l)
 {
     qsort(l->doms, l->ndoms, sizeof *l->doms, dom_cmp);
-    printf("%-40s %10s %10s %8s\n", "Destination domain (Out)", "Recipients", "Messages",
-           "Oldest");
+    printf("%-40s %10s %10s %8s\n", "Destination domain (Out)", "Recipients", "Messages", "Oldest");
     time_t now = time(NULL);
     for (size_t i = 0; i < l->ndoms; i++) {
         char age[32];

@@ -230,8 +230,7 @@ static void msg_tsv(buf *b, ims_queue_kind kind, const ims_queue_msg *m)
         tsv_field(b, r->address, r->address ? strlen(r->address) : 0);
         tsv_field(b, route_name(r->route), strlen(route_name(r->route)));
         tsv_field(b, r->dest, r->dest ? strlen(r->dest) : 0);
-        buf_printf(b, "\t%s\t%u\t%lld", state_name(r->state), r->attempts,
-                   (long long)r->next_try);
+        buf_printf(b, "\t%s\t%u\t%lld", state_name(r->state), r->attempts, (long long)r->next_try);
         size_t rl = r->last ? r->remote_len : 0;
         tsv_field(b, r->last, rl);
         const char *reply = r->last ? r->last + rl + (r->last[rl] == '|') : "";
@@ -272,8 +271,8 @@ static int walk_advance(imsd_queue_walk *w)
                 continue;
             return ims_outq_iter_new(q, &w->it);
         }
-        int rc = ims_queue_dir_open((ims_queue_kind)w->stage, w->qs->root_dir, w->qs->gateway,
-                                    &w->dir);
+        int rc =
+            ims_queue_dir_open((ims_queue_kind)w->stage, w->qs->root_dir, w->qs->gateway, &w->dir);
         if (rc == ENOMEM)
             return rc;
         if (!rc)
@@ -645,8 +644,7 @@ static void ctl_action(void *arg, imsd_ctl_req *r, int argc, char **argv)
     batch_drop(b); /* this call's own */
 }
 
-int imsd_queues_start(imsd_server *srv, imsd_control *ctl, const char *gateway,
-                      imsd_queues **out)
+int imsd_queues_start(imsd_server *srv, imsd_control *ctl, const char *gateway, imsd_queues **out)
 {
     imsd_queues *qs = calloc(1, sizeof *qs);
     if (!qs)

@@ -478,17 +478,24 @@ static void defer_once(struct oq *o)
     assert_true(pump(o, one_done));
 }
 
+/* setup_deferred - a queue whose retries are slow (nothing comes back by itself during a
+ * test) with one message to bob, deferred once by a 451. */
+static void setup_deferred(struct oq *o, struct fx *fx, uint64_t retry_ms)
+{
+    setup_oq(o, fx);
+    o->s.retry_ms[0] = retry_ms;
+    oq_close(o);
+    oq_open(o);
+    submit(o, "alice@ims.test", "bob@remote.test");
+    defer_once(o);
+}
+
 /* Held: nothing is given out, the hold is in the file and survives a restart; released, the
  * message goes. The view shows the recipient's last reply verbatim. */
 static void test_hold_release(void **state)
 {
     struct oq o;
-    setup_oq(&o, *state);
-    o.s.retry_ms[0] = 60000;
-    oq_close(&o);
-    oq_open(&o);
-    submit(&o, "alice@ims.test", "bob@remote.test");
-    defer_once(&o);
+    setup_deferred(&o, *state, 60000);
     char id[IMS_QUEUE_ID_LEN + 1];
     ims_queue_rcpt rc;
     first_view(&o, id, &rc);
@@ -538,12 +545,7 @@ static void test_hold_release(void **state)
 static void test_retry_now(void **state)
 {
     struct oq o;
-    setup_oq(&o, *state);
-    o.s.retry_ms[0] = 600000;
-    oq_close(&o);
-    oq_open(&o);
-    submit(&o, "alice@ims.test", "bob@remote.test");
-    defer_once(&o);
+    setup_deferred(&o, *state, 600000);
     assert_int_equal(ims_outq_dest_ready(o.ready), 0);
     char id[IMS_QUEUE_ID_LEN + 1];
     first_view(&o, id, NULL);
@@ -558,12 +560,7 @@ static void test_retry_now(void **state)
 static void test_delete(void **state)
 {
     struct oq o;
-    setup_oq(&o, *state);
-    o.s.retry_ms[0] = 600000;
-    oq_close(&o);
-    oq_open(&o);
-    submit(&o, "alice@ims.test", "bob@remote.test");
-    defer_once(&o);
+    setup_deferred(&o, *state, 600000);
     char id[IMS_QUEUE_ID_LEN + 1];
     first_view(&o, id, NULL);
     struct act_res r;
@@ -632,12 +629,7 @@ static void test_delete_while_sending(void **state)
 static void test_iter_removal(void **state)
 {
     struct oq o;
-    setup_oq(&o, *state);
-    o.s.retry_ms[0] = 600000;
-    oq_close(&o);
-    oq_open(&o);
-    submit(&o, "alice@ims.test", "bob@remote.test");
-    defer_once(&o);
+    setup_deferred(&o, *state, 600000);
     submit(&o, "alice@ims.test", "carol@remote.test");
     defer_once(&o);
     ims_outq_iter *it;

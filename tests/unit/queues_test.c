@@ -107,8 +107,9 @@ static void test_mts_out(void **state)
     snprintf(gw, sizeof gw, "%s/store/MSExchangeIMC", fx->dir);
     mk(gw, ".MTS-OUT/new", nw, sizeof nw);
     mk(gw, ".MTS-OUT/.taking", taking, sizeof taking);
-    put(nw, "msg1", "X-Sender: <org@ims.test>\r\nX-Receiver: <a@remote.test>\r\n"
-                    "X-Receiver: b@remote.test\r\nSubject: hi\r\n\r\nbody\r\n");
+    put(nw, "msg1",
+        "X-Sender: <org@ims.test>\r\nX-Receiver: <a@remote.test>\r\n"
+        "X-Receiver: b@remote.test\r\nSubject: hi\r\n\r\nbody\r\n");
     put(taking, "msg2", "X-Sender: org@ims.test\nX-Receiver: c@remote.test\n\nbody\n");
     size_t seen = 0;
     ims_queue_dir *w;
