@@ -358,6 +358,8 @@ def browser(tmp_path):
 def test_in_chromium_hold_through_the_page(world, browser, tmp_path):
     svc, page, m = held_service(world)
     id = m["id"]
+    # A few seconds of history first, so that the charts in the screenshot have lines.
+    wait_for(lambda: len(page.json("/api/stats")["samples"]) >= 4 or None, "4 samples")
     browser.go(page.base + "/")
     # The page shows the message with the peer's reply, filled in by admin.js.
     def shown():
