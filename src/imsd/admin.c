@@ -22,10 +22,10 @@
 #define ADMIN_NONCE_PLACEHOLDER "@CSRF_NONCE@" /* in index.html's meta tag */
 #define ADMIN_TOKEN_BYTES 32                   /* random bytes of the token (64 hex) */
 #define ADMIN_ACTOR_MAX (IMSD_ADDR_MAX + 32)   /* "web 127.0.0.1 (password)" */
-#define ADMIN_FAIL_DELAY_MAX 8 /* seconds a wrong credential's answer waits, at most */
-#define ADMIN_FAIL_FORGET 600  /* seconds after which the failures are forgotten */
-#define ADMIN_SINCE_MAX 20     /* digits of a since= value */
-#define HTTP_FORBIDDEN_ 403    /* libevent 2.1 names no constant for it */
+#define ADMIN_FAIL_DELAY_MAX 8   /* seconds a wrong credential's answer waits, at most */
+#define ADMIN_FAIL_FORGET 600    /* seconds after which the failures are forgotten */
+#define ADMIN_SINCE_MAX 20       /* digits of a since= value */
+#define ADMIN_HTTP_FORBIDDEN 403 /* libevent 2.1 names no constant for it */
 
 static const char csp[] = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
                           "base-uri 'none'; form-action 'none'";
@@ -119,13 +119,13 @@ static bool guard(imsd_admin *a, struct evhttp_request *req, const char **host)
 {
     char peer[IMSD_ADDR_MAX];
     if (!ims_web_loopback_peer(peer_of(req, peer, sizeof peer))) {
-        send_result(req, HTTP_FORBIDDEN_, "Forbidden", false,
+        send_result(req, ADMIN_HTTP_FORBIDDEN, "Forbidden", false,
                     "the administrator's page answers loopback clients only");
         return false;
     }
     *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
     if (!ims_web_host_ok(*host, a->listener)) {
-        send_result(req, HTTP_FORBIDDEN_, "Forbidden", false,
+        send_result(req, ADMIN_HTTP_FORBIDDEN, "Forbidden", false,
                     "the Host header does not name this service (localhost, 127.0.0.1 or "
                     "[::1] with its port)");
         return false;
@@ -517,7 +517,7 @@ static void act_delayed(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    act_reply(arg, HTTP_FORBIDDEN_, "Forbidden", false,
+    act_reply(arg, ADMIN_HTTP_FORBIDDEN, "Forbidden", false,
               "wrong password or token (the administrator mailbox's password, or the token in "
               "run/admin.token)");
 }
@@ -565,7 +565,7 @@ static void action_post(void *arg, struct evhttp_request *req)
     /* A cross-site form or fetch says where it comes from: only our own page may act. */
     if (!ims_web_origin_ok(evhttp_find_header(in, "Origin"), evhttp_find_header(in, "Referer"),
                            host)) {
-        send_result(req, HTTP_FORBIDDEN_, "Forbidden", false,
+        send_result(req, ADMIN_HTTP_FORBIDDEN, "Forbidden", false,
                     "the request does not come from this page (Origin or Referer)");
         return;
     }
@@ -598,7 +598,7 @@ static void action_post(void *arg, struct evhttp_request *req)
     int status = HTTP_BADREQUEST;
     if (!ims_web_nonce_ok(&a->nonces, w.csrf, ims_clock_ms() / 1000)) {
         refusal = "the page's CSRF nonce is not known (the page is old or not ours): reload it";
-        status = HTTP_FORBIDDEN_;
+        status = ADMIN_HTTP_FORBIDDEN;
     } else if (imsd_queue_action_parse(w.action, &act)) {
         refusal = "the action is one of hold, release, retry, delete, delete-ndr";
     } else if (!a->queues) {
@@ -617,7 +617,7 @@ static void action_post(void *arg, struct evhttp_request *req)
     if (refusal) {
         free(p);
         explicit_bzero(&w, sizeof w);
-        send_result(req, status, status == HTTP_FORBIDDEN_ ? "Forbidden" : "Refused", false,
+        send_result(req, status, status == ADMIN_HTTP_FORBIDDEN ? "Forbidden" : "Refused", false,
                     refusal);
         return;
     }
