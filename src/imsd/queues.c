@@ -592,8 +592,7 @@ static void ctl_queues(void *arg, imsd_ctl_req *r, int argc, char **argv)
 
 typedef struct qs_batch {
     imsd_ctl_req *r;
-    size_t pending;
-    size_t failed;
+    size_t pending; /* answers to come, and this call's own while it runs */
 } qs_batch;
 
 static void batch_drop(qs_batch *b)
@@ -608,8 +607,6 @@ static void batch_one(void *arg, const char *id, int err, const char *text)
 {
     qs_batch *b = arg;
     imsd_ctl_printf(b->r, "%s\t%s\t%s\n", id, err ? "error" : "ok", text);
-    if (err)
-        b->failed++;
     batch_drop(b);
 }
 
