@@ -115,14 +115,18 @@ unit: $(UNIT_BINS)
 e2e: $(PROGFILES) $(BUILD)/tests/report_test
 	IMS_BIN=$(abspath $(BIN)) /usr/bin/python3 -m pytest -q tests/e2e
 
+# Each fuzzer 20 s, as many at once as there are CPUs (fuzz-run-*: one each).
+FUZZ_JOBS := $(shell nproc 2>/dev/null || echo 1)
+FUZZ_RUNS := $(patsubst build/fuzz/%,fuzz-run-%,$(FUZZ_BINS))
 fuzz: $(FUZZ_BINS)
-	@set -e; for f in $(FUZZ_BINS); do \
-	  n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
-	  echo "== $$f (20 s)"; \
-	  if ! $$f -max_total_time=20 -timeout=5 -rss_limit_mb=2048 \
-	      build/fuzz/corpus-$$n tests/fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1; then \
-	    tail -n 40 build/fuzz/$$n.log; echo "fuzz: $$n found a crash"; exit 1; fi; \
-	  tail -n 2 build/fuzz/$$n.log; done
+	@$(MAKE) --no-print-directory -j$(FUZZ_JOBS) $(FUZZ_RUNS)
+
+fuzz-run-%: build/fuzz/%
+	@n=$*; f=build/fuzz/$$n; mkdir -p build/fuzz/corpus-$$n; \
+	if ! $$f -max_total_time=20 -timeout=5 -rss_limit_mb=2048 \
+	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1; then \
+	  tail -n 40 build/fuzz/$$n.log; echo "fuzz: $$n found a crash"; exit 1; fi; \
+	echo "== $$f (20 s): $$(tail -n 1 build/fuzz/$$n.log)"
 
 test: all
 	$(MAKE) --no-print-directory unit SAN=$(SAN)
