@@ -72,6 +72,7 @@ struct oq_msg {
     unsigned busy; /* units ready or busy, reports and commits in flight */
     unsigned reports;
     bool held;          /* the administrator's hold: no unit is scheduled */
+    bool *inflight;     /* per recipient: in a job now (taken, its result not yet in) */
     oq_action *del;     /* a delete waiting for units in a connection now */
     unsigned del_units; /* ... this many */
     oq_msg *prev, *next;
@@ -812,6 +813,7 @@ static void msg_free(oq_msg *m)
         free(m->units[i].pend);
     }
     free(m->units);
+    free(m->inflight);
     free(m->content);
     ims_spool_file_free(&m->f);
     free(m);
@@ -1144,7 +1146,8 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
         t->content = NULL;
     }
     m->units = calloc(m->f.nrcpt, sizeof *m->units);
-    if (!m->units) {
+    m->inflight = calloc(m->f.nrcpt ? m->f.nrcpt : 1, sizeof *m->inflight);
+    if (!m->units || !m->inflight) {
         msg_free(m);
         return;
     }
@@ -1636,15 +1639,9 @@ static ims_queue_rcpt_state view_state(const oq_msg *m, size_t i)
         return IMS_QRCPT_DONE;
     if (r->state == IMS_RCPT_FAILED)
         return IMS_QRCPT_FAILED;
-    if (m->held)
-        return IMS_QRCPT_HELD;
-    for (size_t k = 0; k < m->nunits; k++) {
-        const oq_unit *u = &m->units[k];
-        for (size_t j = 0; j < u->taken && u->st == U_BUSY; j++)
-            if (u->pend[j] == i)
-                return IMS_QRCPT_SENDING;
-    }
-    return IMS_QRCPT_WAITING;
+    if (m->inflight[i])
+        return IMS_QRCPT_SENDING;
+    return m->held ? IMS_QRCPT_HELD : IMS_QRCPT_WAITING;
 }
 
 bool ims_outq_iter_next(ims_outq_iter *it, uint64_t now, ims_queue_msg *view)
@@ -1679,14 +1676,17 @@ bool ims_outq_iter_next(ims_outq_iter *it, uint64_t now, ims_queue_msg *view)
         v->last = r->last;
         const char *bar = r->last ? strchr(r->last, '|') : NULL;
         v->remote_len = bar ? (size_t)(bar - r->last) : 0;
-        v->next_try = 0;
+        /* The record's next try, or better the scheduler's (a retry now, ms precision). */
+        v->next_try =
+            v->state == IMS_QRCPT_WAITING && r->state == IMS_RCPT_DEFERRED ? r->next_try : 0;
         for (size_t k = 0; k < m->nunits && v->state == IMS_QRCPT_WAITING; k++) {
             const oq_unit *u = &m->units[k];
             if (u->st != U_WAIT)
                 continue;
             for (size_t j = 0; j < u->nri; j++)
-                if (u->ri[j] == i && u->node.due > now)
-                    v->next_try = wnow + (time_t)((u->node.due - now + 999) / 1000);
+                if (u->ri[j] == i)
+                    v->next_try =
+                        u->node.due > now ? wnow + (time_t)((u->node.due - now + 999) / 1000) : 0;
         }
     }
     view->id = m->id;
@@ -2157,6 +2157,7 @@ ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
         size_t i = u->pend[u->taken + k];
         const ims_spool_rcpt_rec *r = &m->f.rcpts[i];
         j->ri[k] = i;
+        m->inflight[i] = true;
         j->rc[k].addr = r->address;
         if (r->notify)
             smtp_notify_parse(r->notify, strlen(r->notify), &j->rc[k].notify);
@@ -2237,6 +2238,8 @@ static bool finishes(const oq_msg *m, const oq_unit *u)
 void ims_outq_job_finish(ims_outq *q, ims_outq_job *j, void (*done)(void *arg), void *arg)
 {
     oq_msg *m = j->u->m;
+    for (size_t k = 0; k < j->n; k++)
+        m->inflight[j->ri[k]] = false; /* its result is in (or it was not attempted) */
     oq_task *t = task_new(T_COMMIT, m);
     size_t *fails = calloc(j->n, sizeof *fails), nfails = 0;
     if (t)
