@@ -1579,8 +1579,8 @@ typedef struct ims_queue_outcome {
 } ims_queue_outcome;
 
 /* ims_outq_iter_new - walk the queue's messages (newest first); a message removed while the
- * walk is paused is skipped, never touched. *out: free with ims_outq_iter_free (before
- * ims_outq_close). Returns 0 or ENOMEM. */
+ * walk is paused is skipped, never touched, and so is one whose file is being removed. *out: free
+ * with ims_outq_iter_free (before ims_outq_close). Returns 0 or ENOMEM. */
 typedef struct ims_outq_iter ims_outq_iter;
 int ims_outq_iter_new(ims_outq *q, ims_outq_iter **out);
 /* ims_outq_iter_next - the next message into *view (valid until the next call or the free),

@@ -1651,6 +1651,8 @@ bool ims_outq_iter_next(ims_outq_iter *it, uint64_t now, ims_queue_msg *view)
         it->started = true;
     }
     oq_msg *m = it->at;
+    while (m && m->removing)
+        m = m->next; /* every recipient is final and its file is going: it has left */
     if (!m)
         return false;
     if (m->f.nrcpt > it->caprc) {

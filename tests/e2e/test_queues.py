@@ -101,7 +101,7 @@ def test_hold_and_release(world):
     # a restart keeps it held
     svc.stop()
     svc.start()
-    [h] = out_msgs(svc)
+    [h] = wait_for(lambda: out_msgs(svc) or None, "the queue loaded again")  # its thread reads Out
     assert h["held"] is True
     peer.clear_rules()
     assert "released: 1 recipient" in imsctl(svc, "release", m["id"]).stdout
