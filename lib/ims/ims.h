@@ -1891,5 +1891,7 @@ bool ims_web_secret_eq(const char *a, size_t alen, const char *b);
 /* ims_json_string - s as a JSON string (quotes included) appended to b: control characters
  * escaped, bytes that are not UTF-8 as U+FFFD. Returns 0 or ENOMEM. */
 int ims_json_string(buf *b, const char *s);
+/* ims_json_string_n - the same for the n bytes at s (NULs in them escaped; s NULL: ""). */
+int ims_json_string_n(buf *b, const char *s, size_t n);
 
 #endif

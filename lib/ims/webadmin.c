@@ -434,9 +434,13 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 
 int ims_json_string(buf *b, const char *s)
 {
+    return ims_json_string_n(b, s, s ? strlen(s) : 0);
+}
+
+int ims_json_string_n(buf *b, const char *s, size_t n)
+{
     int rc = buf_addc(b, '"');
     const unsigned char *p = (const unsigned char *)(s ? s : "");
-    size_t n = strlen((const char *)p);
     for (size_t i = 0; !rc && i < n;) {
         unsigned char c = p[i];
         if (c == '"' || c == '\\') {

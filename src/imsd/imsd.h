@@ -324,10 +324,11 @@ typedef struct imsd_queue_filter {
     uint64_t min_age;   /* seconds since it arrived, at least */
 } imsd_queue_filter;
 
-/* imsd_queues_start - the control commands `queues [FILTER...] [format=tsv]` (JSON lines, or
- * queues.c's tab-separated lines for imsctl) and `queue-action ACTION ID...` (a line
- * "id<TAB>ok|error<TAB>text" per id) (ctl may be NULL) over
- * srv's mail (imsd_mail_open first) and the gateway mailbox's folders. Returns 0 or ENOMEM. */
+/* imsd_queues_start - the queues of srv's mail (imsd_mail_open first) and the gateway
+ * mailbox's folders, with the control commands (none when ctl is NULL) `queues [FILTER...]
+ * [format=tsv]` (JSON lines, or queues.c's tab-separated lines for imsctl) and `queue-action
+ * ACTION ID...` (a line "id<TAB>ok|error<TAB>text" per id). *out: imsd_queues_free.
+ * Returns 0 or ENOMEM. */
 int imsd_queues_start(imsd_server *srv, imsd_control *ctl, const char *gateway, imsd_queues **out);
 void imsd_queues_free(imsd_queues *qs);
 

@@ -105,55 +105,6 @@ static bool msg_matches(const imsd_queue_filter *f, const ims_queue_msg *m, time
 
 /* --- JSON ------------------------------------------------------------------------------- */
 
-/* utf8_len - the length of the valid UTF-8 sequence at p (n bytes left), 0 when invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (p[0] >= 0xf5 || !len || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return len;
-}
-
-/* json_str - s (n bytes) as a JSON string: control characters escaped, bytes that are not
- * UTF-8 (a peer's reply may hold any) as U+FFFD. */
-static void json_str(buf *b, const char *s, size_t n)
-{
-    buf_add(b, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            buf_add(b, e, 2);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            buf_printf(b, "\\u%04x", c);
-            i++;
-        } else if (c < 0x80) {
-            buf_add(b, &p[i], 1);
-            i++;
-        } else {
-            size_t len = utf8_len(p + i, n - i);
-            if (len) {
-                buf_add(b, &p[i], len);
-                i += len;
-            } else {
-                buf_add(b, "\\ufffd", 6);
-                i++;
-            }
-        }
-    }
-    buf_add(b, "\"", 1);
-}
-
-static void json_cstr(buf *b, const char *s)
-{
-    json_str(b, s ? s : "", s ? strlen(s) : 0);
-}
-
 static const char *state_name(ims_queue_rcpt_state st)
 {
     switch (st) {
@@ -179,24 +130,24 @@ static const char *route_name(ims_route_kind k)
 static void msg_json(buf *b, ims_queue_kind kind, const ims_queue_msg *m)
 {
     buf_printf(b, "{\"queue\":\"%s\",\"id\":", ims_queue_name(kind));
-    json_cstr(b, m->id);
+    ims_json_string(b, m->id);
     buf_add(b, ",\"sender\":", 10);
-    json_cstr(b, m->sender);
+    ims_json_string(b, m->sender);
     buf_printf(b, ",\"arrival\":%lld,\"size\":%llu,\"held\":%s,\"recipients\":[",
                (long long)m->arrival, (unsigned long long)m->size, m->held ? "true" : "false");
     for (size_t i = 0; i < m->nrcpt; i++) {
         const ims_queue_rcpt *r = &m->rcpts[i];
         buf_add(b, i ? ",{\"address\":" : "{\"address\":", i ? 12 : 11);
-        json_cstr(b, r->address);
+        ims_json_string(b, r->address);
         buf_printf(b, ",\"route\":\"%s\",\"destination\":", route_name(r->route));
-        json_cstr(b, r->dest);
+        ims_json_string(b, r->dest);
         buf_printf(b, ",\"state\":\"%s\",\"attempts\":%u,\"next_try\":%lld,\"remote\":",
                    state_name(r->state), r->attempts, (long long)r->next_try);
         size_t rl = r->last ? r->remote_len : 0;
-        json_str(b, r->last ? r->last : "", rl);
+        ims_json_string_n(b, r->last, rl);
         buf_add(b, ",\"reply\":", 9);
         const char *reply = r->last ? r->last + rl + (r->last[rl] == '|') : "";
-        json_cstr(b, reply);
+        ims_json_string(b, reply);
         buf_add(b, "}", 1);
     }
     buf_add(b, "]}\n", 3);

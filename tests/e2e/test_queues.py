@@ -179,3 +179,32 @@ def test_usage_errors_and_a_stopped_service(world):
     svc.stop()
     p = imsctl(svc, check=False)
     assert p.returncode == 3 and "not running" in p.stderr
+
+
+def test_the_control_commands_refuse_bad_input(world):
+    """What imsctl checks is checked again by the service: a client of the socket gets the
+    reason, and nothing in the queue changes."""
+    from test_control import call
+    world.dns(ZONE)
+    world.peer("127.0.0.2", rules=[Rule("rcpt", HOLD_451)])
+    svc = world.service(retry=SLOW_RETRY)
+    send(svc, "alice@example.com", ["x@remote.test"], message("kept"))
+    [m] = deferred(svc)
+    for bad in (b"queue=sideways", b"age=-1", b"age=soon", b"nokey", b"=x", b"colour=red"):
+        answer = call(svc.root, b"queues\t" + bad + b"\n")
+        assert answer.startswith(b".ERR bad filter"), (bad, answer)
+    assert call(svc.root, b"queue-action\tburn\t" + m["id"].encode() + b"\n").startswith(
+        b".ERR usage: queue-action")
+    assert call(svc.root, b"queue-action\thold\n").startswith(b".ERR usage: queue-action")
+    # ids that name no message, or try to leave the folders, are answered one by one
+    answer = call(svc.root, b"queue-action\tdelete\t../In/x\t.hidden\t" + b"A" * 300 + b"\n")
+    lines = answer.decode().splitlines()
+    assert lines[-1] == ".OK" and len(lines) == 4, lines
+    assert all("\terror\tnot in a queue" in l for l in lines[:3]), lines
+    # the JSON listing parses, and the message is untouched
+    body = call(svc.root, b"queues\tqueue=out\n").decode().splitlines()
+    assert body[-1] == ".OK"
+    [j] = [json.loads(l) for l in body[:-1]]
+    assert j["id"] == m["id"] and j["held"] is False
+    assert j["recipients"][0]["reply"] == HOLD_451
+    assert [x["id"] for x in out_msgs(svc)] == [m["id"]]

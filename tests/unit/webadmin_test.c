@@ -184,6 +184,15 @@ static void test_json_string(void **state)
     static const char want[] = "\"a\\\"b\\\\c\\u000a\\u0001 \xc3\xa9 \\ufffd\"";
     assert_int_equal(b.len, sizeof want - 1);
     assert_memory_equal(b.data, want, b.len);
+    /* the _n form takes n bytes, a NUL among them escaped, what follows not read */
+    b.len = 0;
+    assert_int_equal(ims_json_string_n(&b, "[127.0.0.2]|451 later", 11), 0);
+    assert_int_equal(b.len, 13);
+    assert_memory_equal(b.data, "\"[127.0.0.2]\"", 13);
+    b.len = 0;
+    assert_int_equal(ims_json_string_n(&b, "a\0b", 3), 0);
+    assert_memory_equal(b.data, "\"a\\u0000b\"", b.len);
+    assert_int_equal(b.len, 10);
     buf_free(&b);
 }
 
