@@ -415,6 +415,52 @@ static void test_txn(void **state)
     reg_key_close(k);
 }
 
+#define SMAPS_LINE 4096
+/* map_flags - the VmFlags of this process's mapping of file (from /proc/self/smaps) into out,
+ * with a space after each flag; false when file is not mapped. */
+static bool map_flags(const char *file, char out[SMAPS_LINE + 1])
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[SMAPS_LINE];
+    bool in = false, found = false;
+    size_t flen = strlen(file);
+    while (!found && fgets(line, sizeof line, f)) {
+        size_t len = strcspn(line, "\n");
+        line[len] = 0;
+        if (!strncmp(line, "VmFlags:", 8)) {
+            if (in) {
+                snprintf(out, SMAPS_LINE + 1, "%s ", line + 8);
+                found = true;
+            }
+        } else if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ')) {
+            /* a mapping's header line: "start-end perms offset dev inode path" */
+            in = len >= flen && !strcmp(line + len - flen, file);
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* A lookup touches a few scattered pages: the hive's map must not read ahead (MADV_RANDOM,
+ * "rr"), or a cold `reg query` on a large hive reads the readahead window at every fault. */
+static void test_map_no_readahead(void **state)
+{
+    struct fx *fx = *state;
+    reg_key *k;
+    assert_int_equal(reg_key_create(fx->lm, "Mapped", 0, NULL, &k, NULL), 0);
+    reg_key_close(k);
+    assert_int_equal(reg_key_create(fx->cu, "Mapped", 0, NULL, &k, NULL), 0);
+    reg_key_close(k);
+    char path[128], flags[SMAPS_LINE + 1];
+    snprintf(path, sizeof path, "%s/registry/HKLM/data.mdb", fx->dir);
+    assert_true(map_flags(path, flags));
+    assert_non_null(strstr(flags, " rr "));
+    snprintf(path, sizeof path, "%s/registry/HKU/%s/data.mdb", fx->dir, reg_ctx_user_sid(fx->ctx));
+    assert_true(map_flags(path, flags));
+    assert_non_null(strstr(flags, " rr "));
+}
+
 static void test_roots(void **state)
 {
     struct fx *fx = *state;
@@ -979,6 +1025,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_owner_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_owner_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_no_readahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_view_redirection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_view_handles, setup, teardown),
