@@ -11,8 +11,8 @@
 #define LARGE_TOP "Software\\IMS Bench\\Large" /* under HKLM; registry_large.sh queries it */
 #define LARGE_BATCH 10000u                     /* keys created per explicit transaction */
 #define LARGE_NAME_MAX 64                      /* room for a generated key name */
-/* The path of a value: a REG_SZ "Path" on every leaf, a REG_DWORD "Index" on every parent,
- * as a setup program leaves them. */
+/* Values as a setup program leaves them: a REG_DWORD "Index" on every parent, a REG_SZ "Path"
+ * on every leaf, this prefix followed by the leaf's own path. */
 #define LARGE_DATA "C:\\Program Files\\IMS\\data\\"
 
 static int64_t now_ns(void)
