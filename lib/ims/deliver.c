@@ -65,6 +65,9 @@ struct ims_deliverer {
     unsigned retry_min_ms, retry_max_ms;
     ims_tracking *tracking;
     ims_sync_pool *pool;
+    bool file_syncs;
+    ims_recycler *recycler;
+    int work_fd; /* the spool's, where recycled files go */
     ims_spool_event_fn event;
     void *event_arg;
     int in_fd, archive_fd, mts_new_fd, mts_tmp_fd;
@@ -93,7 +96,8 @@ struct ims_deliverer {
 /* One message's state during a round. */
 typedef struct dl_msg {
     dl_item *item;
-    int fd; /* the spool file, O_RDWR | O_APPEND, or -1 */
+    int fd;                          /* the spool file, O_RDWR | O_APPEND, or -1 */
+    char recycled[IMS_RECYCLE_NAME]; /* finished: its name in Work, to give back, or "" */
     ims_spool_file f;
     bool parsed;
     char host[DELIVER_HOST_MAX + 1]; /* f.host as a file name may hold it */
@@ -469,6 +473,14 @@ static void load_fn(void *arg, size_t i)
     load(a->d, &a->ms[i]);
 }
 
+/* sync_anchor - what ims_pool_sync syncs the file system through: MTS-IN's tmp/, open for the
+ * thread's life (the Maildirs are on its file system in the usual install, and In too when
+ * the store is under RootDir's root), or -1 for a sync per file. */
+static int sync_anchor(const ims_deliverer *d)
+{
+    return d->file_syncs ? -1 : d->mts_tmp_fd;
+}
+
 /* sync_mts - the round's new MTS-IN files to disk (write-back of all started first, then
  * synced together), then into MTS-IN/new. */
 static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
@@ -476,10 +488,11 @@ static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (ms[i].tmp_fd >= 0) {
-            sync_file_range(ms[i].tmp_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            if (d->file_syncs)
+                sync_file_range(ms[i].tmp_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
             d->fds[k++] = ms[i].tmp_fd;
         }
-    ims_pool_sync(d->pool, d->fds, d->errs, k, true);
+    ims_pool_sync(d->pool, sync_anchor(d), d->fds, d->errs, k, true);
     for (size_t i = 0, j = 0; i < n; i++) {
         dl_msg *m = &ms[i];
         if (m->tmp_fd < 0)
@@ -633,7 +646,7 @@ static void sync_dirs(ims_deliverer *d, dl_msg *ms, size_t n, dl_dirs *dirs)
             dirs->v[base + j].err = d->fds[j] < 0 ? errno : 0;
         }
         /* A failed open is synced as -1: EBADF, and its own error is kept. */
-        ims_pool_sync(d->pool, d->fds, d->errs, k, false);
+        ims_pool_sync(d->pool, sync_anchor(d), d->fds, d->errs, k, false);
         for (size_t j = 0; j < k; j++) {
             dl_dir *v = &dirs->v[base + j];
             if (d->fds[j] >= 0) {
@@ -777,7 +790,8 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
             fail(m, rc, SIZE_MAX);
         else if (b.len) {
             wrote[k] = true;
-            sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            if (d->file_syncs)
+                sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         }
         buf_free(&b);
     }
@@ -785,7 +799,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
     for (size_t k = 0; k < n; k++)
         if (wrote[k])
             d->fds[nfd++] = ms[k].fd;
-    ims_pool_sync(d->pool, d->fds, d->errs, nfd, true);
+    ims_pool_sync(d->pool, sync_anchor(d), d->fds, d->errs, nfd, true);
     for (size_t k = 0, j = 0; k < n; k++) {
         dl_msg *m = &ms[k];
         if (!wrote[k])
@@ -806,8 +820,14 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
     if (m->parsed && !m->failed && all_done(m)) {
         mts_remove(d, m);
         unlinkat(d->mts_tmp_fd, m->name, 0);
-        int rc = d->archive ? renameat(d->in_fd, m->f.id, d->archive_fd, m->f.id)
-                            : unlinkat(d->in_fd, m->f.id, 0);
+        int rc;
+        if (d->archive)
+            rc = renameat(d->in_fd, m->f.id, d->archive_fd, m->f.id);
+        else if (m->fd >= 0 && !ims_recycler_reserve(d->recycler, m->recycled) &&
+                 !(rc = renameat(d->in_fd, m->f.id, d->work_fd, m->recycled)))
+            ; /* given back once its leaving In is durable (deliver_round) */
+        else
+            m->recycled[0] = 0, rc = unlinkat(d->in_fd, m->f.id, 0);
         if (rc && errno != ENOENT) {
             fail(m, errno, SIZE_MAX); /* retried: every recipient is marked done by now */
         } else {
@@ -866,7 +886,9 @@ static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t 
         ms[i].err_rcpt = SIZE_MAX;
     }
     struct load_args la = {d, ms};
-    ims_pool_run(d->pool, n, load_fn, &la);
+    /* With a sync per file the pool writes the copies in parallel too; with one syncfs the
+     * writes only fill the page cache, which this thread does faster than a hand-off. */
+    ims_pool_run(d->file_syncs ? d->pool : NULL, n, load_fn, &la);
     sync_mts(d, ms, n);
     for (size_t i = 0; i < n; i++)
         link_rcpts(d, &ms[i], &dirs);
@@ -875,7 +897,7 @@ static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t 
     uint64_t finished_before = *finished;
     for (size_t i = 0; i < n; i++) {
         conclude(d, &ms[i], deferred, finished);
-        if (ms[i].fd >= 0)
+        if (ms[i].fd >= 0 && !ms[i].recycled[0])
             close(ms[i].fd);
         if (ms[i].parsed)
             ims_spool_file_free(&ms[i].f);
@@ -883,11 +905,23 @@ static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t 
         free(ms[i].now);
     }
     /* The finished files' removal made durable together (a failure only means a crash may
-     * bring some back, to be found delivered). */
+     * bring some back, to be found delivered). A recycled file is reused only after that:
+     * until then a crash may bring it back into In with its old content, which must be
+     * intact. */
+    int in_err = 0;
     if (*finished != finished_before) {
-        fsync(d->in_fd);
+        in_err = fsync(d->in_fd) ? errno : 0;
         if (d->archive)
             fsync(d->archive_fd);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ms[i].recycled[0])
+            continue;
+        if (in_err)
+            unlinkat(d->work_fd, ms[i].recycled, 0);
+        else
+            ims_recycler_put(d->recycler, ms[i].fd, ms[i].recycled);
+        close(ms[i].fd);
     }
     free(dirs.v);
     free(ms);
@@ -1116,6 +1150,9 @@ int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
         d->retry_max_ms = d->retry_min_ms;
     d->tracking = cfg->tracking;
     d->pool = cfg->pool;
+    d->file_syncs = cfg->file_syncs;
+    d->recycler = cfg->recycler;
+    d->work_fd = cfg->work_fd;
     d->event = cfg->event;
     d->event_arg = cfg->event_arg;
     d->root = strdup(cfg->root_dir);

@@ -1305,6 +1305,12 @@ typedef struct ims_spool_options {
     /* Threads that create and sync a round's files together (more concurrent syncs let the
      * block layer merge more cache flushes). 0: IMS_SPOOL_IO_THREADS, also the maximum. */
     unsigned io_threads;
+    /* How a round is made durable. false (the default): one syncfs() of the file system for
+     * a round of two or more files (Work's, then MTS-IN's and the Maildirs' when they are on
+     * the same file system), where each fdatasync would cost a cache flush of its own.
+     * true: an fdatasync per file, issued together by the I/O threads; for a file system
+     * shared with heavy writers of other data, which a syncfs would wait for too. */
+    bool file_syncs;
     /* The outbound queue (ims_outq_handover): a message whose local recipients are done and
      * whose others are pending moves from In to RootDir's Out, then handover(arg, qid) is
      * called from the spool's delivery thread (it must be thread-safe). NULL: such messages
@@ -1383,6 +1389,8 @@ typedef struct ims_spool_stats {
     uint64_t mts_in_entered;   /* copies written into the gateway's MTS-IN */
     uint64_t mts_in_queued;    /* copies in MTS-IN now (until all their recipients are done) */
     uint64_t mts_in_bytes;     /* their bytes */
+    uint64_t files_recycled;   /* finished messages' files kept in Work for new ones */
+    uint64_t files_reused;     /* new messages written into such a file */
     ims_latency latency_local; /* recipients delivered into mailboxes */
 } ims_spool_stats;
 

@@ -515,7 +515,7 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
             slot[i] = k;
         }
     }
-    ims_pool_sync(q->pool, fds, errs, k, true);
+    ims_pool_sync(q->pool, -1, fds, errs, k, true);
     int sync_err = unlinked && fsync(q->out_fd) ? errno : 0;
     for (size_t i = 0; i < n; i++) {
         if (ts[i]->unlink && !ts[i]->err)

@@ -37,8 +37,10 @@ static size_t clean_work(int work_fd)
     }
     size_t removed = 0;
     struct dirent *d;
+    /* Recycled files (recycle.c) are empty and were no message: removed, not counted. */
     while ((d = readdir(dir)))
-        if (is_regular(work_fd, d) && unlinkat(work_fd, d->d_name, 0) == 0)
+        if (is_regular(work_fd, d) && unlinkat(work_fd, d->d_name, 0) == 0 &&
+            strncmp(d->d_name, IMS_RECYCLE_PREFIX, strlen(IMS_RECYCLE_PREFIX)))
             removed++;
     closedir(dir);
     return removed;

@@ -34,11 +34,12 @@ struct ims_spool_msg {
     ims_spool *sp;
     ims_spool_msg *next;
     char id[IMS_QUEUE_ID_LEN + 1];
-    buf data;          /* bytes not yet in the file; starts with the envelope */
-    size_t id_off;     /* where the id's digits are in the envelope */
-    size_t size_off;   /* where the size's digits are */
-    bool head_written; /* the envelope is in the file */
-    int fd;            /* the file in Work, or -1 before the first flush */
+    char wname[IMS_RECYCLE_NAME]; /* its file's name in Work: the id, or a recycled file's */
+    buf data;                     /* bytes not yet in the file; starts with the envelope */
+    size_t id_off;                /* where the id's digits are in the envelope */
+    size_t size_off;              /* where the size's digits are */
+    bool head_written;            /* the envelope is in the file */
+    int fd;                       /* the file in Work, or -1 before the first flush */
     uint64_t content_len;
     int err; /* sticky: the first failure */
     ims_spool_done_fn done;
@@ -69,6 +70,7 @@ struct ims_spool {
     int dropdir_fd;          /* the Pickup directory's claim directory, or -1 */
     ims_log *log;
     unsigned window_us;
+    bool file_syncs; /* a sync per file, not one of the file system per round */
     ims_tracking *tracking;
     ims_deliverer *deliverer;
     atomic_uint_least32_t counter; /* the low half of queue ids */
@@ -77,7 +79,6 @@ struct ims_spool {
     pthread_cond_t wake;  /* the committer's: work arrived, or stop */
     ims_spool_msg *pending, **pending_tail;
     size_t npending;
-    size_t writing;           /* committed messages still being written by the pool */
     struct timespec first_at; /* when the oldest pending message arrived (monotonic) */
     ims_spool_msg *finished, **finished_tail; /* waiting for dispatch */
     spool_event *events, **events_tail;
@@ -87,6 +88,7 @@ struct ims_spool {
     pthread_t committer;
     bool committer_running;
     ims_sync_pool *pool;
+    ims_recycler *recycler;
     ims_spool_msg *round[SPOOL_MAX_ROUND]; /* the committer's own, with the two below */
     int round_fds[SPOOL_MAX_ROUND];
     int round_errs[SPOOL_MAX_ROUND];
@@ -300,6 +302,9 @@ static int open_work(ims_spool_msg *m)
         }
         if (faccessat(sp->in_fd, m->id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
             continue;
+        if ((m->fd = ims_recycler_take(sp->recycler, m->wname)) >= 0)
+            return 0;
+        snprintf(m->wname, sizeof m->wname, "%s", m->id);
         int fd = openat(sp->work_fd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             m->fd = fd;
@@ -393,19 +398,14 @@ int ims_spool_write(ims_spool_msg *m, const void *data, size_t n)
 
 static int finish_file(ims_spool_msg *m);
 
-/* write_job - a pool job: the rest of the message written out and its write-back started,
- * then it waits for the committer's next round. Writes run while a round syncs. */
-static void write_job(void *arg, size_t i)
+/* ims_spool_commit hands the message to the committer, which writes what is still in memory
+ * (all of it, for a message under SPOOL_BUF_BYTES) itself: one hand-off instead of two, and a
+ * round's files are then written back and synced together. */
+void ims_spool_commit(ims_spool_msg *m, ims_spool_done_fn done, void *arg)
 {
-    (void)i;
-    ims_spool_msg *m = arg;
     ims_spool *sp = m->sp;
-    if (!m->err && (m->err = finish_file(m)))
-        spool_event_fmt(sp, IMS_EV_SPOOL_OPEN_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
-                        IMS_LEVEL_NONE, "Unable to write the temporary message file %s/Work/%s: %s",
-                        sp->root, m->id, strerror(m->err));
-    if (!m->err)
-        sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    m->done = done;
+    m->arg = arg;
     m->next = NULL;
     pthread_mutex_lock(&sp->lock);
     if (!sp->pending)
@@ -413,20 +413,8 @@ static void write_job(void *arg, size_t i)
     *sp->pending_tail = m;
     sp->pending_tail = &m->next;
     sp->npending++;
-    sp->writing--;
     pthread_cond_signal(&sp->wake);
     pthread_mutex_unlock(&sp->lock);
-}
-
-void ims_spool_commit(ims_spool_msg *m, ims_spool_done_fn done, void *arg)
-{
-    ims_spool *sp = m->sp;
-    m->done = done;
-    m->arg = arg;
-    pthread_mutex_lock(&sp->lock);
-    sp->writing++;
-    pthread_mutex_unlock(&sp->lock);
-    ims_pool_post(sp->pool, write_job, m);
 }
 
 void ims_spool_abort(ims_spool_msg *m)
@@ -434,7 +422,7 @@ void ims_spool_abort(ims_spool_msg *m)
     if (m->fd >= 0) {
         close(m->fd);
         m->fd = -1;
-        unlinkat(m->sp->work_fd, m->id, 0);
+        unlinkat(m->sp->work_fd, m->wname, 0);
     }
     msg_free(m);
 }
@@ -472,16 +460,17 @@ static int finish_file(ims_spool_msg *m)
     return rc;
 }
 
-static int move_into_in(ims_spool *sp, const char *id)
+static int move_into_in(ims_spool *sp, const ims_spool_msg *m)
 {
-    if (renameat2(sp->work_fd, id, sp->in_fd, id, RENAME_NOREPLACE) == 0)
+    const char *id = m->id, *from = m->wname;
+    if (renameat2(sp->work_fd, from, sp->in_fd, id, RENAME_NOREPLACE) == 0)
         return 0;
     if (errno != EINVAL && errno != ENOSYS)
         return errno;
     /* A file system without RENAME_NOREPLACE: link refuses to replace too. */
-    if (linkat(sp->work_fd, id, sp->in_fd, id, 0))
+    if (linkat(sp->work_fd, from, sp->in_fd, id, 0))
         return errno;
-    unlinkat(sp->work_fd, id, 0);
+    unlinkat(sp->work_fd, from, 0);
     return 0;
 }
 
@@ -558,11 +547,23 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
 {
     uint64_t file_syncs = 0, dir_syncs = 0;
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!ms[i]->err)
-            sp->round_fds[k++] = ms[i]->fd;
-    ims_pool_sync(sp->pool, sp->round_fds, sp->round_errs, k, true);
-    file_syncs = k;
+    for (size_t i = 0; i < n; i++) {
+        ims_spool_msg *m = ms[i];
+        if (!m->err && (m->err = finish_file(m)))
+            spool_event_fmt(sp, IMS_EV_SPOOL_OPEN_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
+                            IMS_LEVEL_NONE,
+                            "Unable to write the temporary message file %s/Work/%s: %s", sp->root,
+                            m->id, strerror(m->err));
+        if (m->err)
+            continue;
+        if (sp->file_syncs) /* start every file's write-back before the first sync waits */
+            sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        sp->round_fds[k++] = m->fd;
+    }
+    /* Work is open for the spool's life: the anchor of the round's one syncfs. */
+    ims_pool_sync(sp->pool, sp->file_syncs ? -1 : sp->work_fd, sp->round_fds, sp->round_errs, k,
+                  true);
+    file_syncs = sp->file_syncs || k < IMS_POOL_SYNCFS_MIN ? k : 1;
     for (size_t i = 0, j = 0; i < n; i++)
         if (!ms[i]->err)
             ms[i]->err = sp->round_errs[j++];
@@ -575,7 +576,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         }
         if (m->err)
             continue;
-        if ((m->err = move_into_in(sp, m->id)))
+        if ((m->err = move_into_in(sp, m)))
             spool_event_fmt(sp, IMS_EV_SPOOL_MOVE_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
                             IMS_LEVEL_NONE, "Unable to move file %s/Work/%s to %s/In/%s: %s",
                             sp->root, m->id, sp->root, m->id, strerror(m->err));
@@ -602,7 +603,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         ims_spool_msg *m = ms[i];
         if (m->err) {
             if (m->head_written || m->fd >= 0)
-                unlinkat(sp->work_fd, m->id, 0);
+                unlinkat(sp->work_fd, m->wname, 0);
             continue;
         }
         if (sp->tracking)
@@ -649,8 +650,7 @@ static void *committer_main(void *arg)
     ims_spool *sp = arg;
     pthread_mutex_lock(&sp->lock);
     for (;;) {
-        /* At stop, messages still being written are waited for too. */
-        while (!sp->pending && !(sp->stopping && !sp->writing))
+        while (!sp->pending && !sp->stopping)
             pthread_cond_wait(&sp->wake, &sp->lock);
         if (!sp->pending)
             break;
@@ -731,6 +731,7 @@ void ims_spool_get_stats(ims_spool *sp, ims_spool_stats *st)
     pthread_mutex_lock(&sp->lock);
     *st = sp->stats;
     pthread_mutex_unlock(&sp->lock);
+    ims_recycler_stats(sp->recycler, &st->files_recycled, &st->files_reused);
     if (sp->deliverer)
         ims_deliverer_stats(sp->deliverer, st);
 }
@@ -745,6 +746,7 @@ static void spool_free(ims_spool *sp)
         close(sp->pickup_fd);
     if (sp->dropdir_fd >= 0)
         close(sp->dropdir_fd);
+    ims_recycler_free(sp->recycler);
     if (sp->work_fd >= 0)
         close(sp->work_fd);
     ims_tracking_close(sp->tracking);
@@ -801,6 +803,7 @@ static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_optio
         return ENOMEM;
     sp->log = opt->log;
     sp->window_us = opt->commit_window_us;
+    sp->file_syncs = opt->file_syncs;
     if (opt->host) {
         snprintf(sp->host, sizeof sp->host, "%s", opt->host);
     } else if (gethostname(sp->host, sizeof sp->host - 1)) {
@@ -825,6 +828,8 @@ static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_optio
     close(archive_fd);
     if (flock(sp->work_fd, LOCK_EX | LOCK_NB))
         return errno == EWOULDBLOCK ? EBUSY : errno;
+    if ((rc = ims_recycler_new(sp->work_fd, IMS_RECYCLE_MAX, &sp->recycler)))
+        return rc;
     if (opt->pickup_dir) {
         if (mkdir(opt->pickup_dir, 0750) && errno != EEXIST)
             return errno;
@@ -968,6 +973,9 @@ int ims_spool_open(const char *root_dir, const ims_spool_options *opt, ims_spool
             .retry_max_ms = opt->retry_max_ms ? opt->retry_max_ms : IMS_SPOOL_RETRY_MAX_MS,
             .tracking = sp->tracking,
             .pool = sp->pool,
+            .file_syncs = sp->file_syncs,
+            .recycler = sp->recycler,
+            .work_fd = sp->work_fd,
             .event = queue_event,
             .event_arg = sp,
             .handover = opt->handover,

@@ -133,7 +133,12 @@ int ims_spool_recover(int work_fd, int in_fd, const char *root, ims_log *log, im
 /* The I/O pool: ims_pool_run calls fn(arg, i) for i in [0, n) from the pool's threads and the
  * caller's at once, and returns when all are done. Several callers may run batches at once.
  * ims_pool_sync: fdatasync (fsync when !data_only) of fds[0..n), errs[i] getting 0 or errno.
+ * With anchor >= 0 (a descriptor its user keeps open for its life) and at least
+ * IMS_POOL_SYNCFS_MIN of fds on anchor's file system, those are made durable by one
+ * syncfs(anchor) instead, data and metadata (names in directories too) alike, each getting
+ * its result; the rest are synced one by one. anchor -1: always one by one.
  * A NULL pool runs everything in the caller. fn must not call ims_pool_run itself. */
+#define IMS_POOL_SYNCFS_MIN 2 /* one fdatasync of a lone file costs less than a syncfs */
 typedef struct ims_sync_pool ims_sync_pool;
 typedef void (*ims_pool_fn)(void *arg, size_t i);
 int ims_pool_start(unsigned threads, ims_sync_pool **out);
@@ -141,8 +146,30 @@ void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg);
 /* ims_pool_post - fn(arg, 0) in a pool thread later (now, in the caller, without a pool);
  * ims_pool_stop runs what was posted before it returns. */
 void ims_pool_post(ims_sync_pool *p, ims_pool_fn fn, void *arg);
-void ims_pool_sync(ims_sync_pool *p, const int *fds, int *errs, size_t n, bool data_only);
+void ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size_t n,
+                   bool data_only);
 void ims_pool_stop(ims_sync_pool *p);
+
+/* The recycler (recycle.c): files of finished messages kept in Work, empty, for new ones.
+ * The deliverer moves a finished spool file from In to Work under a name from
+ * ims_recycler_reserve (0, or ENOSPC when max files wait already: then it removes the file as
+ * before), makes that rename durable (the fsync of In), and only then gives it back with
+ * ims_recycler_put (fd: the file, still open; it is emptied, or removed when that fails), so
+ * that no file is written anew while a crash could still bring it back under its old name.
+ * ims_recycler_take opens a free file for writing (its name in Work in name), or returns -1
+ * when there is none. Thread-safe. Start-up recovery removes what is left in Work. A NULL
+ * recycler has no files. new: 0 or ENOMEM; free: removes the free files (work_fd must still
+ * be open) and frees r; the caller's work_fd stays open. */
+#define IMS_RECYCLE_PREFIX "free."
+#define IMS_RECYCLE_NAME 24
+#define IMS_RECYCLE_MAX 1024 /* files kept for reuse */
+typedef struct ims_recycler ims_recycler;
+int ims_recycler_new(int work_fd, size_t max, ims_recycler **out);
+int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
+void ims_recycler_put(ims_recycler *r, int fd, const char *name);
+int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
+void ims_recycler_stats(ims_recycler *r, uint64_t *kept, uint64_t *reused);
+void ims_recycler_free(ims_recycler *r);
 
 /* The delivery thread. Events go through event() (spool.c queues them for dispatch). */
 typedef void (*ims_spool_event_fn)(void *arg, unsigned id, ims_category cat, ims_severity sev,
@@ -154,6 +181,9 @@ typedef struct ims_deliver_config {
     unsigned retry_min_ms, retry_max_ms;
     ims_tracking *tracking; /* may be NULL */
     ims_sync_pool *pool;    /* may be NULL: syncs one after another */
+    bool file_syncs;        /* ims_spool_options' */
+    ims_recycler *recycler; /* finished spool files go back through it; NULL: unlinked */
+    int work_fd;            /* Work, where recycled files wait (with a recycler) */
     ims_spool_event_fn event;
     void *event_arg;
     /* The outbound queue's: when set, a message whose mailboxes have their copies and whose

@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from test_smtp import WAIT, Service, dead, free_port, run, wait_for
+from test_smtp import WAIT, Service, dead, free_port, partial_work_files, run, wait_for
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SESSIONS = 16  # parallel SMTP sessions (MaxInboundConnections is raised to 100 below)
@@ -166,6 +166,6 @@ def test_kill_9_under_smtp_source_loses_nothing_acknowledged(tmp_root):
         print(f"kill -9 under smtp-source: {len(acked)} acknowledged, "
               + ", ".join(f"{a} {len(delivered_ids(root, a))} delivered" for a in MAILBOXES)
               + ", 0 lost, 0 duplicated")
-        assert os.listdir(os.path.join(root, "imcdata", "Work")) == []
+        assert partial_work_files(root) == []
     finally:
         svc.stop()

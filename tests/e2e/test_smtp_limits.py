@@ -15,7 +15,8 @@ import tempfile
 import pytest
 
 from conftest import IMS_BIN
-from test_smtp import WAIT, Service, free_port, raw_session, run, smtp, wait_for
+from test_smtp import (WAIT, Service, free_port, partial_work_files, raw_session, run, smtp,
+                       wait_for)
 
 PARAMS = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters"
 DIAG = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Diagnostics"
@@ -202,8 +203,7 @@ def test_data_timeout_drops_the_message(make_svc):
         c.sendmail("s@remote.test", ["bob@example.com"], b"Subject: next\r\n\r\nnext\r\n")
     [m] = svc.wait_mail("bob", 1)
     assert b"Subject: next" in open(m, "rb").read()
-    work = os.path.join(svc.root, "imcdata", "Work")
-    assert [f for f in os.listdir(work) if not f.startswith(".")] == []
+    assert partial_work_files(svc.root) == []
 
 
 # --- the protocol log ------------------------------------------------------------------------

@@ -318,10 +318,12 @@ static void *submit_thread(void *arg)
     return NULL;
 }
 
-static void test_submit_threads(void **state)
+/* submit_threads - THREADS submitters at once; file_syncs picks how rounds are made durable:
+ * a sync per file, or one syncfs per round of two or more files. */
+static void submit_threads(struct fx *fx, bool file_syncs)
 {
-    struct fx *fx = *state;
     ims_spool_options o = opts(fx, false);
+    o.file_syncs = file_syncs;
     ims_spool *sp;
     assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
     struct ack *acks = calloc(THREADS * PER_THREAD, sizeof *acks);
@@ -358,7 +360,8 @@ static void test_submit_threads(void **state)
     ims_spool_get_stats(sp, &st);
     assert_int_equal(st.committed, THREADS * PER_THREAD);
     assert_int_equal(st.failed, 0);
-    assert_int_equal(st.file_syncs, THREADS * PER_THREAD);
+    /* Every round syncs its files: each by itself, or all at once (one call per round). */
+    assert_int_equal(st.file_syncs, file_syncs ? THREADS * PER_THREAD : st.rounds);
     assert_int_equal(st.dir_syncs, st.rounds);
     assert_true(st.rounds <= st.committed);
     char work[256];
@@ -369,6 +372,79 @@ static void test_submit_threads(void **state)
     for (size_t i = 0; i < all.n; i++)
         assert_int_equal(acks[i].calls, 1);
     free(acks);
+}
+
+static void test_submit_threads(void **state)
+{
+    submit_threads(*state, false);
+}
+
+static void test_submit_threads_file_syncs(void **state)
+{
+    submit_threads(*state, true);
+}
+
+/* A finished message's spool file waits in Work, emptied, and the next message is written
+ * into it rather than into a new file; a stopped spool leaves Work empty. */
+static void test_recycled_files(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, true);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    ims_envelope env = envelope(&r, 1, "s@example.org");
+    char work[512], name[256], path[1024];
+    snprintf(work, sizeof work, "%s/Work", fx->root);
+    static const size_t lens[] = {100000, 300, 5000};
+    char *bodies[3];
+    for (size_t i = 0; i < 3; i++) {
+        bodies[i] = content((unsigned)i, lens[i]);
+        struct ack a = {0};
+        assert_int_equal(ims_spool_submit(sp, &env, bodies[i], lens[i], on_done, &a), 0);
+        uint64_t want = i + 1;
+        assert_true(pump(sp, delivered_all, &want));
+        assert_int_equal(a.err, 0);
+        /* The file it leaves behind is the only one in Work, and empty. */
+        only_file(work, name, sizeof name);
+        assert_int_equal(strncmp(name, "free.", 5), 0);
+        snprintf(path, sizeof path, "%s/%s", work, name);
+        assert_int_equal(file_size(path), 0);
+    }
+    ims_spool_stats st;
+    ims_spool_get_stats(sp, &st);
+    assert_int_equal(st.files_recycled, 3);
+    assert_int_equal(st.files_reused, 2);
+    ims_spool_close(sp);
+    assert_int_equal(count_files(work), 0);
+    /* Each copy has its own content, whatever was in the file before. */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/new", fx->alice);
+    assert_int_equal(count_files(dir), 3);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t seen = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        char *got = read_text(path);
+        unsigned seq = 99;
+        const char *subj = strstr(got, "Subject: message ");
+        assert_non_null(subj);
+        assert_int_equal(sscanf(subj, "Subject: message %u", &seq), 1);
+        assert_true(seq < 3);
+        /* The copy ends with the content, its two CRLFs made LF, and nothing after it. */
+        size_t h = strlen("Subject: message 0\r\n\r\n");
+        assert_int_equal(strlen(subj), lens[seq] - 2);
+        assert_memory_equal(subj + h - 2, bodies[seq] + h, lens[seq] - h);
+        seen |= 1u << seq;
+        free(got);
+    }
+    closedir(d);
+    assert_int_equal(seen, 7);
+    for (size_t i = 0; i < 3; i++)
+        free(bodies[i]);
 }
 
 static void test_group_commit_window(void **state)
@@ -1361,10 +1437,28 @@ static void test_pool(void **state)
         /* Syncs report each descriptor's own result. */
         int fds[3] = {open("/tmp", O_RDONLY | O_DIRECTORY), -1, open("/tmp", O_RDONLY)};
         int errs[3] = {-1, -1, -1};
-        ims_pool_sync(p, fds, errs, 3, false);
+        ims_pool_sync(p, -1, fds, errs, 3, false);
         assert_int_equal(errs[0], 0);
         assert_int_equal(errs[1], EBADF);
         assert_int_equal(errs[2], 0);
+        /* The same through one syncfs: a bad descriptor still gets its own error, and one on
+         * another file system (/proc, whose directories refuse fsync) its own sync. */
+        int anchor = open("/tmp", O_RDONLY | O_DIRECTORY);
+        int more[4] = {fds[0], -1, fds[2], open("/proc", O_RDONLY | O_DIRECTORY)};
+        int errs4[4] = {-1, -1, -1, -1};
+        struct stat a, b;
+        assert_int_equal(fstat(anchor, &a), 0);
+        assert_int_equal(fstat(more[3], &b), 0);
+        assert_true(a.st_dev != b.st_dev);
+        errno = 0;
+        int proc_err = fsync(more[3]) ? errno : 0;
+        ims_pool_sync(p, anchor, more, errs4, 4, false);
+        assert_int_equal(errs4[0], 0);
+        assert_int_equal(errs4[1], EBADF);
+        assert_int_equal(errs4[2], 0);
+        assert_int_equal(errs4[3], proc_err);
+        close(more[3]);
+        close(anchor);
         close(fds[0]);
         close(fds[2]);
         ims_pool_stop(p);
@@ -1575,6 +1669,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_submit_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_threads_file_syncs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycled_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_envelope_invalid, setup, teardown),
