@@ -47,6 +47,9 @@
 #define DELIVER_NAME_MAX 256   /* a file name: id, index, host, size */
 #define DELIVER_EVENT_TEXT 512
 #define DELIVER_BACKOFF_SHIFT 20 /* doublings before the delay stops growing anyway */
+/* How long finished files' leaving In may wait for the committer's next fsync of In (which
+ * makes it durable too) before this thread syncs In itself. */
+#define DELIVER_IN_SYNC_MS 50
 
 typedef struct dl_item {
     ims_sched_node node; /* first: a node is its item; scheduled while deferred */
@@ -79,6 +82,10 @@ struct ims_deliverer {
     void *receipt_arg;
     unsigned receipt_seq;
     int *fds, *errs; /* DELIVER_ROUND each: a round's syncs */
+    /* Files left In since its last known fsync: dirty until a sync numbered in_need
+     * (ims_recycler_mark) has succeeded, or this thread syncs In at in_dirty_at + the delay. */
+    bool in_dirty;
+    uint64_t in_need, in_dirty_at;
 
     pthread_mutex_t lock; /* guards the lists, the counters and stopping */
     pthread_cond_t wake;
@@ -97,7 +104,7 @@ struct ims_deliverer {
 typedef struct dl_msg {
     dl_item *item;
     int fd;                          /* the spool file, O_RDWR | O_APPEND, or -1 */
-    char recycled[IMS_RECYCLE_NAME]; /* finished: its name in Work, to give back, or "" */
+    char recycled[IMS_RECYCLE_NAME]; /* finished: its name in Work, when recycled */
     ims_spool_file f;
     bool parsed;
     char host[DELIVER_HOST_MAX + 1]; /* f.host as a file name may hold it */
@@ -823,11 +830,11 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
         int rc;
         if (d->archive)
             rc = renameat(d->in_fd, m->f.id, d->archive_fd, m->f.id);
-        else if (m->fd >= 0 && !ims_recycler_reserve(d->recycler, m->recycled) &&
+        else if (!ims_recycler_reserve(d->recycler, m->recycled) &&
                  !(rc = renameat(d->in_fd, m->f.id, d->work_fd, m->recycled)))
-            ; /* given back once its leaving In is durable (deliver_round) */
+            ims_recycler_put(d->recycler, m->recycled); /* reused once durably out of In */
         else
-            m->recycled[0] = 0, rc = unlinkat(d->in_fd, m->f.id, 0);
+            rc = unlinkat(d->in_fd, m->f.id, 0);
         if (rc && errno != ENOENT) {
             fail(m, errno, SIZE_MAX); /* retried: every recipient is marked done by now */
         } else {
@@ -897,31 +904,23 @@ static void deliver_round(ims_deliverer *d, dl_item **items, size_t n, uint64_t 
     uint64_t finished_before = *finished;
     for (size_t i = 0; i < n; i++) {
         conclude(d, &ms[i], deferred, finished);
-        if (ms[i].fd >= 0 && !ms[i].recycled[0])
+        if (ms[i].fd >= 0)
             close(ms[i].fd);
         if (ms[i].parsed)
             ims_spool_file_free(&ms[i].f);
         free(ms[i].leader);
         free(ms[i].now);
     }
-    /* The finished files' removal made durable together (a failure only means a crash may
-     * bring some back, to be found delivered). A recycled file is reused only after that:
-     * until then a crash may bring it back into In with its old content, which must be
-     * intact. */
-    int in_err = 0;
+    /* The finished files' leaving In becomes durable with the committer's next fsync of In,
+     * or this thread's (in_sync) if none comes soon: a crash before only brings some back,
+     * to be found delivered. An archived file's folder is synced now. */
     if (*finished != finished_before) {
-        in_err = fsync(d->in_fd) ? errno : 0;
+        if (!d->in_dirty)
+            d->in_dirty_at = ims_clock_ms();
+        d->in_dirty = true;
+        d->in_need = ims_recycler_mark(d->recycler);
         if (d->archive)
             fsync(d->archive_fd);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!ms[i].recycled[0])
-            continue;
-        if (in_err)
-            unlinkat(d->work_fd, ms[i].recycled, 0);
-        else
-            ims_recycler_put(d->recycler, ms[i].fd, ms[i].recycled);
-        close(ms[i].fd);
     }
     free(dirs.v);
     free(ms);
@@ -960,6 +959,19 @@ static struct timespec abs_monotonic(uint64_t ms)
     return ts;
 }
 
+/* in_sync - make the finished files' leaving In durable, unless the committer's fsync of In
+ * did already. */
+static void in_sync(ims_deliverer *d)
+{
+    if (!d->in_dirty)
+        return;
+    if (!ims_recycler_covered(d->recycler, d->in_need)) {
+        uint64_t seq = ims_recycler_sync_begin(d->recycler);
+        ims_recycler_sync_end(d->recycler, seq, fsync(d->in_fd) == 0);
+    }
+    d->in_dirty = false;
+}
+
 static void *deliver_main(void *arg)
 {
     ims_deliverer *d = arg;
@@ -968,7 +980,29 @@ static void *deliver_main(void *arg)
     while (!d->stopping) {
         uint64_t next;
         bool waiting = promote(d, &next);
+        if (d->in_dirty) {
+            /* Also between rounds: a backlog delivered with no mail coming in. */
+            uint64_t due = d->in_dirty_at + DELIVER_IN_SYNC_MS;
+            if (ims_clock_ms() >= due || ims_recycler_covered(d->recycler, d->in_need)) {
+                pthread_mutex_unlock(&d->lock);
+                in_sync(d);
+                pthread_mutex_lock(&d->lock);
+                continue;
+            }
+        }
         if (!d->ready) {
+            if (d->in_dirty) {
+                uint64_t due = d->in_dirty_at + DELIVER_IN_SYNC_MS;
+                if (ims_clock_ms() >= due) {
+                    pthread_mutex_unlock(&d->lock);
+                    in_sync(d);
+                    pthread_mutex_lock(&d->lock);
+                    continue;
+                }
+                if (!waiting || due < next)
+                    next = due;
+                waiting = true;
+            }
             struct timespec at = abs_monotonic(next);
             if (waiting)
                 pthread_cond_timedwait(&d->wake, &d->lock, &at);
@@ -1011,6 +1045,7 @@ static void *deliver_main(void *arg)
         }
     }
     pthread_mutex_unlock(&d->lock);
+    in_sync(d);
     return NULL;
 }
 

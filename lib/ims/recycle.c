@@ -1,6 +1,7 @@
-/* recycle.c - spool files reused: a finished message's file waits in Work, emptied, for a new
- * message, because creating a file costs more than reusing one (on ext4 without a journal the
- * inode allocator skips, one by one, every inode freed in the last minutes). */
+/* recycle.c - spool files reused: a finished message's file waits in Work for a new message,
+ * because creating a file costs more than reusing one (on ext4 without a journal the inode
+ * allocator skips, one by one, every inode freed in the last minutes); and the sequence of
+ * In's fsyncs, which tells when a file's leaving In is durable. */
 #include "ims/spool_int.h"
 
 #include <errno.h>
@@ -10,12 +11,19 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+typedef struct recycle_slot {
+    unsigned n;    /* the name's number */
+    uint64_t need; /* pending: the first In sync that makes its leaving In durable */
+} recycle_slot;
+
 struct ims_recycler {
     int work_fd; /* the caller's; not closed here */
     pthread_mutex_t lock;
-    unsigned *free; /* names (IMS_RECYCLE_PREFIX + number) of the files ready for reuse */
-    size_t nfree, max;
-    unsigned next; /* the number of the next name */
+    recycle_slot *pending; /* moved out of In, not yet known durably gone from there */
+    unsigned *free;        /* emptied, ready for reuse */
+    size_t npending, nfree, max;
+    unsigned next;            /* the number of the next name */
+    uint64_t started, synced; /* In syncs begun; the latest finished with success */
     uint64_t reused, kept;
 };
 
@@ -28,7 +36,15 @@ int ims_recycler_new(int work_fd, size_t max, ims_recycler **out)
 {
     *out = NULL;
     ims_recycler *r = calloc(1, sizeof *r);
-    if (!r || !(r->free = calloc(max ? max : 1, sizeof *r->free))) {
+    if (r) {
+        r->pending = calloc(max ? max : 1, sizeof *r->pending);
+        r->free = calloc(max ? max : 1, sizeof *r->free);
+    }
+    if (!r || !r->pending || !r->free) {
+        if (r) {
+            free(r->pending);
+            free(r->free);
+        }
         free(r);
         return ENOMEM;
     }
@@ -44,12 +60,17 @@ void ims_recycler_free(ims_recycler *r)
     if (!r)
         return;
     /* A stopped spool leaves Work empty, as an administrator expects of it. */
+    char name[IMS_RECYCLE_NAME];
     for (size_t i = 0; i < r->nfree; i++) {
-        char name[IMS_RECYCLE_NAME];
         recycle_name(r->free[i], name);
         unlinkat(r->work_fd, name, 0);
     }
+    for (size_t i = 0; i < r->npending; i++) {
+        recycle_name(r->pending[i].n, name);
+        unlinkat(r->work_fd, name, 0);
+    }
     pthread_mutex_destroy(&r->lock);
+    free(r->pending);
     free(r->free);
     free(r);
 }
@@ -59,7 +80,7 @@ int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME])
     if (!r)
         return ENOSPC;
     pthread_mutex_lock(&r->lock);
-    bool room = r->nfree < r->max;
+    bool room = r->npending + r->nfree < r->max;
     unsigned n = r->next++;
     pthread_mutex_unlock(&r->lock);
     if (!room)
@@ -68,20 +89,90 @@ int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME])
     return 0;
 }
 
-void ims_recycler_put(ims_recycler *r, int fd, const char *name)
+void ims_recycler_put(ims_recycler *r, const char *name)
 {
-    /* Emptied now, not at reuse: a big message's blocks are not kept for an unknown time. */
     unsigned n = 0;
-    bool ok = sscanf(name, IMS_RECYCLE_PREFIX "%u", &n) == 1 && ftruncate(fd, 0) == 0;
+    bool ok = sscanf(name, IMS_RECYCLE_PREFIX "%u", &n) == 1;
     pthread_mutex_lock(&r->lock);
-    ok = ok && r->nfree < r->max;
-    if (ok) {
-        r->free[r->nfree++] = n;
-        r->kept++;
-    }
+    ok = ok && r->npending + r->nfree < r->max;
+    if (ok)
+        r->pending[r->npending++] = (recycle_slot){n, r->started + 1};
     pthread_mutex_unlock(&r->lock);
     if (!ok)
         unlinkat(r->work_fd, name, 0);
+}
+
+uint64_t ims_recycler_mark(ims_recycler *r)
+{
+    if (!r)
+        return UINT64_MAX;
+    pthread_mutex_lock(&r->lock);
+    uint64_t need = r->started + 1;
+    pthread_mutex_unlock(&r->lock);
+    return need;
+}
+
+bool ims_recycler_covered(ims_recycler *r, uint64_t need)
+{
+    if (!r)
+        return false;
+    pthread_mutex_lock(&r->lock);
+    bool done = r->synced >= need;
+    pthread_mutex_unlock(&r->lock);
+    return done;
+}
+
+uint64_t ims_recycler_sync_begin(ims_recycler *r)
+{
+    if (!r)
+        return 0;
+    pthread_mutex_lock(&r->lock);
+    uint64_t seq = ++r->started;
+    pthread_mutex_unlock(&r->lock);
+    return seq;
+}
+
+void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok)
+{
+    if (!r || !ok)
+        return; /* the pending files wait for a sync that succeeds */
+    /* Take out the files that are now durably out of In; empty them without the lock (a big
+     * message's blocks are not kept for an unknown time), then make them free. */
+    recycle_slot now[64];
+    size_t k;
+    do {
+        k = 0;
+        pthread_mutex_lock(&r->lock);
+        if (seq > r->synced)
+            r->synced = seq;
+        for (size_t i = 0; i < r->npending && k < sizeof now / sizeof now[0];)
+            if (r->pending[i].need <= r->synced) {
+                now[k++] = r->pending[i];
+                r->pending[i] = r->pending[--r->npending];
+            } else {
+                i++;
+            }
+        pthread_mutex_unlock(&r->lock);
+        for (size_t i = 0; i < k; i++) {
+            char name[IMS_RECYCLE_NAME];
+            recycle_name(now[i].n, name);
+            int fd = openat(r->work_fd, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+            bool empty = fd >= 0;
+            if (fd >= 0)
+                close(fd);
+            pthread_mutex_lock(&r->lock);
+            if (empty && r->npending + r->nfree < r->max) {
+                r->free[r->nfree++] = now[i].n;
+                r->kept++;
+                empty = false; /* kept */
+            } else {
+                empty = true; /* not kept: removed below */
+            }
+            pthread_mutex_unlock(&r->lock);
+            if (empty)
+                unlinkat(r->work_fd, name, 0);
+        }
+    } while (k == sizeof now / sizeof now[0]);
 }
 
 int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME])
@@ -98,7 +189,7 @@ int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME])
         if (!any)
             return -1;
         recycle_name(n, name);
-        /* O_TRUNC: it was emptied when put, but nothing else in Work is trusted either. */
+        /* O_TRUNC: it was emptied when freed, but nothing else in Work is trusted either. */
         int fd = openat(r->work_fd, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0)
             return fd;

@@ -583,9 +583,13 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         else
             moved++;
     }
+    uint64_t in_seq = 0;
+    bool in_ok = false;
     if (moved) {
         dir_syncs++;
-        if (fsync(sp->in_fd)) {
+        in_seq = ims_recycler_sync_begin(sp->recycler);
+        in_ok = fsync(sp->in_fd) == 0;
+        if (!in_ok) {
             /* Not known durable: take the files back, so that the client's retry (after our
              * 451) is the only copy that gets delivered. */
             int err = errno;
@@ -631,6 +635,9 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
     }
     pthread_mutex_unlock(&sp->lock);
     wake_fd(sp->efd);
+    /* After the acknowledgements: it empties the files this sync made free for reuse. */
+    if (in_seq)
+        ims_recycler_sync_end(sp->recycler, in_seq, in_ok);
 }
 
 static void timespec_add_us(struct timespec *t, unsigned us)

@@ -251,6 +251,14 @@ static ims_envelope envelope(const ims_rcpt *r, size_t n, const char *sender)
     return e;
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* content - a message whose bytes depend on seq, len bytes long. */
 static char *content(unsigned seq, size_t len)
 {
@@ -384,6 +392,66 @@ static void test_submit_threads_file_syncs(void **state)
     submit_threads(*state, true);
 }
 
+static bool recycled_at_least(ims_spool *sp, void *arg)
+{
+    ims_spool_stats st;
+    ims_spool_get_stats(sp, &st);
+    return st.files_recycled >= *(const uint64_t *)arg;
+}
+
+/* The recycler's rule: a file put back is reused only after an fsync of In that began after
+ * the put has succeeded (before, a crash could bring it back into In with its old content);
+ * it is emptied then; a failed sync frees nothing. */
+static void test_recycler_order(void **state)
+{
+    struct fx *fx = *state;
+    char dir[512], path[1024], name[IMS_RECYCLE_NAME], got[IMS_RECYCLE_NAME];
+    snprintf(dir, sizeof dir, "%s/W", fx->root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int wfd = open(dir, O_RDONLY | O_DIRECTORY);
+    ims_recycler *r;
+    assert_int_equal(ims_recycler_new(wfd, 2, &r), 0);
+    assert_int_equal(ims_recycler_take(r, got), -1);
+    assert_int_equal(ims_recycler_reserve(r, name), 0);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    write_text(path, "the old message");
+    uint64_t early = ims_recycler_sync_begin(r); /* begun before the put: covers nothing */
+    uint64_t need = ims_recycler_mark(r);
+    ims_recycler_put(r, name);
+    ims_recycler_sync_end(r, early, true);
+    assert_false(ims_recycler_covered(r, need));
+    assert_int_equal(ims_recycler_take(r, got), -1);
+    assert_int_equal(file_size(path), 15);
+    uint64_t failed = ims_recycler_sync_begin(r);
+    ims_recycler_sync_end(r, failed, false);
+    assert_int_equal(ims_recycler_take(r, got), -1);
+    uint64_t later = ims_recycler_sync_begin(r);
+    ims_recycler_sync_end(r, later, true);
+    assert_true(ims_recycler_covered(r, need));
+    assert_int_equal(file_size(path), 0);
+    int fd = ims_recycler_take(r, got);
+    assert_true(fd >= 0);
+    assert_string_equal(got, name);
+    close(fd);
+    assert_int_equal(ims_recycler_take(r, got), -1);
+    /* At most max files are kept: past that, a put removes the file. */
+    char names[3][IMS_RECYCLE_NAME];
+    for (int i = 0; i < 3; i++) {
+        if (ims_recycler_reserve(r, names[i]))
+            break;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        write_text(path, "x");
+        ims_recycler_put(r, names[i]);
+    }
+    assert_int_equal(count_files(dir), 2 + 1); /* two kept, and the one taken above */
+    ims_recycler_free(r);                      /* removes the two it holds */
+    assert_int_equal(count_files(dir), 1);
+    snprintf(path, sizeof path, "%s/%s", dir, got);
+    unlink(path);
+    close(wfd);
+    rmdir(dir);
+}
+
 /* A finished message's spool file waits in Work, emptied, and the next message is written
  * into it rather than into a new file; a stopped spool leaves Work empty. */
 static void test_recycled_files(void **state)
@@ -405,6 +473,9 @@ static void test_recycled_files(void **state)
         uint64_t want = i + 1;
         assert_true(pump(sp, delivered_all, &want));
         assert_int_equal(a.err, 0);
+        /* Free for reuse once its leaving In is durable: with no message coming in to sync
+         * In, the delivery thread does it after a moment. */
+        assert_true(pump(sp, recycled_at_least, &want));
         /* The file it leaves behind is the only one in Work, and empty. */
         only_file(work, name, sizeof name);
         assert_int_equal(strncmp(name, "free.", 5), 0);
@@ -1070,14 +1141,6 @@ static void test_retry(void **state)
     assert_int_equal(count_sub(carol, "new"), 1);
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_recovery(void **state)
 {
     struct fx *fx = *state;
@@ -1671,6 +1734,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_threads_file_syncs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycled_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycler_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_envelope_invalid, setup, teardown),
