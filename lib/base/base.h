@@ -92,6 +92,12 @@ uint64_t base_filetime_now(void);
  * Returns 0 or an errno value. */
 int base_boot_id(uint8_t id[16]);
 
+/* base_crc32c - CRC-32C (Castagnoli, as iSCSI and ext4 use it) of n bytes, continuing crc:
+ * 0 to start, the previous result to go on (crc of "123456789" is 0xe3069283). */
+uint32_t base_crc32c(uint32_t crc, const void *data, size_t n);
+/* base_crc32c_table - the same, always by the table (what a CPU without SSE 4.2 runs). */
+uint32_t base_crc32c_table(uint32_t crc, const void *data, size_t n);
+
 /* base_sha256 - the SHA-256 digest of n bytes. */
 void base_sha256(const void *data, size_t n, uint8_t out[32]);
 

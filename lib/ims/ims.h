@@ -1305,11 +1305,14 @@ typedef struct ims_spool_options {
     /* Threads that create and sync a round's files together (more concurrent syncs let the
      * block layer merge more cache flushes). 0: IMS_SPOOL_IO_THREADS, also the maximum. */
     unsigned io_threads;
-    /* How a round is made durable. false (the default): one syncfs() of the file system for
-     * a round of two or more files (Work's, then MTS-IN's and the Maildirs' when they are on
-     * the same file system), where each fdatasync would cost a cache flush of its own.
-     * true: an fdatasync per file, issued together by the I/O threads; for a file system
-     * shared with heavy writers of other data, which a syncfs would wait for too. */
+    /* How a round is made durable. false (the default): the round's files are renamed into
+     * In, then one syncfs() of the file system makes them durable, data and names together
+     * (a file caught in between by a crash fails its checksums at the next start); delivery
+     * syncs its MTS-IN copies and new/ folders with one syncfs each when they are two or more.
+     * An fdatasync each would cost a disk cache flush each. true (forced when Work and In are
+     * on different file systems): an fdatasync per file, issued together by the I/O threads,
+     * then the renames and an fsync of In; for a file system shared with heavy writers of
+     * other data, which a syncfs would wait for too. */
     bool file_syncs;
     /* The outbound queue (ims_outq_handover): a message whose local recipients are done and
      * whose others are pending moves from In to RootDir's Out, then handover(arg, qid) is
@@ -1379,9 +1382,9 @@ size_t ims_spool_dispatch(ims_spool *sp);
 typedef struct ims_spool_stats {
     uint64_t committed;        /* messages made durable */
     uint64_t failed;           /* commits that failed */
-    uint64_t rounds;           /* commit rounds (one directory fsync each) */
-    uint64_t file_syncs;       /* fdatasync calls on spool files */
-    uint64_t dir_syncs;        /* fsync calls on In */
+    uint64_t rounds;           /* commit rounds (one sync of In each) */
+    uint64_t file_syncs;       /* fdatasync calls on spool files (file_syncs only) */
+    uint64_t dir_syncs;        /* fsync calls on In, or syncfs calls for whole rounds */
     uint64_t delivered;        /* recipients delivered (or found delivered) */
     uint64_t deferred;         /* recipient deliveries that failed and wait for a retry */
     uint64_t finished;         /* messages delivered to all recipients and removed from In */

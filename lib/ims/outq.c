@@ -515,8 +515,10 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
             slot[i] = k;
         }
     }
-    ims_pool_sync(q->pool, -1, fds, errs, k, true);
-    int sync_err = unlinked && fsync(q->out_fd) ? errno : 0;
+    /* Out is open for the queue's life: the anchor of one syncfs for the round's files, which
+     * makes the removals above durable too. */
+    bool whole_fs = ims_pool_sync(q->pool, q->out_fd, fds, errs, k, true);
+    int sync_err = unlinked && !whole_fs && fsync(q->out_fd) ? errno : 0;
     for (size_t i = 0; i < n; i++) {
         if (ts[i]->unlink && !ts[i]->err)
             ts[i]->err = sync_err;

@@ -147,14 +147,14 @@ static void fs_left_fn(void *arg, size_t i)
         sync_fn(arg, i);
 }
 
-void ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size_t n,
+bool ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size_t n,
                    bool data_only)
 {
     struct sync_args a = {fds, errs, data_only};
     struct stat ast;
     if (anchor < 0 || n < IMS_POOL_SYNCFS_MIN || fstat(anchor, &ast)) {
         ims_pool_run(p, n, sync_fn, &a);
-        return;
+        return false;
     }
     /* Those on anchor's file system get one syncfs; a file elsewhere (a Maildir on another
      * mount) its own sync. A failed fstat is synced by itself, which reports the error. */
@@ -168,7 +168,7 @@ void ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size
     }
     if (same < IMS_POOL_SYNCFS_MIN) {
         ims_pool_run(p, n, sync_fn, &a);
-        return;
+        return false;
     }
     /* syncfs reports every write-back error of the file system since the last syncfs through
      * the same open file, so anchor must stay open for its user's life: then no error is
@@ -179,6 +179,7 @@ void ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size
             errs[i] = err;
     if (other)
         ims_pool_run(p, n, fs_left_fn, &a);
+    return err == 0;
 }
 
 void ims_pool_stop(ims_sync_pool *p)

@@ -51,10 +51,14 @@ static int id_cmp(const void *a, const void *b)
     return strcmp(a, b);
 }
 
-/* check_in_file - true when In/<name> is a spool file of ours whose id is its name. */
-static bool check_in_file(int in_fd, const char *name, int *err)
+/* check_in_file - true when In/<name> is a spool file of ours whose id is its name and whose
+ * checksums match (*torn set when they do not: a commit round renames its files into In before
+ * the one sync that makes them durable, so a file caught by a crash in between is there in
+ * part, and was never acknowledged). */
+static bool check_in_file(int in_fd, const char *name, int *err, bool *torn)
 {
     *err = 0;
+    *torn = false;
     if (!ims_spool_id_valid(name))
         return false;
     int fd = openat(in_fd, name, O_RDONLY | O_CLOEXEC);
@@ -64,15 +68,17 @@ static bool check_in_file(int in_fd, const char *name, int *err)
     }
     ims_spool_file f;
     int rc = ims_spool_file_read(fd, &f);
-    close(fd);
-    if (rc) {
-        if (rc != EBADMSG)
-            *err = rc;
-        return false;
+    if (!rc) {
+        rc = ims_spool_file_verify(fd, &f);
+        *torn = rc == EBADMSG;
+        if (!rc && strcmp(f.id, name))
+            rc = EBADMSG;
+        ims_spool_file_free(&f);
     }
-    bool ok = !strcmp(f.id, name);
-    ims_spool_file_free(&f);
-    return ok;
+    close(fd);
+    if (rc && rc != EBADMSG)
+        *err = rc;
+    return rc == 0;
 }
 
 /* scan_in - the acknowledged messages in In (sorted: ids start with the time), and files that
@@ -94,7 +100,8 @@ static int scan_in(int in_fd, const char *root, ims_log *log, ims_id_list *out, 
         if (!is_regular(in_fd, d))
             continue;
         int err;
-        if (check_in_file(in_fd, d->d_name, &err)) {
+        bool torn;
+        if (check_in_file(in_fd, d->d_name, &err, &torn)) {
             if (out->n == out->cap) {
                 size_t cap = out->cap ? out->cap * 2 : 64;
                 void *p = realloc(out->ids, cap * sizeof *out->ids);
@@ -120,13 +127,23 @@ static int scan_in(int in_fd, const char *root, ims_log *log, ims_id_list *out, 
                                                                      : 0;
         if (!mv)
             (*archived)++;
-        ims_log_event(log, IMS_EV_SPOOL_ARCHIVED, IMS_CAT_MESSAGE_ARCHIVAL, IMS_SEV_ERROR,
-                      IMS_LEVEL_NONE,
-                      mv ? "The file %s/In/%s is not a spool file this service can read; "
-                           "moving it to In/Archive failed: %s"
-                         : "The file %s/In/%s is not a spool file this service can read; "
-                           "it was moved to In/Archive%s",
-                      root, d->d_name, mv ? strerror(mv) : "");
+        if (torn)
+            ims_log_event(log, IMS_EV_SPOOL_ARCHIVED, IMS_CAT_MESSAGE_ARCHIVAL, IMS_SEV_WARNING,
+                          IMS_LEVEL_NONE,
+                          "The spool file %s/In/%s does not match its checksums: it was being "
+                          "committed when the service stopped (and was never acknowledged) or "
+                          "it was damaged since; %s%s",
+                          root, d->d_name,
+                          mv ? "moving it to In/Archive failed: " : "it was moved to In/Archive",
+                          mv ? strerror(mv) : "");
+        else
+            ims_log_event(log, IMS_EV_SPOOL_ARCHIVED, IMS_CAT_MESSAGE_ARCHIVAL, IMS_SEV_ERROR,
+                          IMS_LEVEL_NONE,
+                          mv ? "The file %s/In/%s is not a spool file this service can read; "
+                               "moving it to In/Archive failed: %s"
+                             : "The file %s/In/%s is not a spool file this service can read; "
+                               "it was moved to In/Archive%s",
+                          root, d->d_name, mv ? strerror(mv) : "");
     }
     closedir(dir);
     if (archive_fd >= 0) {

@@ -38,8 +38,11 @@ struct ims_spool_msg {
     buf data;                     /* bytes not yet in the file; starts with the envelope */
     size_t id_off;                /* where the id's digits are in the envelope */
     size_t size_off;              /* where the size's digits are */
-    bool head_written;            /* the envelope is in the file */
-    int fd;                       /* the file in Work, or -1 before the first flush */
+    size_t sum_off;               /* where the checksums' digits are */
+    uint32_t env_crc;  /* CRC-32C of the envelope up to the size's digits (once the id is final) */
+    uint32_t body_crc; /* CRC-32C of the content so far */
+    bool head_written; /* the envelope is in the file */
+    int fd;            /* the file in Work, or -1 before the first flush */
     uint64_t content_len;
     int err; /* sticky: the first failure */
     ims_spool_done_fn done;
@@ -263,7 +266,10 @@ static int format_envelope(ims_spool_msg *m, const ims_envelope *env, const char
         rc = buf_adds(b, "size ");
     m->size_off = b->len;
     if (!rc)
-        rc = buf_printf(b, "%0*d\n\n", SPOOL_SIZE_DIGITS, 0);
+        rc = buf_printf(b, "%0*d\nsum ", SPOOL_SIZE_DIGITS, 0);
+    m->sum_off = b->len;
+    if (!rc)
+        rc = buf_printf(b, "%s\n\n", SPOOL_SUM_BLANK);
     /* What the tracking lines need once the message is committed. */
     rc = rc ? rc : buf_add(&m->track, env->sender, strlen(env->sender) + 1);
     /* The Pickup directory's messages name their origin (the file's owner) there instead. */
@@ -322,6 +328,8 @@ static int flush(ims_spool_msg *m)
     int rc = m->fd < 0 ? open_work(m) : 0;
     if (rc)
         return rc;
+    if (!m->head_written) /* the id is final now: the envelope's checksum can begin */
+        m->env_crc = base_crc32c(0, m->data.data, m->size_off);
     rc = base_write_all(m->fd, m->data.data, m->data.len);
     m->data.len = 0;
     m->head_written = true;
@@ -378,6 +386,7 @@ static int append(ims_spool_msg *m, const void *data, size_t n, bool may_flush)
     if (m->err)
         return m->err;
     m->content_len += n;
+    m->body_crc = base_crc32c(m->body_crc, data, n);
     if (!m->head_end && m->sp->tracking)
         keep_head(m, data, n);
     int rc = 0;
@@ -445,18 +454,30 @@ int ims_spool_submit(ims_spool *sp, const ims_envelope *env, const void *data, s
 
 /* --- the committer --------------------------------------------------------------------- */
 
-/* finish_file - the rest of the content and the final size into the file in Work. */
+/* finish_file - the rest of the content, the final size and the checksums into the file. */
 static int finish_file(ims_spool_msg *m)
 {
-    char digits[SPOOL_SIZE_DIGITS + 1];
-    snprintf(digits, sizeof digits, "%0*llu", SPOOL_SIZE_DIGITS,
+    char digits[SPOOL_SIZE_DIGITS + 2];
+    snprintf(digits, sizeof digits, "%0*llu\n", SPOOL_SIZE_DIGITS,
              (unsigned long long)m->content_len);
+    int rc = m->fd < 0 ? open_work(m) : 0; /* the id is final after this */
+    if (rc)
+        return rc;
     bool patch_in_file = m->head_written;
-    if (!patch_in_file)
+    uint32_t env = patch_in_file ? m->env_crc : base_crc32c(0, m->data.data, m->size_off);
+    env = base_crc32c(env, digits, SPOOL_SIZE_DIGITS + 1);
+    env = base_crc32c(env, "sum ", 4); /* the checksum covers everything before its digits */
+    char sum[sizeof SPOOL_SUM_BLANK];
+    snprintf(sum, sizeof sum, "%08" PRIx32 " %08" PRIx32, env, m->body_crc);
+    if (!patch_in_file) {
         memcpy(m->data.data + m->size_off, digits, SPOOL_SIZE_DIGITS);
-    int rc = flush(m);
+        memcpy(m->data.data + m->sum_off, sum, sizeof sum - 1);
+    }
+    rc = flush(m);
     if (!rc && patch_in_file)
         rc = pwrite_all(m->fd, digits, SPOOL_SIZE_DIGITS, (off_t)m->size_off);
+    if (!rc && patch_in_file)
+        rc = pwrite_all(m->fd, sum, sizeof sum - 1, (off_t)m->sum_off);
     return rc;
 }
 
@@ -560,13 +581,17 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
             sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         sp->round_fds[k++] = m->fd;
     }
-    /* Work is open for the spool's life: the anchor of the round's one syncfs. */
-    ims_pool_sync(sp->pool, sp->file_syncs ? -1 : sp->work_fd, sp->round_fds, sp->round_errs, k,
-                  true);
-    file_syncs = sp->file_syncs || k < IMS_POOL_SYNCFS_MIN ? k : 1;
-    for (size_t i = 0, j = 0; i < n; i++)
-        if (!ms[i]->err)
-            ms[i]->err = sp->round_errs[j++];
+    /* With file_syncs: each file's data durable, then its name in In (an fsync of In for the
+     * round). Otherwise the files go into In at once and one syncfs makes data and names
+     * durable together; a crash in between leaves a file in In that its checksums give away
+     * (recovery archives it), and it was never acknowledged. */
+    if (sp->file_syncs) {
+        ims_pool_sync(sp->pool, -1, sp->round_fds, sp->round_errs, k, true);
+        file_syncs = k;
+        for (size_t i = 0, j = 0; i < n; i++)
+            if (!ms[i]->err)
+                ms[i]->err = sp->round_errs[j++];
+    }
     size_t moved = 0;
     for (size_t i = 0; i < n; i++) {
         ims_spool_msg *m = ms[i];
@@ -579,7 +604,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         if ((m->err = move_into_in(sp, m)))
             spool_event_fmt(sp, IMS_EV_SPOOL_MOVE_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
                             IMS_LEVEL_NONE, "Unable to move file %s/Work/%s to %s/In/%s: %s",
-                            sp->root, m->id, sp->root, m->id, strerror(m->err));
+                            sp->root, m->wname, sp->root, m->id, strerror(m->err));
         else
             moved++;
     }
@@ -588,7 +613,8 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
     if (moved) {
         dir_syncs++;
         in_seq = ims_recycler_sync_begin(sp->recycler);
-        in_ok = fsync(sp->in_fd) == 0;
+        /* In is open for the spool's life: no write-back error between rounds is missed. */
+        in_ok = (sp->file_syncs ? fsync(sp->in_fd) : syncfs(sp->in_fd)) == 0;
         if (!in_ok) {
             /* Not known durable: take the files back, so that the client's retry (after our
              * 451) is the only copy that gets delivered. */
@@ -837,6 +863,10 @@ static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_optio
         return errno == EWOULDBLOCK ? EBUSY : errno;
     if ((rc = ims_recycler_new(sp->work_fd, IMS_RECYCLE_MAX, &sp->recycler)))
         return rc;
+    /* One syncfs through In covers Work's files only when both are on one file system. */
+    struct stat ws, is;
+    if (fstat(sp->work_fd, &ws) || fstat(sp->in_fd, &is) || ws.st_dev != is.st_dev)
+        sp->file_syncs = true;
     if (opt->pickup_dir) {
         if (mkdir(opt->pickup_dir, 0750) && errno != EEXIST)
             return errno;

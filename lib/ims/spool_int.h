@@ -22,6 +22,9 @@
  *        dns:<domain>        the domain's mail exchangers (IMS_ROUTE_DNS)
  *        smarthost:<spec>    a host (IMS_ROUTE_SMARTHOST; spec as ims_host_parse takes it)
  *   size <20 digits>        (the content's length)
+ *   [sum <8 hex> <8 hex>]   (CRC-32C of every byte before these digits, and of the content;
+ *                            always the last line when present: files written before it
+ *                            existed, or by other tools, have none and are not checked)
  *   <empty line> <content> <status records>
  * Status records, one a line, the last about a recipient telling its state:
  *   done <index>                                        delivered (final)
@@ -78,14 +81,18 @@ typedef struct ims_spool_file {
     ims_spool_rcpt_rec *rcpts;
     size_t nrcpt;
     uint64_t content_off, content_len; /* where the content is in the file */
+    bool has_sum;                      /* a sum line: ims_spool_file_verify can check it */
+    uint32_t env_sum, body_sum;
+    uint64_t sum_off; /* the envelope's checksum covers the bytes before this offset */
     uint64_t file_size;
 } ims_spool_file;
 
 #define SPOOL_MAGIC "IMS-SPOOL 2"
-#define SPOOL_MAGIC_V1 "IMS-SPOOL 1"    /* read as version 2 with mailboxes and done records */
-#define SPOOL_STATUS_TEXT_MAX 1024      /* bytes of a status record's text */
-#define SPOOL_MAGIC_PREFIX "IMS-SPOOL " /* any version: a newer one is "unknown", not "bad" */
-#define SPOOL_SIZE_DIGITS 20            /* the size field is fixed-width: patched at commit */
+#define SPOOL_MAGIC_V1 "IMS-SPOOL 1"        /* read as version 2 with mailboxes and done records */
+#define SPOOL_STATUS_TEXT_MAX 1024          /* bytes of a status record's text */
+#define SPOOL_MAGIC_PREFIX "IMS-SPOOL "     /* any version: a newer one is "unknown", not "bad" */
+#define SPOOL_SIZE_DIGITS 20                /* the size field is fixed-width: patched at commit */
+#define SPOOL_SUM_BLANK "00000000 00000000" /* the sum line's digits before the commit */
 
 /* ims_spool_field_ok - s fits on its line of the spool file and in a header: no CR, LF or
  * tab, at most IMS_SPOOL_MAX_FIELD bytes, empty only when may_be_empty. */
@@ -111,6 +118,11 @@ int ims_spool_received_tls(const ims_spool_file *f, const char *eol, buf *out);
 /* ims_spool_file_read - parse the spool file open on fd. EBADMSG when it is not a spool file
  * of a known version or is cut short; an errno value for a read error. */
 int ims_spool_file_read(int fd, ims_spool_file *f);
+/* ims_spool_file_verify - 0 when f (read from fd) has no sum line or its checksums match the
+ * bytes in the file; EBADMSG when they do not (written only in part: the service stopped
+ * while committing it, before any acknowledgement; or damaged since); an errno value for a
+ * read error. Reads the whole envelope and content. */
+int ims_spool_file_verify(int fd, const ims_spool_file *f);
 /* ims_spool_report_original - the original of a report on f (open on fd), its content read
  * through rf (filled here; both must outlive o's use). */
 void ims_spool_report_original(const ims_spool_file *f, int fd, ims_report_fd *rf,
@@ -136,7 +148,9 @@ int ims_spool_recover(int work_fd, int in_fd, const char *root, ims_log *log, im
  * With anchor >= 0 (a descriptor its user keeps open for its life) and at least
  * IMS_POOL_SYNCFS_MIN of fds on anchor's file system, those are made durable by one
  * syncfs(anchor) instead, data and metadata (names in directories too) alike, each getting
- * its result; the rest are synced one by one. anchor -1: always one by one.
+ * its result; the rest are synced one by one. anchor -1: always one by one. Returns true
+ * when such a syncfs succeeded: then everything on anchor's file system written or renamed
+ * before the call is durable, directories included.
  * A NULL pool runs everything in the caller. fn must not call ims_pool_run itself. */
 #define IMS_POOL_SYNCFS_MIN 2 /* one fdatasync of a lone file costs less than a syncfs */
 typedef struct ims_sync_pool ims_sync_pool;
@@ -146,7 +160,7 @@ void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg);
 /* ims_pool_post - fn(arg, 0) in a pool thread later (now, in the caller, without a pool);
  * ims_pool_stop runs what was posted before it returns. */
 void ims_pool_post(ims_sync_pool *p, ims_pool_fn fn, void *arg);
-void ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size_t n,
+bool ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size_t n,
                    bool data_only);
 void ims_pool_stop(ims_sync_pool *p);
 

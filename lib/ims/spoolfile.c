@@ -186,6 +186,27 @@ static int parse_rcpt(ims_spool_file *f, char *v)
     return 0;
 }
 
+/* parse_sum - "<8 hex> <8 hex>": the envelope's and the content's CRC-32C. */
+static int parse_sum(ims_spool_file *f, const char *v)
+{
+    uint32_t x[2];
+    for (int k = 0; k < 2; k++, v++) {
+        x[k] = 0;
+        for (int i = 0; i < 8; i++, v++) {
+            int d = *v >= '0' && *v <= '9' ? *v - '0' : *v >= 'a' && *v <= 'f' ? *v - 'a' + 10 : -1;
+            if (d < 0)
+                return EBADMSG;
+            x[k] = x[k] << 4 | (uint32_t)d;
+        }
+        if (*v != (k ? 0 : ' '))
+            return EBADMSG;
+    }
+    f->has_sum = true;
+    f->env_sum = x[0];
+    f->body_sum = x[1];
+    return 0;
+}
+
 /* parse_line - one "key value" line of the envelope. */
 static int parse_line(ims_spool_file *f, char *line, bool *have_time, bool *have_size)
 {
@@ -411,6 +432,38 @@ void ims_spool_report_original(const ims_spool_file *f, int fd, ims_report_fd *r
     };
 }
 
+/* crc_range - the CRC-32C of n bytes of fd from off, continuing crc. */
+static int crc_range(int fd, uint64_t off, uint64_t n, uint32_t *crc)
+{
+    char chunk[SPOOL_READ_CHUNK];
+    while (n) {
+        size_t want = n < sizeof chunk ? (size_t)n : sizeof chunk;
+        ssize_t r = pread(fd, chunk, want, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errno;
+        if (r == 0)
+            return EBADMSG;
+        *crc = base_crc32c(*crc, chunk, (size_t)r);
+        off += (uint64_t)r;
+        n -= (uint64_t)r;
+    }
+    return 0;
+}
+
+int ims_spool_file_verify(int fd, const ims_spool_file *f)
+{
+    if (!f->has_sum)
+        return 0;
+    uint32_t env = 0, body = 0;
+    int rc = crc_range(fd, 0, f->sum_off, &env);
+    rc = rc ? rc : crc_range(fd, f->content_off, f->content_len, &body);
+    if (!rc && (env != f->env_sum || body != f->body_sum))
+        rc = EBADMSG;
+    return rc;
+}
+
 int ims_spool_file_read(int fd, ims_spool_file *f)
 {
     memset(f, 0, sizeof *f);
@@ -427,8 +480,15 @@ int ims_spool_file_read(int fd, ims_spool_file *f)
         else
             rc = EBADMSG;
         bool have_time = false, have_size = false;
-        while (!rc && (line = strtok_r(NULL, "\n", &save)))
-            rc = parse_line(f, line, &have_time, &have_size);
+        while (!rc && (line = strtok_r(NULL, "\n", &save))) {
+            if (!strncmp(line, "sum ", 4) && f->version >= 2) {
+                /* The checksums cover every byte before their digits. */
+                rc = f->has_sum || !have_size || parse_sum(f, line + 4) ? EBADMSG : 0;
+                f->sum_off = (uint64_t)(line + 4 - (char *)b.data);
+                continue;
+            }
+            rc = f->has_sum ? EBADMSG : parse_line(f, line, &have_time, &have_size);
+        }
         if (!rc && (!f->id[0] || !have_time || !have_size || !f->client_ip || !f->helo ||
                     !f->host || !f->sender || !f->nrcpt))
             rc = EBADMSG;

@@ -34,6 +34,7 @@ struct fx {
     char alice[128], bob[128];
     ims_log log;
     char events[16384]; /* "id;" for each event */
+    char last[1024];    /* the last event's text */
 };
 
 static void sink(void *arg, const ims_event *ev)
@@ -41,6 +42,7 @@ static void sink(void *arg, const ims_event *ev)
     struct fx *fx = arg;
     size_t n = strlen(fx->events);
     snprintf(fx->events + n, sizeof fx->events - n, "%u;", ev->id);
+    snprintf(fx->last, sizeof fx->last, "%s", ev->text);
 }
 
 static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
@@ -281,6 +283,8 @@ static void check_spooled(const char *root, const char *sub, const char *id, con
         fail_msg("open %s: %s", path, strerror(errno));
     ims_spool_file f;
     assert_int_equal(ims_spool_file_read(fd, &f), 0);
+    assert_true(f.has_sum);
+    assert_int_equal(ims_spool_file_verify(fd, &f), 0);
     assert_string_equal(f.id, id);
     assert_int_equal(f.nrcpt, nrcpt);
     assert_int_equal(f.content_len, len);
@@ -368,8 +372,8 @@ static void submit_threads(struct fx *fx, bool file_syncs)
     ims_spool_get_stats(sp, &st);
     assert_int_equal(st.committed, THREADS * PER_THREAD);
     assert_int_equal(st.failed, 0);
-    /* Every round syncs its files: each by itself, or all at once (one call per round). */
-    assert_int_equal(st.file_syncs, file_syncs ? THREADS * PER_THREAD : st.rounds);
+    /* Every round syncs its files: each by itself, then In; or all of it in one syncfs. */
+    assert_int_equal(st.file_syncs, file_syncs ? THREADS * PER_THREAD : 0);
     assert_int_equal(st.dir_syncs, st.rounds);
     assert_true(st.rounds <= st.committed);
     char work[256];
@@ -397,6 +401,85 @@ static bool recycled_at_least(ims_spool *sp, void *arg)
     ims_spool_stats st;
     ims_spool_get_stats(sp, &st);
     return st.files_recycled >= *(const uint64_t *)arg;
+}
+
+/* copy_flipped - src copied to dst with the byte at off changed. */
+static void copy_flipped(const char *src, const char *dst, size_t off)
+{
+    char *t = read_text(src);
+    size_t n = (size_t)file_size(src);
+    assert_true(off < n);
+    t[off] ^= 0x01;
+    FILE *f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(t, 1, n, f), n);
+    fclose(f);
+    free(t);
+}
+
+/* verify_file - ims_spool_file_read, then ims_spool_file_verify, of path: the first error. */
+static int verify_file(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ims_spool_file f;
+    int rc = ims_spool_file_read(fd, &f);
+    if (!rc) {
+        rc = ims_spool_file_verify(fd, &f);
+        ims_spool_file_free(&f);
+    }
+    close(fd);
+    return rc;
+}
+
+/* A changed byte anywhere in the envelope or the content fails the checksums; a file in In
+ * that fails them at start (a commit caught by a crash between its rename and its sync) goes
+ * to In/Archive with its own event and is not delivered. */
+static void test_checksums(void **state)
+{
+    struct fx *fx = *state;
+    ims_spool_options o = opts(fx, false);
+    ims_spool *sp;
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    ims_rcpt r = {"alice@ims.test", fx->alice, NULL, NULL};
+    ims_envelope env = envelope(&r, 1, "s@example.org");
+    char *c = content(3, 3000);
+    struct ack a = {0};
+    assert_int_equal(ims_spool_submit(sp, &env, c, 3000, on_done, &a), 0);
+    struct acks all = {&a, 1};
+    assert_true(pump(sp, acks_done, &all));
+    assert_int_equal(a.err, 0);
+    ims_spool_close(sp);
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s/In/%s", fx->root, a.id);
+    assert_int_equal(verify_file(path), 0);
+    char *text = read_text(path);
+    size_t n = (size_t)file_size(path);
+    size_t rcpt = (size_t)(strstr(text, "alice@") - text), body = n - 1000;
+    size_t size_digit = (size_t)(strstr(text, "\nsize ") - text) + 10;
+    free(text);
+    snprintf(bad, sizeof bad, "%s/flipped", fx->dir);
+    const size_t offs[] = {rcpt, size_digit, body, n - 1};
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+        copy_flipped(path, bad, offs[i]);
+        if (verify_file(bad) != EBADMSG)
+            fail_msg("a flipped byte at %zu of %zu passed", offs[i], n);
+    }
+    /* The torn copy replaces the good one in In; the next start archives it. */
+    copy_flipped(path, bad, body);
+    assert_int_equal(rename(bad, path), 0);
+    fx->events[0] = 0;
+    o = opts(fx, true);
+    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
+    uint64_t zero = 0;
+    assert_true(pump(sp, delivered_all, &zero));
+    ims_spool_close(sp);
+    assert_non_null(strstr(fx->events, "4117;"));
+    assert_non_null(strstr(fx->last, "does not match its checksums"));
+    snprintf(path, sizeof path, "%s/In/Archive/%s", fx->root, a.id);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(count_sub(fx->alice, "new"), 0);
+    free(c);
 }
 
 /* The recycler's rule: a file put back is reused only after an fsync of In that began after
@@ -1735,6 +1818,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_threads_file_syncs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycled_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycler_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checksums, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_envelope_invalid, setup, teardown),
