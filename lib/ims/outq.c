@@ -67,6 +67,7 @@ struct oq_msg {
     size_t nunits;
     char *content; /* loaded, or NULL */
     size_t clen;
+    int eightbit; /* the content has a byte above 127: -1 not looked at yet, 0, 1 */
     bool loading;
     bool removing; /* every recipient final: its file is going */
     unsigned busy; /* units ready or busy, reports and commits in flight */
@@ -1136,6 +1137,7 @@ static void msg_add(ims_outq *q, oq_task *t, uint64_t now)
     oq_msg *m = calloc(1, sizeof *m);
     if (!m)
         return;
+    m->eightbit = -1;
     memcpy(m->id, t->id, sizeof m->id);
     m->f = t->f;
     memset(&t->f, 0, sizeof t->f);
@@ -2134,6 +2136,24 @@ static int job_read(void *arg, char *p, size_t cap, size_t *got)
     return 0;
 }
 
+/* has_eightbit - a byte above 127 in p[0..n), looked for a word at a time: once per message,
+ * not per job. */
+static bool has_eightbit(const char *p, size_t n)
+{
+    const uint64_t high = 0x8080808080808080ull;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t w;
+        memcpy(&w, p + k, 8);
+        if (w & high)
+            return true;
+    }
+    for (; k < n; k++)
+        if ((unsigned char)p[k] >= 0x80)
+            return true;
+    return false;
+}
+
 ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
 {
     oq_unit *u = d->ready;
@@ -2180,9 +2200,9 @@ ims_outq_job *ims_outq_take(ims_outq *q, ims_outq_dest *d)
     j->msg.rcpt = j->rc;
     j->msg.nrcpt = n;
     j->msg.size = m->clen;
-    j->msg.eightbit = false;
-    for (size_t k = 0; k < m->clen && !j->msg.eightbit; k++)
-        j->msg.eightbit = (unsigned char)m->content[k] >= 0x80;
+    if (m->eightbit < 0)
+        m->eightbit = has_eightbit(m->content, m->clen);
+    j->msg.eightbit = m->eightbit;
     j->msg.ret = !m->f.ret                       ? SMTP_RET_NONE
                  : !strcasecmp(m->f.ret, "HDRS") ? SMTP_RET_HDRS
                                                  : SMTP_RET_FULL;

@@ -608,12 +608,21 @@ static void wr_fold(smtp_client *c)
 /* wr_piece - n bytes continuing the current data line, which ends after them when eol. */
 static void wr_piece(smtp_client *c, const char *p, size_t n, bool eol)
 {
-    for (size_t i = 0; i < n; i++) {
-        size_t cap = c->wl_len && c->wl[0] == '.' ? SMTP_DATA_LINE_FOLD - 1 : SMTP_DATA_LINE_FOLD;
-        if (c->wl_len >= cap)
+    /* In runs: as many bytes as the line takes before it folds (one less when it starts with
+     * a dot, which stuffing doubles). */
+    while (n) {
+        bool dot = c->wl_len ? c->wl[0] == '.' : p[0] == '.';
+        size_t cap = dot ? SMTP_DATA_LINE_FOLD - 1 : SMTP_DATA_LINE_FOLD;
+        if (c->wl_len >= cap) {
             wr_fold(c);
-        c->wl[c->wl_len++] = p[i];
-        c->wl_bytes++;
+            continue;
+        }
+        size_t take = cap - c->wl_len < n ? cap - c->wl_len : n;
+        memcpy(c->wl + c->wl_len, p, take);
+        c->wl_len += take;
+        c->wl_bytes += take;
+        p += take;
+        n -= take;
     }
     if (eol) {
         wr_line(c, c->wl, c->wl_len);
@@ -642,20 +651,34 @@ static void sp_piece(smtp_client *c, bool eol)
 /* sp_input - message bytes as spooled: CR LF, a bare CR and a bare LF each end a line. */
 static void sp_input(smtp_client *c, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         char b = p[i];
         if (c->split_cr) {
             c->split_cr = false;
             sp_piece(c, true);
-            if (b == '\n')
+            if (b == '\n') {
+                i++;
                 continue;
+            }
         }
         if (b == '\r') {
             c->split_cr = true;
+            i++;
         } else if (b == '\n') {
             sp_piece(c, true);
+            i++;
         } else {
-            c->split[c->split_len++] = b;
+            /* The run of line bytes up to the next CR or LF, copied at once. */
+            size_t room = sizeof c->split - c->split_len;
+            size_t end = n - i < room ? n : i + room;
+            const char *lf = memchr(p + i, '\n', end - i);
+            size_t j = lf ? (size_t)(lf - p) : end;
+            const char *cr = memchr(p + i, '\r', j - i);
+            if (cr)
+                j = (size_t)(cr - p);
+            memcpy(c->split + c->split_len, p + i, j - i);
+            c->split_len += j - i;
+            i = j;
             if (c->split_len == sizeof c->split)
                 sp_piece(c, false);
         }
