@@ -830,9 +830,11 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
         int rc;
         if (d->archive)
             rc = renameat(d->in_fd, m->f.id, d->archive_fd, m->f.id);
-        else if (!ims_recycler_reserve(d->recycler, m->recycled) &&
+        else if (m->f.file_size <= IMS_RECYCLE_KEEP_BYTES &&
+                 !ims_recycler_reserve(d->recycler, m->recycled) &&
                  !(rc = renameat(d->in_fd, m->f.id, d->work_fd, m->recycled)))
-            ims_recycler_put(d->recycler, m->recycled); /* reused once durably out of In */
+            ims_recycler_put(d->recycler, m->recycled, m->f.file_size); /* reused once durably
+                                                                          out of In */
         else
             rc = unlinkat(d->in_fd, m->f.id, 0);
         if (rc && errno != ENOENT) {

@@ -14,13 +14,14 @@
 typedef struct recycle_slot {
     unsigned n;    /* the name's number */
     uint64_t need; /* pending: the first In sync that makes its leaving In durable */
+    uint64_t size; /* the file's size: a reuse cuts what it does not overwrite */
 } recycle_slot;
 
 struct ims_recycler {
     int work_fd; /* the caller's; not closed here */
     pthread_mutex_t lock;
     recycle_slot *pending; /* moved out of In, not yet known durably gone from there */
-    unsigned *free;        /* emptied, ready for reuse */
+    recycle_slot *free;    /* ready for reuse */
     size_t npending, nfree, max;
     unsigned next;            /* the number of the next name */
     uint64_t started, synced; /* In syncs begun; the latest finished with success */
@@ -62,7 +63,7 @@ void ims_recycler_free(ims_recycler *r)
     /* A stopped spool leaves Work empty, as an administrator expects of it. */
     char name[IMS_RECYCLE_NAME];
     for (size_t i = 0; i < r->nfree; i++) {
-        recycle_name(r->free[i], name);
+        recycle_name(r->free[i].n, name);
         unlinkat(r->work_fd, name, 0);
     }
     for (size_t i = 0; i < r->npending; i++) {
@@ -89,14 +90,14 @@ int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME])
     return 0;
 }
 
-void ims_recycler_put(ims_recycler *r, const char *name)
+void ims_recycler_put(ims_recycler *r, const char *name, uint64_t size)
 {
     unsigned n = 0;
-    bool ok = sscanf(name, IMS_RECYCLE_PREFIX "%u", &n) == 1;
+    bool ok = sscanf(name, IMS_RECYCLE_PREFIX "%u", &n) == 1 && size <= IMS_RECYCLE_KEEP_BYTES;
     pthread_mutex_lock(&r->lock);
     ok = ok && r->npending + r->nfree < r->max;
     if (ok)
-        r->pending[r->npending++] = (recycle_slot){n, r->started + 1};
+        r->pending[r->npending++] = (recycle_slot){n, r->started + 1, size};
     pthread_mutex_unlock(&r->lock);
     if (!ok)
         unlinkat(r->work_fd, name, 0);
@@ -136,63 +137,41 @@ void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok)
 {
     if (!r || !ok)
         return; /* the pending files wait for a sync that succeeds */
-    /* Take out the files that are now durably out of In; empty them without the lock (a big
-     * message's blocks are not kept for an unknown time), then make them free. */
-    recycle_slot now[64];
-    size_t k;
-    do {
-        k = 0;
-        pthread_mutex_lock(&r->lock);
-        if (seq > r->synced)
-            r->synced = seq;
-        for (size_t i = 0; i < r->npending && k < sizeof now / sizeof now[0];)
-            if (r->pending[i].need <= r->synced) {
-                now[k++] = r->pending[i];
-                r->pending[i] = r->pending[--r->npending];
-            } else {
-                i++;
-            }
-        pthread_mutex_unlock(&r->lock);
-        for (size_t i = 0; i < k; i++) {
-            char name[IMS_RECYCLE_NAME];
-            recycle_name(now[i].n, name);
-            int fd = openat(r->work_fd, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
-            bool empty = fd >= 0;
-            if (fd >= 0)
-                close(fd);
-            pthread_mutex_lock(&r->lock);
-            if (empty && r->npending + r->nfree < r->max) {
-                r->free[r->nfree++] = now[i].n;
-                r->kept++;
-                empty = false; /* kept */
-            } else {
-                empty = true; /* not kept: removed below */
-            }
-            pthread_mutex_unlock(&r->lock);
-            if (empty)
-                unlinkat(r->work_fd, name, 0);
+    /* What is now durably out of In is free. Not emptied: a reuse overwrites it and cuts the
+     * rest (truncating costs ext4 a block release here and a forced allocation at close). */
+    pthread_mutex_lock(&r->lock);
+    if (seq > r->synced)
+        r->synced = seq;
+    for (size_t i = 0; i < r->npending;)
+        if (r->pending[i].need <= r->synced) {
+            r->free[r->nfree++] = r->pending[i];
+            r->pending[i] = r->pending[--r->npending];
+            r->kept++;
+        } else {
+            i++;
         }
-    } while (k == sizeof now / sizeof now[0]);
+    pthread_mutex_unlock(&r->lock);
 }
 
-int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME])
+int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME], uint64_t *size)
 {
     if (!r)
         return -1;
     for (;;) {
         pthread_mutex_lock(&r->lock);
         bool any = r->nfree > 0;
-        unsigned n = any ? r->free[--r->nfree] : 0;
+        recycle_slot sl = any ? r->free[--r->nfree] : (recycle_slot){0};
         if (any)
             r->reused++;
         pthread_mutex_unlock(&r->lock);
         if (!any)
             return -1;
-        recycle_name(n, name);
-        /* O_TRUNC: it was emptied when freed, but nothing else in Work is trusted either. */
-        int fd = openat(r->work_fd, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0)
+        recycle_name(sl.n, name);
+        int fd = openat(r->work_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            *size = sl.size;
             return fd;
+        }
         /* Gone or unusable: try the next, and leave this one to the start-up clean. */
     }
 }

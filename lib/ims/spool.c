@@ -41,8 +41,9 @@ struct ims_spool_msg {
     size_t sum_off;               /* where the checksums' digits are */
     uint32_t env_crc;  /* CRC-32C of the envelope up to the size's digits (once the id is final) */
     uint32_t body_crc; /* CRC-32C of the content so far */
-    bool head_written; /* the envelope is in the file */
-    int fd;            /* the file in Work, or -1 before the first flush */
+    uint64_t reused_size; /* a recycled file's old size: what is past the message is cut */
+    bool head_written;    /* the envelope is in the file */
+    int fd;               /* the file in Work, or -1 before the first flush */
     uint64_t content_len;
     int err; /* sticky: the first failure */
     ims_spool_done_fn done;
@@ -312,7 +313,7 @@ static int open_work(ims_spool_msg *m)
         }
         if (faccessat(sp->in_fd, m->id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
             continue;
-        if ((m->fd = ims_recycler_take(sp->recycler, m->wname)) >= 0)
+        if ((m->fd = ims_recycler_take(sp->recycler, m->wname, &m->reused_size)) >= 0)
             return 0;
         snprintf(m->wname, sizeof m->wname, "%s", m->id);
         int fd = openat(sp->work_fd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -484,6 +485,10 @@ static int finish_file(ims_spool_msg *m)
         rc = pwrite_all(m->fd, digits, SPOOL_SIZE_DIGITS, (off_t)m->size_off);
     if (!rc && patch_in_file)
         rc = pwrite_all(m->fd, sum, sizeof sum - 1, (off_t)m->sum_off);
+    /* A recycled file longer than this message: its old tail would read as status records. */
+    uint64_t len = m->sum_off + sizeof SPOOL_SUM_BLANK + 1 + m->content_len;
+    if (!rc && m->reused_size > len && ftruncate(m->fd, (off_t)len))
+        rc = errno;
     return rc;
 }
 

@@ -169,31 +169,34 @@ void ims_pool_stop(ims_sync_pool *p);
  * nobody did for a while), which tells when a file's leaving In is durable.
  * - The deliverer moves a finished spool file from In to Work under a name from
  *   ims_recycler_reserve (0, or ENOSPC when max files wait already: it then removes the file
- *   as before) and hands it over with ims_recycler_put. It stays pending (its content intact:
- *   a crash may still bring it back into In) until an In sync begun after the put succeeds;
- *   then it is emptied and free.
+ *   as before) and hands it over with ims_recycler_put with its size (over
+ *   IMS_RECYCLE_KEEP_BYTES, or with no room, it is removed instead). It stays pending (its
+ *   content intact: a crash may still bring it back into In) until an In sync begun after the
+ *   put succeeds; then it is free.
  * - Every fsync of In is bracketed: seq = ims_recycler_sync_begin, then
  *   ims_recycler_sync_end(seq, succeeded) (which empties and frees what it covers: call it
  *   off the critical path). ims_recycler_mark returns the sequence number of the next sync to
  *   begin, ims_recycler_covered whether a sync with at least that number has succeeded: a
  *   change to In made before mark is durable once covered.
- * - ims_recycler_take opens a free file for writing (its name in Work in name), or returns
- *   -1 when there is none.
+ * - ims_recycler_take opens a free file for writing at offset 0, not emptied (its name in
+ *   Work in name, its size in *size: the writer must cut what it does not overwrite), or
+ *   returns -1 when there is none.
  * Thread-safe. Start-up recovery removes what is left in Work. A NULL recycler keeps no files
  * and covers nothing. new: 0 or ENOMEM; free: removes the files it holds (work_fd must still
  * be open) and frees r; the caller's work_fd stays open. */
 #define IMS_RECYCLE_PREFIX "free."
 #define IMS_RECYCLE_NAME 24
-#define IMS_RECYCLE_MAX 1024 /* files kept for reuse, pending or free */
+#define IMS_RECYCLE_MAX 256          /* files kept for reuse, pending or free */
+#define IMS_RECYCLE_KEEP_BYTES 65536 /* bigger files are not kept */
 typedef struct ims_recycler ims_recycler;
 int ims_recycler_new(int work_fd, size_t max, ims_recycler **out);
 int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
-void ims_recycler_put(ims_recycler *r, const char *name);
+void ims_recycler_put(ims_recycler *r, const char *name, uint64_t size);
 uint64_t ims_recycler_mark(ims_recycler *r);
 bool ims_recycler_covered(ims_recycler *r, uint64_t need);
 uint64_t ims_recycler_sync_begin(ims_recycler *r);
 void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok);
-int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
+int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME], uint64_t *size);
 void ims_recycler_stats(ims_recycler *r, uint64_t *kept, uint64_t *reused);
 void ims_recycler_free(ims_recycler *r);
 

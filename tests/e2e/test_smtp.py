@@ -45,18 +45,10 @@ def wait_for(pred, what):
 
 
 def partial_work_files(root):
-    """What Work holds besides the recycled files (empty, named free.N) that finished messages
-    leave there for new ones: files of messages being written, or left by a crash."""
+    """What Work holds besides the recycled files (free.N) that finished messages leave there
+    for new ones: files named by queue id, of messages being written or left by a crash."""
     work = os.path.join(root, "imcdata", "Work")
-    partial = []
-    for f in os.listdir(work):
-        try:
-            empty = os.path.getsize(os.path.join(work, f)) == 0
-        except FileNotFoundError:  # reused or removed since the listing
-            continue
-        if not f.startswith(".") and not (f.startswith("free.") and empty):
-            partial.append(f)
-    return partial
+    return [f for f in os.listdir(work) if not f.startswith(".") and not f.startswith("free.")]
 
 
 def dead(pid):
@@ -351,9 +343,7 @@ def test_kill_during_load_loses_nothing_acknowledged():
                 return seqs if acked_now <= set(seqs) else None
             seqs = wait_for(complete, f"every acknowledged message in {alias}")
             assert len(seqs) == len(set(seqs)), f"a duplicate in {alias}"
-        # A finished message's file waits in Work, intact, until its leaving In is durable
-        # (a moment after the last delivery), then it is emptied for reuse.
-        wait_for(lambda: partial_work_files(root) == [], "no partial files in Work")
+        assert partial_work_files(root) == []
     finally:
         stop.set()
         s.stop()
