@@ -50,6 +50,9 @@
 /* How long finished files' leaving In may wait for the committer's next fsync of In (which
  * makes it durable too) before this thread syncs In itself. */
 #define DELIVER_IN_SYNC_MS 50
+/* How long a round's copies and new/ folders wait for the committer's next syncfs to make
+ * them durable too, before this thread makes its own. */
+#define DELIVER_SHARE_MS 5
 
 typedef struct dl_item {
     ims_sched_node node; /* first: a node is its item; scheduled while deferred */
@@ -488,6 +491,46 @@ static int sync_anchor(const ims_deliverer *d)
     return d->file_syncs ? -1 : d->mts_tmp_fd;
 }
 
+/* shared_sync - make fds[0..k) durable (errs[i]: 0 or an errno value). Outside file_syncs,
+ * those on In's file system are covered by the committer's next syncfs when one comes within
+ * DELIVER_SHARE_MS (its rounds make everything written before them durable), else by one of
+ * ours; each is then asked for a write-back error of its own (sync_file_range's wait, which
+ * reports one and waits for nothing more). The rest are synced one by one. */
+static void shared_sync(ims_deliverer *d, const int *fds, int *errs, size_t k, bool data_only)
+{
+    struct stat ist;
+    if (d->file_syncs || !k || fstat(d->in_fd, &ist)) {
+        ims_pool_sync(d->pool, sync_anchor(d), fds, errs, k, data_only);
+        return;
+    }
+    size_t here = 0;
+    for (size_t i = 0; i < k; i++) {
+        struct stat st;
+        bool same = fds[i] >= 0 && fstat(fds[i], &st) == 0 && st.st_dev == ist.st_dev;
+        errs[i] = same ? -2 : -1;
+        here += same;
+    }
+    int err = 0;
+    if (here) {
+        uint64_t need = ims_recycler_mark(d->recycler);
+        if (!ims_recycler_wait_covered(d->recycler, need, DELIVER_SHARE_MS)) {
+            uint64_t seq = ims_recycler_sync_begin(d->recycler);
+            err = syncfs(d->in_fd) ? errno : 0;
+            ims_recycler_sync_end(d->recycler, seq, !err);
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (errs[i] == -2) {
+            errs[i] = err                                                          ? err
+                      : sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE) ? errno
+                                                                                   : 0;
+        } else {
+            int rc = fds[i] < 0 ? -1 : data_only ? fdatasync(fds[i]) : fsync(fds[i]);
+            errs[i] = fds[i] < 0 ? EBADF : rc ? errno : 0;
+        }
+    }
+}
+
 /* sync_mts - the round's new MTS-IN files to disk (write-back of all started first, then
  * synced together), then into MTS-IN/new. */
 static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
@@ -499,7 +542,7 @@ static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
                 sync_file_range(ms[i].tmp_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
             d->fds[k++] = ms[i].tmp_fd;
         }
-    ims_pool_sync(d->pool, sync_anchor(d), d->fds, d->errs, k, true);
+    shared_sync(d, d->fds, d->errs, k, true);
     for (size_t i = 0, j = 0; i < n; i++) {
         dl_msg *m = &ms[i];
         if (m->tmp_fd < 0)
@@ -653,7 +696,7 @@ static void sync_dirs(ims_deliverer *d, dl_msg *ms, size_t n, dl_dirs *dirs)
             dirs->v[base + j].err = d->fds[j] < 0 ? errno : 0;
         }
         /* A failed open is synced as -1: EBADF, and its own error is kept. */
-        ims_pool_sync(d->pool, sync_anchor(d), d->fds, d->errs, k, false);
+        shared_sync(d, d->fds, d->errs, k, false);
         for (size_t j = 0; j < k; j++) {
             dl_dir *v = &dirs->v[base + j];
             if (d->fds[j] >= 0) {
@@ -968,8 +1011,10 @@ static void in_sync(ims_deliverer *d)
     if (!d->in_dirty)
         return;
     if (!ims_recycler_covered(d->recycler, d->in_need)) {
+        /* A syncfs, like the committer's: every numbered sync covers the whole file system. */
         uint64_t seq = ims_recycler_sync_begin(d->recycler);
-        ims_recycler_sync_end(d->recycler, seq, fsync(d->in_fd) == 0);
+        int rc = d->file_syncs ? fsync(d->in_fd) : syncfs(d->in_fd);
+        ims_recycler_sync_end(d->recycler, seq, rc == 0);
     }
     d->in_dirty = false;
 }

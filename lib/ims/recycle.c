@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct recycle_slot {
@@ -25,6 +26,11 @@ struct ims_recycler {
     size_t npending, nfree, max;
     unsigned next;            /* the number of the next name */
     uint64_t started, synced; /* In syncs begun; the latest finished with success */
+    /* When a sync fails it may have reported, to its caller alone, the error of any write
+     * made before it ended; those are covered by no other sync. failed: the sequence number
+     * begun last when that happened, so a mark at or below it is never covered. */
+    uint64_t failed;
+    pthread_cond_t synced_cv; /* broadcast at every successful end */
     uint64_t reused, kept;
 };
 
@@ -52,6 +58,11 @@ int ims_recycler_new(int work_fd, size_t max, ims_recycler **out)
     r->work_fd = work_fd;
     r->max = max;
     pthread_mutex_init(&r->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->synced_cv, &ca);
+    pthread_condattr_destroy(&ca);
     *out = r;
     return 0;
 }
@@ -70,6 +81,7 @@ void ims_recycler_free(ims_recycler *r)
         recycle_name(r->pending[i].n, name);
         unlinkat(r->work_fd, name, 0);
     }
+    pthread_cond_destroy(&r->synced_cv);
     pthread_mutex_destroy(&r->lock);
     free(r->pending);
     free(r->free);
@@ -113,12 +125,41 @@ uint64_t ims_recycler_mark(ims_recycler *r)
     return need;
 }
 
+/* covered - a sync numbered need or later succeeded, and no failure ended after the mark.
+ * Lock held. */
+static bool covered(const ims_recycler *r, uint64_t need)
+{
+    return r->synced >= need && r->failed < need;
+}
+
 bool ims_recycler_covered(ims_recycler *r, uint64_t need)
 {
     if (!r)
         return false;
     pthread_mutex_lock(&r->lock);
-    bool done = r->synced >= need;
+    bool done = covered(r, need);
+    pthread_mutex_unlock(&r->lock);
+    return done;
+}
+
+bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms)
+{
+    if (!r)
+        return false;
+    struct timespec at;
+    clock_gettime(CLOCK_MONOTONIC, &at);
+    at.tv_sec += ms / 1000;
+    at.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (at.tv_nsec >= 1000000000L) {
+        at.tv_nsec -= 1000000000L;
+        at.tv_sec++;
+    }
+    pthread_mutex_lock(&r->lock);
+    /* Waiting is worth it only while a sync that can cover need may still come. */
+    while (!covered(r, need) && r->failed < need &&
+           pthread_cond_timedwait(&r->synced_cv, &r->lock, &at) == 0)
+        ;
+    bool done = covered(r, need);
     pthread_mutex_unlock(&r->lock);
     return done;
 }
@@ -135,21 +176,30 @@ uint64_t ims_recycler_sync_begin(ims_recycler *r)
 
 void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok)
 {
-    if (!r || !ok)
-        return; /* the pending files wait for a sync that succeeds */
+    if (!r)
+        return;
+    if (!ok) { /* the pending files wait for a sync that succeeds */
+        pthread_mutex_lock(&r->lock);
+        (void)seq;
+        r->failed = r->started;
+        pthread_cond_broadcast(&r->synced_cv);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
     /* What is now durably out of In is free. Not emptied: a reuse overwrites it and cuts the
      * rest (truncating costs ext4 a block release here and a forced allocation at close). */
     pthread_mutex_lock(&r->lock);
     if (seq > r->synced)
         r->synced = seq;
     for (size_t i = 0; i < r->npending;)
-        if (r->pending[i].need <= r->synced) {
+        if (covered(r, r->pending[i].need)) {
             r->free[r->nfree++] = r->pending[i];
             r->pending[i] = r->pending[--r->npending];
             r->kept++;
         } else {
             i++;
         }
+    pthread_cond_broadcast(&r->synced_cv);
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -173,11 +173,15 @@ void ims_pool_stop(ims_sync_pool *p);
  *   IMS_RECYCLE_KEEP_BYTES, or with no room, it is removed instead). It stays pending (its
  *   content intact: a crash may still bring it back into In) until an In sync begun after the
  *   put succeeds; then it is free.
- * - Every fsync of In is bracketed: seq = ims_recycler_sync_begin, then
- *   ims_recycler_sync_end(seq, succeeded) (which empties and frees what it covers: call it
- *   off the critical path). ims_recycler_mark returns the sequence number of the next sync to
- *   begin, ims_recycler_covered whether a sync with at least that number has succeeded: a
- *   change to In made before mark is durable once covered.
+ * - Every sync of In is bracketed: seq = ims_recycler_sync_begin, then
+ *   ims_recycler_sync_end(seq, succeeded) (which frees what it covers). Outside file_syncs
+ *   they are syncfs() calls of RootDir's file system, so they cover every write to it.
+ *   ims_recycler_mark returns the sequence number of the next sync to begin,
+ *   ims_recycler_covered whether a sync with at least that number has succeeded and no sync
+ *   failed after the mark (a failure may have reported, to its caller alone, the write-back
+ *   error of a change made before it ended): a change made before mark is durable once
+ *   covered. A pending file put before a failure is never freed (it is removed at the end).
+ *   ims_recycler_wait_covered waits at most ms for that (false: not covered, sync yourself).
  * - ims_recycler_take opens a free file for writing at offset 0, not emptied (its name in
  *   Work in name, its size in *size: the writer must cut what it does not overwrite), or
  *   returns -1 when there is none.
@@ -194,6 +198,7 @@ int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
 void ims_recycler_put(ims_recycler *r, const char *name, uint64_t size);
 uint64_t ims_recycler_mark(ims_recycler *r);
 bool ims_recycler_covered(ims_recycler *r, uint64_t need);
+bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms);
 uint64_t ims_recycler_sync_begin(ims_recycler *r);
 void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok);
 int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME], uint64_t *size);
