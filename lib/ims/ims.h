@@ -274,6 +274,7 @@ typedef struct ims_settings {
     uint32_t advertise_smtp_extensions;            /* AdvertiseSMTPExtensions: 1 */
     uint32_t disk_space_low_water_mark;            /* DiskSpaceLowWaterMark: 0x00A00000 */
     uint32_t shutdown_timeout; /* ShutdownTimeout (ours): seconds sessions get at stop, 30 */
+    uint32_t sync_per_file;    /* SyncPerFile (ours): 1 = ims_spool_options' file_syncs, 0 */
     /* Inbound SMTP limits (ours: the original kept them in its directory, not the registry;
      * docs/ims.md). */
     uint32_t transfer_mode;           /* TransferMode: IMS_TRANSFER_*, default Inbound & Outbound */

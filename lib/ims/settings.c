@@ -128,6 +128,7 @@ static const ims_setting settings_table[] = {
     DWORD("AdvertiseSMTPExtensions", advertise_smtp_extensions, 1, 0, 1),
     DWORD("DiskSpaceLowWaterMark", disk_space_low_water_mark, 0x00A00000, 0, 0xffffffff),
     DWORD("ShutdownTimeout", shutdown_timeout, 30, 0, 3600),
+    DWORD("SyncPerFile", sync_per_file, 0, 0, 1),
     DWORD("RelayFlags", relay_flags, 0, 0, 15),
     DWORD("TransferMode", transfer_mode, IMS_TRANSFER_INOUT, IMS_TRANSFER_INOUT, IMS_TRANSFER_NONE),
     DWORD("MaxInboundConnections", max_inbound_connections, IMS_DEFAULT_MAX_INBOUND, 0,

@@ -954,6 +954,7 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         opt.host = m->fqdn;
         opt.log = srv->log;
         opt.pickup_dir = claims;
+        opt.file_syncs = s->sync_per_file != 0;
         /* The Pickup directory's folders and modes before the spool settles its claims. */
         int de = ims_dropdir_prepare(dropdir);
         if (de)
