@@ -64,6 +64,17 @@ struct imsd_mail {
     char store_dir[PATH_MAX];
 };
 
+/* An AUTH exchange's state, made at a session's first AUTH: most sessions never authenticate,
+ * and these 1.6 KB would otherwise be in every idle connection (issue 14). */
+typedef struct session_auth {
+    struct event *delay;               /* a slowed-down AUTH waits for it */
+    char user[SMTP_AUTH_USER_MAX + 1]; /* what the client gave, for the event */
+    char alias[DIR_MAX_ALIAS + 1];     /* the account it named ("" : none) */
+    char hash[DIR_MAX_HASH + 1];       /* its hash while the check waits */
+    char pass[SMTP_AUTH_PASS_MAX + 1]; /* the password while a delay runs; wiped */
+    size_t pass_len;
+} session_auth;
+
 /* One connection's SMTP state. */
 typedef struct mail_session {
     imsd_conn *c;
@@ -75,13 +86,8 @@ typedef struct mail_session {
     bool gone;         /* the connection closed while committing or authenticating */
     bool authing;      /* a password check is pending: its callback must find us, or know we left */
     bool tls_asked;    /* STARTTLS was answered 220: the switch is under way */
-    bool auth_waiting; /* an AUTH from a slowed-down address waits for auth_delay */
-    struct event *auth_delay;               /* a slowed-down AUTH waits for it */
-    char auth_user[SMTP_AUTH_USER_MAX + 1]; /* what the client gave, for the event */
-    char auth_alias[DIR_MAX_ALIAS + 1];     /* the account it named ("" : none) */
-    char auth_hash[DIR_MAX_HASH + 1];       /* its hash while the check waits */
-    char auth_pass[SMTP_AUTH_PASS_MAX + 1]; /* the password while a delay runs; wiped */
-    size_t auth_pass_len;
+    bool auth_waiting; /* an AUTH from a slowed-down address waits for auth->delay */
+    session_auth *auth; /* made at the first AUTH, freed with the session */
     char client_ip[64];
     uint64_t id; /* the connection's number: in its events and its protocol log records, the
                   * one id of a transaction before DATA gives it a queue id */
@@ -92,10 +98,12 @@ typedef struct mail_session {
 
 static void session_free(mail_session *ms)
 {
-    if (ms->auth_delay)
-        event_free(ms->auth_delay);
-    smtp_wipe(ms->auth_pass, sizeof ms->auth_pass);
-    smtp_wipe(ms->auth_hash, sizeof ms->auth_hash);
+    if (ms->auth) {
+        if (ms->auth->delay)
+            event_free(ms->auth->delay);
+        smtp_wipe(ms->auth, sizeof *ms->auth);
+        free(ms->auth);
+    }
     free(ms);
 }
 
@@ -455,6 +463,7 @@ static unsigned auth_delay_for(struct imsd_mail *m, const char *ip)
 static void auth_answer(mail_session *ms, smtp_auth_result r, bool async)
 {
     struct imsd_mail *m = ms->srv->mail;
+    session_auth *a = ms->auth;
     if (r == SMTP_AUTH_OK) {
         auth_failures *f = failures_find(m, ms->client_ip, false);
         if (f)
@@ -471,10 +480,10 @@ static void auth_answer(mail_session *ms, smtp_auth_result r, bool async)
                       IMS_LEVEL_NONE,
                       "AUTH failed: session %llu, client %s, account \"%s\" (%u failures from "
                       "this address%s)",
-                      (unsigned long long)ms->id, ms->client_ip, ms->auth_user, f->count, slow);
+                      (unsigned long long)ms->id, ms->client_ip, a->user, f->count, slow);
     }
-    smtp_wipe(ms->auth_hash, sizeof ms->auth_hash);
-    int rc = smtp_session_auth_done(ms->s, r, r == SMTP_AUTH_OK ? ms->auth_alias : NULL);
+    smtp_wipe(a->hash, sizeof a->hash);
+    int rc = smtp_session_auth_done(ms->s, r, r == SMTP_AUTH_OK ? a->alias : NULL);
     if (!async)
         return; /* the feed loop that called auth_check sends the reply */
     if (rc == ERROR_NOT_ENOUGH_MEMORY) {
@@ -504,10 +513,11 @@ static void auth_checked(void *arg, imsd_auth_result r)
 static void auth_submit(mail_session *ms, bool async)
 {
     struct imsd_mail *m = ms->srv->mail;
-    int e = imsd_auth_check(m->auth, ms->auth_alias[0] ? ms->auth_hash : NULL, ms->auth_pass,
-                            ms->auth_pass_len, auth_checked, ms);
-    smtp_wipe(ms->auth_pass, sizeof ms->auth_pass);
-    ms->auth_pass_len = 0;
+    session_auth *a = ms->auth;
+    int e = imsd_auth_check(m->auth, a->alias[0] ? a->hash : NULL, a->pass, a->pass_len,
+                            auth_checked, ms);
+    smtp_wipe(a->pass, sizeof a->pass);
+    a->pass_len = 0;
     if (e) {
         auth_answer(ms, SMTP_AUTH_TEMP, async); /* 454: the workers are all busy */
         return;
@@ -554,24 +564,29 @@ static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds
     (void)mech;
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
-    snprintf(ms->auth_user, sizeof ms->auth_user, "%s", creds->user);
+    if (!ms->auth && !(ms->auth = calloc(1, sizeof *ms->auth))) {
+        smtp_session_auth_done(ms->s, SMTP_AUTH_TEMP, NULL); /* 454, sent by the feed loop */
+        return;
+    }
+    session_auth *a = ms->auth;
+    snprintf(a->user, sizeof a->user, "%s", creds->user);
     struct dir_call dc = {.dir = m->dir,
                           .name = creds->user,
-                          .alias = ms->auth_alias,
-                          .hash = ms->auth_hash,
-                          .hashsize = sizeof ms->auth_hash};
+                          .alias = a->alias,
+                          .hash = a->hash,
+                          .hashsize = sizeof a->hash};
     int e = ims_router_locked(m->router, auth_lookup_locked, &dc);
     if (e && e != ENOENT) {
         auth_answer(ms, SMTP_AUTH_TEMP, false);
         return;
     }
-    memcpy(ms->auth_pass, creds->pass, creds->passlen);
-    ms->auth_pass_len = creds->passlen;
+    memcpy(a->pass, creds->pass, creds->passlen);
+    a->pass_len = creds->passlen;
     unsigned delay = auth_delay_for(m, ms->client_ip);
-    if (delay && !ms->auth_delay)
-        ms->auth_delay = evtimer_new(ms->srv->base, auth_delayed, ms);
+    if (delay && !a->delay)
+        a->delay = evtimer_new(ms->srv->base, auth_delayed, ms);
     struct timeval tv = {(time_t)delay, 0};
-    if (!delay || !ms->auth_delay || evtimer_add(ms->auth_delay, &tv)) {
+    if (!delay || !a->delay || evtimer_add(a->delay, &tv)) {
         auth_submit(ms, false);
         return;
     }
