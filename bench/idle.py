@@ -10,11 +10,13 @@ Environment: IMS_BENCH_IDLE (K, default 10000), IMS_BENCH_HOLD (seconds the firs
 idle, default 5), IMS_BENCH_ROUNDS (rounds of the load with and without them, default 3),
 IMS_BENCH_SESSIONS (default 20), IMS_BENCH_MSGS (messages per load run, default 2000),
 IMS_BENCH_SIZE (bytes per message, default 4096), IMS_BENCH_SOURCES (source addresses the idle
-connections come from, 127.0.0.2 on, default 8)."""
+connections come from, 127.0.0.2 on, default 8), IMS_BENCH_PERF (a directory: perf record -g
+on imsd through each load run)."""
 import argparse
 import json
 import os
 import resource
+import signal
 import socket
 import statistics
 import subprocess
@@ -175,6 +177,28 @@ def idle_phase(srv, imsctl, k, sources, hold):
             "imsd_rejected": counters.get("connections_rejected_total")}
 
 
+def perf_start(srv, k):
+    """With IMS_BENCH_PERF=DIR: perf record -g on imsd through one load run, into
+    DIR/perf-idle<k>-<n>.data (the numbers of such a run carry perf's own cost)."""
+    d = os.environ.get("IMS_BENCH_PERF")
+    if not d:
+        return None
+    n = 0
+    while os.path.exists(os.path.join(d, f"perf-idle{k}-{n}.data")):
+        n += 1
+    p = subprocess.Popen(["perf", "record", "-q", "-g", "-p", str(srv.main_pid()), "-o",
+                          os.path.join(d, f"perf-idle{k}-{n}.data")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf attached to every thread before the load starts
+    return p
+
+
+def perf_stop(p):
+    if p:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+
+
 def load_run(srv, imsctl, point, k, sources):
     """One smtp-source run, with K idle connections held through it when k > 0."""
     idle = Idle(srv.port, k, sources) if k else None
@@ -187,7 +211,9 @@ def load_run(srv, imsctl, point, k, sources):
             extra["error"] = idle.error
             extra["mem_before"] = memory(srv)
         t0 = time.monotonic()
+        perf = perf_start(srv, k)
         r = inbound.run_point(srv, *point)
+        perf_stop(perf)
         if idle:
             extra["held_s"] = time.monotonic() - t0 + SETTLE
             extra["mem_after"] = memory(srv)
