@@ -31,6 +31,10 @@ CONNECT_TIMEOUT = 30.0  # seconds for one idle connection to get its banner
 SETTLE = 0.5  # seconds after the last banner before memory is read
 CLOSE_SETTLE = 1.0  # seconds after closing the idle ones, for imsd to end their sessions
 WARMUP = (20, 4096, 200)  # one load run before the rounds, not reported
+# Seconds from the end of one load run to the start of the next, whichever kind: the disk
+# (discards, writeback of the last run's deletions) goes on after a run, and a run that waited
+# longer (for its K idle to open) would start on a quieter disk. Longer than K take to open.
+GAP = float(os.environ.get("IMS_BENCH_GAP", "5"))
 # Linux's IP_BIND_ADDRESS_NO_PORT (Python has no name for it before 3.12): bind() takes only
 # the address and connect() picks the port, so ports are per (source, destination) pair.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -199,8 +203,9 @@ def perf_stop(p):
         p.wait(timeout=60)
 
 
-def load_run(srv, imsctl, point, k, sources):
-    """One smtp-source run, with K idle connections held through it when k > 0."""
+def load_run(srv, imsctl, point, k, sources, last_end):
+    """One smtp-source run, with K idle connections held through it when k > 0, starting GAP
+    seconds after last_end (CLOCK_MONOTONIC) at the earliest."""
     idle = Idle(srv.port, k, sources) if k else None
     extra = {}
     try:
@@ -210,10 +215,13 @@ def load_run(srv, imsctl, point, k, sources):
             extra["open_s"] = idle.open_s
             extra["error"] = idle.error
             extra["mem_before"] = memory(srv)
+        time.sleep(max(0.0, last_end + GAP - time.monotonic()))
+        extra["gap_s"] = time.monotonic() - last_end
         t0 = time.monotonic()
         perf = perf_start(srv, k)
         r = inbound.run_point(srv, *point)
         perf_stop(perf)
+        extra["end"] = time.monotonic()
         if idle:
             extra["held_s"] = time.monotonic() - t0 + SETTLE
             extra["mem_after"] = memory(srv)
@@ -262,16 +270,19 @@ def cmd_run(args):
           file=sys.stderr, flush=True)
 
     inbound.run_point(srv, *WARMUP)  # heap grown, Maildir made: not reported
+    last_end = time.monotonic()
     runs = []
     for rnd in range(rounds):
         order = (0, k) if rnd % 2 == 0 else (k, 0)
         for n in order:
-            r = load_run(srv, args.imsctl, point, n, sources)
+            r = load_run(srv, args.imsctl, point, n, sources, last_end)
+            last_end = r["end"]
             r["round"] = rnd
             runs.append(r)
             print(f"idle: round {rnd}, {n:5} idle: {point[0]} x {point[1] // 1024} KiB x "
                   f"{point[2]}: sent {r['send_s']:.2f} s, delivered {r['delivered']}/"
-                  f"{r['count']} at {r['deliver_s']:.2f} s, CPU {r['cpu_s']:.2f} s"
+                  f"{r['count']} at {r['deliver_s']:.2f} s, CPU {r['cpu_s']:.2f} s, "
+                  f"{r['gap_s']:.1f} s after the last run"
                   + (f", idle still open {r['alive']}/{n}" if n else "")
                   + (f"  smtp-source exit {r['rc']}: {r.get('error')}" if r["rc"] else ""),
                   file=sys.stderr, flush=True)
@@ -313,13 +324,13 @@ def report(out):
         f"load: smtp-source -s {sessions} -m {msgs} -l {size}, {out['rounds']} round(s), "
         f"with and without the {k} idle, alternating",
     ]
-    head = ["round", "idle", "acc/s", "dlv/s", "CPU ms/msg", "idle open s", "idle alive",
+    head = ["round", "idle", "gap s", "acc/s", "dlv/s", "CPU ms/msg", "idle open s", "idle alive",
             "VmRSS KiB before/after"]
     rows = []
     for r in out["runs"]:
         ok = not r["rc"] and r["delivered"] >= r["count"]
         rss = (f"{r['mem_before']['rss']}/{r['mem_after']['rss']}" if r["idle"] else "-")
-        rows.append([str(r["round"]), str(r["idle"]),
+        rows.append([str(r["round"]), str(r["idle"]), f"{r['gap_s']:.1f}",
                      f"{r['count'] / r['send_s']:.0f}" if not r["rc"] else "error",
                      f"{r['count'] / r['deliver_s']:.0f}" if ok else
                      f"{r['delivered']}/{r['count']}",
