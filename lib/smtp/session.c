@@ -77,7 +77,8 @@ struct smtp_session {
     buf out;
 
     /* The command line being assembled: at most max_line - 2 bytes of it are kept (an AUTH
-     * line: SMTP_AUTH_LINE_MAX - 2, the buffer growing to that only for such a line). */
+     * line: SMTP_AUTH_LINE_MAX - 2, the buffer growing to that only for such a line). NULL
+     * until the client's first command byte. */
     char *line;
     size_t line_len, line_cap;
     bool line_cr;      /* the last byte seen was a CR */
@@ -798,6 +799,15 @@ static void sess_command_line(smtp_session *s)
  * used. Stops after a line that leaves the command states (DATA, QUIT). */
 static size_t sess_command_input(smtp_session *s, const char *p, size_t n)
 {
+    if (!s->line) {
+        /* Made at the first byte of a command, not with the session: a connection that only
+         * got its greeting (an idle one, of thousands) costs no command line. */
+        if (!(s->line = malloc(s->cfg.max_line))) {
+            s->oom = true;
+            return 0;
+        }
+        s->line_cap = s->cfg.max_line;
+    }
     const char *lf = memchr(p, '\n', n);
     size_t end = lf ? (size_t)(lf - p) : n;
     for (size_t k = 0; k < end; k++) {
@@ -1021,13 +1031,7 @@ int smtp_session_new(const smtp_config *cfg, const smtp_callbacks *cb, const smt
     s->enhanced = cfg->advertise_extensions;
     sess_clean(s->fqdn, sizeof s->fqdn, cfg->fqdn);
     sess_clean(s->software, sizeof s->software, cfg->software ? cfg->software : SMTP_SOFTWARE);
-    s->line = malloc(s->cfg.max_line);
-    s->line_cap = s->cfg.max_line;
-    s->tls = cfg->tls;
-    if (!s->line) {
-        smtp_session_free(s);
-        return ERROR_NOT_ENOUGH_MEMORY;
-    }
+    s->tls = cfg->tls; /* s->line is made at the first command byte */
     s->state = ST_CONNECTED;
     if (cfg->mode == SMTP_TRANSFER_OUT || cfg->mode == SMTP_TRANSFER_NONE) {
         /* Outbound Only and None take no inbound mail: refused at once, as the original's

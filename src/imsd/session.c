@@ -64,16 +64,18 @@ struct imsd_mail {
     char store_dir[PATH_MAX];
 };
 
-/* One connection's SMTP state. */
-/* What an AUTH needs while it is checked: 1.6 KiB that an idle session does not carry. */
-struct mail_auth {
+/* An AUTH exchange's state, made at a session's first AUTH: most sessions never authenticate,
+ * and these 1.6 KB would otherwise be in every idle connection (issue 14). */
+typedef struct session_auth {
+    struct event *delay;               /* a slowed-down AUTH waits for it */
     char user[SMTP_AUTH_USER_MAX + 1]; /* what the client gave, for the event */
     char alias[DIR_MAX_ALIAS + 1];     /* the account it named ("" : none) */
     char hash[DIR_MAX_HASH + 1];       /* its hash while the check waits */
     char pass[SMTP_AUTH_PASS_MAX + 1]; /* the password while a delay runs; wiped */
     size_t pass_len;
-};
+} session_auth;
 
+/* One connection's SMTP state. */
 typedef struct mail_session {
     imsd_conn *c;
     imsd_server *srv;
@@ -84,9 +86,8 @@ typedef struct mail_session {
     bool gone;         /* the connection closed while committing or authenticating */
     bool authing;      /* a password check is pending: its callback must find us, or know we left */
     bool tls_asked;    /* STARTTLS was answered 220: the switch is under way */
-    bool auth_waiting; /* an AUTH from a slowed-down address waits for auth_delay */
-    struct event *auth_delay; /* a slowed-down AUTH waits for it */
-    struct mail_auth *auth;   /* from the first AUTH on (most sessions have none) */
+    bool auth_waiting; /* an AUTH from a slowed-down address waits for auth->delay */
+    session_auth *auth; /* made at the first AUTH, freed with the session */
     char client_ip[64];
     uint64_t id; /* the connection's number: in its events and its protocol log records, the
                   * one id of a transaction before DATA gives it a queue id */
@@ -97,9 +98,9 @@ typedef struct mail_session {
 
 static void session_free(mail_session *ms)
 {
-    if (ms->auth_delay)
-        event_free(ms->auth_delay);
     if (ms->auth) {
+        if (ms->auth->delay)
+            event_free(ms->auth->delay);
         smtp_wipe(ms->auth, sizeof *ms->auth);
         free(ms->auth);
     }
@@ -462,6 +463,7 @@ static unsigned auth_delay_for(struct imsd_mail *m, const char *ip)
 static void auth_answer(mail_session *ms, smtp_auth_result r, bool async)
 {
     struct imsd_mail *m = ms->srv->mail;
+    session_auth *a = ms->auth;
     if (r == SMTP_AUTH_OK) {
         auth_failures *f = failures_find(m, ms->client_ip, false);
         if (f)
@@ -478,12 +480,10 @@ static void auth_answer(mail_session *ms, smtp_auth_result r, bool async)
                       IMS_LEVEL_NONE,
                       "AUTH failed: session %llu, client %s, account \"%s\" (%u failures from "
                       "this address%s)",
-                      (unsigned long long)ms->id, ms->client_ip, ms->auth ? ms->auth->user : "",
-                      f->count, slow);
+                      (unsigned long long)ms->id, ms->client_ip, a->user, f->count, slow);
     }
-    if (ms->auth)
-        smtp_wipe(ms->auth->hash, sizeof ms->auth->hash);
-    int rc = smtp_session_auth_done(ms->s, r, r == SMTP_AUTH_OK ? ms->auth->alias : NULL);
+    smtp_wipe(a->hash, sizeof a->hash);
+    int rc = smtp_session_auth_done(ms->s, r, r == SMTP_AUTH_OK ? a->alias : NULL);
     if (!async)
         return; /* the feed loop that called auth_check sends the reply */
     if (rc == ERROR_NOT_ENOUGH_MEMORY) {
@@ -513,7 +513,7 @@ static void auth_checked(void *arg, imsd_auth_result r)
 static void auth_submit(mail_session *ms, bool async)
 {
     struct imsd_mail *m = ms->srv->mail;
-    struct mail_auth *a = ms->auth;
+    session_auth *a = ms->auth;
     int e = imsd_auth_check(m->auth, a->alias[0] ? a->hash : NULL, a->pass, a->pass_len,
                             auth_checked, ms);
     smtp_wipe(a->pass, sizeof a->pass);
@@ -565,10 +565,10 @@ static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
     if (!ms->auth && !(ms->auth = calloc(1, sizeof *ms->auth))) {
-        auth_answer(ms, SMTP_AUTH_TEMP, false); /* 454: no memory for it now */
+        smtp_session_auth_done(ms->s, SMTP_AUTH_TEMP, NULL); /* 454, sent by the feed loop */
         return;
     }
-    struct mail_auth *a = ms->auth;
+    session_auth *a = ms->auth;
     snprintf(a->user, sizeof a->user, "%s", creds->user);
     struct dir_call dc = {.dir = m->dir,
                           .name = creds->user,
@@ -583,10 +583,10 @@ static void auth_check(void *arg, const char *mech, const smtp_sasl_creds *creds
     memcpy(a->pass, creds->pass, creds->passlen);
     a->pass_len = creds->passlen;
     unsigned delay = auth_delay_for(m, ms->client_ip);
-    if (delay && !ms->auth_delay)
-        ms->auth_delay = evtimer_new(ms->srv->base, auth_delayed, ms);
+    if (delay && !a->delay)
+        a->delay = evtimer_new(ms->srv->base, auth_delayed, ms);
     struct timeval tv = {(time_t)delay, 0};
-    if (!delay || !ms->auth_delay || evtimer_add(ms->auth_delay, &tv)) {
+    if (!delay || !a->delay || evtimer_add(a->delay, &tv)) {
         auth_submit(ms, false);
         return;
     }

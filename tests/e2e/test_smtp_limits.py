@@ -164,6 +164,42 @@ def test_inbound_connection_limit(make_svc):
         b.close()
 
 
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_idle_connections_are_small(make_svc):
+    """Issue 14: a connection that got its greeting and says nothing costs about 4 KiB of
+    imsd's memory (its AUTH state and command line buffer are made when first needed; it was
+    6.4 KiB with them). All stay open, each works when it speaks, and mail flows beside them."""
+    k = 500  # within a default descriptor limit of 1024 on both sides
+    svc = make_svc(params=[("MaxInboundConnections", "REG_DWORD", str(k + 50))])
+    before = vm_rss_kib(svc.pid())
+    held = []
+    try:
+        for _ in range(k):
+            sk = connect(svc)
+            held.append(sk)
+            assert read_reply(sk).startswith("220 ")
+        per = (vm_rss_kib(svc.pid()) - before) / k
+        with open(f"/proc/{svc.pid()}/maps") as f:
+            sanitized = "libasan" in f.read()  # make SAN=1: ASan's redzones in every block
+        assert sanitized or per < 5.0, f"{per:.2f} KiB per idle connection"
+        with smtp(svc) as c:
+            c.sendmail("s@remote.test", ["bob@example.com"], b"Subject: beside\r\n\r\nidle\r\n")
+        svc.wait_mail("bob", 1)
+        for sk in held[::50]:  # the idle ones still answer once they speak
+            sk.sendall(b"NOOP\r\n")
+            assert read_reply(sk).startswith("250 ")
+    finally:
+        for sk in held:
+            sk.close()
+
+
 @pytest.mark.parametrize("mode,accepts", [("0", True), ("1", True), ("2", False), ("3", False)])
 def test_transfer_mode(make_svc, mode, accepts):
     svc = make_svc(params=[("TransferMode", "REG_DWORD", mode)])
