@@ -202,9 +202,14 @@ typedef struct oq_task {
     unsigned ev;
 } oq_task;
 
+/* How long a commit round waits for the spool's next syncfs to cover it, while mail comes in
+ * (ims_recycler_wait_covered), before it syncs Out itself. */
+#define OQ_SHARE_MS 5
+
 struct ims_outq {
     ims_settings s;
     ims_spool *spool;
+    _Atomic(ims_recycler *) syncer; /* the spool's syncs, once it is open; NULL: none */
     ims_router *router;
     ims_tracking *tracking;
     ims_log *log;
@@ -517,9 +522,20 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
         }
     }
     /* Out is open for the queue's life: the anchor of one syncfs for the round's files, which
-     * makes the removals above durable too. */
-    bool whole_fs = ims_pool_sync(q->pool, q->out_fd, fds, errs, k, true);
-    int sync_err = unlinked && !whole_fs && fsync(q->out_fd) ? errno : 0;
+     * makes the removals above durable too; or the spool's next syncfs does it, when one
+     * comes soon (Out and In are both in RootDir). */
+    int sync_err = 0;
+    if (k || unlinked) {
+        ims_recycler *r = atomic_load(&q->syncer);
+        if (r && ims_recycler_same_fs(r, q->out_fd) &&
+            ims_recycler_wait_covered(r, ims_recycler_mark(r), OQ_SHARE_MS)) {
+            for (size_t j = 0; j < k; j++) /* each file's own write-back error, if any */
+                errs[j] = sync_file_range(fds[j], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE) ? errno : 0;
+        } else {
+            bool whole_fs = ims_pool_sync(q->pool, q->out_fd, fds, errs, k, true);
+            sync_err = unlinked && !whole_fs && fsync(q->out_fd) ? errno : 0;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         if (ts[i]->unlink && !ts[i]->err)
             ts[i]->err = sync_err;
@@ -2017,6 +2033,7 @@ void ims_outq_dest_set_user(ims_outq_dest *d, void *user)
 void ims_outq_set_spool(ims_outq *q, ims_spool *sp)
 {
     q->spool = sp;
+    atomic_store(&q->syncer, ims_spool_recycler(sp));
 }
 
 size_t ims_outq_dest_ready(const ims_outq_dest *d)
@@ -2350,6 +2367,7 @@ int ims_outq_open(const char *root_dir, const ims_outq_options *opt, ims_outq **
         return ENOMEM;
     q->s = *opt->settings;
     q->spool = opt->spool;
+    atomic_init(&q->syncer, ims_spool_recycler(opt->spool));
     q->router = opt->router;
     q->tracking = opt->tracking;
     q->log = opt->log;

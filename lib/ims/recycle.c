@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,7 +31,8 @@ struct ims_recycler {
      * made before it ended; those are covered by no other sync. failed: the sequence number
      * begun last when that happened, so a mark at or below it is never covered. */
     uint64_t failed;
-    pthread_cond_t synced_cv; /* broadcast at every successful end */
+    pthread_cond_t synced_cv;   /* broadcast at every successful end */
+    struct timespec last_begin; /* when the latest sync began (monotonic) */
     uint64_t reused, kept;
 };
 
@@ -146,8 +148,9 @@ bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms)
 {
     if (!r)
         return false;
-    struct timespec at;
-    clock_gettime(CLOCK_MONOTONIC, &at);
+    struct timespec at, now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    at = now;
     at.tv_sec += ms / 1000;
     at.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (at.tv_nsec >= 1000000000L) {
@@ -155,8 +158,13 @@ bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms)
         at.tv_sec++;
     }
     pthread_mutex_lock(&r->lock);
-    /* Waiting is worth it only while a sync that can cover need may still come. */
-    while (!covered(r, need) && r->failed < need &&
+    /* Waiting is worth it only while a sync that can cover need may still come, and only
+     * while syncs come often (one began within ms): when mail stops coming in, nobody else
+     * is about to sync, and the caller had better sync at once. */
+    int64_t since = (int64_t)(now.tv_sec - r->last_begin.tv_sec) * 1000 +
+                    (now.tv_nsec - r->last_begin.tv_nsec) / 1000000;
+    bool busy = r->started > 0 && since <= (int64_t)ms;
+    while (busy && !covered(r, need) && r->failed < need &&
            pthread_cond_timedwait(&r->synced_cv, &r->lock, &at) == 0)
         ;
     bool done = covered(r, need);
@@ -164,12 +172,21 @@ bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms)
     return done;
 }
 
+bool ims_recycler_same_fs(ims_recycler *r, int fd)
+{
+    struct stat a, b;
+    return r && fstat(r->work_fd, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev;
+}
+
 uint64_t ims_recycler_sync_begin(ims_recycler *r)
 {
     if (!r)
         return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
     pthread_mutex_lock(&r->lock);
     uint64_t seq = ++r->started;
+    r->last_begin = now;
     pthread_mutex_unlock(&r->lock);
     return seq;
 }

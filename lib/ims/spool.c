@@ -734,6 +734,11 @@ static void *committer_main(void *arg)
 
 /* --- dispatch, stats, close ------------------------------------------------------------ */
 
+ims_recycler *ims_spool_recycler(ims_spool *sp)
+{
+    return sp && !sp->file_syncs ? sp->recycler : NULL;
+}
+
 int ims_spool_fd(const ims_spool *sp)
 {
     return sp->efd;

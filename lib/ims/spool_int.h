@@ -181,7 +181,11 @@ void ims_pool_stop(ims_sync_pool *p);
  *   failed after the mark (a failure may have reported, to its caller alone, the write-back
  *   error of a change made before it ended): a change made before mark is durable once
  *   covered. A pending file put before a failure is never freed (it is removed at the end).
- *   ims_recycler_wait_covered waits at most ms for that (false: not covered, sync yourself).
+ *   ims_recycler_wait_covered waits at most ms for that, and only when a sync began within
+ *   the last ms (false: not covered, sync yourself).
+ *   ims_spool_recycler returns the spool's, for other writers on RootDir's file system (the
+ *   outbound queue), or NULL when its syncs are no syncfs (file_syncs);
+ *   ims_recycler_same_fs whether fd is on the file system its syncs cover.
  * - ims_recycler_take opens a free file for writing at offset 0, not emptied (its name in
  *   Work in name, its size in *size: the writer must cut what it does not overwrite), or
  *   returns -1 when there is none.
@@ -199,11 +203,13 @@ void ims_recycler_put(ims_recycler *r, const char *name, uint64_t size);
 uint64_t ims_recycler_mark(ims_recycler *r);
 bool ims_recycler_covered(ims_recycler *r, uint64_t need);
 bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms);
+bool ims_recycler_same_fs(ims_recycler *r, int fd);
 uint64_t ims_recycler_sync_begin(ims_recycler *r);
 void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok);
 int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME], uint64_t *size);
 void ims_recycler_stats(ims_recycler *r, uint64_t *kept, uint64_t *reused);
 void ims_recycler_free(ims_recycler *r);
+ims_recycler *ims_spool_recycler(ims_spool *sp);
 
 /* The delivery thread. Events go through event() (spool.c queues them for dispatch). */
 typedef void (*ims_spool_event_fn)(void *arg, unsigned id, ims_category cat, ims_severity sev,
