@@ -677,6 +677,34 @@ static void th_remove(ims_outq *q, oq_task *t)
         t->err = errno;
 }
 
+/* A start's queue files, read in inode order: a cold start (nothing in the page cache) then
+ * reads the inode tables and the files' blocks in ascending order, not in the directory's
+ * hash order, and reads a batch of files at once across the pool's threads (100,000 files
+ * took 14-17 s one by one in hash order). */
+#define OQ_SCAN_BATCH 256 /* files whose envelopes are read at once */
+
+typedef struct oq_name {
+    ino_t ino;
+    char id[IMS_QUEUE_ID_LEN + 1];
+} oq_name;
+
+static int name_cmp(const void *a, const void *b)
+{
+    ino_t x = ((const oq_name *)a)->ino, y = ((const oq_name *)b)->ino;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct oq_scan {
+    ims_outq *q;
+    oq_task **t;
+} oq_scan;
+
+static void scan_env(void *arg, size_t i)
+{
+    oq_scan *sc = arg;
+    th_env(sc->q, sc->t[i]);
+}
+
 static void th_scan(ims_outq *q)
 {
     int fd = dup(q->out_fd);
@@ -687,20 +715,47 @@ static void th_scan(ims_outq *q)
         return;
     }
     rewinddir(dir);
+    oq_name *names = NULL;
+    size_t n = 0, cap = 0;
     for (struct dirent *de; (de = readdir(dir));) {
         if (!ims_spool_id_valid(de->d_name))
             continue;
-        oq_task *t = task_new(T_ENV, NULL);
-        if (!t)
-            break;
-        memcpy(t->id, de->d_name, IMS_QUEUE_ID_LEN + 1);
-        th_env(q, t);
-        pthread_mutex_lock(&q->lock);
-        *q->answers_tail = t;
-        q->answers_tail = &t->next;
-        pthread_mutex_unlock(&q->lock);
+        if (n == cap) {
+            size_t c = cap ? cap * 2 : 1024;
+            oq_name *v = realloc(names, c * sizeof *v);
+            if (!v)
+                break; /* as a task that cannot be made: the rest wait for the next start */
+            names = v;
+            cap = c;
+        }
+        names[n].ino = de->d_ino;
+        memcpy(names[n].id, de->d_name, IMS_QUEUE_ID_LEN + 1);
+        n++;
     }
     closedir(dir);
+    if (n)
+        qsort(names, n, sizeof *names, name_cmp);
+    oq_task *batch[OQ_SCAN_BATCH];
+    oq_scan sc = {.q = q, .t = batch};
+    for (size_t at = 0; at < n;) {
+        size_t k = 0;
+        for (; k < OQ_SCAN_BATCH && at < n; k++, at++) {
+            if (!(batch[k] = task_new(T_ENV, NULL))) {
+                at = n;
+                break;
+            }
+            memcpy(batch[k]->id, names[at].id, IMS_QUEUE_ID_LEN + 1);
+        }
+        ims_pool_run(q->pool, k, scan_env, &sc);
+        pthread_mutex_lock(&q->lock);
+        for (size_t i = 0; i < k; i++) {
+            *q->answers_tail = batch[i];
+            q->answers_tail = &batch[i]->next;
+        }
+        pthread_mutex_unlock(&q->lock);
+        wake_fd(q->efd); /* the loop takes a batch in while the next one is read */
+    }
+    free(names);
     wake_fd(q->efd);
 }
 
