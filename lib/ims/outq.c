@@ -195,6 +195,7 @@ typedef struct oq_task {
     bool preload;  /* T_ENV: load the content too */
     bool unlink;   /* T_COMMIT: every recipient is final: remove the file, not append */
     bool in_round; /* T_COMMIT: taken into the thread's commit round */
+    bool scanned;  /* T_ENV: one of the start's scan (counted in scan_unread) */
     char *content; /* T_CONTENT, T_ENV with preload */
     size_t clen;
     char text[OQ_EVENT_TEXT]; /* an event to log, when not empty */
@@ -235,6 +236,8 @@ struct ims_outq {
     pthread_cond_t wake;
     oq_task *work, **work_tail; /* posted to the thread */
     oq_task *answers, **answers_tail;
+    size_t scan_unread;       /* the scan's answers the loop has not taken yet */
+    pthread_cond_t scan_room; /* scan_unread went down, or stopping */
     bool stopping;
     pthread_t thread;
     bool running;
@@ -682,6 +685,9 @@ static void th_remove(ims_outq *q, oq_task *t)
  * hash order, and reads a batch of files at once across the pool's threads (100,000 files
  * took 14-17 s one by one in hash order). */
 #define OQ_SCAN_BATCH 256 /* files whose envelopes are read at once */
+/* Answers the scan may have waiting for the loop: a task per message is far larger than the
+ * message it makes, and 100,000 of them waiting at once doubled a start's peak memory. */
+#define OQ_SCAN_AHEAD (4 * OQ_SCAN_BATCH)
 
 typedef struct oq_name {
     ino_t ino;
@@ -738,6 +744,13 @@ static void th_scan(ims_outq *q)
     oq_task *batch[OQ_SCAN_BATCH];
     oq_scan sc = {.q = q, .t = batch};
     for (size_t at = 0; at < n;) {
+        pthread_mutex_lock(&q->lock);
+        while (q->scan_unread >= OQ_SCAN_AHEAD && !q->stopping)
+            pthread_cond_wait(&q->scan_room, &q->lock);
+        bool stop = q->stopping;
+        pthread_mutex_unlock(&q->lock);
+        if (stop)
+            break; /* the rest is read at the next start */
         size_t k = 0;
         for (; k < OQ_SCAN_BATCH && at < n; k++, at++) {
             if (!(batch[k] = task_new(T_ENV, NULL))) {
@@ -745,6 +758,7 @@ static void th_scan(ims_outq *q)
                 break;
             }
             memcpy(batch[k]->id, names[at].id, IMS_QUEUE_ID_LEN + 1);
+            batch[k]->scanned = true;
         }
         ims_pool_run(q->pool, k, scan_env, &sc);
         pthread_mutex_lock(&q->lock);
@@ -752,6 +766,7 @@ static void th_scan(ims_outq *q)
             *q->answers_tail = batch[i];
             q->answers_tail = &batch[i]->next;
         }
+        q->scan_unread += k;
         pthread_mutex_unlock(&q->lock);
         wake_fd(q->efd); /* the loop takes a batch in while the next one is read */
     }
@@ -1994,6 +2009,13 @@ void ims_outq_dispatch(ims_outq *q, uint64_t now)
     oq_task *list = q->answers;
     q->answers = NULL;
     q->answers_tail = &q->answers;
+    size_t scanned = 0;
+    for (oq_task *t = list; t; t = t->next)
+        scanned += t->scanned;
+    if (scanned) { /* taken: the scan may read further */
+        q->scan_unread -= scanned;
+        pthread_cond_signal(&q->scan_room);
+    }
     pthread_mutex_unlock(&q->lock);
     for (oq_task *t = list, *next; t; t = next) {
         next = t->next;
@@ -2398,6 +2420,7 @@ int ims_outq_open(const char *root_dir, const ims_outq_options *opt, ims_outq **
     ims_sched_init(&q->sched);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);
+    pthread_cond_init(&q->scan_room, NULL);
     q->work_tail = &q->work;
     q->answers_tail = &q->answers;
     int rc = open_dir(root_dir, "Out", &q->out_fd);
@@ -2433,6 +2456,7 @@ void ims_outq_stop(ims_outq *q)
     pthread_mutex_lock(&q->lock);
     q->stopping = true;
     pthread_cond_signal(&q->wake);
+    pthread_cond_broadcast(&q->scan_room); /* a scan waiting for the loop ends */
     pthread_mutex_unlock(&q->lock);
     pthread_join(q->thread, NULL);
     q->running = false;
@@ -2477,6 +2501,7 @@ void ims_outq_close(ims_outq *q)
     if (q->efd >= 0)
         close(q->efd);
     pthread_cond_destroy(&q->wake);
+    pthread_cond_destroy(&q->scan_room);
     pthread_mutex_destroy(&q->lock);
     free(q);
 }

@@ -657,11 +657,11 @@ static void test_iter_removal(void **state)
     teardown_oq(&o);
 }
 
-/* A start reads its queue files in batches across the pool's threads, in inode order: more
- * files than a batch holds (and not a multiple of it), each deferred with its next try a day
- * away, are all loaded and none is given out; an unreadable one among them goes to
- * Out/Archive. */
-#define MANY_FILES 700
+/* A start reads its queue files in batches across the pool's threads, in inode order, never
+ * far ahead of the loop: more files than it may have waiting (and not a multiple of a batch),
+ * each deferred with its next try a day away, are all loaded and none is given out; an
+ * unreadable one among them goes to Out/Archive; a stop while the scan waits ends it. */
+#define MANY_FILES 1500 /* beyond what the scan may have waiting for the loop (1024) */
 
 static bool many_loaded(struct oq *o)
 {
@@ -695,6 +695,10 @@ static void test_start_many(void **state)
             (unsigned)now, i, (long long)now - 60, i, strlen(body), body, (long long)now + 86400);
         assert_int_equal(fclose(f), 0);
     }
+    /* Stopped while the scan waits for the loop (nothing dispatched): the stop ends it. */
+    oq_open(&o);
+    usleep(100000);
+    oq_close(&o);
     oq_open(&o);
     assert_true(pump(&o, many_loaded));
     pump_n(&o, 4);
