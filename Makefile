@@ -49,7 +49,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 ALL_SRCS := $(foreach l,$(LIBS),$(call lib_srcs,$(l))) $(wildcard src/*/*.c) $(UNIT_SRCS) $(BENCH_SRCS)
 
-.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench bench-registry-large bench-inbound bench-outbound bench-tls bench-idle
+.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench bench-registry-large bench-inbound bench-outbound bench-tls bench-idle bench-queuecost
 all: $(PROGFILES) $(UNIT_BINS) $(BENCH_BINS)
 
 $(OBJ)/%.o: %.c
@@ -160,6 +160,11 @@ bench-idle: all
 # Relaying: smtp-source -> imsd or a private Postfix -> smtp-sink (root; about 2 minutes).
 bench-outbound: all
 	@sh bench/outbound.sh $(abspath $(BIN))
+
+# A big outbound queue: 100,000 messages waiting for (or due at) a 4xx destination against an
+# empty Out: start-up, memory, inbound throughput (root; about 3 minutes; bench/README.md).
+bench-queuecost: all
+	@sh bench/queuecost.sh $(abspath $(BIN))
 
 # make run: the service in the foreground on the embedded default: state in ./var, SMTP on
 # 127.0.0.1:2525, the accepted domain localhost (and the host's name when it has a dot) with

@@ -8,6 +8,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -654,6 +657,59 @@ static void test_iter_removal(void **state)
     teardown_oq(&o);
 }
 
+/* A start reads its queue files in batches across the pool's threads, in inode order, never
+ * far ahead of the loop: more files than it may have waiting (and not a multiple of a batch),
+ * each deferred with its next try a day away, are all loaded and none is given out; an
+ * unreadable one among them goes to Out/Archive; a stop while the scan waits ends it. */
+#define MANY_FILES 1500 /* beyond what the scan may have waiting for the loop (1024) */
+
+static bool many_loaded(struct oq *o)
+{
+    ims_outq_stats st;
+    ims_outq_get_stats(o->q, &st);
+    return st.messages == MANY_FILES;
+}
+
+static void test_start_many(void **state)
+{
+    struct oq o;
+    setup_oq(&o, *state);
+    oq_close(&o);
+    time_t now = time(NULL);
+    char path[300];
+    for (unsigned i = 0; i <= MANY_FILES; i++) {
+        snprintf(path, sizeof path, "%s/Out/%08X%08X", o.root, (unsigned)now, i);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        if (i == MANY_FILES) { /* the unreadable one */
+            fputs("IMS-SPOOL 2\nnot a spool file\n", f);
+            fclose(f);
+            continue;
+        }
+        const char *body = "Subject: queued\r\n\r\nbody\r\n";
+        fprintf(
+            f,
+            "IMS-SPOOL 2\nid %08X%08X\ntime %lld\nclient 192.0.2.9\nhelo client.example\n"
+            "host gw.ims.test\nfrom alice@ims.test\nrcpt -\t-\tu%u@remote.test\tdns:remote.test\n"
+            "size %020zu\n\n%sdefer 0\t1\t%lld\t[127.0.0.2]|451 4.3.0 try later\n",
+            (unsigned)now, i, (long long)now - 60, i, strlen(body), body, (long long)now + 86400);
+        assert_int_equal(fclose(f), 0);
+    }
+    /* Stopped while the scan waits for the loop (nothing dispatched): the stop ends it. */
+    oq_open(&o);
+    usleep(100000);
+    oq_close(&o);
+    oq_open(&o);
+    assert_true(pump(&o, many_loaded));
+    pump_n(&o, 4);
+    assert_false(has_ready(&o));
+    snprintf(path, sizeof path, "%s/Out", o.root);
+    assert_int_equal(count_files(path), MANY_FILES);
+    snprintf(path, sizeof path, "%s/Out/Archive", o.root);
+    assert_int_equal(count_files(path), 1);
+    teardown_oq(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -667,6 +723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_while_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iter_removal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_many, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
