@@ -195,7 +195,7 @@ void ims_pool_stop(ims_sync_pool *p);
 #define IMS_RECYCLE_PREFIX "free."
 #define IMS_RECYCLE_NAME 24
 #define IMS_RECYCLE_MAX 256          /* files kept for reuse, pending or free */
-#define IMS_RECYCLE_KEEP_BYTES 65536 /* bigger files are not kept */
+#define IMS_RECYCLE_KEEP_BYTES 131072 /* bigger files are not kept */
 typedef struct ims_recycler ims_recycler;
 int ims_recycler_new(int work_fd, size_t max, ims_recycler **out);
 int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
