@@ -60,10 +60,19 @@ def checkout():
     shutil.rmtree(parent, ignore_errors=True)
 
 
+def user_env():
+    """The environment of a user's shell: without the SAN=1 of a `make test SAN=1` that runs
+    this suite (inherited through MAKEFLAGS, it made the copy's make build the whole sanitizer
+    tree, one file at a time, which the copied build/ does not hold)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "SAN")}
+
+
 def make_run(dest):
     return subprocess.Popen(["make", "--no-print-directory", "-C", dest, "run"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=user_env())
 
 
 def stop_make_run(p):
@@ -131,14 +140,14 @@ def test_checkout_only_root_can_read(checkout):
     try:
         p = subprocess.run(["make", "--no-print-directory", "-C", dest, "run"],
                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=BUILD_WAIT)
+                           timeout=BUILD_WAIT, env=user_env())
         assert p.returncode != 0, p.stdout + p.stderr
         assert "the service account nobody cannot enter " + parent in p.stderr, p.stderr
         assert "chmod o+x" in p.stderr
         bin_dir = os.path.join(dest, "build", "bin")
         if not os.path.exists(os.path.join(bin_dir, "imsd")):
             subprocess.run(["make", "-C", dest, "-j2", "all"], check=True, capture_output=True,
-                           timeout=BUILD_WAIT)
+                           timeout=BUILD_WAIT, env=user_env())
         env = dict(os.environ, IMS_BIN=bin_dir)
         env.pop("IMS_MAPISVC", None)
         t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
