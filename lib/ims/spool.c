@@ -53,9 +53,8 @@ struct ims_spool_msg {
     buf head;      /* the content's first bytes, up to the header's end (the 1012's Message-ID) */
     bool head_end; /* head holds the whole header or IMS_TRACK_MSGID_SCAN bytes */
     size_t nrcpt;
-    char *pickup;   /* MTS-OUT's claim name, or NULL */
-    char *dropdir;  /* the Pickup directory's claim name, or NULL */
-    bool any_local; /* a recipient is a mailbox of ours */
+    char *pickup;  /* MTS-OUT's claim name, or NULL */
+    char *dropdir; /* the Pickup directory's claim name, or NULL */
 };
 
 typedef struct spool_event {
@@ -73,9 +72,6 @@ struct ims_spool {
     int in_fd, work_fd, efd; /* work_fd carries the lock that keeps a second spool out */
     int pickup_fd;           /* MTS-OUT's claim directory, or -1 */
     int dropdir_fd;          /* the Pickup directory's claim directory, or -1 */
-    int out_fd;              /* RootDir's Out, with a handover; -1 without */
-    void (*handover)(void *arg, const char *qid);
-    void *handover_arg;
     ims_log *log;
     unsigned window_us;
     bool file_syncs; /* a sync per file, not one of the file system per round */
@@ -353,8 +349,6 @@ int ims_spool_begin(ims_spool *sp, const ims_envelope *env, ims_spool_msg **out)
     m->sp = sp;
     m->fd = -1;
     m->time = env->time ? env->time : time(NULL);
-    for (size_t i = 0; i < env->nrcpt; i++)
-        m->any_local |= env->rcpts[i].route == IMS_ROUTE_LOCAL;
     new_id(sp, m->id);
     if ((env->pickup && !(m->pickup = strdup(env->pickup))) ||
         (env->dropdir && !(m->dropdir = strdup(env->dropdir))) ||
@@ -651,14 +645,6 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
             track_received(sp, m);
         if ((m->pickup || m->dropdir) && !claims_gone)
             continue; /* stays in In, undelivered, till the next open settles its claim */
-        /* Nothing for a mailbox of ours: straight to the outbound queue, as the delivery
-         * thread would move it (one rename: the file is in In or in Out, never both), without
-         * its hand-off and its reading of the file. */
-        if (!m->any_local && sp->deliverer && sp->handover &&
-            renameat(sp->in_fd, m->id, sp->out_fd, m->id) == 0) {
-            sp->handover(sp->handover_arg, m->id);
-            continue;
-        }
         if (sp->deliverer && ims_deliverer_enqueue(sp->deliverer, m->id, false))
             spool_event_fmt(sp, IMS_EV_INTERNAL, IMS_CAT_INTERNAL, IMS_SEV_WARNING, IMS_LEVEL_NONE,
                             "Message %s could not be queued for delivery (out of memory); it "
@@ -803,8 +789,6 @@ static void spool_free(ims_spool *sp)
         close(sp->pickup_fd);
     if (sp->dropdir_fd >= 0)
         close(sp->dropdir_fd);
-    if (sp->out_fd >= 0)
-        close(sp->out_fd);
     ims_recycler_free(sp->recycler);
     if (sp->work_fd >= 0)
         close(sp->work_fd);
@@ -848,7 +832,7 @@ static int open_dir(const char *root, const char *sub, int *fd)
 
 static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_options *opt)
 {
-    sp->in_fd = sp->work_fd = sp->efd = sp->pickup_fd = sp->dropdir_fd = sp->out_fd = -1;
+    sp->in_fd = sp->work_fd = sp->efd = sp->pickup_fd = sp->dropdir_fd = -1;
     pthread_mutex_init(&sp->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -885,18 +869,6 @@ static int spool_init(ims_spool *sp, const char *root_dir, const ims_spool_optio
         (rc = open_dir(root_dir, "In/Archive", &archive_fd)))
         return rc;
     close(archive_fd);
-    if (opt->handover && opt->mts_in) {
-        /* Made as the delivery thread makes it (0700) when the outbound queue has not. */
-        char out[PATH_MAX];
-        if (snprintf(out, sizeof out, "%s/Out", root_dir) >= (int)sizeof out)
-            return ENAMETOOLONG;
-        if (mkdir(out, 0700) && errno != EEXIST)
-            return errno;
-        if ((sp->out_fd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-            return errno;
-        sp->handover = opt->handover;
-        sp->handover_arg = opt->handover_arg;
-    }
     if (flock(sp->work_fd, LOCK_EX | LOCK_NB))
         return errno == EWOULDBLOCK ? EBUSY : errno;
     if ((rc = ims_recycler_new(sp->work_fd, IMS_RECYCLE_MAX, &sp->recycler)))

@@ -1325,89 +1325,6 @@ static void read_in(struct fx *fx, const char *id, ims_spool_file *f)
  * copy and the file stays in In for the other routes' transport (MTS-IN's copy goes), and a
  * restart delivers the mailbox no second time. Status records: the last one about a
  * recipient tells its state, and a final state stays. */
-struct handed {
-    pthread_mutex_t lock;
-    char ids[4][IMS_QUEUE_ID_LEN + 1];
-    int n;
-};
-
-static void record_handover(void *arg, const char *qid)
-{
-    struct handed *h = arg;
-    pthread_mutex_lock(&h->lock);
-    if (h->n < 4)
-        snprintf(h->ids[h->n++], sizeof h->ids[0], "%s", qid);
-    pthread_mutex_unlock(&h->lock);
-}
-
-struct handed_ack {
-    struct handed *h;
-    int seen_at_ack; /* handovers made when the commit's callback ran */
-    struct ack a;
-};
-
-static void on_done_handed(void *arg, int err, const char *qid)
-{
-    struct handed_ack *x = arg;
-    pthread_mutex_lock(&x->h->lock);
-    x->seen_at_ack = x->h->n;
-    pthread_mutex_unlock(&x->h->lock);
-    on_done(&x->a, err, qid);
-}
-
-/* A message with no recipient of ours goes from its commit straight to the outbound queue:
- * moved to Out and handed over before it is acknowledged, without the delivery thread; one
- * with a mailbox recipient too is handed over by delivery, after its copy. */
-static void test_remote_only_handover(void **state)
-{
-    struct fx *fx = *state;
-    struct handed h = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    ims_spool_options o = opts(fx, true);
-    o.handover = record_handover;
-    o.handover_arg = &h;
-    ims_spool *sp;
-    assert_int_equal(ims_spool_open(fx->root, &o, &sp), 0);
-    ims_rcpt remote = {"u@remote.example", NULL, NULL, NULL, IMS_ROUTE_DNS, "remote.example"};
-    ims_envelope env = envelope(&remote, 1, "s@example.org");
-    struct handed_ack x = {.h = &h};
-    const char *body = "Subject: r\r\n\r\nout\r\n";
-    assert_int_equal(ims_spool_submit(sp, &env, body, strlen(body), on_done_handed, &x), 0);
-    for (int i = 0; !x.a.calls && i < WAIT_MS / 10; i++) {
-        struct pollfd p = {ims_spool_fd(sp), POLLIN, 0};
-        poll(&p, 1, 10);
-        ims_spool_dispatch(sp);
-    }
-    assert_int_equal(x.a.calls, 1);
-    assert_int_equal(x.a.err, 0);
-    assert_int_equal(x.seen_at_ack, 1);
-    assert_string_equal(h.ids[0], x.a.id);
-    char path[512];
-    snprintf(path, sizeof path, "%s/Out/%s", fx->root, x.a.id);
-    assert_int_equal(access(path, F_OK), 0);
-    check_spooled(fx->root, "Out", x.a.id, body, strlen(body), 1);
-    /* Mixed: the mailbox gets its copy, then the file goes to Out. */
-    ims_rcpt both[2] = {{"alice@ims.test", fx->alice, NULL, NULL, IMS_ROUTE_LOCAL, NULL}, remote};
-    env = envelope(both, 2, "s@example.org");
-    struct ack a = {0};
-    assert_int_equal(ims_spool_submit(sp, &env, body, strlen(body), on_done, &a), 0);
-    struct acks all = {&a, 1};
-    assert_true(pump(sp, acks_done, &all));
-    assert_true(pump(sp, mail_in_alice, fx));
-    for (int i = 0; i < 200; i++) {
-        pthread_mutex_lock(&h.lock);
-        int n = h.n;
-        pthread_mutex_unlock(&h.lock);
-        if (n == 2)
-            break;
-        poll(NULL, 0, 10);
-    }
-    ims_spool_close(sp);
-    assert_int_equal(h.n, 2);
-    assert_string_equal(h.ids[1], a.id);
-    snprintf(path, sizeof path, "%s/Out/%s", fx->root, a.id);
-    assert_int_equal(access(path, F_OK), 0);
-}
-
 static void test_routes_and_status(void **state)
 {
     struct fx *fx = *state;
@@ -1943,7 +1860,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes_and_status, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remote_only_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version1_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_auth_keys, setup, teardown),
         cmocka_unit_test(test_pool),
