@@ -24,8 +24,8 @@
 #include "smtp/smtp.h"
 
 #define SPOOL_BUF_BYTES 131072 /* content kept in memory before it goes to Work */
-#define SPOOL_MAX_ROUND 1024  /* messages in one commit round */
-#define SPOOL_MAX_EVENTS 256  /* events waiting for dispatch; more are counted, not kept */
+#define SPOOL_MAX_ROUND 1024   /* messages in one commit round */
+#define SPOOL_MAX_EVENTS 256   /* events waiting for dispatch; more are counted, not kept */
 #define SPOOL_EVENT_TEXT 512
 #define SPOOL_ID_TRIES 4 /* fresh queue ids tried when one is taken */
 #define SPOOL_HOST_MAX 256

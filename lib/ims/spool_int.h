@@ -194,7 +194,7 @@ void ims_pool_stop(ims_sync_pool *p);
  * be open) and frees r; the caller's work_fd stays open. */
 #define IMS_RECYCLE_PREFIX "free."
 #define IMS_RECYCLE_NAME 24
-#define IMS_RECYCLE_MAX 256          /* files kept for reuse, pending or free */
+#define IMS_RECYCLE_MAX 256           /* files kept for reuse, pending or free */
 #define IMS_RECYCLE_KEEP_BYTES 131072 /* bigger files are not kept */
 typedef struct ims_recycler ims_recycler;
 int ims_recycler_new(int work_fd, size_t max, ims_recycler **out);
