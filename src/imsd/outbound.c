@@ -45,8 +45,9 @@ struct ob_dest {
     imsd_outbound *ob;
     ob_dest *all_next; /* every destination seen */
     ims_outq_dest *d;
-    unsigned nconn;  /* connections open or opening */
-    unsigned window; /* connections allowed now (adaptive) */
+    unsigned nconn;    /* connections open or opening */
+    unsigned ngreeted; /* of them, past the greeting: a host of it works now */
+    unsigned window;   /* connections allowed now (adaptive) */
     bool resolving;
     ims_dns_result *targets; /* NULL until resolved */
     uint64_t targets_at;     /* when (ims_clock_ms) */
@@ -632,7 +633,11 @@ static void conn_gone(ob_conn *k, const char *why)
                 ims_outq_job_result(j, i, &r, k->remote);
             k->committing = true;
             ims_outq_job_finish(k->ob->q, j, committed, k);
-            if (k->od->nconn <= 1)
+            /* Every host failed for this connection; unless another one is talking to a host
+             * of it right now, the destination is dead. (Not "the last connection open":
+             * with messages coming one by one, another failing connection is nearly always
+             * open or committing, and the destination was never marked.) */
+            if (k->od->ngreeted == 0)
                 dest_fail(k->od, SMTP_TRANSIENT, r.enh, r.text, k->remote);
             if (k->bev)
                 bufferevent_free(k->bev);
@@ -754,8 +759,10 @@ static void conn_read(struct bufferevent *bev, void *arg)
             return;
         }
         /* Greeted: past EHLO, STARTTLS and AUTH, a host that works. */
-        if (!k->greeted && !smtp_client_error(k->c) && smtp_client_stage(k->c) >= SMTP_STAGE_MAIL)
+        if (!k->greeted && !smtp_client_error(k->c) && smtp_client_stage(k->c) >= SMTP_STAGE_MAIL) {
             k->greeted = true;
+            k->od->ngreeted++;
+        }
     }
     conn_after(k);
 }
@@ -913,6 +920,8 @@ static void conn_free(ob_conn *k)
     ob->nconn--;
     ob->stats->conn_out_current = ob->nconn;
     k->od->nconn--;
+    if (k->greeted)
+        k->od->ngreeted--;
     if (k->timer)
         event_free(k->timer);
     char summary[64 + OB_TLS_TEXT];

@@ -6,6 +6,7 @@ import os
 import smtplib
 import socket
 import threading
+import time
 
 import pytest
 
@@ -105,10 +106,10 @@ def test_admin_copy_of_ndr(world):
 
 class Listener:
     """A host that is up but does not take mail: each connection gets `greeting` (None:
-    nothing) and is closed at once. It counts them."""
+    nothing) and is closed at once, or after `hold` seconds. It counts them."""
 
-    def __init__(self, family, host, port, greeting=None):
-        self.count, self.greeting = 0, greeting
+    def __init__(self, family, host, port, greeting=None, hold=0):
+        self.count, self.greeting, self.hold = 0, greeting, hold
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -128,6 +129,8 @@ class Listener:
             with c:
                 if self.greeting:
                     c.sendall(self.greeting)
+                if self.hold:
+                    time.sleep(self.hold)
 
     def stop(self):
         self.stopping = True
@@ -184,12 +187,15 @@ def test_delivered_receipt_local_and_remote_sender(world):
     assert len(reports(svc, "bob")) == 1
 
 
-def test_dead_destination_costs_few_connections(world):
+@pytest.mark.parametrize("hold", [0, 0.1])
+def test_dead_destination_costs_few_connections(world, hold):
     """100 messages for a domain whose only host hangs up: the destination is remembered as
     dead, so they are all deferred (each recorded) after a handful of connections, not one
-    connection each."""
+    connection each. With hold, the host keeps each connection a while before it hangs up, so
+    that a new message's connection is always open beside the one failing (a slow machine's
+    case: the destination must still be marked dead)."""
     world.dns("dead.test MX 10 mx.dead.test\nmx.dead.test A 127.0.0.4\n")
-    host = Listener(socket.AF_INET, "127.0.0.4", world.outport)
+    host = Listener(socket.AF_INET, "127.0.0.4", world.outport, hold=hold)
     try:
         svc = world.service(retry="1")
         with smtplib.SMTP("127.0.0.1", svc.port, timeout=20) as c:
