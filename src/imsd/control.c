@@ -13,6 +13,8 @@
 #define CTL_BACKLOG 16
 #define CTL_WHO_MAX 96 /* "name (uid N)" */
 #define CTL_TMP_SUFFIX_MAX 32
+#define CTL_REFUSE_MS 1000  /* a refused client has this long to send its request */
+#define CTL_REFUSE_READS 16 /* reads of 512 bytes dropped from a refused client */
 
 typedef struct ctl_command {
     char name[IMSD_CTL_COMMAND_NAME_MAX];
@@ -273,12 +275,30 @@ static void req_event(struct bufferevent *bev, short what, void *arg)
 
 /* --- the listener ------------------------------------------------------------------------ */
 
-/* refuse - a best-effort one-line answer to a client that is not taken, then close. */
-static void refuse(evutil_socket_t fd, const char *line)
+/* refuse_end - a refused client sent its request, or took too long: what it sent is read
+ * and dropped (a close with it unread would reset the connection), then the close. */
+static void refuse_end(evutil_socket_t fd, short what, void *arg)
 {
-    ssize_t w = write(fd, line, strlen(line));
-    (void)w;
+    (void)what;
+    (void)arg;
+    char drop[512];
+    for (int i = 0; i < CTL_REFUSE_READS && recv(fd, drop, sizeof drop, MSG_DONTWAIT) > 0; i++)
+        continue;
     close(fd);
+}
+
+/* refuse - a best-effort one-line answer to a client that is not taken. The socket stays
+ * open until the client's request has come (at most CTL_REFUSE_MS): closed at once, the
+ * client's write of its request could fail (EPIPE), or its read fail (ECONNRESET) before it
+ * took our line. */
+static void refuse(imsd_control *c, evutil_socket_t fd, const char *line)
+{
+    ssize_t w = send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    shutdown(fd, SHUT_WR);
+    struct timeval tv = {CTL_REFUSE_MS / 1000, (CTL_REFUSE_MS % 1000) * 1000};
+    if (event_base_once(c->base, fd, EV_READ, refuse_end, NULL, &tv))
+        close(fd);
 }
 
 static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -295,11 +315,11 @@ static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd, struct sock
         return;
     }
     if (cred.uid != 0 && cred.uid != c->allowed_uid) {
-        refuse(fd, ".ERR permission denied\n");
+        refuse(c, fd, ".ERR permission denied\n");
         return;
     }
     if (c->nreqs >= IMSD_CTL_CLIENTS_MAX) {
-        refuse(fd, ".ERR too many control clients, try again\n");
+        refuse(c, fd, ".ERR too many control clients, try again\n");
         return;
     }
     imsd_ctl_req *r = calloc(1, sizeof *r);

@@ -134,8 +134,11 @@ def test_socket_removed_at_stop(svc):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
-def test_stranger_refused(svc):
-    """The mode keeps strangers out; were it wider, SO_PEERCRED still would."""
+@pytest.mark.parametrize("pause", [0, 0.2])
+def test_stranger_refused(svc, pause):
+    """The mode keeps strangers out; were it wider, SO_PEERCRED still would. The refusal
+    reaches a client however late it sends its request (pause): the service keeps the socket
+    until the request has come, so neither the client's write nor its read fails first."""
     path = os.path.join(svc.root, "run", "control")
     os.chmod(path, 0o666)
     r, w = os.pipe()
@@ -146,7 +149,10 @@ def test_stranger_refused(svc):
             os.setgroups([])
             os.setgid(1)
             os.setuid(1)
-            out = call(svc.root, b"ping\n")
+            with connect(svc.root) as s:
+                time.sleep(pause)
+                s.sendall(b"ping\n")
+                out = read_all(s)
             os.write(w, out)
         finally:
             os._exit(0)
