@@ -64,6 +64,12 @@ PORT=$(free_port)
 "$BIN/imsadm" mailbox add bench --address bench@example.com >/dev/null
 "$BIN/reg" add 'HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters' \
     /v MaxInboundConnections /t REG_DWORD /d "$SESSION_LIMIT" /f >/dev/null
+# Every connection comes from 127.0.0.1: no per-client limits; and no stress mode, which would
+# cut the idle connections this benchmark holds (StressThreshold 0).
+for v in MaxConnectionsPerClient MaxConnectionRatePerClient MaxMessageRatePerClient \
+    MaxRecipientRatePerClient StressThreshold; do
+    "$BIN/reg" add 'HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters' /v "$v" /t REG_DWORD /d 0 /f >/dev/null
+done
 "$BIN/imsctl" start >/dev/null
 pid=$(imsd_pid)
 nofile=$(awk '/^Max open files/ { print $4 }' "/proc/$pid/limits")

@@ -59,6 +59,12 @@ imsd_setup() {
     # The same session limit as Postfix's smtpd process limit below (imsd's default is 30).
     "$BIN/reg" add 'HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters' \
         /v MaxInboundConnections /t REG_DWORD /d "$SESSION_LIMIT" /f >/dev/null
+    # smtp-source sends from one address: no per-client limits (as Postfix's anvil has none
+    # for its mynetworks by default).
+    for v in MaxConnectionsPerClient MaxConnectionRatePerClient MaxMessageRatePerClient \
+        MaxRecipientRatePerClient; do
+        "$BIN/reg" add 'HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters' /v "$v" /t REG_DWORD /d 0 /f >/dev/null
+    done
     "$BIN/imsctl" start >/dev/null
 }
 

@@ -109,6 +109,10 @@ imsd_setup() {
     par RelayAllowList REG_MULTI_SZ 127.0.0.1
     par SmartHost REG_SZ "[127.0.0.1]:$IMSD_SINK"   # all remote mail to the sink
     par MaxInboundConnections REG_DWORD "$SESSION_LIMIT" # the default of 30 refuses 100 sessions
+    par MaxConnectionsPerClient REG_DWORD 0 # the load comes from one address
+    par MaxConnectionRatePerClient REG_DWORD 0 # the load comes from one address
+    par MaxMessageRatePerClient REG_DWORD 0 # the load comes from one address
+    par MaxRecipientRatePerClient REG_DWORD 0 # the load comes from one address
     par MaxConnectionsPerHost REG_DWORD "$PER_HOST"
     par MaxOutboundConnections REG_DWORD "$OUTBOUND"
     "$BIN/imsctl" start >/dev/null

@@ -78,6 +78,10 @@ setup() { # setup NAME: an installed, stopped imsd in $WORK/NAME; prints its por
     "$BIN/imsadm" domain add example.com >/dev/null
     "$BIN/imsadm" mailbox add bench --address bench@example.com >/dev/null
     par MaxInboundConnections REG_DWORD 200 # the default of 30 is enough for 20; as inbound.sh
+    par MaxConnectionsPerClient REG_DWORD 0 # the load comes from one address
+    par MaxConnectionRatePerClient REG_DWORD 0 # the load comes from one address
+    par MaxMessageRatePerClient REG_DWORD 0 # the load comes from one address
+    par MaxRecipientRatePerClient REG_DWORD 0 # the load comes from one address
     par SmartHost REG_SZ "$ROUTE"           # new remote mail goes where the queued mail does
     par DelayNotification REG_DWORD 0       # no notice to bench@ may land among the counted
     # Start once, so that the spool, the store and the mailbox exist; the queue is made next.

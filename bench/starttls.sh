@@ -75,6 +75,11 @@ imsd_setup() {
     params='HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters'
     # The same session limit as Postfix's smtpd process limit below (imsd's default is 30).
     "$BIN/reg" add "$params" /v MaxInboundConnections /t REG_DWORD /d "$SESSION_LIMIT" /f >/dev/null
+    # The load comes from one address: no per-client limits.
+    for v in MaxConnectionsPerClient MaxConnectionRatePerClient MaxMessageRatePerClient \
+        MaxRecipientRatePerClient; do
+        "$BIN/reg" add "$params" /v "$v" /t REG_DWORD /d 0 /f >/dev/null
+    done
     "$BIN/reg" add "$params" /v TlsCertificateFile /t REG_SZ /d "$CHAIN" /f >/dev/null
     "$BIN/reg" add "$params" /v TlsKeyFile /t REG_SZ /d "$KEY" /f >/dev/null
     "$BIN/imsctl" start >/dev/null

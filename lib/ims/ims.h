@@ -44,6 +44,9 @@
 #define IMS_EV_DIAG_CHANGED 1005     /* Diagnostics levels or logging values applied live */
 #define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
 #define IMS_EV_INBOUND_REFUSED 2020  /* an inbound connection over the limit refused (ours) */
+#define IMS_EV_CLIENT_LIMIT 2021     /* a client over a per-client limit refused (ours) */
+#define IMS_EV_STRESS_BEGIN 2022     /* inbound connections under stress (ours) */
+#define IMS_EV_STRESS_END 2023       /* ... no longer (ours) */
 #define IMS_EV_RELAY_DENIED 2040     /* a recipient refused for relaying (KB Q193922; ours) */
 #define IMS_EV_FLUSH_ENTER 2030      /* MSG_ENTERING_FLUSH_MODE: disk low, no new mail (ours) */
 #define IMS_EV_FLUSH_LEAVE 2031      /* MSG_LEAVING_FLUSH_MODE: space again (ours) */
@@ -203,6 +206,21 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
  * 5321 4.5.1) for every accepted domain that has no postmaster address of its own. */
 #define IMS_DEFAULT_ADMIN_MAILBOX "postmaster"
 #define IMS_DEFAULT_TIMEOUT 300 /* RFC 5321 4.5.3.2.7: at least 5 minutes */
+/* Per-client limits (ours; Postfix's anvil): a client is an IPv4 address or an IPv6 /64. One
+ * client may hold a third of the default MaxInboundConnections, so that it cannot fill them. */
+#define IMS_DEFAULT_CLIENT_CONNS 10       /* MaxConnectionsPerClient */
+#define IMS_DEFAULT_CLIENT_CONN_RATE 600  /* MaxConnectionRatePerClient: new a minute */
+#define IMS_DEFAULT_CLIENT_MSG_RATE 1200  /* MaxMessageRatePerClient: a minute */
+#define IMS_DEFAULT_CLIENT_RCPT_RATE 6000 /* MaxRecipientRatePerClient: a minute */
+#define IMS_CLIENT_RATE_LIMIT 10000000    /* the largest rate value */
+/* Stress (Postfix's stress mode): from StressThreshold percent of MaxInboundConnections in
+ * use, sessions get StressTimeout seconds instead of CommandTimeout/DataTimeout, and a new
+ * connection at the limit closes the session idle for longest instead of being refused. */
+#define IMS_DEFAULT_STRESS_THRESHOLD 80
+#define IMS_DEFAULT_STRESS_TIMEOUT 10
+/* Whole-phase deadlines: a client that sends a byte just before each timeout is still cut. */
+#define IMS_DEFAULT_DATA_PHASE_TIMEOUT 1800 /* DataPhaseTimeout: seconds for DATA to its end */
+#define IMS_DEFAULT_SESSION_TIMEOUT 3600    /* SessionTimeout: seconds for a whole session */
 /* Routing (the Routing page and "Forward all messages to host"). */
 #define IMS_HOST_MAX 272   /* bytes of a host spec: "[IPv6:...]:port" or a name and a port */
 #define IMS_MAX_ROUTES 256 /* subkeys of Parameters\Routing taken */
@@ -284,6 +302,16 @@ typedef struct ims_settings {
     uint32_t max_errors_per_session;  /* MaxErrorsPerSession: 20 */
     uint32_t command_timeout;         /* CommandTimeout: 300 s (RFC 5321 4.5.3.2.7) */
     uint32_t data_timeout;            /* DataTimeout: 300 s between data bytes */
+    uint32_t data_phase_timeout;      /* DataPhaseTimeout: 1800 s for a whole DATA; 0 = none */
+    uint32_t session_timeout;         /* SessionTimeout: 3600 s for a whole session; 0 = none */
+    uint32_t client_conns;            /* MaxConnectionsPerClient: 10; 0 = none */
+    uint32_t client_conn_rate;        /* MaxConnectionRatePerClient: 600 a minute; 0 = none */
+    uint32_t client_msg_rate;         /* MaxMessageRatePerClient: 1200 a minute; 0 = none */
+    uint32_t client_rcpt_rate;        /* MaxRecipientRatePerClient: 6000 a minute; 0 = none */
+    uint32_t client_limits_exempt;    /* ClientLimitsExemptAllowList: 1 = RelayAllowList's
+                                       * clients are not limited; 0 */
+    uint32_t stress_threshold;        /* StressThreshold: 80 (% of MaxInboundConnections); 0 off */
+    uint32_t stress_timeout;          /* StressTimeout: 10 s */
     uint32_t relay_flags;             /* RelayFlags: 0 (nobody relays) */
     char relay_allow[IMS_MAX_RELAY_LINES][IMS_RELAY_LINE_MAX]; /* RelayAllowList lines */
     size_t nrelay_allow;
@@ -397,6 +425,61 @@ int ims_diag_load(reg_ctx *reg, ims_log *log, ims_diag *d);
  * literal) or "[2001:db8::1]:port". host gets the name or the bare address, *literal whether
  * it was an address, *port the port (25 when none). Returns 0 or -1. */
 int ims_host_parse(const char *text, char host[SMTP_DOMAIN_MAX + 1], bool *literal, uint16_t *port);
+
+/* --- per-client limits (anvil.c) --------------------------------------------------------
+ * Counters per client address for the inbound side, as Postfix's anvil keeps them: connections
+ * open at once, and over a sliding minute new connections, messages and recipients. An IPv4
+ * client is its address, an IPv6 one its /64. The table holds at most `capacity` clients; when
+ * it is full the idle client unused for longest is forgotten, and when every entry has a
+ * connection open a new client is not limited (never refused for the table's sake). One
+ * thread: the caller's loop. Times are the caller's monotonic milliseconds. */
+#define IMS_ANVIL_CAPACITY_MAX (1u << 20)
+#define IMS_ANVIL_CAPACITY 8192 /* clients remembered (about 100 bytes each) */
+
+typedef struct ims_anvil ims_anvil;
+typedef struct ims_anvil_client ims_anvil_client;
+
+/* Each 0: no limit. */
+typedef struct ims_anvil_limits {
+    uint32_t conns;     /* connections open at once */
+    uint32_t conn_rate; /* new connections a minute */
+    uint32_t msg_rate;  /* messages (transactions started) a minute */
+    uint32_t rcpt_rate; /* recipients accepted a minute */
+} ims_anvil_limits;
+
+typedef enum ims_anvil_verdict {
+    IMS_ANVIL_OK,
+    IMS_ANVIL_CONNS,     /* over conns */
+    IMS_ANVIL_CONN_RATE, /* over conn_rate */
+    IMS_ANVIL_MSG_RATE,  /* over msg_rate */
+    IMS_ANVIL_RCPT_RATE, /* over rcpt_rate */
+} ims_anvil_verdict;
+
+/* ims_anvil_new - a table of at most capacity clients (1..IMS_ANVIL_CAPACITY_MAX). Returns 0,
+ * EINVAL or ENOMEM; *out is freed with ims_anvil_free. */
+int ims_anvil_new(size_t capacity, ims_anvil **out);
+void ims_anvil_free(ims_anvil *a);
+/* ims_anvil_connect - a connection from ip at now. IMS_ANVIL_OK: it is counted as open until
+ * ims_anvil_disconnect(*client), and *client is the client's entry for the calls below (NULL:
+ * not limited: no address, or the table full of connected clients). A refusal counts nothing.
+ * a NULL: always IMS_ANVIL_OK with *client NULL. */
+ims_anvil_verdict ims_anvil_connect(ims_anvil *a, const smtp_ip *ip, const ims_anvil_limits *lim,
+                                    uint64_t now, ims_anvil_client **client);
+/* ims_anvil_disconnect - c's connection ended (c NULL: nothing). */
+void ims_anvil_disconnect(ims_anvil *a, ims_anvil_client *c, uint64_t now);
+/* ims_anvil_message - c starts a transaction: counted when IMS_ANVIL_OK, else
+ * IMS_ANVIL_MSG_RATE. ims_anvil_recipient: a recipient the same way (IMS_ANVIL_RCPT_RATE).
+ * c NULL: IMS_ANVIL_OK. */
+ims_anvil_verdict ims_anvil_message(ims_anvil *a, ims_anvil_client *c, const ims_anvil_limits *lim,
+                                    uint64_t now);
+ims_anvil_verdict ims_anvil_recipient(ims_anvil *a, ims_anvil_client *c,
+                                      const ims_anvil_limits *lim, uint64_t now);
+/* ims_anvil_log_due - a refusal of ip is to be logged: true for the first in a minute per
+ * client, so that a client knocking a thousand times makes one event, not a thousand. */
+bool ims_anvil_log_due(ims_anvil *a, const smtp_ip *ip, uint64_t now);
+/* ims_anvil_conns - c's connections open now (c NULL: 0). ims_anvil_clients: clients held. */
+uint32_t ims_anvil_conns(const ims_anvil_client *c);
+size_t ims_anvil_clients(const ims_anvil *a);
 
 /* --- routing ---------------------------------------------------------------------------- */
 

@@ -299,7 +299,9 @@ static void cmd_mail(smtp_session *s, const smtp_cmd *c)
     if (s->cb.mail_check) {
         unsigned code = s->cb.mail_check(s->cb.arg, &c->path);
         if (code != 250) {
-            sess_reply(s, code == 452 ? SMTP_R_NO_STORAGE : SMTP_R_LOCAL_ERROR);
+            sess_reply(s, code == 452   ? SMTP_R_NO_STORAGE
+                          : code == 450 ? SMTP_R_CLIENT_MSG_RATE
+                                        : SMTP_R_LOCAL_ERROR);
             return;
         }
     }
@@ -382,7 +384,8 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
             return;
         }
         if (code != 250) {
-            sess_reply(s, SMTP_R_RCPT_TEMP); /* 4xx, or a value the contract does not know */
+            /* 4xx, or a value the contract does not know */
+            sess_reply(s, code == 450 ? SMTP_R_CLIENT_RCPT_RATE : SMTP_R_RCPT_TEMP);
             return;
         }
     }
@@ -397,7 +400,9 @@ static void cmd_rcpt(smtp_session *s, const smtp_cmd *c)
     if (cls == SMTP_ADDR_REMOTE && s->cb.rcpt_check) {
         unsigned code = sess_rcpt_check(s, c, cls, &data);
         if (code != 250) {
-            sess_reply(s, code == 453 ? SMTP_R_NO_OUTBOUND : SMTP_R_RCPT_TEMP);
+            sess_reply(s, code == 453   ? SMTP_R_NO_OUTBOUND
+                          : code == 450 ? SMTP_R_CLIENT_RCPT_RATE
+                                        : SMTP_R_RCPT_TEMP);
             return;
         }
     }

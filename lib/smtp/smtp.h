@@ -135,6 +135,13 @@ typedef enum smtp_reply_id {
                               * if homed on this server */
     SMTP_R_SENDER_NOT_OWNED, /* 550 5.7.1 Sender address does not belong to the authenticated
                               * account */
+    /* Per-client limits (the caller's, at the connection or by mail_check/rcpt_check). */
+    SMTP_R_CLIENT_CONNS,     /* 421 4.7.0 <host> Too many connections from your address ... */
+    SMTP_R_CLIENT_CONN_RATE, /* 421 4.7.0 <host> Too many connections from your address in the
+                              * last minute, try again later */
+    SMTP_R_CLIENT_MSG_RATE,  /* 450 4.7.0 Too many messages from your address, try again later */
+    SMTP_R_CLIENT_RCPT_RATE, /* 450 4.7.0 Too many recipients from your address, try again
+                              * later */
     SMTP_R_COUNT
 } smtp_reply_id;
 
@@ -461,7 +468,8 @@ typedef struct smtp_config {
 } smtp_config;
 
 /* AUTH limits. */
-#define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4: an AUTH line, initial response and CRLF included   \
+#define SMTP_AUTH_LINE_MAX                                                                         \
+    12288                        /* RFC 4954 4: an AUTH line, initial response and CRLF included   \
                                   */
 #define SMTP_AUTH_USER_MAX 255   /* bytes of an authentication identity (an address fits) */
 #define SMTP_AUTH_PASS_MAX 1024  /* bytes of a password */
@@ -535,7 +543,8 @@ typedef struct smtp_callbacks {
      * caller's), and for each SMTP_ADDR_REMOTE one the relay policy lets through (can the
      * caller send it on?). Return 250 to accept, 550 for an unknown local address ("550 5.1.1
      * User unknown"), 453 for a remote one that cannot be relayed now ("451 4.3.2 Outbound
-     * mail is not available, try again later"), 4xx for a temporary failure ("451 4.3.0");
+     * mail is not available, try again later"), 450 for a per-client rate ("450 4.7.0 Too
+     * many recipients from your address"), 4xx for a temporary failure ("451 4.3.0");
      * any other value is taken as a temporary failure, so a broken lookup never rejects mail
      * for good. NULL: every such address is accepted.
      * *data (NULL on entry) may be set to the caller's record of the recipient (its route,
@@ -568,7 +577,8 @@ typedef struct smtp_callbacks {
     void (*trace)(void *arg, smtp_trace_kind kind, const char *p, size_t n);
     /* mail_check - may a transaction start now? Return 250 to go on (MAIL's own checks then
      * apply), 452 to answer "452 4.3.1 Insufficient system storage" (the caller is short of
-     * disk space: flush mode); anything else answers "451 4.3.0". A refusal is no client error
+     * disk space: flush mode), 450 for "450 4.7.0 Too many messages from your address" (a
+     * per-client rate); anything else answers "451 4.3.0". A refusal is no client error
      * and leaves the session as it was. NULL: always 250. */
     unsigned (*mail_check)(void *arg, const smtp_path *from);
     /* relay_denied - a recipient was refused with 550 5.7.1: a remote domain the relay policy

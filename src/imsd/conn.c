@@ -52,6 +52,8 @@ static void conn_free(imsd_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->stats->conn_in_current--;
+    if (c->closing)
+        srv->nclosing--;
     if (c->deadline)
         event_free(c->deadline);
     /* Safe inside the bufferevent's own callbacks: libevent defers the actual free. */
@@ -344,6 +346,27 @@ void imsd_server_free(imsd_server *srv)
     srv->drain = NULL;
 }
 
+unsigned imsd_server_in_use(const imsd_server *srv)
+{
+    uint64_t open = srv->stats->conn_in_current;
+    return open > srv->nclosing ? (unsigned)(open - srv->nclosing) : 0;
+}
+
+imsd_conn *imsd_server_conns(const imsd_server *srv)
+{
+    return srv->conns;
+}
+
+imsd_conn *imsd_conn_next(const imsd_conn *c)
+{
+    return c->next;
+}
+
+bool imsd_conn_closing(const imsd_conn *c)
+{
+    return c->closing;
+}
+
 /* --- what a session may do with its connection ----------------------------------------- */
 
 imsd_server *imsd_conn_server(const imsd_conn *c)
@@ -402,6 +425,8 @@ int imsd_conn_write(imsd_conn *c, const void *data, size_t len)
 
 void imsd_conn_close_when_sent(imsd_conn *c)
 {
+    if (!c->closing)
+        c->srv->nclosing++;
     c->closing = true;
     /* Never from here, even with everything sent (imsd_conn_write may have sent it at once):
      * a failed shutdown frees the connection, and the caller's session must outlive this

@@ -216,9 +216,12 @@ typedef struct imsd_stats {
     unsigned conn_in_current;
     uint64_t conn_in_total;
     uint64_t conn_in_rejected;
-    uint64_t msg_in;                   /* messages received over SMTP (committed) */
-    uint64_t bytes_in;                 /* their bytes */
-    uint64_t ndr_in;                   /* of them: reports (from the null sender <>) */
+    uint64_t client_refused; /* connections, messages, recipients over a per-client limit */
+    unsigned stress;         /* 1 under stress */
+    uint64_t stress_closed;  /* idle sessions closed under stress for a newcomer */
+    uint64_t msg_in;         /* messages received over SMTP (committed) */
+    uint64_t bytes_in;       /* their bytes */
+    uint64_t ndr_in;         /* of them: reports (from the null sender <>) */
     uint64_t tls_in_ok, tls_in_failed; /* inbound handshakes completed, failed */
     unsigned conn_out_current;         /* open or opening */
     uint64_t conn_out_total;           /* connections opened to remote servers */
@@ -487,8 +490,9 @@ typedef struct imsd_server {
     struct evconnlistener *listeners[IMS_MAX_LISTENERS];
     uint8_t kinds[IMS_MAX_LISTENERS]; /* each listener's ims_listen_kind */
     size_t nlisteners;
-    imsd_tls *tls;    /* the certificate (NULL: none configured); not owned */
-    imsd_conn *conns; /* every open connection */
+    imsd_tls *tls;     /* the certificate (NULL: none configured); not owned */
+    imsd_conn *conns;  /* every open connection */
+    unsigned nclosing; /* of them, closing (their last words being sent, or lingering) */
     bool stopping;
     struct event *drain;    /* the shutdown bound, armed at stop */
     struct event *pause;    /* resumes accepting after accept() failed; made when it first does */
@@ -507,6 +511,14 @@ void imsd_server_states(imsd_server *srv, imsd_snap *out);
 void imsd_server_stop(imsd_server *srv, unsigned timeout);
 /* imsd_server_free - close everything left. */
 void imsd_server_free(imsd_server *srv);
+/* imsd_server_in_use - connections open and not closing: what MaxInboundConnections bounds
+ * (one saying its last words holds a descriptor for a few seconds, not a session). */
+unsigned imsd_server_in_use(const imsd_server *srv);
+/* imsd_server_conns, imsd_conn_next - every open connection, newest first (NULL at the end).
+ * imsd_conn_closing - c is saying its last words or lingering. */
+imsd_conn *imsd_server_conns(const imsd_server *srv);
+imsd_conn *imsd_conn_next(const imsd_conn *c);
+bool imsd_conn_closing(const imsd_conn *c);
 
 /* What a session may do with its connection. */
 imsd_server *imsd_conn_server(const imsd_conn *c);

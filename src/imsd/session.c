@@ -25,6 +25,10 @@
 /* Free space on RootDir's file system is looked at when a transaction starts, at most this
  * often (the original looked every 15 s whether mail came or not). */
 #define DISK_CHECK_MS 1000
+/* Under stress a newcomer at MaxInboundConnections closes the session that has been silent
+ * for longest, if one has been silent at least this long (a session between two commands of
+ * a quick client is not idle). */
+#define STRESS_IDLE_MIN_MS 1000
 /* Failed AUTHs remembered per client address: after AUTH_SLOW_AFTER failures each further
  * attempt from that address waits 1, 2, 4... seconds (at most 1 << AUTH_DELAY_MAX_SHIFT) before it
  * is checked; an address without a failure for AUTH_FORGET seconds starts afresh. The table is
@@ -58,8 +62,15 @@ struct imsd_mail {
     auth_failures failures[AUTH_TABLE_SIZE];
     ims_protolog *plog; /* the protocol log (at level None: off) */
     uint64_t next_conn_id;
-    bool flush_mode;       /* free space under DiskSpaceLowWaterMark: no new mail */
-    uint64_t disk_checked; /* CLOCK_MONOTONIC ms of the last look; 0: never */
+    ims_anvil *anvil; /* per-client counters (NULL: out of memory at start: no limits) */
+    ims_anvil_limits limits;
+    bool stressed;          /* StressThreshold of MaxInboundConnections in use */
+    uint64_t stress_since;  /* now_ms() when it began */
+    uint64_t stress_cut;    /* idle sessions closed in this stress, for the event at its end */
+    uint64_t busy_logged;   /* now_ms() of the last event 2020 (one a minute) */
+    uint64_t busy_unlogged; /* refusals since then, said in the next one */
+    bool flush_mode;        /* free space under DiskSpaceLowWaterMark: no new mail */
+    uint64_t disk_checked;  /* CLOCK_MONOTONIC ms of the last look; 0: never */
     char fqdn[256];
     char store_dir[PATH_MAX];
 };
@@ -89,6 +100,11 @@ typedef struct mail_session {
     bool auth_waiting; /* an AUTH from a slowed-down address waits for auth->delay */
     session_auth *auth; /* made at the first AUTH, freed with the session */
     char client_ip[64];
+    smtp_ip client;        /* the same, typed (for the per-client limits) */
+    ims_anvil_client *ac;  /* its per-client counters (NULL: not limited) */
+    uint64_t started;      /* now_ms() at the connection, for SessionTimeout */
+    uint64_t data_started; /* ... at the 354, for DataPhaseTimeout; 0 outside DATA */
+    uint64_t last_input;   /* ... when the client last sent something */
     uint64_t id; /* the connection's number: in its events and its protocol log records, the
                   * one id of a transaction before DATA gives it a queue id */
     ims_protolog_conn *plc; /* this connection's protocol log, or NULL */
@@ -130,13 +146,47 @@ static void flush(mail_session *ms)
     }
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* left_s - seconds (rounded up) from now until `seconds` after since; 0 when past. */
+static unsigned left_s(uint64_t since, uint32_t seconds, uint64_t now)
+{
+    uint64_t end = since + (uint64_t)seconds * 1000;
+    return end > now ? (unsigned)((end - now + 999) / 1000) : 0;
+}
+
 /* arm_deadline - the client has this long to send its next bytes: RFC 5321's server timeout
- * for a command, the data timeout inside a message. */
+ * for a command, the data timeout inside a message; StressTimeout when that is shorter and
+ * the service is under stress; never beyond the session's SessionTimeout or the message's
+ * DataPhaseTimeout (a client sending one byte just in time each time is still cut off). */
 static void arm_deadline(mail_session *ms)
 {
     const ims_settings *st = ms->srv->settings;
-    imsd_conn_set_deadline(ms->c, smtp_session_reading_data(ms->s) ? st->data_timeout
-                                                                   : st->command_timeout);
+    bool data = smtp_session_reading_data(ms->s);
+    unsigned t = data ? st->data_timeout : st->command_timeout;
+    if (ms->srv->mail->stressed && st->stress_timeout < t)
+        t = st->stress_timeout;
+    uint64_t now = now_ms();
+    if (!data) {
+        ms->data_started = 0;
+    } else if (st->data_phase_timeout) {
+        if (!ms->data_started)
+            ms->data_started = now;
+        unsigned left = left_s(ms->data_started, st->data_phase_timeout, now);
+        if (left < t)
+            t = left;
+    }
+    if (st->session_timeout) {
+        unsigned left = left_s(ms->started, st->session_timeout, now);
+        if (left < t)
+            t = left;
+    }
+    imsd_conn_set_deadline(ms->c, t);
 }
 
 /* feed - give the session what the client sent, as much as it takes now. */
@@ -173,13 +223,6 @@ static void feed(mail_session *ms)
 
 /* --- flush mode (KB Q189587) ------------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* disk_check - look at the free space of RootDir's file system (at most every DISK_CHECK_MS)
  * and enter or leave flush mode, logging the change. Returns whether mail is refused. */
 static bool disk_check(struct imsd_mail *m)
@@ -215,13 +258,61 @@ static bool disk_check(struct imsd_mail *m)
     return low;
 }
 
+/* --- per-client limits (anvil.c) ------------------------------------------------------- */
+
+static const char *limit_name(ims_anvil_verdict v)
+{
+    switch (v) {
+    case IMS_ANVIL_CONNS:
+        return "connections open at once (MaxConnectionsPerClient)";
+    case IMS_ANVIL_CONN_RATE:
+        return "new connections a minute (MaxConnectionRatePerClient)";
+    case IMS_ANVIL_MSG_RATE:
+        return "messages a minute (MaxMessageRatePerClient)";
+    case IMS_ANVIL_RCPT_RATE:
+        return "recipients a minute (MaxRecipientRatePerClient)";
+    default:
+        return "none";
+    }
+}
+
+static uint32_t limit_value(const ims_anvil_limits *l, ims_anvil_verdict v)
+{
+    return v == IMS_ANVIL_CONNS       ? l->conns
+           : v == IMS_ANVIL_CONN_RATE ? l->conn_rate
+           : v == IMS_ANVIL_MSG_RATE  ? l->msg_rate
+                                      : l->rcpt_rate;
+}
+
+/* limit_refused - count a refusal by a per-client limit, and log it when it is the client's
+ * first in a minute (a client knocking without end makes one event a minute, not one each). */
+static void limit_refused(struct imsd_mail *m, const smtp_ip *client, const char *client_text,
+                          ims_anvil_verdict v)
+{
+    m->srv->stats->client_refused++;
+    if (!ims_anvil_log_due(m->anvil, client, now_ms()))
+        return;
+    ims_log_event(m->srv->log, IMS_EV_CLIENT_LIMIT, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                  IMS_LEVEL_NONE, /* at most one a client a minute: always worth a line */
+                  "The client %s is over its limit of %u %s: it is refused until its rate falls "
+                  "or its sessions end (further refusals of it in the next minute are not logged)",
+                  client_text, limit_value(&m->limits, v), limit_name(v));
+}
+
 /* --- lib/smtp's callbacks --------------------------------------------------------------- */
 
 static unsigned mail_check(void *arg, const smtp_path *from)
 {
     (void)from;
     mail_session *ms = arg;
-    return disk_check(ms->srv->mail) ? 452 : 250;
+    struct imsd_mail *m = ms->srv->mail;
+    if (disk_check(m))
+        return 452;
+    if (ms->ac && ims_anvil_message(m->anvil, ms->ac, &m->limits, now_ms()) != IMS_ANVIL_OK) {
+        limit_refused(m, &ms->client, ms->client_ip, IMS_ANVIL_MSG_RATE);
+        return 450;
+    }
+    return 250;
 }
 
 static bool is_local(void *arg, const char *domain)
@@ -237,6 +328,10 @@ static unsigned rcpt_check(void *arg, const smtp_path *addr, smtp_addr_class cls
     (void)cls; /* the router decides local or remote the same way lib/smtp's is_local did */
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
+    if (ms->ac && ims_anvil_recipient(m->anvil, ms->ac, &m->limits, now_ms()) != IMS_ANVIL_OK) {
+        limit_refused(m, &ms->client, ms->client_ip, IMS_ANVIL_RCPT_RATE);
+        return 450;
+    }
     ims_route route;
     int e = ims_router_route(m->router, addr->mailbox, &route);
     if (e == ENOENT || e == EINVAL)
@@ -618,19 +713,12 @@ static smtp_reply_id sender_check(void *arg, const char *account, const smtp_pat
 
 /* --- the connection's life -------------------------------------------------------------- */
 
-/* refuse_busy - MaxInboundConnections are open: 421 and close, no session. */
-static void refuse_busy(imsd_conn *c)
+/* refuse - answer a connection that gets no session with reply id (a 421), then close. */
+static void refuse(imsd_conn *c, smtp_reply_id id)
 {
     imsd_server *srv = imsd_conn_server(c);
-    srv->stats->conn_in_rejected++;
-    ims_log_event(srv->log, IMS_EV_INBOUND_REFUSED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
-                  IMS_LEVEL_MINIMUM,
-                  "The inbound connection from %s was refused: %u connections are open "
-                  "(MaxInboundConnections)",
-                  imsd_conn_peer(c), srv->stats->conn_in_current - 1);
     buf b = BUF_INIT;
-    if (smtp_reply_append(&b, SMTP_R_TOO_MANY_CONN, srv->mail->cfg[0].advertise_extensions,
-                          srv->mail->fqdn) ||
+    if (smtp_reply_append(&b, id, srv->mail->cfg[0].advertise_extensions, srv->mail->fqdn) ||
         imsd_conn_write(c, b.data, b.len)) {
         buf_free(&b);
         imsd_conn_close(c);
@@ -641,22 +729,119 @@ static void refuse_busy(imsd_conn *c)
     imsd_conn_set_deadline(c, SESSION_CLOSE_GRACE);
 }
 
+/* refuse_busy - MaxInboundConnections are open: 421 and close, no session. The event is
+ * logged once a minute at most, with the number refused since the last one: a flood of
+ * connections must not become a flood of events. */
+static void refuse_busy(imsd_conn *c)
+{
+    imsd_server *srv = imsd_conn_server(c);
+    struct imsd_mail *m = srv->mail;
+    uint64_t now = now_ms();
+    srv->stats->conn_in_rejected++;
+    m->busy_unlogged++;
+    if (!m->busy_logged || now - m->busy_logged >= 60000) {
+        ims_log_event(srv->log, IMS_EV_INBOUND_REFUSED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                      IMS_LEVEL_MINIMUM,
+                      "The inbound connection from %s was refused: %u connections are open "
+                      "(MaxInboundConnections); %llu refused since the last such event",
+                      imsd_conn_peer(c), imsd_server_in_use(srv) - 1,
+                      (unsigned long long)m->busy_unlogged);
+        m->busy_logged = now ? now : 1;
+        m->busy_unlogged = 0;
+    }
+    refuse(c, SMTP_R_TOO_MANY_CONN);
+}
+
+/* session_idle - ms waits for its client between commands: nothing of ours is pending, no
+ * message is being read. */
+static bool session_idle(const mail_session *ms)
+{
+    return ms->s && !smtp_session_committing(ms->s) && !smtp_session_reading_data(ms->s) &&
+           !ms->authing && !ms->auth_waiting && !ms->tls_asked && !smtp_session_want_close(ms->s);
+}
+
+/* session_cut - end ms now as a time-out would (421 4.4.2, then close once it is sent). */
+static void session_cut(mail_session *ms)
+{
+    if (smtp_session_timeout(ms->s)) {
+        imsd_conn_close(ms->c);
+        return;
+    }
+    flush(ms);
+    imsd_conn_set_deadline(ms->c, SESSION_CLOSE_GRACE);
+}
+
+/* stress_make_room - under stress, at the limit: close the session silent for longest (at
+ * least STRESS_IDLE_MIN_MS), so that a newcomer is not refused for an idle one's sake. True
+ * when one was closed. */
+static bool stress_make_room(struct imsd_mail *m, imsd_conn *newcomer, uint64_t now)
+{
+    if (!m->srv->settings->stress_threshold)
+        return false;
+    mail_session *victim = NULL;
+    for (imsd_conn *k = imsd_server_conns(m->srv); k; k = imsd_conn_next(k)) {
+        mail_session *o = k == newcomer || imsd_conn_closing(k) ? NULL : imsd_conn_session(k);
+        if (!o || !session_idle(o) || now - o->last_input < STRESS_IDLE_MIN_MS)
+            continue;
+        if (!victim || o->last_input < victim->last_input)
+            victim = o;
+    }
+    if (!victim)
+        return false;
+    m->stress_cut++;
+    m->srv->stats->stress_closed++;
+    session_cut(victim);
+    return true;
+}
+
+/* stress_update - enter stress at StressThreshold percent of MaxInboundConnections in use
+ * (every session's deadline shrinks to StressTimeout at once), leave it below three quarters
+ * of that (so that one connection more or less does not flap it). in_use: sessions now. */
+static void stress_update(struct imsd_mail *m, unsigned in_use, uint64_t now)
+{
+    const ims_settings *st = m->srv->settings;
+    uint64_t limit = st->max_inbound_connections, pct = st->stress_threshold;
+    if (!limit || !pct) {
+        return;
+    }
+    if (!m->stressed && (uint64_t)in_use * 100 >= limit * pct) {
+        m->stressed = true;
+        m->stress_since = now;
+        m->stress_cut = 0;
+        m->srv->stats->stress = 1;
+        ims_log_event(m->srv->log, IMS_EV_STRESS_BEGIN, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                      IMS_LEVEL_NONE,
+                      "Inbound connections are under stress: %u of %llu (MaxInboundConnections) "
+                      "in use; sessions now get %u s (StressTimeout) for each command and "
+                      "idle sessions are closed first to make room",
+                      in_use, (unsigned long long)limit, st->stress_timeout);
+        for (imsd_conn *k = imsd_server_conns(m->srv); k; k = imsd_conn_next(k)) {
+            mail_session *o = imsd_conn_closing(k) ? NULL : imsd_conn_session(k);
+            if (o && o->s && !smtp_session_committing(o->s) && !o->authing && !o->auth_waiting)
+                arm_deadline(o);
+        }
+    } else if (m->stressed && (uint64_t)in_use * 400 < limit * pct * 3) {
+        m->stressed = false;
+        m->srv->stats->stress = 0;
+        ims_log_event(m->srv->log, IMS_EV_STRESS_END, IMS_CAT_SMTP_INTERFACE, IMS_SEV_INFO,
+                      IMS_LEVEL_NONE,
+                      "Inbound connections are no longer under stress after %llu s: %u of %llu "
+                      "in use; %llu idle sessions were closed to make room",
+                      (unsigned long long)((now - m->stress_since) / 1000), in_use,
+                      (unsigned long long)limit, (unsigned long long)m->stress_cut);
+    }
+}
+
 void imsd_session_open(imsd_conn *c)
 {
     imsd_server *srv = imsd_conn_server(c);
-    uint32_t limit = srv->settings->max_inbound_connections;
-    if (srv->mail && limit && srv->stats->conn_in_current > limit) {
-        refuse_busy(c);
-        return;
-    }
-    mail_session *ms = srv->mail ? calloc(1, sizeof *ms) : NULL;
-    if (!ms) {
+    struct imsd_mail *m = srv->mail;
+    if (!m) {
         imsd_conn_close(c);
         return;
     }
-    ms->c = c;
-    ms->srv = srv;
-    ms->id = ++srv->mail->next_conn_id;
+    const ims_settings *st = srv->settings;
+    uint64_t now = now_ms();
     struct sockaddr_storage peer, self;
     socklen_t pl = sizeof peer, sl = sizeof self;
     smtp_ip client = {0}, local = {0};
@@ -665,9 +850,36 @@ void imsd_session_open(imsd_conn *c)
         smtp_ip_from_sockaddr((struct sockaddr *)&peer, &client);
     if (getsockname(fd, (struct sockaddr *)&self, &sl) == 0)
         smtp_ip_from_sockaddr((struct sockaddr *)&self, &local);
+    uint32_t limit = st->max_inbound_connections;
+    if (limit && imsd_server_in_use(srv) > limit && !stress_make_room(m, c, now)) {
+        refuse_busy(c);
+        return;
+    }
+    ims_anvil_client *ac = NULL;
+    if (!st->client_limits_exempt || !smtp_relay_list_match(&m->relay.allow, &client)) {
+        ims_anvil_verdict v = ims_anvil_connect(m->anvil, &client, &m->limits, now, &ac);
+        if (v != IMS_ANVIL_OK) {
+            char text[64];
+            smtp_ip_format(&client, text, sizeof text);
+            limit_refused(m, &client, text, v);
+            refuse(c, v == IMS_ANVIL_CONNS ? SMTP_R_CLIENT_CONNS : SMTP_R_CLIENT_CONN_RATE);
+            return;
+        }
+    }
+    mail_session *ms = calloc(1, sizeof *ms);
+    if (!ms) {
+        ims_anvil_disconnect(m->anvil, ac, now);
+        imsd_conn_close(c);
+        return;
+    }
+    ms->c = c;
+    ms->srv = srv;
+    ms->id = ++m->next_conn_id;
+    ms->client = client;
+    ms->ac = ac;
+    ms->started = ms->last_input = now;
     /* The address stays typed until it is written: "::1", never "[::1]:48314". */
     smtp_ip_format(&client, ms->client_ip, sizeof ms->client_ip);
-    struct imsd_mail *m = srv->mail;
     if (m->plog) {
         char self_text[IMSD_ADDR_MAX];
         imsd_addr_text((struct sockaddr *)&self, (int)sl, self_text, sizeof self_text);
@@ -697,11 +909,13 @@ void imsd_session_open(imsd_conn *c)
     cfg.starttls = !cfg.tls && imsd_tls_ctx(srv->tls) != NULL;
     if (smtp_session_new(&cfg, &cb, &client, &local, &ms->s)) {
         ims_protolog_end(ms->plc, "Closed: out of memory");
+        ims_anvil_disconnect(m->anvil, ac, now);
         session_free(ms);
         imsd_conn_close(c);
         return;
     }
     imsd_conn_set_session(c, ms);
+    stress_update(m, imsd_server_in_use(srv), now);
     arm_deadline(ms);
     flush(ms);
 }
@@ -714,6 +928,7 @@ void imsd_session_input(imsd_conn *c, struct evbuffer *in)
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
+    ms->last_input = now_ms();
     if (!smtp_session_committing(ms->s))
         feed(ms);
 }
@@ -782,6 +997,13 @@ void imsd_session_closed(imsd_conn *c)
     if (!ms)
         return;
     imsd_conn_set_session(c, NULL);
+    struct imsd_mail *m = ms->srv->mail;
+    uint64_t now = now_ms();
+    ims_anvil_disconnect(m->anvil, ms->ac, now);
+    ms->ac = NULL;
+    /* c is still counted as open until it is freed, after this. */
+    unsigned in_use = imsd_server_in_use(ms->srv);
+    stress_update(m, imsd_conn_closing(c) || !in_use ? in_use : in_use - 1, now);
     log_end(ms);
     smtp_session_free(ms->s); /* aborts an unfinished DATA through data_abort */
     ms->s = NULL;
@@ -915,6 +1137,15 @@ int imsd_mail_open(imsd_server *srv, reg_ctx *reg, const char *gateway)
         return IMS_EV_INTERNAL;
     m->srv = srv;
     srv->mail = m;
+    m->limits = (ims_anvil_limits){.conns = s->client_conns,
+                                   .conn_rate = s->client_conn_rate,
+                                   .msg_rate = s->client_msg_rate,
+                                   .rcpt_rate = s->client_rcpt_rate};
+    if (ims_anvil_new(IMS_ANVIL_CAPACITY, &m->anvil)) {
+        free(m);
+        srv->mail = NULL;
+        return IMS_EV_INTERNAL;
+    }
     snprintf(m->store_dir, sizeof m->store_dir, "%s/store", reg_ctx_root_dir(reg));
     ims_settings_fqdn(s, m->fqdn, sizeof m->fqdn);
     int e = dir_open(reg, &m->dir);
@@ -1120,6 +1351,7 @@ void imsd_mail_close(imsd_server *srv)
     ims_router_free(m->router);
     dir_close(m->dir);
     smtp_relay_policy_free(&m->relay);
+    ims_anvil_free(m->anvil);
     free(m);
     srv->mail = NULL;
 }

@@ -351,7 +351,8 @@ def test_every_other_counter_moves(world, pki):
     mport = free_port()
     svc = world.service(params=metrics_params(mport) + [
         ("TlsCertificateFile", "REG_SZ", pki.chain), ("TlsKeyFile", "REG_SZ", pki.key),
-        ("MaxInboundConnections", "REG_DWORD", "3"), ("RetryInterval", "REG_SZ", "1")])
+        ("MaxInboundConnections", "REG_DWORD", "3"), ("RetryInterval", "REG_SZ", "1"),
+        ("StressThreshold", "REG_DWORD", "0")])  # the 4th connection is refused, not let in
     m0 = parse_metrics(fetch(mport))
 
     # Inbound STARTTLS: one handshake that works, one that fails (garbage for a ClientHello).

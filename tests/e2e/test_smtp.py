@@ -65,6 +65,14 @@ def dead(pid):
         return True
 
 
+# Parameters values that lift the per-client limits, for tests that load the service from one
+# address (127.0.0.1) as a benchmark would.
+NO_CLIENT_LIMITS = [("MaxConnectionsPerClient", "REG_DWORD", "0"),
+                    ("MaxConnectionRatePerClient", "REG_DWORD", "0"),
+                    ("MaxMessageRatePerClient", "REG_DWORD", "0"),
+                    ("MaxRecipientRatePerClient", "REG_DWORD", "0")]
+
+
 class Service:
     def __init__(self, root, port, extra_params=(), diag=(), start=True):
         self.root = root

@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from test_smtp import WAIT, Service, dead, free_port, partial_work_files, run, wait_for
+from test_smtp import NO_CLIENT_LIMITS, WAIT, Service, dead, free_port, partial_work_files, run, wait_for
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SESSIONS = 16  # parallel SMTP sessions (MaxInboundConnections is raised to 100 below)
@@ -84,7 +84,8 @@ def crash_once(root, count):
     """One try: load, kill -9 at a third, restart, settle. Returns (acked ids, the running
     service), or None when the load ended before the kill could hit it (the caller then tries
     a bigger one); the service is stopped then, and on any failure."""
-    s = Service(root, free_port(), [("MaxInboundConnections", "REG_DWORD", "100")])
+    s = Service(root, free_port(),
+                [("MaxInboundConnections", "REG_DWORD", "100")] + NO_CLIENT_LIMITS)
     load = None
     keep = False
     try:

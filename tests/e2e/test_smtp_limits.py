@@ -15,8 +15,8 @@ import tempfile
 import pytest
 
 from conftest import IMS_BIN
-from test_smtp import (WAIT, Service, free_port, partial_work_files, raw_session, run, smtp,
-                       wait_for)
+from test_smtp import (NO_CLIENT_LIMITS, WAIT, Service, free_port, partial_work_files,
+                       raw_session, run, smtp, wait_for)
 
 PARAMS = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Parameters"
 DIAG = r"HKLM\System\CurrentControlSet\Services\MSExchangeIMC\Diagnostics"
@@ -138,7 +138,10 @@ def test_out_of_range_value_keeps_default_with_event(make_svc):
 
 
 def test_inbound_connection_limit(make_svc):
-    svc = make_svc(params=[("MaxInboundConnections", "REG_DWORD", "2")])
+    # Without stress mode, which would close an idle session for the newcomer instead
+    # (test_client_limits.py).
+    svc = make_svc(params=[("MaxInboundConnections", "REG_DWORD", "2"),
+                           ("StressThreshold", "REG_DWORD", "0")])
     a, b = connect(svc), connect(svc)
     try:
         assert read_reply(a).startswith("220 ")
@@ -177,7 +180,9 @@ def test_idle_connections_are_small(make_svc):
     imsd's memory (its AUTH state and command line buffer are made when first needed; it was
     6.4 KiB with them). All stay open, each works when it speaks, and mail flows beside them."""
     k = 500  # within a default descriptor limit of 1024 on both sides
-    svc = make_svc(params=[("MaxInboundConnections", "REG_DWORD", str(k + 50))])
+    # From one address, and held on purpose: no per-client limits, no stress mode.
+    svc = make_svc(params=[("MaxInboundConnections", "REG_DWORD", str(k + 50)),
+                           ("StressThreshold", "REG_DWORD", "0")] + NO_CLIENT_LIMITS)
     before = vm_rss_kib(svc.pid())
     held = []
     try:

@@ -20,7 +20,7 @@ import tempfile
 import pytest
 
 from conftest import IMS_BIN, REPO
-from test_smtp import WAIT, Service, free_port, run, wait_for
+from test_smtp import NO_CLIENT_LIMITS, WAIT, Service, free_port, run, wait_for
 
 import sys
 
@@ -498,7 +498,7 @@ def test_protocol_log_hides_credentials(make, pki):
 def test_idle_tls_sessions_do_not_block_plain_mail(make, pki):
     """Sessions that finished a handshake and went quiet, and connections that never start
     theirs, hold no thread and block nothing: plain mail and new TLS sessions go on."""
-    svc = make(params=[("MaxInboundConnections", "REG_DWORD", "1000")])
+    svc = make(params=[("MaxInboundConnections", "REG_DWORD", "1000")] + NO_CLIENT_LIMITS)
     held = []
     try:
         for _ in range(150):

@@ -604,6 +604,8 @@ static unsigned rcpt_verdict(struct rec *r, const smtp_path *addr, smtp_addr_cla
         return 451;
     if (!strncmp(addr->local, "weird", 5))
         return 999;
+    if (!strncmp(addr->local, "ratelimited", 11))
+        return 450;
     return 250;
 }
 
@@ -878,10 +880,13 @@ static const struct tcase cases[] = {
      false},
     {"recipient lookups", CFG_DEFAULT,
      S(EHLO MAIL "RCPT TO:<tempfail@local.test>\r\nRCPT TO:<weird@local.test>\r\n"
-                 "RCPT TO:<unknown@sub.local.test>\r\nQUIT\r\n"),
-     GREET EHLO_OK MAIL_OK "451 4.3.0 Recipient lookup failed, try again later\r\n"
-                           "451 4.3.0 Recipient lookup failed, try again later\r\n"
-                           "550 5.1.1 User unknown\r\n" BYE,
+                 "RCPT TO:<unknown@sub.local.test>\r\nRCPT TO:<ratelimited@local.test>\r\n"
+                 "QUIT\r\n"),
+     GREET EHLO_OK MAIL_OK
+     "451 4.3.0 Recipient lookup failed, try again later\r\n"
+     "451 4.3.0 Recipient lookup failed, try again later\r\n"
+     "550 5.1.1 User unknown\r\n"
+     "450 4.7.0 Too many recipients from your address, try again later\r\n" BYE,
      NULL, NULL, false},
     {"commit fails", CFG_DEFAULT, S(EHLO MAIL RCPT "DATA\r\nx\r\n.\r\n" MAIL "QUIT\r\n"),
      GREET EHLO_OK MAIL_OK RCPT_OK DATA_GO
@@ -1605,6 +1610,8 @@ static void test_mail_check(void **state)
     feed(s, S(EHLO MAIL RCPT), &out);
     flush_answer = 0; /* a broken check: temporary */
     feed(s, S(MAIL), &out);
+    flush_answer = 450; /* a per-client rate */
+    feed(s, S(MAIL), &out);
     flush_answer = 250;
     feed(s, S(MAIL RCPT "QUIT\r\n"), &out);
     const char want[] =
@@ -1612,10 +1619,12 @@ static void test_mail_check(void **state)
         "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n"
         "452 4.3.1 Insufficient system storage\r\n"
         "503 5.5.1 Need MAIL before RCPT\r\n"
-        "451 4.3.0 Requested action aborted: local error in processing\r\n" MAIL_OK RCPT_OK BYE;
+        "451 4.3.0 Requested action aborted: local error in processing\r\n"
+        "450 4.7.0 Too many messages from your address, try again later\r\n" MAIL_OK RCPT_OK BYE;
     expect_bytes("mail_check", (const char *)out.data, out.len, S(want));
     assert_string_equal(buf_cstr(&rec.events),
                         "mail_check(sender@remote.example);mail_check(sender@remote.example);"
+                        "mail_check(sender@remote.example);"
                         "mail_check(sender@remote.example);check(user@local.test);");
     smtp_session_stats st;
     smtp_session_stats_get(s, &st);
