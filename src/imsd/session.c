@@ -221,7 +221,10 @@ static unsigned mail_check(void *arg, const smtp_path *from)
 {
     (void)from;
     mail_session *ms = arg;
-    return disk_check(ms->srv->mail) ? 452 : 250;
+    /* Flush mode, or a spool that already failed for want of space and has still no room. */
+    if (disk_check(ms->srv->mail) || ims_spool_short_of_space(ms->srv->mail->spool))
+        return 452;
+    return 250;
 }
 
 static bool is_local(void *arg, const char *domain)
@@ -325,6 +328,8 @@ static int data_begin(void *arg, const smtp_envelope *env)
     int rc = ims_spool_begin(m->spool, &e, &ms->msg);
     free(r);
     free(notify);
+    if (ims_err_no_space(rc))
+        return 452; /* the spool's disk-full event says it, once */
     if (rc)
         ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
                       IMS_LEVEL_NONE,
@@ -338,7 +343,8 @@ static int data_chunk(void *arg, const char *p, size_t n)
 {
     mail_session *ms = arg;
     ims_protolog_content(ms->plc, p, n);
-    return ims_spool_write(ms->msg, p, n);
+    int rc = ims_spool_write(ms->msg, p, n);
+    return ims_err_no_space(rc) ? 452 : rc;
 }
 
 static void committed(void *arg, int err, const char *queue_id)
@@ -356,7 +362,8 @@ static void committed(void *arg, int err, const char *queue_id)
         if (ms->msg_null_sender)
             st->ndr_in++;
     }
-    if (smtp_session_data_done(ms->s, err == 0, queue_id)) {
+    unsigned code = !err ? 250 : ims_err_no_space(err) ? 452 : 451;
+    if (smtp_session_data_result(ms->s, code, queue_id)) {
         imsd_conn_close(ms->c);
         return;
     }
