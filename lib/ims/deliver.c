@@ -836,7 +836,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
             if (newly_done(m, i))
                 rc = buf_printf(&b, "done %zu\n", i);
         if (!rc && b.len)
-            rc = ims_spool_records_append(m->fd, b.data, b.len);
+            rc = ims_append_whole(m->fd, b.data, b.len);
         if (rc)
             fail(m, rc, SIZE_MAX);
         else if (b.len) {

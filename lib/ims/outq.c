@@ -515,7 +515,7 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
             fd = openat(q->out_fd, t->id, O_WRONLY | O_APPEND | O_CLOEXEC);
             if (fd < 0)
                 t->err = errno;
-            else if ((t->err = ims_spool_records_append(fd, t->recs.data, t->recs.len))) {
+            else if ((t->err = ims_append_whole(fd, t->recs.data, t->recs.len))) {
                 close(fd);
                 fd = -1;
             }

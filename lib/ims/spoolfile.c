@@ -391,7 +391,7 @@ static int read_status(int fd, ims_spool_file *f)
     return 0;
 }
 
-int ims_spool_records_append(int fd, const void *p, size_t n)
+int ims_append_whole(int fd, const void *p, size_t n)
 {
     off_t end = lseek(fd, 0, SEEK_END);
     if (end < 0)

@@ -1850,21 +1850,21 @@ static void test_records_append_failure(void **state)
     snprintf(path, sizeof path, "%s/records", fx->dir);
     int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     assert_true(fd >= 0);
-    assert_int_equal(ims_spool_records_append(fd, "done 0\n", 7), 0);
+    assert_int_equal(ims_append_whole(fd, "done 0\n", 7), 0);
     struct rlimit old, lim;
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
     lim = old;
     lim.rlim_cur = 10; /* room for 3 of the next 7 bytes */
     void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    int rc = ims_spool_records_append(fd, "done 1\n", 7);
+    int rc = ims_append_whole(fd, "done 1\n", 7);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, was);
     assert_int_equal(rc, EFBIG);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
     assert_int_equal(st.st_size, 7); /* the torn "don" is gone */
-    assert_int_equal(ims_spool_records_append(fd, "done 1\n", 7), 0);
+    assert_int_equal(ims_append_whole(fd, "done 1\n", 7), 0);
     char got[32] = {0};
     assert_int_equal(pread(fd, got, sizeof got - 1, 0), 14);
     assert_string_equal(got, "done 0\ndone 1\n");
