@@ -4,6 +4,7 @@ fills with a filler file. A client gets 452 4.3.1 while the spool is full and 25
 is back; a message accepted before the mailboxes filled waits and is delivered, exactly once,
 when they have room again; nothing half-written is left in Work, In, MTS-IN or a Maildir's
 tmp/. Needs root (mount), as CI runs it."""
+import contextlib
 import errno
 import glob
 import json
@@ -76,22 +77,40 @@ def received_ids(root, alias):
     return out
 
 
-@pytest.fixture
-def world():
-    """A service whose imcdata and store are each a tmpfs of TMPFS_SIZE; yields it and stops
-    it (first), then unmounts both whatever happened."""
+def mount_over(path):
+    """A tmpfs over the existing directory path (a Maildir), with its sub-folders, owner and
+    modes as they were."""
+    subs = [(d, os.stat(os.path.join(path, d))) for d in ("cur", "new", "tmp")]
+    top = os.stat(path)
+    mount_tmpfs(path)
+    os.chown(path, top.st_uid, top.st_gid)
+    os.chmod(path, top.st_mode & 0o7777)
+    for d, st in subs:
+        os.mkdir(os.path.join(path, d))
+        os.chown(os.path.join(path, d), st.st_uid, st.st_gid)
+        os.chmod(os.path.join(path, d), st.st_mode & 0o7777)
+
+
+@contextlib.contextmanager
+def service_on_tmpfs(before=("imcdata", "store"), after=()):
+    """A service with each folder of before (under its IMS_ROOT) a tmpfs of TMPFS_SIZE made
+    before the install, and each of after one made over the installed folder; yields it and
+    stops it (first), then unmounts them all whatever happened."""
     root = tempfile.mkdtemp(prefix="ims-diskfull-")
     os.chmod(root, 0o755)
     mounts = []
     svc = None
     try:
-        for sub in ("imcdata", "store"):
+        for sub in before:
             mount_tmpfs(os.path.join(root, sub))
             mounts.append(os.path.join(root, sub))
         # DiskSpaceLowWaterMark off: its flush mode would refuse at MAIL (8 MB < 10 MB) before
         # any write could fail; this test is about the writes.
         svc = Service(root, free_port(), [("DiskSpaceLowWaterMark", "REG_DWORD", "0")],
                       start=False)
+        for sub in after:
+            mount_over(os.path.join(root, sub))
+            mounts.append(os.path.join(root, sub))
         svc.console = svc.start_console()
         yield svc
     finally:
@@ -101,6 +120,12 @@ def world():
         for m in reversed(mounts):
             umount(m)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def world():
+    with service_on_tmpfs() as svc:
+        yield svc
 
 
 def send(svc):
@@ -135,7 +160,7 @@ def test_spool_full_gets_452_then_resumes(world):
     assert not half_written(root)
     log = events(svc)
     svc.console = None
-    assert log.count("2032") == 1 and log.count("2033") == 1, log
+    assert log.count("Event 2032 ") == 1 and log.count("Event 2033 ") == 1, log
     assert os.path.join(root, "imcdata") in log, log
 
 
@@ -155,7 +180,7 @@ def test_mailboxes_full_after_250_delivered_once_space_returns(world):
     assert not half_written(root)
     log = events(svc)
     svc.console = None
-    assert log.count("2032") == 1 and log.count("2033") == 1, log
+    assert log.count("Event 2032 ") == 1 and log.count("Event 2033 ") == 1, log
     assert os.path.join(root, "store") in log, log
     assert len(received_ids(root, "bob")) == 1  # exactly once
 
@@ -163,3 +188,28 @@ def test_mailboxes_full_after_250_delivered_once_space_returns(world):
 def stat_deferred(svc):
     c = json.loads(run("imsctl", "stats", "--json", env=svc.env).stdout)["counters"]
     return c.get("recipients_deferred_total.local", 0)
+
+
+def test_one_mailbox_full_waits_while_others_get_theirs():
+    """bob's Maildir alone is full (its own tmpfs: the copy is made in its tmp/, not linked):
+    alice gets her copy at once, bob his once space is back; each exactly once."""
+    with service_on_tmpfs(before=(), after=("store/bob",)) as svc:
+        root = svc.root
+        filler = fill(os.path.join(root, "store", "bob"))
+        with smtplib.SMTP("127.0.0.1", svc.port, timeout=WAIT) as c:
+            c.ehlo("client.test")
+            assert c.sendmail("sender@remote.test", ["alice@example.com", "bob@example.com"],
+                              MSG) == {}
+        wait_for(lambda: len(received_ids(root, "alice")) == 1 and stat_deferred(svc) >= 1,
+                 "alice's copy and bob's deferral")
+        assert not received_ids(root, "bob") and len(spool_files(root)) == 1
+        assert not half_written(root)
+        os.unlink(filler)
+        wait_for(lambda: len(received_ids(root, "bob")) == 1 and not spool_files(root),
+                 "bob's copy once space is back")
+        assert not half_written(root)
+        log = events(svc)
+        svc.console = None
+        assert log.count("Event 2032 ") == 1 and log.count("Event 2033 ") == 1, log
+        assert os.path.join(root, "store", "bob") in log, log
+        assert len(received_ids(root, "alice")) == 1 and len(received_ids(root, "bob")) == 1
