@@ -79,8 +79,8 @@ struct ims_spool {
     ims_tracking *tracking;
     ims_deliverer *deliverer;
     atomic_uint_least32_t counter; /* the low half of queue ids */
-    /* A disk-full episode: set (by the committer) when a message failed for want of space,
-     * cleared when one is committed again; read by ims_spool_short_of_space in any thread. */
+    /* A disk-full episode: set when a message failed for want of space (by a writer or the
+     * committer), cleared when one is committed again; read by ims_spool_short_of_space. */
     atomic_bool no_space;
 
     pthread_mutex_t lock; /* guards everything below */
