@@ -1871,6 +1871,13 @@ static void test_records_append_failure(void **state)
     close(fd);
     assert_true(ims_err_no_space(ENOSPC) && ims_err_no_space(EDQUOT));
     assert_false(ims_err_no_space(EIO) || ims_err_no_space(0) || ims_err_no_space(EFBIG));
+    /* The disk-full events name the folder, its mount point and the space free. */
+    char fs[PATH_MAX + 128];
+    ims_fs_describe(fx->dir, fs, sizeof fs);
+    assert_non_null(strstr(fs, "(file system mounted at /"));
+    assert_non_null(strstr(fs, " bytes free)"));
+    assert_true(!strncmp(fs, fx->dir, strlen(fx->dir)));
+    assert_string_equal(ims_fs_describe("/no/such/dir", fs, sizeof fs), "/no/such/dir");
 }
 
 int main(void)
