@@ -85,6 +85,7 @@ struct ims_deliverer {
     void *receipt_arg;
     unsigned receipt_seq;
     int *fds, *errs; /* DELIVER_ROUND each: a round's syncs */
+    bool no_space;   /* a disk-full episode: a delivery failed for want of space, none since */
     /* Files left In since its last known fsync: dirty until a sync numbered in_need
      * (ims_recycler_mark) has succeeded, or this thread syncs In at in_dirty_at + the delay. */
     bool in_dirty;
@@ -835,7 +836,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
             if (newly_done(m, i))
                 rc = buf_printf(&b, "done %zu\n", i);
         if (!rc && b.len)
-            rc = base_write_all(m->fd, b.data, b.len);
+            rc = ims_append_whole(m->fd, b.data, b.len);
         if (rc)
             fail(m, rc, SIZE_MAX);
         else if (b.len) {
@@ -863,6 +864,45 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
     free(wrote);
 }
 
+/* space_full - a delivery into path failed for want of space (err): the episode's one event,
+ * at its first failure; the per-message events of the failures that follow are left out. */
+static void space_full(ims_deliverer *d, const char *path, int err)
+{
+    if (d->no_space)
+        return;
+    d->no_space = true;
+    char fs[PATH_MAX + 128];
+    dl_event(d, IMS_EV_DISK_FULL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+             "The disk is full: a message could not be delivered into %s: %s; deliveries "
+             "wait and are retried until space is freed",
+             ims_fs_describe(path, fs, sizeof fs), strerror(err));
+}
+
+/* space_back - a message was delivered: ends an episode. */
+static void space_back(ims_deliverer *d, const char *path)
+{
+    if (!d->no_space)
+        return;
+    d->no_space = false;
+    char fs[PATH_MAX + 128];
+    dl_event(d, IMS_EV_DISK_SPACE_BACK, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_INFO,
+             "Disk space is back: messages are delivered again (into %s)",
+             ims_fs_describe(path, fs, sizeof fs));
+}
+
+/* mts_in_path - MTS-IN's new/ as a path, from its descriptor (for the events). */
+static const char *mts_in_path(const ims_deliverer *d, char *out, size_t n)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", d->mts_new_fd);
+    ssize_t k = readlink(link, out, n - 1);
+    if (k < 0)
+        snprintf(out, n, "MTS-IN");
+    else
+        out[k] = '\0';
+    return out;
+}
+
 /* conclude - all recipients done: MTS-IN's copy goes, then the spool file. Else the event
  * that says why, and a retry later. */
 static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *finished)
@@ -885,6 +925,9 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
         } else {
             m->item->finished = true;
             (*finished)++;
+            char path[PATH_MAX];
+            space_back(d, m->f.nrcpt && m->f.rcpts[0].maildir ? m->f.rcpts[0].maildir
+                                                              : mts_in_path(d, path, sizeof path));
             return;
         }
     }
@@ -910,9 +953,20 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
         mts_remove(d, m);
         unlinkat(d->mts_tmp_fd, m->name, 0);
         m->item->finished = true;
+        char path[PATH_MAX];
+        space_back(d, mts_in_path(d, path, sizeof path));
         return;
     }
     *deferred += m->nfailed ? m->nfailed : 1;
+    if (ims_err_no_space(m->err)) {
+        char path[PATH_MAX];
+        if (m->err_rcpt != SIZE_MAX && m->parsed && m->err_rcpt < m->f.nrcpt &&
+            m->f.rcpts[m->err_rcpt].maildir)
+            space_full(d, m->f.rcpts[m->err_rcpt].maildir, m->err);
+        else
+            space_full(d, mts_in_path(d, path, sizeof path), m->err);
+        return;
+    }
     if (m->err_rcpt != SIZE_MAX && m->parsed && m->err_rcpt < m->f.nrcpt)
         dl_event(d, IMS_EV_SPOOL_DEFERRED, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_WARNING,
                  "Message %s could not be delivered to %s (%s/new): %s; %zu recipient(s) wait "

@@ -2,8 +2,14 @@
  * the Diagnostics Logging levels (atomic: changed live), handed to the program's sink. */
 #include "ims/ims.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #define IMS_EVENT_MAX 1024 /* bytes of one event's text */
 
@@ -69,4 +75,47 @@ void ims_log_event(ims_log *log, unsigned id, ims_category cat, ims_severity sev
             *p = ' ';
     ims_event ev = {id, cat, sev, text};
     log->fn(log->arg, &ev);
+}
+
+bool ims_err_no_space(int err)
+{
+    return err == ENOSPC || err == EDQUOT;
+}
+
+/* mount_point - the top of path's file system: the last directory going up from it whose
+ * device is still path's. Returns 0 or -1 (path cannot be resolved). */
+static int mount_point(const char *path, char *out, size_t n)
+{
+    char cur[PATH_MAX];
+    struct stat st, up;
+    if (!realpath(path, cur) || stat(cur, &st))
+        return -1;
+    while (strcmp(cur, "/")) {
+        char *slash = strrchr(cur, '/');
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%.*s", slash == cur ? 1 : (int)(slash - cur), cur);
+        if (stat(parent, &up) || up.st_dev != st.st_dev)
+            break;
+        snprintf(cur, sizeof cur, "%s", parent);
+    }
+    snprintf(out, n, "%s", cur);
+    return 0;
+}
+
+char *ims_fs_describe(const char *path, char *out, size_t n)
+{
+    char mnt[PATH_MAX];
+    struct statvfs vfs;
+    bool have_mnt = !mount_point(path, mnt, sizeof mnt);
+    bool have_free = !statvfs(path, &vfs);
+    unsigned long long avail = have_free ? (unsigned long long)vfs.f_bavail * vfs.f_frsize : 0;
+    if (have_mnt && have_free)
+        snprintf(out, n, "%s (file system mounted at %s, %llu bytes free)", path, mnt, avail);
+    else if (have_mnt)
+        snprintf(out, n, "%s (file system mounted at %s)", path, mnt);
+    else if (have_free)
+        snprintf(out, n, "%s (%llu bytes free)", path, avail);
+    else
+        snprintf(out, n, "%s", path);
+    return out;
 }

@@ -50,6 +50,8 @@
 #define IMS_EV_RELAY_DENIED 2040     /* a recipient refused for relaying (KB Q193922; ours) */
 #define IMS_EV_FLUSH_ENTER 2030      /* MSG_ENTERING_FLUSH_MODE: disk low, no new mail (ours) */
 #define IMS_EV_FLUSH_LEAVE 2031      /* MSG_LEAVING_FLUSH_MODE: space again (ours) */
+#define IMS_EV_DISK_FULL 2032        /* a write failed with ENOSPC/EDQUOT: an episode begins (ours) */
+#define IMS_EV_DISK_SPACE_BACK 2033  /* a write succeeded again after IMS_EV_DISK_FULL (ours) */
 #define IMS_EV_LISTEN_FAILED 4007    /* cannot bind the TCP/IP listener socket */
 #define IMS_EV_MAPI_INIT_FAILED 4018 /* MAPI could not be initialized */
 #define IMS_EV_NO_ADMIN_MAILBOX                                                                    \
@@ -123,6 +125,15 @@ int ims_level_parse(const char *text, unsigned *out);
 const char *ims_level_name(unsigned level);
 /* ims_severity_name - "Error", "Warning", "Information". */
 const char *ims_severity_name(ims_severity s);
+/* ims_err_no_space - err is "out of disk space": ENOSPC, or EDQUOT (the service account's
+ * quota). Such failures are answered 452 4.3.1 and retried, and make one IMS_EV_DISK_FULL
+ * event per episode rather than one per message. */
+bool ims_err_no_space(int err);
+/* ims_fs_describe - "<path> (file system mounted at <mount point>, <n> bytes free)" into
+ * out (n bytes, always terminated; the parts that cannot be found are left out), for the
+ * disk-full events. Returns out. */
+char *ims_fs_describe(const char *path, char *out, size_t n);
+
 /* ims_log_event - format and deliver an event if its level passes the category's. */
 void ims_log_event(ims_log *log, unsigned id, ims_category cat, ims_severity sev, unsigned level,
                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -1456,6 +1467,13 @@ void ims_spool_abort(ims_spool_msg *m);
  * called once) or the error of begin (done will not be called). */
 int ims_spool_submit(ims_spool *sp, const ims_envelope *env, const void *data, size_t len,
                      ims_spool_done_fn done, void *arg);
+
+/* ims_spool_short_of_space - true while a disk-full episode is on (a message failed for want of
+ * space and none was committed since) and the spool's file system still has less than
+ * IMS_SPOOL_SPACE_MARGIN bytes free: a new transaction would fail, refuse it (452 4.3.1) at
+ * MAIL. One fstatvfs during an episode, nothing otherwise. Any thread. */
+#define IMS_SPOOL_SPACE_MARGIN (1024 * 1024)
+bool ims_spool_short_of_space(ims_spool *sp);
 
 /* ims_spool_fd - readable when ims_spool_dispatch has work (non-blocking eventfd). */
 int ims_spool_fd(const ims_spool *sp);

@@ -218,6 +218,7 @@ struct ims_outq {
     char root[PATH_MAX];
     char bad_dir[PATH_MAX];
     char store_dir[PATH_MAX];
+    bool no_space; /* a disk-full episode: a record commit failed for want of space (loop's) */
     ims_report_names names;
     void (*ready)(void *arg, ims_outq_dest *d);
     void *ready_arg;
@@ -514,7 +515,7 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
             fd = openat(q->out_fd, t->id, O_WRONLY | O_APPEND | O_CLOEXEC);
             if (fd < 0)
                 t->err = errno;
-            else if ((t->err = base_write_all(fd, t->recs.data, t->recs.len))) {
+            else if ((t->err = ims_append_whole(fd, t->recs.data, t->recs.len))) {
                 close(fd);
                 fd = -1;
             }
@@ -1831,6 +1832,31 @@ static void msg_gone(ims_outq *q, oq_msg *m)
     msg_free(m);
 }
 
+/* commit_space - a record commit's part in a disk-full episode: one event when the first
+ * fails for want of space (the results stay in memory and retries go on as scheduled; a
+ * record is not made again, so a restart before the message leaves Out may send it again:
+ * never lost), one when a commit succeeds again; no per-message event for such failures. */
+static void commit_space(ims_outq *q, int err)
+{
+    char out[PATH_MAX + 8], fs[PATH_MAX + 160];
+    if (ims_err_no_space(err) == q->no_space || (err && !ims_err_no_space(err)))
+        return;
+    q->no_space = !q->no_space;
+    snprintf(out, sizeof out, "%s/Out", q->root);
+    if (q->no_space)
+        ims_log_event(q->log, IMS_EV_DISK_FULL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      "The disk is full: delivery results could not be recorded in %s: %s; "
+                      "the queue goes on with them in memory (a restart before such a "
+                      "message has left the queue may send it again)",
+                      ims_fs_describe(out, fs, sizeof fs), strerror(err));
+    else
+        ims_log_event(q->log, IMS_EV_DISK_SPACE_BACK, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_INFO,
+                      IMS_LEVEL_NONE,
+                      "Disk space is back: delivery results are recorded again in %s",
+                      ims_fs_describe(out, fs, sizeof fs));
+}
+
 static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
 {
     oq_msg *m = t->m;
@@ -1865,7 +1891,8 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
         content_drop(q, m);
         break;
     case T_COMMIT: {
-        if (t->err)
+        commit_space(q, t->err);
+        if (t->err && !ims_err_no_space(t->err))
             ims_log_event(q->log, IMS_EV_INTERNAL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,
                           IMS_LEVEL_NONE,
                           "Unable to record delivery results of message %s: %s (a restart "

@@ -1,6 +1,7 @@
 /* protolog.c - the SMTP protocol log in RootDir\Log: one file per concurrent connection,
  * L0000001.LOG and up, a record per line, written at the Diagnostics level asked for. */
 #include "ims/ims.h"
+#include "ims/spool_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -97,8 +98,8 @@ static size_t slot_take(ims_protolog *pl)
     return slot;
 }
 
-/* record - one line: time, connection id, mark, text (control characters made '?'). One
- * write(), so the line is whole even if the disk fills. */
+/* record - one line: time, connection id, mark, text (control characters made '?'), whole
+ * or not at all even if the disk fills. */
 static void record(ims_protolog_conn *c, char mark, const char *text, size_t n)
 {
     char line[IMS_PROTOLOG_LINE_MAX + 96];
@@ -119,7 +120,7 @@ static void record(ims_protolog_conn *c, char mark, const char *text, size_t n)
     }
     line[len++] = '\n';
     /* A failed log write must not disturb the mail: it is dropped. */
-    (void)base_write_all(c->fd, line, len);
+    (void)ims_append_whole(c->fd, line, len);
 }
 
 /* begin - take a file for connection conn_id and write its "+" line, text. */

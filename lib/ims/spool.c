@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -78,6 +79,9 @@ struct ims_spool {
     ims_tracking *tracking;
     ims_deliverer *deliverer;
     atomic_uint_least32_t counter; /* the low half of queue ids */
+    /* A disk-full episode: set when a message failed for want of space (by a writer or the
+     * committer), cleared when one is committed again; read by ims_spool_short_of_space. */
+    atomic_bool no_space;
 
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t wake;  /* the committer's: work arrived, or stop */
@@ -401,9 +405,14 @@ static int append(ims_spool_msg *m, const void *data, size_t n, bool may_flush)
     return rc;
 }
 
+static void space_full(ims_spool *sp, int err);
+
 int ims_spool_write(ims_spool_msg *m, const void *data, size_t n)
 {
-    return append(m, data, n, true);
+    int rc = append(m, data, n, true);
+    if (ims_err_no_space(rc))
+        space_full(m->sp, rc);
+    return rc;
 }
 
 static int finish_file(ims_spool_msg *m);
@@ -566,6 +575,50 @@ static bool release_claims(ims_spool *sp, ims_spool_msg **ms, size_t n)
     return ok;
 }
 
+/* space_full - a message failed for want of disk space (err): one event when an episode
+ * begins (the first such failure: not one per message, as a full disk fails them all); the
+ * per-message events of such failures are left out. Any thread. */
+static void space_full(ims_spool *sp, int err)
+{
+    if (atomic_exchange(&sp->no_space, true))
+        return;
+    char work[PATH_MAX], fs[PATH_MAX + 128];
+    snprintf(work, sizeof work, "%s/Work", sp->root);
+    spool_event_fmt(sp, IMS_EV_DISK_FULL, IMS_CAT_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                    "The disk is full: a message could not be spooled in %s: %s; new "
+                    "messages are refused with 452 4.3.1 until space is freed",
+                    ims_fs_describe(work, fs, sizeof fs), strerror(err));
+}
+
+/* space_back - a message was committed: the episode, if any, is over. */
+static void space_back(ims_spool *sp)
+{
+    if (!atomic_exchange(&sp->no_space, false))
+        return;
+    char work[PATH_MAX], fs[PATH_MAX + 128];
+    snprintf(work, sizeof work, "%s/Work", sp->root);
+    spool_event_fmt(sp, IMS_EV_DISK_SPACE_BACK, IMS_CAT_INTERNAL, IMS_SEV_INFO, IMS_LEVEL_NONE,
+                    "Disk space is back: messages are spooled again in %s",
+                    ims_fs_describe(work, fs, sizeof fs));
+}
+
+/* space_episode - a commit round's part in it. */
+static void space_episode(ims_spool *sp, ims_spool_msg **ms, size_t n)
+{
+    int no_space = 0;
+    bool ok = false;
+    for (size_t i = 0; i < n; i++) {
+        if (ims_err_no_space(ms[i]->err))
+            no_space = ms[i]->err;
+        else if (!ms[i]->err)
+            ok = true;
+    }
+    if (no_space)
+        space_full(sp, no_space);
+    else if (ok)
+        space_back(sp);
+}
+
 /* commit_round - make a round of written messages durable: fdatasync them together (in the
  * I/O pool), rename each into In, then one fsync of In for all of them. Only then is any of
  * them acknowledged (m->err 0). */
@@ -575,7 +628,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         ims_spool_msg *m = ms[i];
-        if (!m->err && (m->err = finish_file(m)))
+        if (!m->err && (m->err = finish_file(m)) && !ims_err_no_space(m->err))
             spool_event_fmt(sp, IMS_EV_SPOOL_OPEN_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
                             IMS_LEVEL_NONE,
                             "Unable to write the temporary message file %s/Work/%s: %s", sp->root,
@@ -606,11 +659,11 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         }
         if (m->err)
             continue;
-        if ((m->err = move_into_in(sp, m)))
+        if ((m->err = move_into_in(sp, m)) && !ims_err_no_space(m->err))
             spool_event_fmt(sp, IMS_EV_SPOOL_MOVE_FAILED, IMS_CAT_INTERNAL, IMS_SEV_ERROR,
                             IMS_LEVEL_NONE, "Unable to move file %s/Work/%s to %s/In/%s: %s",
                             sp->root, m->wname, sp->root, m->id, strerror(m->err));
-        else
+        else if (!m->err)
             moved++;
     }
     uint64_t in_seq = 0;
@@ -634,6 +687,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
         }
     }
     bool claims_gone = release_claims(sp, ms, n);
+    space_episode(sp, ms, n);
     for (size_t i = 0; i < n; i++) {
         ims_spool_msg *m = ms[i];
         if (m->err) {
@@ -728,6 +782,18 @@ ims_recycler *ims_spool_recycler(ims_spool *sp)
 int ims_spool_fd(const ims_spool *sp)
 {
     return sp->efd;
+}
+
+bool ims_spool_short_of_space(ims_spool *sp)
+{
+    if (!atomic_load(&sp->no_space))
+        return false;
+    /* The episode ends only with a commit: let mail through as soon as there is room for it
+     * to try. */
+    struct statvfs vfs;
+    if (fstatvfs(sp->work_fd, &vfs))
+        return true;
+    return (uint64_t)vfs.f_bavail * vfs.f_frsize < IMS_SPOOL_SPACE_MARGIN;
 }
 
 size_t ims_spool_dispatch(ims_spool *sp)

@@ -62,6 +62,14 @@ typedef struct ims_spool_rcpt_rec {
     bool delay_noticed; /* the delay notice was sent ("delayed") */
 } ims_spool_rcpt_rec;
 
+/* ims_append_whole - append n bytes (whole lines: status records of a spool file, a tracking
+ * or protocol log line) to a file open with O_APPEND by its only writer, all or nothing. An
+ * append that fails halfway (ENOSPC after a short write, say) is cut off again: a torn last
+ * line would otherwise join the next append's first line into one that does not parse, and
+ * that record would be lost too. Returns 0 or an errno value (the file is then as it was,
+ * unless the truncation failed as well). */
+int ims_append_whole(int fd, const void *p, size_t n);
+
 /* ims_spool_status_format - the status record for recipient index into out: state DONE,
  * DEFERRED (with attempts, next_try and text) or FAILED (with text). text is cut to fit one
  * line; CR, LF and TAB in it become spaces. Returns 0, EINVAL (PENDING) or ENOMEM. */

@@ -391,6 +391,18 @@ static int read_status(int fd, ims_spool_file *f)
     return 0;
 }
 
+int ims_append_whole(int fd, const void *p, size_t n)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0)
+        return errno;
+    int rc = base_write_all(fd, p, n);
+    /* As it was: the records count as not written, and are made again at the retry. */
+    int cut = rc ? ftruncate(fd, end) : 0;
+    (void)cut;
+    return rc;
+}
+
 int ims_spool_status_format(buf *out, size_t index, ims_rcpt_state state, unsigned attempts,
                             time_t next_try, const char *text)
 {

@@ -142,12 +142,9 @@ int ims_tracking_put(ims_tracking *t, const ims_track_line *l)
     pthread_mutex_lock(&t->lock);
     int rc = day_fd(t, (long)(l->when / 86400), &tm);
     if (!rc) {
-        /* One write per line: O_APPEND places it whole at the end of the file. */
-        ssize_t w = write(t->fd, line, n);
-        if (w < 0)
-            rc = errno;
-        else if ((size_t)w != n)
-            rc = EIO;
+        /* O_APPEND places it at the end of the file; a short write (the disk full) is cut
+         * back, so the line is whole or not there. */
+        rc = ims_append_whole(t->fd, line, n);
     }
     pthread_mutex_unlock(&t->lock);
     return rc;

@@ -53,7 +53,8 @@ typedef enum data_state {
 #define BAD_BARE 0x04
 #define BAD_SIZE 0x08
 #define BAD_SMUGGLE 0x10
-#define BAD_FAIL 0x20 /* data_chunk failed */
+#define BAD_FAIL 0x20    /* data_chunk failed */
+#define BAD_NOSPACE 0x40 /* data_chunk failed with 452: out of storage */
 
 struct smtp_session {
     smtp_config cfg;
@@ -425,8 +426,9 @@ static void cmd_data(smtp_session *s, const smtp_cmd *c)
         return;
     }
     s->dsize = 0; /* the envelope's size is 0 at data_begin */
-    if (s->cb.data_begin && s->cb.data_begin(s->cb.arg, sess_envelope(s))) {
-        sess_reply(s, SMTP_R_LOCAL_ERROR);
+    int rc = s->cb.data_begin ? s->cb.data_begin(s->cb.arg, sess_envelope(s)) : 0;
+    if (rc) {
+        sess_reply(s, rc == 452 ? SMTP_R_NO_STORAGE : SMTP_R_LOCAL_ERROR);
         return;
     }
     s->data_begun = true;
@@ -856,9 +858,11 @@ static size_t sess_command_input(smtp_session *s, const char *p, size_t n)
 
 static void data_flush(smtp_session *s)
 {
-    if (s->chunk_len && !s->dbad && s->cb.data_chunk &&
-        s->cb.data_chunk(s->cb.arg, s->chunk, s->chunk_len))
-        s->dbad |= BAD_FAIL;
+    if (s->chunk_len && !s->dbad && s->cb.data_chunk) {
+        int rc = s->cb.data_chunk(s->cb.arg, s->chunk, s->chunk_len);
+        if (rc)
+            s->dbad |= rc == 452 ? BAD_NOSPACE : BAD_FAIL;
+    }
     s->chunk_len = 0;
 }
 
@@ -901,6 +905,8 @@ static void data_end(smtp_session *s)
         refuse = SMTP_R_DATA_BARE;
     else if (s->dbad & BAD_NUL)
         refuse = SMTP_R_DATA_NUL;
+    else if (s->dbad & BAD_NOSPACE)
+        refuse = SMTP_R_NO_STORAGE;
     else if (s->dbad & BAD_FAIL)
         refuse = SMTP_R_LOCAL_ERROR;
     if (refuse != SMTP_R_NONE) {
@@ -1127,6 +1133,12 @@ bool smtp_session_reading_data(const smtp_session *s)
 
 int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id)
 {
+    return smtp_session_data_result(s, ok ? 250 : 451, queue_id);
+}
+
+int smtp_session_data_result(smtp_session *s, unsigned code, const char *queue_id)
+{
+    bool ok = code == 250;
     if (s->state != ST_COMMITTING)
         return ERROR_INVALID_PARAMETER;
     sess_reset(s);
@@ -1143,7 +1155,7 @@ int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id)
         }
     } else {
         s->stats.rejected++;
-        sess_reply(s, SMTP_R_LOCAL_ERROR);
+        sess_reply(s, code == 452 ? SMTP_R_NO_STORAGE : SMTP_R_LOCAL_ERROR);
     }
     sess_trace_out(s, from);
     return s->oom ? ERROR_NOT_ENOUGH_MEMORY : ERROR_SUCCESS;

@@ -553,14 +553,17 @@ typedef struct smtp_callbacks {
      * it is handed back through rcpt_release, exactly once; with any other code it is handed
      * back at once. The caller keeps no list of its own, so it cannot disagree. */
     unsigned (*rcpt_check)(void *arg, const smtp_path *addr, smtp_addr_class cls, void **data);
-    /* data_begin - DATA was accepted (before the 354): open the spool file. Return 0, or
-     * non-zero to answer "451 4.3.0" (the transaction stays as it was). NULL: always 0. */
+    /* data_begin - DATA was accepted (before the 354): open the spool file. Return 0, 452 to
+     * answer "452 4.3.1 Insufficient system storage" (out of disk space), or any other
+     * non-zero value to answer "451 4.3.0" (the transaction stays as it was either way).
+     * NULL: always 0. */
     int (*data_begin)(void *arg, const smtp_envelope *env);
     /* data_chunk - n bytes of message data (dot-unstuffed, CRLF line ends; the Received
      * header is the caller's to add), at most 16 KiB per call whatever the lines' length: a
      * long line comes in several calls, so no line is ever held whole. Return 0, or non-zero when
      * they could not be stored: the rest of the message is read and dropped, and its end answers
-     * 451 4.3.0. */
+     * "452 4.3.1 Insufficient system storage" for 452 (out of disk space), 451 4.3.0 for any
+     * other value. */
     int (*data_chunk)(void *arg, const char *p, size_t n);
     /* data_end - the whole message arrived intact: make it durable, then call
      * smtp_session_data_done (from here or later; the session waits, reading no more input,
@@ -667,6 +670,10 @@ bool smtp_session_reading_data(const smtp_session *s);
  * otherwise "451 4.3.0"; the transaction is over either way. Returns ERROR_SUCCESS,
  * ERROR_INVALID_PARAMETER when no commit was pending, or ERROR_NOT_ENOUGH_MEMORY. */
 int smtp_session_data_done(smtp_session *s, bool ok, const char *queue_id);
+/* smtp_session_data_result - the same with the commit's outcome as a code: 250 accepted (as
+ * ok above), 452 "452 4.3.1 Insufficient system storage" (the commit ran out of disk space),
+ * any other value "451 4.3.0". Same returns. */
+int smtp_session_data_result(smtp_session *s, unsigned code, const char *queue_id);
 
 /* smtp_session_set_authenticated - the client proved who it is (RelayFlags bit 8). */
 void smtp_session_set_authenticated(smtp_session *s, bool yes);

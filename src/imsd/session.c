@@ -306,7 +306,8 @@ static unsigned mail_check(void *arg, const smtp_path *from)
     (void)from;
     mail_session *ms = arg;
     struct imsd_mail *m = ms->srv->mail;
-    if (disk_check(m))
+    /* Flush mode, or a spool that already failed for want of space and has still no room. */
+    if (disk_check(m) || ims_spool_short_of_space(m->spool))
         return 452;
     if (ms->ac && ims_anvil_message(m->anvil, ms->ac, &m->limits, now_ms()) != IMS_ANVIL_OK) {
         limit_refused(m, &ms->client, ms->client_ip, IMS_ANVIL_MSG_RATE);
@@ -420,6 +421,8 @@ static int data_begin(void *arg, const smtp_envelope *env)
     int rc = ims_spool_begin(m->spool, &e, &ms->msg);
     free(r);
     free(notify);
+    if (ims_err_no_space(rc))
+        return 452; /* the spool's disk-full event says it, once */
     if (rc)
         ims_log_event(ms->srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_ERROR,
                       IMS_LEVEL_NONE,
@@ -433,7 +436,8 @@ static int data_chunk(void *arg, const char *p, size_t n)
 {
     mail_session *ms = arg;
     ims_protolog_content(ms->plc, p, n);
-    return ims_spool_write(ms->msg, p, n);
+    int rc = ims_spool_write(ms->msg, p, n);
+    return ims_err_no_space(rc) ? 452 : rc;
 }
 
 static void committed(void *arg, int err, const char *queue_id)
@@ -451,7 +455,8 @@ static void committed(void *arg, int err, const char *queue_id)
         if (ms->msg_null_sender)
             st->ndr_in++;
     }
-    if (smtp_session_data_done(ms->s, err == 0, queue_id)) {
+    unsigned code = !err ? 250 : ims_err_no_space(err) ? 452 : 451;
+    if (smtp_session_data_result(ms->s, code, queue_id)) {
         imsd_conn_close(ms->c);
         return;
     }

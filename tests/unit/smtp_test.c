@@ -580,10 +580,10 @@ static void test_replies(void **state)
 
 /* What the callbacks saw. */
 struct rec {
-    buf events;  /* "check(x);begin(from,n);chunk;end(size);abort;" */
-    buf message; /* the data of the last message begun */
-    bool begin_fails, chunk_fails;
-    int live; /* recipient data attached by cb_rcpt_check and not yet released */
+    buf events;             /* "check(x);begin(from,n);chunk;end(size);abort;" */
+    buf message;            /* the data of the last message begun */
+    int begin_rc, chunk_rc; /* what cb_data_begin and cb_data_chunk return */
+    int live;               /* recipient data attached by cb_rcpt_check and not yet released */
 };
 
 /* cb_rcpt_check attaches a copy of the address to every recipient it answers (refused ones
@@ -642,14 +642,14 @@ static int cb_data_begin(void *arg, const smtp_envelope *env)
     check_rcpt_data(env);
     buf_printf(&r->events, "begin(%s,%zu);", env->from->mailbox, env->nrcpt);
     r->message.len = 0;
-    return r->begin_fails ? -1 : 0;
+    return r->begin_rc;
 }
 
 static int cb_data_chunk(void *arg, const char *p, size_t n)
 {
     struct rec *r = arg;
     buf_add(&r->message, p, n);
-    return r->chunk_fails ? -1 : 0;
+    return r->chunk_rc;
 }
 
 static void cb_data_end(void *arg, const smtp_envelope *env)
@@ -690,7 +690,7 @@ struct tcase {
     const char *out;
     const char *events;  /* NULL: not checked */
     const char *message; /* NULL: not checked */
-    bool commit_fails;
+    unsigned commit;     /* 0: the commit succeeds; 1: fails (data_done); else data_result's code */
 };
 
 #define HOST "mx.local.test"
@@ -891,7 +891,14 @@ static const struct tcase cases[] = {
     {"commit fails", CFG_DEFAULT, S(EHLO MAIL RCPT "DATA\r\nx\r\n.\r\n" MAIL "QUIT\r\n"),
      GREET EHLO_OK MAIL_OK RCPT_OK DATA_GO
      "451 4.3.0 Requested action aborted: local error in processing\r\n" MAIL_OK BYE,
-     NULL, NULL, true},
+     NULL, NULL, 1},
+    {"commit out of space", CFG_DEFAULT, S(EHLO MAIL RCPT "DATA\r\nx\r\n.\r\n" MAIL "QUIT\r\n"),
+     GREET EHLO_OK MAIL_OK RCPT_OK DATA_GO "452 4.3.1 Insufficient system storage\r\n" MAIL_OK BYE,
+     NULL, NULL, 452},
+    {"commit fails otherwise", CFG_DEFAULT, S(EHLO MAIL RCPT "DATA\r\nx\r\n.\r\n" MAIL "QUIT\r\n"),
+     GREET EHLO_OK MAIL_OK RCPT_OK DATA_GO
+     "451 4.3.0 Requested action aborted: local error in processing\r\n" MAIL_OK BYE,
+     NULL, NULL, 500},
     {"unimplemented and unknown", CFG_DEFAULT,
      S(EHLO "EXPN staff\r\nSTARTTLS\r\nXYZZY\r\nVRFY someone\r\nQUIT\r\n"),
      GREET EHLO_OK
@@ -923,6 +930,12 @@ static const struct tcase cases[] = {
     {"data_chunk fails", CFG_DEFAULT, S(EHLO MAIL RCPT "DATA\r\nabc\r\n.\r\nQUIT\r\n"),
      GREET EHLO_OK MAIL_OK RCPT_OK DATA_GO
      "451 4.3.0 Requested action aborted: local error in processing\r\n" BYE,
+     "check(user@local.test);" BEGIN "abort;", NULL, false},
+    {"data_begin out of space", CFG_DEFAULT, S(EHLO MAIL RCPT "DATA\r\nRSET\r\nQUIT\r\n"),
+     GREET EHLO_OK MAIL_OK RCPT_OK "452 4.3.1 Insufficient system storage\r\n" OK BYE, NULL, NULL,
+     false},
+    {"data_chunk out of space", CFG_DEFAULT, S(EHLO MAIL RCPT "DATA\r\nabc\r\n.\r\nQUIT\r\n"),
+     GREET EHLO_OK MAIL_OK RCPT_OK DATA_GO "452 4.3.1 Insufficient system storage\r\n" BYE,
      "check(user@local.test);" BEGIN "abort;", NULL, false},
 };
 
@@ -994,7 +1007,10 @@ static size_t run(const struct tcase *tc, size_t chunk, buf *out, struct rec *re
         if (smtp_session_want_close(s))
             break;
         if (smtp_session_committing(s)) {
-            assert_int_equal(smtp_session_data_done(s, !tc->commit_fails, "Q1"), 0);
+            if (tc->commit > 1)
+                assert_int_equal(smtp_session_data_result(s, tc->commit, "Q1"), 0);
+            else
+                assert_int_equal(smtp_session_data_done(s, !tc->commit, "Q1"), 0);
             continue;
         }
         if (off < avail)
@@ -1018,8 +1034,12 @@ static void test_transcripts(void **state)
         for (size_t k = 0; k < N(chunks); k++) {
             buf out = BUF_INIT;
             struct rec rec = {BUF_INIT, BUF_INIT, false, false};
-            rec.begin_fails = !strcmp(tc->name, "data_begin fails");
-            rec.chunk_fails = !strcmp(tc->name, "data_chunk fails");
+            rec.begin_rc = !strcmp(tc->name, "data_begin fails")          ? -1
+                           : !strcmp(tc->name, "data_begin out of space") ? 452
+                                                                          : 0;
+            rec.chunk_rc = !strcmp(tc->name, "data_chunk fails")          ? -1
+                           : !strcmp(tc->name, "data_chunk out of space") ? 452
+                                                                          : 0;
             run(tc, chunks[k], &out, &rec);
             char what[128];
             snprintf(what, sizeof what, "%s (chunks of %zu)", tc->name, chunks[k]);

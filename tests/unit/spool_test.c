@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1840,6 +1841,45 @@ static void test_crash_recovery(void **state)
     free(acks);
 }
 
+/* A record append that fails halfway (here at RLIMIT_FSIZE, as at ENOSPC) is cut off again,
+ * so the next append's records start on a line of their own and parse. */
+static void test_records_append_failure(void **state)
+{
+    struct fx *fx = *state;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/records", fx->dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(ims_append_whole(fd, "done 0\n", 7), 0);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 10; /* room for 3 of the next 7 bytes */
+    void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = ims_append_whole(fd, "done 1\n", 7);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, was);
+    assert_int_equal(rc, EFBIG);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size, 7); /* the torn "don" is gone */
+    assert_int_equal(ims_append_whole(fd, "done 1\n", 7), 0);
+    char got[32] = {0};
+    assert_int_equal(pread(fd, got, sizeof got - 1, 0), 14);
+    assert_string_equal(got, "done 0\ndone 1\n");
+    close(fd);
+    assert_true(ims_err_no_space(ENOSPC) && ims_err_no_space(EDQUOT));
+    assert_false(ims_err_no_space(EIO) || ims_err_no_space(0) || ims_err_no_space(EFBIG));
+    /* The disk-full events name the folder, its mount point and the space free. */
+    char fs[PATH_MAX + 128];
+    ims_fs_describe(fx->dir, fs, sizeof fs);
+    assert_non_null(strstr(fs, "(file system mounted at /"));
+    assert_non_null(strstr(fs, " bytes free)"));
+    assert_true(!strncmp(fs, fx->dir, strlen(fx->dir)));
+    assert_string_equal(ims_fs_describe("/no/such/dir", fs, sizeof fs), "/no/such/dir");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1861,6 +1901,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes_and_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version1_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_append_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_auth_keys, setup, teardown),
         cmocka_unit_test(test_pool),
         cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),
