@@ -4,11 +4,15 @@
 #include "imsd.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -168,15 +172,47 @@ static struct bufferevent *conn_tls_bev(imsd_server *srv, evutil_socket_t fd)
     return bev;
 }
 
+static uint8_t listener_kind(imsd_server *srv, struct evconnlistener *l)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        if (srv->listeners[i] == l)
+            return srv->kinds[i];
+    return IMS_LISTEN_SMTP;
+}
+
+/* refuse_fd - a connection we have no descriptors to serve: 421 (not on a TLS-first
+ * listener, where plain text means nothing), close, and an event at most once a minute. */
+static void refuse_fd(imsd_server *srv, int fd, uint8_t kind, const char *why)
+{
+    srv->stats->conn_in_rejected++;
+    if (kind != IMS_LISTEN_SUBMISSIONS)
+        imsd_session_refuse_fd(srv, fd);
+    close(fd);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    srv->fd_unlogged++;
+    if (srv->fd_logged && now - srv->fd_logged < 60000)
+        return;
+    ims_log_event(srv->log, IMS_EV_INBOUND_REFUSED, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
+                  IMS_LEVEL_NONE,
+                  "An inbound connection was refused: %s (the open files limit, RLIMIT_NOFILE); "
+                  "the sessions open go on; %llu refused since the last such event",
+                  why, (unsigned long long)srv->fd_unlogged);
+    srv->fd_logged = now ? now : 1;
+    srv->fd_unlogged = 0;
+}
+
 static void conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                         int salen, void *arg)
 {
     imsd_server *srv = arg;
     srv->stats->conn_in_total++;
-    uint8_t kind = IMS_LISTEN_SMTP;
-    for (size_t i = 0; i < srv->nlisteners; i++)
-        if (srv->listeners[i] == l)
-            kind = srv->kinds[i];
+    uint8_t kind = listener_kind(srv, l);
+    if (srv->fd_cap && fd >= srv->fd_cap) {
+        refuse_fd(srv, fd, kind, "too few descriptors are left for the sessions' own files");
+        return;
+    }
     imsd_conn *c = calloc(1, sizeof *c);
     if (!c) {
         srv->stats->conn_in_rejected++;
@@ -241,9 +277,20 @@ static struct event *server_pause_event(imsd_server *srv)
  * descriptors or memory): pause every listener instead of spinning on a readable socket. */
 static void accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)l;
     imsd_server *srv = arg;
     int e = EVUTIL_SOCKET_ERROR();
+    if ((e == EMFILE || e == ENFILE) && srv->spare_fd >= 0) {
+        /* The descriptor kept for this: given up, the waiting client is taken and told, then
+         * kept again. Paused instead, the client would wait in the backlog for nothing. */
+        close(srv->spare_fd);
+        int fd = accept4(evconnlistener_get_fd(l), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        srv->spare_fd = -1;
+        if (fd >= 0)
+            refuse_fd(srv, fd, listener_kind(srv, l), strerror(e));
+        srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && srv->spare_fd >= 0)
+            return; /* the next client (if any) makes the listener readable again */
+    }
     struct event *pause = server_pause_event(srv);
     ims_log_event(srv->log, IMS_EV_INTERNAL, IMS_CAT_SMTP_INTERFACE, IMS_SEV_WARNING,
                   IMS_LEVEL_NONE, "Unable to accept an inbound connection: %s; pausing for %d s",
@@ -264,6 +311,14 @@ int imsd_server_init(imsd_server *srv, struct event_base *base, const ims_settin
     srv->settings = s;
     srv->log = log;
     srv->stats = st;
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    struct rlimit rl;
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < INT_MAX) {
+        /* Descriptors are numbered lowest first: a connection's number tells how many are
+         * open. A quarter of a small limit is kept, IMSD_FD_RESERVE of a large one. */
+        rlim_t reserve = rl.rlim_cur / 4 < IMSD_FD_RESERVE ? rl.rlim_cur / 4 : IMSD_FD_RESERVE;
+        srv->fd_cap = (int)(rl.rlim_cur - reserve);
+    }
     int rc = 0;
     for (size_t i = 0; i < nbound; i++) {
         struct evconnlistener *l =
@@ -341,6 +396,9 @@ void imsd_server_free(imsd_server *srv)
 {
     server_close_listeners(srv);
     server_close_all(srv);
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
+    srv->spare_fd = -1;
     if (srv->drain)
         event_free(srv->drain);
     srv->drain = NULL;

@@ -493,6 +493,10 @@ typedef struct imsd_server {
     imsd_tls *tls;     /* the certificate (NULL: none configured); not owned */
     imsd_conn *conns;  /* every open connection */
     unsigned nclosing; /* of them, closing (their last words being sent, or lingering) */
+    int spare_fd;      /* /dev/null, given up to accept-and-refuse at EMFILE; -1: none */
+    int fd_cap;        /* a connection on this descriptor or above is refused (keeps
+                        * IMSD_FD_RESERVE for the sessions' own files); 0: no cap */
+    uint64_t fd_logged, fd_unlogged; /* the one-a-minute event of such refusals */
     bool stopping;
     struct event *drain;    /* the shutdown bound, armed at stop */
     struct event *pause;    /* resumes accepting after accept() failed; made when it first does */
@@ -633,6 +637,9 @@ void imsd_session_timeout(imsd_conn *c);
 /* imsd_session_tls_ready - the TLS handshake finished (after STARTTLS, or at the start of a
  * submissions connection). */
 void imsd_session_tls_ready(imsd_conn *c);
+/* imsd_session_refuse_fd - a best-effort "421 4.3.2 <host> Too many connections" on a socket
+ * that gets no connection (out of descriptors); the caller closes fd. */
+void imsd_session_refuse_fd(imsd_server *srv, int fd);
 /* imsd_session_closed - the connection is going away: free the session's state. */
 void imsd_session_closed(imsd_conn *c);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -732,6 +733,17 @@ static void refuse(imsd_conn *c, smtp_reply_id id)
     buf_free(&b);
     imsd_conn_close_when_sent(c);
     imsd_conn_set_deadline(c, SESSION_CLOSE_GRACE);
+}
+
+void imsd_session_refuse_fd(imsd_server *srv, int fd)
+{
+    buf b = BUF_INIT;
+    if (srv->mail && !smtp_reply_append(&b, SMTP_R_TOO_MANY_CONN,
+                                        srv->mail->cfg[0].advertise_extensions, srv->mail->fqdn)) {
+        ssize_t n = send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)n;
+    }
+    buf_free(&b);
 }
 
 /* refuse_busy - MaxInboundConnections are open: 421 and close, no session. The event is

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from test_smtp import WAIT, Service, free_port, wait_for
+from test_smtp import NO_CLIENT_LIMITS, WAIT, Service, free_port, wait_for
 
 MSG = b"From: x@example.net\r\nSubject: limits\r\n\r\nbody\r\n"
 
@@ -23,13 +23,13 @@ def console():
     .events once the test ends (read them after stop())."""
     made = []
 
-    def make(params=()):
+    def make(params=(), nofile=None):
         root = tempfile.mkdtemp(prefix="ims-clients-")
         os.chmod(root, 0o755)
         svc = Service(root, free_port(), extra_params=params, start=False)
         svc.proc, svc.events = None, ""
         made.append(svc)
-        svc.proc = svc.start_console()
+        svc.proc = svc.start_console(nofile)
 
         def stop():
             if svc.proc is not None:
@@ -293,3 +293,43 @@ def test_data_phase_deadline_cuts_a_trickling_message(console):
     finally:
         sk.close()
     assert svc.mail("alice") == []
+
+
+def test_open_files_limit_refuses_politely(console):
+    """imsd with 192 descriptors and MaxInboundConnections far above that: connections past
+    what the descriptors allow get 421 4.3.2 at once (not a silent wait in the backlog), one
+    event says so, and the sessions already open go on: one of them delivers a message."""
+    svc = console([("MaxInboundConnections", "REG_DWORD", "1000"),
+                   ("StressThreshold", "REG_DWORD", "0")] + NO_CLIENT_LIMITS, nofile=192)
+    held, refused = [], 0
+    try:
+        for _ in range(200):
+            sk, line = greeting(svc)
+            if line.startswith("220 "):
+                held.append(sk)
+            else:
+                assert line.startswith("421 4.3.2 ") and "Too many connections" in line, line
+                refused += 1
+                sk.close()
+        assert held and refused, (len(held), refused)
+        # The first held session, past its greeting, sends a message.
+        held[0].sendall(b"HELO c.test\r\nMAIL FROM:<x@example.net>\r\n"
+                        b"RCPT TO:<alice@example.com>\r\nDATA\r\n")
+        said = b""
+        while said.count(b"\r\n") < 4:
+            chunk = held[0].recv(4096)
+            assert chunk, said
+            said += chunk
+        assert b"354 " in said, said
+        held[0].sendall(MSG + b".\r\nQUIT\r\n")
+        assert "250 2.6.0 " in read_until_closed(held[0])
+        svc.wait_mail("alice", 1)
+    finally:
+        for sk in held:
+            sk.close()
+    # Once they are gone, a new client is served again.
+    wait_for(lambda: (lambda r: r[0].close() or r[1].startswith("220 "))(greeting(svc)),
+             "a connection served after the others closed")
+    err = svc.finish()
+    refusals = [l for l in events(err, 2020) if "RLIMIT_NOFILE" in l]
+    assert len(refusals) == 1, err[-3000:]

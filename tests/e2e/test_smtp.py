@@ -5,6 +5,7 @@ Each test runs its own service as the calling user (IMS_ROOT in a temp dir, a fr
 stops it at teardown."""
 import glob
 import os
+import resource
 import shutil
 import signal
 import smtplib
@@ -98,12 +99,17 @@ class Service:
     def start(self):
         run("imsctl", "start", env=self.env)
 
-    def start_console(self):
-        """imsd -console in the foreground (events on its stderr); returns once it is ready."""
+    def start_console(self, nofile=None):
+        """imsd -console in the foreground (events on its stderr); returns once it is ready.
+        nofile: its open files limit (soft and hard)."""
         status = os.path.join(self.root, "run", "imsd.status")
+
+        def limit():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         p = subprocess.Popen([os.path.join(IMS_BIN, "imsd"), "-console"], env=self.env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=limit)
         try:
             wait_for(lambda: os.path.exists(status) or p.poll() is not None, "imsd -console")
         except AssertionError:
