@@ -38,19 +38,19 @@
 /* --- events ----------------------------------------------------------------------------- */
 
 /* Event IDs (source MSExchangeIMC) this service logs; the numbers are the original's. */
-#define IMS_EV_SHUTDOWN 1001         /* shut down successfully */
-#define IMS_EV_STARTED 1000          /* started (no original ID is known: ours) */
-#define IMS_EV_RELOAD_IGNORED 1002   /* SIGHUP: settings apply at the next start (ours) */
-#define IMS_EV_DIAG_CHANGED 1005     /* Diagnostics levels or logging values applied live */
-#define IMS_EV_PROTOCOL_LOG 2004     /* SMTP protocol logging enabled */
-#define IMS_EV_INBOUND_REFUSED 2020  /* an inbound connection over the limit refused (ours) */
-#define IMS_EV_CLIENT_LIMIT 2021     /* a client over a per-client limit refused (ours) */
-#define IMS_EV_STRESS_BEGIN 2022     /* inbound connections under stress (ours) */
-#define IMS_EV_STRESS_END 2023       /* ... no longer (ours) */
-#define IMS_EV_RELAY_DENIED 2040     /* a recipient refused for relaying (KB Q193922; ours) */
-#define IMS_EV_FLUSH_ENTER 2030      /* MSG_ENTERING_FLUSH_MODE: disk low, no new mail (ours) */
-#define IMS_EV_FLUSH_LEAVE 2031      /* MSG_LEAVING_FLUSH_MODE: space again (ours) */
-#define IMS_EV_DISK_FULL 2032        /* a write failed with ENOSPC/EDQUOT: an episode begins (ours) */
+#define IMS_EV_SHUTDOWN 1001        /* shut down successfully */
+#define IMS_EV_STARTED 1000         /* started (no original ID is known: ours) */
+#define IMS_EV_RELOAD_IGNORED 1002  /* SIGHUP: settings apply at the next start (ours) */
+#define IMS_EV_DIAG_CHANGED 1005    /* Diagnostics levels or logging values applied live */
+#define IMS_EV_PROTOCOL_LOG 2004    /* SMTP protocol logging enabled */
+#define IMS_EV_INBOUND_REFUSED 2020 /* an inbound connection over the limit refused (ours) */
+#define IMS_EV_CLIENT_LIMIT 2021    /* a client over a per-client limit refused (ours) */
+#define IMS_EV_STRESS_BEGIN 2022    /* inbound connections under stress (ours) */
+#define IMS_EV_STRESS_END 2023      /* ... no longer (ours) */
+#define IMS_EV_RELAY_DENIED 2040    /* a recipient refused for relaying (KB Q193922; ours) */
+#define IMS_EV_FLUSH_ENTER 2030     /* MSG_ENTERING_FLUSH_MODE: disk low, no new mail (ours) */
+#define IMS_EV_FLUSH_LEAVE 2031     /* MSG_LEAVING_FLUSH_MODE: space again (ours) */
+#define IMS_EV_DISK_FULL 2032 /* a write failed with ENOSPC/EDQUOT: an episode begins (ours) */
 #define IMS_EV_DISK_SPACE_BACK 2033  /* a write succeeded again after IMS_EV_DISK_FULL (ours) */
 #define IMS_EV_LISTEN_FAILED 4007    /* cannot bind the TCP/IP listener socket */
 #define IMS_EV_MAPI_INIT_FAILED 4018 /* MAPI could not be initialized */
@@ -219,11 +219,12 @@ void ims_protolog_end(ims_protolog_conn *c, const char *summary);
 #define IMS_DEFAULT_TIMEOUT 300 /* RFC 5321 4.5.3.2.7: at least 5 minutes */
 /* Per-client limits (ours; Postfix's anvil): a client is an IPv4 address or an IPv6 /64. One
  * client may hold a third of the default MaxInboundConnections, so that it cannot fill them. */
-#define IMS_DEFAULT_CLIENT_CONNS 10       /* MaxConnectionsPerClient */
-#define IMS_DEFAULT_CLIENT_CONN_RATE 600  /* MaxConnectionRatePerClient: new a minute */
-#define IMS_DEFAULT_CLIENT_MSG_RATE 1200  /* MaxMessageRatePerClient: a minute */
-#define IMS_DEFAULT_CLIENT_RCPT_RATE 6000 /* MaxRecipientRatePerClient: a minute */
-#define IMS_CLIENT_RATE_LIMIT 10000000    /* the largest rate value */
+#define IMS_DEFAULT_CLIENT_CONNS 10         /* MaxConnectionsPerClient */
+#define IMS_DEFAULT_CLIENT_CONN_RATE 600    /* MaxConnectionRatePerClient: new a minute */
+#define IMS_DEFAULT_CLIENT_MSG_RATE 1200    /* MaxMessageRatePerClient: a minute */
+#define IMS_DEFAULT_CLIENT_RCPT_RATE 6000   /* MaxRecipientRatePerClient: a minute */
+#define IMS_CLIENT_RATE_LIMIT 10000000      /* the largest rate value */
+#define IMS_DEFAULT_CLIENT_AUTH_FAILURES 30 /* MaxAuthFailuresPerClient (in 15 minutes) */
 /* Stress (Postfix's stress mode): from StressThreshold percent of MaxInboundConnections in
  * use, sessions get StressTimeout seconds instead of CommandTimeout/DataTimeout, and a new
  * connection at the limit closes the session idle for longest instead of being refused. */
@@ -319,6 +320,7 @@ typedef struct ims_settings {
     uint32_t client_conn_rate;        /* MaxConnectionRatePerClient: 600 a minute; 0 = none */
     uint32_t client_msg_rate;         /* MaxMessageRatePerClient: 1200 a minute; 0 = none */
     uint32_t client_rcpt_rate;        /* MaxRecipientRatePerClient: 6000 a minute; 0 = none */
+    uint32_t client_auth_failures;    /* MaxAuthFailuresPerClient: 30 in 15 min; 0 = none */
     uint32_t client_limits_exempt;    /* ClientLimitsExemptAllowList: 1 = RelayAllowList's
                                        * clients are not limited; 0 */
     uint32_t stress_threshold;        /* StressThreshold: 80 (% of MaxInboundConnections); 0 off */

@@ -152,6 +152,8 @@ static const ims_setting settings_table[] = {
           IMS_CLIENT_RATE_LIMIT),
     DWORD("MaxRecipientRatePerClient", client_rcpt_rate, IMS_DEFAULT_CLIENT_RCPT_RATE, 0,
           IMS_CLIENT_RATE_LIMIT),
+    DWORD("MaxAuthFailuresPerClient", client_auth_failures, IMS_DEFAULT_CLIENT_AUTH_FAILURES, 0,
+          IMS_CLIENT_RATE_LIMIT),
     DWORD("ClientLimitsExemptAllowList", client_limits_exempt, 0, 0, 1),
     DWORD("StressThreshold", stress_threshold, IMS_DEFAULT_STRESS_THRESHOLD, 0, 100),
     DWORD("StressTimeout", stress_timeout, IMS_DEFAULT_STRESS_TIMEOUT, 1, IMS_TIMEOUT_LIMIT),

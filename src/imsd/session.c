@@ -873,13 +873,30 @@ void imsd_session_open(imsd_conn *c)
         return;
     }
     ims_anvil_client *ac = NULL;
+    char text[64];
+    smtp_ip_format(&client, text, sizeof text);
     if (!st->client_limits_exempt || !smtp_relay_list_match(&m->relay.allow, &client)) {
         ims_anvil_verdict v = ims_anvil_connect(m->anvil, &client, &m->limits, now, &ac);
         if (v != IMS_ANVIL_OK) {
-            char text[64];
-            smtp_ip_format(&client, text, sizeof text);
             limit_refused(m, &client, text, v);
             refuse(c, v == IMS_ANVIL_CONNS ? SMTP_R_CLIENT_CONNS : SMTP_R_CLIENT_CONN_RATE);
+            return;
+        }
+        /* An address that keeps guessing passwords is not let in at all for a while (the
+         * failures are forgotten AUTH_FORGET seconds after its last). */
+        auth_failures *f =
+            m->auth && st->client_auth_failures ? failures_find(m, text, false) : NULL;
+        if (f && f->count >= st->client_auth_failures) {
+            m->srv->stats->client_refused++;
+            if (ims_anvil_log_due(m->anvil, &client, now))
+                ims_log_event(srv->log, IMS_EV_CLIENT_LIMIT, IMS_CAT_SMTP_INTERFACE,
+                              IMS_SEV_WARNING, IMS_LEVEL_NONE,
+                              "The client %s is over its limit of %u failed AUTH attempts "
+                              "(MaxAuthFailuresPerClient): its connections are refused until "
+                              "%u s after its last failure",
+                              text, st->client_auth_failures, AUTH_FORGET);
+            ims_anvil_disconnect(m->anvil, ac, now);
+            refuse(c, SMTP_R_AUTH_TOO_MANY);
             return;
         }
     }

@@ -394,6 +394,29 @@ def test_failures_slow_down_then_end_the_session(make, pki):
     assert "(4 failures from this address; its next attempt waits 2 s)" in lines[3], lines
 
 
+def test_auth_failures_per_client_refuse_its_connections(make, pki):
+    """MaxAuthFailuresPerClient 3: after three failed AUTHs from 127.0.0.1 its next
+    connection gets 421 4.7.0 at once (one event), on every listener; 127.0.0.2 is served."""
+    svc = make(params=[("MaxAuthFailuresPerClient", "REG_DWORD", "3")], console=True)
+    with client(svc, svc.sub) as c:
+        c.ehlo("c.test")
+        c.starttls(context=context(pki))
+        c.ehlo("c.test")
+        codes = [c.docmd("AUTH", "PLAIN " + auth_plain("alice", "guess%d" % i))[0]
+                 for i in range(3)]
+        assert codes == [535] * 3, codes
+    for port in (svc.port, svc.sub):
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sk:
+                line = sk.makefile("rb").readline()
+            assert line.startswith(b"421 4.7.0 ") and b"authentication" in line, line
+    with smtplib.SMTP("127.0.0.1", svc.port, timeout=WAIT, source_address=("127.0.0.2", 0)) as c:
+        assert c.noop()[0] == 250
+    events = svc.events()
+    lines = [l for l in events.splitlines() if "Event 2021 " in l]
+    assert len(lines) == 1 and "MaxAuthFailuresPerClient" in lines[0], events
+
+
 def test_allow_auth_without_tls_and_disable_auth(make, pki):
     svc = make(params=[("AllowAuthWithoutTls", "REG_DWORD", "1")])
     with client(svc) as c:
