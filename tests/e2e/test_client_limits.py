@@ -13,6 +13,7 @@ import time
 import pytest
 
 from test_smtp import NO_CLIENT_LIMITS, WAIT, Service, free_port, wait_for
+from test_smtp_limits import read_until_closed
 
 MSG = b"From: x@example.net\r\nSubject: limits\r\n\r\nbody\r\n"
 
@@ -62,13 +63,25 @@ def greeting(svc, source="127.0.0.1"):
     return sk, line.decode("latin-1")
 
 
-def read_until_closed(sk):
-    data = b""
-    while True:
-        chunk = sk.recv(65536)
+def trickle(sk, data, said=b""):
+    """Send data every quarter second (up to 40 times) until the server answers 421 or
+    closes; everything it said (after said)."""
+    sk.settimeout(0.5)
+    for _ in range(40):  # 20 s at most
+        time.sleep(0.25)
+        try:
+            sk.sendall(data)
+            chunk = sk.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
         if not chunk:
-            return data.decode("latin-1")
-        data += chunk
+            break
+        said += chunk
+        if b"421 " in said:
+            break
+    return said
 
 
 def send_from(svc, source, rcpt="alice@example.com"):
@@ -238,22 +251,7 @@ def test_session_deadline_cuts_a_trickling_client(console):
     sk, line = greeting(svc)
     try:
         assert line.startswith("220 ")
-        sk.settimeout(0.5)
-        said = b""
-        for _ in range(40):  # 20 s at most
-            time.sleep(0.25)
-            try:
-                sk.sendall(b"NOOP\r\n")
-                chunk = sk.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            said += chunk
-            if b"421 " in said:
-                break
+        said = trickle(sk, b"NOOP\r\n")
         assert b"421 4.4.2 " in said, said
     finally:
         sk.close()
@@ -274,21 +272,7 @@ def test_data_phase_deadline_cuts_a_trickling_message(console):
             assert chunk, said
             said += chunk
         assert b"354 " in said, said
-        sk.settimeout(0.5)
-        for _ in range(40):  # 20 s at most
-            time.sleep(0.25)
-            try:
-                sk.sendall(b"a line of a slow message\r\n")
-                chunk = sk.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            said += chunk
-            if b"421 " in said:
-                break
+        said = trickle(sk, b"a line of a slow message\r\n", said)
         assert b"421 4.4.2 " in said, said
     finally:
         sk.close()
