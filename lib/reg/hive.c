@@ -327,6 +327,22 @@ static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **
     char *datafile = xasprintf_path(h->dir, "data.mdb", NULL);
     bool exists = datafile && access(datafile, F_OK) == 0;
     h->writable = access(h->dir, W_OK) == 0 && (!exists || access(datafile, W_OK) == 0);
+    /* An empty data file would be made a new, empty hive by LMDB: every key lost in silence.
+     * It is damage once the hive was opened before (its notify file is made after the first
+     * open); an empty one without it is a first open that died before LMDB wrote to it. */
+    struct stat ds;
+    char *notifyfile = exists ? xasprintf_path(h->dir, "notify", NULL) : NULL;
+    if (exists && stat(datafile, &ds) == 0 && ds.st_size == 0 && notifyfile &&
+        access(notifyfile, F_OK) == 0) {
+        free(ctx->damaged);
+        ctx->damaged = datafile;
+        datafile = NULL;
+        free(notifyfile);
+        rc = ERROR_BADDB;
+        hive_close(h);
+        goto out;
+    }
+    free(notifyfile);
     free(datafile);
     if (!exists && !h->writable) {
         rc = access(h->dir, R_OK | X_OK) ? ERROR_ACCESS_DENIED : ERROR_FILE_NOT_FOUND;

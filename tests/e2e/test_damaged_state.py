@@ -240,6 +240,7 @@ HIVE_DAMAGE = [
     ("cut to half", lambda p: damage_cut(p, os.path.getsize(p) // 2)),
     ("cut to half a page", lambda p: damage_cut(p, (os.path.getsize(p) // 2) & ~4095)),
     ("cut to 100 bytes", lambda p: damage_cut(p, 100)),
+    ("cut to nothing", lambda p: damage_cut(p, 0)),
     ("first 4 KiB overwritten", damage_magic),
 ]
 
