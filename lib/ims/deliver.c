@@ -1259,6 +1259,26 @@ static void clean_mts(ims_deliverer *d, int dirfd)
     closedir(dir);
 }
 
+/* clean_tmp - every file in MTS-IN/tmp: only this deliverer writes there (one a state root,
+ * under the pid lock), so at its start each is a copy a crash cut short, or something that
+ * is no copy of ours (garbage); the copies of messages still in In are written again. */
+static void clean_tmp(int dirfd)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(dir)))
+        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            unlinkat(dirfd, e->d_name, 0);
+    closedir(dir);
+}
+
 int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
 {
     *out = NULL;
@@ -1310,7 +1330,7 @@ int ims_deliverer_start(const ims_deliver_config *cfg, ims_deliverer **out)
         close(mts_cur);
     if (!rc) {
         clean_mts(d, d->mts_new_fd);
-        clean_mts(d, d->mts_tmp_fd);
+        clean_tmp(d->mts_tmp_fd);
         rc = pthread_create(&d->thread, NULL, deliver_main, d);
         d->running = !rc;
     }

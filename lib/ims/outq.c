@@ -436,6 +436,19 @@ static int load_content(int fd, const ims_spool_file *f, char **content, size_t 
     return 0;
 }
 
+/* archive - t's file is damaged (cut short, garbled, its checksums wrong): to Out/Archive,
+ * never deleted, with the event its answer logs. */
+static void archive(ims_outq *q, oq_task *t)
+{
+    int mv = renameat(q->out_fd, t->id, q->archive_fd, t->id) ? errno : 0;
+    t->ev = IMS_EV_SPOOL_ARCHIVED;
+    snprintf(t->text, sizeof t->text,
+             "The outbound queue file %.300s/Out/%s cannot be read (cut short or damaged); %s%s",
+             q->root, t->id,
+             mv ? "moving it to Out/Archive failed: " : "it was moved to Out/Archive",
+             mv ? strerror(mv) : "");
+}
+
 static void th_env(ims_outq *q, oq_task *t)
 {
     int fd = openat(q->out_fd, t->id, O_RDONLY | O_CLOEXEC);
@@ -444,9 +457,21 @@ static void th_env(ims_outq *q, oq_task *t)
         return;
     }
     t->err = ims_spool_file_read(fd, &t->f);
+    /* A damaged envelope may still parse (a changed address): its checksum tells. */
+    if (!t->err && (t->err = ims_spool_file_verify_envelope(fd, &t->f)))
+        ims_spool_file_free(&t->f);
     /* A new message is about to be sent: its content comes along (one read, one hop). */
     if (!t->err && t->preload && t->f.content_len <= IMS_OUTQ_PRELOAD_MAX &&
-        !load_content(fd, &t->f, &t->content, &t->clen)) {
+        !load_content(fd, &t->f, &t->content, &t->clen) &&
+        !ims_spool_body_ok(&t->f, t->content + (t->clen - (size_t)t->f.content_len),
+                           (size_t)t->f.content_len)) {
+        /* Damaged content is never sent: the file goes to Out/Archive below. */
+        free(t->content);
+        t->content = NULL;
+        t->clen = 0;
+        ims_spool_file_free(&t->f);
+        t->err = EBADMSG;
+    } else if (!t->err && t->content) {
         t->prio = ims_priority_of_headers(t->content, t->clen);
         unsigned h = count_hops(t->content, t->clen);
         t->hops = h ? h - 1 : 0; /* ours is not a hop yet */
@@ -461,14 +486,8 @@ static void th_env(ims_outq *q, oq_task *t)
         free(h);
     }
     close(fd);
-    if (t->err == EBADMSG) {
-        int mv = renameat(q->out_fd, t->id, q->archive_fd, t->id) ? errno : 0;
-        t->ev = IMS_EV_SPOOL_ARCHIVED;
-        snprintf(t->text, sizeof t->text,
-                 "The outbound queue file %.300s/Out/%s cannot be read; %s%s", q->root, t->id,
-                 mv ? "moving it to Out/Archive failed: " : "it was moved to Out/Archive",
-                 mv ? strerror(mv) : "");
-    }
+    if (t->err == EBADMSG)
+        archive(q, t);
 }
 
 static void th_content(ims_outq *q, oq_task *t)
@@ -482,9 +501,19 @@ static void th_content(ims_outq *q, oq_task *t)
     t->err = ims_spool_file_read(fd, &f);
     if (!t->err) {
         t->err = load_content(fd, &f, &t->content, &t->clen);
+        /* The start-up scan read envelopes only: damaged content is found here, unsent. */
+        if (!t->err && !ims_spool_body_ok(&f, t->content + (t->clen - (size_t)f.content_len),
+                                          (size_t)f.content_len)) {
+            free(t->content);
+            t->content = NULL;
+            t->clen = 0;
+            t->err = EBADMSG;
+        }
         ims_spool_file_free(&f);
     }
     close(fd);
+    if (t->err == EBADMSG)
+        archive(q, t);
 }
 
 /* th_commit_round - append every commit's records, then sync those files together. */
@@ -1870,6 +1899,13 @@ static void on_answer(ims_outq *q, oq_task *t, uint64_t now)
         break;
     case T_CONTENT:
         m->loading = false;
+        if (t->err == EBADMSG && !m->busy && !m->reports && !m->removing) {
+            /* Damaged (event 4117 logged above; the file is in Out/Archive): it leaves the
+             * queue, else each retry would read it again. */
+            q->loaded_bytes -= (size_t)m->f.content_len;
+            msg_gone(q, m);
+            break;
+        }
         if (t->err) {
             q->loaded_bytes -= (size_t)m->f.content_len;
             ims_log_event(q->log, IMS_EV_INTERNAL, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_ERROR,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store/store.h"
 
@@ -138,6 +139,15 @@ static int open_store(ims_service *svc, reg_ctx *reg)
                       strerror(rc));
         return IMS_EV_INTERNAL;
     }
+    /* Leftovers of writers that died (half copies, garbage): Maildir's 36-hour rule, which
+     * readers such as Dovecot apply too. Our own MTS-IN/tmp is cleared by the deliverer. */
+    size_t removed = 0;
+    if (!store_tmp_clean(svc->store, time(NULL), &removed) && removed)
+        ims_log_event(svc->log, IMS_EV_SPOOL_RECOVERED, IMS_CAT_INIT_TERM, IMS_SEV_INFO,
+                      IMS_LEVEL_MINIMUM,
+                      "Removed %zu files left for over 36 hours in the message store's Maildir "
+                      "tmp folders",
+                      removed);
     return IMS_OK;
 }
 

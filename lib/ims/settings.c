@@ -665,6 +665,13 @@ int ims_settings_load(reg_ctx *reg, ims_log *log, ims_settings *s)
     int rc = reg_key_open_root(reg, REG_ROOT_HKLM, &lm);
     if (rc == ERROR_FILE_NOT_FOUND)
         return IMS_OK; /* a registry nobody has written: every default */
+    if (rc && reg_ctx_damaged(reg)) {
+        ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
+                      "The configuration could not be loaded from the registry: the hive file %s "
+                      "is damaged (%s); restore the registry from a backup",
+                      reg_ctx_damaged(reg), reg_strerror(rc));
+        return IMS_EV_SETTING_INVALID;
+    }
     if (rc) {
         ims_log_event(log, IMS_EV_SETTING_INVALID, IMS_CAT_INIT_TERM, IMS_SEV_ERROR, IMS_LEVEL_NONE,
                       "The configuration could not be loaded from the registry: %s",

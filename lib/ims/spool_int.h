@@ -131,6 +131,12 @@ int ims_spool_file_read(int fd, ims_spool_file *f);
  * while committing it, before any acknowledgement; or damaged since); an errno value for a
  * read error. Reads the whole envelope and content. */
 int ims_spool_file_verify(int fd, const ims_spool_file *f);
+/* ims_spool_file_verify_envelope - as ims_spool_file_verify for the envelope only (a few
+ * hundred bytes: cheap where the content is not read, as at the outbound queue's start). */
+int ims_spool_file_verify_envelope(int fd, const ims_spool_file *f);
+/* ims_spool_body_ok - the content of f, as read into memory (len bytes), matches its checksum
+ * (true as well when f has no sum line). */
+bool ims_spool_body_ok(const ims_spool_file *f, const char *content, size_t len);
 /* ims_spool_report_original - the original of a report on f (open on fd), its content read
  * through rf (filled here; both must outlive o's use). */
 void ims_spool_report_original(const ims_spool_file *f, int fd, ims_report_fd *rf,

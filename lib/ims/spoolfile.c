@@ -476,6 +476,20 @@ int ims_spool_file_verify(int fd, const ims_spool_file *f)
     return rc;
 }
 
+int ims_spool_file_verify_envelope(int fd, const ims_spool_file *f)
+{
+    if (!f->has_sum)
+        return 0;
+    uint32_t env = 0;
+    int rc = crc_range(fd, 0, f->sum_off, &env);
+    return rc ? rc : env != f->env_sum ? EBADMSG : 0;
+}
+
+bool ims_spool_body_ok(const ims_spool_file *f, const char *content, size_t len)
+{
+    return !f->has_sum || (len == f->content_len && base_crc32c(0, content, len) == f->body_sum);
+}
+
 int ims_spool_file_read(int fd, ims_spool_file *f)
 {
     memset(f, 0, sizeof *f);

@@ -91,10 +91,16 @@ static void hive_close(reg_hive *h)
     free(h);
 }
 
+const char *reg_ctx_damaged(const reg_ctx *ctx)
+{
+    return ctx->damaged;
+}
+
 void reg_ctx_close(reg_ctx *ctx)
 {
     if (!ctx)
         return;
+    free(ctx->damaged);
     while (ctx->hives) {
         reg_hive *h = ctx->hives;
         ctx->hives = h->next;
@@ -204,6 +210,25 @@ static int hive_init_dbs(reg_hive *h)
     return reg_mdb_err(mdb_txn_commit(txn));
 }
 
+/* hive_size_check - MDB_CORRUPTED when the data file is shorter than the pages its meta page
+ * says are in use: LMDB maps the file and would read past its end (SIGBUS) on the first lookup
+ * of a file cut short on a page boundary. Files only grow, so a check at open holds. */
+static int hive_size_check(reg_hive *h)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    int fd;
+    int rc = mdb_env_info(h->env, &info);
+    rc = rc ? rc : mdb_env_stat(h->env, &st);
+    rc = rc ? rc : mdb_env_get_fd(h->env, &fd);
+    struct stat fs;
+    if (!rc && fstat(fd, &fs))
+        rc = errno;
+    if (!rc && (uint64_t)fs.st_size < ((uint64_t)info.me_last_pgno + 1) * st.ms_psize)
+        rc = MDB_CORRUPTED;
+    return rc;
+}
+
 static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **out, bool *created)
 {
     *out = NULL;
@@ -302,6 +327,22 @@ static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **
     char *datafile = xasprintf_path(h->dir, "data.mdb", NULL);
     bool exists = datafile && access(datafile, F_OK) == 0;
     h->writable = access(h->dir, W_OK) == 0 && (!exists || access(datafile, W_OK) == 0);
+    /* An empty data file would be made a new, empty hive by LMDB: every key lost in silence.
+     * It is damage once the hive was opened before (its notify file is made after the first
+     * open); an empty one without it is a first open that died before LMDB wrote to it. */
+    struct stat ds;
+    char *notifyfile = exists ? xasprintf_path(h->dir, "notify", NULL) : NULL;
+    if (exists && stat(datafile, &ds) == 0 && ds.st_size == 0 && notifyfile &&
+        access(notifyfile, F_OK) == 0) {
+        free(ctx->damaged);
+        ctx->damaged = datafile;
+        datafile = NULL;
+        free(notifyfile);
+        rc = ERROR_BADDB;
+        hive_close(h);
+        goto out;
+    }
+    free(notifyfile);
     free(datafile);
     if (!exists && !h->writable) {
         rc = access(h->dir, R_OK | X_OK) ? ERROR_ACCESS_DENIED : ERROR_FILE_NOT_FOUND;
@@ -328,8 +369,14 @@ static int hive_open(reg_ctx *ctx, const char *hkuname, bool create, reg_hive **
         mrc =
             mdb_env_open(h->env, h->dir, MDB_NOTLS | MDB_NORDAHEAD | (h->writable ? 0 : MDB_RDONLY),
                          hkuname ? 0600 : 0644);
+    if (!mrc)
+        mrc = hive_size_check(h);
     if (mrc) {
         rc = mrc == EACCES ? ERROR_ACCESS_DENIED : reg_mdb_err(mrc);
+        if (rc == ERROR_BADDB) {
+            free(ctx->damaged);
+            ctx->damaged = xasprintf_path(h->dir, "data.mdb", NULL);
+        }
         hive_close(h);
         goto out;
     }

@@ -128,6 +128,10 @@ int reg_ctx_set_user(reg_ctx *ctx, uid_t uid);
 const char *reg_ctx_user_sid(const reg_ctx *ctx);
 /* reg_ctx_root_dir - the state root of ctx; valid while ctx is open. */
 const char *reg_ctx_root_dir(const reg_ctx *ctx);
+/* reg_ctx_damaged - the data file (".../data.mdb") of the last hive that ctx refused to open
+ * because it is damaged (ERROR_BADDB: cut short, not an LMDB file, another LMDB version), or
+ * NULL when none was; valid while ctx is open, until the next open of a hive. */
+const char *reg_ctx_damaged(const reg_ctx *ctx);
 /* reg_ctx_close - close every hive; keys and owners opened from ctx must be closed first. */
 void reg_ctx_close(reg_ctx *ctx);
 

@@ -90,6 +90,7 @@ struct reg_ctx {
     char sid[32];
     uint8_t boot[16];
     reg_hive *hives;
+    char *damaged; /* the data file of the last hive refused as damaged (reg_ctx_damaged) */
 };
 
 enum key_kind { KH_REAL, KH_HKU, KH_HKCR };

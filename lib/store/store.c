@@ -1,6 +1,7 @@
 /* store.c - the message store's mailboxes and folders as Maildir++ directories. */
 #include "store/store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -106,6 +107,66 @@ int store_folder_ensure(store *st, const char *alias, const char *name)
     if (fd < 0)
         return errno;
     close(fd);
+    return 0;
+}
+
+/* tmp_clean_dir - store_tmp_clean's work in one Maildir's tmp/ (dirfd: the Maildir). */
+static void tmp_clean_dir(int dirfd, time_t before, size_t *removed)
+{
+    int fd = openat(dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(dir)))
+        if (e->d_name[0] != '.' && fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && st.st_atime < before && st.st_mtime < before &&
+            unlinkat(fd, e->d_name, 0) == 0)
+            (*removed)++;
+    closedir(dir);
+}
+
+int store_tmp_clean(store *st, time_t now, size_t *removed)
+{
+    size_t dummy = 0;
+    if (!removed)
+        removed = &dummy;
+    *removed = 0;
+    time_t before = now - STORE_TMP_MAX_AGE;
+    DIR *top = opendir(st->dir);
+    if (!top)
+        return errno;
+    struct dirent *m;
+    while ((m = readdir(top))) {
+        if (!name_ok(m->d_name))
+            continue;
+        int mfd = openat(dirfd(top), m->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (mfd < 0)
+            continue;
+        tmp_clean_dir(mfd, before, removed);
+        /* Its Maildir++ folders: ".name" directories (not "." and ".."). */
+        int lfd = dup(mfd);
+        DIR *sub = lfd >= 0 ? fdopendir(lfd) : NULL;
+        if (!sub && lfd >= 0)
+            close(lfd);
+        for (struct dirent *f; sub && (f = readdir(sub));) {
+            if (f->d_name[0] != '.' || !strcmp(f->d_name, ".") || !strcmp(f->d_name, ".."))
+                continue;
+            int ffd = openat(mfd, f->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (ffd >= 0) {
+                tmp_clean_dir(ffd, before, removed);
+                close(ffd);
+            }
+        }
+        if (sub)
+            closedir(sub);
+        close(mfd);
+    }
+    closedir(top);
     return 0;
 }
 

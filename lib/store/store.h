@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define STORE_MAX_NAME 255 /* bytes in a mailbox alias or a folder name */
 
@@ -27,6 +28,14 @@ int store_mailbox_ensure(store *st, const char *alias, char **path);
 /* store_folder_ensure - make folder `name` of a mailbox (a Maildir++ subfolder ".name" with
  * cur, new, tmp, and the maildirfolder marker) when missing. EINVAL for a bad name. */
 int store_folder_ensure(store *st, const char *alias, const char *name);
+/* STORE_TMP_MAX_AGE - Maildir's rule: a file in tmp/ not accessed for 36 hours is a writer's
+ * leftover (a crash, a full disk) and may be removed by anyone who looks through the Maildir. */
+#define STORE_TMP_MAX_AGE (36 * 3600)
+/* store_tmp_clean - remove the files of every mailbox's tmp/ and of each of its folders' tmp/
+ * that were neither read nor written since before now - STORE_TMP_MAX_AGE; *removed (may be
+ * NULL) counts them. Fresh files stay: a writer may be at work. Returns 0, or the errno value
+ * of the store directory's listing (a mailbox or file that cannot be read is skipped). */
+int store_tmp_clean(store *st, time_t now, size_t *removed);
 /* store_maildir_give - hand the Maildir at path (it, cur, new and tmp; and the store directory
  * above it when root owns that) to uid:gid: root makes mailboxes that the service account
  * delivers into. Symbolic links are not followed. Returns 0 or an errno value. */

@@ -352,6 +352,13 @@ int ic_cmd_start(unsigned timeout)
     bool installed;
     char image[PATH_MAX];
     rc = ic_image_path(reg, &installed, image, sizeof image);
+    if (rc && reg_ctx_damaged(reg)) {
+        /* imsd would refuse it too (exit 4): say which file, once. */
+        ic_error("the registry hive file %s is damaged: %s", reg_ctx_damaged(reg),
+                 reg_strerror(rc));
+        reg_ctx_close(reg);
+        return IC_EXIT_FAIL;
+    }
     reg_ctx_close(reg);
     if (rc)
         return ic_error("cannot read the service key: %s", reg_strerror(rc));

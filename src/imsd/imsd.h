@@ -28,6 +28,7 @@
 #define IMSD_EXIT_FAILED 1 /* start failed: event logged, STATUS= sent */
 #define IMSD_EXIT_USAGE 2
 #define IMSD_EXIT_RUNNING 3 /* another imsd holds the pid lock */
+#define IMSD_EXIT_DAMAGED 4 /* start failed: a registry hive file is damaged (event logged) */
 
 /* SIGHUP asks for a reload, which the original never did: settings take effect at the next
  * start (the Diagnostics levels and the logging values apply at once: diagwatch.c). No

@@ -52,6 +52,7 @@ typedef struct imsd {
     size_t nbound;
     imsd_tls *tls; /* the server certificate, read before root is given up; NULL: none */
     reg_ctx *reg;
+    bool reg_damaged;   /* the start failed on a damaged hive file: IMSD_EXIT_DAMAGED */
     mapisvc *catalogue; /* MAPISVC.INF, read before root is given up; the service takes it */
     ims_service *svc;
     imsd_stats stats;
@@ -242,7 +243,8 @@ static int start_failed(imsd *d)
      * started imsd by hand would see nothing. */
     if (!d->sink.console)
         fprintf(stderr, "imsd: %s\n", text);
-    return IMSD_EXIT_FAILED;
+    /* A damaged hive is not fixed by starting again: a supervisor may tell it by its status. */
+    return d->reg_damaged ? IMSD_EXIT_DAMAGED : IMSD_EXIT_FAILED;
 }
 
 /* load_settings - the settings, read as the invoking user; the registry is closed again,
@@ -258,6 +260,7 @@ static int load_settings(imsd *d)
         return IMS_EV_SETTING_INVALID;
     }
     rc = ims_settings_load(d->reg, &d->log, &d->settings);
+    d->reg_damaged = rc && reg_ctx_damaged(d->reg);
     reg_ctx_close(d->reg);
     d->reg = NULL;
     if (rc)
@@ -399,6 +402,15 @@ static int service_run(imsd *d)
     imsd_listeners_text(d->bound, d->nbound, ", ", d->listeners_event, sizeof d->listeners_event);
     rc = ims_service_start_with(&d->settings, d->reg, d->catalogue, &d->log, &d->svc);
     d->catalogue = NULL; /* the service's now, whatever came of it */
+    if (rc && reg_ctx_damaged(d->reg)) {
+        /* The account's hive: the library's event says what failed, this one which file. */
+        d->reg_damaged = true;
+        ims_log_event(&d->log, IMS_EV_MAPI_INIT_FAILED, IMS_CAT_INIT_TERM, IMS_SEV_ERROR,
+                      IMS_LEVEL_NONE,
+                      "Unable to start the Internet Mail Service because MAPI could not be "
+                      "initialized: the registry hive file %s is damaged; restore it from a backup",
+                      reg_ctx_damaged(d->reg));
+    }
     if (rc)
         return start_failed(d); /* logged, and undone, by the library */
 

@@ -104,10 +104,17 @@ int reg_cli_syntax(const reg_cli_op *op)
     return REG_CLI_EXIT_FAIL;
 }
 
+/* The context of this run (one a process), so that an error can name a damaged hive file. */
+static const reg_ctx *cli_ctx;
+
 int reg_cli_store_error(int err)
 {
     fflush(stdout);
-    if (err == ERROR_FILE_NOT_FOUND)
+    const char *damaged = cli_ctx && err == ERROR_BADDB ? reg_ctx_damaged(cli_ctx) : NULL;
+    if (damaged)
+        fprintf(stderr, "ERROR: The registry hive file %s is damaged: %s\n", damaged,
+                reg_strerror(err));
+    else if (err == ERROR_FILE_NOT_FOUND)
         reg_cli_error(REG_MSG_NOT_FOUND);
     else if (err == ERROR_ACCESS_DENIED)
         reg_cli_error(REG_MSG_ACCESS_DENIED);
@@ -194,6 +201,7 @@ int reg_cli_ctx_open(reg_ctx **ctx)
     int err = reg_ctx_open(NULL, ctx);
     if (err)
         return reg_cli_store_error(err);
+    cli_ctx = *ctx;
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ims/ims.h"
@@ -872,6 +873,31 @@ static void test_store(void **state)
     char marker[300];
     snprintf(marker, sizeof marker, "%s/alice/.MTS-IN/maildirfolder", dir);
     assert_int_equal(access(marker, F_OK), 0);
+
+    /* tmp/ leftovers: over 36 hours unread and unwritten go, in mailboxes and folders. */
+    static const char *const tmps[] = {"alice/tmp/old", "alice/tmp/new", "alice/.MTS-IN/tmp/old",
+                                       "alice/.MTS-IN/tmp/new"};
+    time_t now = time(NULL);
+    for (size_t i = 0; i < 4; i++) {
+        char p[400];
+        snprintf(p, sizeof p, "%s/%s", dir, tmps[i]);
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "half", 4), 4);
+        close(fd);
+        time_t t = strstr(tmps[i], "old") ? now - STORE_TMP_MAX_AGE - 60 : now - 3600;
+        struct timespec ts[2] = {{.tv_sec = t}, {.tv_sec = t}};
+        assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    }
+    size_t removed = 99;
+    assert_int_equal(store_tmp_clean(st, now, &removed), 0);
+    assert_int_equal(removed, 2);
+    for (size_t i = 0; i < 4; i++) {
+        char p[400];
+        snprintf(p, sizeof p, "%s/%s", dir, tmps[i]);
+        assert_int_equal(access(p, F_OK) == 0, strstr(tmps[i], "new") != NULL);
+    }
+    assert_int_equal(store_tmp_clean(st, now, NULL), 0);
     store_close(st);
 }
 

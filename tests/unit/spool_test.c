@@ -433,6 +433,29 @@ static int verify_file(const char *path)
     return rc;
 }
 
+/* envelope_and_body - 0, EBADMSG or an errno value from ims_spool_file_verify_envelope of path,
+ * and into *body_ok ims_spool_body_ok of its content as read into memory. */
+static int envelope_and_body(const char *path, bool *body_ok)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ims_spool_file f;
+    int rc = ims_spool_file_read(fd, &f);
+    *body_ok = false;
+    if (!rc) {
+        rc = ims_spool_file_verify_envelope(fd, &f);
+        char *b = malloc((size_t)f.content_len + 1);
+        assert_non_null(b);
+        assert_int_equal(pread(fd, b, (size_t)f.content_len, (off_t)f.content_off),
+                         (ssize_t)f.content_len);
+        *body_ok = ims_spool_body_ok(&f, b, (size_t)f.content_len);
+        free(b);
+        ims_spool_file_free(&f);
+    }
+    close(fd);
+    return rc;
+}
+
 /* A changed byte anywhere in the envelope or the content fails the checksums; a file in In
  * that fails them at start (a commit caught by a crash between its rename and its sync) goes
  * to In/Archive with its own event and is not delivered. */
@@ -465,7 +488,18 @@ static void test_checksums(void **state)
         copy_flipped(path, bad, offs[i]);
         if (verify_file(bad) != EBADMSG)
             fail_msg("a flipped byte at %zu of %zu passed", offs[i], n);
+        /* The outbound queue's two halves of it: the envelope alone, the content in memory. */
+        bool body_ok;
+        int env_rc = envelope_and_body(bad, &body_ok);
+        if (offs[i] < body && env_rc != EBADMSG)
+            fail_msg("a flipped envelope byte at %zu passed the envelope's check", offs[i]);
+        if (offs[i] >= body && (env_rc || body_ok))
+            fail_msg("a flipped content byte at %zu: envelope %d, content ok %d", offs[i], env_rc,
+                     body_ok);
     }
+    bool body_ok;
+    assert_int_equal(envelope_and_body(path, &body_ok), 0);
+    assert_true(body_ok);
     /* The torn copy replaces the good one in In; the next start archives it. */
     copy_flipped(path, bad, body);
     assert_int_equal(rename(bad, path), 0);
