@@ -6,6 +6,7 @@
 #ifndef IMS_BASE_H
 #define IMS_BASE_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -83,6 +84,11 @@ int base_write_all(int fd, const void *p, size_t n);
 int base_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* base_mkdir_p - create a directory and its missing parents with mode. Returns 0 or errno. */
 int base_mkdir_p(const char *path, unsigned mode);
+/* base_opendirat - a directory stream of name under dirfd (name "." : dirfd's own
+ * directory), from a descriptor of its own (dirfd's offset is untouched, and the stream
+ * starts at the beginning); a symbolic link is not followed unless name is ".". NULL with
+ * errno set on failure. The caller closes it with closedir. */
+DIR *base_opendirat(int dirfd, const char *name);
 
 /* Time. */
 

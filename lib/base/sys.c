@@ -2,6 +2,7 @@
 #include "base/base.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -172,4 +173,17 @@ const char *base_state_root(void)
 {
     const char *r = getenv("IMS_ROOT");
     return r && *r ? r : BASE_DEFAULT_ROOT;
+}
+
+DIR *base_opendirat(int dirfd, const char *name)
+{
+    int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (strcmp(name, ".") ? O_NOFOLLOW : 0);
+    int fd = openat(dirfd, name, flags);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir && fd >= 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return dir;
 }

@@ -1238,13 +1238,9 @@ static int open_sub(const char *base, const char *sub, int *fd)
  * between the two removals at the end of a delivery. */
 static void clean_mts(ims_deliverer *d, int dirfd)
 {
-    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0)
-            close(fd);
+    DIR *dir = base_opendirat(dirfd, ".");
+    if (!dir)
         return;
-    }
     struct dirent *e;
     while ((e = readdir(dir))) {
         char id[IMS_QUEUE_ID_LEN + 1];
@@ -1264,13 +1260,9 @@ static void clean_mts(ims_deliverer *d, int dirfd)
  * is no copy of ours (garbage); the copies of messages still in In are written again. */
 static void clean_tmp(int dirfd)
 {
-    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0)
-            close(fd);
+    DIR *dir = base_opendirat(dirfd, ".");
+    if (!dir)
         return;
-    }
     struct dirent *e;
     struct stat st;
     while ((e = readdir(dir)))

@@ -762,14 +762,9 @@ static void scan_env(void *arg, size_t i)
 
 static void th_scan(ims_outq *q)
 {
-    int fd = dup(q->out_fd);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0)
-            close(fd);
+    DIR *dir = base_opendirat(q->out_fd, ".");
+    if (!dir)
         return;
-    }
-    rewinddir(dir);
     oq_name *names = NULL;
     size_t n = 0, cap = 0;
     for (struct dirent *de; (de = readdir(dir));) {

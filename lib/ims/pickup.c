@@ -460,11 +460,8 @@ static void count_out(ims_pickup *p, uint64_t size)
 /* scan - every file of dir_fd (not starting with '.') into the queue. */
 static void scan(ims_pickup *p, int dir_fd, bool claimed)
 {
-    int dfd = dup(dir_fd);
-    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+    DIR *d = base_opendirat(dir_fd, ".");
     if (!d) {
-        if (dfd >= 0)
-            close(dfd);
         pk_event_fmt(p, IMS_EV_INTERNAL, IMS_SEV_ERROR, IMS_LEVEL_NONE,
                      "%s: unable to read the folder %s: %s", p->label,
                      claimed ? p->claim : p->watch, strerror(errno));

@@ -28,13 +28,9 @@ static bool is_regular(int dirfd, const struct dirent *d)
 /* clean_work - delete every file in Work: none of them was acknowledged. */
 static size_t clean_work(int work_fd)
 {
-    int fd = openat(work_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0)
-            close(fd);
+    DIR *dir = base_opendirat(work_fd, ".");
+    if (!dir)
         return 0;
-    }
     size_t removed = 0;
     struct dirent *d;
     /* Recycled files (recycle.c) are empty and were no message: removed, not counted. */
@@ -85,14 +81,9 @@ static bool check_in_file(int in_fd, const char *name, int *err, bool *torn)
  * are not spool files moved to In/Archive. */
 static int scan_in(int in_fd, const char *root, ims_log *log, ims_id_list *out, size_t *archived)
 {
-    int fd = openat(in_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        int rc = errno;
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
+    DIR *dir = base_opendirat(in_fd, ".");
+    if (!dir)
+        return errno;
     int archive_fd = openat(in_fd, "Archive", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc = 0;
     struct dirent *d;

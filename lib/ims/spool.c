@@ -992,13 +992,9 @@ static int settle_claims(ims_spool *sp, int claim_fd, int kind, const ims_id_lis
                          size_t *settled)
 {
     *settled = 0;
-    int dfd = dup(claim_fd);
-    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
+    DIR *d = base_opendirat(claim_fd, ".");
+    if (!d)
         return errno;
-    }
     claim *v = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;

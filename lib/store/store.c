@@ -110,16 +110,13 @@ int store_folder_ensure(store *st, const char *alias, const char *name)
     return 0;
 }
 
-/* tmp_clean_dir - store_tmp_clean's work in one Maildir's tmp/ (dirfd: the Maildir). */
-static void tmp_clean_dir(int dirfd, time_t before, size_t *removed)
+/* tmp_clean_dir - store_tmp_clean's work in one Maildir's tmp/ (maildir_fd: the Maildir). */
+static void tmp_clean_dir(int maildir_fd, time_t before, size_t *removed)
 {
-    int fd = openat(dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dir) {
-        if (fd >= 0)
-            close(fd);
+    DIR *dir = base_opendirat(maildir_fd, "tmp");
+    if (!dir)
         return;
-    }
+    int fd = dirfd(dir);
     struct dirent *e;
     struct stat st;
     while ((e = readdir(dir)))
@@ -149,10 +146,7 @@ int store_tmp_clean(store *st, time_t now, size_t *removed)
             continue;
         tmp_clean_dir(mfd, before, removed);
         /* Its Maildir++ folders: ".name" directories (not "." and ".."). */
-        int lfd = dup(mfd);
-        DIR *sub = lfd >= 0 ? fdopendir(lfd) : NULL;
-        if (!sub && lfd >= 0)
-            close(lfd);
+        DIR *sub = base_opendirat(mfd, ".");
         for (struct dirent *f; sub && (f = readdir(sub));) {
             if (f->d_name[0] != '.' || !strcmp(f->d_name, ".") || !strcmp(f->d_name, ".."))
                 continue;
