@@ -1,6 +1,7 @@
 /* queuerec_fuzz.c - libFuzzer target for the outbound queue's status records (done, defer,
  * fail, reported, delayed, hold, release after an Out file's content), read back by
- * ims_spool_file_read behind a fixed valid envelope, which random spool files rarely reach. */
+ * ims_spool_file_read behind a fixed valid envelope, which random spool files rarely reach,
+ * and their texts split for a report (ims_spool_status_split: its Status well-formed). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,6 +53,37 @@ static int read_back(const void *recs, size_t n, ims_spool_file *f)
     return rc;
 }
 
+/* enh_ok - e is "c.sss.ddd": class 2, 4 or 5, one to three digits each after it. */
+static bool enh_ok(const char *e)
+{
+    if (e[0] != '2' && e[0] != '4' && e[0] != '5')
+        return false;
+    size_t i = 1;
+    for (int part = 0; part < 2; part++) {
+        if (e[i++] != '.')
+            return false;
+        size_t d = strspn(e + i, "0123456789");
+        if (d < 1 || d > 3)
+            return false;
+        i += d;
+    }
+    return e[i] == 0;
+}
+
+/* check_split - what a report takes from a record's text (Remote-MTA, Diagnostic-Code,
+ * Status) is well-formed whatever the text. */
+static void check_split(const char *text, bool permanent)
+{
+    char remote[256], enh[SMTP_ENH_MAX + 1];
+    const char *diag;
+    unsigned code;
+    ims_spool_status_split(text, permanent, remote, sizeof remote, &diag, &code, enh);
+    CHECK(strlen(remote) < sizeof remote && !strchr(remote, '|'));
+    CHECK(diag >= text && diag <= text + strlen(text));
+    CHECK(code == 0 || (code >= 200 && code <= 599));
+    CHECK(enh_ok(enh));
+}
+
 /* check_file - what any read file must hold, whatever its records said. */
 static void check_file(const ims_spool_file *f)
 {
@@ -61,8 +93,10 @@ static void check_file(const ims_spool_file *f)
         CHECK(r->state <= IMS_RCPT_FAILED);
         CHECK(r->done == (r->state == IMS_RCPT_DONE));
         CHECK((r->last != NULL) == (r->state == IMS_RCPT_DEFERRED || r->state == IMS_RCPT_FAILED));
-        if (r->last)
+        if (r->last) {
             CHECK(!strpbrk(r->last, "\r\n") && strlen(r->last) < SPOOL_STATUS_TEXT_MAX);
+            check_split(r->last, r->state == IMS_RCPT_FAILED);
+        }
         CHECK(!r->reported || r->state == IMS_RCPT_FAILED);
     }
 }
