@@ -196,11 +196,18 @@ static void protolog(const uint8_t *d, size_t n)
     CHECK(cnt['+'] == 1 && cnt['-'] == 1);
 }
 
+/* rm_dir - the (empty) log directory, at exit. */
+static void rm_dir(void)
+{
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/logline_fuzz.XXXXXX");
         CHECK(mkdtemp(dir));
+        atexit(rm_dir);
     }
     if (n == 0)
         return 0;
