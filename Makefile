@@ -2,6 +2,7 @@
 #
 #   make            build everything into build/ (make SAN=1: ASan+UBSan build into build/san/)
 #   make test       unit tests (cmocka), end-to-end tests (pytest), a short fuzz run
+#   make fuzz-long  every fuzzer 10 minutes (FUZZ_LONG_SECS), finds merged into tests/fuzz/corpus/
 #   make run        install missing Debian packages, build, run imsd on ./var
 #   make install    PREFIX=/usr/local DESTDIR= (SENDMAIL=yes: also /usr/sbin/sendmail -> ims-sendmail)
 #   make deps       install the Debian packages the build and the tests need
@@ -49,7 +50,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 ALL_SRCS := $(foreach l,$(LIBS),$(call lib_srcs,$(l))) $(wildcard src/*/*.c) $(UNIT_SRCS) $(BENCH_SRCS)
 
-.PHONY: all test unit e2e fuzz run deps install uninstall clean format bench bench-registry-large bench-inbound bench-outbound bench-tls bench-idle bench-queuecost
+.PHONY: all test unit e2e fuzz fuzz-long run deps install uninstall clean format bench bench-registry-large bench-inbound bench-outbound bench-tls bench-idle bench-queuecost
 all: $(PROGFILES) $(UNIT_BINS) $(BENCH_BINS)
 
 $(OBJ)/%.o: %.c
@@ -127,6 +128,32 @@ fuzz-run-%: build/fuzz/%
 	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1; then \
 	  tail -n 40 build/fuzz/$$n.log; echo "fuzz: $$n found a crash"; exit 1; fi; \
 	echo "== $$f (20 s): $$(tail -n 1 build/fuzz/$$n.log)"
+
+# The long run (not part of test): each fuzzer FUZZ_LONG_SECS (default 10 minutes), as many at
+# once as there are CPUs, then what it found merged into its kept corpus in the repository
+# (tests/fuzz/corpus/<name>/): -merge=1 with -use_counters=0 adds only inputs that reach an edge
+# none of the kept ones does (with counters every new hit count would: ten times the files), and
+# inputs over FUZZ_LONG_MAX_LEN bytes are neither made nor kept, so the kept corpora stay small
+# enough to commit (a new corpus file per new edge at most). The hand-written seeds are never
+# removed. Its work directory build/fuzz/long-<name>/ is emptied each time; a crash is left as
+# build/fuzz/<name>-crash-*.
+FUZZ_LONG_SECS ?= 600
+FUZZ_LONG_MAX_LEN ?= 4096
+FUZZ_LONG_RUNS := $(patsubst build/fuzz/%,fuzz-long-run-%,$(FUZZ_BINS))
+fuzz-long: $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory -j$(FUZZ_JOBS) $(FUZZ_LONG_RUNS)
+
+fuzz-long-run-%: build/fuzz/%
+	@n=$*; f=build/fuzz/$$n; w=build/fuzz/long-$$n; k=tests/fuzz/corpus/$$n; \
+	rm -rf $$w; mkdir -p $$w $$k; before=$$(ls $$k | wc -l); \
+	if ! $$f -max_total_time=$(FUZZ_LONG_SECS) -max_len=$(FUZZ_LONG_MAX_LEN) -timeout=5 \
+	    -rss_limit_mb=2048 -artifact_prefix=build/fuzz/$$n- $$w $$k > build/fuzz/$$n-long.log 2>&1; then \
+	  tail -n 40 build/fuzz/$$n-long.log; echo "fuzz-long: $$n found a crash"; exit 1; fi; \
+	$$f -merge=1 -use_counters=0 -max_len=$(FUZZ_LONG_MAX_LEN) $$k $$w > build/fuzz/$$n-merge.log 2>&1 || \
+	  { tail -n 20 build/fuzz/$$n-merge.log; echo "fuzz-long: $$n: merge failed"; exit 1; }; \
+	echo "== $$f ($(FUZZ_LONG_SECS) s): $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' \
+	  build/fuzz/$$n-long.log), $$(grep -o 'cov: [0-9]* ft: [0-9]*' build/fuzz/$$n-long.log | \
+	  tail -n 1); corpus $$before -> $$(ls $$k | wc -l) files"
 
 test: all
 	$(MAKE) --no-print-directory unit SAN=$(SAN)

@@ -326,11 +326,27 @@ static ims_outq_dest *dest_get(ims_outq *q, ims_route_kind kind, const char *nam
     return d;
 }
 
-/* status_split - a record's text "<remote>|<reply or reason>" into its parts, the reply's
- * code (0 for ours) and enhanced code ("4.0.0" when none can be found: class from the code or
- * the default). */
-static void status_split(const char *text, bool permanent, char *remote, size_t rn,
-                         const char **diag, unsigned *code, char enh[SMTP_ENH_MAX + 1])
+/* enh_len - the length of the enhanced code "c.sss.ddd" (class 2, 4 or 5, one to three digits
+ * each after it; RFC 3463 2) p starts with, followed by a space or the end; 0 when none. A
+ * damaged record's "5...." must not reach a report's Status field. */
+static size_t enh_len(const char *p)
+{
+    if (p[0] != '2' && p[0] != '4' && p[0] != '5')
+        return 0;
+    size_t i = 1;
+    for (int part = 0; part < 2; part++) {
+        if (p[i] != '.')
+            return 0;
+        size_t d = strspn(p + ++i, "0123456789");
+        if (d < 1 || d > 3)
+            return 0;
+        i += d;
+    }
+    return p[i] == ' ' || p[i] == 0 ? i : 0;
+}
+
+void ims_spool_status_split(const char *text, bool permanent, char *remote, size_t rn,
+                            const char **diag, unsigned *code, char enh[SMTP_ENH_MAX + 1])
 {
     const char *bar = text ? strchr(text, '|') : NULL;
     const char *d = bar ? bar + 1 : text ? text : "";
@@ -347,17 +363,18 @@ static void status_split(const char *text, bool permanent, char *remote, size_t 
         *code = (unsigned)((p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0'));
         p += 4;
     }
-    /* an enhanced code "c.s.d" */
-    size_t n = strspn(p, "0123456789.");
-    if (n >= 5 && n <= SMTP_ENH_MAX && (p[0] == '2' || p[0] == '4' || p[0] == '5') && p[1] == '.' &&
-        (p[n] == ' ' || p[n] == 0)) {
+    size_t n = enh_len(p);
+    if (n) {
         memcpy(enh, p, n);
         enh[n] = 0;
     } else {
+        /* RFC 3463 has no class 3: a 3xx reply recorded as a failure (a damaged record, or
+         * a peer answering 354 out of turn) gets the class of the failure. */
+        unsigned cls = *code / 100;
         snprintf(enh, SMTP_ENH_MAX + 1, "%c.0.0",
-                 *code       ? (char)('0' + *code / 100)
-                 : permanent ? '5'
-                             : '4');
+                 cls == 2 || cls == 4 || cls == 5 ? (char)('0' + cls)
+                 : permanent                      ? '5'
+                                                  : '4');
     }
     /* A transient failure made final (a time-out, no retries) keeps its 4.x.x: Action:
      * failed with the last status, as Postfix reports it (RFC 3463 4.4.7). */
@@ -1443,7 +1460,8 @@ static void report_post(ims_outq *q, oq_msg *m, const size_t *idx, size_t n,
         const char *diag;
         unsigned code;
         struct oq_rr_text *rt = &t->rt[i];
-        status_split(r->last, !delayed, rt->remote, sizeof rt->remote, &diag, &code, rt->enh);
+        ims_spool_status_split(r->last, !delayed, rt->remote, sizeof rt->remote, &diag, &code,
+                               rt->enh);
         snprintf(rt->diag, sizeof rt->diag, "%s", diag);
         unsigned notify = 0;
         if (r->notify)

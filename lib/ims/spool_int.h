@@ -102,6 +102,16 @@ typedef struct ims_spool_file {
 #define SPOOL_SIZE_DIGITS 20                /* the size field is fixed-width: patched at commit */
 #define SPOOL_SUM_BLANK "00000000 00000000" /* the sum line's digits before the commit */
 
+/* ims_spool_status_split - a status record's text "<remote>|<reply or reason>" (outq.c; the
+ * reports' Remote-MTA, Diagnostic-Code and Status come from it): the remote part into remote
+ * (rn bytes, cut to fit; "" without a '|'), *diag pointing into text after the '|', *code the
+ * reply's code (0 for ours), enh the enhanced code the reply starts with when it is
+ * well-formed (class 2, 4 or 5, "c.sss.ddd", RFC 3463 2), else "<class>.0.0" with the class
+ * of the code when it is 2, 4 or 5, else 5 (permanent) or 4. text NULL counts as "". Allocates
+ * nothing. */
+void ims_spool_status_split(const char *text, bool permanent, char *remote, size_t rn,
+                            const char **diag, unsigned *code, char enh[SMTP_ENH_MAX + 1]);
+
 /* ims_spool_field_ok - s fits on its line of the spool file and in a header: no CR, LF or
  * tab, at most IMS_SPOOL_MAX_FIELD bytes, empty only when may_be_empty. */
 bool ims_spool_field_ok(const char *s, bool may_be_empty);

@@ -2,7 +2,8 @@
  * or 2, status records included) of any bytes, a message's header section for its priority,
  * and RetryInterval's text. The first byte picks which. A file that reads must be one the
  * queue can trust: recipients with a valid route, content inside the file, known states, and
- * tls and auth that Received can show (one line, a well-formed comment). */
+ * tls and auth that Received can show (one line, a well-formed comment), and a sum line
+ * whose checksums ims_spool_file_verify either finds matching the bytes or reports damaged. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "ims/spool_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
@@ -27,11 +29,20 @@ static void spool_file(const uint8_t *d, size_t n)
     CHECK(write(fd, d, n) == (ssize_t)n);
     ims_spool_file f;
     int rc = ims_spool_file_read(fd, &f);
-    close(fd);
     if (rc) {
+        close(fd);
         CHECK(rc == EBADMSG || rc == ENOMEM);
         return;
     }
+    /* The sum line: only in version 2, its digits inside the envelope; the checksums either
+     * match the bytes (what recovery keeps) or the file is damaged, nothing else. */
+    CHECK(!f.has_sum || (f.version == 2 && f.sum_off > 4 && f.sum_off + 17 < f.content_off));
+    rc = ims_spool_file_verify(fd, &f);
+    CHECK(rc == 0 || (rc == EBADMSG && f.has_sum));
+    if (f.has_sum && rc == 0)
+        CHECK(base_crc32c(0, d, f.sum_off) == f.env_sum &&
+              base_crc32c(0, d + f.content_off, f.content_len) == f.body_sum);
+    close(fd);
     CHECK(f.version == 1 || f.version == 2);
     CHECK(ims_spool_id_valid(f.id));
     CHECK(f.nrcpt >= 1 && f.nrcpt <= IMS_SPOOL_MAX_RCPTS);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "ims/ims.h"
+#include "ims/spool_int.h"
 #include "regfx.h"
 #include "store/store.h"
 
@@ -710,6 +711,43 @@ static void test_start_many(void **state)
     teardown_oq(&o);
 }
 
+/* A record's text split for a report: a well-formed enhanced code is kept, a damaged one
+ * ("5....", "4.12345": what a garbled Out file can hold) gives way to the code's class (or
+ * the failure's, for a 3xx code: RFC 3463 has no class 3), so a report's Status field is
+ * always "c.sss.ddd" (both found by queuerec_fuzz). */
+static void test_status_split(void **state)
+{
+    (void)state;
+    char remote[64], enh[SMTP_ENH_MAX + 1];
+    const char *diag;
+    unsigned code;
+    ims_spool_status_split("mx.example.net[192.0.2.7]|550 5.1.1 <v@y>: no such user", true, remote,
+                           sizeof remote, &diag, &code, enh);
+    assert_string_equal(remote, "mx.example.net[192.0.2.7]");
+    assert_string_equal(diag, "550 5.1.1 <v@y>: no such user");
+    assert_int_equal(code, 550);
+    assert_string_equal(enh, "5.1.1");
+    ims_spool_status_split("|550 5.... x", true, remote, sizeof remote, &diag, &code, enh);
+    assert_string_equal(remote, "");
+    assert_int_equal(code, 550);
+    assert_string_equal(enh, "5.0.0");
+    ims_spool_status_split("mx|451 4.12345 busy", false, remote, sizeof remote, &diag, &code, enh);
+    assert_string_equal(enh, "4.0.0");
+    ims_spool_status_split("mx|451 4.1234.1 busy", false, remote, sizeof remote, &diag, &code, enh);
+    assert_string_equal(enh, "4.0.0");
+    ims_spool_status_split("mx|391 busy", false, remote, sizeof remote, &diag, &code, enh);
+    assert_int_equal(code, 391);
+    assert_string_equal(enh, "4.0.0"); /* no class 3 in RFC 3463 */
+    ims_spool_status_split("mx|354 go ahead", true, remote, sizeof remote, &diag, &code, enh);
+    assert_string_equal(enh, "5.0.0");
+    ims_spool_status_split("4.4.7 no answer", true, remote, sizeof remote, &diag, &code, enh);
+    assert_int_equal(code, 0);
+    assert_string_equal(enh, "4.4.7");
+    ims_spool_status_split(NULL, true, remote, sizeof remote, &diag, &code, enh);
+    assert_string_equal(diag, "");
+    assert_string_equal(enh, "5.0.0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -724,6 +762,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_while_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iter_removal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_many, setup, teardown),
+        cmocka_unit_test(test_status_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
