@@ -84,6 +84,9 @@ int base_write_all(int fd, const void *p, size_t n);
 int base_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* base_mkdir_p - create a directory and its missing parents with mode. Returns 0 or errno. */
 int base_mkdir_p(const char *path, unsigned mode);
+/* base_pread_all - read n bytes of fd from off into p, retrying short reads and EINTR; *got
+ * gets how many were read (fewer than n only at the end of the file). Returns 0 or errno. */
+int base_pread_all(int fd, void *p, size_t n, uint64_t off, size_t *got);
 /* base_opendirat - a directory stream of name under dirfd (name "." : dirfd's own
  * directory), from a descriptor of its own (dirfd's offset is untouched, and the stream
  * starts at the beginning); a symbolic link is not followed unless name is ".". NULL with

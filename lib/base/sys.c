@@ -187,3 +187,19 @@ DIR *base_opendirat(int dirfd, const char *name)
     }
     return dir;
 }
+
+int base_pread_all(int fd, void *p, size_t n, uint64_t off, size_t *got)
+{
+    *got = 0;
+    while (*got < n) {
+        ssize_t r = pread(fd, (char *)p + *got, n - *got, (off_t)(off + *got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errno;
+        if (r == 0)
+            break;
+        *got += (size_t)r;
+    }
+    return 0;
+}

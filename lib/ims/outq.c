@@ -382,20 +382,12 @@ void ims_spool_status_split(const char *text, bool permanent, char *remote, size
 
 /* --- the thread ------------------------------------------------------------------------- */
 
+/* read_all_at - n bytes of fd at off; EBADMSG when the file is shorter. */
 static int read_all_at(int fd, char *p, size_t n, uint64_t off)
 {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return errno;
-        if (r == 0)
-            return EBADMSG;
-        got += (size_t)r;
-    }
-    return 0;
+    size_t got;
+    int rc = base_pread_all(fd, p, n, off, &got);
+    return rc ? rc : got < n ? EBADMSG : 0;
 }
 
 /* received - our trace header (RFC 5321 4.4) before the content that goes out, CRLF. */

@@ -373,15 +373,8 @@ static int read_status(int fd, ims_spool_file *f)
     char *p = malloc(n + 1);
     if (!p)
         return ENOMEM;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, p + got, n - got, (off_t)(from + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    size_t got;
+    (void)base_pread_all(fd, p, n, from, &got); /* what could be read: a record cut short is none */
     p[got] = 0;
     for (char *line = p, *nl; (nl = memchr(line, '\n', got - (size_t)(line - p))); line = nl + 1) {
         *nl = 0;
@@ -449,17 +442,15 @@ static int crc_range(int fd, uint64_t off, uint64_t n, uint32_t *crc)
 {
     char chunk[SPOOL_READ_CHUNK];
     while (n) {
-        size_t want = n < sizeof chunk ? (size_t)n : sizeof chunk;
-        ssize_t r = pread(fd, chunk, want, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return errno;
-        if (r == 0)
+        size_t want = n < sizeof chunk ? (size_t)n : sizeof chunk, got;
+        int rc = base_pread_all(fd, chunk, want, off, &got);
+        if (rc)
+            return rc;
+        if (got < want)
             return EBADMSG;
-        *crc = base_crc32c(*crc, chunk, (size_t)r);
-        off += (uint64_t)r;
-        n -= (uint64_t)r;
+        *crc = base_crc32c(*crc, chunk, got);
+        off += got;
+        n -= got;
     }
     return 0;
 }

@@ -15,14 +15,7 @@
 #include <strings.h>
 
 #include "ims/dns_int.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 static const int failures[] = {ARES_ENODATA,  ARES_ENOTFOUND,    ARES_ESERVFAIL, ARES_EREFUSED,
                                ARES_ETIMEOUT, ARES_ECONNREFUSED, ARES_EBADRESP,  ARES_ENOMEM};

@@ -8,14 +8,7 @@
 #include <string.h>
 
 #include "ims/ims.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 static void one(const char *p, size_t n, bool eof, unsigned flags)
 {

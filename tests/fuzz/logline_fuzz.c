@@ -12,14 +12,7 @@
 #include <unistd.h>
 
 #include "ims/ims.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 #define MAX_FILE (1u << 20)
 

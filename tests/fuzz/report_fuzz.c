@@ -8,14 +8,7 @@
 #include <string.h>
 
 #include "ims/ims.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 /* the report's own Content-Type header (a subject may hold "boundary=" too) */
 #define CONTENT_TYPE "\r\nContent-Type: multipart/report; report-type=delivery-status;"

@@ -8,14 +8,7 @@
 
 #include "reg/reg.h"
 #include "smtp/smtp.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 /* fuzz_local - a domain is ours by a bit of the selector and its length. */
 static bool fuzz_local(void *arg, const char *domain)

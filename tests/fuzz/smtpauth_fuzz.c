@@ -12,14 +12,7 @@
 
 #include "base/base.h"
 #include "smtp/smtp.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 /* PLAIN's largest response: two identities, a password and the two NULs between them. */
 #define FUZZ_PLAIN_MAX (2 * SMTP_AUTH_USER_MAX + SMTP_AUTH_PASS_MAX + 2)

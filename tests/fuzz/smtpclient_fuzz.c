@@ -12,14 +12,7 @@
 
 #include "reg/reg.h"
 #include "smtp/smtp.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 #define FUZZ_HEADER 4
 #define FUZZ_OUTPUT_MAX (SMTP_CLIENT_OUTPUT_LOW + 8 * SMTP_CLIENT_READ_MAX)

@@ -7,14 +7,7 @@
 #include <string.h>
 
 #include "smtp/smtp.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 static void check_path(const smtp_cmd *c)
 {

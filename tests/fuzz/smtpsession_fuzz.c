@@ -15,14 +15,7 @@
 #include <string.h>
 
 #include "smtp/smtp.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 #define FUZZ_HEADER 4
 #define FUZZ_REPLY_SLACK 1024       /* one command's replies beyond SMTP_OUTPUT_MAX */

@@ -13,14 +13,7 @@
 
 #include "base/base.h"
 #include "ims/spool_int.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
-
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 static void spool_file(const uint8_t *d, size_t n)
 {

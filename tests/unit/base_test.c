@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,12 +223,54 @@ static void test_b64(void **state)
         assert_int_equal(base_b64_decode(bad[i], strlen(bad[i]), dec, sizeof dec, &n), EILSEQ);
 }
 
+/* base_pread_all reads what is there from an offset: all of it, up to the end of the file,
+ * or an errno for a bad descriptor. base_opendirat lists a directory by its descriptor and
+ * refuses a file. */
+static void test_pread_and_opendirat(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/base_test.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/f", dir);
+    assert_int_equal(base_write_file_atomic(path, "0123456789", 10, 0600), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    char b[16];
+    size_t got = 99;
+    assert_int_equal(base_pread_all(fd, b, 4, 3, &got), 0);
+    assert_int_equal(got, 4);
+    assert_memory_equal(b, "3456", 4);
+    assert_int_equal(base_pread_all(fd, b, 16, 6, &got), 0);
+    assert_int_equal(got, 4); /* the end of the file */
+    assert_int_equal(base_pread_all(fd, b, 4, 50, &got), 0);
+    assert_int_equal(got, 0);
+    assert_int_equal(base_pread_all(-1, b, 4, 0, &got), EBADF);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    DIR *d = base_opendirat(dfd, ".");
+    assert_non_null(d);
+    int seen = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        seen += !strcmp(e->d_name, "f");
+    assert_int_equal(seen, 1);
+    closedir(d);
+    errno = 0;
+    assert_null(base_opendirat(dfd, "f"));
+    assert_int_equal(errno, ENOTDIR);
+    close(dfd);
+    close(fd);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),    cmocka_unit_test(test_utf),    cmocka_unit_test(test_cp1252),
-        cmocka_unit_test(test_crc32c), cmocka_unit_test(test_sha256), cmocka_unit_test(test_b64),
-        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_buf),    cmocka_unit_test(test_utf),
+        cmocka_unit_test(test_cp1252), cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_sha256), cmocka_unit_test(test_b64),
+        cmocka_unit_test(test_files),  cmocka_unit_test(test_pread_and_opendirat),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
