@@ -294,17 +294,19 @@ static int line_failed(int e, const char *from)
     return error_msg("cannot read the password from %s: %s", from, strerror(e));
 }
 
-/* prompt_line - write prompt to standard error and read a line from the terminal with echo
- * off; the newline the user typed is not echoed, so one is written after it. */
+/* prompt_line - turn the terminal's echo off, then write prompt to standard error and read
+ * a line; the newline the user typed is not echoed, so one is written after it. Echo goes off
+ * before the prompt shows (as readpassphrase does): turning it off discards what was typed
+ * ahead, so a password typed the moment the prompt appears is neither echoed nor lost. */
 static int prompt_line(const char *prompt, char pw[DIR_MAX_PASSWORD + 2], size_t *len)
 {
-    fputs(prompt, stderr);
-    fflush(stderr);
     struct termios t = tty_saved;
     t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
     if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t))
         return error_msg("cannot turn off the terminal's echo: %s", strerror(errno));
     tty_echo_off = 1;
+    fputs(prompt, stderr);
+    fflush(stderr);
     int e = read_line(STDIN_FILENO, pw, len, true);
     tty_restore();
     fputc('\n', stderr);
