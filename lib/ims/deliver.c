@@ -493,43 +493,16 @@ static int sync_anchor(const ims_deliverer *d)
 }
 
 /* shared_sync - make fds[0..k) durable (errs[i]: 0 or an errno value). Outside file_syncs,
- * those on In's file system are covered by the committer's next syncfs when one comes within
- * DELIVER_SHARE_MS (its rounds make everything written before them durable), else by one of
- * ours; each is then asked for a write-back error of its own (sync_file_range's wait, which
- * reports one and waits for nothing more). The rest are synced one by one. */
+ * those on In's file system share the committer's next syncfs when one comes within
+ * DELIVER_SHARE_MS (its rounds make everything written before them durable), else one of
+ * ours; the rest are synced one by one. */
 static void shared_sync(ims_deliverer *d, const int *fds, int *errs, size_t k, bool data_only)
 {
-    struct stat ist;
-    if (d->file_syncs || !k || fstat(d->in_fd, &ist)) {
+    if (d->file_syncs || !k)
         ims_pool_sync(d->pool, sync_anchor(d), fds, errs, k, data_only);
-        return;
-    }
-    size_t here = 0;
-    for (size_t i = 0; i < k; i++) {
-        struct stat st;
-        bool same = fds[i] >= 0 && fstat(fds[i], &st) == 0 && st.st_dev == ist.st_dev;
-        errs[i] = same ? -2 : -1;
-        here += same;
-    }
-    int err = 0;
-    if (here) {
-        uint64_t need = ims_recycler_mark(d->recycler);
-        if (!ims_recycler_wait_covered(d->recycler, need, DELIVER_SHARE_MS)) {
-            uint64_t seq = ims_recycler_sync_begin(d->recycler);
-            err = syncfs(d->in_fd) ? errno : 0;
-            ims_recycler_sync_end(d->recycler, seq, !err);
-        }
-    }
-    for (size_t i = 0; i < k; i++) {
-        if (errs[i] == -2) {
-            errs[i] = err                                                          ? err
-                      : sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE) ? errno
-                                                                                   : 0;
-        } else {
-            int rc = fds[i] < 0 ? -1 : data_only ? fdatasync(fds[i]) : fsync(fds[i]);
-            errs[i] = fds[i] < 0 ? EBADF : rc ? errno : 0;
-        }
-    }
+    else
+        ims_pool_sync_shared(d->pool, d->recycler, DELIVER_SHARE_MS, d->in_fd, fds, errs, k,
+                             data_only);
 }
 
 /* sync_mts - the round's new MTS-IN files to disk (write-back of all started first, then
@@ -850,7 +823,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
     for (size_t k = 0; k < n; k++)
         if (wrote[k])
             d->fds[nfd++] = ms[k].fd;
-    ims_pool_sync(d->pool, sync_anchor(d), d->fds, d->errs, nfd, true);
+    shared_sync(d, d->fds, d->errs, nfd, true);
     for (size_t k = 0, j = 0; k < n; k++) {
         dl_msg *m = &ms[k];
         if (!wrote[k])

@@ -568,15 +568,9 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
      * comes soon (Out and In are both in RootDir). */
     int sync_err = 0;
     if (k || unlinked) {
-        ims_recycler *r = atomic_load(&q->syncer);
-        if (r && ims_recycler_same_fs(r, q->out_fd) &&
-            ims_recycler_wait_covered(r, ims_recycler_mark(r), OQ_SHARE_MS)) {
-            for (size_t j = 0; j < k; j++) /* each file's own write-back error, if any */
-                errs[j] = sync_file_range(fds[j], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE) ? errno : 0;
-        } else {
-            bool whole_fs = ims_pool_sync(q->pool, q->out_fd, fds, errs, k, true);
-            sync_err = unlinked && !whole_fs && fsync(q->out_fd) ? errno : 0;
-        }
+        bool whole_fs = ims_pool_sync_shared(q->pool, atomic_load(&q->syncer), OQ_SHARE_MS,
+                                             q->out_fd, fds, errs, k, true);
+        sync_err = unlinked && !whole_fs && fsync(q->out_fd) ? errno : 0;
     }
     for (size_t i = 0; i < n; i++) {
         if (ts[i]->unlink && !ts[i]->err)

@@ -147,6 +147,20 @@ static void fs_left_fn(void *arg, size_t i)
         sync_fn(arg, i);
 }
 
+/* mark_here - errs[i] = -2 for the fds on dev's file system, -1 for the others (a failed
+ * fstat too: its own sync reports the error). Returns how many are on dev. */
+static size_t mark_here(dev_t dev, const int *fds, int *errs, size_t n)
+{
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        bool here = fds[i] >= 0 && fstat(fds[i], &st) == 0 && st.st_dev == dev;
+        errs[i] = here ? -2 : -1;
+        same += here;
+    }
+    return same;
+}
+
 bool ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size_t n,
                    bool data_only)
 {
@@ -158,14 +172,7 @@ bool ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size
     }
     /* Those on anchor's file system get one syncfs; a file elsewhere (a Maildir on another
      * mount) its own sync. A failed fstat is synced by itself, which reports the error. */
-    size_t same = 0, other = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct stat st;
-        bool here = fds[i] >= 0 && fstat(fds[i], &st) == 0 && st.st_dev == ast.st_dev;
-        errs[i] = here ? -2 : -1;
-        same += here;
-        other += !here;
-    }
+    size_t same = mark_here(ast.st_dev, fds, errs, n);
     if (same < IMS_POOL_SYNCFS_MIN) {
         ims_pool_run(p, n, sync_fn, &a);
         return false;
@@ -177,7 +184,34 @@ bool ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size
     for (size_t i = 0; i < n; i++)
         if (errs[i] == -2)
             errs[i] = err;
-    if (other)
+    if (same < n)
+        ims_pool_run(p, n, fs_left_fn, &a);
+    return err == 0;
+}
+
+bool ims_pool_sync_shared(ims_sync_pool *p, ims_recycler *r, unsigned share_ms, int anchor,
+                          const int *fds, int *errs, size_t n, bool data_only)
+{
+    struct stat ast;
+    if (!r || anchor < 0 || !ims_recycler_same_fs(r, anchor) || fstat(anchor, &ast))
+        return ims_pool_sync(p, anchor, fds, errs, n, data_only);
+    struct sync_args a = {fds, errs, data_only};
+    size_t same = mark_here(ast.st_dev, fds, errs, n);
+    int err = 0;
+    bool shared = ims_recycler_wait_covered(r, ims_recycler_mark(r), share_ms);
+    if (!shared) {
+        uint64_t seq = ims_recycler_sync_begin(r);
+        err = syncfs(anchor) ? errno : 0;
+        ims_recycler_sync_end(r, seq, !err);
+    }
+    /* A sync that covered the files reports a write-back error only to its own caller; the
+     * file's own wait reports it to us (and waits for nothing more). */
+    for (size_t i = 0; i < n; i++)
+        if (errs[i] == -2)
+            errs[i] = err                                                          ? err
+                      : sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE) ? errno
+                                                                                   : 0;
+    if (same < n)
         ims_pool_run(p, n, fs_left_fn, &a);
     return err == 0;
 }

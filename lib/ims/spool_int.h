@@ -186,6 +186,17 @@ void ims_pool_run(ims_sync_pool *p, size_t n, ims_pool_fn fn, void *arg);
 void ims_pool_post(ims_sync_pool *p, ims_pool_fn fn, void *arg);
 bool ims_pool_sync(ims_sync_pool *p, int anchor, const int *fds, int *errs, size_t n,
                    bool data_only);
+typedef struct ims_recycler ims_recycler;
+/* ims_pool_sync_shared - ims_pool_sync for a writer beside the committer: when anchor is on
+ * the file system r's syncs cover, everything on it written before the call is made durable
+ * by one of r's syncs that comes within share_ms (the committer's rounds) or, failing that,
+ * by one syncfs(anchor) of its own, numbered in r so that others may share it; each of fds on
+ * that file system then gets its own write-back error (sync_file_range's wait), the rest are
+ * synced one by one in the pool. It syncs even when n is 0 (a round of removals alone).
+ * r NULL or another file system: ims_pool_sync. Returns true when that whole-file-system sync
+ * succeeded (then directories on it are durable too). */
+bool ims_pool_sync_shared(ims_sync_pool *p, ims_recycler *r, unsigned share_ms, int anchor,
+                          const int *fds, int *errs, size_t n, bool data_only);
 void ims_pool_stop(ims_sync_pool *p);
 
 /* The recycler (recycle.c): files of finished messages kept in Work for new ones, and the
@@ -220,7 +231,6 @@ void ims_pool_stop(ims_sync_pool *p);
 #define IMS_RECYCLE_NAME 24
 #define IMS_RECYCLE_MAX 256           /* files kept for reuse, pending or free */
 #define IMS_RECYCLE_KEEP_BYTES 131072 /* bigger files are not kept */
-typedef struct ims_recycler ims_recycler;
 int ims_recycler_new(int work_fd, size_t max, ims_recycler **out);
 int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
 void ims_recycler_put(ims_recycler *r, const char *name, uint64_t size);
