@@ -21,6 +21,8 @@ typedef struct recycle_slot {
 
 struct ims_recycler {
     int work_fd; /* the caller's; not closed here */
+    dev_t dev;   /* work_fd's file system (read once: it cannot change) */
+    bool have_dev;
     pthread_mutex_t lock;
     recycle_slot *pending; /* moved out of In, not yet known durably gone from there */
     recycle_slot *free;    /* ready for reuse */
@@ -58,6 +60,9 @@ int ims_recycler_new(int work_fd, size_t max, ims_recycler **out)
         return ENOMEM;
     }
     r->work_fd = work_fd;
+    struct stat st;
+    r->have_dev = fstat(work_fd, &st) == 0;
+    r->dev = st.st_dev;
     r->max = max;
     pthread_mutex_init(&r->lock, NULL);
     pthread_condattr_t ca;
@@ -174,8 +179,8 @@ bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms)
 
 bool ims_recycler_same_fs(ims_recycler *r, int fd)
 {
-    struct stat a, b;
-    return r && fstat(r->work_fd, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev;
+    struct stat b;
+    return r && r->have_dev && fstat(fd, &b) == 0 && b.st_dev == r->dev;
 }
 
 uint64_t ims_recycler_sync_begin(ims_recycler *r)
