@@ -657,6 +657,19 @@ static void conn_gone(ob_conn *k, const char *why)
     conn_free(k);
 }
 
+/* conn_send_direct - on a connected plain connection with nothing queued, send what the
+ * socket takes of out[0..len) at once and return how much that was (0: nothing, queue it).
+ * Through the bufferevent each command would cost a loop turn and two epoll_ctl calls (the
+ * write event added, then removed). An error is left to the bufferevent's own write, which
+ * reports it as an event. */
+static size_t conn_send_direct(ob_conn *k, const char *out, size_t len)
+{
+    if (!k->connected || k->tls_started || evbuffer_get_length(bufferevent_get_output(k->bev)))
+        return 0;
+    ssize_t n = send(bufferevent_getfd(k->bev), out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n > 0 ? (size_t)n : 0;
+}
+
 static void conn_flush(ob_conn *k)
 {
     for (int round = 0; round < 64 && k->c && k->bev; round++) {
@@ -666,6 +679,12 @@ static void conn_flush(ob_conn *k)
         const char *out = smtp_client_output(k->c, &len);
         if (!out || !len)
             break;
+        /* The last round always queues: the write callback then comes back for the rest. */
+        size_t direct = round < 63 ? conn_send_direct(k, out, len) : 0;
+        if (direct) {
+            smtp_client_output_drain(k->c, direct);
+            continue;
+        }
         if (bufferevent_write(k->bev, out, len)) {
             conn_gone(k, "write failed");
             return;
