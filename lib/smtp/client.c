@@ -608,6 +608,12 @@ static void wr_fold(smtp_client *c)
 /* wr_piece - n bytes continuing the current data line, which ends after them when eol. */
 static void wr_piece(smtp_client *c, const char *p, size_t n, bool eol)
 {
+    /* The common case, a whole line short enough not to fold: written from where it is. */
+    if (!c->wl_len && eol && n &&
+        n <= (p[0] == '.' ? SMTP_DATA_LINE_FOLD - 1 : SMTP_DATA_LINE_FOLD)) {
+        wr_line(c, p, n);
+        return;
+    }
     /* In runs: as many bytes as the line takes before it folds (one less when it starts with
      * a dot, which stuffing doubles). */
     while (n) {
