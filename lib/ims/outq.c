@@ -539,13 +539,20 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
         return;
     }
     size_t k = 0, unlinked = 0;
+    /* A finished file goes to the spool's recycler, for a later message to reuse (an inode
+     * made and freed per message is the file system's largest cost), when on its file system. */
+    ims_recycler *rc = atomic_load(&q->syncer);
+    if (rc && !ims_recycler_same_fs(rc, q->out_fd))
+        rc = NULL;
     for (size_t i = 0; i < n; i++) {
         oq_task *t = ts[i];
         int fd = -1;
         if (t->unlink) {
             /* The file's removal is the record: made durable by the one fsync of Out below,
              * for every message the round finishes. */
-            if (unlinkat(q->out_fd, t->id, 0) && errno != ENOENT)
+            if (rc && ims_recycler_adopt(rc, q->out_fd, t->id) == 0)
+                unlinked++;
+            else if (unlinkat(q->out_fd, t->id, 0) && errno != ENOENT)
                 t->err = errno;
             else
                 unlinked++;

@@ -122,6 +122,27 @@ void ims_recycler_put(ims_recycler *r, const char *name, uint64_t size)
         unlinkat(r->work_fd, name, 0);
 }
 
+int ims_recycler_adopt(ims_recycler *r, int dir_fd, const char *name)
+{
+    if (!r)
+        return ENOSPC;
+    /* The size must be exact, records appended since the file was read included: a reuse
+     * cuts only what lies past it. */
+    struct stat st;
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW))
+        return errno;
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_size > IMS_RECYCLE_KEEP_BYTES)
+        return EFBIG;
+    char w[IMS_RECYCLE_NAME];
+    int rc = ims_recycler_reserve(r, w);
+    if (rc)
+        return rc;
+    if (renameat(dir_fd, name, r->work_fd, w))
+        return errno;
+    ims_recycler_put(r, w, (uint64_t)st.st_size);
+    return 0;
+}
+
 uint64_t ims_recycler_mark(ims_recycler *r)
 {
     if (!r)

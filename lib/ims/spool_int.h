@@ -221,6 +221,11 @@ void ims_pool_stop(ims_sync_pool *p);
  *   ims_spool_recycler returns the spool's, for other writers on RootDir's file system (the
  *   outbound queue), or NULL when its syncs are no syncfs (file_syncs);
  *   ims_recycler_same_fs whether fd is on the file system its syncs cover.
+ * - ims_recycler_adopt does the same for another writer's finished file: dir_fd/name (a
+ *   single-linked regular file of at most IMS_RECYCLE_KEEP_BYTES, on r's file system) is
+ *   moved into Work and put (0), or left where it is with an errno value (ENOSPC: no room;
+ *   EFBIG: not a file to keep), for the caller to remove as before. Its leaving dir_fd must
+ *   be made durable by a sync of r like any other.
  * - ims_recycler_take opens a free file for writing at offset 0, not emptied (its name in
  *   Work in name, its size in *size: the writer must cut what it does not overwrite), or
  *   returns -1 when there is none.
@@ -234,6 +239,7 @@ void ims_pool_stop(ims_sync_pool *p);
 int ims_recycler_new(int work_fd, size_t max, ims_recycler **out);
 int ims_recycler_reserve(ims_recycler *r, char name[IMS_RECYCLE_NAME]);
 void ims_recycler_put(ims_recycler *r, const char *name, uint64_t size);
+int ims_recycler_adopt(ims_recycler *r, int dir_fd, const char *name);
 uint64_t ims_recycler_mark(ims_recycler *r);
 bool ims_recycler_covered(ims_recycler *r, uint64_t need);
 bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms);

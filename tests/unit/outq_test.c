@@ -263,6 +263,11 @@ static void test_delivered(void **state)
     for (size_t i = 0; i <= IMS_LATENCY_BUCKETS; i++)
         observed += st.latency_remote.count[i];
     assert_int_equal(observed, 1); /* the delivery's latency */
+    /* The finished Out file waits in Work, for the next message written (durably out of Out
+     * first: the round's sync freed it). */
+    ims_spool_stats sst;
+    ims_spool_get_stats(o.spool, &sst);
+    assert_int_equal(sst.files_recycled, 1);
     teardown_oq(&o);
 }
 

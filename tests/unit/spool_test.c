@@ -596,6 +596,62 @@ static void test_recycler_order(void **state)
     rmdir(dir);
 }
 
+/* Another writer's finished file (the outbound queue's, from Out): moved into Work with its
+ * size as it is now, reused only after a sync begun after it; a file with a second link, one
+ * too big and one that is gone are left to the caller. */
+static void test_recycler_adopt(void **state)
+{
+    struct fx *fx = *state;
+    char wdir[512], odir[512], path[1024], link2[1024], got[IMS_RECYCLE_NAME];
+    uint64_t size = 0;
+    snprintf(wdir, sizeof wdir, "%s/W", fx->root);
+    snprintf(odir, sizeof odir, "%s/O", fx->root);
+    assert_int_equal(mkdir(wdir, 0700), 0);
+    assert_int_equal(mkdir(odir, 0700), 0);
+    int wfd = open(wdir, O_RDONLY | O_DIRECTORY), ofd = open(odir, O_RDONLY | O_DIRECTORY);
+    ims_recycler *r;
+    assert_int_equal(ims_recycler_new(wfd, 8, &r), 0);
+    snprintf(path, sizeof path, "%s/AAAA", odir);
+    write_text(path, "envelope\ncontent\nrecord 1\n"); /* 26 bytes, records included */
+    uint64_t need = ims_recycler_mark(r);
+    assert_int_equal(ims_recycler_adopt(r, ofd, "AAAA"), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(count_files(odir), 0);
+    assert_int_equal(count_files(wdir), 1);
+    assert_int_equal(ims_recycler_take(r, got, &size), -1); /* not before a sync */
+    uint64_t seq = ims_recycler_sync_begin(r);
+    ims_recycler_sync_end(r, seq, true);
+    assert_true(ims_recycler_covered(r, need));
+    int fd = ims_recycler_take(r, got, &size);
+    assert_true(fd >= 0);
+    assert_int_equal(size, 26);
+    close(fd);
+    /* Left where they are: a second link (the file is also elsewhere), too big, gone. */
+    snprintf(path, sizeof path, "%s/BBBB", odir);
+    write_text(path, "linked");
+    snprintf(link2, sizeof link2, "%s/BBBB.link", odir);
+    assert_int_equal(link(path, link2), 0);
+    assert_int_equal(ims_recycler_adopt(r, ofd, "BBBB"), EFBIG);
+    assert_int_equal(access(path, F_OK), 0);
+    unlink(link2);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/CCCC", odir);
+    write_text(path, "");
+    assert_int_equal(truncate(path, IMS_RECYCLE_KEEP_BYTES + 1), 0);
+    assert_int_equal(ims_recycler_adopt(r, ofd, "CCCC"), EFBIG);
+    assert_int_equal(access(path, F_OK), 0);
+    unlink(path);
+    assert_int_equal(ims_recycler_adopt(r, ofd, "DDDD"), ENOENT);
+    assert_int_equal(ims_recycler_adopt(NULL, ofd, "DDDD"), ENOSPC);
+    ims_recycler_free(r);
+    snprintf(path, sizeof path, "%s/%s", wdir, got);
+    unlink(path);
+    close(wfd);
+    close(ofd);
+    rmdir(wdir);
+    rmdir(odir);
+}
+
 /* A finished message's spool file waits in Work, and the next message is written into it
  * rather than into a new file, cut to its own length: the first message's content is made of
  * lines that would read as status records ("done 0") if its tail were left behind the second.
@@ -1921,6 +1977,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_threads_file_syncs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycled_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycler_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycler_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checksums, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
