@@ -795,6 +795,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
     bool *wrote = calloc(n, sizeof *wrote);
     if (!wrote)
         return;
+    ims_tracking_hold(d->tracking); /* the round's lines in one write (not over the sync) */
     for (size_t k = 0; k < n; k++) {
         dl_msg *m = &ms[k];
         if (!m->parsed || m->failed)
@@ -819,11 +820,13 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
         }
         buf_free(&b);
     }
+    (void)ims_tracking_release(d->tracking);
     size_t nfd = 0;
     for (size_t k = 0; k < n; k++)
         if (wrote[k])
             d->fds[nfd++] = ms[k].fd;
     shared_sync(d, d->fds, d->errs, nfd, true);
+    ims_tracking_hold(d->tracking);
     for (size_t k = 0, j = 0; k < n; k++) {
         dl_msg *m = &ms[k];
         if (!wrote[k])
@@ -834,6 +837,7 @@ static void record(ims_deliverer *d, dl_msg *ms, size_t n, uint64_t *delivered)
         }
         mark_done(d, m, delivered);
     }
+    (void)ims_tracking_release(d->tracking);
     free(wrote);
 }
 

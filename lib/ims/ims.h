@@ -1209,8 +1209,9 @@ typedef struct ims_envelope {
 /* One file per GMT day, <dir>/yyyymmdd.log, one tab-separated line per event and recipient:
  *   date-time GMT ("2024-05-01 13:45:07 GMT"), event number, queue id, sender ("<>" for the
  *   null sender), recipient, size in bytes (of the content as received), client IP, our host.
- * Each line is one write() on an O_APPEND descriptor, so writers in several threads or
- * processes never interleave inside a line. */
+ * Lines are written whole by write() on an O_APPEND descriptor (one line, or the lines held
+ * for a round, below), so writers in several threads or processes never interleave inside a
+ * line. */
 typedef struct ims_tracking ims_tracking;
 
 /* ims_tracking_open - the log in dir (made when missing, mode 0750). Thread-safe. */
@@ -1236,6 +1237,7 @@ void ims_tracking_close(ims_tracking *t);
 #define IMS_TRACK_FIELDS 14      /* fields of a full line */
 #define IMS_TRACK_FIELD_MAX 1024 /* bytes kept of one text field (longer ones are cut) */
 #define IMS_TRACK_LINE_MAX (IMS_TRACK_FIELDS * (IMS_TRACK_FIELD_MAX + 1) + 64)
+#define IMS_TRACK_HELD_BYTES (4 * IMS_TRACK_LINE_MAX) /* lines kept in a hold (tracking.c) */
 #define IMS_TRACK_MSGID_SCAN 16384 /* bytes of a message's header searched for Message-ID */
 
 /* IMS's own event numbers (not the original's: its numbers stop at 1017 and later Exchange
@@ -1270,6 +1272,15 @@ typedef struct ims_track_line {
  * breaks in the fields are written as spaces; each text field is cut at IMS_TRACK_FIELD_MAX
  * bytes. Thread-safe. 0 or an errno value. */
 int ims_tracking_put(ims_tracking *t, const ims_track_line *l);
+/* ims_tracking_hold, ims_tracking_release - the lines put (by any thread) from a hold until
+ * its release are kept in memory, in order, and written in one append at the release that
+ * ends the last hold: a round of many messages costs one write, not one a line. Held lines
+ * are written earlier when IMS_TRACK_HELD_BYTES fill, when a line of another GMT day comes,
+ * and at ims_tracking_close. Hold only around work that does not wait. release returns 0
+ * or the errno value of that append (a put in a hold returns 0 once its line is kept). NULL
+ * t: nothing. */
+void ims_tracking_hold(ims_tracking *t);
+int ims_tracking_release(ims_tracking *t);
 /* ims_tracking_admin - the line of an administrator's action (IMS_TRACK_ADMIN_*) on qid's
  * recipient rcpt (NULL: the message), now, by actor (ims_tracking_actor's text). */
 int ims_tracking_admin(ims_tracking *t, unsigned event, const char *qid, const char *sender,

@@ -583,6 +583,7 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
         if (ts[i]->unlink && !ts[i]->err)
             ts[i]->err = sync_err;
     }
+    ims_tracking_hold(q->tracking); /* the round's lines in one write */
     for (size_t i = 0; i < n; i++) {
         oq_task *t = ts[i];
         if (slot[i]) {
@@ -619,6 +620,7 @@ static void th_commit_round(ims_outq *q, oq_task **ts, size_t n)
             ims_tracking_put(q->tracking, &l);
         }
     }
+    (void)ims_tracking_release(q->tracking);
     free(fds);
     free(errs);
     free(slot);

@@ -688,6 +688,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
     }
     bool claims_gone = release_claims(sp, ms, n);
     space_episode(sp, ms, n);
+    ims_tracking_hold(sp->tracking); /* the round's received lines in one write */
     for (size_t i = 0; i < n; i++) {
         ims_spool_msg *m = ms[i];
         if (m->err) {
@@ -705,6 +706,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
                             "is delivered at the next start",
                             m->id);
     }
+    (void)ims_tracking_release(sp->tracking);
     pthread_mutex_lock(&sp->lock);
     sp->stats.rounds++;
     sp->stats.file_syncs += file_syncs;

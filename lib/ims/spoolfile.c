@@ -386,13 +386,26 @@ static int read_status(int fd, ims_spool_file *f)
 
 int ims_append_whole(int fd, const void *p, size_t n)
 {
-    off_t end = lseek(fd, 0, SEEK_END);
-    if (end < 0)
-        return errno;
-    int rc = base_write_all(fd, p, n);
-    /* As it was: the records count as not written, and are made again at the retry. */
-    int cut = rc ? ftruncate(fd, end) : 0;
-    (void)cut;
+    const char *c = p;
+    size_t done = 0;
+    int rc = 0;
+    while (done < n) {
+        ssize_t w = write(fd, c + done, n - done);
+        if (w > 0)
+            done += (size_t)w;
+        else if (w == 0 || errno != EINTR) {
+            rc = w == 0 ? EIO : errno;
+            break;
+        }
+    }
+    if (rc && done) {
+        /* O_APPEND left the offset just past what was written: that is cut off again, so
+         * the file is as it was (the records count as not written, and are made again at
+         * the retry). No lseek before the write: the common case costs one system call. */
+        off_t end = lseek(fd, 0, SEEK_CUR);
+        int cut = end >= (off_t)done ? ftruncate(fd, end - (off_t)done) : -1;
+        (void)cut;
+    }
     return rc;
 }
 

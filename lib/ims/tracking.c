@@ -19,10 +19,14 @@
 #define TRACKING_PWBUF 4096 /* getpwuid_r's buffer */
 
 struct ims_tracking {
-    pthread_mutex_t lock; /* guards fd and day: the committer and the deliverer both log */
+    pthread_mutex_t lock; /* guards all below: the committer and the deliverer both log */
     char *dir;
-    int fd;   /* the open day's file, or -1 */
-    long day; /* days since the epoch of the open file */
+    int fd;         /* the open day's file, or -1 */
+    long day;       /* days since the epoch of the open file */
+    unsigned holds; /* ims_tracking_hold calls not yet released */
+    char *held;     /* lines kept while held (IMS_TRACK_HELD_BYTES, made at first use) */
+    size_t nheld;   /* bytes in held, all lines of the day held_day */
+    long held_day;
 };
 
 int ims_tracking_open(const char *dir, ims_tracking **out)
@@ -43,10 +47,14 @@ int ims_tracking_open(const char *dir, ims_tracking **out)
     return 0;
 }
 
+static int flush_held(ims_tracking *t);
+
 void ims_tracking_close(ims_tracking *t)
 {
     if (!t)
         return;
+    (void)flush_held(t); /* a hold left open: its lines are still written */
+    free(t->held);
     if (t->fd >= 0)
         close(t->fd);
     pthread_mutex_destroy(&t->lock);
@@ -66,13 +74,17 @@ static size_t put_field(char *p, size_t room, const char *s)
 }
 
 /* day_fd - the descriptor of the file for `day`, opened (O_APPEND) when the day changes. */
-static int day_fd(ims_tracking *t, long day, const struct tm *tm)
+static int day_fd(ims_tracking *t, long day)
 {
     if (t->fd >= 0 && t->day == day)
         return 0;
+    time_t at = (time_t)day * 86400;
+    struct tm tm;
+    if (!gmtime_r(&at, &tm))
+        return EINVAL;
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/%04d%02d%02d.log", t->dir, tm->tm_year + 1900,
-                 tm->tm_mon + 1, tm->tm_mday) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/%04d%02d%02d.log", t->dir, tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday) >= (int)sizeof path)
         return ENAMETOOLONG;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)
@@ -139,13 +151,57 @@ int ims_tracking_put(ims_tracking *t, const ims_track_line *l)
     }
     line[n++] = '\n';
 
+    long day = (long)(l->when / 86400);
     pthread_mutex_lock(&t->lock);
-    int rc = day_fd(t, (long)(l->when / 86400), &tm);
-    if (!rc) {
+    int rc = 0;
+    /* Held lines stay in order and in one day's file: a line that does not join them has
+     * them written first. */
+    if (t->nheld && (day != t->held_day || t->nheld + n > IMS_TRACK_HELD_BYTES || !t->holds))
+        rc = flush_held(t);
+    if (t->holds && !t->held)
+        t->held = malloc(IMS_TRACK_HELD_BYTES); /* none: each line is written at once */
+    if (!rc && t->holds && t->held) {
+        memcpy(t->held + t->nheld, line, n);
+        t->nheld += n;
+        t->held_day = day;
+    } else if (!rc && !(rc = day_fd(t, day))) {
         /* O_APPEND places it at the end of the file; a short write (the disk full) is cut
          * back, so the line is whole or not there. */
         rc = ims_append_whole(t->fd, line, n);
     }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+/* flush_held - the held lines written in one append, whole or not at all (the lock held). */
+static int flush_held(ims_tracking *t)
+{
+    if (!t->nheld)
+        return 0;
+    int rc = day_fd(t, t->held_day);
+    if (!rc)
+        rc = ims_append_whole(t->fd, t->held, t->nheld);
+    t->nheld = 0; /* written or lost, as a line written at once would be */
+    return rc;
+}
+
+void ims_tracking_hold(ims_tracking *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->holds++;
+    pthread_mutex_unlock(&t->lock);
+}
+
+int ims_tracking_release(ims_tracking *t)
+{
+    if (!t)
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&t->lock);
+    if (t->holds && !--t->holds)
+        rc = flush_held(t);
     pthread_mutex_unlock(&t->lock);
     return rc;
 }

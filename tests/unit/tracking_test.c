@@ -95,6 +95,63 @@ static void test_put_line(void **state)
     free(text);
 }
 
+/* size_of - the bytes in path, 0 when it is not there. */
+static off_t size_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) ? 0 : st.st_size;
+}
+
+/* Lines put in a hold wait in memory until the last release writes them, in order, in one
+ * append; a line of another day goes to its own file; many lines overflow the hold early. */
+static void test_hold(void **state)
+{
+    struct fx *fx = *state;
+    ims_tracking *t;
+    assert_int_equal(ims_tracking_open(fx->dir, &t), 0);
+    char d1[128], d2[128];
+    snprintf(d1, sizeof d1, "%s/20240501.log", fx->dir);
+    snprintf(d2, sizeof d2, "%s/20240502.log", fx->dir);
+    ims_track_line l = {DAY1, 1012, "Q1", "a@b", "c@d", 42, "192.0.2.1", "h.test"};
+    assert_int_equal(ims_tracking_put(t, &l), 0); /* no hold: written at once */
+    off_t one = size_of(d1);
+    assert_true(one > 0);
+    ims_tracking_hold(t);
+    ims_tracking_hold(t); /* holds nest */
+    l.qid = "Q2";
+    assert_int_equal(ims_tracking_put(t, &l), 0);
+    l.qid = "Q3";
+    assert_int_equal(ims_tracking_put(t, &l), 0);
+    assert_int_equal(size_of(d1), one);
+    assert_int_equal(ims_tracking_release(t), 0);
+    assert_int_equal(size_of(d1), one); /* one hold is left */
+    l.when = DAY1 + DAY;                /* another day: the held lines go first */
+    l.qid = "Q4";
+    assert_int_equal(ims_tracking_put(t, &l), 0);
+    assert_int_equal(size_of(d1), 3 * one);
+    assert_int_equal(size_of(d2), 0);
+    assert_int_equal(ims_tracking_release(t), 0);
+    assert_int_equal(size_of(d2), one);
+    assert_int_equal(ims_tracking_release(t), 0); /* one release too many: nothing */
+    char *text = read_text(d1);
+    assert_non_null(strstr(text, "\tQ1\t"));
+    assert_true(strstr(text, "\tQ1\t") < strstr(text, "\tQ2\t"));
+    assert_true(strstr(text, "\tQ2\t") < strstr(text, "\tQ3\t"));
+    assert_null(strstr(text, "\tQ4\t"));
+    free(text);
+    /* More than the hold keeps: written before the release, whole lines only. */
+    ims_tracking_hold(t);
+    size_t many = IMS_TRACK_HELD_BYTES / (size_t)one + 2;
+    for (size_t i = 0; i < many; i++)
+        assert_int_equal(ims_tracking_put(t, &l), 0);
+    off_t part = size_of(d2);
+    assert_true(part > one && part < (off_t)(many + 1) * one);
+    assert_int_equal(part % one, 0);
+    /* Close writes what a hold left. */
+    ims_tracking_close(t);
+    assert_int_equal(size_of(d2), (off_t)(many + 1) * one);
+}
+
 static void test_field_cut(void **state)
 {
     struct fx *fx = *state;
@@ -497,6 +554,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_field_cut, setup, teardown),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_message_id),
