@@ -5,7 +5,7 @@
 set -eu
 
 if [ $# -ne 1 ]; then
-    echo "usage: $0 BIN_DIR  (env: IMS_BENCH_SCALE=1 IMS_BENCH_ROUNDS=2 IMS_BENCH_WAIT=60 IMS_BENCH_STALL=15)" >&2
+    echo "usage: $0 BIN_DIR  (env: IMS_BENCH_SCALE=1 IMS_BENCH_ROUNDS=2 IMS_BENCH_WAIT=60 IMS_BENCH_STALL=15 IMS_BENCH_POINTS='100x4 20x64' IMS_BENCH_PERF=DIR)" >&2
     exit 2
 fi
 BIN=$(cd "$1" && pwd)
@@ -23,7 +23,7 @@ SESSION_LIMIT=200
 PER_HOST=20
 OUTBOUND=100
 # The command line, for the report.
-COMMAND="IMS_BENCH_SCALE=${IMS_BENCH_SCALE:-1} IMS_BENCH_ROUNDS=${IMS_BENCH_ROUNDS:-2} sh bench/outbound.sh $1"
+COMMAND="IMS_BENCH_SCALE=${IMS_BENCH_SCALE:-1} IMS_BENCH_ROUNDS=${IMS_BENCH_ROUNDS:-2}${IMS_BENCH_POINTS:+ IMS_BENCH_POINTS=\"$IMS_BENCH_POINTS\"} sh bench/outbound.sh $1"
 
 if [ "$(id -u)" != 0 ]; then
     echo "outbound.sh: run as root (Postfix's master and imsd's install need it)" >&2
