@@ -33,8 +33,13 @@ struct ims_recycler {
      * made before it ended; those are covered by no other sync. failed: the sequence number
      * begun last when that happened, so a mark at or below it is never covered. */
     uint64_t failed;
-    pthread_cond_t synced_cv;   /* broadcast at every successful end */
-    struct timespec last_begin; /* when the latest sync began (monotonic) */
+    pthread_cond_t synced_cv; /* broadcast at every successful end */
+    /* When the latest commit round's sync began (monotonic), and how many have: only those
+     * are worth waiting for. Another writer's own syncs do not say that mail comes in, and
+     * counting them made each of its rounds wait out the whole share time for nobody once
+     * mail had stopped (the outbound queue's, one connection's next message behind it). */
+    struct timespec last_begin;
+    uint64_t rounds;
     uint64_t reused, kept;
 };
 
@@ -185,11 +190,11 @@ bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms)
     }
     pthread_mutex_lock(&r->lock);
     /* Waiting is worth it only while a sync that can cover need may still come, and only
-     * while syncs come often (one began within ms): when mail stops coming in, nobody else
-     * is about to sync, and the caller had better sync at once. */
+     * while commit rounds come often (one began within ms): when mail stops coming in, nobody
+     * else is about to sync, and the caller had better sync at once. */
     int64_t since = (int64_t)(now.tv_sec - r->last_begin.tv_sec) * 1000 +
                     (now.tv_nsec - r->last_begin.tv_nsec) / 1000000;
-    bool busy = r->started > 0 && since <= (int64_t)ms;
+    bool busy = r->rounds > 0 && since <= (int64_t)ms;
     while (busy && !covered(r, need) && r->failed < need &&
            pthread_cond_timedwait(&r->synced_cv, &r->lock, &at) == 0)
         ;
@@ -204,17 +209,31 @@ bool ims_recycler_same_fs(ims_recycler *r, int fd)
     return r && r->have_dev && fstat(fd, &b) == 0 && b.st_dev == r->dev;
 }
 
-uint64_t ims_recycler_sync_begin(ims_recycler *r)
+static uint64_t sync_begin(ims_recycler *r, bool round)
 {
     if (!r)
         return 0;
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (round)
+        clock_gettime(CLOCK_MONOTONIC, &now);
     pthread_mutex_lock(&r->lock);
     uint64_t seq = ++r->started;
-    r->last_begin = now;
+    if (round) {
+        r->last_begin = now;
+        r->rounds++;
+    }
     pthread_mutex_unlock(&r->lock);
     return seq;
+}
+
+uint64_t ims_recycler_sync_begin(ims_recycler *r)
+{
+    return sync_begin(r, false);
+}
+
+uint64_t ims_recycler_round_begin(ims_recycler *r)
+{
+    return sync_begin(r, true);
 }
 
 void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok)

@@ -670,7 +670,7 @@ static void commit_round(ims_spool *sp, ims_spool_msg **ms, size_t n)
     bool in_ok = false;
     if (moved) {
         dir_syncs++;
-        in_seq = ims_recycler_sync_begin(sp->recycler);
+        in_seq = ims_recycler_round_begin(sp->recycler);
         /* In is open for the spool's life: no write-back error between rounds is missed. */
         in_ok = (sp->file_syncs ? fsync(sp->in_fd) : syncfs(sp->in_fd)) == 0;
         if (!in_ok) {

@@ -216,8 +216,11 @@ void ims_pool_stop(ims_sync_pool *p);
  *   failed after the mark (a failure may have reported, to its caller alone, the write-back
  *   error of a change made before it ended): a change made before mark is durable once
  *   covered. A pending file put before a failure is never freed (it is removed at the end).
- *   ims_recycler_wait_covered waits at most ms for that, and only when a sync began within
- *   the last ms (false: not covered, sync yourself).
+ *   ims_recycler_wait_covered waits at most ms for that, and only when a commit round's
+ *   sync began within the last ms (false: not covered, sync yourself). The committer begins
+ *   its rounds' syncs with ims_recycler_round_begin, every other writer with
+ *   ims_recycler_sync_begin: both are numbered alike and cover alike, but only rounds say
+ *   that another sync is coming soon.
  *   ims_spool_recycler returns the spool's, for other writers on RootDir's file system (the
  *   outbound queue), or NULL when its syncs are no syncfs (file_syncs);
  *   ims_recycler_same_fs whether fd is on the file system its syncs cover.
@@ -245,6 +248,7 @@ bool ims_recycler_covered(ims_recycler *r, uint64_t need);
 bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms);
 bool ims_recycler_same_fs(ims_recycler *r, int fd);
 uint64_t ims_recycler_sync_begin(ims_recycler *r);
+uint64_t ims_recycler_round_begin(ims_recycler *r);
 void ims_recycler_sync_end(ims_recycler *r, uint64_t seq, bool ok);
 int ims_recycler_take(ims_recycler *r, char name[IMS_RECYCLE_NAME], uint64_t *size);
 void ims_recycler_stats(ims_recycler *r, uint64_t *kept, uint64_t *reused);

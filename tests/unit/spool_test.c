@@ -596,6 +596,86 @@ static void test_recycler_order(void **state)
     rmdir(dir);
 }
 
+struct late_sync {
+    ims_recycler *r;
+    bool round; /* a commit round's sync, or another writer's */
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    bool go;
+};
+
+/* Begins and ends a sync once the waiter has given up (go), or after at most 10 s when the
+ * waiter waits instead: then the sync covers it, as it would have when a waiter waited for
+ * another writer's syncs. */
+static void *late_sync_thread(void *arg)
+{
+    struct late_sync *ls = arg;
+    struct timespec at;
+    clock_gettime(CLOCK_REALTIME, &at);
+    at.tv_sec += 10;
+    pthread_mutex_lock(&ls->lock);
+    while (!ls->go && pthread_cond_timedwait(&ls->cv, &ls->lock, &at) == 0)
+        ;
+    pthread_mutex_unlock(&ls->lock);
+    uint64_t seq = ls->round ? ims_recycler_round_begin(ls->r) : ims_recycler_sync_begin(ls->r);
+    ims_recycler_sync_end(ls->r, seq, true);
+    return NULL;
+}
+
+static void late_sync_go(struct late_sync *ls)
+{
+    pthread_mutex_lock(&ls->lock);
+    ls->go = true;
+    pthread_cond_signal(&ls->cv);
+    pthread_mutex_unlock(&ls->lock);
+}
+
+/* Whom ims_recycler_wait_covered waits for: a commit round's sync (ims_recycler_round_begin)
+ * says more are coming, so a writer waits for the next; another writer's own sync
+ * (ims_recycler_sync_begin) does not, so after only those the waiter is told at once to sync
+ * itself, even when a sync was on its way that would have covered it. When the outbound
+ * queue's own syncs counted, each of its rounds waited out its whole share time once mail
+ * had stopped coming in. */
+static void test_recycler_waits_for_rounds_only(void **state)
+{
+    struct fx *fx = *state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/W", fx->root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int wfd = open(dir, O_RDONLY | O_DIRECTORY);
+    ims_recycler *r;
+    assert_int_equal(ims_recycler_new(wfd, 2, &r), 0);
+    /* Nothing began yet: no wait, not covered. */
+    assert_false(ims_recycler_wait_covered(r, ims_recycler_mark(r), 60000));
+    /* Another writer's syncs only: no wait, though a sync is on its way that would cover. */
+    uint64_t own = ims_recycler_sync_begin(r);
+    ims_recycler_sync_end(r, own, true);
+    uint64_t need = ims_recycler_mark(r);
+    struct late_sync ls = {.r = r, .round = false};
+    pthread_mutex_init(&ls.lock, NULL);
+    pthread_cond_init(&ls.cv, NULL);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, late_sync_thread, &ls), 0);
+    bool waited = ims_recycler_wait_covered(r, need, 60000);
+    late_sync_go(&ls);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_false(waited);
+    assert_true(ims_recycler_covered(r, need)); /* numbered and covering all the same */
+    /* A commit round began lately: the waiter waits for the next sync, whoever makes it. */
+    uint64_t round = ims_recycler_round_begin(r);
+    ims_recycler_sync_end(r, round, true);
+    uint64_t need2 = ims_recycler_mark(r);
+    ls.go = true; /* at once */
+    assert_int_equal(pthread_create(&th, NULL, late_sync_thread, &ls), 0);
+    assert_true(ims_recycler_wait_covered(r, need2, 60000));
+    assert_int_equal(pthread_join(th, NULL), 0);
+    pthread_cond_destroy(&ls.cv);
+    pthread_mutex_destroy(&ls.lock);
+    ims_recycler_free(r);
+    close(wfd);
+    rmdir(dir);
+}
+
 /* Another writer's finished file (the outbound queue's, from Out): moved into Work with its
  * size as it is now, reused only after a sync begun after it; a file with a second link, one
  * too big and one that is gone are left to the caller. */
@@ -1977,6 +2057,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_threads_file_syncs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycled_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycler_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycler_waits_for_rounds_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycler_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checksums, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_window, setup, teardown),
