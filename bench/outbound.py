@@ -14,7 +14,8 @@ exited, at least; default 60), IMS_BENCH_STALL (seconds without a new message at
 once smtp-source exited, after which a run is given up; default 15), IMS_BENCH_COMMAND (the
 command line shown in the report), IMS_BENCH_POINTS (only these points, as SESSIONSxKIB words:
 "100x4 20x64"; default all), IMS_BENCH_PERF (a directory: perf record -g on imsd through each of
-its runs, into DIR/perf-<sessions>x<KiB>-<n>.data; such runs carry perf's own cost). PIDFILE is imsd's $IMS_ROOT/run/imsd.pid or Postfix's
+its runs, into DIR/perf-<sessions>x<KiB>-<n>.data; such runs carry perf's own cost),
+IMS_BENCH_PERF_ARGS (perf's arguments before -p PID -o FILE; default "record -q -g"). PIDFILE is imsd's $IMS_ROOT/run/imsd.pid or Postfix's
 master.pid; the server's processes are that one and all its descendants."""
 import argparse
 import json
@@ -174,7 +175,8 @@ def perf_start(srv, sessions, size):
     n = 0
     while os.path.exists(os.path.join(d, f"perf-{sessions}x{size // 1024}-{n}.data")):
         n += 1
-    p = subprocess.Popen(["perf", "record", "-q", "-g", "-p", str(srv.main_pid()), "-o",
+    cmd = os.environ.get("IMS_BENCH_PERF_ARGS", "record -q -g").split()
+    p = subprocess.Popen(["perf"] + cmd + ["-p", str(srv.main_pid()), "-o",
                           os.path.join(d, f"perf-{sessions}x{size // 1024}-{n}.data")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # perf attached to every thread before the load starts
