@@ -15,8 +15,9 @@ once smtp-source exited, after which a run is given up; default 15), IMS_BENCH_C
 command line shown in the report), IMS_BENCH_POINTS (only these points, as SESSIONSxKIB words:
 "100x4 20x64"; default all), IMS_BENCH_PERF (a directory: perf record -g on imsd through each of
 its runs, into DIR/perf-<sessions>x<KiB>-<n>.data; such runs carry perf's own cost),
-IMS_BENCH_PERF_ARGS (perf's arguments before -p PID -o FILE; default "record -q -g"). PIDFILE is imsd's $IMS_ROOT/run/imsd.pid or Postfix's
-master.pid; the server's processes are that one and all its descendants."""
+IMS_BENCH_PERF_ARGS (perf's arguments before -p PID -o FILE; default "record -q -g").
+PIDFILE is imsd's $IMS_ROOT/run/imsd.pid or Postfix's master.pid; the server's processes are
+that one and all its descendants."""
 import argparse
 import json
 import os
