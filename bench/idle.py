@@ -10,13 +10,12 @@ Environment: IMS_BENCH_IDLE (K, default 10000), IMS_BENCH_HOLD (seconds the firs
 idle, default 5), IMS_BENCH_ROUNDS (rounds of the load with and without them, default 3),
 IMS_BENCH_SESSIONS (default 20), IMS_BENCH_MSGS (messages per load run, default 2000),
 IMS_BENCH_SIZE (bytes per message, default 4096), IMS_BENCH_SOURCES (source addresses the idle
-connections come from, 127.0.0.2 on, default 8), IMS_BENCH_PERF (a directory: perf record -g
-on imsd through each load run)."""
+connections come from, 127.0.0.2 on, default 8), IMS_BENCH_PERF and IMS_BENCH_PERF_ARGS (perfhook.py:
+perf on imsd through each load run, into DIR/perf-idle<K>-<n>.data)."""
 import argparse
 import json
 import os
 import resource
-import signal
 import socket
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inbound  # noqa: E402  (the Server class, run_point, read_banner)
+import perfhook  # noqa: E402  (IMS_BENCH_PERF)
 
 FD_SPARE = 64  # descriptors the client keeps for itself beside its idle connections
 CONNECT_TIMEOUT = 30.0  # seconds for one idle connection to get its banner
@@ -181,28 +181,6 @@ def idle_phase(srv, imsctl, k, sources, hold):
             "imsd_rejected": counters.get("connections_rejected_total")}
 
 
-def perf_start(srv, k):
-    """With IMS_BENCH_PERF=DIR: perf record -g on imsd through one load run, into
-    DIR/perf-idle<k>-<n>.data (the numbers of such a run carry perf's own cost)."""
-    d = os.environ.get("IMS_BENCH_PERF")
-    if not d:
-        return None
-    n = 0
-    while os.path.exists(os.path.join(d, f"perf-idle{k}-{n}.data")):
-        n += 1
-    p = subprocess.Popen(["perf", "record", "-q", "-g", "-p", str(srv.main_pid()), "-o",
-                          os.path.join(d, f"perf-idle{k}-{n}.data")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # perf attached to every thread before the load starts
-    return p
-
-
-def perf_stop(p):
-    if p:
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
-
-
 def load_run(srv, imsctl, point, k, sources, last_end):
     """One smtp-source run, with K idle connections held through it when k > 0, starting GAP
     seconds after last_end (CLOCK_MONOTONIC) at the earliest."""
@@ -218,9 +196,11 @@ def load_run(srv, imsctl, point, k, sources, last_end):
         time.sleep(max(0.0, last_end + GAP - time.monotonic()))
         extra["gap_s"] = time.monotonic() - last_end
         t0 = time.monotonic()
-        perf = perf_start(srv, k)
-        r = inbound.run_point(srv, *point)
-        perf_stop(perf)
+        perf = perfhook.start(srv.main_pid(), f"idle{k}")
+        try:
+            r = inbound.run_point(srv, *point)
+        finally:
+            perfhook.stop(perf)
         extra["end"] = time.monotonic()
         if idle:
             extra["held_s"] = time.monotonic() - t0 + SETTLE

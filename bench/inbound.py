@@ -8,7 +8,9 @@ connection), and the report as a text table and as markdown. inbound.sh sets the
 
 Environment: IMS_BENCH_SCALE (message counts times this, default 1), IMS_BENCH_ROUNDS (runs per
 server and point, default 2), IMS_BENCH_IDLE (idle connections, default 500), IMS_BENCH_HOLD
-(seconds they are held, default 5). The imsd PIDFILE is $IMS_ROOT/run/imsd.pid (one process). The Postfix PIDFILE is the master's
+(seconds they are held, default 5); IMS_BENCH_POINTS, IMS_BENCH_PERF and IMS_BENCH_PERF_ARGS
+(perfhook.py: only some load points; perf on imsd through each of its load runs, into
+DIR/perf-<sessions>x<KiB>-<n>.data). The imsd PIDFILE is $IMS_ROOT/run/imsd.pid (one process). The Postfix PIDFILE is the master's
 ($queue_directory/pid/master.pid); every Postfix process is in the master's process group."""
 import argparse
 import json
@@ -18,6 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import perfhook  # noqa: E402  (IMS_BENCH_PERF, IMS_BENCH_POINTS)
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -172,18 +177,24 @@ def run_point(srv, sessions, size, count):
 def cmd_load(args, servers):
     scale = float(os.environ.get("IMS_BENCH_SCALE", "1"))
     rounds = max(1, int(os.environ.get("IMS_BENCH_ROUNDS", "2")))
+    chosen = perfhook.points(POINTS, "inbound.py")  # before the warm-up: a bad word fails at once
     for srv in servers:  # warm both up: processes forked, caches filled, Maildir made
         run_point(srv, *WARMUP)
         srv.clear_maildir()
     results = []
     turn = 0  # who goes first alternates from one run of a point to the next
-    for sessions, size, base in POINTS:
+    for sessions, size, base in chosen:
         count = max(sessions, int(round(base * scale)))
         for rnd in range(rounds):
             order = servers if turn % 2 == 0 else servers[::-1]
             turn += 1
             for srv in order:
-                r = run_point(srv, sessions, size, count)
+                perf = (perfhook.start(srv.main_pid(), f"{sessions}x{size // 1024}")
+                        if srv.name == "imsd" else None)
+                try:
+                    r = run_point(srv, sessions, size, count)
+                finally:
+                    perfhook.stop(perf)
                 r["round"] = rnd
                 results.append(r)
                 print(f"inbound: {sessions:3} x {size // 1024:2} KiB, {count:5} msgs, "

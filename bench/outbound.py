@@ -12,20 +12,21 @@ Environment: IMS_BENCH_SCALE (message counts times this, default 1), IMS_BENCH_R
 server and point, default 2), IMS_BENCH_WAIT (seconds the sink may take after smtp-source
 exited, at least; default 60), IMS_BENCH_STALL (seconds without a new message at the sink,
 once smtp-source exited, after which a run is given up; default 15), IMS_BENCH_COMMAND (the
-command line shown in the report), IMS_BENCH_POINTS (only these points, as SESSIONSxKIB words:
-"100x4 20x64"; default all), IMS_BENCH_PERF (a directory: perf record -g on imsd through each of
-its runs, into DIR/perf-<sessions>x<KiB>-<n>.data; such runs carry perf's own cost),
-IMS_BENCH_PERF_ARGS (perf's arguments before -p PID -o FILE; default "record -q -g").
+command line shown in the report), IMS_BENCH_POINTS, IMS_BENCH_PERF and IMS_BENCH_PERF_ARGS
+(perfhook.py: only some points; perf on imsd through each of its runs, into
+DIR/perf-<sessions>x<KiB>-<n>.data).
 PIDFILE is imsd's $IMS_ROOT/run/imsd.pid or Postfix's master.pid; the server's processes are
 that one and all its descendants."""
 import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import perfhook  # noqa: E402  (IMS_BENCH_PERF, IMS_BENCH_POINTS)
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -149,62 +150,12 @@ def quiesce(srv):
     return n - start
 
 
-def selected_points():
-    """POINTS, or those IMS_BENCH_POINTS names ("100x4 20x64": sessions x KiB)."""
-    words = os.environ.get("IMS_BENCH_POINTS", "").replace(",", " ").split()
-    if not words:
-        return POINTS
-    want = set()
-    for w in words:
-        m = re.fullmatch(r"(\d+)x(\d+)", w)
-        if not m:
-            sys.exit(f"outbound.py: IMS_BENCH_POINTS: {w!r} is not SESSIONSxKIB")
-        want.add((int(m.group(1)), int(m.group(2)) * 1024))
-    points = [p for p in POINTS if (p[0], p[1]) in want]
-    if len(points) != len(want):
-        sys.exit(f"outbound.py: IMS_BENCH_POINTS: not all of {words} are points "
-                 f"({' '.join(f'{s}x{b // 1024}' for s, b, _ in POINTS)})")
-    return points
-
-
-def perf_start(srv, sessions, size):
-    """With IMS_BENCH_PERF=DIR and imsd: perf record -g on it through one run, into
-    DIR/perf-<sessions>x<KiB>-<n>.data; else None."""
-    d = os.environ.get("IMS_BENCH_PERF")
-    if not d or srv.name != "imsd":
-        return None
-    n = 0
-    while os.path.exists(os.path.join(d, f"perf-{sessions}x{size // 1024}-{n}.data")):
-        n += 1
-    cmd = os.environ.get("IMS_BENCH_PERF_ARGS", "record -q -g").split()
-    p = subprocess.Popen(["perf"] + cmd + ["-p", str(srv.main_pid()), "-o",
-                          os.path.join(d, f"perf-{sessions}x{size // 1024}-{n}.data")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # perf attached to every thread before the load starts
-    return p
-
-
-def perf_stop(p):
-    if p:
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
-
-
 def run_point(srv, sessions, size, count):
     """One load point against one server: a dict of the measures."""
     late = quiesce(srv)
     owed = srv.owed
     os.sync()  # the previous run's writeback must not land on this one
     time.sleep(0.2)
-    perf = perf_start(srv, sessions, size)
-    try:
-        return measure(srv, sessions, size, count, late, owed)
-    finally:
-        perf_stop(perf)
-
-
-def measure(srv, sessions, size, count, late, owed):
-    """run_point's run itself, once the server is quiet."""
     sess0, base = srv.sink.counts()
     cpu0 = srv.cpu()
     t0 = time.monotonic()
@@ -260,19 +211,25 @@ def describe(r):
 def cmd_load(args, servers):
     scale = float(os.environ.get("IMS_BENCH_SCALE", "1"))
     rounds = max(1, int(os.environ.get("IMS_BENCH_ROUNDS", "2")))
+    chosen = perfhook.points(POINTS, "outbound.py")  # before the warm-up: a bad word fails at once
     for srv in servers:  # warm both up: processes forked, connections to the sink made
         r = run_point(srv, *WARMUP)
         print(f"outbound: warm-up {WARMUP[0]} x {WARMUP[1] // 1024} KiB, {WARMUP[2]} msgs, "
               f"{srv.name:<7}: {describe(r)}", file=sys.stderr, flush=True)
     results = []
     turn = 0  # who goes first alternates from one run of a point to the next
-    for sessions, size, base in selected_points():
+    for sessions, size, base in chosen:
         count = max(sessions, int(round(base * scale)))
         for rnd in range(rounds):
             order = servers if turn % 2 == 0 else servers[::-1]
             turn += 1
             for srv in order:
-                r = run_point(srv, sessions, size, count)
+                perf = (perfhook.start(srv.main_pid(), f"{sessions}x{size // 1024}")
+                        if srv.name == "imsd" else None)
+                try:
+                    r = run_point(srv, sessions, size, count)
+                finally:
+                    perfhook.stop(perf)
                 r["round"] = rnd
                 results.append(r)
                 print(f"outbound: {sessions:3} x {size // 1024:2} KiB, {count:5} msgs, "
