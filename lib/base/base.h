@@ -92,6 +92,11 @@ int base_pread_all(int fd, void *p, size_t n, uint64_t off, size_t *got);
  * starts at the beginning); a symbolic link is not followed unless name is ".". NULL with
  * errno set on failure. The caller closes it with closedir. */
 DIR *base_opendirat(int dirfd, const char *name);
+/* base_rename_noreplace - move from (under fromfd) to to (under tofd) unless to exists: one
+ * renameat2(RENAME_NOREPLACE), or where the file system has no such flag a link and an unlink
+ * of from (which refuses to replace too). Returns 0, EEXIST when to exists (from is left
+ * where it is), or another errno value. */
+int base_rename_noreplace(int fromfd, const char *from, int tofd, const char *to);
 
 /* Time. */
 

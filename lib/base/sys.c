@@ -188,6 +188,18 @@ DIR *base_opendirat(int dirfd, const char *name)
     return dir;
 }
 
+int base_rename_noreplace(int fromfd, const char *from, int tofd, const char *to)
+{
+    if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return errno;
+    if (linkat(fromfd, from, tofd, to, 0))
+        return errno;
+    unlinkat(fromfd, from, 0);
+    return 0;
+}
+
 int base_pread_all(int fd, void *p, size_t n, uint64_t off, size_t *got)
 {
     *got = 0;

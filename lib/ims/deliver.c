@@ -114,6 +114,7 @@ typedef struct dl_msg {
     char host[DELIVER_HOST_MAX + 1]; /* f.host as a file name may hold it */
     char name[DELIVER_NAME_MAX];     /* in MTS-IN */
     int tmp_fd;                      /* MTS-IN/tmp/<name> being written, or -1 */
+    bool tmp_made;                   /* MTS-IN/tmp/<name> made in this round, not yet gone */
     bool in_mts;                     /* MTS-IN/new/<name> is there */
     uint64_t size;                   /* its size in bytes: the S= of the recipients' copies */
     size_t *leader;  /* per recipient: the lowest index with the same Maildir (one copy each) */
@@ -389,10 +390,21 @@ static void mts_count(ims_deliverer *d, dl_msg *m, bool entered)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* mts_remove - m's copy leaves MTS-IN. */
+/* has_locals - m has a recipient in a mailbox (routes are fixed at spooling): only such a
+ * message ever has a copy in MTS-IN. */
+static bool has_locals(const dl_msg *m)
+{
+    for (size_t i = 0; i < m->f.nrcpt; i++)
+        if (m->f.rcpts[i].route == IMS_ROUTE_LOCAL)
+            return true;
+    return false;
+}
+
+/* mts_remove - m's copy leaves MTS-IN (a copy made before a crash included). */
 static void mts_remove(ims_deliverer *d, dl_msg *m)
 {
-    unlinkat(d->mts_new_fd, m->name, 0);
+    if (has_locals(m))
+        unlinkat(d->mts_new_fd, m->name, 0);
     pthread_mutex_lock(&d->lock);
     if (m->item->mts_counted) {
         m->item->mts_counted = false;
@@ -417,6 +429,7 @@ static void start_mts(ims_deliverer *d, dl_msg *m)
         fail(m, errno, SIZE_MAX);
         return;
     }
+    m->tmp_made = true;
     buf h = BUF_INIT;
     uint64_t body = 0;
     int rc = headers(m, &h);
@@ -429,6 +442,7 @@ static void start_mts(ims_deliverer *d, dl_msg *m)
         close(m->tmp_fd);
         m->tmp_fd = -1;
         unlinkat(d->mts_tmp_fd, m->name, 0);
+        m->tmp_made = false;
         fail(m, rc, SIZE_MAX);
     }
 }
@@ -524,9 +538,13 @@ static void sync_mts(ims_deliverer *d, dl_msg *ms, size_t n)
         int rc = d->errs[j++];
         close(m->tmp_fd);
         m->tmp_fd = -1;
-        if (!rc && linkat(d->mts_tmp_fd, m->name, d->mts_new_fd, m->name, 0) && errno != EEXIST)
-            rc = errno;
-        unlinkat(d->mts_tmp_fd, m->name, 0);
+        /* Into MTS-IN/new, never over a copy there (EEXIST: an earlier try's, as good). */
+        int mv = rc ? rc : base_rename_noreplace(d->mts_tmp_fd, m->name, d->mts_new_fd, m->name);
+        if (mv)
+            unlinkat(d->mts_tmp_fd, m->name, 0);
+        m->tmp_made = false;
+        if (mv && mv != EEXIST)
+            rc = mv;
         if (rc) {
             fail(m, rc, SIZE_MAX);
         } else {
@@ -858,8 +876,6 @@ static void space_full(ims_deliverer *d, const char *path, int err)
 /* space_back - a message was delivered: ends an episode. */
 static void space_back(ims_deliverer *d, const char *path)
 {
-    if (!d->no_space)
-        return;
     d->no_space = false;
     char fs[PATH_MAX + 128];
     dl_event(d, IMS_EV_DISK_SPACE_BACK, IMS_CAT_MESSAGE_TRANSFER, IMS_SEV_INFO,
@@ -880,13 +896,22 @@ static const char *mts_in_path(const ims_deliverer *d, char *out, size_t n)
     return out;
 }
 
+/* tmp_remove - a copy of m still being made in MTS-IN/tmp goes (start-up removes those of
+ * an earlier run). */
+static void tmp_remove(ims_deliverer *d, dl_msg *m)
+{
+    if (m->tmp_made)
+        unlinkat(d->mts_tmp_fd, m->name, 0);
+    m->tmp_made = false;
+}
+
 /* conclude - all recipients done: MTS-IN's copy goes, then the spool file. Else the event
  * that says why, and a retry later. */
 static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *finished)
 {
     if (m->parsed && !m->failed && all_done(m)) {
         mts_remove(d, m);
-        unlinkat(d->mts_tmp_fd, m->name, 0);
+        tmp_remove(d, m);
         int rc;
         if (d->archive)
             rc = renameat(d->in_fd, m->f.id, d->archive_fd, m->f.id);
@@ -903,8 +928,10 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
             m->item->finished = true;
             (*finished)++;
             char path[PATH_MAX];
-            space_back(d, m->f.nrcpt && m->f.rcpts[0].maildir ? m->f.rcpts[0].maildir
-                                                              : mts_in_path(d, path, sizeof path));
+            if (d->no_space) /* the path only for the event: no readlink a message */
+                space_back(d, m->f.nrcpt && m->f.rcpts[0].maildir
+                                  ? m->f.rcpts[0].maildir
+                                  : mts_in_path(d, path, sizeof path));
             return;
         }
     }
@@ -928,10 +955,11 @@ static void conclude(ims_deliverer *d, dl_msg *m, uint64_t *deferred, uint64_t *
             d->handover(d->handover_arg, m->f.id);
         }
         mts_remove(d, m);
-        unlinkat(d->mts_tmp_fd, m->name, 0);
+        tmp_remove(d, m);
         m->item->finished = true;
         char path[PATH_MAX];
-        space_back(d, mts_in_path(d, path, sizeof path));
+        if (d->no_space)
+            space_back(d, mts_in_path(d, path, sizeof path));
         return;
     }
     *deferred += m->nfailed ? m->nfailed : 1;

@@ -497,16 +497,7 @@ static int finish_file(ims_spool_msg *m)
 
 static int move_into_in(ims_spool *sp, const ims_spool_msg *m)
 {
-    const char *id = m->id, *from = m->wname;
-    if (renameat2(sp->work_fd, from, sp->in_fd, id, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS)
-        return errno;
-    /* A file system without RENAME_NOREPLACE: link refuses to replace too. */
-    if (linkat(sp->work_fd, from, sp->in_fd, id, 0))
-        return errno;
-    unlinkat(sp->work_fd, from, 0);
-    return 0;
+    return base_rename_noreplace(sp->work_fd, m->wname, sp->in_fd, m->id);
 }
 
 static void track_received(ims_spool *sp, const ims_spool_msg *m)

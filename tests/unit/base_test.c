@@ -264,13 +264,60 @@ static void test_pread_and_opendirat(void **state)
     rmdir(dir);
 }
 
+/* base_rename_noreplace moves a file into another directory, but never over one there: then
+ * EEXIST, and both files stay as they were. A missing source is ENOENT. */
+static void test_rename_noreplace(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/base_test.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char a[64], b[64], path[96];
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    assert_int_equal(mkdir(a, 0700), 0);
+    assert_int_equal(mkdir(b, 0700), 0);
+    int afd = open(a, O_RDONLY | O_DIRECTORY), bfd = open(b, O_RDONLY | O_DIRECTORY);
+    assert_true(afd >= 0 && bfd >= 0);
+    snprintf(path, sizeof path, "%s/x", a);
+    assert_int_equal(base_write_file_atomic(path, "new", 3, 0600), 0);
+    snprintf(path, sizeof path, "%s/y", b);
+    assert_int_equal(base_write_file_atomic(path, "old", 3, 0600), 0);
+    assert_int_equal(base_rename_noreplace(afd, "x", bfd, "y"), EEXIST);
+    char got[8] = {0};
+    int fd = openat(bfd, "y", O_RDONLY);
+    assert_int_equal(read(fd, got, sizeof got), 3);
+    assert_string_equal(got, "old");
+    close(fd);
+    assert_int_equal(faccessat(afd, "x", F_OK, 0), 0);
+    assert_int_equal(base_rename_noreplace(afd, "x", bfd, "z"), 0);
+    assert_int_equal(faccessat(afd, "x", F_OK, 0), -1);
+    memset(got, 0, sizeof got);
+    fd = openat(bfd, "z", O_RDONLY);
+    assert_int_equal(read(fd, got, sizeof got), 3);
+    assert_string_equal(got, "new");
+    close(fd);
+    assert_int_equal(base_rename_noreplace(afd, "x", bfd, "w"), ENOENT);
+    unlinkat(bfd, "y", 0);
+    unlinkat(bfd, "z", 0);
+    close(afd);
+    close(bfd);
+    rmdir(a);
+    rmdir(b);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),    cmocka_unit_test(test_utf),
-        cmocka_unit_test(test_cp1252), cmocka_unit_test(test_crc32c),
-        cmocka_unit_test(test_sha256), cmocka_unit_test(test_b64),
-        cmocka_unit_test(test_files),  cmocka_unit_test(test_pread_and_opendirat),
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_utf),
+        cmocka_unit_test(test_cp1252),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_b64),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_pread_and_opendirat),
+        cmocka_unit_test(test_rename_noreplace),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
