@@ -224,12 +224,8 @@ def cmd_load(args, servers):
             order = servers if turn % 2 == 0 else servers[::-1]
             turn += 1
             for srv in order:
-                perf = (perfhook.start(srv.main_pid(), f"{sessions}x{size // 1024}")
-                        if srv.name == "imsd" else None)
-                try:
-                    r = run_point(srv, sessions, size, count)
-                finally:
-                    perfhook.stop(perf)
+                r = perfhook.around(srv, sessions, size,
+                                    lambda: run_point(srv, sessions, size, count))
                 r["round"] = rnd
                 results.append(r)
                 print(f"outbound: {sessions:3} x {size // 1024:2} KiB, {count:5} msgs, "

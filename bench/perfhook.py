@@ -46,6 +46,16 @@ def stop(p):
             p.wait()
 
 
+def around(srv, sessions, size, run):
+    """run()'s result, with perf on srv through it when srv is imsd (srv.name, srv.main_pid())
+    and IMS_BENCH_PERF is set: perf-<sessions>x<KiB>-<n>.data."""
+    p = start(srv.main_pid(), f"{sessions}x{size // 1024}") if srv.name == "imsd" else None
+    try:
+        return run()
+    finally:
+        stop(p)
+
+
 def points(all_points, me):
     """all_points ((sessions, bytes, count) tuples), or those IMS_BENCH_POINTS names; exits
     with a message naming me when a word is not one of them."""
