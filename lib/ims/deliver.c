@@ -873,7 +873,8 @@ static void space_full(ims_deliverer *d, const char *path, int err)
              ims_fs_describe(path, fs, sizeof fs), strerror(err));
 }
 
-/* space_back - a message was delivered: ends an episode. */
+/* space_back - a message was delivered while d->no_space (the caller checks): ends the
+ * episode with its event. */
 static void space_back(ims_deliverer *d, const char *path)
 {
     d->no_space = false;
