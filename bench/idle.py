@@ -10,8 +10,8 @@ Environment: IMS_BENCH_IDLE (K, default 10000), IMS_BENCH_HOLD (seconds the firs
 idle, default 5), IMS_BENCH_ROUNDS (rounds of the load with and without them, default 3),
 IMS_BENCH_SESSIONS (default 20), IMS_BENCH_MSGS (messages per load run, default 2000),
 IMS_BENCH_SIZE (bytes per message, default 4096), IMS_BENCH_SOURCES (source addresses the idle
-connections come from, 127.0.0.2 on, default 8), IMS_BENCH_PERF and IMS_BENCH_PERF_ARGS (perfhook.py:
-perf on imsd through each load run, into DIR/perf-idle<K>-<n>.data)."""
+connections come from, 127.0.0.2 on, default 8), IMS_BENCH_PERF and IMS_BENCH_PERF_ARGS
+(perfhook.py: perf on imsd through each load run, into DIR/perf-idle<K>-<n>.data)."""
 import argparse
 import json
 import os
@@ -196,11 +196,7 @@ def load_run(srv, imsctl, point, k, sources, last_end):
         time.sleep(max(0.0, last_end + GAP - time.monotonic()))
         extra["gap_s"] = time.monotonic() - last_end
         t0 = time.monotonic()
-        perf = perfhook.start(srv.main_pid(), f"idle{k}")
-        try:
-            r = inbound.run_point(srv, *point)
-        finally:
-            perfhook.stop(perf)
+        r = perfhook.around(srv, f"idle{k}", lambda: inbound.run_point(srv, *point))
         extra["end"] = time.monotonic()
         if idle:
             extra["held_s"] = time.monotonic() - t0 + SETTLE

@@ -224,7 +224,7 @@ def cmd_load(args, servers):
             order = servers if turn % 2 == 0 else servers[::-1]
             turn += 1
             for srv in order:
-                r = perfhook.around(srv, sessions, size,
+                r = perfhook.around(srv, f"{sessions}x{size // 1024}",
                                     lambda: run_point(srv, sessions, size, count))
                 r["round"] = rnd
                 results.append(r)

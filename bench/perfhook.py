@@ -46,10 +46,10 @@ def stop(p):
             p.wait()
 
 
-def around(srv, sessions, size, run):
+def around(srv, label, run):
     """run()'s result, with perf on srv through it when srv is imsd (srv.name, srv.main_pid())
-    and IMS_BENCH_PERF is set: perf-<sessions>x<KiB>-<n>.data."""
-    p = start(srv.main_pid(), f"{sessions}x{size // 1024}") if srv.name == "imsd" else None
+    and IMS_BENCH_PERF is set: perf-<label>-<n>.data."""
+    p = start(srv.main_pid(), label) if srv.name == "imsd" else None
     try:
         return run()
     finally:

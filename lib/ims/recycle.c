@@ -34,12 +34,12 @@ struct ims_recycler {
      * begun last when that happened, so a mark at or below it is never covered. */
     uint64_t failed;
     pthread_cond_t synced_cv; /* broadcast at every successful end */
-    /* When the latest commit round's sync began (monotonic), and how many have: only those
+    /* When the latest commit round's sync began (monotonic; had_round: one has): only those
      * are worth waiting for. Another writer's own syncs do not say that mail comes in, and
      * counting them made each of its rounds wait out the whole share time for nobody once
      * mail had stopped (the outbound queue's, one connection's next message behind it). */
     struct timespec last_begin;
-    uint64_t rounds;
+    bool had_round;
     uint64_t reused, kept;
 };
 
@@ -194,7 +194,7 @@ bool ims_recycler_wait_covered(ims_recycler *r, uint64_t need, unsigned ms)
      * else is about to sync, and the caller had better sync at once. */
     int64_t since = (int64_t)(now.tv_sec - r->last_begin.tv_sec) * 1000 +
                     (now.tv_nsec - r->last_begin.tv_nsec) / 1000000;
-    bool busy = r->rounds > 0 && since <= (int64_t)ms;
+    bool busy = r->had_round && since <= (int64_t)ms;
     while (busy && !covered(r, need) && r->failed < need &&
            pthread_cond_timedwait(&r->synced_cv, &r->lock, &at) == 0)
         ;
@@ -220,7 +220,7 @@ static uint64_t sync_begin(ims_recycler *r, bool round)
     uint64_t seq = ++r->started;
     if (round) {
         r->last_begin = now;
-        r->rounds++;
+        r->had_round = true;
     }
     pthread_mutex_unlock(&r->lock);
     return seq;
